@@ -1,0 +1,54 @@
+"""The project's exception classes.
+
+Every error a user can cause is one of these, with a message that says what was wrong, where in the
+user's code, and what is allowed. `KernelError`s carry the kernel's source location.
+"""
+
+from __future__ import annotations
+
+
+class TrnsimError(Exception):
+    """Base class for every error trnsim raises on purpose."""
+
+
+class SpecError(TrnsimError):
+    """A hardware spec file or preset is malformed (names the field and the reason)."""
+
+
+class KernelError(TrnsimError):
+    """A kernel broke a rule of the language or the hardware.
+
+    `location` is "file:line" of the kernel code that caused it, when known.
+    """
+
+    def __init__(self, message: str, location: str | None = None, rule: str | None = None) -> None:
+        self.rule = rule
+        self.location = location
+        self.bare_message = message
+        prefix = f"{location}: " if location else ""
+        tag = f"[{rule}] " if rule else ""
+        super().__init__(f"{prefix}{tag}{message}")
+
+
+class TileShapeError(KernelError):
+    """A tile exceeds a hardware tile-size limit (partition dim, PSUM bank, matmul free sizes)."""
+
+
+class DtypeError(KernelError):
+    """An instruction got operand dtypes the hardware does not accept."""
+
+
+class CapacityError(KernelError):
+    """SBUF, PSUM or HBM allocation exceeded the memory's capacity."""
+
+
+class BoundsError(KernelError):
+    """An access fell outside the tensor or memory it addresses."""
+
+
+class ShapeMismatchError(KernelError):
+    """Operand shapes that must agree do not (store of a mismatched tile, contraction dims, ...)."""
+
+
+class UsageError(KernelError):
+    """The kernel language was used in a way it does not support."""

@@ -1,0 +1,103 @@
+"""Loading hardware specs: built-in presets by name, or a user's own TOML/JSON file."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import tomlkit
+from pydantic import ValidationError
+
+from trnsim.errors import SpecError
+from trnsim.hw.spec import HardwareSpec
+
+PRESET_DIR = Path(__file__).parent / "presets"
+
+# Names the Neuron tools accept for a target (NEURON_PLATFORM_TARGET_OVERRIDE), mapped to presets.
+TARGET_ALIASES = {"gen2": "trn1", "gen3": "trn2", "gen4": "trn3"}
+
+
+def list_presets() -> list[str]:
+    return sorted(p.stem for p in PRESET_DIR.glob("*.toml"))
+
+
+def _format_validation(err: ValidationError, origin: str) -> str:
+    lines = [f"invalid hardware spec {origin}:"]
+    for e in err.errors():
+        field = ".".join(str(part) for part in e["loc"]) or "(top level)"
+        lines.append(f"  {field}: {e['msg']}")
+    return "\n".join(lines)
+
+
+def spec_from_dict(data: dict[str, Any], origin: str = "<dict>") -> HardwareSpec:
+    try:
+        return HardwareSpec.model_validate(data)
+    except ValidationError as err:
+        raise SpecError(_format_validation(err, origin)) from None
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise SpecError(f"cannot read hardware spec {path}: {exc.strerror}") from None
+    try:
+        if path.suffix == ".json":
+            data = json.loads(text)
+        else:
+            data = tomllib.loads(text)
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
+        raise SpecError(f"hardware spec {path} is not valid {path.suffix.lstrip('.') or 'TOML'}: {exc}") from None
+    if not isinstance(data, dict):
+        raise SpecError(f"hardware spec {path} must hold a table/object at the top level")
+    return data
+
+
+def load_spec(path: str | Path) -> HardwareSpec:
+    """Load a user's spec file (TOML or JSON with the same fields as the presets)."""
+    p = Path(path)
+    return spec_from_dict(_read(p), str(p))
+
+
+@cache
+def load_preset(name: str) -> HardwareSpec:
+    key = TARGET_ALIASES.get(name.lower(), name.lower())
+    path = PRESET_DIR / f"{key}.toml"
+    if not path.exists():
+        raise SpecError(f"unknown hardware preset {name!r}; known: {', '.join(list_presets())}")
+    return spec_from_dict(_read(path), str(path))
+
+
+def get_spec(target: str | Path | HardwareSpec) -> HardwareSpec:
+    """A preset name (trn1, inf2, trn2, trn3, gen2..gen4), a spec file path, or a spec itself."""
+    if isinstance(target, HardwareSpec):
+        return target
+    text = str(target)
+    if text.endswith((".toml", ".json")) or "/" in text:
+        return load_spec(text)
+    return load_preset(text)
+
+
+def preset_sources(name: str) -> dict[str, str]:
+    """Map "section.key" -> the source comment beside that number in the preset file."""
+    key = TARGET_ALIASES.get(name.lower(), name.lower())
+    doc = tomlkit.parse((PRESET_DIR / f"{key}.toml").read_text())
+    sources: dict[str, str] = {}
+
+    def walk(table: Any, prefix: str) -> None:
+        for k, v in table.items():
+            path = f"{prefix}{k}"
+            if isinstance(v, dict):
+                walk(v, path + ".")
+            elif isinstance(v, list) and v and isinstance(v[0], dict):
+                for item in v:
+                    walk(item, f"{path}[{item.get('name', '')}].")
+            else:
+                comment = getattr(getattr(v, "trivia", None), "comment", "") or ""
+                sources[path] = comment.lstrip("# ").strip()
+
+    walk(doc, "")
+    return sources

@@ -1,0 +1,164 @@
+"""Hardware specs as validated data (pydantic).
+
+A preset file (TOML, under hw/presets/) fills these models; every number in it carries its source as
+a comment. Code never hard-codes a hardware number: it reads it from here. Units are in field names.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, model_validator
+
+
+class _Spec(BaseModel):
+    # Unknown keys are typos in a user's spec file: reject them rather than ignore them.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class EngineSpec(_Spec):
+    """One compute engine's sequencer: its clock and its fixed instruction overheads."""
+
+    clock_ghz: PositiveFloat
+    min_ii_cycles: PositiveInt = Field(description="minimum initiation interval of any instruction")
+    pipeline_latency_cycles: int = Field(
+        ge=0, description="cycles after an instruction's issue slot before a dependent may start"
+    )
+
+
+class TensorEngineSpec(EngineSpec):
+    pe_rows: PositiveInt = Field(description="systolic array rows = max contraction (partition) size")
+    pe_cols: PositiveInt = Field(description="systolic array columns = max stationary free size")
+    moving_fmax: PositiveInt = Field(description="max moving free size of one nc_matmul")
+    fp32_cost_factor: PositiveInt = Field(description="fp32/tf32 matmuls take this many times longer")
+    fp8_double_row: bool = Field(description="fp8 double-row mode (2x fp8 throughput) is available")
+
+
+class VectorEngineSpec(EngineSpec):
+    bf16_copy_speedup: PositiveFloat = Field(
+        description="perf mode for bf16/fp16 tensor_copy/tensor_scalar SBUF->SBUF with unit stride"
+    )
+    bf16_speedup: PositiveFloat = Field(description="perf mode for other all-bf16 instructions")
+
+
+class ScalarEngineSpec(EngineSpec):
+    bf16_speedup: PositiveFloat = Field(description="perf mode for bf16 tensor_scalar/tensor_copy")
+
+
+class GpSimdEngineSpec(EngineSpec):
+    start_cycles: PositiveInt = Field(description="fixed start-up of a GpSimd instruction (GPSIMD_START)")
+
+
+class SyncEngineSpec(EngineSpec):
+    pass
+
+
+class SbufSpec(_Spec):
+    partitions: PositiveInt
+    partition_bytes: PositiveInt
+    full_rate_max_stride_bytes: PositiveInt = Field(
+        description="innermost access stride (bytes) at or above which an engine port runs at half rate"
+    )
+    strided_slowdown: PositiveFloat
+
+
+class PsumSpec(_Spec):
+    partitions: PositiveInt
+    banks: PositiveInt
+    bank_bytes: PositiveInt = Field(description="bytes per partition in one bank (512 fp32)")
+    max_tile_banks: PositiveInt = Field(description="banks one tile (matmul output) may span")
+
+    @property
+    def partition_bytes(self) -> int:
+        return self.banks * self.bank_bytes
+
+
+class DmaSpec(_Spec):
+    queues: PositiveInt = Field(description="DMA queues (engines) per core")
+    queue_bytes_per_ns: PositiveFloat = Field(description="bandwidth of one DMA queue, bytes/ns = GB/s")
+    fixed_latency_ns: float = Field(ge=0, description="descriptor + semaphore latency of one transfer")
+    descriptor_overhead_bytes: float = Field(
+        ge=0,
+        description="per-descriptor cost in byte-times: a run of b contiguous bytes moves at b/(b+this)",
+    )
+
+
+class CoreSpec(_Spec):
+    nc_version: int = Field(ge=2, le=4, description="NeuronCore generation (NKI nc_version gen2..gen4)")
+    tensor: TensorEngineSpec
+    vector: VectorEngineSpec
+    scalar: ScalarEngineSpec
+    gpsimd: GpSimdEngineSpec
+    sync: SyncEngineSpec
+    sbuf: SbufSpec
+    psum: PsumSpec
+    dma: DmaSpec
+
+    @model_validator(mode="after")
+    def _partitions_agree(self) -> CoreSpec:
+        if self.sbuf.partitions != self.psum.partitions:
+            raise ValueError("sbuf.partitions and psum.partitions must be equal")
+        if self.tensor.pe_rows != self.sbuf.partitions:
+            raise ValueError("tensor.pe_rows must equal sbuf.partitions (contraction runs over partitions)")
+        return self
+
+
+class ChipSpec(_Spec):
+    physical_cores: PositiveInt
+    default_lnc: PositiveInt = Field(description="physical cores per logical core by default (LNC)")
+    hbm_bytes: PositiveInt
+    hbm_bytes_per_ns: PositiveFloat = Field(description="HBM bandwidth of the chip, bytes/ns = GB/s")
+    dense_bf16_tflops: PositiveFloat = Field(description="published chip peak, used to check the preset")
+
+    @model_validator(mode="after")
+    def _lnc_divides(self) -> ChipSpec:
+        if self.physical_cores % self.default_lnc:
+            raise ValueError("default_lnc must divide physical_cores")
+        return self
+
+
+class Topology(StrEnum):
+    single = "single"
+    ring = "ring"
+    torus_2d = "torus_2d"
+    torus_2d_ring = "torus_2d_ring"  # 2D torus inside a node, a ring across nodes (Trn2 UltraServer)
+    all_to_all = "all_to_all"
+
+
+class InstanceSpec(_Spec):
+    name: str
+    chips: PositiveInt
+    topology: Topology
+    topology_dims: list[PositiveInt] = Field(default_factory=list, description="e.g. [4, 4] for a 2D torus")
+    link_bytes_per_ns: float = Field(ge=0, description="chip-to-chip bandwidth per chip, bytes/ns")
+    inter_node_link_bytes_per_ns: float = Field(
+        default=0.0, ge=0, description="per-chip bandwidth between nodes (torus_2d_ring only), bytes/ns"
+    )
+    hop_latency_ns: float = Field(ge=0, description="latency of one chip-to-chip hop")
+
+    @model_validator(mode="after")
+    def _dims_match_chips(self) -> InstanceSpec:
+        if self.topology_dims:
+            prod = 1
+            for d in self.topology_dims:
+                prod *= d
+            if prod != self.chips:
+                raise ValueError(f"topology_dims {self.topology_dims} multiply to {prod}, not chips={self.chips}")
+        return self
+
+
+class HardwareSpec(_Spec):
+    name: str
+    description: str = ""
+    core: CoreSpec
+    chip: ChipSpec
+    instances: list[InstanceSpec] = Field(default_factory=list)
+
+    def instance(self, name: str) -> InstanceSpec:
+        for inst in self.instances:
+            if inst.name == name:
+                return inst
+        known = ", ".join(i.name for i in self.instances) or "none"
+        from trnsim.errors import SpecError
+
+        raise SpecError(f"{self.name} has no instance {name!r}; known: {known}")

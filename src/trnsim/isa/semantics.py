@@ -1,0 +1,140 @@
+"""What each instruction computes: the living definition of the ISA, in numpy.
+
+Every function takes float32 operands (the engines' internal precision, trainium.md §3.3) already
+read from memory, and returns float32 results; the caller casts on write. TensorE takes its inputs
+in their stored dtype, converted exactly to fp32, and accumulates in fp32 like the PSUM.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from trnsim.isa.alu import ACTIVATIONS, BINARY_OPS, REDUCE_OPS
+
+Array = np.ndarray
+F32 = np.float32
+
+
+def as_2d(x: Array) -> Array:
+    """View a tile as [partition, flattened free]: how engines iterate over it."""
+    return x.reshape(x.shape[0], -1)
+
+
+def dma_copy(src: Array) -> Array:
+    # DMA casts through fp32 when dtypes differ; the caller casts to the destination dtype.
+    return src
+
+
+def nc_matmul(stationary: Array, moving: Array, double_row: bool = False) -> Array:
+    """dst[M, N] = stationary[K, M].T @ moving[K, N]; double-row: inputs [K, 2, M] and [K, 2, N]."""
+    if double_row:
+        k = stationary.shape[0] * 2
+        stationary = stationary.reshape(k, -1)
+        moving = moving.reshape(k, -1)
+    return np.matmul(as_2d(stationary).T.astype(F32), as_2d(moving).astype(F32), dtype=F32)
+
+
+def nc_transpose(data: Array) -> Array:
+    return np.ascontiguousarray(as_2d(data).T)
+
+
+def activation(
+    func: str, data: Array, scale: Array | float = 1.0, bias: Array | None = None
+) -> Array:
+    """out = func(data * scale + bias); scale is a scalar or a [P, 1] vector, bias a [P, 1] vector."""
+    x = as_2d(data) * (scale if np.isscalar(scale) else as_2d(np.asarray(scale)))
+    if bias is not None:
+        x = x + as_2d(bias)
+    return ACTIVATIONS[func](x.astype(F32)).astype(F32).reshape(data.shape)
+
+
+def reduce_free(op: str, data: Array) -> Array:
+    """Reduce each partition's free elements to one value: [P, ...] -> [P, 1]."""
+    return REDUCE_OPS[op](as_2d(data), axis=1, keepdims=True).astype(F32)
+
+
+def tensor_tensor(op: str, a: Array, b: Array) -> Array:
+    return BINARY_OPS[op](a, b).astype(F32)
+
+
+def tensor_scalar(
+    data: Array,
+    op0: str,
+    operand0: Array | float,
+    reverse0: bool = False,
+    op1: str | None = None,
+    operand1: Array | float | None = None,
+    reverse1: bool = False,
+) -> Array:
+    """(data op0 operand0) op1 operand1; operands are scalars or [P, 1] vectors broadcast along free."""
+
+    def apply(x: Array, op: str, operand: Array | float, reverse: bool) -> Array:
+        v = operand if np.isscalar(operand) else np.asarray(operand).reshape(x.shape[0], *([1] * (x.ndim - 1)))
+        return BINARY_OPS[op](v, x) if reverse else BINARY_OPS[op](x, v)
+
+    out = apply(data, op0, operand0, reverse0)
+    if op1 is not None:
+        assert operand1 is not None
+        out = apply(out, op1, operand1, reverse1)
+    return out.astype(F32)
+
+
+def tensor_reduce(op: str, data: Array, axes: tuple[int, ...], negate: bool = False, keepdims: bool = False) -> Array:
+    out = REDUCE_OPS[op](data, axis=axes, keepdims=keepdims).astype(F32)
+    return -out if negate else out
+
+
+def tensor_copy(src: Array) -> Array:
+    return src
+
+
+def memset(shape: tuple[int, ...], value: float) -> Array:
+    return np.full(shape, value, dtype=F32)
+
+
+def iota(shape: tuple[int, ...], pattern: list[tuple[int, int]], offset: int, channel_multiplier: int) -> Array:
+    """value[p, i0, i1, ...] = offset + p * channel_multiplier + sum_k i_k * step_k.
+
+    `pattern` is NKI's access-pattern list [[step, count], ...] over the free dims.
+    """
+    p = np.arange(shape[0], dtype=np.int64).reshape(-1, *([1] * len(pattern)))
+    out = offset + p * channel_multiplier
+    for k, (step, count) in enumerate(pattern):
+        idx_shape = [1] * (len(pattern) + 1)
+        idx_shape[k + 1] = count
+        out = out + np.arange(count, dtype=np.int64).reshape(idx_shape) * step
+    return out.reshape(shape).astype(F32)
+
+
+def affine_select(predicate: Array, on_true: Array, on_false_value: float) -> Array:
+    """Keep on_true where the (affine) predicate holds, else on_false_value."""
+    return np.where(predicate, on_true, F32(on_false_value)).astype(F32)
+
+
+def select(predicate: Array, on_true: Array, on_false: Array | float) -> Array:
+    return np.where(predicate != 0, on_true, on_false).astype(F32)
+
+
+def bn_stats(data: Array) -> Array:
+    """Per partition: (count, mean, var*count) of the even elements, then of the odd ones -> [P, 6]."""
+    x = as_2d(data).astype(np.float64)
+    out = np.empty((x.shape[0], 6), dtype=np.float64)
+    for half, part in enumerate((x[:, 0::2], x[:, 1::2])):
+        n = part.shape[1]
+        mean = part.mean(axis=1) if n else np.zeros(x.shape[0])
+        m2 = ((part - mean[:, None]) ** 2).sum(axis=1) if n else np.zeros(x.shape[0])
+        out[:, 3 * half] = n
+        out[:, 3 * half + 1] = mean
+        out[:, 3 * half + 2] = m2
+    return out.astype(F32)
+
+
+def bn_aggr(stats: Array) -> Array:
+    """Combine (count, mean, var*count) triples per partition into (mean, variance) -> [P, 2]."""
+    s = as_2d(stats).astype(np.float64).reshape(stats.shape[0], -1, 3)
+    count, mean, m2 = s[..., 0], s[..., 1], s[..., 2]
+    total = count.sum(axis=1)
+    safe = np.where(total > 0, total, 1.0)
+    gmean = (count * mean).sum(axis=1) / safe
+    gm2 = (m2 + count * (mean - gmean[:, None]) ** 2).sum(axis=1)
+    return np.stack([gmean, gm2 / safe], axis=1).astype(F32)

@@ -1,0 +1,46 @@
+"""trnsim.nki: the NKI-compatible kernel language.
+
+`import trnsim.nki as nki; import trnsim.nki.language as nl; import trnsim.nki.isa as nisa` works like
+the current NKI API; `trnsim.nki.install_aliases()` also makes `import nki` and the legacy
+`import neuronxcc.nki` resolve here.
+"""
+
+from trnsim.nki import isa, language
+from trnsim.nki.kernel import (
+    Kernel,
+    TensorSpec,
+    baremetal,
+    benchmark,
+    jit,
+    launch,
+    profile,
+    simulate,
+    simulate_kernel,
+)
+from trnsim.nki.target import get_target_spec, set_target
+from trnsim.nki.tensor import NkiTensor
+
+
+def install_aliases() -> None:
+    from trnsim.nki.aliases import install_aliases as _install
+
+    _install()
+
+
+__all__ = [
+    "Kernel",
+    "NkiTensor",
+    "TensorSpec",
+    "baremetal",
+    "benchmark",
+    "get_target_spec",
+    "install_aliases",
+    "isa",
+    "jit",
+    "language",
+    "launch",
+    "profile",
+    "set_target",
+    "simulate",
+    "simulate_kernel",
+]

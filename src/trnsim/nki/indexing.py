@@ -1,0 +1,60 @@
+"""Legacy index expressions: nl.arange, nl.mgrid, nl.ds, nl.par_dim.
+
+Index expressions are integer numpy arrays that broadcast like numpy: `nl.arange(128)[:, None]` is a
+partition index, `nl.arange(512)[None, :]` a free index; arithmetic and comparisons on them build
+index arrays and masks.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from trnsim.nki.tensor import DynSlice
+
+
+def arange(*args: int) -> np.ndarray:
+    return np.arange(*args, dtype=np.int64)
+
+
+def ds(start: int, size: int) -> DynSlice:
+    return DynSlice(start, size)
+
+
+class ParDim(int):
+    """An int that marks the partition dim of a shape (legacy block dims come before it)."""
+
+
+def par_dim(n: int) -> ParDim:
+    return ParDim(n)
+
+
+class _Grid(tuple):  # type: ignore[type-arg]
+    """Result of nl.mgrid[...]: unpackable, with .p/.x/.y/.z fields."""
+
+    @property
+    def p(self) -> np.ndarray:
+        return self[0]  # type: ignore[no-any-return]
+
+    @property
+    def x(self) -> np.ndarray:
+        return self[1]  # type: ignore[no-any-return]
+
+    @property
+    def y(self) -> np.ndarray:
+        return self[2]  # type: ignore[no-any-return]
+
+    @property
+    def z(self) -> np.ndarray:
+        return self[3]  # type: ignore[no-any-return]
+
+
+class _MGrid:
+    def __getitem__(self, key: Any) -> _Grid:
+        keys = key if isinstance(key, tuple) else (key,)
+        axes = [np.arange(k.start or 0, k.stop, k.step or 1, dtype=np.int64) for k in keys]
+        return _Grid(np.meshgrid(*axes, indexing="ij", sparse=True))
+
+
+mgrid = _MGrid()

@@ -1,0 +1,94 @@
+"""Enums shared by the current and legacy `nki.isa` modules."""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Any
+
+from trnsim.isa.opcodes import Engine
+
+
+class engine(Enum):  # noqa: N801 - NKI's spelling
+    unknown = 0
+    tensor = 1
+    scalar = 2
+    gpsimd = 3
+    dma = 4
+    vector = 5
+    sync = 6
+
+
+tensor_engine = engine.tensor
+vector_engine = engine.vector
+scalar_engine = engine.scalar
+gpsimd_engine = engine.gpsimd
+dma_engine = engine.dma
+unknown_engine = engine.unknown
+
+
+class reduce_cmd(Enum):  # noqa: N801
+    idle = 0
+    reset = 1
+    reduce = 2
+    reset_reduce = 3
+    load_reduce = 4
+
+
+class dge_mode(Enum):  # noqa: N801
+    unknown = 0
+    swdge = 1
+    hwdge = 2
+    none = 3
+
+
+class oob_mode(Enum):  # noqa: N801
+    error = 0
+    skip = 1
+
+
+class matmul_perf_mode(Enum):  # noqa: N801
+    none = 0
+    double_row = 1
+
+
+class nc_version(Enum):  # noqa: N801
+    gen2 = 2
+    gen3 = 3
+    gen4 = 4
+
+
+_ENGINES = {
+    engine.tensor: Engine.TENSOR,
+    engine.vector: Engine.VECTOR,
+    engine.scalar: Engine.SCALAR,
+    engine.gpsimd: Engine.GPSIMD,
+    engine.sync: Engine.SYNC,
+}
+
+
+def to_engine(e: Any) -> Engine | None:
+    """An nki.isa engine (enum or int) as the simulator's Engine; unknown means 'let the compiler pick'."""
+    if e is None or e == engine.unknown or e == 0:
+        return None
+    if isinstance(e, Engine):
+        return e
+    if isinstance(e, int):
+        e = engine(e)
+    return _ENGINES.get(e)
+
+
+def get_nc_version() -> nc_version:
+    from trnsim.nki.context import maybe_current
+    from trnsim.nki.target import get_target_spec
+
+    ctx = maybe_current()
+    spec = ctx.machine.spec if ctx is not None else get_target_spec()
+    return nc_version(spec.core.nc_version)
+
+
+def pattern_values(shape: tuple[int, ...], pattern: Any, offset: int, channel_multiplier: int) -> Any:
+    """offset + p * channel_multiplier + sum_k i_k * step_k over NKI's [[step, count], ...] pattern."""
+    from trnsim.isa.semantics import iota as _iota
+
+    pat = [(int(s), int(n)) for s, n in pattern]
+    return _iota((shape[0], *[n for _, n in pat]), pat, int(offset), int(channel_multiplier))

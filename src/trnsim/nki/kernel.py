@@ -1,0 +1,262 @@
+"""Kernel entry points: nki.jit, kernel[grid](...), nki.simulate, trnsim.nki.profile, and the legacy
+nki.simulate_kernel / nki.benchmark / nki.baremetal.
+
+A launch copies the arguments into HBM, traces the kernel once per SPMD program (programs spread over
+the chip's physical cores), then schedules the instruction stream to get its timeline.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from trnsim import dtypes
+from trnsim.errors import UsageError
+from trnsim.hw.spec import HardwareSpec
+from trnsim.nki.context import TraceContext, activate, maybe_current, user_location
+from trnsim.nki.target import get_target_spec
+from trnsim.nki.tensor import NkiTensor
+from trnsim.runtime.profile import Profile
+from trnsim.sim.machine import Machine, Mode
+from trnsim.sim.memory import MemoryKind
+from trnsim.sim.scheduler import schedule
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """A kernel argument with a shape and dtype but no values (timing-only runs)."""
+
+    shape: tuple[int, ...]
+    dtype: Any = "float32"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "shape", tuple(int(s) for s in self.shape))
+        object.__setattr__(self, "dtype", dtypes.resolve(self.dtype))
+
+
+class Kernel:
+    """A traced NKI kernel; `kernel[grid]` sets its SPMD launch grid."""
+
+    def __init__(self, fn: Callable[..., Any], grid: tuple[int, ...] = (1,)) -> None:
+        self.fn = fn
+        self.grid = grid
+        self.benchmark_result: BenchmarkResult | None = None
+        functools.update_wrapper(self, fn)  # type: ignore[arg-type]
+
+    @property
+    def name(self) -> str:
+        return getattr(self.fn, "__name__", "kernel")
+
+    def __getitem__(self, grid: Any) -> Kernel:
+        g = tuple(int(x) for x in (grid if isinstance(grid, tuple | list) else (grid,)))
+        if not g or any(x < 1 for x in g):
+            raise UsageError(f"launch grid must be positive integers, got {grid!r}", user_location())
+        k = Kernel(self.fn, g)
+        return k
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if maybe_current() is not None:  # a kernel calling another kernel: trace it inline
+            return self.fn(*args, **kwargs)
+        return simulate(self)(*args, **kwargs)
+
+
+def jit(fn: Callable[..., Any] | None = None, mode: str = "auto", **_: Any) -> Any:
+    """Decorator: `@nki.jit` or `@nki.jit(mode=...)`."""
+    if fn is None:
+        return lambda f: Kernel(f)
+    return fn if isinstance(fn, Kernel) else Kernel(fn)
+
+
+def _as_kernel(kernel: Any) -> Kernel:
+    if isinstance(kernel, Kernel):
+        return kernel
+    if callable(kernel):
+        return Kernel(kernel)
+    raise UsageError(f"expected a kernel function, got {type(kernel).__name__}", user_location())
+
+
+def _to_numpy(x: Any) -> tuple[np.ndarray, bool]:
+    """A numpy copy of an array argument, and whether it came from torch."""
+    if type(x).__module__.startswith("torch"):
+        import torch
+
+        t = x.detach().cpu()
+        if t.dtype == torch.bfloat16:
+            return t.view(torch.int16).numpy().view(dtypes.bfloat16), True
+        return t.numpy(), True
+    return np.asarray(x), False
+
+
+def _input_tensor(machine: Machine, arg: Any, index: int) -> tuple[Any, bool]:
+    if isinstance(arg, TensorSpec):
+        if machine.functional:
+            raise UsageError(
+                f"argument {index} is a TensorSpec (shape only): run with mode='timing', or pass an array",
+                user_location(),
+            )
+        alloc = machine.allocate(MemoryKind.HBM, arg.shape, arg.dtype, f"arg{index}")
+        alloc.mark_all_written()
+        return NkiTensor(alloc), False
+    if isinstance(arg, np.ndarray) or type(arg).__module__.startswith("torch") and hasattr(arg, "shape"):
+        data, from_torch = _to_numpy(arg)
+        alloc = machine.allocate(MemoryKind.HBM, tuple(data.shape), data.dtype, f"arg{index}")
+        if alloc.storage is not None:
+            alloc.storage[...] = data
+        alloc.mark_all_written()
+        return NkiTensor(alloc), from_torch
+    return arg, False
+
+
+def _output(value: Any, functional: bool, as_torch: bool) -> Any:
+    if isinstance(value, NkiTensor):
+        if not functional:
+            return TensorSpec(tuple(value.shape), value.dtype)
+        arr = np.array(value.read())
+        if as_torch:
+            import torch
+
+            if arr.dtype == dtypes.bfloat16:
+                return torch.from_numpy(arr.view(np.int16)).view(torch.bfloat16)
+            return torch.from_numpy(arr)
+        return arr
+    if isinstance(value, tuple | list):
+        return type(value)(_output(v, functional, as_torch) for v in value)
+    return value
+
+
+def launch(kernel: Kernel, args: tuple[Any, ...], kwargs: dict[str, Any], target: Any = None,
+           mode: Mode = "functional", cores: int | None = None) -> Profile:
+    """Run every SPMD program of `kernel` on a fresh simulated chip and time the result."""
+    spec: HardwareSpec = get_target_spec(target)
+    if mode not in ("functional", "timing"):
+        raise UsageError(f"mode must be 'functional' or 'timing', got {mode!r}", user_location())
+    n_programs = int(np.prod(kernel.grid))
+    n_cores = cores or min(spec.chip.default_lnc, n_programs)
+    if n_cores > spec.chip.physical_cores:
+        raise UsageError(f"{spec.name} has {spec.chip.physical_cores} physical cores, asked for {n_cores}", user_location())
+    machine = Machine(spec, mode, n_cores)
+    converted = [_input_tensor(machine, a, i) for i, a in enumerate(args)]
+    hbm_args = [c[0] for c in converted]
+    as_torch = any(c[1] for c in converted)
+    shared: list[Any] = []
+    result: Any = None
+    for k, pid in enumerate(itertools.product(*(range(g) for g in kernel.grid))):
+        ctx = TraceContext(machine, core=k % n_cores, program_id=pid, grid=kernel.grid, kernel_name=kernel.name,
+                           shared_hbm=shared)
+        with activate(ctx):
+            ret = kernel.fn(*hbm_args, **kwargs)
+        if k == 0:
+            result = ret
+    timeline = schedule(machine.instructions, spec, n_cores)
+    return Profile(
+        kernel_name=kernel.name,
+        target=spec.name,
+        mode=mode,
+        spec=spec,
+        instructions=machine.instructions,
+        timeline=timeline,
+        warnings=machine.warnings,
+        sbuf_peak_bytes=machine.peak_bytes(MemoryKind.SBUF),
+        psum_peak_bytes=machine.peak_bytes(MemoryKind.PSUM),
+        grid=kernel.grid,
+        outputs=_output(result, machine.functional, as_torch),
+    )
+
+
+def simulate(kernel: Any, target: Any = None) -> Callable[..., Any]:
+    """`nki.simulate(kernel)(*arrays)`: run functionally and return the kernel's outputs."""
+    k = _as_kernel(kernel)
+
+    def run(*args: Any, **kwargs: Any) -> Any:
+        return launch(k, args, kwargs, target=target).outputs
+
+    return run
+
+
+def simulate_kernel(kernel: Any, *args: Any, **kwargs: Any) -> Any:
+    """Legacy `nki.simulate_kernel(kernel, *args)`."""
+    return simulate(kernel)(*args, **kwargs)
+
+
+def profile(kernel: Any = None, target: Any = None, mode: Mode = "functional", cores: int | None = None,
+            working_directory: str | None = None, **_: Any) -> Any:
+    """`trnsim.nki.profile(kernel, target="trn2")(*args)` -> Profile (outputs on `.outputs`).
+
+    With legacy arguments (`working_directory=`), behaves like legacy `nki.profile`: a decorator whose
+    kernel, when called, writes a Perfetto trace and a JSON profile into that directory.
+    """
+    if kernel is None:
+        return lambda k: profile(k, target, mode, cores, working_directory)
+    k = _as_kernel(kernel)
+
+    def run(*args: Any, **kwargs: Any) -> Profile:
+        prof = launch(k, args, kwargs, target=target, mode=mode, cores=cores)
+        if working_directory:
+            import json
+
+            out = Path(working_directory)
+            prof.to_perfetto(out / "profile.json")
+            (out / "profile_summary.json").write_text(json.dumps(prof.to_dict(), indent=2))
+        return prof
+
+    return run
+
+
+class LatencyStats:
+    """Legacy `benchmark_result.nc_latency`: the simulation is deterministic, so every percentile is the same."""
+
+    def __init__(self, latency_us: float) -> None:
+        self.latency_us = latency_us
+
+    def get_latency_percentile(self, percentile: int) -> float:
+        if not 0 <= percentile <= 100:
+            raise UsageError(f"percentile must be in 0..100, got {percentile}", user_location())
+        return self.latency_us
+
+
+@dataclass
+class BenchmarkResult:
+    nc_latency: LatencyStats
+    profile: Profile
+
+
+def benchmark(kernel: Any = None, warmup: int = 10, iters: int = 100, target: Any = None, **_: Any) -> Any:
+    """Legacy `nki.benchmark`: the returned kernel, once called, has `.benchmark_result` (simulated latency)."""
+    if kernel is None:
+        return lambda k: benchmark(k, warmup, iters, target)
+    k = _as_kernel(kernel)
+    bench = Kernel(k.fn, k.grid)
+
+    class _Benchmarked(Kernel):
+        def __getitem__(self, grid: Any) -> Kernel:
+            return benchmark(Kernel.__getitem__(self, grid), warmup, iters, target)  # type: ignore[no-any-return]
+
+        def __call__(self, *args: Any, **kwargs: Any) -> Any:
+            prof = launch(self, args, kwargs, target=target)
+            self.benchmark_result = BenchmarkResult(LatencyStats(prof.latency_us), prof)
+            return prof.outputs
+
+    out = _Benchmarked(bench.fn, bench.grid)
+    return out
+
+
+def baremetal(kernel: Any = None, **kw: Any) -> Any:
+    """Legacy `nki.baremetal` runs on a NeuronDevice; here it runs on the simulated chip."""
+    if kernel is None:
+        return lambda k: baremetal(k, **kw)
+    k = _as_kernel(kernel)
+
+    class _Baremetal(Kernel):
+        def __getitem__(self, grid: Any) -> Kernel:
+            return baremetal(Kernel.__getitem__(self, grid))  # type: ignore[no-any-return]
+
+        def __call__(self, *args: Any, **kwargs: Any) -> Any:
+            return launch(self, args, kwargs).outputs
+
+    return _Baremetal(k.fn, k.grid)

@@ -1,0 +1,260 @@
+"""`nki.language` (and legacy `neuronxcc.nki.language`): tiles, memory, math, loops and indexing."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+from trnsim import dtypes as _dt
+from trnsim.errors import UsageError
+from trnsim.nki import language_impl as _impl
+from trnsim.nki.context import current as _current
+from trnsim.nki.context import maybe_current as _maybe_current
+from trnsim.nki.context import user_location as _loc
+from trnsim.nki.indexing import arange, ds, mgrid, par_dim
+from trnsim.nki.ops import BINARY as _BINARY
+from trnsim.nki.ops import UNARY as _UNARY
+from trnsim.nki.tensor import NkiTensor
+from trnsim.sim.memory import MemoryKind
+
+# -- dtypes ------------------------------------------------------------------------------------------
+bfloat16 = _dt.bfloat16
+float8_e4m3 = _dt.float8_e4m3
+float8_e4m3fn = _dt.float8_e4m3fn
+float8_e5m2 = _dt.float8_e5m2
+float16 = _dt.float16
+float32 = _dt.float32
+tfloat32 = _dt.tfloat32
+int8, uint8, int16, uint16, int32, uint32 = _dt.int8, _dt.uint8, _dt.int16, _dt.uint16, _dt.int32, _dt.uint32
+bool_ = _dt.bool_
+
+# -- buffers -----------------------------------------------------------------------------------------
+sbuf = MemoryKind.SBUF
+psum = MemoryKind.PSUM
+hbm = MemoryKind.HBM
+private_hbm = MemoryKind.HBM
+
+
+class _SharedHbm:
+    """nl.shared_hbm: HBM visible to every SPMD program (kernel outputs live here)."""
+
+    def __repr__(self) -> str:
+        return "nl.shared_hbm"
+
+
+shared_hbm = _SharedHbm()
+
+# -- ops: every ALU op and activation function is both a function and an `op=` value ----------------
+globals().update(_UNARY)
+globals().update(_BINARY)
+copy_op = _UNARY["copy"]
+
+
+class _TileSize:
+    """nl.tile_size: hardware tile limits of the current target."""
+
+    def _core(self) -> Any:
+        ctx = _maybe_current()
+        if ctx is not None:
+            return ctx.machine.spec.core
+        from trnsim.nki.target import get_target_spec
+
+        return get_target_spec().core
+
+    @property
+    def pmax(self) -> int:
+        return int(self._core().sbuf.partitions)
+
+    @property
+    def psum_fmax(self) -> int:
+        c = self._core()
+        return int(c.psum.bank_bytes // 4)
+
+    psum_bank_fmax = psum_fmax
+
+    @property
+    def psum_num_banks(self) -> int:
+        return int(self._core().psum.banks)
+
+    @property
+    def gemm_stationary_fmax(self) -> int:
+        return int(self._core().tensor.pe_cols)
+
+    @property
+    def gemm_moving_fmax(self) -> int:
+        return int(self._core().tensor.moving_fmax)
+
+    @property
+    def bn_stats_fmax(self) -> int:
+        from trnsim.nki.emit_engines import BN_STATS_FMAX
+
+        return BN_STATS_FMAX
+
+    @property
+    def sbuf_size_bytes(self) -> int:
+        return int(self._core().sbuf.partition_bytes)
+
+    total_available_sbuf_size = sbuf_size_bytes
+
+
+tile_size = _TileSize()
+
+
+# -- creation ----------------------------------------------------------------------------------------
+def ndarray(shape: Any, dtype: Any, buffer: Any = None, name: str = "", **_: Any) -> NkiTensor:
+    if buffer is shared_hbm:
+        return _impl.new_shared_hbm(_shape(shape), dtype, name)
+    if buffer is not None and not isinstance(buffer, MemoryKind):
+        raise UsageError(f"unknown buffer {buffer!r}; use nl.sbuf, nl.psum, nl.hbm or nl.shared_hbm", _loc())
+    return _impl.new_tensor(shape if isinstance(shape, tuple | list) else (shape,), dtype, buffer or sbuf, name)
+
+
+def _shape(shape: Any) -> tuple[int, ...]:
+    return tuple(int(s) for s in shape) if isinstance(shape, tuple | list) else (int(shape),)
+
+
+def full(shape: Any, fill_value: float, dtype: Any, buffer: Any = None, name: str = "", **kw: Any) -> NkiTensor:
+    t = ndarray(shape, dtype, buffer=buffer, name=name)
+    if t.buffer is MemoryKind.HBM:
+        raise UsageError("nl.full/zeros/ones create on-chip tiles; allocate HBM with nl.ndarray and store into it", _loc())
+    _impl.emit_engines.memset(t, fill_value, mask=kw.get("mask"))
+    return t
+
+
+def zeros(shape: Any, dtype: Any, buffer: Any = None, name: str = "", **kw: Any) -> NkiTensor:
+    return full(shape, 0.0, dtype, buffer, name, **kw)
+
+
+def ones(shape: Any, dtype: Any, buffer: Any = None, name: str = "", **kw: Any) -> NkiTensor:
+    return full(shape, 1.0, dtype, buffer, name, **kw)
+
+
+def zeros_like(a: NkiTensor, dtype: Any = None, buffer: Any = None, name: str = "", **kw: Any) -> NkiTensor:
+    return zeros(a.shape, dtype or a.dtype, buffer or sbuf, name, **kw)
+
+
+def ones_like(a: NkiTensor, dtype: Any = None, buffer: Any = None, name: str = "", **kw: Any) -> NkiTensor:
+    return ones(a.shape, dtype or a.dtype, buffer or sbuf, name, **kw)
+
+
+def empty_like(a: NkiTensor, dtype: Any = None, buffer: Any = None, name: str = "", **_: Any) -> NkiTensor:
+    return ndarray(a.shape, dtype or a.dtype, buffer=buffer or sbuf, name=name)
+
+
+# -- memory ------------------------------------------------------------------------------------------
+def load(src: NkiTensor, *, mask: Any = None, dtype: Any = None, **_: Any) -> NkiTensor:
+    return _impl.load(src, mask=mask, dtype=dtype)
+
+
+def store(dst: NkiTensor, value: Any, *, mask: Any = None, **_: Any) -> None:
+    _impl.store(dst, value, mask=mask)
+
+
+def copy(src: NkiTensor, *, dtype: Any = None, mask: Any = None, **_: Any) -> NkiTensor:
+    return _impl.copy(src, dtype=dtype, mask=mask)
+
+
+def broadcast_to(src: NkiTensor, shape: Any, **_: Any) -> NkiTensor:
+    return _impl.broadcast_to(src, _shape(shape))
+
+
+def transpose(x: NkiTensor, *, dtype: Any = None, mask: Any = None, **_: Any) -> NkiTensor:
+    return _impl.transpose(x, dtype=dtype, mask=mask)
+
+
+def matmul(x: NkiTensor, y: NkiTensor, *, transpose_x: bool = False, mask: Any = None, **_: Any) -> NkiTensor:
+    return _impl.matmul(x, y, transpose_x=transpose_x, mask=mask)
+
+
+# -- reductions and fused ops ------------------------------------------------------------------------
+def sum(x: NkiTensor, axis: Any, *, dtype: Any = None, mask: Any = None, keepdims: bool = False, **_: Any) -> NkiTensor:  # noqa: A001
+    return _impl.reduce("add", x, axis, dtype=dtype, mask=mask, keepdims=keepdims)
+
+
+def max(x: NkiTensor, axis: Any, *, dtype: Any = None, mask: Any = None, keepdims: bool = False, **_: Any) -> NkiTensor:  # noqa: A001
+    return _impl.reduce("maximum", x, axis, dtype=dtype, mask=mask, keepdims=keepdims)
+
+
+def min(x: NkiTensor, axis: Any, *, dtype: Any = None, mask: Any = None, keepdims: bool = False, **_: Any) -> NkiTensor:  # noqa: A001
+    return _impl.reduce("minimum", x, axis, dtype=dtype, mask=mask, keepdims=keepdims)
+
+
+def prod(x: NkiTensor, axis: Any, *, dtype: Any = None, mask: Any = None, keepdims: bool = False, **_: Any) -> NkiTensor:
+    return _impl.reduce("multiply", x, axis, dtype=dtype, mask=mask, keepdims=keepdims)
+
+
+def mean(x: NkiTensor, axis: Any, *, dtype: Any = None, mask: Any = None, keepdims: bool = False, **_: Any) -> NkiTensor:
+    return _impl.mean(x, axis, dtype=dtype, mask=mask, keepdims=keepdims)
+
+
+def var(x: NkiTensor, axis: Any, *, dtype: Any = None, mask: Any = None, **_: Any) -> NkiTensor:
+    return _impl.var(x, axis, dtype=dtype, mask=mask)
+
+
+def softmax(x: NkiTensor, axis: Any = -1, *, dtype: Any = None, mask: Any = None, **_: Any) -> NkiTensor:
+    return _impl.softmax(x, axis, dtype=dtype, mask=mask)
+
+
+def rms_norm(x: NkiTensor, w: NkiTensor, axis: Any, n: int, epsilon: float = 1e-6, *, dtype: Any = None,
+             mask: Any = None, **_: Any) -> NkiTensor:
+    """x / sqrt(sum(x^2)/n + eps) * w."""
+    sq = _impl.unary("square", x, dtype=float32, mask=mask)
+    ms = _impl.reduce("add", sq, axis, dtype=float32, mask=mask, keepdims=True)
+    ms = _impl.elementwise_binary("multiply", ms, 1.0 / n, mask=None)
+    ms = _impl.elementwise_binary("add", ms, epsilon, mask=None)
+    inv = _impl.unary("rsqrt", ms)
+    normed = _impl.elementwise_binary("multiply", x, inv, dtype=float32, mask=mask)
+    return _impl.elementwise_binary("multiply", normed, w, dtype=dtype or x.dtype, mask=mask)
+
+
+def where(condition: NkiTensor, x: Any, y: Any, *, dtype: Any = None, mask: Any = None, **_: Any) -> NkiTensor:
+    return _impl.where(condition, x, y, dtype=dtype, mask=mask)
+
+
+def device_print(prefix: str, x: Any, **_: Any) -> None:
+    _impl.device_print(prefix, x)
+
+
+# -- loops and SPMD ----------------------------------------------------------------------------------
+def affine_range(*args: int, **_: Any) -> range:
+    """Parallel loop; the simulator runs iterations in order (a valid schedule of a parallel loop)."""
+    return range(*args)
+
+
+def sequential_range(*args: int, **_: Any) -> range:
+    return range(*args)
+
+
+def static_range(*args: int, **_: Any) -> range:
+    return range(*args)
+
+
+def program_id(axis: int = 0) -> int:
+    ctx = _current()
+    if axis >= len(ctx.grid):
+        raise UsageError(f"program_id({axis}) but the launch grid {list(ctx.grid)} has {len(ctx.grid)} dims", _loc())
+    return ctx.program_id[axis]
+
+
+def num_programs(axes: Any = None) -> int:
+    ctx = _current()
+    if axes is None:
+        return int(np.prod(ctx.grid))
+    if isinstance(axes, tuple | list):
+        return int(np.prod([ctx.grid[a] for a in axes]))
+    return ctx.grid[int(axes)]
+
+
+def program_ndim() -> int:
+    return len(_current().grid)
+
+
+def static_cast(arr: Any, dtype: Any) -> np.ndarray:
+    """Host-side cast used by tests (ml_dtypes rounding)."""
+    return np.asarray(arr).astype(_dt.resolve(dtype))
+
+
+__all__ = [n for n in list(globals()) if not n.startswith("_") and n not in ("annotations", "os", "Any", "np")]
+_ = os

@@ -1,0 +1,331 @@
+"""nki.language functions that build new tiles (both API styles share them).
+
+Legacy-style calls (`nl.exp(x)`, `nl.matmul(x, y)`, `nl.load(...)`) allocate a fresh tile and issue
+one instruction into it. When a fresh tile is then assigned into another tile (`t[...] = nl.exp(x)`)
+or accumulated into PSUM (`psum += nl.matmul(...)`), the producing instruction is retargeted to write
+there directly, as the Neuron compiler does, instead of paying for a copy.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from trnsim import dtypes
+from trnsim.errors import ShapeMismatchError, TileShapeError, UsageError
+from trnsim.isa import semantics as sem
+from trnsim.isa.cost import CostArgs
+from trnsim.isa.opcodes import Engine, Opcode
+from trnsim.nki import emit, emit_engines
+from trnsim.nki.context import TraceContext, current, user_location
+from trnsim.nki.indexing import ParDim
+from trnsim.nki.operands import cost_facts, read_f32, write
+from trnsim.nki.tensor import NkiTensor
+from trnsim.sim.memory import MemoryKind
+
+HBM_KINDS = (MemoryKind.HBM,)
+
+
+def new_tensor(shape: Any, dtype: Any, buffer: MemoryKind = MemoryKind.SBUF, name: str = "",
+               location: str | None = None) -> NkiTensor:
+    """Allocate a tensor; SBUF/PSUM tiles are checked against the partition and PSUM-bank limits."""
+    ctx = current()
+    loc = location or user_location()
+    raw = tuple(shape) if isinstance(shape, tuple | list) else (shape,)
+    # Legacy block dims: ndarray((nblocks, nl.par_dim(128), 512)) puts blocks before the partition dim.
+    par_axis = next((i for i, s in enumerate(raw) if isinstance(s, ParDim)), 0)
+    shp = tuple(int(s) for s in raw)
+    dt = dtypes.resolve(dtype)
+    core = ctx.machine.spec.core
+    if buffer is not MemoryKind.HBM:
+        if not shp:
+            raise UsageError("an on-chip tile needs at least a partition dim", loc)
+        if shp[par_axis] > core.sbuf.partitions:
+            raise TileShapeError(
+                f"tile {list(shp)} has partition dim {shp[par_axis]}, exceeds {core.sbuf.partitions} "
+                "(nl.tile_size.pmax)",
+                loc,
+                rule="partition-dim",
+            )
+        if buffer is MemoryKind.PSUM:
+            per_partition = int(np.prod(shp)) // shp[par_axis] * dt.itemsize
+            limit = core.psum.bank_bytes * core.psum.max_tile_banks
+            if per_partition > limit:
+                raise TileShapeError(
+                    f"PSUM tile {list(shp)} {dtypes.name(dt)} needs {per_partition} bytes per partition, over "
+                    f"{limit} ({core.psum.max_tile_banks} bank(s) of {core.psum.bank_bytes} B; nl.tile_size.psum_fmax "
+                    f"= {core.psum.bank_bytes // 4} fp32)",
+                    loc,
+                    rule="psum-bank",
+                )
+    alloc = ctx.machine.allocate(buffer, shp, dt, name, ctx.core, loc, par_axis)
+    return NkiTensor(alloc)
+
+
+def new_shared_hbm(shape: Any, dtype: Any, name: str = "") -> NkiTensor:
+    """An nl.shared_hbm tensor: the same memory for every SPMD program of the launch."""
+    ctx = current()
+    k = ctx.shared_count
+    ctx.shared_count += 1
+    if k < len(ctx.shared_hbm):
+        t: NkiTensor = ctx.shared_hbm[k]
+        shp = tuple(int(s) for s in shape)
+        if tuple(t.shape) != shp or t.dtype != dtypes.resolve(dtype):
+            raise UsageError(
+                f"program {list(ctx.program_id)} creates shared_hbm tensor #{k} as {list(shp)}, but program 0 made "
+                f"it {list(t.shape)} {dtypes.name(t.dtype)}: every program must create the same shared tensors",
+                user_location(),
+            )
+        return NkiTensor(t.alloc)
+    t = new_tensor(shape, dtype, MemoryKind.HBM, name)
+    ctx.shared_hbm.append(t)
+    return t
+
+
+def _mark_fresh(ctx: TraceContext, t: NkiTensor) -> NkiTensor:
+    ctx.fresh[t.alloc.id] = len(ctx.machine.instructions) - 1
+    return t
+
+
+def _retarget(ctx: TraceContext, dst: NkiTensor, value: NkiTensor, accumulate: bool) -> bool:
+    """Make the instruction that produced fresh `value` write into `dst` instead. False if it can't."""
+    idx = ctx.fresh.get(value.alloc.id)
+    instrs = ctx.machine.instructions
+    if idx is None or idx != len(instrs) - 1 or not value.is_whole or value.size != dst.size:
+        return False
+    ins = instrs[idx]
+    allowed = {
+        Opcode.NC_MATMUL: (MemoryKind.PSUM,),
+        Opcode.DMA_COPY: (MemoryKind.SBUF, MemoryKind.HBM),
+    }.get(ins.opcode, (MemoryKind.SBUF,) if ins.engine is Engine.GPSIMD else (MemoryKind.SBUF, MemoryKind.PSUM))
+    if dst.buffer not in allowed or (accumulate and ins.opcode is not Opcode.NC_MATMUL):
+        return False
+    del ctx.fresh[value.alloc.id]
+    region = dst.region()
+    ins.writes = (region, *ins.writes[1:])
+    if accumulate:
+        ins.reads = (*ins.reads, region)
+    if ctx.machine.functional:
+        vals = read_f32(ctx, value, None, ins.location)
+        if accumulate:
+            vals = read_f32(ctx, dst, None, ins.location) + vals.reshape(dst.shape)
+        write(dst, vals, None)
+    return True
+
+
+def assign(dst: NkiTensor, value: Any) -> None:
+    """`dst[...] = value`: a tile (retargeted or copied), a number (memset), or a store to HBM."""
+    ctx = current()
+    loc = user_location()
+    if isinstance(value, NkiTensor):
+        if value.alloc.id == dst.alloc.id and value.key is dst.key:
+            return  # `t[i] += x` writes back the view it already updated
+        if _retarget(ctx, dst, value, accumulate=False):
+            return
+        if dst.buffer is MemoryKind.HBM or value.buffer is MemoryKind.HBM:
+            store(dst, value)
+        else:
+            emit_engines.tensor_copy(dst, value, location=loc)
+        return
+    if isinstance(value, int | float | np.number):
+        emit_engines.memset(dst, float(value), location=loc)
+        return
+    raise UsageError(f"cannot assign a {type(value).__name__} to an NKI tensor", loc)
+
+
+def accumulate(dst: NkiTensor, value: Any) -> None:
+    """`psum += nl.matmul(...)`: accumulate into PSUM (or add elementwise for other tiles)."""
+    ctx = current()
+    loc = user_location()
+    if isinstance(value, NkiTensor) and _retarget(ctx, dst, value, accumulate=True):
+        return
+    if isinstance(value, NkiTensor) and value.buffer is MemoryKind.PSUM and dst.buffer is MemoryKind.PSUM:
+        value = copy(value)
+    elementwise_binary("add", dst, value, out=dst)
+
+
+# -- memory ------------------------------------------------------------------------------------------
+def load(src: NkiTensor, mask: Any = None, dtype: Any = None) -> NkiTensor:
+    ctx = current()
+    loc = user_location()
+    if not isinstance(src, NkiTensor):
+        raise UsageError(f"nl.load takes an HBM tensor, got {type(src).__name__}", loc)
+    tile = new_tensor(src.shape, dtype or src.dtype, MemoryKind.SBUF, location=loc)
+    emit.dma_copy(tile, src, mask=mask, location=loc)
+    return _mark_fresh(ctx, tile)
+
+
+def store(dst: NkiTensor, value: Any, mask: Any = None) -> None:
+    loc = user_location()
+    if not isinstance(value, NkiTensor):
+        raise UsageError(f"nl.store takes a tile value, got {type(value).__name__}", loc)
+    if tuple(dst.shape) != tuple(value.shape) and dst.size != value.size:
+        raise ShapeMismatchError(
+            f"store of a {list(value.shape)} tile into a {list(dst.shape)} destination: shapes must match",
+            loc,
+            rule="store-shape",
+        )
+    if value.buffer is MemoryKind.PSUM:  # DMA cannot read PSUM: stage through SBUF, as the compiler does
+        value = copy(value)
+    emit.dma_copy(dst, value, mask=mask, location=loc)
+
+
+def copy(src: NkiTensor, dtype: Any = None, mask: Any = None) -> NkiTensor:
+    ctx = current()
+    loc = user_location()
+    out = new_tensor(src.shape, dtype or src.dtype, MemoryKind.SBUF, location=loc)
+    emit_engines.tensor_copy(out, src, mask=mask, location=loc)
+    return _mark_fresh(ctx, out)
+
+
+def broadcast_to(src: NkiTensor, shape: Any) -> NkiTensor:
+    """Broadcast a tile (e.g. one partition to many): GpSimd copy with partition broadcast."""
+    ctx = current()
+    loc = user_location()
+    shp = tuple(int(s) for s in shape)
+    try:
+        np.broadcast_shapes(tuple(src.shape), shp)
+    except ValueError:
+        raise ShapeMismatchError(f"cannot broadcast {list(src.shape)} to {list(shp)}", loc, rule="shape") from None
+    if tuple(src.shape) == shp:
+        return src
+    out = new_tensor(shp, src.dtype, MemoryKind.SBUF, location=loc)
+    cost = CostArgs(n=out.free_size(), p=out.partition_size(), **cost_facts(ctx.machine.spec.core, [out, src]))
+    emit.issue(ctx, Opcode.TENSOR_COPY, Engine.GPSIMD, out, [src], cost,
+               lambda: np.broadcast_to(read_f32(ctx, src, None, loc), shp), loc, label="broadcast")
+    return _mark_fresh(ctx, out)
+
+
+# -- compute -----------------------------------------------------------------------------------------
+def _result_dtype(*xs: Any, dtype: Any = None) -> np.dtype[Any]:
+    if dtype is not None:
+        return dtypes.resolve(dtype)
+    tiles = [x.dtype for x in xs if isinstance(x, NkiTensor)]
+    return max(tiles, key=lambda d: (dtypes.is_float(d), d.itemsize))
+
+
+def unary(op: str, x: NkiTensor, dtype: Any = None, mask: Any = None) -> NkiTensor:
+    ctx = current()
+    loc = user_location()
+    out = new_tensor(x.shape, _result_dtype(x, dtype=dtype), MemoryKind.SBUF, location=loc)
+    emit_engines.activation(out, op, x, mask=mask, location=loc)
+    return _mark_fresh(ctx, out)
+
+
+def elementwise_binary(op: str, x: Any, y: Any, dtype: Any = None, mask: Any = None,
+                       out: NkiTensor | None = None) -> NkiTensor:
+    ctx = current()
+    loc = user_location()
+    if not isinstance(x, NkiTensor) and not isinstance(y, NkiTensor):
+        raise UsageError(f"nl.{op} needs at least one tile operand", loc)
+    shape = tuple(np.broadcast_shapes(*(tuple(t.shape) for t in (x, y) if isinstance(t, NkiTensor))))
+    res = out if out is not None else new_tensor(shape, _result_dtype(x, y, dtype=dtype), location=loc)
+    if isinstance(x, NkiTensor) and isinstance(y, NkiTensor):
+        xs, ys = tuple(x.shape), tuple(y.shape)
+        if xs == ys:
+            emit_engines.tensor_tensor(res, x, y, op, mask=mask, location=loc)
+        elif ys == (shape[0], 1) or (ys[0] == shape[0] and int(np.prod(ys[1:])) == 1):
+            emit_engines.tensor_scalar(res, x, op, y, mask=mask, location=loc)  # per-partition operand
+        elif xs[0] == shape[0] and int(np.prod(xs[1:])) == 1:
+            emit_engines.tensor_scalar(res, y, op, x, reverse0=True, mask=mask, location=loc)
+        else:
+            bx = broadcast_to(x, shape) if xs != shape else x
+            by = broadcast_to(y, shape) if ys != shape else y
+            emit_engines.tensor_tensor(res, bx, by, op, mask=mask, location=loc)
+    elif isinstance(x, NkiTensor):
+        emit_engines.tensor_scalar(res, x, op, y, mask=mask, location=loc)
+    else:
+        emit_engines.tensor_scalar(res, y, op, x, reverse0=True, mask=mask, location=loc)
+    return res if out is not None else _mark_fresh(ctx, res)
+
+
+def matmul(x: NkiTensor, y: NkiTensor, transpose_x: bool = False, mask: Any = None) -> NkiTensor:
+    """x.T @ y with transpose_x, else x @ y (x is transposed on TensorE first, as the compiler does)."""
+    ctx = current()
+    loc = user_location()
+    stationary = x
+    if not transpose_x:
+        xt = new_tensor((x.free_size(), x.partition_size()), x.dtype, MemoryKind.PSUM, location=loc)
+        emit.nc_transpose(xt, x, engine=Engine.TENSOR, location=loc)
+        stationary = new_tensor(xt.shape, x.dtype, MemoryKind.SBUF, location=loc)
+        emit_engines.tensor_copy(stationary, xt, location=loc)
+    out = new_tensor((stationary.free_size(), y.free_size()), dtypes.float32, MemoryKind.PSUM, location=loc)
+    emit.nc_matmul(out, stationary, y, accumulate=False, mask=mask, location=loc)
+    return _mark_fresh(ctx, out)
+
+
+def transpose(x: NkiTensor, dtype: Any = None, mask: Any = None) -> NkiTensor:
+    ctx = current()
+    loc = user_location()
+    out = new_tensor((x.free_size(), x.partition_size()), dtype or x.dtype, MemoryKind.PSUM, location=loc)
+    emit.nc_transpose(out, x, engine=Engine.TENSOR, mask=mask, location=loc)
+    return _mark_fresh(ctx, out)
+
+
+def _axes(x: NkiTensor, axis: Any, loc: str) -> tuple[int, ...]:
+    axes = tuple(int(a) for a in (axis if isinstance(axis, list | tuple) else [axis]))
+    return tuple(a + x.ndim if a < 0 else a for a in axes)
+
+
+def reduce(op: str, x: NkiTensor, axis: Any, dtype: Any = None, mask: Any = None, keepdims: bool = False,
+           negate: bool = False) -> NkiTensor:
+    ctx = current()
+    loc = user_location()
+    axes = _axes(x, axis, loc)
+    shape = tuple(1 if d in axes else s for d, s in enumerate(x.shape) if keepdims or d not in axes)
+    if len(shape) < 2:
+        shape = (*shape, 1) if shape else (1, 1)
+    out = new_tensor(shape, _result_dtype(x, dtype=dtype), MemoryKind.SBUF, location=loc)
+    emit_engines.tensor_reduce(out, op, x, axes, negate=negate, keepdims=keepdims, mask=mask, location=loc)
+    return _mark_fresh(ctx, out)
+
+
+def mean(x: NkiTensor, axis: Any, dtype: Any = None, mask: Any = None, keepdims: bool = False) -> NkiTensor:
+    axes = _axes(x, axis, user_location())
+    count = int(np.prod([x.shape[a] for a in axes]))
+    total = reduce("add", x, axes, dtype=dtypes.float32, mask=mask, keepdims=keepdims)
+    return elementwise_binary("multiply", total, 1.0 / count, dtype=dtype or x.dtype)
+
+
+def var(x: NkiTensor, axis: Any, dtype: Any = None, mask: Any = None) -> NkiTensor:
+    mu = mean(x, axis, dtype=dtypes.float32, mask=mask, keepdims=True)
+    centered = elementwise_binary("subtract", x, mu, dtype=dtypes.float32, mask=mask)
+    return mean(elementwise_binary("multiply", centered, centered, mask=mask), axis, dtype=dtype or x.dtype, mask=mask)
+
+
+def softmax(x: NkiTensor, axis: Any = -1, dtype: Any = None, mask: Any = None) -> NkiTensor:
+    """exp(x - max) / sum: the max is folded into ScalarE's free bias and the sum into its reduction."""
+    ctx = current()
+    loc = user_location()
+    neg_max = reduce("maximum", x, axis, dtype=dtypes.float32, mask=mask, keepdims=True, negate=True)
+    e = new_tensor(x.shape, dtypes.float32, location=loc)
+    total = new_tensor((x.partition_size(), 1), dtypes.float32, location=loc)
+    emit_engines.activation(e, "exp", x, bias=neg_max, reduce_op="add", reduce_res=total, mask=mask, location=loc)
+    inv = unary("reciprocal", total)
+    out = new_tensor(x.shape, dtype or x.dtype, location=loc)
+    emit_engines.tensor_scalar(out, e, "multiply", inv, mask=mask, location=loc)
+    return _mark_fresh(ctx, out)
+
+
+def where(cond: NkiTensor, x: Any, y: Any, dtype: Any = None, mask: Any = None) -> NkiTensor:
+    ctx = current()
+    loc = user_location()
+    if not isinstance(x, NkiTensor):
+        raise UsageError("nl.where needs a tile for x", loc)
+    out = new_tensor(x.shape, _result_dtype(x, y, dtype=dtype), location=loc)
+    emit_engines.select(out, cond, x, y, mask=mask, location=loc)
+    return _mark_fresh(ctx, out)
+
+
+def device_print(prefix: str, x: Any) -> None:
+    ctx = current()
+    if ctx.machine.functional and isinstance(x, NkiTensor):
+        print(prefix, read_f32(ctx, x, None, user_location()).astype(x.dtype) if x.dtype.kind != "V" else x.read())
+    else:
+        print(prefix, x)
+
+
+def values_of(x: NkiTensor) -> np.ndarray:
+    """Kernel tensor values as numpy (functional mode)."""
+    return sem.tensor_copy(x.read())

@@ -1,0 +1,11 @@
+"""`neuronxcc.nki` (legacy NKI entry points): jit, simulate_kernel, benchmark, baremetal, profile."""
+
+from trnsim.nki import language
+from trnsim.nki import legacy_isa as isa
+from trnsim.nki.kernel import Kernel, TensorSpec, baremetal, benchmark, jit, profile, simulate, simulate_kernel
+from trnsim.nki.tensor import NkiTensor as tensor
+
+__all__ = [
+    "Kernel", "TensorSpec", "baremetal", "benchmark", "isa", "jit", "language", "profile", "simulate",
+    "simulate_kernel", "tensor",
+]

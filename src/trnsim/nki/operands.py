@@ -1,0 +1,134 @@
+"""Operands of an instruction: hardware-rule checks, values in and out, and cost facts.
+
+Engines read operands as fp32 and cast on write (trainium.md §3.3). Reads of memory nobody wrote
+add a warning to the profile (the values are the NaN/4 poison).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from trnsim import dtypes
+from trnsim.errors import TileShapeError, UsageError
+from trnsim.hw.spec import CoreSpec
+from trnsim.nki.context import TraceContext
+from trnsim.nki.tensor import NkiTensor
+from trnsim.sim.memory import MemoryKind
+
+ON_CHIP = (MemoryKind.SBUF, MemoryKind.PSUM)
+
+
+def require_tensor(x: Any, what: str, location: str) -> NkiTensor:
+    if not isinstance(x, NkiTensor):
+        raise UsageError(f"{what} must be an NKI tensor (tile), got {type(x).__name__}", location)
+    return x
+
+
+def require_on_chip(t: NkiTensor, what: str, location: str, allow_psum: bool = True) -> None:
+    allowed = ON_CHIP if allow_psum else (MemoryKind.SBUF,)
+    if t.buffer not in allowed:
+        where = " or ".join(k.upper() for k in allowed)
+        raise UsageError(f"{what} must be in {where}, but {t!r} is in {t.buffer.upper()}", location, rule="buffer")
+
+
+def check_partitions(t: NkiTensor, core: CoreSpec, what: str, location: str) -> None:
+    if t.buffer in ON_CHIP and t.partition_size() > core.sbuf.partitions:
+        raise TileShapeError(
+            f"{what} has partition dim {t.partition_size()}, exceeds {core.sbuf.partitions} (nl.tile_size.pmax)",
+            location,
+            rule="partition-dim",
+        )
+
+
+def broadcast_mask(mask: Any, shape: tuple[int, ...], location: str) -> np.ndarray | None:
+    if mask is None:
+        return None
+    m = np.asarray(mask, dtype=bool)
+    try:
+        return np.broadcast_to(m, shape)
+    except ValueError:
+        raise UsageError(f"mask of shape {list(m.shape)} does not broadcast to the tile shape {list(shape)}", location) from None
+
+
+def masked_extent(mask: np.ndarray | None, shape: tuple[int, ...]) -> tuple[int, int]:
+    """(partitions, elements per partition) an instruction actually processes under its mask."""
+    p = shape[0] if shape else 1
+    n = int(np.prod(shape[1:])) if len(shape) > 1 else 1
+    if mask is None:
+        return p, n
+    m2 = mask.reshape(p, -1)
+    rows = m2.any(axis=1)
+    return int(rows.sum()), int(m2.sum(axis=1).max()) if m2.size else 0
+
+
+def read_f32(ctx: TraceContext, t: NkiTensor, mask: np.ndarray | None, location: str) -> np.ndarray:
+    """Values of `t` as float32 (functional mode only), warning on uninitialised reads."""
+    root = t.alloc.root
+    if not root.fully_written and t.alloc.written is not None:
+        written = t.alloc.written[t.np_index(clip=True)]
+        if mask is not None:
+            written = written[mask]
+        if not written.all():
+            ctx.machine.warn(
+                f"{location}: read of uninitialised memory in {t.alloc.describe()} (it reads as "
+                f"{'NaN' if dtypes.is_float(t.dtype) else 4})"
+            )
+    vals = t.read()
+    return vals.astype(np.float32) if vals.dtype != np.float32 else vals
+
+
+def write(t: NkiTensor, values: np.ndarray, mask: np.ndarray | None) -> None:
+    """Cast `values` to the tensor's dtype and store them where the mask allows (functional mode)."""
+    alloc = t.alloc
+    assert alloc.storage is not None
+    vals = np.asarray(values)
+    if vals.shape != t.shape:
+        vals = vals.reshape(t.shape) if vals.size == t.size else np.broadcast_to(vals, t.shape)
+    cast = vals.astype(alloc.dtype) if vals.dtype != alloc.dtype else vals
+    if mask is None:
+        idx = t.np_index()
+        alloc.storage[idx] = cast
+        root = alloc.root
+        if t.is_whole:
+            root.mark_all_written()
+        elif not root.fully_written and alloc.written is not None:
+            alloc.written[idx] = True
+        return
+    full = _full_index(t)
+    sel = tuple(a[mask] for a in full)
+    alloc.storage[sel] = cast[mask]
+    if not alloc.root.fully_written and alloc.written is not None:
+        alloc.written[sel] = True
+
+
+def _full_index(t: NkiTensor) -> tuple[np.ndarray, ...]:
+    """Per-allocation-dim index arrays of shape t.shape (for masked writes)."""
+    out: list[np.ndarray] = []
+    visible = 0
+    grids = np.indices(t.shape) if not t.has_index_arrays else None
+    for k in t.key:
+        if isinstance(k, tuple):
+            assert grids is not None
+            out.append(k[0] + grids[visible] * k[2])
+            visible += 1
+        elif isinstance(k, np.ndarray):
+            out.append(np.broadcast_to(k, t.shape))
+        else:
+            out.append(np.full(t.shape, k, dtype=np.int64))
+    return tuple(out)
+
+
+def is_bf16_like(dt: np.dtype[Any]) -> bool:
+    return dt in dtypes.LOW_PRECISION_FLOATS
+
+
+def cost_facts(core: CoreSpec, operands: list[NkiTensor]) -> dict[str, Any]:
+    """Facts shared by Vector/Scalar/GpSimd costs: dtypes, buffers and strides of the operands."""
+    limit = core.sbuf.full_rate_max_stride_bytes
+    return {
+        "all_bf16": all(is_bf16_like(t.dtype) for t in operands),
+        "sbuf_only": all(t.buffer is MemoryKind.SBUF for t in operands),
+        "strided": any(t.innermost_stride_bytes() >= limit for t in operands),
+    }

@@ -1,0 +1,361 @@
+"""NKI tensors: views into an allocation in HBM, SBUF or PSUM.
+
+A view is the allocation plus one index entry per allocation dim: an int (dim dropped), a
+(start, stop, step) slice, or an integer index array (legacy `nl.arange` expressions, which
+broadcast like numpy). From the view come its shape, its memory region (for dependencies) and,
+in functional mode, its values.
+"""
+
+from __future__ import annotations
+
+from math import prod
+from typing import Any
+
+import numpy as np
+
+from trnsim import dtypes
+from trnsim.errors import BoundsError, UsageError
+from trnsim.isa.instruction import Region
+from trnsim.sim.memory import Allocation, MemoryKind
+
+Slice = tuple[int, int, int]
+Entry = int | Slice | np.ndarray
+
+
+class DynSlice:
+    """`nl.ds(start, size)`: a slice of `size` elements from `start`."""
+
+    __slots__ = ("size", "start", "step")
+
+    def __init__(self, start: int, size: int, step: int = 1) -> None:
+        self.start, self.size, self.step = int(start), int(size), int(step)
+
+
+def _slice_len(s: Slice) -> int:
+    start, stop, step = s
+    return max(0, -(-(stop - start) // step))
+
+
+class NkiTensor:
+    """A tensor view. Shapes are numpy-like; for SBUF/PSUM tiles dim 0 is the partition dim."""
+
+    __slots__ = ("__weakref__", "_region", "alloc", "key", "shape")
+    __array_priority__ = 1000  # numpy defers binary operators to us
+
+    def __init__(self, alloc: Allocation, key: tuple[Entry, ...] | None = None) -> None:
+        self.alloc = alloc
+        self.key: tuple[Entry, ...] = key if key is not None else tuple((0, d, 1) for d in alloc.shape)
+        self._region: Region | None = None
+        if self.has_index_arrays:
+            arrays = [k for k in self.key if isinstance(k, np.ndarray)]
+            self.shape: tuple[int, ...] = tuple(np.broadcast_shapes(*(a.shape for a in arrays)))
+        else:
+            self.shape = tuple(_slice_len(k) for k in self.key if isinstance(k, tuple))
+
+    # -- basic properties ---------------------------------------------------------------------------
+    @property
+    def dtype(self) -> np.dtype[Any]:
+        return self.alloc.dtype
+
+    @property
+    def buffer(self) -> MemoryKind:
+        return self.alloc.kind
+
+    @property
+    def name(self) -> str:
+        return self.alloc.name
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def size(self) -> int:
+        return prod(self.shape)
+
+    @property
+    def nbytes(self) -> int:
+        return self.size * self.dtype.itemsize
+
+    @property
+    def has_index_arrays(self) -> bool:
+        return any(isinstance(k, np.ndarray) for k in self.key)
+
+    @property
+    def is_whole(self) -> bool:
+        return all(
+            isinstance(k, tuple) and k[0] == 0 and k[1] == d and k[2] == 1
+            for k, d in zip(self.key, self.alloc.shape)
+        )
+
+    def __repr__(self) -> str:
+        return f"NkiTensor({self.alloc.name or 'tensor'}, shape={list(self.shape)}, {dtypes.name(self.dtype)}, {self.buffer})"
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __iter__(self) -> Any:
+        raise UsageError("NKI tensors cannot be iterated over; index them with slices inside a loop")
+
+    def __bool__(self) -> bool:
+        raise UsageError("an NKI tensor has no truth value at trace time (data-dependent control flow)")
+
+    # -- indexing ------------------------------------------------------------------------------------
+    def __getitem__(self, index: Any) -> NkiTensor:
+        return NkiTensor(self.alloc, self._compose(index))
+
+    def _compose(self, index: Any) -> tuple[Entry, ...]:
+        from trnsim.nki.context import user_location
+
+        if not isinstance(index, tuple):
+            index = (index,)
+        if self.has_index_arrays:
+            raise UsageError("a tensor indexed with index expressions cannot be indexed again", user_location())
+        visible = [d for d, k in enumerate(self.key) if isinstance(k, tuple)]
+        if any(i is Ellipsis for i in index):
+            pos = next(i for i, v in enumerate(index) if v is Ellipsis)
+            fill = len(visible) - (len(index) - 1)
+            index = index[:pos] + (slice(None),) * fill + index[pos + 1 :]
+        if len(index) > len(visible):
+            raise BoundsError(
+                f"too many indices for {self!r}: got {len(index)}, it has {len(visible)} dims", user_location()
+            )
+        index = index + (slice(None),) * (len(visible) - len(index))
+        arrays = [np.asarray(i) for i in index if isinstance(i, np.ndarray) or _is_index_expr(i)]
+        has_slice = any(isinstance(i, slice | DynSlice) for i in index)
+        if arrays and has_slice:
+            raise UsageError(
+                "mixing index expressions (nl.arange/nl.mgrid) with slices in one index is not supported: "
+                "use an index expression for every dim",
+                user_location(),
+            )
+        key: list[Entry] = list(self.key)
+        for d, idx in zip(visible, index):
+            start, stop, step = self.key[d]  # type: ignore[misc]
+            length = _slice_len((start, stop, step))
+            dim_name = f"dim {visible.index(d)} of {self!r}"
+            if isinstance(idx, DynSlice):
+                if idx.start < 0 or idx.size < 0 or idx.start + (idx.size - 1) * idx.step >= length + (idx.size == 0):
+                    raise BoundsError(
+                        f"nl.ds({idx.start}, {idx.size}) is out of bounds for {dim_name} (size {length})",
+                        user_location(),
+                        rule="bounds",
+                    )
+                key[d] = (start + idx.start * step, start + (idx.start + idx.size * idx.step) * step, step * idx.step)
+            elif isinstance(idx, slice):
+                a, b, c = idx.start, idx.stop, idx.step
+                c = 1 if c is None else int(c)
+                if c <= 0:
+                    raise UsageError(f"slice step must be positive, got {c}", user_location())
+                a = 0 if a is None else int(a) + (length if int(a) < 0 else 0)
+                b = length if b is None else int(b) + (length if int(b) < 0 else 0)
+                if not (0 <= a <= length and 0 <= b <= length):
+                    raise BoundsError(
+                        f"slice {idx.start}:{idx.stop} is out of bounds for {dim_name} (size {length})",
+                        user_location(),
+                        rule="bounds",
+                    )
+                b = max(a, b)
+                key[d] = (start + a * step, start + b * step, step * c)
+            elif isinstance(idx, np.ndarray) or _is_index_expr(idx):
+                key[d] = start + np.asarray(idx, dtype=np.int64) * step  # bounds checked at use (masks)
+            else:
+                try:
+                    i = int(idx)
+                except TypeError:
+                    raise UsageError(f"unsupported index {idx!r} for {dim_name}", user_location()) from None
+                i = i + length if i < 0 else i
+                if not 0 <= i < length:
+                    raise BoundsError(
+                        f"index {idx} is out of bounds for {dim_name} (size {length})", user_location(), rule="bounds"
+                    )
+                key[d] = start + i * step
+        return tuple(key)
+
+    def __setitem__(self, index: Any, value: Any) -> None:
+        from trnsim.nki import language_impl
+
+        language_impl.assign(self[index], value)
+
+    # -- regions and values --------------------------------------------------------------------------
+    def np_index(self, clip: bool = False) -> tuple[Any, ...]:
+        """The numpy index into the allocation's storage (index arrays clipped in range when asked)."""
+        out: list[Any] = []
+        for k, d in zip(self.key, self.alloc.shape):
+            if isinstance(k, tuple):
+                out.append(slice(k[0], k[1], k[2]))
+            elif isinstance(k, np.ndarray):
+                out.append(np.clip(k, 0, d - 1) if clip else k)
+            else:
+                out.append(k)
+        return tuple(out)
+
+    def check_bounds(self, mask: np.ndarray | None, location: str) -> None:
+        """Index arrays are bounds-checked where the instruction's mask lets them through."""
+        if not self.has_index_arrays:
+            return
+        for dim, (k, d) in enumerate(zip(self.key, self.alloc.shape)):
+            if isinstance(k, np.ndarray):
+                vals = np.broadcast_to(k, self.shape)
+                if mask is not None:
+                    vals = vals[np.broadcast_to(mask, self.shape)]
+                if vals.size and (vals.min() < 0 or vals.max() >= d):
+                    raise BoundsError(
+                        f"index expression reaches {int(vals.min())}..{int(vals.max())} in dim {dim} of "
+                        f"{self.alloc.describe()} (allowed 0..{d - 1}); add a mask= for ragged edges",
+                        location,
+                        rule="bounds",
+                    )
+
+    def region(self, mask: np.ndarray | None = None) -> Region:
+        """Bounding box in the allocation's 2-D view [dim 0, flattened rest] (elements)."""
+        if mask is None and self._region is not None:
+            return self._region
+        shape = self.alloc.shape
+        lo = [0] * len(shape)
+        hi = [0] * len(shape)
+        for d, k in enumerate(self.key):
+            if isinstance(k, tuple):
+                n = _slice_len(k)
+                lo[d], hi[d] = k[0], (k[0] + (n - 1) * k[2] if n else k[0] - 1)
+            elif isinstance(k, np.ndarray):
+                vals = np.broadcast_to(k, self.shape)
+                if mask is not None:
+                    vals = vals[np.broadcast_to(mask, self.shape)]
+                if vals.size == 0:
+                    lo[d], hi[d] = 0, -1
+                else:
+                    lo[d], hi[d] = int(vals.min()), int(vals.max())
+            else:
+                lo[d] = hi[d] = k
+        if any(h < lo_ for lo_, h in zip(lo, hi)):
+            reg: Region = (self.alloc.id, 0, 0, 0, 0)
+        else:
+            c_lo = c_hi = 0
+            stride = 1
+            for d in range(len(shape) - 1, 0, -1):
+                c_lo += lo[d] * stride
+                c_hi += hi[d] * stride
+                stride *= shape[d]
+            reg = (self.alloc.id, lo[0], hi[0] + 1, c_lo, c_hi + 1)
+            root = self.alloc.root
+            if root is not self.alloc:
+                reg = _to_root_box(reg, self.alloc.row_elems, root.row_elems)
+        if mask is None:
+            self._region = reg
+        return reg
+
+    def read(self) -> np.ndarray:
+        """Values (functional mode), with index arrays clipped (masked-out lanes are never used)."""
+        assert self.alloc.storage is not None
+        return self.alloc.storage[self.np_index(clip=True)]
+
+    def partition_size(self) -> int:
+        return self.shape[0] if self.shape else 1
+
+    def free_size(self) -> int:
+        return prod(self.shape[1:]) if len(self.shape) > 1 else 1
+
+    def innermost_stride_bytes(self) -> int:
+        """Byte stride of the innermost visible dim (1 element when contiguous)."""
+        for d in range(len(self.key) - 1, -1, -1):
+            k = self.key[d]
+            if isinstance(k, tuple):
+                if _slice_len(k) <= 1:
+                    continue
+                return k[2] * prod(self.alloc.shape[d + 1 :]) * self.dtype.itemsize
+        return self.dtype.itemsize
+
+    def contiguous_run_bytes(self) -> int:
+        """Bytes per contiguous run when this view is walked in order (a DMA descriptor's length)."""
+        if self.has_index_arrays:
+            return self.dtype.itemsize * (self.shape[-1] if self.shape else 1)
+        run = 1
+        full_inner = True
+        for d in range(len(self.key) - 1, -1, -1):
+            k = self.key[d]
+            dim = self.alloc.shape[d]
+            if isinstance(k, tuple):
+                n = _slice_len(k)
+                if not full_inner:
+                    break
+                if k[2] != 1:
+                    break
+                run *= n
+                full_inner = n == dim
+            # an int index keeps the run going only within a contiguous dim
+        if self.buffer is not MemoryKind.HBM and self.key and isinstance(self.key[0], tuple):
+            # SBUF/PSUM: every partition is its own run
+            run = min(run, self.free_size())
+        return max(1, run) * self.dtype.itemsize
+
+    # -- reshaping -----------------------------------------------------------------------------------
+    def reshape(self, *shape: Any) -> NkiTensor:
+        from trnsim.nki.context import user_location
+
+        new = tuple(int(s) for s in (shape[0] if len(shape) == 1 and isinstance(shape[0], tuple | list) else shape))
+        if not self.is_whole:
+            raise UsageError("reshape is supported on whole tensors only (not on slices)", user_location())
+        if -1 in new:
+            known = prod(s for s in new if s != -1)
+            new = tuple(self.size // known if s == -1 else s for s in new)
+        if prod(new) != self.size:
+            raise UsageError(f"cannot reshape {self!r} to {list(new)}: sizes differ", user_location())
+        return NkiTensor(self.alloc.alias(new))
+
+    # -- arithmetic sugar (legacy tiles support numpy-style operators) --------------------------------
+    def _binary(self, other: Any, op: str, reverse: bool = False) -> NkiTensor:
+        from trnsim.nki import language_impl
+
+        return language_impl.elementwise_binary(op, other, self) if reverse else language_impl.elementwise_binary(op, self, other)
+
+    def __add__(self, o: Any) -> NkiTensor:
+        return self._binary(o, "add")
+
+    def __radd__(self, o: Any) -> NkiTensor:
+        return self._binary(o, "add", True)
+
+    def __sub__(self, o: Any) -> NkiTensor:
+        return self._binary(o, "subtract")
+
+    def __rsub__(self, o: Any) -> NkiTensor:
+        return self._binary(o, "subtract", True)
+
+    def __mul__(self, o: Any) -> NkiTensor:
+        return self._binary(o, "multiply")
+
+    def __rmul__(self, o: Any) -> NkiTensor:
+        return self._binary(o, "multiply", True)
+
+    def __truediv__(self, o: Any) -> NkiTensor:
+        return self._binary(o, "divide")
+
+    def __rtruediv__(self, o: Any) -> NkiTensor:
+        return self._binary(o, "divide", True)
+
+    def __pow__(self, o: Any) -> NkiTensor:
+        return self._binary(o, "power")
+
+    def __neg__(self) -> NkiTensor:
+        return self._binary(-1.0, "multiply")
+
+    def __iadd__(self, o: Any) -> NkiTensor:
+        from trnsim.nki import language_impl
+
+        language_impl.accumulate(self, o)
+        return self
+
+
+def _to_root_box(reg: Region, row_elems: int, root_row_elems: int) -> Region:
+    """Re-express a box of a reshaped alias as a (conservative) box of the root allocation."""
+    aid, r0, r1, c0, c1 = reg
+    lo = r0 * row_elems + c0
+    hi = (r1 - 1) * row_elems + c1  # one past the last element
+    q0, q1 = lo // root_row_elems, (hi - 1) // root_row_elems
+    if q0 == q1:
+        return (aid, q0, q0 + 1, lo % root_row_elems, (hi - 1) % root_row_elems + 1)
+    return (aid, q0, q1 + 1, 0, root_row_elems)
+
+
+def _is_index_expr(x: Any) -> bool:
+    return isinstance(x, np.ndarray) and x.dtype.kind in "iu"

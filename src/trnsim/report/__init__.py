@@ -1,0 +1,1 @@
+"""Reports: Perfetto traces (and later plots, HTML)."""

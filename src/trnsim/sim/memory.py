@@ -1,0 +1,161 @@
+"""Address spaces (HBM, SBUF, PSUM): explicit, bounded allocation and poisoned storage.
+
+An Allocation owns one tensor's bytes. SBUF/PSUM allocations reserve a byte range in every partition
+(the partition dim is the tensor's first dim); PSUM tiles occupy whole 2 KiB banks. Storage is kept
+only in functional mode and starts poisoned (NaN for floats, 4 for integers), so a read of unwritten
+memory shows; `written` tracks which elements were written, to warn about such reads.
+"""
+
+from __future__ import annotations
+
+import itertools
+import weakref
+from enum import StrEnum
+from math import prod
+from typing import Any
+
+import numpy as np
+
+from trnsim import dtypes
+from trnsim.errors import CapacityError
+
+_ids = itertools.count(1)
+
+
+class MemoryKind(StrEnum):
+    HBM = "hbm"
+    SBUF = "sbuf"
+    PSUM = "psum"
+
+
+class Allocation:
+    """One tensor's memory. `shape` is the canonical layout; views index into it."""
+
+    __slots__ = (
+        "__weakref__",
+        "core",
+        "dtype",
+        "fully_written",
+        "id",
+        "kind",
+        "name",
+        "nbytes",
+        "offset",
+        "root",
+        "row_elems",
+        "shape",
+        "storage",
+        "written",
+    )
+
+    def __init__(
+        self,
+        kind: MemoryKind,
+        shape: tuple[int, ...],
+        dtype: np.dtype[Any],
+        name: str,
+        core: int,
+        offset: int,
+        nbytes: int,
+        functional: bool,
+    ) -> None:
+        self.id = next(_ids)
+        self.kind = kind
+        self.shape = shape
+        self.dtype = dtype
+        self.name = name
+        self.core = core
+        self.offset = offset
+        self.nbytes = nbytes
+        self.row_elems = prod(shape[1:]) if len(shape) > 1 else 1
+        self.storage: np.ndarray | None = None
+        self.written: np.ndarray | None = None
+        self.fully_written = False
+        self.root = self
+        if functional:
+            self.storage = np.full(shape, dtypes.poison_value(dtype), dtype=dtype)
+            self.written = np.zeros(shape, dtype=bool)
+
+    def alias(self, shape: tuple[int, ...]) -> Allocation:
+        """The same bytes seen with another shape (reshape of a whole tensor)."""
+        a = Allocation.__new__(Allocation)
+        for slot in ("id", "kind", "dtype", "name", "core", "offset", "nbytes", "fully_written"):
+            setattr(a, slot, getattr(self.root, slot))
+        a.root = self.root
+        a.shape = shape
+        a.row_elems = prod(shape[1:]) if len(shape) > 1 else 1
+        a.storage = None if self.root.storage is None else self.root.storage.reshape(shape)
+        a.written = None if self.root.written is None else self.root.written.reshape(shape)
+        return a
+
+    def mark_all_written(self) -> None:
+        self.fully_written = True
+        self.written = None
+
+    def describe(self) -> str:
+        return f"{self.name or 'tensor'} {list(self.shape)} {dtypes.name(self.dtype)} in {self.kind}"
+
+
+class MemorySpace:
+    """A bounded address space with first-fit allocation.
+
+    For SBUF/PSUM, capacity and offsets are bytes per partition; for HBM, bytes.
+    """
+
+    def __init__(self, kind: MemoryKind, capacity: int, core: int = 0, granule: int = 1) -> None:
+        self.kind = kind
+        self.capacity = capacity
+        self.core = core
+        self.granule = granule  # PSUM allocates whole banks
+        self._live: dict[int, tuple[int, str]] = {}  # offset -> (size, description)
+        self.used = 0
+        self.peak = 0
+
+    def _first_fit(self, size: int) -> int | None:
+        cursor = 0
+        for off in sorted(self._live):
+            if off - cursor >= size:
+                return cursor
+            cursor = max(cursor, off + self._live[off][0])
+        return cursor if self.capacity - cursor >= size else None
+
+    def allocate(
+        self,
+        shape: tuple[int, ...],
+        dtype: np.dtype[Any],
+        name: str,
+        functional: bool,
+        location: str | None,
+        par_axis: int = 0,
+    ) -> Allocation:
+        itemsize = dtype.itemsize
+        if self.kind is MemoryKind.HBM:
+            need = prod(shape) * itemsize
+        else:
+            need = prod(shape) // max(1, shape[par_axis]) * itemsize
+        size = -(-max(need, 1) // self.granule) * self.granule
+        offset = self._first_fit(size)
+        if offset is None:
+            unit = "bytes" if self.kind is MemoryKind.HBM else "bytes per partition"
+            live = sorted(self._live.values(), key=lambda v: -v[0])[:5]
+            biggest = "; ".join(f"{desc} ({sz} {unit})" for sz, desc in live)
+            raise CapacityError(
+                f"{self.kind.upper()} capacity exceeded allocating {name or 'a tensor'} {list(shape)} "
+                f"{dtypes.name(dtype)}: needs {size} {unit}, {self.used} of {self.capacity} in use by "
+                f"{len(self._live)} live tensors (largest: {biggest or 'none'})",
+                location,
+                rule=f"{self.kind}-capacity",
+            )
+        alloc = Allocation(self.kind, shape, dtype, name, self.core, offset, size, functional)
+        self._live[offset] = (size, alloc.describe())
+        self.used += size
+        self.peak = max(self.peak, self.used)
+        # Free the bytes when the last reference to the tensor goes: Python liveness stands in for the
+        # compiler's buffer liveness analysis.
+        weakref.finalize(alloc, self._release, offset)
+        return alloc
+
+    def _release(self, offset: int) -> None:
+        entry = self._live.pop(offset, None)
+        if entry is not None:
+            self.used -= entry[0]
