@@ -45,8 +45,8 @@ def compute_cycles(op: Opcode, engine: Engine, core: CoreSpec, a: CostArgs) -> f
     """Engine cycles the instruction occupies its engine (its initiation interval)."""
     if op is Opcode.NC_MATMUL:
         t = core.tensor
-        cycles = max(min(t.min_ii_cycles, a.n_stationary), a.n_moving)
-        return float(cycles * (t.fp32_cost_factor if a.fp32_matmul else 1))
+        mm = max(min(t.min_ii_cycles, a.n_stationary), a.n_moving)
+        return float(mm * (t.fp32_cost_factor if a.fp32_matmul else 1))
     if op is Opcode.NC_TRANSPOSE and engine is Engine.TENSOR:
         return float(max(a.p, min(core.tensor.min_ii_cycles, a.n)))
     if op is Opcode.BARRIER:
@@ -55,10 +55,10 @@ def compute_cycles(op: Opcode, engine: Engine, core: CoreSpec, a: CostArgs) -> f
     n = float(a.n)
     if engine is Engine.GPSIMD:
         # GpSimd: fixed start-up plus one element per cycle per input (GPSIMD_START ~ 150).
-        cycles = core.gpsimd.start_cycles + n * max(1, a.n_inputs)
-        return cycles * (core.sbuf.strided_slowdown if a.strided else 1.0)
+        gp = core.gpsimd.start_cycles + n * max(1, a.n_inputs)
+        return gp * (core.sbuf.strided_slowdown if a.strided else 1.0)
 
-    min_ii = core.vector.min_ii_cycles if engine is Engine.VECTOR else core.scalar.min_ii_cycles
+    min_ii = float(core.vector.min_ii_cycles if engine is Engine.VECTOR else core.scalar.min_ii_cycles)
     if op is Opcode.ACTIVATION:
         cycles = max(min_ii, n) + (min_ii if a.reduce else 0)
     elif op is Opcode.TENSOR_TENSOR or op is Opcode.SELECT:

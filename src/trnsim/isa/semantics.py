@@ -7,6 +7,8 @@ in their stored dtype, converted exactly to fp32, and accumulates in fp32 like t
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from trnsim.isa.alu import ACTIVATIONS, BINARY_OPS, REDUCE_OPS
@@ -38,9 +40,7 @@ def nc_transpose(data: Array) -> Array:
     return np.ascontiguousarray(as_2d(data).T)
 
 
-def activation(
-    func: str, data: Array, scale: Array | float = 1.0, bias: Array | None = None
-) -> Array:
+def activation(func: str, data: Array, scale: Array | float = 1.0, bias: Array | None = None) -> Array:
     """out = func(data * scale + bias); scale is a scalar or a [P, 1] vector, bias a [P, 1] vector."""
     x = as_2d(data) * (scale if np.isscalar(scale) else as_2d(np.asarray(scale)))
     if bias is not None:
@@ -69,7 +69,10 @@ def tensor_scalar(
     """(data op0 operand0) op1 operand1; operands are scalars or [P, 1] vectors broadcast along free."""
 
     def apply(x: Array, op: str, operand: Array | float, reverse: bool) -> Array:
-        v = operand if np.isscalar(operand) else np.asarray(operand).reshape(x.shape[0], *([1] * (x.ndim - 1)))
+        if isinstance(operand, np.ndarray):
+            v: Any = operand.reshape(x.shape[0], *([1] * (x.ndim - 1)))
+        else:
+            v = F32(operand)
         return BINARY_OPS[op](v, x) if reverse else BINARY_OPS[op](x, v)
 
     out = apply(data, op0, operand0, reverse0)

@@ -20,12 +20,14 @@ def install_aliases() -> None:
         neuronxcc.__path__ = []  # a package, so submodule imports work
         neuronxcc.__trnsim_alias__ = True  # type: ignore[attr-defined]
     neuronxcc.nki = _legacy  # type: ignore[attr-defined]
-    sys.modules.update({
-        "nki": _nki,
-        "nki.language": _language,
-        "nki.isa": _isa,
-        "neuronxcc": neuronxcc,
-        "neuronxcc.nki": _legacy,
-        "neuronxcc.nki.language": _language,
-        "neuronxcc.nki.isa": _legacy_isa,
-    })
+    sys.modules.update(
+        {
+            "nki": _nki,
+            "nki.language": _language,
+            "nki.isa": _isa,
+            "neuronxcc": neuronxcc,
+            "neuronxcc.nki": _legacy,
+            "neuronxcc.nki.language": _language,
+            "neuronxcc.nki.isa": _legacy_isa,
+        }
+    )

@@ -15,9 +15,11 @@ if TYPE_CHECKING:
 
 _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Frames in these folders are the simulator's machinery; kernels (trnsim/kernels, user files) are not.
-_MACHINERY = tuple(
-    os.path.join(_PACKAGE_DIR, d) + os.sep for d in ("nki", "isa", "sim", "runtime", "hw", "report")
-) + (os.path.join(_PACKAGE_DIR, "dtypes.py"), os.path.join(_PACKAGE_DIR, "errors.py"))
+_MACHINERY = (
+    *(os.path.join(_PACKAGE_DIR, d) + os.sep for d in ("nki", "isa", "sim", "runtime", "hw", "report")),
+    os.path.join(_PACKAGE_DIR, "dtypes.py"),
+    os.path.join(_PACKAGE_DIR, "errors.py"),
+)
 
 
 @dataclass

@@ -107,7 +107,9 @@ def dma_copy(dst: Any, src: Any, mask: Any = None, location: str | None = None) 
     src = require_tensor(src, "dma_copy src", loc)
     for t, what in ((dst, "dma_copy dst"), (src, "dma_copy src")):
         if t.buffer is MemoryKind.PSUM:
-            raise UsageError(f"{what} is in PSUM; DMA moves HBM and SBUF only: copy PSUM to SBUF first", loc, rule="buffer")
+            raise UsageError(
+                f"{what} is in PSUM; DMA moves HBM and SBUF only: copy PSUM to SBUF first", loc, rule="buffer"
+            )
         check_partitions(t, ctx.machine.spec.core, what, loc)
     if dst.size != src.size:
         raise ShapeMismatchError(
@@ -150,8 +152,13 @@ def dma_copy(dst: Any, src: Any, mask: Any = None, location: str | None = None) 
 
 # -- TensorE -----------------------------------------------------------------------------------------
 def nc_matmul(
-    dst: Any, stationary: Any, moving: Any, accumulate: bool | None = None, double_row: bool = False,
-    mask: Any = None, location: str | None = None,
+    dst: Any,
+    stationary: Any,
+    moving: Any,
+    accumulate: bool | None = None,
+    double_row: bool = False,
+    mask: Any = None,
+    location: str | None = None,
 ) -> Instruction:
     ctx = current()
     loc = location or user_location()
@@ -173,7 +180,9 @@ def nc_matmul(
         )
     for t, what in ((st, "stationary"), (mv, "moving")):
         if not dtypes.is_float(t.dtype):
-            raise DtypeError(f"nc_matmul {what} must be a float type, got {dtypes.name(t.dtype)}", loc, rule="matmul-dtype")
+            raise DtypeError(
+                f"nc_matmul {what} must be a float type, got {dtypes.name(t.dtype)}", loc, rule="matmul-dtype"
+            )
     k_st, k_mv = st.partition_size(), mv.partition_size()
     n_st, n_mv = st.free_size(), mv.free_size()
     if double_row:
@@ -182,7 +191,9 @@ def nc_matmul(
         if st.dtype not in dtypes.FP8_DTYPES or mv.dtype not in dtypes.FP8_DTYPES:
             raise DtypeError("double_row matmul takes fp8 inputs only", loc, rule="double-row")
         if st.ndim != 3 or mv.ndim != 3 or st.shape[1] != 2 or mv.shape[1] != 2:
-            raise TileShapeError("double_row matmul takes stationary [K, 2, M] and moving [K, 2, N]", loc, rule="double-row")
+            raise TileShapeError(
+                "double_row matmul takes stationary [K, 2, M] and moving [K, 2, N]", loc, rule="double-row"
+            )
         n_st, n_mv = st.shape[2], mv.shape[2]
     for size, limit, what, name in (
         (k_st, core.tensor.pe_rows, "stationary partition (contraction) dim", "pmax"),
@@ -193,7 +204,9 @@ def nc_matmul(
             raise TileShapeError(f"nc_matmul {what} {size} exceeds {limit} (nl.tile_size.{name})", loc, rule=name)
     if k_st != k_mv:
         raise ShapeMismatchError(
-            f"nc_matmul contraction dims differ: stationary has {k_st} partitions, moving has {k_mv}", loc, rule="contraction"
+            f"nc_matmul contraction dims differ: stationary has {k_st} partitions, moving has {k_mv}",
+            loc,
+            rule="contraction",
         )
     if dst.partition_size() != n_st or dst.free_size() != n_mv:
         raise ShapeMismatchError(
@@ -209,13 +222,24 @@ def nc_matmul(
     ctx.psum_touched.add(region)
     cost = CostArgs(n_stationary=n_st, n_moving=n_mv, fp32_matmul=st.dtype in fp32_like, p=k_st)
     return issue(
-        ctx, Opcode.NC_MATMUL, Engine.TENSOR, dst, [st, mv], cost,
+        ctx,
+        Opcode.NC_MATMUL,
+        Engine.TENSOR,
+        dst,
+        [st, mv],
+        cost,
         lambda: sem.nc_matmul(_values(ctx, st, None, loc), _values(ctx, mv, None, loc), double_row),
-        loc, m, label="nc_matmul", flops=2 * k * n_st * n_mv, accumulate=acc,
+        loc,
+        m,
+        label="nc_matmul",
+        flops=2 * k * n_st * n_mv,
+        accumulate=acc,
     )
 
 
-def nc_transpose(dst: Any, data: Any, engine: Engine | None = None, mask: Any = None, location: str | None = None) -> Instruction:
+def nc_transpose(
+    dst: Any, data: Any, engine: Engine | None = None, mask: Any = None, location: str | None = None
+) -> Instruction:
     """Swap partition and free axes: TensorE (<= 128x128, SBUF -> PSUM) or VectorE (<= 32x32)."""
     ctx = current()
     loc = location or user_location()
@@ -239,7 +263,14 @@ def nc_transpose(dst: Any, data: Any, engine: Engine | None = None, mask: Any = 
     m = broadcast_mask(mask, dst.shape, loc)
     cost = CostArgs(n=f, p=p)
     return issue(
-        ctx, Opcode.NC_TRANSPOSE, eng, dst, [data], cost,
-        lambda: sem.nc_transpose(_values(ctx, data, None, loc)), loc, m,
+        ctx,
+        Opcode.NC_TRANSPOSE,
+        eng,
+        dst,
+        [data],
+        cost,
+        lambda: sem.nc_transpose(_values(ctx, data, None, loc)),
+        loc,
+        m,
         label=f"nc_transpose({eng.key})",
     )

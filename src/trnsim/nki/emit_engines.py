@@ -52,7 +52,9 @@ def _vector_operand(ctx: TraceContext, x: Any, p: int, what: str, loc: str) -> t
     if isinstance(x, NkiTensor):
         _check_tile(ctx, x, what, loc)
         if x.partition_size() != p or x.free_size() != 1:
-            raise ShapeMismatchError(f"{what} must be a scalar or a [{p}, 1] tile, got {list(x.shape)}", loc, rule="shape")
+            raise ShapeMismatchError(
+                f"{what} must be a scalar or a [{p}, 1] tile, got {list(x.shape)}", loc, rule="shape"
+            )
         return x, [x]
     try:
         return float(x), []
@@ -73,8 +75,16 @@ def _op_name(op: Any, table: dict[str, Any], what: str, loc: str) -> str:
 
 
 def activation(
-    dst: Any, op: Any, data: Any, bias: Any = None, scale: Any = 1.0, reduce_op: Any = None,
-    reduce_res: Any = None, accumulate_reduce: bool = False, mask: Any = None, location: str | None = None,
+    dst: Any,
+    op: Any,
+    data: Any,
+    bias: Any = None,
+    scale: Any = 1.0,
+    reduce_op: Any = None,
+    reduce_res: Any = None,
+    accumulate_reduce: bool = False,
+    mask: Any = None,
+    location: str | None = None,
 ) -> Instruction:
     ctx = current()
     loc = location or user_location()
@@ -104,8 +114,18 @@ def activation(
         b = _resolve(bias_t[0], ctx, loc) if bias_t else bias_v
         return sem.activation(fn, x, s, b)
 
-    ins = issue(ctx, Opcode.ACTIVATION, Engine.SCALAR, dst, [data, *scale_t, *bias_t], cost, compute, loc, m,
-                label=f"activation({fn})")
+    ins = issue(
+        ctx,
+        Opcode.ACTIVATION,
+        Engine.SCALAR,
+        dst,
+        [data, *scale_t, *bias_t],
+        cost,
+        compute,
+        loc,
+        m,
+        label=f"activation({fn})",
+    )
     if red is not None:
         ins.writes = (*ins.writes, red.region())
         if ctx.machine.functional:
@@ -119,8 +139,15 @@ def activation(
     return ins
 
 
-def tensor_tensor(dst: Any, data1: Any, data2: Any, op: Any, engine: Engine | None = None,
-                  mask: Any = None, location: str | None = None) -> Instruction:
+def tensor_tensor(
+    dst: Any,
+    data1: Any,
+    data2: Any,
+    op: Any,
+    engine: Engine | None = None,
+    mask: Any = None,
+    location: str | None = None,
+) -> Instruction:
     ctx = current()
     loc = location or user_location()
     dst = require_tensor(dst, "tensor_tensor dst", loc)
@@ -138,18 +165,38 @@ def tensor_tensor(dst: Any, data1: Any, data2: Any, op: Any, engine: Engine | No
     m = broadcast_mask(mask, dst.shape, loc)
     pe, n = masked_extent(m, dst.shape)
     psum_in = MemoryKind.PSUM in (a.buffer, b.buffer)
-    cost = CostArgs(n=n, p=pe, n_inputs=2, psum_input=psum_in, alu_op=name,
-                    **cost_facts(ctx.machine.spec.core, [dst, a, b]))
+    cost = CostArgs(
+        n=n, p=pe, n_inputs=2, psum_input=psum_in, alu_op=name, **cost_facts(ctx.machine.spec.core, [dst, a, b])
+    )
     return issue(
-        ctx, Opcode.TENSOR_TENSOR, eng, dst, [a, b], cost,
-        lambda: sem.tensor_tensor(name, _values(ctx, a, m, loc).reshape(dst.shape), _values(ctx, b, m, loc).reshape(dst.shape)),
-        loc, m, label=f"tensor_tensor({name})",
+        ctx,
+        Opcode.TENSOR_TENSOR,
+        eng,
+        dst,
+        [a, b],
+        cost,
+        lambda: sem.tensor_tensor(
+            name, _values(ctx, a, m, loc).reshape(dst.shape), _values(ctx, b, m, loc).reshape(dst.shape)
+        ),
+        loc,
+        m,
+        label=f"tensor_tensor({name})",
     )
 
 
-def tensor_scalar(dst: Any, data: Any, op0: Any, operand0: Any, reverse0: bool = False, op1: Any = None,
-                  operand1: Any = None, reverse1: bool = False, engine: Engine | None = None,
-                  mask: Any = None, location: str | None = None) -> Instruction:
+def tensor_scalar(
+    dst: Any,
+    data: Any,
+    op0: Any,
+    operand0: Any,
+    reverse0: bool = False,
+    op1: Any = None,
+    operand1: Any = None,
+    reverse1: bool = False,
+    engine: Engine | None = None,
+    mask: Any = None,
+    location: str | None = None,
+) -> Instruction:
     ctx = current()
     loc = location or user_location()
     dst = require_tensor(dst, "tensor_scalar dst", loc)
@@ -160,7 +207,8 @@ def tensor_scalar(dst: Any, data: Any, op0: Any, operand0: Any, reverse0: bool =
     p = data.partition_size()
     n0 = _op_name(op0, BINARY_OPS, "tensor_scalar op0", loc)
     v0, t0 = _vector_operand(ctx, operand0, p, "tensor_scalar operand0", loc)
-    n1, v1, t1 = None, None, []
+    n1, v1 = None, None
+    t1: list[NkiTensor] = []
     if op1 is not None:
         n1 = _op_name(op1, BINARY_OPS, "tensor_scalar op1", loc)
         v1, t1 = _vector_operand(ctx, operand1, p, "tensor_scalar operand1", loc)
@@ -171,7 +219,8 @@ def tensor_scalar(dst: Any, data: Any, op0: Any, operand0: Any, reverse0: bool =
         if core.nc_version < 3 or bad:
             raise UsageError(
                 "tensor_scalar on the scalar engine supports only add and multiply, from NeuronCore-v3 on",
-                loc, rule="engine",
+                loc,
+                rule="engine",
             )
     m = broadcast_mask(mask, dst.shape, loc)
     pe, n = masked_extent(m, dst.shape)
@@ -183,12 +232,30 @@ def tensor_scalar(dst: Any, data: Any, op0: Any, operand0: Any, reverse0: bool =
         o1 = (_resolve(t1[0], ctx, loc) if t1 else v1) if n1 else None
         return sem.tensor_scalar(x, n0, o0, reverse0, n1, o1, reverse1)
 
-    return issue(ctx, Opcode.TENSOR_SCALAR, eng, dst, [data, *t0, *t1], cost, compute, loc, m,
-                 label=f"tensor_scalar({n0}{',' + n1 if n1 else ''})")
+    return issue(
+        ctx,
+        Opcode.TENSOR_SCALAR,
+        eng,
+        dst,
+        [data, *t0, *t1],
+        cost,
+        compute,
+        loc,
+        m,
+        label=f"tensor_scalar({n0}{',' + n1 if n1 else ''})",
+    )
 
 
-def tensor_reduce(dst: Any, op: Any, data: Any, axis: Any, negate: bool = False, keepdims: bool = False,
-                  mask: Any = None, location: str | None = None) -> Instruction:
+def tensor_reduce(
+    dst: Any,
+    op: Any,
+    data: Any,
+    axis: Any,
+    negate: bool = False,
+    keepdims: bool = False,
+    mask: Any = None,
+    location: str | None = None,
+) -> Instruction:
     ctx = current()
     loc = location or user_location()
     dst = require_tensor(dst, "tensor_reduce dst", loc)
@@ -200,13 +267,16 @@ def tensor_reduce(dst: Any, op: Any, data: Any, axis: Any, negate: bool = False,
     axes = tuple(a + data.ndim if a < 0 else a for a in axes)
     if not axes or any(a < 1 or a >= data.ndim for a in axes):
         raise UsageError(
-            f"tensor_reduce axis {axis} must name free dims (1..{data.ndim - 1}); the partition dim 0 cannot be reduced "
-            "here (transpose it first or use a matmul with ones)",
-            loc, rule="reduce-axis",
+            f"tensor_reduce axis {axis} must name free dims (1..{data.ndim - 1}); the partition dim 0 cannot be "
+            "reduced here (transpose it first or use a matmul with ones)",
+            loc,
+            rule="reduce-axis",
         )
     out_shape = tuple(1 if d in axes else s for d, s in enumerate(data.shape) if keepdims or d not in axes)
     if int(np.prod(out_shape)) != dst.size or dst.partition_size() != data.partition_size():
-        raise ShapeMismatchError(f"tensor_reduce dst must hold {list(out_shape)}, got {list(dst.shape)}", loc, rule="shape")
+        raise ShapeMismatchError(
+            f"tensor_reduce dst must hold {list(out_shape)}, got {list(dst.shape)}", loc, rule="shape"
+        )
     m = broadcast_mask(mask, data.shape, loc)
     dmask = None if m is None else m.any(axis=axes, keepdims=keepdims).reshape(dst.shape)
     pe, n = masked_extent(m, data.shape)
@@ -218,12 +288,24 @@ def tensor_reduce(dst: Any, op: Any, data: Any, axis: Any, negate: bool = False,
             x = np.where(m, x, _REDUCE_IDENTITY.get(name, 0.0))
         return sem.tensor_reduce(name, x, axes, negate, keepdims).reshape(dst.shape)
 
-    return issue(ctx, Opcode.TENSOR_REDUCE, Engine.VECTOR, dst, [data], cost, compute, loc, dmask,
-                 label=f"tensor_reduce({name})", src_mask=m)
+    return issue(
+        ctx,
+        Opcode.TENSOR_REDUCE,
+        Engine.VECTOR,
+        dst,
+        [data],
+        cost,
+        compute,
+        loc,
+        dmask,
+        label=f"tensor_reduce({name})",
+        src_mask=m,
+    )
 
 
-def tensor_copy(dst: Any, src: Any, engine: Engine | None = None, mask: Any = None,
-                location: str | None = None) -> Instruction:
+def tensor_copy(
+    dst: Any, src: Any, engine: Engine | None = None, mask: Any = None, location: str | None = None
+) -> Instruction:
     ctx = current()
     loc = location or user_location()
     dst = require_tensor(dst, "tensor_copy dst", loc)
@@ -234,14 +316,26 @@ def tensor_copy(dst: Any, src: Any, engine: Engine | None = None, mask: Any = No
     eng = pick_engine(Opcode.TENSOR_COPY, engine, loc, [dst, src])
     m = broadcast_mask(mask, dst.shape, loc)
     pe, n = masked_extent(m, dst.shape)
-    cost = CostArgs(n=n, p=pe, psum_input=src.buffer is MemoryKind.PSUM, **cost_facts(ctx.machine.spec.core, [dst, src]))
-    return issue(ctx, Opcode.TENSOR_COPY, eng, dst, [src], cost,
-                 lambda: sem.tensor_copy(_values(ctx, src, m, loc)).reshape(dst.shape), loc, m,
-                 label=f"tensor_copy({eng.key})")
+    cost = CostArgs(
+        n=n, p=pe, psum_input=src.buffer is MemoryKind.PSUM, **cost_facts(ctx.machine.spec.core, [dst, src])
+    )
+    return issue(
+        ctx,
+        Opcode.TENSOR_COPY,
+        eng,
+        dst,
+        [src],
+        cost,
+        lambda: sem.tensor_copy(_values(ctx, src, m, loc)).reshape(dst.shape),
+        loc,
+        m,
+        label=f"tensor_copy({eng.key})",
+    )
 
 
-def memset(dst: Any, value: Any, engine: Engine | None = None, mask: Any = None,
-           location: str | None = None) -> Instruction:
+def memset(
+    dst: Any, value: Any, engine: Engine | None = None, mask: Any = None, location: str | None = None
+) -> Instruction:
     ctx = current()
     loc = location or user_location()
     dst = require_tensor(dst, "memset dst", loc)
@@ -267,8 +361,9 @@ def iota(dst: Any, values: np.ndarray, mask: Any = None, location: str | None = 
     return issue(ctx, Opcode.IOTA, Engine.GPSIMD, dst, [], cost, lambda: vals.astype(np.float32), loc, m, label="iota")
 
 
-def affine_select(dst: Any, predicate: np.ndarray, on_true: Any, on_false_value: float, mask: Any = None,
-                  location: str | None = None) -> Instruction:
+def affine_select(
+    dst: Any, predicate: np.ndarray, on_true: Any, on_false_value: float, mask: Any = None, location: str | None = None
+) -> Instruction:
     """dst = on_true where the compile-time affine predicate holds, else on_false_value (GpSimd)."""
     ctx = current()
     loc = location or user_location()
@@ -281,13 +376,29 @@ def affine_select(dst: Any, predicate: np.ndarray, on_true: Any, on_false_value:
     m = broadcast_mask(mask, dst.shape, loc)
     pe, n = masked_extent(m, dst.shape)
     cost = CostArgs(n=n, p=pe, **cost_facts(ctx.machine.spec.core, [dst, src]))
-    return issue(ctx, Opcode.AFFINE_SELECT, Engine.GPSIMD, dst, [src], cost,
-                 lambda: sem.affine_select(pred, _values(ctx, src, m, loc).reshape(dst.shape), on_false_value),
-                 loc, m, label="affine_select")
+    return issue(
+        ctx,
+        Opcode.AFFINE_SELECT,
+        Engine.GPSIMD,
+        dst,
+        [src],
+        cost,
+        lambda: sem.affine_select(pred, _values(ctx, src, m, loc).reshape(dst.shape), on_false_value),
+        loc,
+        m,
+        label="affine_select",
+    )
 
 
-def select(dst: Any, predicate: Any, on_true: Any, on_false: Any, engine: Engine | None = None, mask: Any = None,
-           location: str | None = None) -> Instruction:
+def select(
+    dst: Any,
+    predicate: Any,
+    on_true: Any,
+    on_false: Any,
+    engine: Engine | None = None,
+    mask: Any = None,
+    location: str | None = None,
+) -> Instruction:
     """dst = on_true where predicate != 0 else on_false (a tile or a number): nl.where."""
     ctx = current()
     loc = location or user_location()
@@ -321,13 +432,26 @@ def bn_stats(dst: Any, data: Any, mask: Any = None, location: str | None = None)
         raise TileShapeError(
             f"bn_stats takes at most {BN_STATS_FMAX} elements per partition (nl.tile_size.bn_stats_fmax), got "
             f"{data.free_size()}",
-            loc, rule="bn_stats_fmax",
+            loc,
+            rule="bn_stats_fmax",
         )
     if dst.partition_size() != data.partition_size() or dst.free_size() != 6:
-        raise ShapeMismatchError(f"bn_stats dst must be [{data.partition_size()}, 6], got {list(dst.shape)}", loc, rule="shape")
+        raise ShapeMismatchError(
+            f"bn_stats dst must be [{data.partition_size()}, 6], got {list(dst.shape)}", loc, rule="shape"
+        )
     cost = CostArgs(n=data.free_size(), p=data.partition_size(), **cost_facts(ctx.machine.spec.core, [dst, data]))
-    return issue(ctx, Opcode.BN_STATS, Engine.VECTOR, dst, [data], cost,
-                 lambda: sem.bn_stats(_values(ctx, data, None, loc)).reshape(dst.shape), loc, None, label="bn_stats")
+    return issue(
+        ctx,
+        Opcode.BN_STATS,
+        Engine.VECTOR,
+        dst,
+        [data],
+        cost,
+        lambda: sem.bn_stats(_values(ctx, data, None, loc)).reshape(dst.shape),
+        loc,
+        None,
+        label="bn_stats",
+    )
 
 
 def bn_aggr(dst: Any, data: Any, mask: Any = None, location: str | None = None) -> Instruction:
@@ -341,10 +465,23 @@ def bn_aggr(dst: Any, data: Any, mask: Any = None, location: str | None = None) 
         raise ShapeMismatchError(
             f"bn_aggr input must hold (count, mean, var*count) triples: elements per partition {data.free_size()} "
             "is not a multiple of 3",
-            loc, rule="shape",
+            loc,
+            rule="shape",
         )
     if dst.partition_size() != data.partition_size() or dst.free_size() != 2:
-        raise ShapeMismatchError(f"bn_aggr dst must be [{data.partition_size()}, 2], got {list(dst.shape)}", loc, rule="shape")
+        raise ShapeMismatchError(
+            f"bn_aggr dst must be [{data.partition_size()}, 2], got {list(dst.shape)}", loc, rule="shape"
+        )
     cost = CostArgs(n=data.free_size(), p=data.partition_size(), **cost_facts(ctx.machine.spec.core, [dst, data]))
-    return issue(ctx, Opcode.BN_AGGR, Engine.VECTOR, dst, [data], cost,
-                 lambda: sem.bn_aggr(_values(ctx, data, None, loc)).reshape(dst.shape), loc, None, label="bn_aggr")
+    return issue(
+        ctx,
+        Opcode.BN_AGGR,
+        Engine.VECTOR,
+        dst,
+        [data],
+        cost,
+        lambda: sem.bn_aggr(_values(ctx, data, None, loc)).reshape(dst.shape),
+        loc,
+        None,
+        label="bn_aggr",
+    )

@@ -30,24 +30,24 @@ def par_dim(n: int) -> ParDim:
     return ParDim(n)
 
 
-class _Grid(tuple):  # type: ignore[type-arg]
+class _Grid(tuple):  # type: ignore[type-arg,unused-ignore]
     """Result of nl.mgrid[...]: unpackable, with .p/.x/.y/.z fields."""
 
     @property
     def p(self) -> np.ndarray:
-        return self[0]  # type: ignore[no-any-return]
+        return self[0]
 
     @property
     def x(self) -> np.ndarray:
-        return self[1]  # type: ignore[no-any-return]
+        return self[1]
 
     @property
     def y(self) -> np.ndarray:
-        return self[2]  # type: ignore[no-any-return]
+        return self[2]
 
     @property
     def z(self) -> np.ndarray:
-        return self[3]  # type: ignore[no-any-return]
+        return self[3]
 
 
 class _MGrid:

@@ -30,22 +30,62 @@ from trnsim.nki.isa_enums import (
 from trnsim.nki.tensor import NkiTensor
 
 __all__ = [
-    "activation", "affine_select", "bn_aggr", "bn_stats", "dge_mode", "dma_copy", "dma_engine", "engine",
-    "get_nc_version", "gpsimd_engine", "iota", "matmul_perf_mode", "memset", "nc_matmul", "nc_transpose",
-    "nc_version", "oob_mode", "reciprocal", "reduce_cmd", "scalar_engine", "select", "tensor_copy", "tensor_engine",
-    "tensor_reduce", "tensor_scalar", "tensor_tensor", "unknown_engine", "vector_engine",
+    "activation",
+    "affine_select",
+    "bn_aggr",
+    "bn_stats",
+    "dge_mode",
+    "dma_copy",
+    "dma_engine",
+    "engine",
+    "get_nc_version",
+    "gpsimd_engine",
+    "iota",
+    "matmul_perf_mode",
+    "memset",
+    "nc_matmul",
+    "nc_transpose",
+    "nc_version",
+    "oob_mode",
+    "reciprocal",
+    "reduce_cmd",
+    "scalar_engine",
+    "select",
+    "tensor_copy",
+    "tensor_engine",
+    "tensor_reduce",
+    "tensor_scalar",
+    "tensor_tensor",
+    "unknown_engine",
+    "vector_engine",
 ]
 
 
-def dma_copy(dst: NkiTensor, src: NkiTensor, priority: Any = None, oob_mode: Any = oob_mode.error,
-             dge_mode: Any = dge_mode.unknown, engine: Any = engine.unknown, name: Any = None) -> None:
+def dma_copy(
+    dst: NkiTensor,
+    src: NkiTensor,
+    priority: Any = None,
+    oob_mode: Any = oob_mode.error,
+    dge_mode: Any = dge_mode.unknown,
+    engine: Any = engine.unknown,
+    name: Any = None,
+) -> None:
     emit.dma_copy(dst, src)
 
 
-def nc_matmul(dst: NkiTensor, stationary: NkiTensor, moving: NkiTensor, is_stationary_onezero: bool = False,
-              is_moving_onezero: bool = False, is_transpose: bool = False, accumulate: bool | None = None,
-              tile_position: Any = (), tile_size: Any = (), perf_mode: Any = matmul_perf_mode.none,
-              name: Any = None) -> None:
+def nc_matmul(
+    dst: NkiTensor,
+    stationary: NkiTensor,
+    moving: NkiTensor,
+    is_stationary_onezero: bool = False,
+    is_moving_onezero: bool = False,
+    is_transpose: bool = False,
+    accumulate: bool | None = None,
+    tile_position: Any = (),
+    tile_size: Any = (),
+    perf_mode: Any = matmul_perf_mode.none,
+    name: Any = None,
+) -> None:
     emit.nc_matmul(dst, stationary, moving, accumulate=accumulate, double_row=perf_mode == matmul_perf_mode.double_row)
 
 
@@ -53,24 +93,53 @@ def nc_transpose(dst: NkiTensor, data: NkiTensor, engine: Any = engine.unknown, 
     emit.nc_transpose(dst, data, engine=to_engine(engine))
 
 
-def activation(dst: NkiTensor, op: Any, data: NkiTensor, bias: Any = None, scale: Any = 1.0, reduce_op: Any = None,
-               reduce_res: Any = None, reduce_cmd: Any = reduce_cmd.idle, name: Any = None) -> None:
-    emit_engines.activation(dst, op, data, bias=bias, scale=scale, reduce_op=reduce_op, reduce_res=reduce_res,
-                            accumulate_reduce=reduce_cmd in (reduce_cmd.reduce, reduce_cmd.load_reduce))
+def activation(
+    dst: NkiTensor,
+    op: Any,
+    data: NkiTensor,
+    bias: Any = None,
+    scale: Any = 1.0,
+    reduce_op: Any = None,
+    reduce_res: Any = None,
+    reduce_cmd: Any = reduce_cmd.idle,
+    name: Any = None,
+) -> None:
+    emit_engines.activation(
+        dst,
+        op,
+        data,
+        bias=bias,
+        scale=scale,
+        reduce_op=reduce_op,
+        reduce_res=reduce_res,
+        accumulate_reduce=reduce_cmd in (reduce_cmd.reduce, reduce_cmd.load_reduce),
+    )
 
 
-def tensor_tensor(dst: NkiTensor, data1: NkiTensor, data2: NkiTensor, op: Any, engine: Any = engine.unknown,
-                  name: Any = None) -> None:
+def tensor_tensor(
+    dst: NkiTensor, data1: NkiTensor, data2: NkiTensor, op: Any, engine: Any = engine.unknown, name: Any = None
+) -> None:
     emit_engines.tensor_tensor(dst, data1, data2, op, engine=to_engine(engine))
 
 
-def tensor_scalar(dst: NkiTensor, data: NkiTensor, op0: Any, operand0: Any, reverse0: bool = False, op1: Any = None,
-                  operand1: Any = None, reverse1: bool = False, engine: Any = engine.unknown, name: Any = None) -> None:
+def tensor_scalar(
+    dst: NkiTensor,
+    data: NkiTensor,
+    op0: Any,
+    operand0: Any,
+    reverse0: bool = False,
+    op1: Any = None,
+    operand1: Any = None,
+    reverse1: bool = False,
+    engine: Any = engine.unknown,
+    name: Any = None,
+) -> None:
     emit_engines.tensor_scalar(dst, data, op0, operand0, reverse0, op1, operand1, reverse1, engine=to_engine(engine))
 
 
-def tensor_reduce(dst: NkiTensor, op: Any, data: NkiTensor, axis: Any, negate: bool = False, keepdims: bool = False,
-                  name: Any = None) -> None:
+def tensor_reduce(
+    dst: NkiTensor, op: Any, data: NkiTensor, axis: Any, negate: bool = False, keepdims: bool = False, name: Any = None
+) -> None:
     emit_engines.tensor_reduce(dst, op, data, axis, negate=negate, keepdims=keepdims)
 
 
@@ -87,21 +156,36 @@ def iota(dst: NkiTensor, pattern: Any, offset: int = 0, channel_multiplier: int 
     if vals.size != dst.size:
         raise ShapeMismatchError(
             f"iota pattern covers {vals.size // dst.shape[0]} elements per partition, dst has {dst.free_size()}",
-            user_location(), rule="shape",
+            user_location(),
+            rule="shape",
         )
     emit_engines.iota(dst, vals.reshape(dst.shape))
 
 
-def affine_select(dst: NkiTensor, pattern: Any, channel_multiplier: int, on_true_tile: NkiTensor,
-                  on_false_value: float, cmp_op: Any = None, offset: int = 0, name: Any = None) -> None:
+def affine_select(
+    dst: NkiTensor,
+    pattern: Any,
+    channel_multiplier: int,
+    on_true_tile: NkiTensor,
+    on_false_value: float,
+    cmp_op: Any = None,
+    offset: int = 0,
+    name: Any = None,
+) -> None:
     vals = pattern_values(tuple(dst.shape), pattern, offset, channel_multiplier).reshape(dst.shape)
     cmp = getattr(cmp_op, "nki_name", None) or getattr(cmp_op, "__name__", None) or "equal"
     pred = BINARY_OPS[cmp](vals, np.zeros_like(vals)) != 0
     emit_engines.affine_select(dst, pred, on_true_tile, float(on_false_value))
 
 
-def select(dst: NkiTensor, predicate: NkiTensor, on_true: NkiTensor, on_false: Any, engine: Any = engine.unknown,
-           name: Any = None) -> None:
+def select(
+    dst: NkiTensor,
+    predicate: NkiTensor,
+    on_true: NkiTensor,
+    on_false: Any,
+    engine: Any = engine.unknown,
+    name: Any = None,
+) -> None:
     emit_engines.select(dst, predicate, on_true, on_false, engine=to_engine(engine))
 
 

@@ -8,7 +8,7 @@ from typing import Any
 from trnsim.isa.opcodes import Engine
 
 
-class engine(Enum):  # noqa: N801 - NKI's spelling
+class engine(Enum):
     unknown = 0
     tensor = 1
     scalar = 2
@@ -26,7 +26,7 @@ dma_engine = engine.dma
 unknown_engine = engine.unknown
 
 
-class reduce_cmd(Enum):  # noqa: N801
+class reduce_cmd(Enum):
     idle = 0
     reset = 1
     reduce = 2
@@ -34,24 +34,24 @@ class reduce_cmd(Enum):  # noqa: N801
     load_reduce = 4
 
 
-class dge_mode(Enum):  # noqa: N801
+class dge_mode(Enum):
     unknown = 0
     swdge = 1
     hwdge = 2
     none = 3
 
 
-class oob_mode(Enum):  # noqa: N801
+class oob_mode(Enum):
     error = 0
     skip = 1
 
 
-class matmul_perf_mode(Enum):  # noqa: N801
+class matmul_perf_mode(Enum):
     none = 0
     double_row = 1
 
 
-class nc_version(Enum):  # noqa: N801
+class nc_version(Enum):
     gen2 = 2
     gen3 = 3
     gen4 = 4

@@ -47,7 +47,7 @@ class Kernel:
         self.fn = fn
         self.grid = grid
         self.benchmark_result: BenchmarkResult | None = None
-        functools.update_wrapper(self, fn)  # type: ignore[arg-type]
+        functools.update_wrapper(self, fn)
 
     @property
     def name(self) -> str:
@@ -103,7 +103,7 @@ def _input_tensor(machine: Machine, arg: Any, index: int) -> tuple[Any, bool]:
         alloc = machine.allocate(MemoryKind.HBM, arg.shape, arg.dtype, f"arg{index}")
         alloc.mark_all_written()
         return NkiTensor(alloc), False
-    if isinstance(arg, np.ndarray) or type(arg).__module__.startswith("torch") and hasattr(arg, "shape"):
+    if isinstance(arg, np.ndarray) or (type(arg).__module__.startswith("torch") and hasattr(arg, "shape")):
         data, from_torch = _to_numpy(arg)
         alloc = machine.allocate(MemoryKind.HBM, tuple(data.shape), data.dtype, f"arg{index}")
         if alloc.storage is not None:
@@ -130,8 +130,14 @@ def _output(value: Any, functional: bool, as_torch: bool) -> Any:
     return value
 
 
-def launch(kernel: Kernel, args: tuple[Any, ...], kwargs: dict[str, Any], target: Any = None,
-           mode: Mode = "functional", cores: int | None = None) -> Profile:
+def launch(
+    kernel: Kernel,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    target: Any = None,
+    mode: Mode = "functional",
+    cores: int | None = None,
+) -> Profile:
     """Run every SPMD program of `kernel` on a fresh simulated chip and time the result."""
     spec: HardwareSpec = get_target_spec(target)
     if mode not in ("functional", "timing"):
@@ -139,7 +145,9 @@ def launch(kernel: Kernel, args: tuple[Any, ...], kwargs: dict[str, Any], target
     n_programs = int(np.prod(kernel.grid))
     n_cores = cores or min(spec.chip.default_lnc, n_programs)
     if n_cores > spec.chip.physical_cores:
-        raise UsageError(f"{spec.name} has {spec.chip.physical_cores} physical cores, asked for {n_cores}", user_location())
+        raise UsageError(
+            f"{spec.name} has {spec.chip.physical_cores} physical cores, asked for {n_cores}", user_location()
+        )
     machine = Machine(spec, mode, n_cores)
     converted = [_input_tensor(machine, a, i) for i, a in enumerate(args)]
     hbm_args = [c[0] for c in converted]
@@ -147,8 +155,9 @@ def launch(kernel: Kernel, args: tuple[Any, ...], kwargs: dict[str, Any], target
     shared: list[Any] = []
     result: Any = None
     for k, pid in enumerate(itertools.product(*(range(g) for g in kernel.grid))):
-        ctx = TraceContext(machine, core=k % n_cores, program_id=pid, grid=kernel.grid, kernel_name=kernel.name,
-                           shared_hbm=shared)
+        ctx = TraceContext(
+            machine, core=k % n_cores, program_id=pid, grid=kernel.grid, kernel_name=kernel.name, shared_hbm=shared
+        )
         with activate(ctx):
             ret = kernel.fn(*hbm_args, **kwargs)
         if k == 0:
@@ -184,8 +193,14 @@ def simulate_kernel(kernel: Any, *args: Any, **kwargs: Any) -> Any:
     return simulate(kernel)(*args, **kwargs)
 
 
-def profile(kernel: Any = None, target: Any = None, mode: Mode = "functional", cores: int | None = None,
-            working_directory: str | None = None, **_: Any) -> Any:
+def profile(
+    kernel: Any = None,
+    target: Any = None,
+    mode: Mode = "functional",
+    cores: int | None = None,
+    working_directory: str | None = None,
+    **_: Any,
+) -> Any:
     """`trnsim.nki.profile(kernel, target="trn2")(*args)` -> Profile (outputs on `.outputs`).
 
     With legacy arguments (`working_directory=`), behaves like legacy `nki.profile`: a decorator whose
@@ -235,7 +250,7 @@ def benchmark(kernel: Any = None, warmup: int = 10, iters: int = 100, target: An
 
     class _Benchmarked(Kernel):
         def __getitem__(self, grid: Any) -> Kernel:
-            return benchmark(Kernel.__getitem__(self, grid), warmup, iters, target)  # type: ignore[no-any-return]
+            return benchmark(Kernel.__getitem__(self, grid), warmup, iters, target)
 
         def __call__(self, *args: Any, **kwargs: Any) -> Any:
             prof = launch(self, args, kwargs, target=target)
@@ -254,7 +269,7 @@ def baremetal(kernel: Any = None, **kw: Any) -> Any:
 
     class _Baremetal(Kernel):
         def __getitem__(self, grid: Any) -> Kernel:
-            return baremetal(Kernel.__getitem__(self, grid))  # type: ignore[no-any-return]
+            return baremetal(Kernel.__getitem__(self, grid))
 
         def __call__(self, *args: Any, **kwargs: Any) -> Any:
             return launch(self, args, kwargs).outputs

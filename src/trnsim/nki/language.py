@@ -13,7 +13,6 @@ from trnsim.nki import language_impl as _impl
 from trnsim.nki.context import current as _current
 from trnsim.nki.context import maybe_current as _maybe_current
 from trnsim.nki.context import user_location as _loc
-from trnsim.nki.indexing import arange, ds, mgrid, par_dim
 from trnsim.nki.ops import BINARY as _BINARY
 from trnsim.nki.ops import UNARY as _UNARY
 from trnsim.nki.tensor import NkiTensor
@@ -118,7 +117,9 @@ def _shape(shape: Any) -> tuple[int, ...]:
 def full(shape: Any, fill_value: float, dtype: Any, buffer: Any = None, name: str = "", **kw: Any) -> NkiTensor:
     t = ndarray(shape, dtype, buffer=buffer, name=name)
     if t.buffer is MemoryKind.HBM:
-        raise UsageError("nl.full/zeros/ones create on-chip tiles; allocate HBM with nl.ndarray and store into it", _loc())
+        raise UsageError(
+            "nl.full/zeros/ones create on-chip tiles; allocate HBM with nl.ndarray and store into it", _loc()
+        )
     _impl.emit_engines.memset(t, fill_value, mask=kw.get("mask"))
     return t
 
@@ -169,23 +170,27 @@ def matmul(x: NkiTensor, y: NkiTensor, *, transpose_x: bool = False, mask: Any =
 
 
 # -- reductions and fused ops ------------------------------------------------------------------------
-def sum(x: NkiTensor, axis: Any, *, dtype: Any = None, mask: Any = None, keepdims: bool = False, **_: Any) -> NkiTensor:  # noqa: A001
+def sum(x: NkiTensor, axis: Any, *, dtype: Any = None, mask: Any = None, keepdims: bool = False, **_: Any) -> NkiTensor:
     return _impl.reduce("add", x, axis, dtype=dtype, mask=mask, keepdims=keepdims)
 
 
-def max(x: NkiTensor, axis: Any, *, dtype: Any = None, mask: Any = None, keepdims: bool = False, **_: Any) -> NkiTensor:  # noqa: A001
+def max(x: NkiTensor, axis: Any, *, dtype: Any = None, mask: Any = None, keepdims: bool = False, **_: Any) -> NkiTensor:
     return _impl.reduce("maximum", x, axis, dtype=dtype, mask=mask, keepdims=keepdims)
 
 
-def min(x: NkiTensor, axis: Any, *, dtype: Any = None, mask: Any = None, keepdims: bool = False, **_: Any) -> NkiTensor:  # noqa: A001
+def min(x: NkiTensor, axis: Any, *, dtype: Any = None, mask: Any = None, keepdims: bool = False, **_: Any) -> NkiTensor:
     return _impl.reduce("minimum", x, axis, dtype=dtype, mask=mask, keepdims=keepdims)
 
 
-def prod(x: NkiTensor, axis: Any, *, dtype: Any = None, mask: Any = None, keepdims: bool = False, **_: Any) -> NkiTensor:
+def prod(
+    x: NkiTensor, axis: Any, *, dtype: Any = None, mask: Any = None, keepdims: bool = False, **_: Any
+) -> NkiTensor:
     return _impl.reduce("multiply", x, axis, dtype=dtype, mask=mask, keepdims=keepdims)
 
 
-def mean(x: NkiTensor, axis: Any, *, dtype: Any = None, mask: Any = None, keepdims: bool = False, **_: Any) -> NkiTensor:
+def mean(
+    x: NkiTensor, axis: Any, *, dtype: Any = None, mask: Any = None, keepdims: bool = False, **_: Any
+) -> NkiTensor:
     return _impl.mean(x, axis, dtype=dtype, mask=mask, keepdims=keepdims)
 
 
@@ -197,8 +202,17 @@ def softmax(x: NkiTensor, axis: Any = -1, *, dtype: Any = None, mask: Any = None
     return _impl.softmax(x, axis, dtype=dtype, mask=mask)
 
 
-def rms_norm(x: NkiTensor, w: NkiTensor, axis: Any, n: int, epsilon: float = 1e-6, *, dtype: Any = None,
-             mask: Any = None, **_: Any) -> NkiTensor:
+def rms_norm(
+    x: NkiTensor,
+    w: NkiTensor,
+    axis: Any,
+    n: int,
+    epsilon: float = 1e-6,
+    *,
+    dtype: Any = None,
+    mask: Any = None,
+    **_: Any,
+) -> NkiTensor:
     """x / sqrt(sum(x^2)/n + eps) * w."""
     sq = _impl.unary("square", x, dtype=float32, mask=mask)
     ms = _impl.reduce("add", sq, axis, dtype=float32, mask=mask, keepdims=True)

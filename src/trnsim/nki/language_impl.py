@@ -27,8 +27,9 @@ from trnsim.sim.memory import MemoryKind
 HBM_KINDS = (MemoryKind.HBM,)
 
 
-def new_tensor(shape: Any, dtype: Any, buffer: MemoryKind = MemoryKind.SBUF, name: str = "",
-               location: str | None = None) -> NkiTensor:
+def new_tensor(
+    shape: Any, dtype: Any, buffer: MemoryKind = MemoryKind.SBUF, name: str = "", location: str | None = None
+) -> NkiTensor:
     """Allocate a tensor; SBUF/PSUM tiles are checked against the partition and PSUM-bank limits."""
     ctx = current()
     loc = location or user_location()
@@ -137,7 +138,6 @@ def assign(dst: NkiTensor, value: Any) -> None:
 def accumulate(dst: NkiTensor, value: Any) -> None:
     """`psum += nl.matmul(...)`: accumulate into PSUM (or add elementwise for other tiles)."""
     ctx = current()
-    loc = user_location()
     if isinstance(value, NkiTensor) and _retarget(ctx, dst, value, accumulate=True):
         return
     if isinstance(value, NkiTensor) and value.buffer is MemoryKind.PSUM and dst.buffer is MemoryKind.PSUM:
@@ -192,8 +192,17 @@ def broadcast_to(src: NkiTensor, shape: Any) -> NkiTensor:
         return src
     out = new_tensor(shp, src.dtype, MemoryKind.SBUF, location=loc)
     cost = CostArgs(n=out.free_size(), p=out.partition_size(), **cost_facts(ctx.machine.spec.core, [out, src]))
-    emit.issue(ctx, Opcode.TENSOR_COPY, Engine.GPSIMD, out, [src], cost,
-               lambda: np.broadcast_to(read_f32(ctx, src, None, loc), shp), loc, label="broadcast")
+    emit.issue(
+        ctx,
+        Opcode.TENSOR_COPY,
+        Engine.GPSIMD,
+        out,
+        [src],
+        cost,
+        lambda: np.broadcast_to(read_f32(ctx, src, None, loc), shp),
+        loc,
+        label="broadcast",
+    )
     return _mark_fresh(ctx, out)
 
 
@@ -213,8 +222,9 @@ def unary(op: str, x: NkiTensor, dtype: Any = None, mask: Any = None) -> NkiTens
     return _mark_fresh(ctx, out)
 
 
-def elementwise_binary(op: str, x: Any, y: Any, dtype: Any = None, mask: Any = None,
-                       out: NkiTensor | None = None) -> NkiTensor:
+def elementwise_binary(
+    op: str, x: Any, y: Any, dtype: Any = None, mask: Any = None, out: NkiTensor | None = None
+) -> NkiTensor:
     ctx = current()
     loc = user_location()
     if not isinstance(x, NkiTensor) and not isinstance(y, NkiTensor):
@@ -268,8 +278,9 @@ def _axes(x: NkiTensor, axis: Any, loc: str) -> tuple[int, ...]:
     return tuple(a + x.ndim if a < 0 else a for a in axes)
 
 
-def reduce(op: str, x: NkiTensor, axis: Any, dtype: Any = None, mask: Any = None, keepdims: bool = False,
-           negate: bool = False) -> NkiTensor:
+def reduce(
+    op: str, x: NkiTensor, axis: Any, dtype: Any = None, mask: Any = None, keepdims: bool = False, negate: bool = False
+) -> NkiTensor:
     ctx = current()
     loc = user_location()
     axes = _axes(x, axis, loc)

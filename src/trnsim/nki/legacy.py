@@ -6,6 +6,15 @@ from trnsim.nki.kernel import Kernel, TensorSpec, baremetal, benchmark, jit, pro
 from trnsim.nki.tensor import NkiTensor as tensor
 
 __all__ = [
-    "Kernel", "TensorSpec", "baremetal", "benchmark", "isa", "jit", "language", "profile", "simulate",
-    "simulate_kernel", "tensor",
+    "Kernel",
+    "TensorSpec",
+    "baremetal",
+    "benchmark",
+    "isa",
+    "jit",
+    "language",
+    "profile",
+    "simulate",
+    "simulate_kernel",
+    "tensor",
 ]

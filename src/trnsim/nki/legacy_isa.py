@@ -31,10 +31,33 @@ from trnsim.nki.tensor import NkiTensor
 from trnsim.sim.memory import MemoryKind
 
 __all__ = [
-    "activation", "activation_reduce", "affine_select", "bn_aggr", "bn_stats", "dge_mode", "dma_copy", "dma_engine",
-    "engine", "get_nc_version", "gpsimd_engine", "iota", "matmul_perf_mode", "memset", "nc_matmul", "nc_transpose",
-    "nc_version", "oob_mode", "reduce_cmd", "scalar_engine", "tensor_copy", "tensor_engine", "tensor_reduce",
-    "tensor_scalar", "tensor_tensor", "unknown_engine", "vector_engine",
+    "activation",
+    "activation_reduce",
+    "affine_select",
+    "bn_aggr",
+    "bn_stats",
+    "dge_mode",
+    "dma_copy",
+    "dma_engine",
+    "engine",
+    "get_nc_version",
+    "gpsimd_engine",
+    "iota",
+    "matmul_perf_mode",
+    "memset",
+    "nc_matmul",
+    "nc_transpose",
+    "nc_version",
+    "oob_mode",
+    "reduce_cmd",
+    "scalar_engine",
+    "tensor_copy",
+    "tensor_engine",
+    "tensor_reduce",
+    "tensor_scalar",
+    "tensor_tensor",
+    "unknown_engine",
+    "vector_engine",
 ]
 
 
@@ -46,14 +69,32 @@ def _done(t: NkiTensor) -> NkiTensor:
     return _mark_fresh(current(), t)
 
 
-def dma_copy(*, dst: NkiTensor, src: NkiTensor, mask: Any = None, dst_rmw_op: Any = None, oob_mode: Any = None,
-             dge_mode: Any = None, **_: Any) -> None:
+def dma_copy(
+    *,
+    dst: NkiTensor,
+    src: NkiTensor,
+    mask: Any = None,
+    dst_rmw_op: Any = None,
+    oob_mode: Any = None,
+    dge_mode: Any = None,
+    **_: Any,
+) -> None:
     emit.dma_copy(dst, src, mask=mask)
 
 
-def nc_matmul(stationary: NkiTensor, moving: NkiTensor, *, is_stationary_onezero: bool = False,
-              is_moving_onezero: bool = False, is_transpose: bool = False, tile_position: Any = (),
-              tile_size: Any = (), mask: Any = None, perf_mode: Any = None, **_: Any) -> NkiTensor:
+def nc_matmul(
+    stationary: NkiTensor,
+    moving: NkiTensor,
+    *,
+    is_stationary_onezero: bool = False,
+    is_moving_onezero: bool = False,
+    is_transpose: bool = False,
+    tile_position: Any = (),
+    tile_size: Any = (),
+    mask: Any = None,
+    perf_mode: Any = None,
+    **_: Any,
+) -> NkiTensor:
     double = perf_mode in (matmul_perf_mode.double_row, "double_row")
     m = stationary.shape[-1] if double else stationary.free_size()
     n = moving.shape[-1] if double else moving.free_size()
@@ -62,8 +103,9 @@ def nc_matmul(stationary: NkiTensor, moving: NkiTensor, *, is_stationary_onezero
     return _done(out)
 
 
-def nc_transpose(data: NkiTensor, *, engine: Any = engine.unknown, mask: Any = None, dtype: Any = None,
-                 **_: Any) -> NkiTensor:
+def nc_transpose(
+    data: NkiTensor, *, engine: Any = engine.unknown, mask: Any = None, dtype: Any = None, **_: Any
+) -> NkiTensor:
     eng = to_engine(engine)
     if eng is None:  # the compiler picks VectorE for tiles within its 32x32 limit
         eng = Engine.VECTOR if data.partition_size() <= 32 and data.free_size() <= 32 else Engine.TENSOR
@@ -73,40 +115,91 @@ def nc_transpose(data: NkiTensor, *, engine: Any = engine.unknown, mask: Any = N
     return _done(out)
 
 
-def activation(op: Any, data: NkiTensor, *, bias: Any = None, scale: Any = 1.0, reduce_op: Any = None,
-               reduce_res: Any = None, reduce_cmd: Any = None, mask: Any = None, dtype: Any = None,
-               **_: Any) -> NkiTensor:
+def activation(
+    op: Any,
+    data: NkiTensor,
+    *,
+    bias: Any = None,
+    scale: Any = 1.0,
+    reduce_op: Any = None,
+    reduce_res: Any = None,
+    reduce_cmd: Any = None,
+    mask: Any = None,
+    dtype: Any = None,
+    **_: Any,
+) -> NkiTensor:
     out = _fresh(data.shape, dtype or data.dtype)
-    emit_engines.activation(out, op, data, bias=bias, scale=scale, reduce_op=reduce_op, reduce_res=reduce_res,
-                            mask=mask)
+    emit_engines.activation(
+        out, op, data, bias=bias, scale=scale, reduce_op=reduce_op, reduce_res=reduce_res, mask=mask
+    )
     return _done(out)
 
 
-def activation_reduce(op: Any, data: NkiTensor, *, reduce_op: Any, reduce_res: NkiTensor, bias: Any = None,
-                      scale: Any = 1.0, mask: Any = None, dtype: Any = None, **_: Any) -> NkiTensor:
-    return activation(op, data, bias=bias, scale=scale, reduce_op=reduce_op, reduce_res=reduce_res, mask=mask,
-                      dtype=dtype)
+def activation_reduce(
+    op: Any,
+    data: NkiTensor,
+    *,
+    reduce_op: Any,
+    reduce_res: NkiTensor,
+    bias: Any = None,
+    scale: Any = 1.0,
+    mask: Any = None,
+    dtype: Any = None,
+    **_: Any,
+) -> NkiTensor:
+    return activation(
+        op, data, bias=bias, scale=scale, reduce_op=reduce_op, reduce_res=reduce_res, mask=mask, dtype=dtype
+    )
 
 
-def tensor_tensor(data1: NkiTensor, data2: NkiTensor, op: Any, *, dtype: Any = None, mask: Any = None,
-                  engine: Any = engine.unknown, **_: Any) -> NkiTensor:
+def tensor_tensor(
+    data1: NkiTensor,
+    data2: NkiTensor,
+    op: Any,
+    *,
+    dtype: Any = None,
+    mask: Any = None,
+    engine: Any = engine.unknown,
+    **_: Any,
+) -> NkiTensor:
     dt = dtype or max((data1.dtype, data2.dtype), key=lambda d: (dtypes.is_float(d), d.itemsize))
     out = _fresh(data1.shape, dt)
     emit_engines.tensor_tensor(out, data1, data2, op, engine=to_engine(engine), mask=mask)
     return _done(out)
 
 
-def tensor_scalar(data: NkiTensor, op0: Any, operand0: Any, reverse0: bool = False, op1: Any = None,
-                  operand1: Any = None, reverse1: bool = False, *, dtype: Any = None, mask: Any = None,
-                  engine: Any = engine.unknown, **_: Any) -> NkiTensor:
+def tensor_scalar(
+    data: NkiTensor,
+    op0: Any,
+    operand0: Any,
+    reverse0: bool = False,
+    op1: Any = None,
+    operand1: Any = None,
+    reverse1: bool = False,
+    *,
+    dtype: Any = None,
+    mask: Any = None,
+    engine: Any = engine.unknown,
+    **_: Any,
+) -> NkiTensor:
     out = _fresh(data.shape, dtype or data.dtype)
-    emit_engines.tensor_scalar(out, data, op0, operand0, reverse0, op1, operand1, reverse1,
-                               engine=to_engine(engine), mask=mask)
+    emit_engines.tensor_scalar(
+        out, data, op0, operand0, reverse0, op1, operand1, reverse1, engine=to_engine(engine), mask=mask
+    )
     return _done(out)
 
 
-def tensor_reduce(op: Any, data: NkiTensor, axis: Any, *, mask: Any = None, dtype: Any = None, negate: bool = False,
-                  keepdims: bool = False, **_: Any) -> NkiTensor:
+def tensor_reduce(
+    op: Any,
+    data: NkiTensor,
+    axis: Any,
+    *,
+    mask: Any = None,
+    dtype: Any = None,
+    negate: bool = False,
+    keepdims: bool = False,
+    **_: Any,
+) -> NkiTensor:
     axes = tuple(int(a) for a in (axis if isinstance(axis, list | tuple) else [axis]))
     axes = tuple(a + data.ndim if a < 0 else a for a in axes)
     shape = tuple(1 if d in axes else s for d, s in enumerate(data.shape) if keepdims or d not in axes)
@@ -115,15 +208,17 @@ def tensor_reduce(op: Any, data: NkiTensor, axis: Any, *, mask: Any = None, dtyp
     return _done(out)
 
 
-def tensor_copy(src: NkiTensor, *, mask: Any = None, dtype: Any = None, engine: Any = engine.unknown,
-                **_: Any) -> NkiTensor:
+def tensor_copy(
+    src: NkiTensor, *, mask: Any = None, dtype: Any = None, engine: Any = engine.unknown, **_: Any
+) -> NkiTensor:
     out = _fresh(src.shape, dtype or src.dtype)
     emit_engines.tensor_copy(out, src, engine=to_engine(engine), mask=mask)
     return _done(out)
 
 
-def memset(shape: Any, value: Any, dtype: Any, *, mask: Any = None, engine: Any = engine.unknown,
-           **_: Any) -> NkiTensor:
+def memset(
+    shape: Any, value: Any, dtype: Any, *, mask: Any = None, engine: Any = engine.unknown, **_: Any
+) -> NkiTensor:
     out = _fresh(shape, dtype)
     emit_engines.memset(out, value, engine=to_engine(engine), mask=mask)
     return _done(out)
@@ -137,8 +232,9 @@ def iota(expr: Any, dtype: Any, *, mask: Any = None, **_: Any) -> NkiTensor:
     return _done(out)
 
 
-def affine_select(pred: Any, on_true_tile: NkiTensor, on_false_value: float, *, mask: Any = None,
-                  dtype: Any = None, **_: Any) -> NkiTensor:
+def affine_select(
+    pred: Any, on_true_tile: NkiTensor, on_false_value: float, *, mask: Any = None, dtype: Any = None, **_: Any
+) -> NkiTensor:
     out = _fresh(on_true_tile.shape, dtype or on_true_tile.dtype)
     emit_engines.affine_select(out, np.asarray(pred) > 0, on_true_tile, float(on_false_value), mask=mask)
     return _done(out)

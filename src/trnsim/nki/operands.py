@@ -49,7 +49,9 @@ def broadcast_mask(mask: Any, shape: tuple[int, ...], location: str) -> np.ndarr
     try:
         return np.broadcast_to(m, shape)
     except ValueError:
-        raise UsageError(f"mask of shape {list(m.shape)} does not broadcast to the tile shape {list(shape)}", location) from None
+        raise UsageError(
+            f"mask of shape {list(m.shape)} does not broadcast to the tile shape {list(shape)}", location
+        ) from None
 
 
 def masked_extent(mask: np.ndarray | None, shape: tuple[int, ...]) -> tuple[int, int]:

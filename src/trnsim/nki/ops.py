@@ -33,8 +33,15 @@ class NkiOp:
 
 
 UNARY = {name: NkiOp(name, "unary") for name in ACTIVATIONS}
-_COMPARISONS = {"equal", "not_equal", "greater", "greater_equal", "less", "less_equal", "logical_and", "logical_or",
-                "logical_xor"}
-BINARY = {
-    name: NkiOp(name, "binary", dtypes.bool_ if name in _COMPARISONS else None) for name in BINARY_OPS
+_COMPARISONS = {
+    "equal",
+    "not_equal",
+    "greater",
+    "greater_equal",
+    "less",
+    "less_equal",
+    "logical_and",
+    "logical_or",
+    "logical_xor",
 }
+BINARY = {name: NkiOp(name, "binary", dtypes.bool_ if name in _COMPARISONS else None) for name in BINARY_OPS}

@@ -84,12 +84,12 @@ class NkiTensor:
     @property
     def is_whole(self) -> bool:
         return all(
-            isinstance(k, tuple) and k[0] == 0 and k[1] == d and k[2] == 1
-            for k, d in zip(self.key, self.alloc.shape)
+            isinstance(k, tuple) and k[0] == 0 and k[1] == d and k[2] == 1 for k, d in zip(self.key, self.alloc.shape)
         )
 
     def __repr__(self) -> str:
-        return f"NkiTensor({self.alloc.name or 'tensor'}, shape={list(self.shape)}, {dtypes.name(self.dtype)}, {self.buffer})"
+        name = self.alloc.name or "tensor"
+        return f"NkiTensor({name}, shape={list(self.shape)}, {dtypes.name(self.dtype)}, {self.buffer})"
 
     def __len__(self) -> int:
         return self.shape[0]
@@ -307,7 +307,11 @@ class NkiTensor:
     def _binary(self, other: Any, op: str, reverse: bool = False) -> NkiTensor:
         from trnsim.nki import language_impl
 
-        return language_impl.elementwise_binary(op, other, self) if reverse else language_impl.elementwise_binary(op, self, other)
+        return (
+            language_impl.elementwise_binary(op, other, self)
+            if reverse
+            else language_impl.elementwise_binary(op, self, other)
+        )
 
     def __add__(self, o: Any) -> NkiTensor:
         return self._binary(o, "add")

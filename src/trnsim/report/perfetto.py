@@ -26,24 +26,33 @@ def trace_events(profile: Profile) -> list[dict[str, Any]]:
     for core in range(tl.n_cores):
         events.append({"name": "process_name", "ph": "M", "pid": core, "args": {"name": f"NeuronCore {core}"}})
         for unit in range(N_ENGINES + tl.dma_queues):
-            events.append({"name": "thread_name", "ph": "M", "pid": core, "tid": unit, "args": {"name": unit_name(unit)}})
-            events.append({"name": "thread_sort_index", "ph": "M", "pid": core, "tid": unit, "args": {"sort_index": unit}})
+            events.append(
+                {"name": "thread_name", "ph": "M", "pid": core, "tid": unit, "args": {"name": unit_name(unit)}}
+            )
+            events.append(
+                {"name": "thread_sort_index", "ph": "M", "pid": core, "tid": unit, "args": {"sort_index": unit}}
+            )
     instrs = profile.instructions
     for idx, core, unit, start, end in zip(
-        tl.slice_instr.tolist(), tl.slice_core.tolist(), tl.slice_unit.tolist(), tl.slice_start.tolist(),
+        tl.slice_instr.tolist(),
+        tl.slice_core.tolist(),
+        tl.slice_unit.tolist(),
+        tl.slice_start.tolist(),
         tl.slice_end.tolist(),
     ):
         ins = instrs[idx]
-        events.append({
-            "name": ins.label,
-            "cat": ins.opcode.key,
-            "ph": "X",
-            "ts": start / 1000.0,  # Chrome trace timestamps are µs
-            "dur": max(end - start, 0.0) / 1000.0,
-            "pid": core,
-            "tid": unit,
-            "args": {"instruction": idx, "source": ins.location},
-        })
+        events.append(
+            {
+                "name": ins.label,
+                "cat": ins.opcode.key,
+                "ph": "X",
+                "ts": start / 1000.0,  # Chrome trace timestamps are µs
+                "dur": max(end - start, 0.0) / 1000.0,
+                "pid": core,
+                "tid": unit,
+                "args": {"instruction": idx, "source": ins.location},
+            }
+        )
     return events
 
 
