@@ -41,7 +41,7 @@ class Allocation:
         "name",
         "nbytes",
         "offset",
-        "root",
+        "_root",
         "row_elems",
         "shape",
         "storage",
@@ -71,7 +71,7 @@ class Allocation:
         self.storage: np.ndarray | None = None
         self.written: np.ndarray | None = None
         self.fully_written = False
-        self.root = self
+        self._root: Allocation | None = None  # None: this is the root (no self-cycle, so refcounting frees it)
         if functional:
             self.storage = np.full(shape, dtypes.poison_value(dtype), dtype=dtype)
             self.written = np.zeros(shape, dtype=bool)
@@ -81,12 +81,17 @@ class Allocation:
         a = Allocation.__new__(Allocation)
         for slot in ("id", "kind", "dtype", "name", "core", "offset", "nbytes", "fully_written"):
             setattr(a, slot, getattr(self.root, slot))
-        a.root = self.root
+        a._root = self.root
         a.shape = shape
         a.row_elems = prod(shape[1:]) if len(shape) > 1 else 1
         a.storage = None if self.root.storage is None else self.root.storage.reshape(shape)
         a.written = None if self.root.written is None else self.root.written.reshape(shape)
         return a
+
+    @property
+    def root(self) -> Allocation:
+        """The allocation that owns the bytes (itself, unless this is a reshaped alias)."""
+        return self._root if self._root is not None else self
 
     def mark_all_written(self) -> None:
         self.fully_written = True
