@@ -87,16 +87,19 @@ def preset_sources(name: str) -> dict[str, str]:
     doc = tomlkit.parse((PRESET_DIR / f"{key}.toml").read_text())
     sources: dict[str, str] = {}
 
-    def walk(table: Any, prefix: str) -> None:
-        for k, v in table.items():
-            path = f"{prefix}{k}"
-            if isinstance(v, dict):
-                walk(v, path + ".")
-            elif isinstance(v, list) and v and isinstance(v[0], dict):
-                for item in v:
-                    walk(item, f"{path}[{item.get('name', '')}].")
+    def walk(container: Any, prefix: str) -> None:
+        # The container body keeps every item with its comment (plain .items() unwraps booleans).
+        for key, item in container.body:
+            if key is None:
+                continue
+            path = f"{prefix}{key.key}"
+            if isinstance(item, tomlkit.items.Table):
+                walk(item.value, path + ".")
+            elif isinstance(item, tomlkit.items.AoT):
+                for table in item.body:
+                    walk(table.value, f"{path}[{table.get('name', '')}].")
             else:
-                comment = getattr(getattr(v, "trivia", None), "comment", "") or ""
+                comment = item.trivia.comment if hasattr(item, "trivia") else ""
                 sources[path] = comment.lstrip("# ").strip()
 
     walk(doc, "")

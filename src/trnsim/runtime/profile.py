@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rich.markup import escape
 from rich.table import Table
 
 from trnsim.hw.spec import HardwareSpec
@@ -136,7 +137,7 @@ class Profile:
         table.add_row("SBUF peak", f"{self.sbuf_peak_bytes:,} B/partition")
         table.add_row("PSUM peak", f"{self.psum_peak_bytes:,} B/partition")
         for w in self.warnings[:5]:
-            table.add_row("warning", w)
+            table.add_row("warning", escape(w))
         return table
 
     def to_perfetto(self, path: str | Path) -> Path:

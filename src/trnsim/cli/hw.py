@@ -1,0 +1,77 @@
+"""`trnsim hw list|show`: the hardware presets and the sources of their numbers."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from trnsim.hw import get_spec, list_presets, load_preset, preset_sources
+
+app = typer.Typer(help="Hardware presets.", no_args_is_help=True)
+console = Console()
+
+
+@app.command("list")
+def list_cmd(as_json: bool = typer.Option(False, "--json", help="machine-readable output")) -> None:
+    """List the built-in presets."""
+    rows = []
+    for name in list_presets():
+        s = load_preset(name)
+        rows.append({
+            "name": name,
+            "description": s.description,
+            "cores": s.chip.physical_cores,
+            "tensor_clock_ghz": s.core.tensor.clock_ghz,
+            "hbm_gib": s.chip.hbm_bytes / 2**30,
+            "hbm_gbps": s.chip.hbm_bytes_per_ns,
+            "instances": [i.name for i in s.instances],
+        })
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table(title="trnsim hardware presets")
+    for col in ("name", "cores", "TensorE GHz", "HBM", "HBM GB/s", "instances"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r["name"], str(r["cores"]), f"{r['tensor_clock_ghz']:g}", f"{r['hbm_gib']:g} GiB",
+                      f"{r['hbm_gbps']:g}", ", ".join(r["instances"]))
+    console.print(table)
+
+
+def _flatten(data: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    out: list[tuple[str, Any]] = []
+    if isinstance(data, dict):
+        for k, v in data.items():
+            out.extend(_flatten(v, f"{prefix}{k}."))
+    elif isinstance(data, list) and data and isinstance(data[0], dict):
+        for item in data:
+            out.extend(_flatten(item, f"{prefix[:-1]}[{item.get('name', '')}]."))
+    else:
+        out.append((prefix[:-1], data))
+    return out
+
+
+@app.command("show")
+def show_cmd(
+    name: str = typer.Argument(..., help="preset name (trn1, inf2, trn2, trn3) or a spec file"),
+    as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
+) -> None:
+    """Show every number of a preset with its source."""
+    spec = get_spec(name)
+    data = spec.model_dump(mode="json")
+    sources = preset_sources(name) if name in list_presets() else {}
+    if as_json:
+        print(json.dumps({"spec": data, "sources": sources}, indent=2))
+        return
+    table = Table(title=f"{spec.name}: {spec.description}")
+    table.add_column("field")
+    table.add_column("value", justify="right")
+    table.add_column("source")
+    for key, value in _flatten(data):
+        table.add_row(escape(key), escape(str(value)), escape(sources.get(key, "")))
+    console.print(table)
