@@ -35,17 +35,27 @@ def test_hw_list_and_show_json() -> None:
     assert [r["name"] for r in listed] == ["inf2", "trn1", "trn2", "trn3"]
     shown = json.loads(trnsim("hw", "show", "trn2", "--json").stdout)
     assert shown["spec"]["core"]["tensor"]["clock_ghz"] == 2.4
-    assert "trainium2" in shown["sources"]["core.tensor.clock_ghz"].lower() or "[arch2]" in shown["sources"][
-        "core.tensor.clock_ghz"
-    ]
+    assert (
+        "trainium2" in shown["sources"]["core.tensor.clock_ghz"].lower()
+        or "[arch2]" in shown["sources"]["core.tensor.clock_ghz"]
+    )
 
 
 def test_kernel_command_profiles_a_legacy_kernel(tmp_path: Path) -> None:
     path = tmp_path / "k.py"
     path.write_text(KERNEL)
     trace = tmp_path / "t.json"
-    res = trnsim("kernel", f"{path}:scale_add", "--arg", "128x256:bfloat16", "--arg", "128x256:bfloat16",
-                 "--trace", str(trace), "--json")
+    res = trnsim(
+        "kernel",
+        f"{path}:scale_add",
+        "--arg",
+        "128x256:bfloat16",
+        "--arg",
+        "128x256:bfloat16",
+        "--trace",
+        str(trace),
+        "--json",
+    )
     assert res.returncode == 0, res.stderr
     prof = json.loads(res.stdout)
     assert prof["target"] == "trn2" and prof["instruction_count"] >= 4 and prof["latency_us"] > 0
@@ -53,8 +63,10 @@ def test_kernel_command_profiles_a_legacy_kernel(tmp_path: Path) -> None:
     assert {e["args"]["name"] for e in events if e["name"] == "thread_name"} >= {"tensor", "vector", "dma q0"}
     # 2 loads + 1 store of 128x256 bf16 on HBM
     assert prof["hbm_bytes"] == 3 * 128 * 256 * 2
-    assert np.isclose(sum(e["dur"] for e in events if e.get("ph") == "X" and e["cat"] == "dma_copy") * 1000,
-                      sum(v["busy_us"] for k, v in prof["by_opcode"].items() if k == "dma_copy") * 1000)
+    assert np.isclose(
+        sum(e["dur"] for e in events if e.get("ph") == "X" and e["cat"] == "dma_copy") * 1000,
+        sum(v["busy_us"] for k, v in prof["by_opcode"].items() if k == "dma_copy") * 1000,
+    )
 
 
 def test_user_errors_are_one_line_with_hint(tmp_path: Path) -> None:

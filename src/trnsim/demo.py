@@ -71,7 +71,9 @@ def tensor_add(a, b):
     return out
 
 
-def run_demo(out_dir: Path = Path("out"), target: str = "trn2", console: Console | None = None) -> dict[str, nki.kernel.Profile]:
+def run_demo(
+    out_dir: Path = Path("out"), target: str = "trn2", console: Console | None = None
+) -> dict[str, nki.kernel.Profile]:
     console = console or Console()
     rng = np.random.default_rng()
     bf16 = ml_dtypes.bfloat16

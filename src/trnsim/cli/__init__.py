@@ -39,7 +39,9 @@ def main() -> None:
     except TrnsimError as exc:
         if debug:
             raise
-        err_console.print(f"[bold red]error:[/] {escape(str(exc))}\n[dim](run with --debug for the traceback)[/]", highlight=False)
+        err_console.print(
+            f"[bold red]error:[/] {escape(str(exc))}\n[dim](run with --debug for the traceback)[/]", highlight=False
+        )
         sys.exit(2)
     except Exception as exc:  # click's own usage errors arrive here in non-standalone mode
         import click

@@ -22,15 +22,17 @@ def list_cmd(as_json: bool = typer.Option(False, "--json", help="machine-readabl
     rows = []
     for name in list_presets():
         s = load_preset(name)
-        rows.append({
-            "name": name,
-            "description": s.description,
-            "cores": s.chip.physical_cores,
-            "tensor_clock_ghz": s.core.tensor.clock_ghz,
-            "hbm_gib": s.chip.hbm_bytes / 2**30,
-            "hbm_gbps": s.chip.hbm_bytes_per_ns,
-            "instances": [i.name for i in s.instances],
-        })
+        rows.append(
+            {
+                "name": name,
+                "description": s.description,
+                "cores": s.chip.physical_cores,
+                "tensor_clock_ghz": s.core.tensor.clock_ghz,
+                "hbm_gib": s.chip.hbm_bytes / 2**30,
+                "hbm_gbps": s.chip.hbm_bytes_per_ns,
+                "instances": [i.name for i in s.instances],
+            }
+        )
     if as_json:
         print(json.dumps(rows, indent=2))
         return
@@ -38,8 +40,14 @@ def list_cmd(as_json: bool = typer.Option(False, "--json", help="machine-readabl
     for col in ("name", "cores", "TensorE GHz", "HBM", "HBM GB/s", "instances"):
         table.add_column(col)
     for r in rows:
-        table.add_row(r["name"], str(r["cores"]), f"{r['tensor_clock_ghz']:g}", f"{r['hbm_gib']:g} GiB",
-                      f"{r['hbm_gbps']:g}", ", ".join(r["instances"]))
+        table.add_row(
+            r["name"],
+            str(r["cores"]),
+            f"{r['tensor_clock_ghz']:g}",
+            f"{r['hbm_gib']:g} GiB",
+            f"{r['hbm_gbps']:g}",
+            ", ".join(r["instances"]),
+        )
     console.print(table)
 
 

@@ -93,7 +93,7 @@ def dma_efficiency(dma: DmaSpec, row_bytes: int) -> float:
     return b / (b + dma.descriptor_overhead_bytes)
 
 
-def dma_transfer_ns(dma: DmaSpec, nbytes: int, row_bytes: int, rate_bytes_per_ns: float) -> float:
+def dma_transfer_ns(dma: DmaSpec, nbytes: float, row_bytes: int, rate_bytes_per_ns: float) -> float:
     """Time one DMA queue spends moving `nbytes` at a granted rate (capped by the queue's own rate)."""
     rate = min(rate_bytes_per_ns, dma.queue_bytes_per_ns) * dma_efficiency(dma, row_bytes)
     return nbytes / rate

@@ -33,6 +33,7 @@ class Allocation:
 
     __slots__ = (
         "__weakref__",
+        "_root",
         "core",
         "dtype",
         "fully_written",
@@ -41,7 +42,6 @@ class Allocation:
         "name",
         "nbytes",
         "offset",
-        "_root",
         "row_elems",
         "shape",
         "storage",
@@ -112,7 +112,7 @@ class MemorySpace:
         self.capacity = capacity
         self.core = core
         self.granule = granule  # PSUM allocates whole banks
-        self._live: dict[int, tuple[int, str]] = {}  # offset -> (size, description)
+        self._live: dict[int, tuple[int, str, tuple[int, ...], np.dtype[Any]]] = {}  # offset -> (size, name, ...)
         self.used = 0
         self.peak = 0
 
@@ -143,7 +143,9 @@ class MemorySpace:
         if offset is None:
             unit = "bytes" if self.kind is MemoryKind.HBM else "bytes per partition"
             live = sorted(self._live.values(), key=lambda v: -v[0])[:5]
-            biggest = "; ".join(f"{desc} ({sz} {unit})" for sz, desc in live)
+            biggest = "; ".join(
+                f"{nm or 'tensor'} {list(shp)} {dtypes.name(dt)} ({sz} {unit})" for sz, nm, shp, dt in live
+            )
             raise CapacityError(
                 f"{self.kind.upper()} capacity exceeded allocating {name or 'a tensor'} {list(shape)} "
                 f"{dtypes.name(dtype)}: needs {size} {unit}, {self.used} of {self.capacity} in use by "
@@ -152,7 +154,7 @@ class MemorySpace:
                 rule=f"{self.kind}-capacity",
             )
         alloc = Allocation(self.kind, shape, dtype, name, self.core, offset, size, functional)
-        self._live[offset] = (size, alloc.describe())
+        self._live[offset] = (size, name, shape, dtype)
         self.used += size
         self.peak = max(self.peak, self.used)
         # Free the bytes when the last reference to the tensor goes: Python liveness stands in for the

@@ -13,36 +13,21 @@ delays the result, not the queue, so it overlaps across queues and back-to-back 
 
 from __future__ import annotations
 
-from bisect import bisect_right, insort
+from bisect import bisect_right
 
 import numpy as np
 
 from trnsim.hw.spec import HardwareSpec
 from trnsim.isa.cost import dma_transfer_ns, engine_clock_ghz, pipeline_latency_ns
-from trnsim.isa.instruction import Instruction, Region
+from trnsim.isa.instruction import Instruction
 from trnsim.isa.opcodes import COMPUTE_ENGINES, Engine
+from trnsim.sim.regions import RegionIndex
 from trnsim.sim.timeline import N_ENGINES, Timeline
 
-# HBM transfers that ended this long before the newest start no longer share bandwidth with anything.
-_HBM_HORIZON_NS = 100_000.0
-
-Box = tuple[int, int, int, int]
-
-
-def _latest_overlap(entries: dict[Box, float], r: Region) -> float:
-    _, r0, r1, c0, c1 = r
-    latest = 0.0
-    for (a0, a1, b0, b1), t in entries.items():
-        if t > latest and a0 < r1 and r0 < a1 and b0 < c1 and c0 < b1:
-            latest = t
-    return latest
-
-
-def _drop_covered(entries: dict[Box, float], r: Region) -> None:
-    _, r0, r1, c0, c1 = r
-    covered = [k for k in entries if r0 <= k[0] and k[1] <= r1 and c0 <= k[2] and k[3] <= c1]
-    for k in covered:
-        del entries[k]
+# HBM transfers that ended this long before the newest transfer start are forgotten: a transfer that
+# starts earlier than that (out of program order) would not see them. A few DMA latencies is plenty.
+_HBM_HORIZON_NS = 20_000.0
+DMA = int(Engine.DMA)
 
 
 def interleave_cores(instrs: list[Instruction], n_cores: int) -> list[int]:
@@ -67,109 +52,185 @@ def schedule(instrs: list[Instruction], spec: HardwareSpec, n_cores: int) -> Tim
     ns_per_cycle = [1.0 / engine_clock_ghz(core, e) for e in COMPUTE_ENGINES]
     latency = [pipeline_latency_ns(core, Engine(e)) for e in range(N_ENGINES + 1)]
     hbm_rate = spec.chip.hbm_bytes_per_ns
+    queue_rate = dma.queue_bytes_per_ns
+    dma_units = [N_ENGINES + q for q in range(nq)]
 
     engine_free = [[0.0] * N_ENGINES for _ in range(n_cores)]
     queue_free = [[0.0] * nq for _ in range(n_cores)]
-    writes: dict[int, dict[Box, float]] = {}
-    reads: dict[int, dict[Box, float]] = {}
-    hbm_ends: list[float] = []  # sorted ends of HBM transfers that may still be in flight
+    writes: dict[int, RegionIndex] = {}
+    reads: dict[int, RegionIndex] = {}
+    # level[c]: the time all of core c's DMA queues are free when they are all equal, else None
+    level: list[float | None] = [0.0] * n_cores
+    hbm_ends: list[float] = []  # sorted ends of HBM transfers that may still be in flight ...
+    hbm_pieces: list[int] = []  # ... and how many queue pieces each had
     newest_start = 0.0
 
     n = len(instrs)
-    instr_start = np.zeros(n)
-    instr_end = np.zeros(n)
+    instr_start = [0.0] * n
+    instr_end = [0.0] * n
     s_instr: list[int] = []
     s_core: list[int] = []
     s_unit: list[int] = []
     s_start: list[float] = []
     s_end: list[float] = []
+    # groups of identical pieces on all of a core's DMA queues (expanded into slices at the end)
+    g_instr: list[int] = []
+    g_core: list[int] = []
+    g_start: list[float] = []
+    g_end: list[float] = []
 
-    for i in interleave_cores(instrs, n_cores):
+    dur_cache: dict[tuple[int, int, int, float], float] = {}  # tiles repeat: same transfer, same time
+    order = interleave_cores(instrs, n_cores)
+    # Where each allocation is last written / last touched: an access needs remembering only if a later
+    # instruction could conflict with it (most reads are of data never written again).
+    last_write: dict[int, int] = {}
+    last_access: dict[int, int] = {}
+    for pos, i in enumerate(order):
+        ins = instrs[i]
+        for r in ins.reads:
+            last_access[r[0]] = pos
+        for r in ins.writes:
+            last_write[r[0]] = pos
+            last_access[r[0]] = pos
+
+    for pos, i in enumerate(order):
         ins = instrs[i]
         ready = 0.0
-        for r in ins.reads:
+        for r in ins.reads:  # read after write
             w = writes.get(r[0])
-            if w:
-                t = _latest_overlap(w, r)
+            if w is not None:
+                t = w.latest_overlap(r[1:])
                 if t > ready:
                     ready = t
-        for r in ins.writes:
+        for r in ins.writes:  # write after write, write after read
+            box = r[1:]
             w = writes.get(r[0])
-            if w:
-                t = _latest_overlap(w, r)
+            if w is not None:
+                t = w.latest_overlap(box)
                 if t > ready:
                     ready = t
             rd = reads.get(r[0])
-            if rd:
-                t = _latest_overlap(rd, r)
+            if rd is not None:
+                t = rd.latest_overlap(box)
                 if t > ready:
                     ready = t
 
         c = ins.core
         e = ins.engine
-        if e is not Engine.DMA:
-            t0 = max(engine_free[c][e], ready)
+        if e != DMA:
+            t0 = engine_free[c][e]
+            if ready > t0:
+                t0 = ready
             t1 = t0 + ins.cycles * ns_per_cycle[e]
             engine_free[c][e] = t1
             done = t1 + latency[e]
             s_instr.append(i)
             s_core.append(c)
-            s_unit.append(int(e))
+            s_unit.append(e)
             s_start.append(t0)
             s_end.append(t1)
             instr_start[i] = t0
         else:
-            qf = queue_free[c]
-            pieces = min(nq, max(1, ins.dma_rows))
-            queues = range(nq) if pieces == nq else sorted(range(nq), key=qf.__getitem__)[:pieces]
-            piece_bytes = ins.dma_bytes / pieces
-            first = min(max(qf[q], ready) for q in queues)
-            rate = dma.queue_bytes_per_ns
+            # All pieces of one transfer are the same size, so they take the same time on any queue.
+            rows = ins.dma_rows
+            pieces = nq if rows >= nq else (rows if rows > 0 else 1)
+            rate = queue_rate
             if ins.hbm_bytes:
-                in_flight = len(hbm_ends) - bisect_right(hbm_ends, first)
-                rate = min(rate, hbm_rate / (in_flight + pieces))
-            busy_end = first
-            for q in queues:
-                t0 = max(qf[q], ready)
-                t1 = t0 + dma_transfer_ns(dma, int(piece_bytes), ins.dma_row_bytes, rate)
-                qf[q] = t1
-                busy_end = max(busy_end, t1)
-                if ins.hbm_bytes:
-                    insort(hbm_ends, t1)
-                s_instr.append(i)
-                s_core.append(c)
-                s_unit.append(N_ENGINES + q)
-                s_start.append(t0)
-                s_end.append(t1)
-            done = busy_end + latency[Engine.DMA]
+                first = level[c] if level[c] is not None else min(queue_free[c])
+                if ready > first:
+                    first = ready
+                k = bisect_right(hbm_ends, first)
+                share = hbm_rate / (sum(hbm_pieces[k:]) + pieces)
+                if share < rate:
+                    rate = share
+            key = (ins.dma_bytes, pieces, ins.dma_row_bytes, rate)
+            dur = dur_cache.get(key)
+            if dur is None:
+                dur = dur_cache[key] = dma_transfer_ns(dma, ins.dma_bytes / pieces, ins.dma_row_bytes, rate)
+            lv = level[c]
+            if pieces == nq and lv is not None:
+                # Fast path: every queue of the core frees at the same time (the common case), so the
+                # transfer is one group of identical pieces on all queues.
+                first = lv if lv > ready else ready
+                last = first + dur
+                level[c] = last
+                g_instr.append(i)
+                g_core.append(c)
+                g_start.append(first)
+                g_end.append(last)
+            else:
+                qf = queue_free[c] if lv is None else [lv] * nq
+                if pieces == nq:
+                    starts = [f if f > ready else ready for f in qf]
+                    ends = [t + dur for t in starts]
+                    units = dma_units
+                    qf = ends[:]
+                else:  # fewer descriptors than queues: the earliest-free queues take them
+                    chosen = sorted(range(nq), key=qf.__getitem__)[:pieces]
+                    starts = [qf[q] if qf[q] > ready else ready for q in chosen]
+                    ends = [t + dur for t in starts]
+                    for q, t in zip(chosen, ends):
+                        qf[q] = t
+                    units = [N_ENGINES + q for q in chosen]
+                queue_free[c] = qf
+                level[c] = qf[0] if min(qf) == max(qf) else None
+                s_instr.extend([i] * pieces)
+                s_core.extend([c] * pieces)
+                s_unit.extend(units)
+                s_start.extend(starts)
+                s_end.extend(ends)
+                first = min(starts)
+                last = max(ends)
+            if ins.hbm_bytes:
+                k = bisect_right(hbm_ends, last)
+                hbm_ends.insert(k, last)
+                hbm_pieces.insert(k, pieces)
+            done = last + latency[DMA]
             instr_start[i] = first
             if first > newest_start:
                 newest_start = first
-                if len(hbm_ends) > 8 * nq * n_cores:
-                    del hbm_ends[: bisect_right(hbm_ends, newest_start - _HBM_HORIZON_NS)]
+                if len(hbm_ends) > 64:
+                    k = bisect_right(hbm_ends, newest_start - _HBM_HORIZON_NS)
+                    del hbm_ends[:k]
+                    del hbm_pieces[:k]
         instr_end[i] = done
 
         for r in ins.reads:
-            d = reads.setdefault(r[0], {})
-            key = (r[1], r[2], r[3], r[4])
-            if d.get(key, -1.0) < done:
-                d[key] = done
+            if last_write.get(r[0], -1) <= pos:
+                continue
+            idx = reads.get(r[0])
+            if idx is None:
+                idx = reads[r[0]] = RegionIndex()
+            idx.record(r[1:], done)
         for r in ins.writes:
-            d = writes.setdefault(r[0], {})
-            _drop_covered(d, r)
+            if last_access[r[0]] <= pos:
+                continue
+            box = r[1:]
+            idx = writes.get(r[0])
+            if idx is None:
+                idx = writes[r[0]] = RegionIndex()
+            idx.drop_covered(box)
             rd = reads.get(r[0])
-            if rd:
-                _drop_covered(rd, r)
-            d[(r[1], r[2], r[3], r[4])] = done
+            if rd is not None:
+                rd.drop_covered(box)
+            idx.record(box, done)
 
+    # Expand each all-queue group into one slice per queue.
+    g = len(g_instr)
     return Timeline(
         n_cores=n_cores,
         dma_queues=nq,
-        instr_start=instr_start,
-        instr_end=instr_end,
-        slice_instr=np.asarray(s_instr, dtype=np.int64),
-        slice_core=np.asarray(s_core, dtype=np.int64),
-        slice_unit=np.asarray(s_unit, dtype=np.int64),
-        slice_start=np.asarray(s_start, dtype=np.float64),
-        slice_end=np.asarray(s_end, dtype=np.float64),
+        instr_start=np.asarray(instr_start),
+        instr_end=np.asarray(instr_end),
+        slice_instr=np.concatenate(
+            [np.asarray(s_instr, dtype=np.int64), np.repeat(np.asarray(g_instr, dtype=np.int64), nq)]
+        ),
+        slice_core=np.concatenate(
+            [np.asarray(s_core, dtype=np.int64), np.repeat(np.asarray(g_core, dtype=np.int64), nq)]
+        ),
+        slice_unit=np.concatenate(
+            [np.asarray(s_unit, dtype=np.int64), np.tile(np.asarray(dma_units, dtype=np.int64), g)]
+        ),
+        slice_start=np.concatenate([np.asarray(s_start, dtype=np.float64), np.repeat(np.asarray(g_start), nq)]),
+        slice_end=np.concatenate([np.asarray(s_end, dtype=np.float64), np.repeat(np.asarray(g_end), nq)]),
     )
