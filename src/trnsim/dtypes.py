@@ -13,8 +13,10 @@ import numpy as np
 from trnsim.errors import DtypeError
 
 bfloat16 = np.dtype(ml_dtypes.bfloat16)
-float8_e4m3 = np.dtype(ml_dtypes.float8_e4m3fn)
-float8_e4m3fn = float8_e4m3
+# NKI's float8_e4m3 is the IEEE-style e4m3 of NC-v2/v3 (max 240, has inf); float8_e4m3fn (max 448, no inf)
+# is a separate, "extended range" type that only NC-v4 (Trn3) supports natively.
+float8_e4m3 = np.dtype(ml_dtypes.float8_e4m3)
+float8_e4m3fn = np.dtype(ml_dtypes.float8_e4m3fn)
 float8_e5m2 = np.dtype(ml_dtypes.float8_e5m2)
 float16 = np.dtype(np.float16)
 float32 = np.dtype(np.float32)
@@ -32,7 +34,7 @@ _BY_NAME: dict[str, np.dtype[Any]] = {
     "bfloat16": bfloat16,
     "bf16": bfloat16,
     "float8_e4m3": float8_e4m3,
-    "float8_e4m3fn": float8_e4m3,
+    "float8_e4m3fn": float8_e4m3fn,
     "fp8": float8_e4m3,
     "fp8_e4m3": float8_e4m3,
     "float8_e5m2": float8_e5m2,
@@ -53,7 +55,7 @@ _BY_NAME: dict[str, np.dtype[Any]] = {
     "bool": bool_,
 }
 
-FP8_DTYPES = frozenset({float8_e4m3, float8_e5m2})
+FP8_DTYPES = frozenset({float8_e4m3, float8_e4m3fn, float8_e5m2})
 LOW_PRECISION_FLOATS = frozenset({bfloat16, float16})
 
 

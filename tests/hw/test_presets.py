@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
+import tomllib
 from pathlib import Path
 
 import pytest
-import tomllib
 
 from trnsim.errors import SpecError
 from trnsim.hw import get_spec, list_presets, load_preset, load_spec, preset_sources

@@ -19,7 +19,7 @@ console = Console()
 @app.command("list")
 def list_cmd(as_json: bool = typer.Option(False, "--json", help="machine-readable output")) -> None:
     """List the built-in presets."""
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name in list_presets():
         s = load_preset(name)
         rows.append(

@@ -96,9 +96,10 @@ def memset(shape: tuple[int, ...], value: float) -> Array:
 
 
 def iota(shape: tuple[int, ...], pattern: list[tuple[int, int]], offset: int, channel_multiplier: int) -> Array:
-    """value[p, i0, i1, ...] = offset + p * channel_multiplier + sum_k i_k * step_k.
+    """value[p, i0, i1, ...] = offset + p * channel_multiplier + sum_k i_k * step_k, in int32.
 
-    `pattern` is NKI's access-pattern list [[step, count], ...] over the free dims.
+    `pattern` is NKI's access-pattern list [[step, count], ...] over the free dims. GpSimd does this in
+    integer arithmetic, so unlike the other instructions the result is int32 (the caller casts on write).
     """
     p = np.arange(shape[0], dtype=np.int64).reshape(-1, *([1] * len(pattern)))
     out = offset + p * channel_multiplier
@@ -106,7 +107,7 @@ def iota(shape: tuple[int, ...], pattern: list[tuple[int, int]], offset: int, ch
         idx_shape = [1] * (len(pattern) + 1)
         idx_shape[k + 1] = count
         out = out + np.arange(count, dtype=np.int64).reshape(idx_shape) * step
-    return out.reshape(shape).astype(F32)
+    return out.reshape(shape).astype(np.int32)
 
 
 def affine_select(predicate: Array, on_true: Array, on_false_value: float) -> Array:

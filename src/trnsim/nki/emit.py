@@ -13,6 +13,7 @@ import numpy as np
 
 from trnsim import dtypes
 from trnsim.errors import DtypeError, ShapeMismatchError, TileShapeError, UsageError
+from trnsim.hw.spec import CoreSpec
 from trnsim.isa import semantics as sem
 from trnsim.isa.cost import CostArgs, compute_cycles
 from trnsim.isa.instruction import Instruction, Region
@@ -23,6 +24,7 @@ from trnsim.nki.operands import (
     check_partitions,
     masked_extent,
     read_f32,
+    read_stored,
     require_on_chip,
     require_tensor,
     write,
@@ -145,12 +147,28 @@ def dma_copy(dst: Any, src: Any, mask: Any = None, location: str | None = None) 
     )
     ctx.machine.emit(ins)
     if ctx.machine.functional:
-        vals = read_f32(ctx, src, m if src.shape == dst.shape else None, loc)
+        # A DMA moves bytes: same-dtype copies are bit-exact; a dtype change goes through fp32.
+        read = read_stored if src.dtype == dst.dtype else read_f32
+        vals = read(ctx, src, m if src.shape == dst.shape else None, loc)
         write(dst, sem.dma_copy(vals).reshape(dst.shape), m)
     return ins
 
 
 # -- TensorE -----------------------------------------------------------------------------------------
+def check_matmul_limits(core: CoreSpec, k: int, n_stationary: int, n_moving: int, loc: str) -> None:
+    """The PE array's limits: contraction <= pmax, stationary free <= 128, moving free <= 512 (one PSUM bank).
+
+    Legacy calls check this before allocating their PSUM result, so the error names the matmul rule.
+    """
+    for size, limit, what, name in (
+        (k, core.tensor.pe_rows, "stationary partition (contraction) dim", "pmax"),
+        (n_stationary, core.tensor.pe_cols, "stationary free size", "gemm_stationary_fmax"),
+        (n_moving, core.tensor.moving_fmax, "moving free size", "gemm_moving_fmax"),
+    ):
+        if size > limit:
+            raise TileShapeError(f"nc_matmul {what} {size} exceeds {limit} (nl.tile_size.{name})", loc, rule=name)
+
+
 def nc_matmul(
     dst: Any,
     stationary: Any,
@@ -195,13 +213,7 @@ def nc_matmul(
                 "double_row matmul takes stationary [K, 2, M] and moving [K, 2, N]", loc, rule="double-row"
             )
         n_st, n_mv = st.shape[2], mv.shape[2]
-    for size, limit, what, name in (
-        (k_st, core.tensor.pe_rows, "stationary partition (contraction) dim", "pmax"),
-        (n_st, core.tensor.pe_cols, "stationary free size", "gemm_stationary_fmax"),
-        (n_mv, core.tensor.moving_fmax, "moving free size", "gemm_moving_fmax"),
-    ):
-        if size > limit:
-            raise TileShapeError(f"nc_matmul {what} {size} exceeds {limit} (nl.tile_size.{name})", loc, rule=name)
+    check_matmul_limits(core, k_st, n_st, n_mv, loc)
     if k_st != k_mv:
         raise ShapeMismatchError(
             f"nc_matmul contraction dims differ: stationary has {k_st} partitions, moving has {k_mv}",

@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from trnsim import dtypes
 from trnsim.errors import ShapeMismatchError, TileShapeError, UsageError
 from trnsim.isa import semantics as sem
 from trnsim.isa.alu import ACTIVATIONS, BINARY_OPS, REDUCE_OPS, SCALAR_ENGINE_ALU_OPS
@@ -20,6 +21,7 @@ from trnsim.nki.operands import (
     cost_facts,
     masked_extent,
     read_f32,
+    read_stored,
     require_on_chip,
     require_tensor,
     write,
@@ -62,13 +64,26 @@ def _vector_operand(ctx: TraceContext, x: Any, p: int, what: str, loc: str) -> t
         raise UsageError(f"{what} must be a number or a [P, 1] tile, got {type(x).__name__}", loc) from None
 
 
-def _resolve(value: Any, ctx: TraceContext, loc: str) -> Any:
-    return _values(ctx, value, None, loc) if isinstance(value, NkiTensor) else value
+def _resolve(value: Any, ctx: TraceContext, loc: str, mask: np.ndarray | None = None) -> Any:
+    """A scalar operand as is, or a [P, 1] tile's values (only the partitions the mask lets through count)."""
+    if not isinstance(value, NkiTensor):
+        return value
+    rows = None if mask is None else np.asarray(mask.reshape(mask.shape[0], -1).any(axis=1)).reshape(value.shape)
+    return _values(ctx, value, rows, loc)
 
 
 def _op_name(op: Any, table: dict[str, Any], what: str, loc: str) -> str:
     name = getattr(op, "nki_name", None) or getattr(op, "__name__", None) or str(op)
-    name = {"true_divide": "divide", "absolute": "abs", "identity": "copy"}.get(name, name)
+    name = {
+        "true_divide": "divide",
+        "absolute": "abs",
+        "identity": "copy",
+        # np.max / np.amax / np.min / np.amin: legacy kernels pass these as reduction ops
+        "max": "maximum",
+        "amax": "maximum",
+        "min": "minimum",
+        "amin": "minimum",
+    }.get(name, name)
     if name not in table:
         raise UsageError(f"{what} {name!r} is not supported; supported: {', '.join(sorted(table))}", loc, rule="op")
     return name
@@ -110,8 +125,8 @@ def activation(
 
     def compute() -> np.ndarray:
         x = _values(ctx, data, m, loc).reshape(dst.shape)
-        s = _resolve(scale_t[0], ctx, loc) if scale_t else scale_v
-        b = _resolve(bias_t[0], ctx, loc) if bias_t else bias_v
+        s = _resolve(scale_t[0], ctx, loc, m) if scale_t else scale_v
+        b = _resolve(bias_t[0], ctx, loc, m) if bias_t else bias_v
         return sem.activation(fn, x, s, b)
 
     ins = issue(
@@ -228,8 +243,8 @@ def tensor_scalar(
 
     def compute() -> np.ndarray:
         x = _values(ctx, data, m, loc).reshape(dst.shape)
-        o0 = _resolve(t0[0], ctx, loc) if t0 else v0
-        o1 = (_resolve(t1[0], ctx, loc) if t1 else v1) if n1 else None
+        o0 = _resolve(t0[0], ctx, loc, m) if t0 else v0
+        o1 = (_resolve(t1[0], ctx, loc, m) if t1 else v1) if n1 else None
         return sem.tensor_scalar(x, n0, o0, reverse0, n1, o1, reverse1)
 
     return issue(
@@ -263,7 +278,12 @@ def tensor_reduce(
     _check_tile(ctx, dst, "tensor_reduce dst", loc)
     _check_tile(ctx, data, "tensor_reduce data", loc)
     name = _op_name(op, REDUCE_OPS, "tensor_reduce op", loc)
-    axes = tuple(int(a) for a in (axis if isinstance(axis, list | tuple) else [axis]))
+    try:
+        axes = tuple(int(a) for a in (axis if isinstance(axis, list | tuple) else [axis]))
+    except (TypeError, ValueError):
+        raise UsageError(
+            f"tensor_reduce axis must be an int or a list of ints, got {axis!r}", loc, rule="reduce-axis"
+        ) from None
     axes = tuple(a + data.ndim if a < 0 else a for a in axes)
     if not axes or any(a < 1 or a >= data.ndim for a in axes):
         raise UsageError(
@@ -314,11 +334,18 @@ def tensor_copy(
     _check_tile(ctx, src, "tensor_copy src", loc)
     _same_elements(dst, src, "tensor_copy", loc)
     eng = pick_engine(Opcode.TENSOR_COPY, engine, loc, [dst, src])
+    # Vector and GpSimd copy same-dtype data bit-exactly; ScalarE (and any cast) goes through fp32.
+    read = read_stored if src.dtype == dst.dtype and eng is not Engine.SCALAR else read_f32
     m = broadcast_mask(mask, dst.shape, loc)
     pe, n = masked_extent(m, dst.shape)
     cost = CostArgs(
         n=n, p=pe, psum_input=src.buffer is MemoryKind.PSUM, **cost_facts(ctx.machine.spec.core, [dst, src])
     )
+
+    def compute() -> np.ndarray:
+        vals = read(ctx, src, m if m is not None and m.shape == src.shape else None, loc)
+        return sem.tensor_copy(vals).reshape(dst.shape)
+
     return issue(
         ctx,
         Opcode.TENSOR_COPY,
@@ -326,7 +353,7 @@ def tensor_copy(
         dst,
         [src],
         cost,
-        lambda: sem.tensor_copy(_values(ctx, src, m, loc)).reshape(dst.shape),
+        compute,
         loc,
         m,
         label=f"tensor_copy({eng.key})",
@@ -343,7 +370,10 @@ def memset(
     eng = pick_engine(Opcode.MEMSET, engine, loc, [dst])
     m = broadcast_mask(mask, dst.shape, loc)
     pe, n = masked_extent(m, dst.shape)
-    v = float(value)
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise UsageError(f"memset value must be a number, got {type(value).__name__} {value!r}", loc) from None
     cost = CostArgs(n=n, p=pe, zero_fill=v == 0.0, **cost_facts(ctx.machine.spec.core, [dst]))
     return issue(ctx, Opcode.MEMSET, eng, dst, [], cost, lambda: sem.memset(dst.shape, v), loc, m, label="memset")
 
@@ -356,9 +386,11 @@ def iota(dst: Any, values: np.ndarray, mask: Any = None, location: str | None = 
     _check_tile(ctx, dst, "iota dst", loc, allow_psum=False)
     m = broadcast_mask(mask, dst.shape, loc)
     pe, n = masked_extent(m, dst.shape)
-    vals = np.broadcast_to(np.asarray(values), dst.shape)
+    vals = np.broadcast_to(np.asarray(values), dst.shape).astype(np.int32)  # GpSimd integer arithmetic
+    if dtypes.is_float(dst.dtype):
+        vals = vals.astype(np.float32)  # int32 -> fp32 -> dst dtype, like every engine's cast on write
     cost = CostArgs(n=n, p=pe, **cost_facts(ctx.machine.spec.core, [dst]))
-    return issue(ctx, Opcode.IOTA, Engine.GPSIMD, dst, [], cost, lambda: vals.astype(np.float32), loc, m, label="iota")
+    return issue(ctx, Opcode.IOTA, Engine.GPSIMD, dst, [], cost, lambda: vals, loc, m, label="iota")
 
 
 def affine_select(

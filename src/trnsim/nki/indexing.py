@@ -53,7 +53,15 @@ class _Grid(tuple):  # type: ignore[type-arg,unused-ignore]
 class _MGrid:
     def __getitem__(self, key: Any) -> _Grid:
         keys = key if isinstance(key, tuple) else (key,)
-        axes = [np.arange(k.start or 0, k.stop, k.step or 1, dtype=np.int64) for k in keys]
+        try:
+            axes = [np.arange(k.start or 0, k.stop, k.step or 1, dtype=np.int64) for k in keys]
+        except (AttributeError, TypeError, ValueError):
+            from trnsim.errors import UsageError
+            from trnsim.nki.context import user_location
+
+            raise UsageError(
+                f"nl.mgrid takes integer slices such as nl.mgrid[0:128, 0:512], got {key!r}", user_location()
+            ) from None
         return _Grid(np.meshgrid(*axes, indexing="ij", sparse=True))
 
 

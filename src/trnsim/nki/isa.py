@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from trnsim.errors import ShapeMismatchError
+from trnsim.errors import ShapeMismatchError, UsageError
 from trnsim.isa.alu import BINARY_OPS
 from trnsim.nki import emit, emit_engines
 from trnsim.nki.context import user_location
@@ -162,6 +162,9 @@ def iota(dst: NkiTensor, pattern: Any, offset: int = 0, channel_multiplier: int 
     emit_engines.iota(dst, vals.reshape(dst.shape))
 
 
+_CMP_OPS = ("equal", "not_equal", "greater", "greater_equal", "less", "less_equal")
+
+
 def affine_select(
     dst: NkiTensor,
     pattern: Any,
@@ -173,7 +176,13 @@ def affine_select(
     name: Any = None,
 ) -> None:
     vals = pattern_values(tuple(dst.shape), pattern, offset, channel_multiplier).reshape(dst.shape)
-    cmp = getattr(cmp_op, "nki_name", None) or getattr(cmp_op, "__name__", None) or "equal"
+    cmp = "equal" if cmp_op is None else getattr(cmp_op, "nki_name", None) or getattr(cmp_op, "__name__", cmp_op)
+    if cmp not in _CMP_OPS:
+        raise UsageError(
+            f"affine_select cmp_op must be a comparison ({', '.join(_CMP_OPS)}), got {cmp_op!r}",
+            user_location(),
+            rule="op",
+        )
     pred = BINARY_OPS[cmp](vals, np.zeros_like(vals)) != 0
     emit_engines.affine_select(dst, pred, on_true_tile, float(on_false_value))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from enum import Enum
 from typing import Any
 
+from trnsim.errors import UsageError
 from trnsim.isa.opcodes import Engine
 
 
@@ -63,18 +64,26 @@ _ENGINES = {
     engine.scalar: Engine.SCALAR,
     engine.gpsimd: Engine.GPSIMD,
     engine.sync: Engine.SYNC,
+    engine.dma: Engine.DMA,
 }
 
 
 def to_engine(e: Any) -> Engine | None:
     """An nki.isa engine (enum or int) as the simulator's Engine; unknown means 'let the compiler pick'."""
-    if e is None or e == engine.unknown or e == 0:
+    if e is None or e is engine.unknown:
         return None
     if isinstance(e, Engine):
         return e
-    if isinstance(e, int):
+    if isinstance(e, int) and not isinstance(e, bool) and e in {x.value for x in engine}:
         e = engine(e)
-    return _ENGINES.get(e)
+    if e is engine.unknown:
+        return None
+    if isinstance(e, engine):
+        return _ENGINES[e]
+    from trnsim.nki.context import user_location
+
+    names = ", ".join(f"nki.isa.engine.{x.name}" for x in engine)
+    raise UsageError(f"unknown engine {e!r}; use one of {names}", user_location(), rule="engine")
 
 
 def get_nc_version() -> nc_version:
@@ -90,5 +99,12 @@ def pattern_values(shape: tuple[int, ...], pattern: Any, offset: int, channel_mu
     """offset + p * channel_multiplier + sum_k i_k * step_k over NKI's [[step, count], ...] pattern."""
     from trnsim.isa.semantics import iota as _iota
 
-    pat = [(int(s), int(n)) for s, n in pattern]
+    try:
+        pat = [(int(s), int(n)) for s, n in pattern]
+    except (TypeError, ValueError):
+        from trnsim.nki.context import user_location
+
+        raise UsageError(
+            f"an access pattern is a list of [step, count] pairs such as [[1, 512]], got {pattern!r}", user_location()
+        ) from None
     return _iota((shape[0], *[n for _, n in pat]), pat, int(offset), int(channel_multiplier))

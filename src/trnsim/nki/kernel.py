@@ -54,7 +54,10 @@ class Kernel:
         return getattr(self.fn, "__name__", "kernel")
 
     def __getitem__(self, grid: Any) -> Kernel:
-        g = tuple(int(x) for x in (grid if isinstance(grid, tuple | list) else (grid,)))
+        dims = tuple(grid) if isinstance(grid, tuple | list) else (grid,)
+        if not all(isinstance(x, int | np.integer) and not isinstance(x, bool) for x in dims):
+            raise UsageError(f"launch grid must be positive integers, got {grid!r}", user_location())
+        g = tuple(int(x) for x in dims)
         if not g or any(x < 1 for x in g):
             raise UsageError(f"launch grid must be positive integers, got {grid!r}", user_location())
         k = Kernel(self.fn, g)

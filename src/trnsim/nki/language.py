@@ -13,6 +13,10 @@ from trnsim.nki import language_impl as _impl
 from trnsim.nki.context import current as _current
 from trnsim.nki.context import maybe_current as _maybe_current
 from trnsim.nki.context import user_location as _loc
+from trnsim.nki.indexing import arange as arange
+from trnsim.nki.indexing import ds as ds
+from trnsim.nki.indexing import mgrid as mgrid
+from trnsim.nki.indexing import par_dim as par_dim
 from trnsim.nki.ops import BINARY as _BINARY
 from trnsim.nki.ops import UNARY as _UNARY
 from trnsim.nki.tensor import NkiTensor
@@ -45,10 +49,63 @@ class _SharedHbm:
 
 shared_hbm = _SharedHbm()
 
-# -- ops: every ALU op and activation function is both a function and an `op=` value ----------------
-globals().update(_UNARY)
-globals().update(_BINARY)
-copy_op = _UNARY["copy"]
+# -- ops ---------------------------------------------------------------------------------------------
+# Every ALU op and activation function is both a function (`nl.exp(x)`) and an `op=` value.
+# Spelled out one per line so type checkers and editors see them.
+identity = _UNARY["identity"]
+exp = _UNARY["exp"]
+log = _UNARY["log"]
+sqrt = _UNARY["sqrt"]
+rsqrt = _UNARY["rsqrt"]
+reciprocal = _UNARY["reciprocal"]
+sin = _UNARY["sin"]
+cos = _UNARY["cos"]
+tan = _UNARY["tan"]
+tanh = _UNARY["tanh"]
+arctan = _UNARY["arctan"]
+sigmoid = _UNARY["sigmoid"]
+relu = _UNARY["relu"]
+gelu = _UNARY["gelu"]
+gelu_dx = _UNARY["gelu_dx"]
+gelu_apprx_tanh = _UNARY["gelu_apprx_tanh"]
+gelu_apprx_sigmoid = _UNARY["gelu_apprx_sigmoid"]
+silu = _UNARY["silu"]
+silu_dx = _UNARY["silu_dx"]
+softplus = _UNARY["softplus"]
+mish = _UNARY["mish"]
+erf = _UNARY["erf"]
+erf_dx = _UNARY["erf_dx"]
+square = _UNARY["square"]
+abs = _UNARY["abs"]
+sign = _UNARY["sign"]
+ceil = _UNARY["ceil"]
+floor = _UNARY["floor"]
+trunc = _UNARY["trunc"]
+negative = _UNARY["negative"]
+add = _BINARY["add"]
+subtract = _BINARY["subtract"]
+multiply = _BINARY["multiply"]
+divide = _BINARY["divide"]
+maximum = _BINARY["maximum"]
+minimum = _BINARY["minimum"]
+power = _BINARY["power"]
+fmod = _BINARY["fmod"]
+mod = _BINARY["mod"]
+equal = _BINARY["equal"]
+not_equal = _BINARY["not_equal"]
+greater = _BINARY["greater"]
+greater_equal = _BINARY["greater_equal"]
+less = _BINARY["less"]
+less_equal = _BINARY["less_equal"]
+logical_and = _BINARY["logical_and"]
+logical_or = _BINARY["logical_or"]
+logical_xor = _BINARY["logical_xor"]
+bitwise_and = _BINARY["bitwise_and"]
+bitwise_or = _BINARY["bitwise_or"]
+bitwise_xor = _BINARY["bitwise_xor"]
+left_shift = _BINARY["left_shift"]
+right_shift = _BINARY["right_shift"]
+abs_max = _BINARY["abs_max"]
 
 
 class _TileSize:
@@ -256,6 +313,12 @@ def num_programs(axes: Any = None) -> int:
     ctx = _current()
     if axes is None:
         return int(np.prod(ctx.grid))
+    listed = list(axes) if isinstance(axes, tuple | list) else [axes]
+    if not all(isinstance(a, int) and 0 <= a < len(ctx.grid) for a in listed):
+        raise UsageError(
+            f"num_programs({axes!r}): axes must be ints in 0..{len(ctx.grid) - 1} for the launch grid {list(ctx.grid)}",
+            _loc(),
+        )
     if isinstance(axes, tuple | list):
         return int(np.prod([ctx.grid[a] for a in axes]))
     return ctx.grid[int(axes)]

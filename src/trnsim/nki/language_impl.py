@@ -13,14 +13,14 @@ from typing import Any
 import numpy as np
 
 from trnsim import dtypes
-from trnsim.errors import ShapeMismatchError, TileShapeError, UsageError
+from trnsim.errors import DtypeError, ShapeMismatchError, TileShapeError, UsageError
 from trnsim.isa import semantics as sem
 from trnsim.isa.cost import CostArgs
 from trnsim.isa.opcodes import Engine, Opcode
 from trnsim.nki import emit, emit_engines
 from trnsim.nki.context import TraceContext, current, user_location
 from trnsim.nki.indexing import ParDim
-from trnsim.nki.operands import cost_facts, read_f32, write
+from trnsim.nki.operands import cost_facts, read_f32, require_tensor, write
 from trnsim.nki.tensor import NkiTensor
 from trnsim.sim.memory import MemoryKind
 
@@ -36,8 +36,13 @@ def new_tensor(
     raw = tuple(shape) if isinstance(shape, tuple | list) else (shape,)
     # Legacy block dims: ndarray((nblocks, nl.par_dim(128), 512)) puts blocks before the partition dim.
     par_axis = next((i for i, s in enumerate(raw) if isinstance(s, ParDim)), 0)
-    shp = tuple(int(s) for s in raw)
-    dt = dtypes.resolve(dtype)
+    try:
+        shp = tuple(int(s) for s in raw)
+    except (TypeError, ValueError):
+        raise UsageError(f"a tensor shape must be a tuple of ints, got {shape!r}", loc) from None
+    if any(s < 0 for s in shp):
+        raise UsageError(f"a tensor shape cannot have negative dims, got {list(shp)}", loc)
+    dt = _dtype(dtype, loc)
     core = ctx.machine.spec.core
     if buffer is not MemoryKind.HBM:
         if not shp:
@@ -62,6 +67,14 @@ def new_tensor(
                 )
     alloc = ctx.machine.allocate(buffer, shp, dt, name, ctx.core, loc, par_axis)
     return NkiTensor(alloc)
+
+
+def _dtype(dtype: Any, loc: str) -> np.dtype[Any]:
+    """dtypes.resolve, with the kernel's line on the error."""
+    try:
+        return dtypes.resolve(dtype)
+    except DtypeError as err:
+        raise DtypeError(err.bare_message, loc, rule="dtype") from None
 
 
 def new_shared_hbm(shape: Any, dtype: Any, name: str = "") -> NkiTensor:
@@ -115,13 +128,30 @@ def _retarget(ctx: TraceContext, dst: NkiTensor, value: NkiTensor, accumulate: b
     return True
 
 
+def _same_view(a: NkiTensor, b: NkiTensor) -> bool:
+    """Whether two views select the same elements of the same allocation (each `t[i]` is a new view object)."""
+    if a.alloc.id != b.alloc.id or len(a.key) != len(b.key):
+        return False
+    for x, y in zip(a.key, b.key):
+        if isinstance(x, np.ndarray) or isinstance(y, np.ndarray):
+            if not (isinstance(x, np.ndarray) and isinstance(y, np.ndarray) and x.shape == y.shape):
+                return False
+            if not np.array_equal(x, y):
+                return False
+        elif x != y:
+            return False
+    return True
+
+
 def assign(dst: NkiTensor, value: Any) -> None:
     """`dst[...] = value`: a tile (retargeted or copied), a number (memset), or a store to HBM."""
     ctx = current()
     loc = user_location()
     if isinstance(value, NkiTensor):
-        if value.alloc.id == dst.alloc.id and value.key is dst.key:
+        if _same_view(value, dst):
             return  # `t[i] += x` writes back the view it already updated
+        if MemoryKind.HBM in (dst.buffer, value.buffer):
+            _check_store_shape(dst, value, loc)
         if _retarget(ctx, dst, value, accumulate=False):
             return
         if dst.buffer is MemoryKind.HBM or value.buffer is MemoryKind.HBM:
@@ -156,16 +186,22 @@ def load(src: NkiTensor, mask: Any = None, dtype: Any = None) -> NkiTensor:
     return _mark_fresh(ctx, tile)
 
 
-def store(dst: NkiTensor, value: Any, mask: Any = None) -> None:
-    loc = user_location()
-    if not isinstance(value, NkiTensor):
-        raise UsageError(f"nl.store takes a tile value, got {type(value).__name__}", loc)
-    if tuple(dst.shape) != tuple(value.shape) and dst.size != value.size:
+def _check_store_shape(dst: NkiTensor, value: NkiTensor, loc: str) -> None:
+    """A store's tile and destination must have the same shape (size-1 dims aside, e.g. [128, 1] -> [128])."""
+    if tuple(s for s in dst.shape if s != 1) != tuple(s for s in value.shape if s != 1):
         raise ShapeMismatchError(
             f"store of a {list(value.shape)} tile into a {list(dst.shape)} destination: shapes must match",
             loc,
             rule="store-shape",
         )
+
+
+def store(dst: NkiTensor, value: Any, mask: Any = None) -> None:
+    loc = user_location()
+    dst = require_tensor(dst, "nl.store dst", loc)
+    if not isinstance(value, NkiTensor):
+        raise UsageError(f"nl.store takes a tile value, got {type(value).__name__}", loc)
+    _check_store_shape(dst, value, loc)
     if value.buffer is MemoryKind.PSUM:  # DMA cannot read PSUM: stage through SBUF, as the compiler does
         value = copy(value)
     emit.dma_copy(dst, value, mask=mask, location=loc)
@@ -174,6 +210,7 @@ def store(dst: NkiTensor, value: Any, mask: Any = None) -> None:
 def copy(src: NkiTensor, dtype: Any = None, mask: Any = None) -> NkiTensor:
     ctx = current()
     loc = user_location()
+    src = require_tensor(src, "nl.copy operand", loc)
     out = new_tensor(src.shape, dtype or src.dtype, MemoryKind.SBUF, location=loc)
     emit_engines.tensor_copy(out, src, mask=mask, location=loc)
     return _mark_fresh(ctx, out)
@@ -183,7 +220,11 @@ def broadcast_to(src: NkiTensor, shape: Any) -> NkiTensor:
     """Broadcast a tile (e.g. one partition to many): GpSimd copy with partition broadcast."""
     ctx = current()
     loc = user_location()
-    shp = tuple(int(s) for s in shape)
+    src = require_tensor(src, "nl.broadcast_to operand", loc)
+    try:
+        shp = tuple(int(s) for s in shape)
+    except (TypeError, ValueError):
+        raise UsageError(f"nl.broadcast_to shape must be a tuple of ints, got {shape!r}", loc) from None
     try:
         np.broadcast_shapes(tuple(src.shape), shp)
     except ValueError:
@@ -209,7 +250,7 @@ def broadcast_to(src: NkiTensor, shape: Any) -> NkiTensor:
 # -- compute -----------------------------------------------------------------------------------------
 def _result_dtype(*xs: Any, dtype: Any = None) -> np.dtype[Any]:
     if dtype is not None:
-        return dtypes.resolve(dtype)
+        return _dtype(dtype, user_location())
     tiles = [x.dtype for x in xs if isinstance(x, NkiTensor)]
     return max(tiles, key=lambda d: (dtypes.is_float(d), d.itemsize))
 
@@ -217,6 +258,7 @@ def _result_dtype(*xs: Any, dtype: Any = None) -> np.dtype[Any]:
 def unary(op: str, x: NkiTensor, dtype: Any = None, mask: Any = None) -> NkiTensor:
     ctx = current()
     loc = user_location()
+    x = require_tensor(x, f"nl.{op} operand", loc)
     out = new_tensor(x.shape, _result_dtype(x, dtype=dtype), MemoryKind.SBUF, location=loc)
     emit_engines.activation(out, op, x, mask=mask, location=loc)
     return _mark_fresh(ctx, out)
@@ -229,7 +271,12 @@ def elementwise_binary(
     loc = user_location()
     if not isinstance(x, NkiTensor) and not isinstance(y, NkiTensor):
         raise UsageError(f"nl.{op} needs at least one tile operand", loc)
-    shape = tuple(np.broadcast_shapes(*(tuple(t.shape) for t in (x, y) if isinstance(t, NkiTensor))))
+    try:
+        shape = tuple(np.broadcast_shapes(*(tuple(t.shape) for t in (x, y) if isinstance(t, NkiTensor))))
+    except ValueError:
+        raise ShapeMismatchError(
+            f"nl.{op} operands {list(x.shape)} and {list(y.shape)} do not broadcast to one shape", loc, rule="shape"
+        ) from None
     res = out if out is not None else new_tensor(shape, _result_dtype(x, y, dtype=dtype), location=loc)
     if isinstance(x, NkiTensor) and isinstance(y, NkiTensor):
         xs, ys = tuple(x.shape), tuple(y.shape)
@@ -254,6 +301,10 @@ def matmul(x: NkiTensor, y: NkiTensor, transpose_x: bool = False, mask: Any = No
     """x.T @ y with transpose_x, else x @ y (x is transposed on TensorE first, as the compiler does)."""
     ctx = current()
     loc = user_location()
+    x = require_tensor(x, "nl.matmul x", loc)
+    y = require_tensor(y, "nl.matmul y", loc)
+    k, m = (x.partition_size(), x.free_size()) if transpose_x else (x.free_size(), x.partition_size())
+    emit.check_matmul_limits(ctx.machine.spec.core, k, m, y.free_size(), loc)
     stationary = x
     if not transpose_x:
         xt = new_tensor((x.free_size(), x.partition_size()), x.dtype, MemoryKind.PSUM, location=loc)
@@ -268,14 +319,30 @@ def matmul(x: NkiTensor, y: NkiTensor, transpose_x: bool = False, mask: Any = No
 def transpose(x: NkiTensor, dtype: Any = None, mask: Any = None) -> NkiTensor:
     ctx = current()
     loc = user_location()
+    x = require_tensor(x, "nl.transpose operand", loc)
     out = new_tensor((x.free_size(), x.partition_size()), dtype or x.dtype, MemoryKind.PSUM, location=loc)
     emit.nc_transpose(out, x, engine=Engine.TENSOR, mask=mask, location=loc)
     return _mark_fresh(ctx, out)
 
 
-def _axes(x: NkiTensor, axis: Any, loc: str) -> tuple[int, ...]:
-    axes = tuple(int(a) for a in (axis if isinstance(axis, list | tuple) else [axis]))
-    return tuple(a + x.ndim if a < 0 else a for a in axes)
+def _axes(x: Any, axis: Any, loc: str) -> tuple[int, ...]:
+    """Reduction axes of tile `x` as non-negative ints; only free dims (1..) can be reduced."""
+    x = require_tensor(x, "reduction operand", loc)
+    try:
+        axes = tuple(int(a) for a in (axis if isinstance(axis, list | tuple) else [axis]))
+    except (TypeError, ValueError):
+        raise UsageError(
+            f"reduction axis must be an int or a list of ints, got {axis!r}", loc, rule="reduce-axis"
+        ) from None
+    axes = tuple(a + x.ndim if a < 0 else a for a in axes)
+    if not axes or any(a < 1 or a >= x.ndim for a in axes):
+        raise UsageError(
+            f"reduction axis {axis} must name free dims (1..{x.ndim - 1}); the partition dim 0 cannot be reduced "
+            "here (transpose it first or use a matmul with ones)",
+            loc,
+            rule="reduce-axis",
+        )
+    return axes
 
 
 def reduce(
@@ -309,6 +376,7 @@ def softmax(x: NkiTensor, axis: Any = -1, dtype: Any = None, mask: Any = None) -
     """exp(x - max) / sum: the max is folded into ScalarE's free bias and the sum into its reduction."""
     ctx = current()
     loc = user_location()
+    x = require_tensor(x, "nl.softmax operand", loc)
     neg_max = reduce("maximum", x, axis, dtype=dtypes.float32, mask=mask, keepdims=True, negate=True)
     e = new_tensor(x.shape, dtypes.float32, location=loc)
     total = new_tensor((x.partition_size(), 1), dtypes.float32, location=loc)

@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from trnsim import dtypes
+from trnsim.errors import UsageError
 from trnsim.isa.opcodes import Engine
 from trnsim.nki import emit, emit_engines
 from trnsim.nki.context import current, user_location
@@ -26,7 +27,8 @@ from trnsim.nki.isa_enums import (
     unknown_engine,
     vector_engine,
 )
-from trnsim.nki.language_impl import _mark_fresh, new_tensor
+from trnsim.nki.language_impl import _axes, _mark_fresh, new_tensor
+from trnsim.nki.operands import require_tensor
 from trnsim.nki.tensor import NkiTensor
 from trnsim.sim.memory import MemoryKind
 
@@ -69,6 +71,11 @@ def _done(t: NkiTensor) -> NkiTensor:
     return _mark_fresh(current(), t)
 
 
+def _tile(x: Any, what: str) -> NkiTensor:
+    """The tile argument `x`, checked before its shape sizes the result."""
+    return require_tensor(x, what, user_location())
+
+
 def dma_copy(
     *,
     dst: NkiTensor,
@@ -96,8 +103,11 @@ def nc_matmul(
     **_: Any,
 ) -> NkiTensor:
     double = perf_mode in (matmul_perf_mode.double_row, "double_row")
+    stationary = _tile(stationary, "nc_matmul stationary")
+    moving = _tile(moving, "nc_matmul moving")
     m = stationary.shape[-1] if double else stationary.free_size()
     n = moving.shape[-1] if double else moving.free_size()
+    emit.check_matmul_limits(current().machine.spec.core, stationary.partition_size(), m, n, user_location())
     out = _fresh((m, n), dtypes.float32, MemoryKind.PSUM)
     emit.nc_matmul(out, stationary, moving, accumulate=False, double_row=double, mask=mask)
     return _done(out)
@@ -106,6 +116,7 @@ def nc_matmul(
 def nc_transpose(
     data: NkiTensor, *, engine: Any = engine.unknown, mask: Any = None, dtype: Any = None, **_: Any
 ) -> NkiTensor:
+    data = _tile(data, "nc_transpose data")
     eng = to_engine(engine)
     if eng is None:  # the compiler picks VectorE for tiles within its 32x32 limit
         eng = Engine.VECTOR if data.partition_size() <= 32 and data.free_size() <= 32 else Engine.TENSOR
@@ -128,6 +139,7 @@ def activation(
     dtype: Any = None,
     **_: Any,
 ) -> NkiTensor:
+    data = _tile(data, "activation data")
     out = _fresh(data.shape, dtype or data.dtype)
     emit_engines.activation(
         out, op, data, bias=bias, scale=scale, reduce_op=reduce_op, reduce_res=reduce_res, mask=mask
@@ -162,6 +174,7 @@ def tensor_tensor(
     engine: Any = engine.unknown,
     **_: Any,
 ) -> NkiTensor:
+    data1, data2 = _tile(data1, "tensor_tensor data1"), _tile(data2, "tensor_tensor data2")
     dt = dtype or max((data1.dtype, data2.dtype), key=lambda d: (dtypes.is_float(d), d.itemsize))
     out = _fresh(data1.shape, dt)
     emit_engines.tensor_tensor(out, data1, data2, op, engine=to_engine(engine), mask=mask)
@@ -182,6 +195,7 @@ def tensor_scalar(
     engine: Any = engine.unknown,
     **_: Any,
 ) -> NkiTensor:
+    data = _tile(data, "tensor_scalar data")
     out = _fresh(data.shape, dtype or data.dtype)
     emit_engines.tensor_scalar(
         out, data, op0, operand0, reverse0, op1, operand1, reverse1, engine=to_engine(engine), mask=mask
@@ -200,8 +214,8 @@ def tensor_reduce(
     keepdims: bool = False,
     **_: Any,
 ) -> NkiTensor:
-    axes = tuple(int(a) for a in (axis if isinstance(axis, list | tuple) else [axis]))
-    axes = tuple(a + data.ndim if a < 0 else a for a in axes)
+    data = _tile(data, "tensor_reduce data")
+    axes = _axes(data, axis, user_location())
     shape = tuple(1 if d in axes else s for d, s in enumerate(data.shape) if keepdims or d not in axes)
     out = _fresh(shape if len(shape) > 1 else (*shape, 1), dtype or data.dtype)
     emit_engines.tensor_reduce(out, op, data, axes, negate=negate, keepdims=keepdims, mask=mask)
@@ -211,6 +225,7 @@ def tensor_reduce(
 def tensor_copy(
     src: NkiTensor, *, mask: Any = None, dtype: Any = None, engine: Any = engine.unknown, **_: Any
 ) -> NkiTensor:
+    src = _tile(src, "tensor_copy src")
     out = _fresh(src.shape, dtype or src.dtype)
     emit_engines.tensor_copy(out, src, engine=to_engine(engine), mask=mask)
     return _done(out)
@@ -226,6 +241,11 @@ def memset(
 
 def iota(expr: Any, dtype: Any, *, mask: Any = None, **_: Any) -> NkiTensor:
     vals = np.asarray(expr)
+    if vals.ndim == 0 or vals.dtype.kind not in "biuf":
+        raise UsageError(
+            f"iota takes an index expression built from nl.arange/nl.mgrid, got {type(expr).__name__}",
+            user_location(),
+        )
     shape = vals.shape if vals.ndim >= 2 else (*vals.shape, 1)
     out = _fresh(shape, dtype)
     emit_engines.iota(out, vals.reshape(shape), mask=mask)
@@ -235,18 +255,21 @@ def iota(expr: Any, dtype: Any, *, mask: Any = None, **_: Any) -> NkiTensor:
 def affine_select(
     pred: Any, on_true_tile: NkiTensor, on_false_value: float, *, mask: Any = None, dtype: Any = None, **_: Any
 ) -> NkiTensor:
+    on_true_tile = _tile(on_true_tile, "affine_select on_true_tile")
     out = _fresh(on_true_tile.shape, dtype or on_true_tile.dtype)
     emit_engines.affine_select(out, np.asarray(pred) > 0, on_true_tile, float(on_false_value), mask=mask)
     return _done(out)
 
 
 def bn_stats(data: NkiTensor, *, mask: Any = None, dtype: Any = None, **_: Any) -> NkiTensor:
+    data = _tile(data, "bn_stats data")
     out = _fresh((data.partition_size(), 6), dtype or data.dtype)
     emit_engines.bn_stats(out, data)
     return _done(out)
 
 
 def bn_aggr(data: NkiTensor, *, mask: Any = None, dtype: Any = None, **_: Any) -> NkiTensor:
+    data = _tile(data, "bn_aggr data")
     out = _fresh((data.partition_size(), 2), dtype or data.dtype)
     emit_engines.bn_aggr(out, data)
     return _done(out)

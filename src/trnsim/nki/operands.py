@@ -67,6 +67,12 @@ def masked_extent(mask: np.ndarray | None, shape: tuple[int, ...]) -> tuple[int,
 
 def read_f32(ctx: TraceContext, t: NkiTensor, mask: np.ndarray | None, location: str) -> np.ndarray:
     """Values of `t` as float32 (functional mode only), warning on uninitialised reads."""
+    vals = read_stored(ctx, t, mask, location)
+    return vals.astype(np.float32) if vals.dtype != np.float32 else vals
+
+
+def read_stored(ctx: TraceContext, t: NkiTensor, mask: np.ndarray | None, location: str) -> np.ndarray:
+    """Values of `t` in its own dtype, for bit-exact moves (DMA, same-dtype copies); warns like read_f32."""
     root = t.alloc.root
     if not root.fully_written and t.alloc.written is not None:
         written = t.alloc.written[t.np_index(clip=True)]
@@ -77,8 +83,7 @@ def read_f32(ctx: TraceContext, t: NkiTensor, mask: np.ndarray | None, location:
                 f"{location}: read of uninitialised memory in {t.alloc.describe()} (it reads as "
                 f"{'NaN' if dtypes.is_float(t.dtype) else 4})"
             )
-    vals = t.read()
-    return vals.astype(np.float32) if vals.dtype != np.float32 else vals
+    return t.read()
 
 
 def write(t: NkiTensor, values: np.ndarray, mask: np.ndarray | None) -> None:

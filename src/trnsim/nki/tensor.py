@@ -8,6 +8,7 @@ in functional mode, its values.
 
 from __future__ import annotations
 
+import operator
 from math import prod
 from typing import Any
 
@@ -28,7 +29,14 @@ class DynSlice:
     __slots__ = ("size", "start", "step")
 
     def __init__(self, start: int, size: int, step: int = 1) -> None:
-        self.start, self.size, self.step = int(start), int(size), int(step)
+        try:
+            self.start, self.size, self.step = operator.index(start), operator.index(size), operator.index(step)
+        except TypeError:
+            from trnsim.nki.context import user_location
+
+            raise UsageError(
+                f"nl.ds(start, size) takes integers, got nl.ds({start!r}, {size!r})", user_location()
+            ) from None
 
 
 def _slice_len(s: Slice) -> int:
@@ -95,10 +103,16 @@ class NkiTensor:
         return self.shape[0]
 
     def __iter__(self) -> Any:
-        raise UsageError("NKI tensors cannot be iterated over; index them with slices inside a loop")
+        from trnsim.nki.context import user_location
+
+        raise UsageError("NKI tensors cannot be iterated over; index them with slices inside a loop", user_location())
 
     def __bool__(self) -> bool:
-        raise UsageError("an NKI tensor has no truth value at trace time (data-dependent control flow)")
+        from trnsim.nki.context import user_location
+
+        raise UsageError(
+            "an NKI tensor has no truth value at trace time (data-dependent control flow)", user_location()
+        )
 
     # -- indexing ------------------------------------------------------------------------------------
     def __getitem__(self, index: Any) -> NkiTensor:
@@ -161,7 +175,7 @@ class NkiTensor:
                 key[d] = start + np.asarray(idx, dtype=np.int64) * step  # bounds checked at use (masks)
             else:
                 try:
-                    i = int(idx)
+                    i = operator.index(idx)
                 except TypeError:
                     raise UsageError(f"unsupported index {idx!r} for {dim_name}", user_location()) from None
                 i = i + length if i < 0 else i
@@ -293,7 +307,10 @@ class NkiTensor:
     def reshape(self, *shape: Any) -> NkiTensor:
         from trnsim.nki.context import user_location
 
-        new = tuple(int(s) for s in (shape[0] if len(shape) == 1 and isinstance(shape[0], tuple | list) else shape))
+        try:
+            new = tuple(int(s) for s in (shape[0] if len(shape) == 1 and isinstance(shape[0], tuple | list) else shape))
+        except (TypeError, ValueError):
+            raise UsageError(f"reshape takes a shape of ints, got {shape!r}", user_location()) from None
         if not self.is_whole:
             raise UsageError("reshape is supported on whole tensors only (not on slices)", user_location())
         if -1 in new:
@@ -302,6 +319,12 @@ class NkiTensor:
         if prod(new) != self.size:
             raise UsageError(f"cannot reshape {self!r} to {list(new)}: sizes differ", user_location())
         return NkiTensor(self.alloc.alias(new))
+
+    def broadcast_to(self, shape: Any) -> NkiTensor:
+        """Legacy `tile.broadcast_to(shape)`: the same as nl.broadcast_to(tile, shape)."""
+        from trnsim.nki import language_impl
+
+        return language_impl.broadcast_to(self, shape)
 
     # -- arithmetic sugar (legacy tiles support numpy-style operators) --------------------------------
     def _binary(self, other: Any, op: str, reverse: bool = False) -> NkiTensor:

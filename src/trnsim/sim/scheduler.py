@@ -136,7 +136,8 @@ def schedule(instrs: list[Instruction], spec: HardwareSpec, n_cores: int) -> Tim
             pieces = nq if rows >= nq else (rows if rows > 0 else 1)
             rate = queue_rate
             if ins.hbm_bytes:
-                first = level[c] if level[c] is not None else min(queue_free[c])
+                lv0 = level[c]
+                first = lv0 if lv0 is not None else min(queue_free[c])
                 if ready > first:
                     first = ready
                 k = bisect_right(hbm_ends, first)
