@@ -288,7 +288,10 @@ def test_softmax(rng: np.random.Generator, dtype: Any, kernel: Any) -> None:
     out = nki.simulate_kernel(kernel, x)
     ref = softmax_ref(x)
     assert out.dtype == np.dtype(dtype)
-    np.testing.assert_allclose(f32(out), ref, rtol=RTOL[np.dtype(dtype)], atol=1e-6)
+    # In bf16 the explicit kernel rounds x - max (|.| up to 8, so up to 2^-6 absolute, which exp turns
+    # into ~1.6% relative), exp and the quotient: up to ~2.5% in all, so allow 2x the one-rounding bound.
+    rtol = 2 * RTOL[np.dtype(dtype)] if np.dtype(dtype) == np.dtype(BF16) else RTOL[np.dtype(dtype)]
+    np.testing.assert_allclose(f32(out), ref, rtol=rtol, atol=1e-6)
     np.testing.assert_allclose(f32(out).sum(axis=1), 1.0, rtol=RTOL[np.dtype(dtype)] * 4)
 
 

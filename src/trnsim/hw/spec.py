@@ -32,6 +32,7 @@ class TensorEngineSpec(EngineSpec):
     moving_fmax: PositiveInt = Field(description="max moving free size of one nc_matmul")
     fp32_cost_factor: PositiveInt = Field(description="fp32/tf32 matmuls take this many times longer")
     fp8_double_row: bool = Field(description="fp8 double-row mode (2x fp8 throughput) is available")
+    psum_output_dtypes: list[str] = Field(description="dtypes nc_matmul may write into PSUM")
 
 
 class VectorEngineSpec(EngineSpec):

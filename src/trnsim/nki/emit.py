@@ -188,6 +188,15 @@ def nc_matmul(
     require_on_chip(mv, "nc_matmul moving", loc, allow_psum=False)
     if dst.buffer is not MemoryKind.PSUM:
         raise UsageError(f"nc_matmul writes to PSUM, but dst {dst!r} is in {dst.buffer.upper()}", loc, rule="buffer")
+    allowed_out = [dtypes.resolve(d) for d in core.tensor.psum_output_dtypes]
+    if dst.dtype not in allowed_out:
+        names = ", ".join(dtypes.name(d) for d in allowed_out)
+        raise DtypeError(
+            f"nc_matmul writes {names} into PSUM on NeuronCore-v{core.nc_version}, but dst is "
+            f"{dtypes.name(dst.dtype)}; allocate the PSUM tile as nl.float32 and cast when copying it out",
+            loc,
+            rule="matmul-dtype",
+        )
     fp32_like = {dtypes.float32}
     if (st.dtype in fp32_like) != (mv.dtype in fp32_like):
         raise DtypeError(

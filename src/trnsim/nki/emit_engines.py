@@ -123,11 +123,15 @@ def activation(
         rop = _op_name(reduce_op or "add", REDUCE_OPS, "reduce_op", loc)
     cost = CostArgs(n=n, p=pe, reduce=red is not None, **cost_facts(ctx.machine.spec.core, [dst, data]))
 
+    fp32_out: list[np.ndarray] = []  # the reduction sees ScalarE's fp32 results, before the cast on write
+
     def compute() -> np.ndarray:
         x = _values(ctx, data, m, loc).reshape(dst.shape)
         s = _resolve(scale_t[0], ctx, loc, m) if scale_t else scale_v
         b = _resolve(bias_t[0], ctx, loc, m) if bias_t else bias_v
-        return sem.activation(fn, x, s, b)
+        out = sem.activation(fn, x, s, b)
+        fp32_out.append(out)
+        return out
 
     ins = issue(
         ctx,
@@ -144,7 +148,7 @@ def activation(
     if red is not None:
         ins.writes = (*ins.writes, red.region())
         if ctx.machine.functional:
-            out = read_f32(ctx, dst, m, loc)
+            out = fp32_out[0]
             if m is not None:
                 out = np.where(m, out, 0.0)
             values = sem.reduce_free(rop, out)
