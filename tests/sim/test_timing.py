@@ -167,3 +167,29 @@ def test_spmd_programs_share_hbm_bandwidth() -> None:
     moved = 8 * 128 * 2048 * 16 * 4
     assert moved / (eight.latency_us * 1000) <= hbm * 1.02
     assert eight.latency_us > one.latency_us
+
+
+@nki.jit
+def vector_and_gpsimd(z):
+    half = z.shape[1] // 2
+    zt = nl.load(z)
+    a = nl.ndarray((128, half), nl.float32, buffer=nl.sbuf)
+    b = nl.ndarray((128, half), nl.float32, buffer=nl.sbuf)
+    nisa.tensor_scalar(dst=a, data=zt[:, 0:half], op0=nl.multiply, operand0=2.0, engine=nisa.vector_engine)
+    nisa.tensor_copy(dst=b, src=zt[:, half : 2 * half], engine=nisa.gpsimd_engine)
+    out = nl.ndarray((128, 2 * half), nl.float32, buffer=nl.shared_hbm)
+    nl.store(out[:, 0:half], a)
+    nl.store(out[:, half : 2 * half], b)
+    return out
+
+
+@pytest.mark.parametrize(("target", "exclusive"), [("trn1", True), ("inf2", True), ("trn2", False), ("trn3", False)])
+def test_nc_v2_vector_and_gpsimd_share_the_sbuf_port(rng: np.random.Generator, target: str, exclusive: bool) -> None:
+    """trainium.md §1.2: on NC-v2 VectorE and GpSimdE cannot access SBUF in parallel; lifted on NC-v3."""
+    z = rng.standard_normal((128, 4096)).astype(np.float32)
+    prof = nki.profile(vector_and_gpsimd, target=target)(z)
+    np.testing.assert_allclose(prof.outputs, np.concatenate([2 * z[:, :2048], z[:, 2048:]], axis=1), rtol=1e-6)
+    ((v0, v1, _),) = _slices(prof, Opcode.TENSOR_SCALAR)
+    ((g0, g1, _),) = _slices(prof, Opcode.TENSOR_COPY)
+    overlap = max(v0, g0) < min(v1, g1)
+    assert overlap is not exclusive

@@ -94,6 +94,12 @@ class CoreSpec(_Spec):
     sbuf: SbufSpec
     psum: PsumSpec
     dma: DmaSpec
+    sbuf_exclusive_engines: list[list[str]] = Field(
+        default_factory=list, description="groups of engines that cannot access SBUF at the same time"
+    )
+    psum_exclusive_engines: list[list[str]] = Field(
+        default_factory=list, description="groups of engines that cannot access PSUM at the same time"
+    )
 
     @model_validator(mode="after")
     def _partitions_agree(self) -> CoreSpec:
@@ -101,6 +107,11 @@ class CoreSpec(_Spec):
             raise ValueError("sbuf.partitions and psum.partitions must be equal")
         if self.tensor.pe_rows != self.sbuf.partitions:
             raise ValueError("tensor.pe_rows must equal sbuf.partitions (contraction runs over partitions)")
+        engines = {"tensor", "vector", "scalar", "gpsimd", "sync"}
+        for group in (*self.sbuf_exclusive_engines, *self.psum_exclusive_engines):
+            unknown = set(group) - engines
+            if unknown:
+                raise ValueError(f"unknown engine(s) {sorted(unknown)} in an exclusive group; known: {sorted(engines)}")
         return self
 
 

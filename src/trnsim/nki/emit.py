@@ -85,6 +85,8 @@ def issue(
         writes=(dst.region(mask),),
         cycles=compute_cycles(op, engine, machine.spec.core, cost),
         flops=flops,
+        touches_psum=any(t.buffer is MemoryKind.PSUM for t in (dst, *srcs)),
+        touches_sbuf=any(t.buffer is MemoryKind.SBUF for t in (dst, *srcs)),
         location=location,
         label=label or op.key,
     )

@@ -118,6 +118,7 @@ def _retarget(ctx: TraceContext, dst: NkiTensor, value: NkiTensor, accumulate: b
     del ctx.fresh[value.alloc.id]
     region = dst.region()
     ins.writes = (region, *ins.writes[1:])
+    ins.touches_psum = ins.touches_psum or dst.buffer is MemoryKind.PSUM
     if accumulate:
         ins.reads = (*ins.reads, region)
     if ctx.machine.functional:

@@ -55,6 +55,13 @@ def schedule(instrs: list[Instruction], spec: HardwareSpec, n_cores: int) -> Tim
     queue_rate = dma.queue_bytes_per_ns
     dma_units = [N_ENGINES + q for q in range(nq)]
 
+    # NC-v2 port limits: engines in one group cannot use the same memory at once (a shared port).
+    groups = [(g, True) for g in core.sbuf_exclusive_engines] + [(g, False) for g in core.psum_exclusive_engines]
+    engine_ports: list[list[tuple[int, bool]]] = [[] for _ in range(N_ENGINES)]
+    for port, (group, is_sbuf) in enumerate(groups):
+        for name in group:
+            engine_ports[Engine[name.upper()]].append((port, is_sbuf))
+    port_free = [[0.0] * len(groups) for _ in range(n_cores)]
     engine_free = [[0.0] * N_ENGINES for _ in range(n_cores)]
     queue_free = [[0.0] * nq for _ in range(n_cores)]
     writes: dict[int, RegionIndex] = {}
@@ -121,8 +128,17 @@ def schedule(instrs: list[Instruction], spec: HardwareSpec, n_cores: int) -> Tim
             t0 = engine_free[c][e]
             if ready > t0:
                 t0 = ready
+            ports = engine_ports[e]
+            if ports:
+                used = [p for p, is_sbuf in ports if (ins.touches_sbuf if is_sbuf else ins.touches_psum)]
+                for p in used:
+                    if port_free[c][p] > t0:
+                        t0 = port_free[c][p]
             t1 = t0 + ins.cycles * ns_per_cycle[e]
             engine_free[c][e] = t1
+            if ports:
+                for p in used:
+                    port_free[c][p] = t1
             done = t1 + latency[e]
             s_instr.append(i)
             s_core.append(c)
