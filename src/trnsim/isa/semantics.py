@@ -33,7 +33,7 @@ def nc_matmul(stationary: Array, moving: Array, double_row: bool = False) -> Arr
         k = stationary.shape[0] * 2
         stationary = stationary.reshape(k, -1)
         moving = moving.reshape(k, -1)
-    return np.matmul(as_2d(stationary).T.astype(F32), as_2d(moving).astype(F32), dtype=F32)
+    return np.matmul(as_2d(stationary).T.astype(F32, copy=False), as_2d(moving).astype(F32, copy=False), dtype=F32)
 
 
 def nc_transpose(data: Array) -> Array:
@@ -45,16 +45,16 @@ def activation(func: str, data: Array, scale: Array | float = 1.0, bias: Array |
     x = as_2d(data) * (scale if np.isscalar(scale) else as_2d(np.asarray(scale)))
     if bias is not None:
         x = x + as_2d(bias)
-    return ACTIVATIONS[func](x.astype(F32)).astype(F32).reshape(data.shape)
+    return ACTIVATIONS[func](x.astype(F32, copy=False)).astype(F32, copy=False).reshape(data.shape)
 
 
 def reduce_free(op: str, data: Array) -> Array:
     """Reduce each partition's free elements to one value: [P, ...] -> [P, 1]."""
-    return REDUCE_OPS[op](as_2d(data), axis=1, keepdims=True).astype(F32)
+    return REDUCE_OPS[op](as_2d(data), axis=1, keepdims=True).astype(F32, copy=False)
 
 
 def tensor_tensor(op: str, a: Array, b: Array) -> Array:
-    return BINARY_OPS[op](a, b).astype(F32)
+    return BINARY_OPS[op](a, b).astype(F32, copy=False)
 
 
 def tensor_scalar(
@@ -79,11 +79,11 @@ def tensor_scalar(
     if op1 is not None:
         assert operand1 is not None
         out = apply(out, op1, operand1, reverse1)
-    return out.astype(F32)
+    return out.astype(F32, copy=False)
 
 
 def tensor_reduce(op: str, data: Array, axes: tuple[int, ...], negate: bool = False, keepdims: bool = False) -> Array:
-    out = REDUCE_OPS[op](data, axis=axes, keepdims=keepdims).astype(F32)
+    out = REDUCE_OPS[op](data, axis=axes, keepdims=keepdims).astype(F32, copy=False)
     return -out if negate else out
 
 
@@ -112,11 +112,11 @@ def iota(shape: tuple[int, ...], pattern: list[tuple[int, int]], offset: int, ch
 
 def affine_select(predicate: Array, on_true: Array, on_false_value: float) -> Array:
     """Keep on_true where the (affine) predicate holds, else on_false_value."""
-    return np.where(predicate, on_true, F32(on_false_value)).astype(F32)
+    return np.where(predicate, on_true, F32(on_false_value)).astype(F32, copy=False)
 
 
 def select(predicate: Array, on_true: Array, on_false: Array | float) -> Array:
-    return np.where(predicate != 0, on_true, on_false).astype(F32)
+    return np.where(predicate != 0, on_true, on_false).astype(F32, copy=False)
 
 
 def bn_stats(data: Array) -> Array:
@@ -130,7 +130,7 @@ def bn_stats(data: Array) -> Array:
         out[:, 3 * half] = n
         out[:, 3 * half + 1] = mean
         out[:, 3 * half + 2] = m2
-    return out.astype(F32)
+    return out.astype(F32, copy=False)
 
 
 def bn_aggr(stats: Array) -> Array:
@@ -141,4 +141,4 @@ def bn_aggr(stats: Array) -> Array:
     safe = np.where(total > 0, total, 1.0)
     gmean = (count * mean).sum(axis=1) / safe
     gm2 = (m2 + count * (mean - gmean[:, None]) ** 2).sum(axis=1)
-    return np.stack([gmean, gm2 / safe], axis=1).astype(F32)
+    return np.stack([gmean, gm2 / safe], axis=1).astype(F32, copy=False)

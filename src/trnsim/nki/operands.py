@@ -73,12 +73,12 @@ def read_f32(ctx: TraceContext, t: NkiTensor, mask: np.ndarray | None, location:
 
 def read_stored(ctx: TraceContext, t: NkiTensor, mask: np.ndarray | None, location: str) -> np.ndarray:
     """Values of `t` in its own dtype, for bit-exact moves (DMA, same-dtype copies); warns like read_f32."""
-    root = t.alloc.root
-    if not root.fully_written and t.alloc.written is not None:
-        written = t.alloc.written[t.np_index(clip=True)]
+    if not t.alloc.root.fully_written:
+        written = t.alloc.written_mask()
+        region = written[t.np_index(clip=True)] if written is not None else np.zeros(t.shape, dtype=bool)
         if mask is not None:
-            written = written[mask]
-        if not written.all():
+            region = region[mask]
+        if not region.all():
             ctx.machine.warn(
                 f"{location}: read of uninitialised memory in {t.alloc.describe()} (it reads as "
                 f"{'NaN' if dtypes.is_float(t.dtype) else 4})"
@@ -97,17 +97,22 @@ def write(t: NkiTensor, values: np.ndarray, mask: np.ndarray | None) -> None:
     if mask is None:
         idx = t.np_index()
         alloc.storage[idx] = cast
-        root = alloc.root
         if t.is_whole:
-            root.mark_all_written()
-        elif not root.fully_written and alloc.written is not None:
-            alloc.written[idx] = True
+            alloc.mark_all_written()
+        elif not alloc.root.fully_written:
+            written = alloc.written_mask(create=True)
+            assert written is not None
+            written[idx] = True
+            if t.size >= written.size and written.all():
+                alloc.mark_all_written()
         return
     full = _full_index(t)
     sel = tuple(a[mask] for a in full)
     alloc.storage[sel] = cast[mask]
-    if not alloc.root.fully_written and alloc.written is not None:
-        alloc.written[sel] = True
+    if not alloc.root.fully_written:
+        written = alloc.written_mask(create=True)
+        assert written is not None
+        written[sel] = True
 
 
 def _full_index(t: NkiTensor) -> tuple[np.ndarray, ...]:

@@ -262,6 +262,8 @@ class NkiTensor:
     def read(self) -> np.ndarray:
         """Values (functional mode), with index arrays clipped (masked-out lanes are never used)."""
         assert self.alloc.storage is not None
+        if not self.alloc.root.fully_written:
+            self.alloc.poison_unwritten()
         return self.alloc.storage[self.np_index(clip=True)]
 
     def partition_size(self) -> int:

@@ -73,8 +73,8 @@ class Allocation:
         self.fully_written = False
         self._root: Allocation | None = None  # None: this is the root (no self-cycle, so refcounting frees it)
         if functional:
-            self.storage = np.full(shape, dtypes.poison_value(dtype), dtype=dtype)
-            self.written = np.zeros(shape, dtype=bool)
+            # Poisoned lazily: only memory that is read before it is written ever gets the poison value.
+            self.storage = np.empty(shape, dtype=dtype)
 
     def alias(self, shape: tuple[int, ...]) -> Allocation:
         """The same bytes seen with another shape (reshape of a whole tensor)."""
@@ -85,7 +85,7 @@ class Allocation:
         a.shape = shape
         a.row_elems = prod(shape[1:]) if len(shape) > 1 else 1
         a.storage = None if self.root.storage is None else self.root.storage.reshape(shape)
-        a.written = None if self.root.written is None else self.root.written.reshape(shape)
+        a.written = None  # aliases use the root's mask (written_mask)
         return a
 
     @property
@@ -94,8 +94,29 @@ class Allocation:
         return self._root if self._root is not None else self
 
     def mark_all_written(self) -> None:
-        self.fully_written = True
-        self.written = None
+        root = self.root
+        root.fully_written = True
+        root.written = None
+
+    def written_mask(self, create: bool = False) -> np.ndarray | None:
+        """Which elements were written (shaped like this view of the bytes); None: nothing partial yet."""
+        root = self.root
+        if root.written is None:
+            if not create:
+                return None
+            root.written = np.zeros(root.shape, dtype=bool)
+        return root.written if root is self else root.written.reshape(self.shape)
+
+    def poison_unwritten(self) -> None:
+        """Give every element nobody wrote the poison value (NaN for floats, 4 for integers)."""
+        root = self.root
+        if root.fully_written or root.storage is None:
+            return
+        poison = dtypes.poison_value(root.dtype)
+        if root.written is None:
+            root.storage.fill(poison)
+        else:
+            root.storage[~root.written] = poison
 
     def describe(self) -> str:
         return f"{self.name or 'tensor'} {list(self.shape)} {dtypes.name(self.dtype)} in {self.kind}"
