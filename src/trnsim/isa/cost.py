@@ -27,7 +27,7 @@ class CostArgs:
     sbuf_only: bool = True  # every operand in SBUF (none in PSUM)
     psum_input: bool = False  # some input is in PSUM
     strided: bool = False  # some operand's innermost stride is at or above the full-rate limit
-    alu_op: str = ""  # the ALU op, where the cost depends on it
+    alu_op: str = ""  # the ALU op(s), where the cost depends on them ("op0,op1" for two-op instructions)
     zero_fill: bool = False  # memset of zero
     reduce: bool = False  # activation with a free-axis reduction
 
@@ -78,6 +78,14 @@ def compute_cycles(op: Opcode, engine: Engine, core: CoreSpec, a: CostArgs) -> f
         cycles = max(min_ii, n / 2 if (a.zero_fill and a.all_bf16) else n)
     elif op is Opcode.BN_AGGR:
         cycles = max(min_ii, 13 * (n / 3))
+    elif op is Opcode.TENSOR_TENSOR_SCAN:
+        cycles = max(min_ii, 2 * n)
+    elif op is Opcode.SCALAR_TENSOR_TENSOR:
+        # The documented estimate has no MIN_II floor: N for bf16 subtract-then-multiply on an even N, else 2N.
+        fast = a.all_bf16 and a.alu_op == "subtract,multiply" and a.n % 2 == 0
+        cycles = n if fast else 2 * n
+    elif op is Opcode.RECIPROCAL:
+        cycles = max(min_ii, 8 * n)
     else:  # NC_TRANSPOSE on VectorE, BN_STATS, and other one-input Vector/Scalar work
         cycles = max(min_ii, n)
     return cycles * (core.sbuf.strided_slowdown if a.strided else 1.0)

@@ -39,6 +39,9 @@ class Opcode(IntEnum):
     BN_AGGR = 12
     SELECT = 13
     BARRIER = 14
+    TENSOR_TENSOR_SCAN = 15
+    SCALAR_TENSOR_TENSOR = 16
+    RECIPROCAL = 17
 
     @property
     def key(self) -> str:
@@ -62,4 +65,7 @@ ALLOWED_ENGINES: dict[Opcode, tuple[Engine, ...]] = {
     Opcode.BN_AGGR: (Engine.VECTOR,),
     Opcode.SELECT: (Engine.VECTOR, Engine.GPSIMD),
     Opcode.BARRIER: (Engine.SYNC,),
+    Opcode.TENSOR_TENSOR_SCAN: (Engine.VECTOR,),
+    Opcode.SCALAR_TENSOR_TENSOR: (Engine.VECTOR,),
+    Opcode.RECIPROCAL: (Engine.VECTOR,),
 }

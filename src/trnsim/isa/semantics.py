@@ -82,6 +82,63 @@ def tensor_scalar(
     return out.astype(F32, copy=False)
 
 
+def _per_partition(x: Array | float, p: int) -> Array:
+    """A scalar operand, or a [P, 1] vector, as a [P, 1] fp32 column (broadcast along the free axis)."""
+    return np.broadcast_to(np.asarray(x, dtype=F32).reshape(-1, 1), (p, 1))
+
+
+def tensor_tensor_scan(
+    data0: Array,
+    data1: Array,
+    initial: Array | float,
+    op0: str,
+    op1: str,
+    reverse0: bool = False,
+    reverse1: bool = False,
+) -> Array:
+    """Scan along each partition's flattened free axis, in fp32:
+    r[i] = op1(op0(data0[i], r[i-1]), data1[i]), with r[-1] = initial (a scalar or [P, 1] vector).
+
+    reverse0 makes data0 the right operand of op0; reverse1 makes data1 the left operand of op1.
+    """
+    a, b = as_2d(data0).astype(F32), as_2d(data1).astype(F32)
+    f0, f1 = BINARY_OPS[op0], BINARY_OPS[op1]
+    prev = _per_partition(initial, a.shape[0])
+    out = np.empty_like(a)
+    for i in range(a.shape[1]):
+        x, y = a[:, i : i + 1], b[:, i : i + 1]
+        t = (f0(prev, x) if reverse0 else f0(x, prev)).astype(F32)
+        prev = (f1(y, t) if reverse1 else f1(t, y)).astype(F32)
+        out[:, i : i + 1] = prev
+    return out.reshape(data0.shape)
+
+
+def scalar_tensor_tensor(
+    data: Array,
+    op0: str,
+    operand0: Array | float,
+    op1: str,
+    operand1: Array,
+    reverse0: bool = False,
+    reverse1: bool = False,
+) -> Array:
+    """(data op0 operand0) op1 operand1, in fp32: operand0 a scalar or [P, 1] vector, operand1 a whole tile.
+
+    reverse0 computes operand0 op0 data; reverse1 computes operand1 op1 (the first result).
+    """
+    x = as_2d(data).astype(F32)
+    s = _per_partition(operand0, x.shape[0])
+    t = (BINARY_OPS[op0](s, x) if reverse0 else BINARY_OPS[op0](x, s)).astype(F32)
+    y = as_2d(operand1).astype(F32)
+    out = BINARY_OPS[op1](y, t) if reverse1 else BINARY_OPS[op1](t, y)
+    return out.astype(F32).reshape(data.shape)
+
+
+def reciprocal(data: Array) -> Array:
+    """1 / x, computed exactly in fp32 (VectorE's reciprocal, not ScalarE's approximation)."""
+    return (F32(1.0) / data.astype(F32)).astype(F32)
+
+
 def tensor_reduce(op: str, data: Array, axes: tuple[int, ...], negate: bool = False, keepdims: bool = False) -> Array:
     out = REDUCE_OPS[op](data, axis=axes, keepdims=keepdims).astype(F32, copy=False)
     return -out if negate else out

@@ -7,6 +7,7 @@ index arrays and masks.
 
 from __future__ import annotations
 
+import operator
 from typing import Any
 
 import numpy as np
@@ -28,6 +29,23 @@ class ParDim(int):
 
 def par_dim(n: int) -> ParDim:
     return ParDim(n)
+
+
+class NcDim(int):
+    """A launch-grid size whose programs go to that many physical cores: `kernel[nl.nc(2), 4]`."""
+
+
+def nc(n: int) -> NcDim:
+    try:
+        size = operator.index(n)
+    except TypeError:
+        size = 0
+    if size < 1 or isinstance(n, bool):
+        from trnsim.errors import UsageError
+        from trnsim.nki.context import user_location
+
+        raise UsageError(f"nl.nc(n) takes a positive int (cores for one grid dim), got {n!r}", user_location())
+    return NcDim(size)
 
 
 class _Grid(tuple):  # type: ignore[type-arg,unused-ignore]

@@ -8,7 +8,7 @@ import numpy as np
 
 from trnsim.errors import ShapeMismatchError, UsageError
 from trnsim.isa.alu import BINARY_OPS
-from trnsim.nki import emit, emit_engines
+from trnsim.nki import emit, emit_compound, emit_engines
 from trnsim.nki.context import user_location
 from trnsim.nki.isa_enums import (
     dge_mode,
@@ -50,12 +50,14 @@ __all__ = [
     "reciprocal",
     "reduce_cmd",
     "scalar_engine",
+    "scalar_tensor_tensor",
     "select",
     "tensor_copy",
     "tensor_engine",
     "tensor_reduce",
     "tensor_scalar",
     "tensor_tensor",
+    "tensor_tensor_scan",
     "unknown_engine",
     "vector_engine",
 ]
@@ -207,4 +209,32 @@ def bn_aggr(dst: NkiTensor, data: NkiTensor, name: Any = None) -> None:
 
 
 def reciprocal(dst: NkiTensor, data: NkiTensor, name: Any = None) -> None:
-    emit_engines.activation(dst, "reciprocal", data)
+    emit_compound.reciprocal(dst, data)
+
+
+def tensor_tensor_scan(
+    dst: NkiTensor,
+    data0: NkiTensor,
+    data1: NkiTensor,
+    initial: Any,
+    op0: Any,
+    op1: Any,
+    reverse0: bool = False,
+    reverse1: bool = False,
+    name: Any = None,
+) -> None:
+    emit_compound.tensor_tensor_scan(dst, data0, data1, initial, op0, op1, reverse0, reverse1)
+
+
+def scalar_tensor_tensor(
+    dst: NkiTensor,
+    data: NkiTensor,
+    op0: Any,
+    operand0: Any,
+    op1: Any,
+    operand1: NkiTensor,
+    reverse0: bool = False,
+    reverse1: bool = False,
+    name: Any = None,
+) -> None:
+    emit_compound.scalar_tensor_tensor(dst, data, op0, operand0, op1, operand1, reverse0, reverse1)

@@ -8,6 +8,7 @@ the chip's physical cores), then schedules the instruction stream to get its tim
 from __future__ import annotations
 
 import functools
+import inspect
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from trnsim import dtypes
 from trnsim.errors import UsageError
 from trnsim.hw.spec import HardwareSpec
 from trnsim.nki.context import TraceContext, activate, maybe_current, user_location
+from trnsim.nki.indexing import NcDim
 from trnsim.nki.target import get_target_spec
 from trnsim.nki.tensor import NkiTensor
 from trnsim.runtime.profile import Profile
@@ -57,7 +59,7 @@ class Kernel:
         dims = tuple(grid) if isinstance(grid, tuple | list) else (grid,)
         if not all(isinstance(x, int | np.integer) and not isinstance(x, bool) for x in dims):
             raise UsageError(f"launch grid must be positive integers, got {grid!r}", user_location())
-        g = tuple(int(x) for x in dims)
+        g = tuple(x if isinstance(x, NcDim) else int(x) for x in dims)  # NcDim: an int that marks core dims
         if not g or any(x < 1 for x in g):
             raise UsageError(f"launch grid must be positive integers, got {grid!r}", user_location())
         k = Kernel(self.fn, g)
@@ -145,11 +147,16 @@ def launch(
     spec: HardwareSpec = get_target_spec(target)
     if mode not in ("functional", "timing"):
         raise UsageError(f"mode must be 'functional' or 'timing', got {mode!r}", user_location())
+    _bind(kernel, args, kwargs)
     n_programs = int(np.prod(kernel.grid))
-    n_cores = cores or min(spec.chip.default_lnc, n_programs)
-    if n_cores > spec.chip.physical_cores:
+    nc_axes = [i for i, g in enumerate(kernel.grid) if isinstance(g, NcDim)]
+    n_nc = int(np.prod([kernel.grid[i] for i in nc_axes])) if nc_axes else 0
+    n_cores = cores or n_nc or min(spec.chip.default_lnc, n_programs)
+    if max(n_cores, n_nc) > spec.chip.physical_cores:
         raise UsageError(
-            f"{spec.name} has {spec.chip.physical_cores} physical cores, asked for {n_cores}", user_location()
+            f"{spec.name} has {spec.chip.physical_cores} physical cores, asked for {max(n_cores, n_nc)}"
+            + (" by nl.nc() grid dims" if n_nc > n_cores else ""),
+            user_location(),
         )
     machine = Machine(spec, mode, n_cores)
     converted = [_input_tensor(machine, a, i) for i, a in enumerate(args)]
@@ -158,8 +165,11 @@ def launch(
     shared: list[Any] = []
     result: Any = None
     for k, pid in enumerate(itertools.product(*(range(g) for g in kernel.grid))):
+        core = k
+        if nc_axes:  # nl.nc dims: the program's index along them picks its core
+            core = int(np.ravel_multi_index([pid[i] for i in nc_axes], [kernel.grid[i] for i in nc_axes]))
         ctx = TraceContext(
-            machine, core=k % n_cores, program_id=pid, grid=kernel.grid, kernel_name=kernel.name, shared_hbm=shared
+            machine, core=core % n_cores, program_id=pid, grid=kernel.grid, kernel_name=kernel.name, shared_hbm=shared
         )
         with activate(ctx):
             ret = kernel.fn(*hbm_args, **kwargs)
@@ -179,6 +189,24 @@ def launch(
         grid=kernel.grid,
         outputs=_output(result, machine.functional, as_torch),
     )
+
+
+def _bind(kernel: Kernel, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    """Check the call against the kernel's signature before tracing (a wrong call is the caller's error)."""
+    try:
+        sig = inspect.signature(kernel.fn)
+    except (TypeError, ValueError):
+        return  # no introspectable signature: the call itself will tell
+    try:
+        sig.bind(*args, **kwargs)
+    except TypeError as err:
+        raise UsageError(
+            f"kernel {kernel.name}{sig} cannot be called with {len(args)} positional argument(s)"
+            + (f" and keyword(s) {', '.join(kwargs)}" if kwargs else "")
+            + f": {err}",
+            user_location(),
+            rule="signature",
+        ) from None
 
 
 def simulate(kernel: Any, target: Any = None) -> Callable[..., Any]:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import builtins as _builtins
 import os
 from typing import Any
 
+import ml_dtypes as _ml
 import numpy as np
 
 from trnsim import dtypes as _dt
-from trnsim.errors import UsageError
+from trnsim.errors import DtypeError, UsageError
 from trnsim.nki import language_impl as _impl
 from trnsim.nki.context import current as _current
 from trnsim.nki.context import maybe_current as _maybe_current
@@ -16,6 +18,7 @@ from trnsim.nki.context import user_location as _loc
 from trnsim.nki.indexing import arange as arange
 from trnsim.nki.indexing import ds as ds
 from trnsim.nki.indexing import mgrid as mgrid
+from trnsim.nki.indexing import nc as nc
 from trnsim.nki.indexing import par_dim as par_dim
 from trnsim.nki.ops import BINARY as _BINARY
 from trnsim.nki.ops import UNARY as _UNARY
@@ -32,6 +35,26 @@ float32 = _dt.float32
 tfloat32 = _dt.tfloat32
 int8, uint8, int16, uint16, int32, uint32 = _dt.int8, _dt.uint8, _dt.int16, _dt.uint16, _dt.int32, _dt.uint32
 bool_ = _dt.bool_
+
+
+class fp32:
+    """Legacy nl.fp32: the float32 limits (fp32.min is the bit pattern 0xff7fffff, -3.4028235e38)."""
+
+    dtype = _dt.float32
+    min = float(np.finfo(np.float32).min)
+    max = float(np.finfo(np.float32).max)
+
+
+def finfo(dtype: Any) -> Any:
+    """Machine limits of a float dtype (bf16 and fp8 included), like numpy.finfo."""
+    try:
+        dt = _dt.resolve(dtype)
+    except DtypeError as err:
+        raise DtypeError(err.bare_message, _loc(), rule="dtype") from None
+    if not _dt.is_float(dt):
+        raise DtypeError(f"nl.finfo takes a float dtype, got {_dt.name(dt)}; use np.iinfo for integers", _loc())
+    return _ml.finfo(dt)
+
 
 # -- buffers -----------------------------------------------------------------------------------------
 sbuf = MemoryKind.SBUF
@@ -214,6 +237,23 @@ def copy(src: NkiTensor, *, dtype: Any = None, mask: Any = None, **_: Any) -> Nk
     return _impl.copy(src, dtype=dtype, mask=mask)
 
 
+def load_transpose2d(src: NkiTensor, *, mask: Any = None, dtype: Any = None, **_: Any) -> NkiTensor:
+    """HBM [F, P] -> a new SBUF tile [P, F]: one DMA whose access pattern transposes."""
+    return _impl.load_transpose2d(src, mask=mask, dtype=dtype)
+
+
+def shared_identity_matrix(n: int, dtype: Any = _dt.uint8, dst: NkiTensor | None = None, **_: Any) -> NkiTensor:
+    """An [n, n] identity tile in SBUF (memset then affine_select on GpSimd), or written into `dst`."""
+    return _impl.identity_matrix(n, dtype, dst)
+
+
+def expand_dims(data: NkiTensor, axis: int) -> NkiTensor:
+    """A view of `data` with a new size-1 dim at `axis` (no data moves)."""
+    if not isinstance(data, NkiTensor):
+        raise UsageError(f"nl.expand_dims takes a tensor, got {type(data).__name__}", _loc())
+    return data.expand_dims(axis)
+
+
 def broadcast_to(src: NkiTensor, shape: Any, **_: Any) -> NkiTensor:
     return _impl.broadcast_to(src, _shape(shape))
 
@@ -253,6 +293,23 @@ def mean(
 
 def var(x: NkiTensor, axis: Any, *, dtype: Any = None, mask: Any = None, **_: Any) -> NkiTensor:
     return _impl.var(x, axis, dtype=dtype, mask=mask)
+
+
+def all(
+    x: NkiTensor, axis: Any, *, dtype: Any = bool_, mask: Any = None, keepdims: bool = False, **_: Any
+) -> NkiTensor:
+    """1 where every element along the free axes `axis` is nonzero, else 0."""
+    return _impl.reduce("logical_and", x, axis, dtype=dtype, mask=mask, keepdims=keepdims)
+
+
+def invert(x: NkiTensor, *, dtype: Any = None, mask: Any = None, **_: Any) -> NkiTensor:
+    """Bitwise NOT of an integer tile (XOR with all ones of its width)."""
+    return _impl.invert(x, dtype=dtype, mask=mask)
+
+
+def logical_not(x: NkiTensor, *, dtype: Any = bool_, mask: Any = None, **_: Any) -> NkiTensor:
+    """1 where x == 0, else 0."""
+    return _impl.elementwise_binary("equal", x, 0.0, dtype=dtype, mask=mask)
 
 
 def softmax(x: NkiTensor, axis: Any = -1, *, dtype: Any = None, mask: Any = None, **_: Any) -> NkiTensor:
@@ -314,7 +371,7 @@ def num_programs(axes: Any = None) -> int:
     if axes is None:
         return int(np.prod(ctx.grid))
     listed = list(axes) if isinstance(axes, tuple | list) else [axes]
-    if not all(isinstance(a, int) and 0 <= a < len(ctx.grid) for a in listed):
+    if not _builtins.all(isinstance(a, int) and 0 <= a < len(ctx.grid) for a in listed):
         raise UsageError(
             f"num_programs({axes!r}): axes must be ints in 0..{len(ctx.grid) - 1} for the launch grid {list(ctx.grid)}",
             _loc(),

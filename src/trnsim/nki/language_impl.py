@@ -217,6 +217,55 @@ def copy(src: NkiTensor, dtype: Any = None, mask: Any = None) -> NkiTensor:
     return _mark_fresh(ctx, out)
 
 
+def load_transpose2d(src: NkiTensor, mask: Any = None, dtype: Any = None) -> NkiTensor:
+    """HBM [F, P] -> SBUF [P, F]: a DMA that reads `src` with a transposed access pattern."""
+    ctx = current()
+    loc = user_location()
+    src = require_tensor(src, "nl.load_transpose2d src", loc)
+    if src.buffer is not MemoryKind.HBM or src.ndim != 2:
+        raise UsageError(f"nl.load_transpose2d takes a 2-D HBM tensor [F, P], got {src!r}", loc)
+    f, p = src.shape
+    tile = new_tensor((p, f), dtype or src.dtype, MemoryKind.SBUF, location=loc)
+    # Index arrays give element [i, j] = src[j, i]: the DMA's descriptors walk src column by column.
+    emit.dma_copy(tile, src[np.arange(f)[None, :], np.arange(p)[:, None]], mask=mask, location=loc)
+    return _mark_fresh(ctx, tile)
+
+
+def identity_matrix(n: Any, dtype: Any, dst: NkiTensor | None = None) -> NkiTensor:
+    """An [n, n] SBUF identity: memset to 1, then affine_select keeps the diagonal (partition == column)."""
+    loc = user_location()
+    if dst is None:
+        try:
+            size = int(n)
+        except (TypeError, ValueError):
+            raise UsageError(f"nl.shared_identity_matrix(n) takes an int, got {n!r}", loc) from None
+        dst = new_tensor((size, size), dtype, MemoryKind.SBUF, location=loc)
+    dst = require_tensor(dst, "nl.shared_identity_matrix dst", loc)
+    if dst.ndim != 2 or dst.shape[0] != dst.shape[1] or dst.shape[0] != int(n):
+        raise ShapeMismatchError(
+            f"nl.shared_identity_matrix({n}) dst must be [{n}, {n}], got {list(dst.shape)}", loc, rule="shape"
+        )
+    emit_engines.memset(dst, 1.0, location=loc)
+    diag = np.arange(dst.shape[0])[:, None] == np.arange(dst.shape[1])[None, :]
+    emit_engines.affine_select(dst, diag, dst, 0.0, location=loc)
+    return dst
+
+
+def invert(x: NkiTensor, dtype: Any = None, mask: Any = None) -> NkiTensor:
+    """~x for an integer tile: XOR with all ones of its width (a VectorE bitvec op)."""
+    loc = user_location()
+    x = require_tensor(x, "nl.invert operand", loc)
+    if x.dtype.kind not in "iu":
+        raise DtypeError(
+            f"nl.invert is a bitwise op on integer tiles, got {dtypes.name(x.dtype)}; for 1/0 values use "
+            "nl.logical_not",
+            loc,
+            rule="dtype",
+        )
+    ones = -1 if x.dtype.kind == "i" else (1 << (8 * x.dtype.itemsize)) - 1
+    return elementwise_binary("bitwise_xor", x, ones, dtype=dtype, mask=mask)
+
+
 def broadcast_to(src: NkiTensor, shape: Any) -> NkiTensor:
     """Broadcast a tile (e.g. one partition to many): GpSimd copy with partition broadcast."""
     ctx = current()

@@ -9,7 +9,7 @@ import numpy as np
 from trnsim import dtypes
 from trnsim.errors import UsageError
 from trnsim.isa.opcodes import Engine
-from trnsim.nki import emit, emit_engines
+from trnsim.nki import emit, emit_compound, emit_engines
 from trnsim.nki.context import current, user_location
 from trnsim.nki.isa_enums import (
     dge_mode,
@@ -51,13 +51,16 @@ __all__ = [
     "nc_transpose",
     "nc_version",
     "oob_mode",
+    "reciprocal",
     "reduce_cmd",
     "scalar_engine",
+    "scalar_tensor_tensor",
     "tensor_copy",
     "tensor_engine",
     "tensor_reduce",
     "tensor_scalar",
     "tensor_tensor",
+    "tensor_tensor_scan",
     "unknown_engine",
     "vector_engine",
 ]
@@ -272,4 +275,51 @@ def bn_aggr(data: NkiTensor, *, mask: Any = None, dtype: Any = None, **_: Any) -
     data = _tile(data, "bn_aggr data")
     out = _fresh((data.partition_size(), 2), dtype or data.dtype)
     emit_engines.bn_aggr(out, data)
+    return _done(out)
+
+
+def reciprocal(data: NkiTensor, *, dtype: Any = None, mask: Any = None, **_: Any) -> NkiTensor:
+    data = _tile(data, "reciprocal data")
+    out = _fresh(data.shape, dtype or data.dtype)
+    emit_compound.reciprocal(out, data, mask=mask)
+    return _done(out)
+
+
+def tensor_tensor_scan(
+    data0: NkiTensor,
+    data1: NkiTensor,
+    initial: Any,
+    op0: Any,
+    op1: Any,
+    reverse0: bool = False,
+    reverse1: bool = False,
+    *,
+    dtype: Any = None,
+    mask: Any = None,
+    **_: Any,
+) -> NkiTensor:
+    data0, data1 = _tile(data0, "tensor_tensor_scan data0"), _tile(data1, "tensor_tensor_scan data1")
+    dt = dtype or max((data0.dtype, data1.dtype), key=lambda d: (dtypes.is_float(d), d.itemsize))
+    out = _fresh(data0.shape, dt)
+    emit_compound.tensor_tensor_scan(out, data0, data1, initial, op0, op1, reverse0, reverse1, mask=mask)
+    return _done(out)
+
+
+def scalar_tensor_tensor(
+    *,
+    data: NkiTensor,
+    op0: Any,
+    operand0: Any,
+    op1: Any,
+    operand1: NkiTensor,
+    reverse0: bool = False,
+    reverse1: bool = False,
+    dtype: Any = None,
+    mask: Any = None,
+    **_: Any,
+) -> NkiTensor:
+    data, operand1 = _tile(data, "scalar_tensor_tensor data"), _tile(operand1, "scalar_tensor_tensor operand1")
+    dt = dtype or max((data.dtype, operand1.dtype), key=lambda d: (dtypes.is_float(d), d.itemsize))
+    out = _fresh(data.shape, dt)
+    emit_compound.scalar_tensor_tensor(out, data, op0, operand0, op1, operand1, reverse0, reverse1, mask=mask)
     return _done(out)

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from trnsim import dtypes
-from trnsim.errors import BoundsError, UsageError
+from trnsim.errors import BoundsError, DtypeError, ShapeMismatchError, UsageError
 from trnsim.isa.instruction import Region
 from trnsim.sim.memory import Allocation, MemoryKind
 
@@ -80,6 +80,10 @@ class NkiTensor:
     @property
     def size(self) -> int:
         return prod(self.shape)
+
+    @property
+    def itemsize(self) -> int:
+        return int(self.dtype.itemsize)
 
     @property
     def nbytes(self) -> int:
@@ -254,7 +258,7 @@ class NkiTensor:
             reg = (self.alloc.id, lo[0], hi[0] + 1, c_lo, c_hi + 1)
             root = self.alloc.root
             if root is not self.alloc:
-                reg = _to_root_box(reg, self.alloc.row_elems, root.row_elems)
+                reg = _to_root_box(reg, self.alloc.row_elems, root.row_elems, self.itemsize, root.dtype.itemsize)
         if mask is None:
             self._region = reg
         return reg
@@ -320,7 +324,86 @@ class NkiTensor:
             new = tuple(self.size // known if s == -1 else s for s in new)
         if prod(new) != self.size:
             raise UsageError(f"cannot reshape {self!r} to {list(new)}: sizes differ", user_location())
-        return NkiTensor(self.alloc.alias(new))
+        return NkiTensor(_alias(self.alloc, new))
+
+    def expand_dims(self, axis: int) -> NkiTensor:
+        """A view with a new size-1 dim at `axis` (nl.expand_dims); on-chip tiles keep dim 0 as partitions."""
+        from trnsim.nki.context import user_location
+
+        loc = user_location()
+        try:
+            ax = operator.index(axis)
+        except TypeError:
+            raise UsageError(f"expand_dims axis must be an int, got {axis!r}", loc) from None
+        ax = ax + self.ndim + 1 if ax < 0 else ax
+        lowest = 0 if self.buffer is MemoryKind.HBM else 1
+        if not lowest <= ax <= self.ndim:
+            raise UsageError(
+                f"expand_dims axis {axis} is out of range for {self!r}: allowed {lowest}..{self.ndim}"
+                + ("" if lowest == 0 else " (dim 0 of an on-chip tile is the partition dim)"),
+                loc,
+            )
+        if self.has_index_arrays:
+            raise UsageError("expand_dims of a tensor indexed with index expressions is not supported", loc)
+        visible = [d for d, k in enumerate(self.key) if isinstance(k, tuple)]
+        at = visible[ax] if ax < len(visible) else len(self.key)  # allocation dim to insert before
+        shape = (*self.alloc.shape[:at], 1, *self.alloc.shape[at:])
+        return NkiTensor(_alias(self.alloc, shape), (*self.key[:at], (0, 1, 1), *self.key[at:]))
+
+    def view(self, dtype: Any) -> NkiTensor:
+        """The whole tile's bytes reinterpreted as `dtype`; the last dim scales by the itemsize ratio."""
+        from trnsim.nki.context import user_location
+
+        loc = user_location()
+        try:
+            dt = dtypes.resolve(dtype)
+        except DtypeError as err:
+            raise DtypeError(err.bare_message, loc, rule="dtype") from None
+        if self.buffer is MemoryKind.HBM or not self.is_whole or self.ndim < 2:
+            raise UsageError(
+                f"view({dtypes.name(dt)}) reinterprets a whole on-chip tile, got {self!r}"
+                + ("" if self.is_whole else " (a slice)")
+                + "; view the whole tile, then index the result",
+                loc,
+            )
+        last_bytes = self.shape[-1] * self.itemsize
+        if last_bytes % dt.itemsize:
+            raise ShapeMismatchError(
+                f"view({dtypes.name(dt)}): the last dim of {self!r} holds {last_bytes} bytes, not a multiple of "
+                f"{dt.itemsize}",
+                loc,
+                rule="shape",
+            )
+        root = self.alloc.root
+        if not root.fully_written:
+            # Written-element tracking is per element of the root dtype; a reinterpreting view ends it for
+            # this tile. Unwritten elements keep the poison value, but their reads no longer warn.
+            root.poison_unwritten()
+            root.mark_all_written()
+        return NkiTensor(_alias(self.alloc, (*self.shape[:-1], last_bytes // dt.itemsize), dt))
+
+    def astype(self, dtype: Any) -> NkiTensor:
+        """A copy of this tile in a new SBUF tile of `dtype` (a tensor_copy, casting through fp32)."""
+        from trnsim.nki import language_impl
+        from trnsim.nki.context import user_location
+
+        if self.buffer is MemoryKind.HBM:
+            raise UsageError(
+                f"astype copies an on-chip tile, but {self!r} is in HBM: nl.load(t, dtype=...) it first",
+                user_location(),
+            )
+        return language_impl.copy(self, dtype=dtype)
+
+    def assert_shape(self, shape: Any) -> NkiTensor:
+        """Raise ShapeMismatchError unless this tensor has exactly `shape`."""
+        from trnsim.nki.context import user_location
+
+        want = tuple(shape) if isinstance(shape, tuple | list) else (shape,)
+        if tuple(self.shape) != want:
+            raise ShapeMismatchError(
+                f"{self!r} has shape {list(self.shape)}, expected {list(want)}", user_location(), rule="shape"
+            )
+        return self
 
     def broadcast_to(self, shape: Any) -> NkiTensor:
         """Legacy `tile.broadcast_to(shape)`: the same as nl.broadcast_to(tile, shape)."""
@@ -375,15 +458,31 @@ class NkiTensor:
         return self
 
 
-def _to_root_box(reg: Region, row_elems: int, root_row_elems: int) -> Region:
-    """Re-express a box of a reshaped alias as a (conservative) box of the root allocation."""
+def _to_root_box(reg: Region, row_elems: int, root_row_elems: int, itemsize: int = 1, root_itemsize: int = 1) -> Region:
+    """Re-express a box of a reshaped (or dtype-reinterpreting) alias as a (conservative) box of the root."""
     aid, r0, r1, c0, c1 = reg
-    lo = r0 * row_elems + c0
-    hi = (r1 - 1) * row_elems + c1  # one past the last element
+    if row_elems * itemsize == root_row_elems * root_itemsize:  # same rows of bytes: map the columns
+        return (aid, r0, r1, c0 * itemsize // root_itemsize, -(-c1 * itemsize // root_itemsize))
+    lo = (r0 * row_elems + c0) * itemsize // root_itemsize
+    hi = -(-((r1 - 1) * row_elems + c1) * itemsize // root_itemsize)  # one past the last element
     q0, q1 = lo // root_row_elems, (hi - 1) // root_row_elems
     if q0 == q1:
         return (aid, q0, q0 + 1, lo % root_row_elems, (hi - 1) % root_row_elems + 1)
     return (aid, q0, q1 + 1, 0, root_row_elems)
+
+
+def _alias(alloc: Allocation, shape: tuple[int, ...], dtype: np.dtype[Any] | None = None) -> Allocation:
+    """`alloc`'s bytes seen with another shape and, for bit reinterpretation, another dtype."""
+    dt = alloc.dtype if dtype is None else dtype
+    root = alloc.root
+    if dt == root.dtype:
+        return alloc.alias(shape)
+    a = alloc.alias(root.shape)  # the root's bytes, then seen as `dt` elements in `shape`
+    a.dtype = dt
+    a.shape = shape
+    a.row_elems = prod(shape[1:]) if len(shape) > 1 else 1
+    a.storage = None if root.storage is None else root.storage.reshape(-1).view(dt).reshape(shape)
+    return a
 
 
 def _is_index_expr(x: Any) -> bool:
