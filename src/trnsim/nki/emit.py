@@ -24,6 +24,7 @@ from trnsim.nki.operands import (
     check_partitions,
     masked_extent,
     read_f32,
+    read_masked,
     read_stored,
     require_on_chip,
     require_tensor,
@@ -97,10 +98,6 @@ def issue(
             values = read_f32(ctx, dst, mask, location) + values
         write(dst, values, mask)
     return ins
-
-
-def _values(ctx: TraceContext, t: NkiTensor, mask: np.ndarray | None, loc: str) -> np.ndarray:
-    return read_f32(ctx, t, mask if mask is not None and mask.shape == t.shape else None, loc)
 
 
 # -- DMA ---------------------------------------------------------------------------------------------
@@ -251,7 +248,7 @@ def nc_matmul(
         dst,
         [st, mv],
         cost,
-        lambda: sem.nc_matmul(_values(ctx, st, None, loc), _values(ctx, mv, None, loc), double_row),
+        lambda: sem.nc_matmul(read_masked(ctx, st, None, loc), read_masked(ctx, mv, None, loc), double_row),
         loc,
         m,
         label="nc_matmul",
@@ -292,7 +289,7 @@ def nc_transpose(
         dst,
         [data],
         cost,
-        lambda: sem.nc_transpose(_values(ctx, data, None, loc)),
+        lambda: sem.nc_transpose(read_masked(ctx, data, None, loc)),
         loc,
         m,
         label=f"nc_transpose({eng.key})",

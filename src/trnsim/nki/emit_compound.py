@@ -6,16 +6,26 @@ from typing import Any
 
 import numpy as np
 
-from trnsim.errors import UsageError
+from trnsim.errors import ShapeMismatchError, TileShapeError, UsageError
 from trnsim.isa import semantics as sem
 from trnsim.isa.alu import BINARY_OPS
 from trnsim.isa.cost import CostArgs
 from trnsim.isa.instruction import Instruction
 from trnsim.isa.opcodes import Engine, Opcode
 from trnsim.nki.context import TraceContext, current, user_location
-from trnsim.nki.emit import _values, issue
-from trnsim.nki.emit_engines import _check_tile, _op_name, _resolve, _same_elements, _vector_operand
-from trnsim.nki.operands import broadcast_mask, cost_facts, masked_extent, require_tensor
+from trnsim.nki.emit import issue
+from trnsim.nki.operands import (
+    broadcast_mask,
+    check_tile,
+    cost_facts,
+    masked_extent,
+    op_name,
+    read_masked,
+    require_tensor,
+    resolve_operand,
+    same_elements,
+    vector_operand,
+)
 from trnsim.nki.tensor import NkiTensor
 from trnsim.sim.memory import MemoryKind
 
@@ -28,8 +38,8 @@ def _tiles(ctx: TraceContext, what: str, loc: str, **named: Any) -> list[NkiTens
     """Each named operand as an on-chip tile with the same partitions and elements per partition."""
     tiles = [require_tensor(x, f"{what} {name}", loc) for name, x in named.items()]
     for t, name in zip(tiles, named):
-        _check_tile(ctx, t, f"{what} {name}", loc)
-        _same_elements(tiles[0], t, what, loc)
+        check_tile(ctx, t, f"{what} {name}", loc)
+        same_elements(tiles[0], t, what, loc)
     return tiles
 
 
@@ -56,17 +66,17 @@ def tensor_tensor_scan(
     what = "tensor_tensor_scan"
     dst, a, b = _tiles(ctx, what, loc, dst=dst, data0=data0, data1=data1)
     _not_both_psum(a, b, what, loc)
-    n0 = _op_name(op0, ARITH_OPS, f"{what} op0", loc)
-    n1 = _op_name(op1, ARITH_OPS, f"{what} op1", loc)
-    init_v, init_t = _vector_operand(ctx, initial, a.partition_size(), f"{what} initial", loc)
+    n0 = op_name(op0, ARITH_OPS, f"{what} op0", loc)
+    n1 = op_name(op1, ARITH_OPS, f"{what} op1", loc)
+    init_v, init_t = vector_operand(ctx, initial, a.partition_size(), f"{what} initial", loc)
     m = broadcast_mask(mask, dst.shape, loc)
     pe, n = masked_extent(m, dst.shape)
     cost = CostArgs(n=n, p=pe, n_inputs=2, alu_op=f"{n0},{n1}", **cost_facts(ctx.machine.spec.core, [dst, a, b]))
 
     def compute() -> np.ndarray:
-        x = _values(ctx, a, m, loc).reshape(dst.shape)
-        y = _values(ctx, b, m, loc).reshape(dst.shape)
-        init = _resolve(init_t[0], ctx, loc, m) if init_t else init_v
+        x = read_masked(ctx, a, m, loc).reshape(dst.shape)
+        y = read_masked(ctx, b, m, loc).reshape(dst.shape)
+        init = resolve_operand(init_t[0], ctx, loc, m) if init_t else init_v
         return sem.tensor_tensor_scan(x, y, init, n0, n1, reverse0, reverse1)
 
     return issue(
@@ -101,17 +111,17 @@ def scalar_tensor_tensor(
     what = "scalar_tensor_tensor"
     dst, x, y = _tiles(ctx, what, loc, dst=dst, data=data, operand1=operand1)
     _not_both_psum(x, y, what, loc)
-    n0 = _op_name(op0, ARITH_OPS, f"{what} op0", loc)
-    n1 = _op_name(op1, ARITH_OPS, f"{what} op1", loc)
-    s_v, s_t = _vector_operand(ctx, operand0, x.partition_size(), f"{what} operand0", loc)
+    n0 = op_name(op0, ARITH_OPS, f"{what} op0", loc)
+    n1 = op_name(op1, ARITH_OPS, f"{what} op1", loc)
+    s_v, s_t = vector_operand(ctx, operand0, x.partition_size(), f"{what} operand0", loc)
     m = broadcast_mask(mask, dst.shape, loc)
     pe, n = masked_extent(m, dst.shape)
     cost = CostArgs(n=n, p=pe, n_inputs=2, alu_op=f"{n0},{n1}", **cost_facts(ctx.machine.spec.core, [dst, x, y]))
 
     def compute() -> np.ndarray:
-        s = _resolve(s_t[0], ctx, loc, m) if s_t else s_v
-        xv = _values(ctx, x, m, loc).reshape(dst.shape)
-        yv = _values(ctx, y, m, loc).reshape(dst.shape)
+        s = resolve_operand(s_t[0], ctx, loc, m) if s_t else s_v
+        xv = read_masked(ctx, x, m, loc).reshape(dst.shape)
+        yv = read_masked(ctx, y, m, loc).reshape(dst.shape)
         return sem.scalar_tensor_tensor(xv, n0, s, n1, yv, reverse0, reverse1)
 
     return issue(
@@ -143,8 +153,78 @@ def reciprocal(dst: Any, data: Any, mask: Any = None, location: str | None = Non
         dst,
         [x],
         cost,
-        lambda: sem.reciprocal(_values(ctx, x, m, loc).reshape(dst.shape)),
+        lambda: sem.reciprocal(read_masked(ctx, x, m, loc).reshape(dst.shape)),
         loc,
         m,
         label="reciprocal",
+    )
+
+
+# bn_stats handles at most this many elements per partition (nl.tile_size.bn_stats_fmax, trainium.md §3.2).
+BN_STATS_FMAX = 512
+
+
+def bn_stats(dst: Any, data: Any, mask: Any = None, location: str | None = None) -> Instruction:
+    ctx = current()
+    loc = location or user_location()
+    dst = require_tensor(dst, "bn_stats dst", loc)
+    data = require_tensor(data, "bn_stats data", loc)
+    check_tile(ctx, dst, "bn_stats dst", loc)
+    check_tile(ctx, data, "bn_stats data", loc)
+    if data.free_size() > BN_STATS_FMAX:
+        raise TileShapeError(
+            f"bn_stats takes at most {BN_STATS_FMAX} elements per partition (nl.tile_size.bn_stats_fmax), got "
+            f"{data.free_size()}",
+            loc,
+            rule="bn_stats_fmax",
+        )
+    if dst.partition_size() != data.partition_size() or dst.free_size() != 6:
+        raise ShapeMismatchError(
+            f"bn_stats dst must be [{data.partition_size()}, 6], got {list(dst.shape)}", loc, rule="shape"
+        )
+    cost = CostArgs(n=data.free_size(), p=data.partition_size(), **cost_facts(ctx.machine.spec.core, [dst, data]))
+    return issue(
+        ctx,
+        Opcode.BN_STATS,
+        Engine.VECTOR,
+        dst,
+        [data],
+        cost,
+        lambda: sem.bn_stats(read_masked(ctx, data, None, loc)).reshape(dst.shape),
+        loc,
+        None,
+        label="bn_stats",
+    )
+
+
+def bn_aggr(dst: Any, data: Any, mask: Any = None, location: str | None = None) -> Instruction:
+    ctx = current()
+    loc = location or user_location()
+    dst = require_tensor(dst, "bn_aggr dst", loc)
+    data = require_tensor(data, "bn_aggr data", loc)
+    check_tile(ctx, dst, "bn_aggr dst", loc)
+    check_tile(ctx, data, "bn_aggr data", loc)
+    if data.free_size() % 3:
+        raise ShapeMismatchError(
+            f"bn_aggr input must hold (count, mean, var*count) triples: elements per partition {data.free_size()} "
+            "is not a multiple of 3",
+            loc,
+            rule="shape",
+        )
+    if dst.partition_size() != data.partition_size() or dst.free_size() != 2:
+        raise ShapeMismatchError(
+            f"bn_aggr dst must be [{data.partition_size()}, 2], got {list(dst.shape)}", loc, rule="shape"
+        )
+    cost = CostArgs(n=data.free_size(), p=data.partition_size(), **cost_facts(ctx.machine.spec.core, [dst, data]))
+    return issue(
+        ctx,
+        Opcode.BN_AGGR,
+        Engine.VECTOR,
+        dst,
+        [data],
+        cost,
+        lambda: sem.bn_aggr(read_masked(ctx, data, None, loc)).reshape(dst.shape),
+        loc,
+        None,
+        label="bn_aggr",
     )

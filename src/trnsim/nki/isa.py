@@ -8,7 +8,7 @@ import numpy as np
 
 from trnsim.errors import ShapeMismatchError, UsageError
 from trnsim.isa.alu import BINARY_OPS
-from trnsim.nki import emit, emit_compound, emit_engines
+from trnsim.nki import emit, emit_compound, emit_engines, emit_select
 from trnsim.nki.context import user_location
 from trnsim.nki.isa_enums import (
     dge_mode,
@@ -161,7 +161,7 @@ def iota(dst: NkiTensor, pattern: Any, offset: int = 0, channel_multiplier: int 
             user_location(),
             rule="shape",
         )
-    emit_engines.iota(dst, vals.reshape(dst.shape))
+    emit_select.iota(dst, vals.reshape(dst.shape))
 
 
 _CMP_OPS = ("equal", "not_equal", "greater", "greater_equal", "less", "less_equal")
@@ -186,7 +186,7 @@ def affine_select(
             rule="op",
         )
     pred = BINARY_OPS[cmp](vals, np.zeros_like(vals)) != 0
-    emit_engines.affine_select(dst, pred, on_true_tile, float(on_false_value))
+    emit_select.affine_select(dst, pred, on_true_tile, float(on_false_value))
 
 
 def select(
@@ -197,15 +197,15 @@ def select(
     engine: Any = engine.unknown,
     name: Any = None,
 ) -> None:
-    emit_engines.select(dst, predicate, on_true, on_false, engine=to_engine(engine))
+    emit_select.select(dst, predicate, on_true, on_false, engine=to_engine(engine))
 
 
 def bn_stats(dst: NkiTensor, data: NkiTensor, name: Any = None) -> None:
-    emit_engines.bn_stats(dst, data)
+    emit_compound.bn_stats(dst, data)
 
 
 def bn_aggr(dst: NkiTensor, data: NkiTensor, name: Any = None) -> None:
-    emit_engines.bn_aggr(dst, data)
+    emit_compound.bn_aggr(dst, data)
 
 
 def reciprocal(dst: NkiTensor, data: NkiTensor, name: Any = None) -> None:

@@ -167,7 +167,7 @@ class _TileSize:
 
     @property
     def bn_stats_fmax(self) -> int:
-        from trnsim.nki.emit_engines import BN_STATS_FMAX
+        from trnsim.nki.emit_compound import BN_STATS_FMAX
 
         return BN_STATS_FMAX
 

@@ -17,7 +17,7 @@ from trnsim.errors import DtypeError, ShapeMismatchError, TileShapeError, UsageE
 from trnsim.isa import semantics as sem
 from trnsim.isa.cost import CostArgs
 from trnsim.isa.opcodes import Engine, Opcode
-from trnsim.nki import emit, emit_engines
+from trnsim.nki import emit, emit_engines, emit_select
 from trnsim.nki.context import TraceContext, current, user_location
 from trnsim.nki.indexing import ParDim
 from trnsim.nki.operands import cost_facts, read_f32, require_tensor, write
@@ -247,7 +247,7 @@ def identity_matrix(n: Any, dtype: Any, dst: NkiTensor | None = None) -> NkiTens
         )
     emit_engines.memset(dst, 1.0, location=loc)
     diag = np.arange(dst.shape[0])[:, None] == np.arange(dst.shape[1])[None, :]
-    emit_engines.affine_select(dst, diag, dst, 0.0, location=loc)
+    emit_select.affine_select(dst, diag, dst, 0.0, location=loc)
     return dst
 
 
@@ -443,7 +443,7 @@ def where(cond: NkiTensor, x: Any, y: Any, dtype: Any = None, mask: Any = None) 
     if not isinstance(x, NkiTensor):
         raise UsageError("nl.where needs a tile for x", loc)
     out = new_tensor(x.shape, _result_dtype(x, y, dtype=dtype), location=loc)
-    emit_engines.select(out, cond, x, y, mask=mask, location=loc)
+    emit_select.select(out, cond, x, y, mask=mask, location=loc)
     return _mark_fresh(ctx, out)
 
 

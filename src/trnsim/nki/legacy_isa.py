@@ -9,7 +9,7 @@ import numpy as np
 from trnsim import dtypes
 from trnsim.errors import UsageError
 from trnsim.isa.opcodes import Engine
-from trnsim.nki import emit, emit_compound, emit_engines
+from trnsim.nki import emit, emit_compound, emit_engines, emit_select
 from trnsim.nki.context import current, user_location
 from trnsim.nki.isa_enums import (
     dge_mode,
@@ -251,7 +251,7 @@ def iota(expr: Any, dtype: Any, *, mask: Any = None, **_: Any) -> NkiTensor:
         )
     shape = vals.shape if vals.ndim >= 2 else (*vals.shape, 1)
     out = _fresh(shape, dtype)
-    emit_engines.iota(out, vals.reshape(shape), mask=mask)
+    emit_select.iota(out, vals.reshape(shape), mask=mask)
     return _done(out)
 
 
@@ -260,21 +260,21 @@ def affine_select(
 ) -> NkiTensor:
     on_true_tile = _tile(on_true_tile, "affine_select on_true_tile")
     out = _fresh(on_true_tile.shape, dtype or on_true_tile.dtype)
-    emit_engines.affine_select(out, np.asarray(pred) > 0, on_true_tile, float(on_false_value), mask=mask)
+    emit_select.affine_select(out, np.asarray(pred) > 0, on_true_tile, float(on_false_value), mask=mask)
     return _done(out)
 
 
 def bn_stats(data: NkiTensor, *, mask: Any = None, dtype: Any = None, **_: Any) -> NkiTensor:
     data = _tile(data, "bn_stats data")
     out = _fresh((data.partition_size(), 6), dtype or data.dtype)
-    emit_engines.bn_stats(out, data)
+    emit_compound.bn_stats(out, data)
     return _done(out)
 
 
 def bn_aggr(data: NkiTensor, *, mask: Any = None, dtype: Any = None, **_: Any) -> NkiTensor:
     data = _tile(data, "bn_aggr data")
     out = _fresh((data.partition_size(), 2), dtype or data.dtype)
-    emit_engines.bn_aggr(out, data)
+    emit_compound.bn_aggr(out, data)
     return _done(out)
 
 

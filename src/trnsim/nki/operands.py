@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from trnsim import dtypes
-from trnsim.errors import TileShapeError, UsageError
+from trnsim.errors import ShapeMismatchError, TileShapeError, UsageError
 from trnsim.hw.spec import CoreSpec
 from trnsim.nki.context import TraceContext
 from trnsim.nki.tensor import NkiTensor
@@ -144,3 +144,62 @@ def cost_facts(core: CoreSpec, operands: list[NkiTensor]) -> dict[str, Any]:
         "sbuf_only": all(t.buffer is MemoryKind.SBUF for t in operands),
         "strided": any(t.innermost_stride_bytes() >= limit for t in operands),
     }
+
+
+def read_masked(ctx: TraceContext, t: NkiTensor, mask: np.ndarray | None, loc: str) -> np.ndarray:
+    return read_f32(ctx, t, mask if mask is not None and mask.shape == t.shape else None, loc)
+
+
+def check_tile(ctx: TraceContext, t: NkiTensor, what: str, loc: str, allow_psum: bool = True) -> None:
+    require_on_chip(t, what, loc, allow_psum)
+    check_partitions(t, ctx.machine.spec.core, what, loc)
+
+
+def same_elements(dst: NkiTensor, src: NkiTensor, what: str, loc: str) -> None:
+    if dst.partition_size() != src.partition_size() or dst.free_size() != src.free_size():
+        raise ShapeMismatchError(
+            f"{what}: dst {list(dst.shape)} and input {list(src.shape)} must have the same partitions and "
+            "elements per partition",
+            loc,
+            rule="shape",
+        )
+
+
+def vector_operand(ctx: TraceContext, x: Any, p: int, what: str, loc: str) -> tuple[Any, list[NkiTensor]]:
+    """A scalar, or a [P, 1] per-partition tile broadcast along the free axis."""
+    if isinstance(x, NkiTensor):
+        check_tile(ctx, x, what, loc)
+        if x.partition_size() != p or x.free_size() != 1:
+            raise ShapeMismatchError(
+                f"{what} must be a scalar or a [{p}, 1] tile, got {list(x.shape)}", loc, rule="shape"
+            )
+        return x, [x]
+    try:
+        return float(x), []
+    except (TypeError, ValueError):
+        raise UsageError(f"{what} must be a number or a [P, 1] tile, got {type(x).__name__}", loc) from None
+
+
+def resolve_operand(value: Any, ctx: TraceContext, loc: str, mask: np.ndarray | None = None) -> Any:
+    """A scalar operand as is, or a [P, 1] tile's values (only the partitions the mask lets through count)."""
+    if not isinstance(value, NkiTensor):
+        return value
+    rows = None if mask is None else np.asarray(mask.reshape(mask.shape[0], -1).any(axis=1)).reshape(value.shape)
+    return read_masked(ctx, value, rows, loc)
+
+
+def op_name(op: Any, table: dict[str, Any], what: str, loc: str) -> str:
+    name = getattr(op, "nki_name", None) or getattr(op, "__name__", None) or str(op)
+    name = {
+        "true_divide": "divide",
+        "absolute": "abs",
+        "identity": "copy",
+        # np.max / np.amax / np.min / np.amin: legacy kernels pass these as reduction ops
+        "max": "maximum",
+        "amax": "maximum",
+        "min": "minimum",
+        "amin": "minimum",
+    }.get(name, name)
+    if name not in table:
+        raise UsageError(f"{what} {name!r} is not supported; supported: {', '.join(sorted(table))}", loc, rule="op")
+    return name
