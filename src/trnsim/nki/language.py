@@ -12,6 +12,7 @@ import numpy as np
 from trnsim import dtypes as _dt
 from trnsim.errors import DtypeError, UsageError
 from trnsim.nki import language_impl as _impl
+from trnsim.nki import tiles as _tiles
 from trnsim.nki.context import current as _current
 from trnsim.nki.context import maybe_current as _maybe_current
 from trnsim.nki.context import user_location as _loc
@@ -184,10 +185,10 @@ tile_size = _TileSize()
 # -- creation ----------------------------------------------------------------------------------------
 def ndarray(shape: Any, dtype: Any, buffer: Any = None, name: str = "", **_: Any) -> NkiTensor:
     if buffer is shared_hbm:
-        return _impl.new_shared_hbm(_shape(shape), dtype, name)
+        return _tiles.new_shared_hbm(_shape(shape), dtype, name)
     if buffer is not None and not isinstance(buffer, MemoryKind):
         raise UsageError(f"unknown buffer {buffer!r}; use nl.sbuf, nl.psum, nl.hbm or nl.shared_hbm", _loc())
-    return _impl.new_tensor(shape if isinstance(shape, tuple | list) else (shape,), dtype, buffer or sbuf, name)
+    return _tiles.new_tensor(shape if isinstance(shape, tuple | list) else (shape,), dtype, buffer or sbuf, name)
 
 
 def _shape(shape: Any) -> tuple[int, ...]:

@@ -1,9 +1,6 @@
 """nki.language functions that build new tiles (both API styles share them).
 
-Legacy-style calls (`nl.exp(x)`, `nl.matmul(x, y)`, `nl.load(...)`) allocate a fresh tile and issue
-one instruction into it. When a fresh tile is then assigned into another tile (`t[...] = nl.exp(x)`)
-or accumulated into PSUM (`psum += nl.matmul(...)`), the producing instruction is retargeted to write
-there directly, as the Neuron compiler does, instead of paying for a copy.
+Each legacy-style call allocates a fresh tile (tiles.py) and issues its instructions into it.
 """
 
 from __future__ import annotations
@@ -13,135 +10,18 @@ from typing import Any
 import numpy as np
 
 from trnsim import dtypes
-from trnsim.errors import DtypeError, ShapeMismatchError, TileShapeError, UsageError
+from trnsim.errors import DtypeError, ShapeMismatchError, UsageError
 from trnsim.isa import semantics as sem
 from trnsim.isa.cost import CostArgs
 from trnsim.isa.opcodes import Engine, Opcode
 from trnsim.nki import emit, emit_engines, emit_select
-from trnsim.nki.context import TraceContext, current, user_location
-from trnsim.nki.indexing import ParDim
-from trnsim.nki.operands import cost_facts, read_f32, require_tensor, write
+from trnsim.nki.context import current, user_location
+from trnsim.nki.operands import cost_facts, read_f32, require_tensor
 from trnsim.nki.tensor import NkiTensor
+from trnsim.nki.tiles import _dtype, _mark_fresh, _retarget, _same_view, new_tensor
 from trnsim.sim.memory import MemoryKind
 
 HBM_KINDS = (MemoryKind.HBM,)
-
-
-def new_tensor(
-    shape: Any, dtype: Any, buffer: MemoryKind = MemoryKind.SBUF, name: str = "", location: str | None = None
-) -> NkiTensor:
-    """Allocate a tensor; SBUF/PSUM tiles are checked against the partition and PSUM-bank limits."""
-    ctx = current()
-    loc = location or user_location()
-    raw = tuple(shape) if isinstance(shape, tuple | list) else (shape,)
-    # Legacy block dims: ndarray((nblocks, nl.par_dim(128), 512)) puts blocks before the partition dim.
-    par_axis = next((i for i, s in enumerate(raw) if isinstance(s, ParDim)), 0)
-    try:
-        shp = tuple(int(s) for s in raw)
-    except (TypeError, ValueError):
-        raise UsageError(f"a tensor shape must be a tuple of ints, got {shape!r}", loc) from None
-    if any(s < 0 for s in shp):
-        raise UsageError(f"a tensor shape cannot have negative dims, got {list(shp)}", loc)
-    dt = _dtype(dtype, loc)
-    core = ctx.machine.spec.core
-    if buffer is not MemoryKind.HBM:
-        if not shp:
-            raise UsageError("an on-chip tile needs at least a partition dim", loc)
-        if shp[par_axis] > core.sbuf.partitions:
-            raise TileShapeError(
-                f"tile {list(shp)} has partition dim {shp[par_axis]}, exceeds {core.sbuf.partitions} "
-                "(nl.tile_size.pmax)",
-                loc,
-                rule="partition-dim",
-            )
-        if buffer is MemoryKind.PSUM:
-            per_partition = int(np.prod(shp)) // shp[par_axis] * dt.itemsize
-            limit = core.psum.bank_bytes * core.psum.max_tile_banks
-            if per_partition > limit:
-                raise TileShapeError(
-                    f"PSUM tile {list(shp)} {dtypes.name(dt)} needs {per_partition} bytes per partition, over "
-                    f"{limit} ({core.psum.max_tile_banks} bank(s) of {core.psum.bank_bytes} B; nl.tile_size.psum_fmax "
-                    f"= {core.psum.bank_bytes // 4} fp32)",
-                    loc,
-                    rule="psum-bank",
-                )
-    alloc = ctx.machine.allocate(buffer, shp, dt, name, ctx.core, loc, par_axis)
-    return NkiTensor(alloc)
-
-
-def _dtype(dtype: Any, loc: str) -> np.dtype[Any]:
-    """dtypes.resolve, with the kernel's line on the error."""
-    try:
-        return dtypes.resolve(dtype)
-    except DtypeError as err:
-        raise DtypeError(err.bare_message, loc, rule="dtype") from None
-
-
-def new_shared_hbm(shape: Any, dtype: Any, name: str = "") -> NkiTensor:
-    """An nl.shared_hbm tensor: the same memory for every SPMD program of the launch."""
-    ctx = current()
-    k = ctx.shared_count
-    ctx.shared_count += 1
-    if k < len(ctx.shared_hbm):
-        t: NkiTensor = ctx.shared_hbm[k]
-        shp = tuple(int(s) for s in shape)
-        if tuple(t.shape) != shp or t.dtype != dtypes.resolve(dtype):
-            raise UsageError(
-                f"program {list(ctx.program_id)} creates shared_hbm tensor #{k} as {list(shp)}, but program 0 made "
-                f"it {list(t.shape)} {dtypes.name(t.dtype)}: every program must create the same shared tensors",
-                user_location(),
-            )
-        return NkiTensor(t.alloc)
-    t = new_tensor(shape, dtype, MemoryKind.HBM, name)
-    ctx.shared_hbm.append(t)
-    return t
-
-
-def _mark_fresh(ctx: TraceContext, t: NkiTensor) -> NkiTensor:
-    ctx.fresh[t.alloc.id] = len(ctx.machine.instructions) - 1
-    return t
-
-
-def _retarget(ctx: TraceContext, dst: NkiTensor, value: NkiTensor, accumulate: bool) -> bool:
-    """Make the instruction that produced fresh `value` write into `dst` instead. False if it can't."""
-    idx = ctx.fresh.get(value.alloc.id)
-    instrs = ctx.machine.instructions
-    if idx is None or idx != len(instrs) - 1 or not value.is_whole or value.size != dst.size:
-        return False
-    ins = instrs[idx]
-    allowed = {
-        Opcode.NC_MATMUL: (MemoryKind.PSUM,),
-        Opcode.DMA_COPY: (MemoryKind.SBUF, MemoryKind.HBM),
-    }.get(ins.opcode, (MemoryKind.SBUF,) if ins.engine is Engine.GPSIMD else (MemoryKind.SBUF, MemoryKind.PSUM))
-    if dst.buffer not in allowed or (accumulate and ins.opcode is not Opcode.NC_MATMUL):
-        return False
-    del ctx.fresh[value.alloc.id]
-    region = dst.region()
-    ins.writes = (region, *ins.writes[1:])
-    ins.touches_psum = ins.touches_psum or dst.buffer is MemoryKind.PSUM
-    if accumulate:
-        ins.reads = (*ins.reads, region)
-    if ctx.machine.functional:
-        vals = read_f32(ctx, value, None, ins.location)
-        if accumulate:
-            vals = read_f32(ctx, dst, None, ins.location) + vals.reshape(dst.shape)
-        write(dst, vals, None)
-    return True
-
-
-def _same_view(a: NkiTensor, b: NkiTensor) -> bool:
-    """Whether two views select the same elements of the same allocation (each `t[i]` is a new view object)."""
-    if a.alloc.id != b.alloc.id or len(a.key) != len(b.key):
-        return False
-    for x, y in zip(a.key, b.key):
-        if isinstance(x, np.ndarray) or isinstance(y, np.ndarray):
-            if not (isinstance(x, np.ndarray) and isinstance(y, np.ndarray) and x.shape == y.shape):
-                return False
-            if not np.array_equal(x, y):
-                return False
-        elif x != y:
-            return False
-    return True
 
 
 def assign(dst: NkiTensor, value: Any) -> None:

@@ -27,9 +27,10 @@ from trnsim.nki.isa_enums import (
     unknown_engine,
     vector_engine,
 )
-from trnsim.nki.language_impl import _axes, _mark_fresh, new_tensor
+from trnsim.nki.language_impl import _axes
 from trnsim.nki.operands import require_tensor
 from trnsim.nki.tensor import NkiTensor
+from trnsim.nki.tiles import _mark_fresh, new_tensor
 from trnsim.sim.memory import MemoryKind
 
 __all__ = [
