@@ -17,6 +17,7 @@ import numpy as np
 from trnsim import dtypes
 from trnsim.errors import BoundsError, DtypeError, ShapeMismatchError, UsageError
 from trnsim.isa.instruction import Region
+from trnsim.nki.tensor_ops import TileOperators
 from trnsim.sim.memory import Allocation, MemoryKind
 
 Slice = tuple[int, int, int]
@@ -44,7 +45,7 @@ def _slice_len(s: Slice) -> int:
     return max(0, -(-(stop - start) // step))
 
 
-class NkiTensor:
+class NkiTensor(TileOperators):
     """A tensor view. Shapes are numpy-like; for SBUF/PSUM tiles dim 0 is the partition dim."""
 
     __slots__ = ("__weakref__", "_region", "alloc", "key", "shape")
@@ -382,18 +383,6 @@ class NkiTensor:
             root.mark_all_written()
         return NkiTensor(_alias(self.alloc, (*self.shape[:-1], last_bytes // dt.itemsize), dt))
 
-    def astype(self, dtype: Any) -> NkiTensor:
-        """A copy of this tile in a new SBUF tile of `dtype` (a tensor_copy, casting through fp32)."""
-        from trnsim.nki import language_impl
-        from trnsim.nki.context import user_location
-
-        if self.buffer is MemoryKind.HBM:
-            raise UsageError(
-                f"astype copies an on-chip tile, but {self!r} is in HBM: nl.load(t, dtype=...) it first",
-                user_location(),
-            )
-        return language_impl.copy(self, dtype=dtype)
-
     def assert_shape(self, shape: Any) -> NkiTensor:
         """Raise ShapeMismatchError unless this tensor has exactly `shape`."""
         from trnsim.nki.context import user_location
@@ -403,58 +392,6 @@ class NkiTensor:
             raise ShapeMismatchError(
                 f"{self!r} has shape {list(self.shape)}, expected {list(want)}", user_location(), rule="shape"
             )
-        return self
-
-    def broadcast_to(self, shape: Any) -> NkiTensor:
-        """Legacy `tile.broadcast_to(shape)`: the same as nl.broadcast_to(tile, shape)."""
-        from trnsim.nki import language_impl
-
-        return language_impl.broadcast_to(self, shape)
-
-    # -- arithmetic sugar (legacy tiles support numpy-style operators) --------------------------------
-    def _binary(self, other: Any, op: str, reverse: bool = False) -> NkiTensor:
-        from trnsim.nki import language_impl
-
-        return (
-            language_impl.elementwise_binary(op, other, self)
-            if reverse
-            else language_impl.elementwise_binary(op, self, other)
-        )
-
-    def __add__(self, o: Any) -> NkiTensor:
-        return self._binary(o, "add")
-
-    def __radd__(self, o: Any) -> NkiTensor:
-        return self._binary(o, "add", True)
-
-    def __sub__(self, o: Any) -> NkiTensor:
-        return self._binary(o, "subtract")
-
-    def __rsub__(self, o: Any) -> NkiTensor:
-        return self._binary(o, "subtract", True)
-
-    def __mul__(self, o: Any) -> NkiTensor:
-        return self._binary(o, "multiply")
-
-    def __rmul__(self, o: Any) -> NkiTensor:
-        return self._binary(o, "multiply", True)
-
-    def __truediv__(self, o: Any) -> NkiTensor:
-        return self._binary(o, "divide")
-
-    def __rtruediv__(self, o: Any) -> NkiTensor:
-        return self._binary(o, "divide", True)
-
-    def __pow__(self, o: Any) -> NkiTensor:
-        return self._binary(o, "power")
-
-    def __neg__(self) -> NkiTensor:
-        return self._binary(-1.0, "multiply")
-
-    def __iadd__(self, o: Any) -> NkiTensor:
-        from trnsim.nki import language_impl
-
-        language_impl.accumulate(self, o)
         return self
 
 
