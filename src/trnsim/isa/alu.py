@@ -89,9 +89,9 @@ ACTIVATIONS: dict[str, Unary] = {
 
 
 def _int_op(fn: Binary) -> Binary:
-    # Bitwise ops act on raw integer bits; engines hand them integer-valued arrays.
+    # Bitwise ops act on raw integer bits, so they take and return integers (never through fp32).
     def wrapped(a: Array, b: Array) -> Array:
-        return fn(np.asarray(a).astype(np.int64), np.asarray(b).astype(np.int64)).astype(np.float32)
+        return fn(np.asarray(a).astype(np.int64), np.asarray(b).astype(np.int64))
 
     return wrapped
 
@@ -137,6 +137,9 @@ BINARY_OPS: dict[str, Binary] = {
     "right_shift": _int_op(np.right_shift),
     "abs_max": lambda a, b: np.maximum(np.abs(a), np.abs(b)),
 }
+
+# Ops on raw integer bits: operands are read as integers, not through fp32.
+INT_OPS = frozenset({"bitwise_and", "bitwise_or", "bitwise_xor", "left_shift", "right_shift"})
 
 # Ops legal as reductions (trainium.md §3.3) and their numpy reduction.
 REDUCE_OPS: dict[str, Callable[..., Array]] = {

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from trnsim.isa.alu import ACTIVATIONS, BINARY_OPS, REDUCE_OPS
+from trnsim.isa.alu import ACTIVATIONS, BINARY_OPS, INT_OPS, REDUCE_OPS
 
 Array = np.ndarray
 F32 = np.float32
@@ -53,8 +53,13 @@ def reduce_free(op: str, data: Array) -> Array:
     return REDUCE_OPS[op](as_2d(data), axis=1, keepdims=True).astype(F32, copy=False)
 
 
+def _engine_result(out: Array) -> Array:
+    """fp32 for arithmetic; bitwise ops keep their integer bits."""
+    return out if out.dtype.kind in "iu" else out.astype(F32, copy=False)
+
+
 def tensor_tensor(op: str, a: Array, b: Array) -> Array:
-    return BINARY_OPS[op](a, b).astype(F32, copy=False)
+    return _engine_result(BINARY_OPS[op](a, b))
 
 
 def tensor_scalar(
@@ -72,14 +77,14 @@ def tensor_scalar(
         if isinstance(operand, np.ndarray):
             v: Any = operand.reshape(x.shape[0], *([1] * (x.ndim - 1)))
         else:
-            v = F32(operand)
+            v = np.int64(operand) if op in INT_OPS else F32(operand)
         return BINARY_OPS[op](v, x) if reverse else BINARY_OPS[op](x, v)
 
     out = apply(data, op0, operand0, reverse0)
     if op1 is not None:
         assert operand1 is not None
         out = apply(out, op1, operand1, reverse1)
-    return out.astype(F32, copy=False)
+    return _engine_result(out)
 
 
 def _per_partition(x: Array | float, p: int) -> Array:
@@ -140,7 +145,7 @@ def reciprocal(data: Array) -> Array:
 
 
 def tensor_reduce(op: str, data: Array, axes: tuple[int, ...], negate: bool = False, keepdims: bool = False) -> Array:
-    out = REDUCE_OPS[op](data, axis=axes, keepdims=keepdims).astype(F32, copy=False)
+    out = _engine_result(np.asarray(REDUCE_OPS[op](data, axis=axes, keepdims=keepdims)))
     return -out if negate else out
 
 

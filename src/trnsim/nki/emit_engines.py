@@ -21,6 +21,7 @@ from trnsim.nki.operands import (
     masked_extent,
     op_name,
     read_f32,
+    read_for_op,
     read_stored,
     require_tensor,
     resolve_operand,
@@ -31,7 +32,19 @@ from trnsim.nki.operands import (
 from trnsim.nki.tensor import NkiTensor
 from trnsim.sim.memory import MemoryKind
 
-_REDUCE_IDENTITY = {"add": 0.0, "multiply": 1.0, "maximum": -np.inf, "minimum": np.inf}
+# What masked-out lanes contribute to a reduction: each op's identity element.
+_REDUCE_IDENTITY = {
+    "add": 0.0,
+    "multiply": 1.0,
+    "maximum": -np.inf,
+    "minimum": np.inf,
+    "logical_and": 1.0,
+    "logical_or": 0.0,
+    "logical_xor": 0.0,
+    "bitwise_and": -1,
+    "bitwise_or": 0,
+    "bitwise_xor": 0,
+}
 
 
 def activation(
@@ -140,7 +153,9 @@ def tensor_tensor(
         [a, b],
         cost,
         lambda: sem.tensor_tensor(
-            name, read_masked(ctx, a, m, loc).reshape(dst.shape), read_masked(ctx, b, m, loc).reshape(dst.shape)
+            name,
+            read_for_op(ctx, a, m, loc, name).reshape(dst.shape),
+            read_for_op(ctx, b, m, loc, name).reshape(dst.shape),
         ),
         loc,
         m,
@@ -191,7 +206,7 @@ def tensor_scalar(
     cost = CostArgs(n=n, p=pe, alu_op=n0, **cost_facts(ctx.machine.spec.core, [dst, data]))
 
     def compute() -> np.ndarray:
-        x = read_masked(ctx, data, m, loc).reshape(dst.shape)
+        x = read_for_op(ctx, data, m, loc, n0).reshape(dst.shape)
         o0 = resolve_operand(t0[0], ctx, loc, m) if t0 else v0
         o1 = (resolve_operand(t1[0], ctx, loc, m) if t1 else v1) if n1 else None
         return sem.tensor_scalar(x, n0, o0, reverse0, n1, o1, reverse1)
@@ -252,7 +267,7 @@ def tensor_reduce(
     cost = CostArgs(n=n, p=pe, alu_op=name, **cost_facts(ctx.machine.spec.core, [dst, data]))
 
     def compute() -> np.ndarray:
-        x = read_masked(ctx, data, m, loc)
+        x = read_for_op(ctx, data, m, loc, name)
         if m is not None:  # masked-out lanes take no part: fill them with the op's identity
             x = np.where(m, x, _REDUCE_IDENTITY.get(name, 0.0))
         return sem.tensor_reduce(name, x, axes, negate, keepdims).reshape(dst.shape)

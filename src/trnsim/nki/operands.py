@@ -11,8 +11,9 @@ from typing import Any
 import numpy as np
 
 from trnsim import dtypes
-from trnsim.errors import ShapeMismatchError, TileShapeError, UsageError
+from trnsim.errors import DtypeError, ShapeMismatchError, TileShapeError, UsageError
 from trnsim.hw.spec import CoreSpec
+from trnsim.isa.alu import INT_OPS
 from trnsim.nki.context import TraceContext
 from trnsim.nki.tensor import NkiTensor
 from trnsim.sim.memory import MemoryKind
@@ -69,6 +70,20 @@ def read_f32(ctx: TraceContext, t: NkiTensor, mask: np.ndarray | None, location:
     """Values of `t` as float32 (functional mode only), warning on uninitialised reads."""
     vals = read_stored(ctx, t, mask, location)
     return vals.astype(np.float32) if vals.dtype != np.float32 else vals
+
+
+def read_for_op(ctx: TraceContext, t: NkiTensor, mask: np.ndarray | None, location: str, op: str) -> np.ndarray:
+    """Operand values for ALU op `op`: raw integers for bitwise ops, fp32 for everything else."""
+    if op in INT_OPS:
+        if t.dtype.kind not in "iu":
+            raise DtypeError(
+                f"{op} works on integer bits, but {t!r} is {dtypes.name(t.dtype)}; use an integer tile",
+                location,
+                rule="int-op",
+            )
+        m = mask if mask is not None and mask.shape == t.shape else None
+        return read_stored(ctx, t, m, location).astype(np.int64)
+    return read_masked(ctx, t, mask, location)
 
 
 def read_stored(ctx: TraceContext, t: NkiTensor, mask: np.ndarray | None, location: str) -> np.ndarray:
