@@ -52,3 +52,7 @@ class ShapeMismatchError(KernelError):
 
 class UsageError(KernelError):
     """The kernel language was used in a way it does not support."""
+
+
+class InternalError(KernelError):
+    """The simulator itself failed on a kernel line: a trnsim bug, reported with the line that triggered it."""

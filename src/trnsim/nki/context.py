@@ -72,6 +72,10 @@ class activate:
         _local.ctx = self.prev
 
 
+def is_machinery(filename: str) -> bool:
+    return filename.startswith(_MACHINERY)
+
+
 def user_location() -> str:
     """'file:line' of the innermost frame outside the trnsim package (the kernel's own code)."""
     f = sys._getframe(1)

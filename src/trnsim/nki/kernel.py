@@ -7,10 +7,12 @@ the chip's physical cores), then schedules the instruction stream to get its tim
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import itertools
-from collections.abc import Callable
+import traceback
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,9 +20,9 @@ from typing import Any
 import numpy as np
 
 from trnsim import dtypes
-from trnsim.errors import UsageError
+from trnsim.errors import InternalError, TrnsimError, UsageError
 from trnsim.hw.spec import HardwareSpec
-from trnsim.nki.context import TraceContext, activate, maybe_current, user_location
+from trnsim.nki.context import TraceContext, activate, is_machinery, maybe_current, user_location
 from trnsim.nki.indexing import NcDim
 from trnsim.nki.target import get_target_spec
 from trnsim.nki.tensor import NkiTensor
@@ -171,7 +173,7 @@ def launch(
         ctx = TraceContext(
             machine, core=core % n_cores, program_id=pid, grid=kernel.grid, kernel_name=kernel.name, shared_hbm=shared
         )
-        with activate(ctx):
+        with activate(ctx), _internal_errors_reported():
             ret = kernel.fn(*hbm_args, **kwargs)
         if k == 0:
             result = ret
@@ -189,6 +191,32 @@ def launch(
         grid=kernel.grid,
         outputs=_output(result, machine.functional, as_torch),
     )
+
+
+@contextlib.contextmanager
+def _internal_errors_reported() -> Iterator[None]:
+    """A bare exception raised inside the simulator becomes an InternalError naming the kernel line.
+
+    Exceptions from the kernel's own code (its own bugs) and trnsim's own errors pass through unchanged.
+    """
+    try:
+        yield
+    except TrnsimError:
+        raise
+    except Exception as err:
+        frames = traceback.extract_tb(err.__traceback__)
+        if not frames or not is_machinery(frames[-1].filename):
+            raise
+        user = next((f for f in reversed(frames) if not is_machinery(f.filename)), None)
+        where = f"{user.filename}:{user.lineno}" if user else None
+        inner = frames[-1]
+        raise InternalError(
+            f"internal simulator error ({type(err).__name__}: {err}) in {inner.name} "
+            f"({inner.filename.rsplit('/', 1)[-1]}:{inner.lineno}) while running this kernel line; "
+            "please report it with the kernel",
+            where,
+            rule="internal",
+        ) from err
 
 
 def _bind(kernel: Kernel, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
