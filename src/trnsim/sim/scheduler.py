@@ -226,9 +226,10 @@ def schedule(instrs: list[Instruction], spec: HardwareSpec, n_cores: int) -> Tim
             idx = writes.get(r[0])
             if idx is None:
                 idx = writes[r[0]] = RegionIndex()
-            idx.drop_covered(box)
+            elif idx.boxes:
+                idx.drop_covered(box)
             rd = reads.get(r[0])
-            if rd is not None:
+            if rd is not None and rd.boxes:
                 rd.drop_covered(box)
             idx.record(box, done)
 
