@@ -72,6 +72,17 @@ class activate:
         _local.ctx = self.prev
 
 
+def outside_location() -> str:
+    """'file:line' of the innermost frame outside the whole trnsim package (who called a library kernel)."""
+    f = sys._getframe(1)
+    while f is not None:
+        fname = f.f_code.co_filename
+        if not fname.startswith(_PACKAGE_DIR + os.sep) and not fname.startswith("<frozen"):
+            return f"{fname}:{f.f_lineno}"
+        f = f.f_back  # type: ignore[assignment]
+    return "<unknown>"
+
+
 def is_machinery(filename: str) -> bool:
     return filename.startswith(_MACHINERY)
 
