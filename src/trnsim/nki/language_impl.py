@@ -11,7 +11,6 @@ import numpy as np
 
 from trnsim import dtypes
 from trnsim.errors import DtypeError, ShapeMismatchError, UsageError
-from trnsim.isa import semantics as sem
 from trnsim.isa.cost import CostArgs
 from trnsim.isa.opcodes import Engine, Opcode
 from trnsim.nki import emit, emit_engines, emit_select
@@ -20,8 +19,6 @@ from trnsim.nki.operands import cost_facts, read_f32, require_tensor
 from trnsim.nki.tensor import NkiTensor
 from trnsim.nki.tiles import _dtype, _mark_fresh, _retarget, _same_view, new_tensor
 from trnsim.sim.memory import MemoryKind
-
-HBM_KINDS = (MemoryKind.HBM,)
 
 
 def assign(dst: NkiTensor, value: Any) -> None:
@@ -333,8 +330,3 @@ def device_print(prefix: str, x: Any) -> None:
         print(prefix, read_f32(ctx, x, None, user_location()).astype(x.dtype) if x.dtype.kind != "V" else x.read())
     else:
         print(prefix, x)
-
-
-def values_of(x: NkiTensor) -> np.ndarray:
-    """Kernel tensor values as numpy (functional mode)."""
-    return sem.tensor_copy(x.read())
