@@ -193,3 +193,55 @@ def test_nc_v2_vector_and_gpsimd_share_the_sbuf_port(rng: np.random.Generator, t
     ((g0, g1, _),) = _slices(prof, Opcode.TENSOR_COPY)
     overlap = max(v0, g0) < min(v1, g1)
     assert overlap is not exclusive
+
+
+@nki.jit
+def k_accumulation(a_t, b):
+    k_tiles = a_t.shape[0] // 128
+    acc = nl.ndarray((128, b.shape[1]), nl.float32, buffer=nl.psum)
+    # one operand pair reused, so the matmuls wait only for each other (and not for DMAs)
+    lhs = nl.load(a_t[0:128, :])
+    rhs = nl.load(b[0:128, :])
+    for _ in nl.affine_range(k_tiles):
+        nisa.nc_matmul(acc, lhs, rhs)
+    res = nl.ndarray(acc.shape, nl.float32, buffer=nl.sbuf)
+    nisa.tensor_copy(dst=res, src=acc)
+    out = nl.ndarray(acc.shape, nl.float32, buffer=nl.shared_hbm)
+    nl.store(out, res)
+    return out
+
+
+def test_accumulating_matmuls_run_back_to_back(rng: np.random.Generator) -> None:
+    """Matmuls adding into one PSUM tile are limited by TensorE throughput, not by result latency."""
+    a_t = rng.standard_normal((128 * 8, 128)).astype(ml_dtypes.bfloat16)
+    b = rng.standard_normal((128 * 8, 448)).astype(ml_dtypes.bfloat16)
+    prof = nki.profile(k_accumulation, target="trn2")(a_t, b)
+    ref = 8 * (a_t[:128].astype(np.float32).T @ b[:128].astype(np.float32))
+    np.testing.assert_allclose(prof.outputs, ref, rtol=2e-3, atol=2e-2)
+    mm = sorted(_slices(prof, Opcode.NC_MATMUL))
+    clock = load_preset("trn2").core.tensor.clock_ghz
+    assert all(e - s == pytest.approx(448 / clock) for s, e, _ in mm)
+    # each matmul starts as soon as the previous one leaves TensorE (no result-latency bubble)
+    gaps = [b0 - a1 for (_, a1, _), (b0, _, _) in zip(mm, mm[1:])]
+    assert gaps == pytest.approx([0.0] * len(gaps), abs=1e-9)
+
+
+@nki.jit
+def accumulate_3d_psum(a_t, b):
+    acc = nl.ndarray((128, 2, 256), nl.float32, buffer=nl.psum)
+    for k in nl.affine_range(2):
+        lhs = nl.load(a_t[k * 128 : (k + 1) * 128, :])
+        rhs = nl.load(b[k * 128 : (k + 1) * 128, :])
+        nisa.nc_matmul(acc, lhs, rhs)
+    res = nl.ndarray((128, 512), nl.float32, buffer=nl.sbuf)
+    nisa.tensor_copy(dst=res, src=acc)
+    out = nl.ndarray((128, 512), nl.float32, buffer=nl.shared_hbm)
+    nl.store(out, res)
+    return out
+
+
+def test_matmul_accumulates_into_a_3d_psum_tile(rng: np.random.Generator) -> None:
+    a_t = rng.standard_normal((256, 128)).astype(np.float32)
+    b = rng.standard_normal((256, 512)).astype(np.float32)
+    out = nki.simulate(accumulate_3d_psum)(a_t, b)
+    np.testing.assert_allclose(out, a_t.T @ b, rtol=1e-4, atol=1e-3)

@@ -27,6 +27,7 @@ class Instruction:
     dma_row_bytes: int = 0  # bytes per contiguous run (DMA)
     hbm_bytes: int = 0  # bytes read from or written to HBM
     flops: int = 0  # TensorE floating-point operations
+    accumulate: bool = False  # adds into its destination (PSUM accumulation), which it also reads
     touches_psum: bool = False  # reads or writes PSUM (engines that share a PSUM port serialise)
     touches_sbuf: bool = True  # reads or writes SBUF (engines that share an SBUF port serialise)
     location: str = ""  # "file:line" in the kernel that issued it

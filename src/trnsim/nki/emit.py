@@ -88,6 +88,7 @@ def issue(
         flops=flops,
         touches_psum=any(t.buffer is MemoryKind.PSUM for t in (dst, *srcs)),
         touches_sbuf=any(t.buffer is MemoryKind.SBUF for t in (dst, *srcs)),
+        accumulate=accumulate,
         location=location,
         label=label or op.key,
     )
@@ -95,7 +96,7 @@ def issue(
     if machine.functional and compute is not None:
         values = compute()
         if accumulate:
-            values = read_f32(ctx, dst, mask, location) + values
+            values = read_f32(ctx, dst, mask, location) + np.asarray(values).reshape(dst.shape)
         write(dst, values, mask)
     return ins
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from trnsim.hw.spec import HardwareSpec
 from trnsim.isa.cost import dma_transfer_ns, engine_clock_ghz, pipeline_latency_ns
-from trnsim.isa.instruction import Instruction
+from trnsim.isa.instruction import Instruction, Region
 from trnsim.isa.opcodes import COMPUTE_ENGINES, Engine
 from trnsim.sim.regions import RegionIndex
 from trnsim.sim.timeline import N_ENGINES, Timeline
@@ -28,6 +28,16 @@ from trnsim.sim.timeline import N_ENGINES, Timeline
 # starts earlier than that (out of program order) would not see them. A few DMA latencies is plenty.
 _HBM_HORIZON_NS = 20_000.0
 DMA = int(Engine.DMA)
+TENSOR = int(Engine.TENSOR)
+
+
+def _accumulation_chain(chain: dict[int, tuple[Region, float, float]], r: Region, t: float) -> float:
+    """Matmuls accumulating into the same PSUM region run back to back: the PSUM adds in arrival order,
+    so the next one waits only for TensorE (in order), not for the previous result's pipeline latency."""
+    last = chain.get(r[0])
+    if last is not None and last[0] == r and t == last[1]:
+        return last[2]
+    return t
 
 
 def interleave_cores(instrs: list[Instruction], n_cores: int) -> list[int]:
@@ -86,6 +96,8 @@ def schedule(instrs: list[Instruction], spec: HardwareSpec, n_cores: int) -> Tim
     g_start: list[float] = []
     g_end: list[float] = []
 
+    # last TensorE write per allocation: (region, result time, issue end) - see _accumulation_chain
+    accum_chain: dict[int, tuple[Region, float, float]] = {}
     dur_cache: dict[tuple[int, int, int, float], float] = {}  # tiles repeat: same transfer, same time
     order = interleave_cores(instrs, n_cores)
     # Where each allocation is last written / last touched: an access needs remembering only if a later
@@ -102,11 +114,16 @@ def schedule(instrs: list[Instruction], spec: HardwareSpec, n_cores: int) -> Tim
 
     for pos, i in enumerate(order):
         ins = instrs[i]
+        c = ins.core
+        e = ins.engine
         ready = 0.0
+        chained = ins.accumulate and e == TENSOR
         for r in ins.reads:  # read after write
             w = writes.get(r[0])
             if w is not None:
                 t = w.latest_overlap(r[1:])
+                if chained:
+                    t = _accumulation_chain(accum_chain, r, t)
                 if t > ready:
                     ready = t
         for r in ins.writes:  # write after write, write after read
@@ -114,6 +131,8 @@ def schedule(instrs: list[Instruction], spec: HardwareSpec, n_cores: int) -> Tim
             w = writes.get(r[0])
             if w is not None:
                 t = w.latest_overlap(box)
+                if chained:
+                    t = _accumulation_chain(accum_chain, r, t)
                 if t > ready:
                     ready = t
             rd = reads.get(r[0])
@@ -122,8 +141,6 @@ def schedule(instrs: list[Instruction], spec: HardwareSpec, n_cores: int) -> Tim
                 if t > ready:
                     ready = t
 
-        c = ins.core
-        e = ins.engine
         if e != DMA:
             t0 = engine_free[c][e]
             if ready > t0:
@@ -136,6 +153,9 @@ def schedule(instrs: list[Instruction], spec: HardwareSpec, n_cores: int) -> Tim
                         t0 = port_free[c][p]
             t1 = t0 + ins.cycles * ns_per_cycle[e]
             engine_free[c][e] = t1
+            if e == TENSOR:
+                for r in ins.writes:
+                    accum_chain[r[0]] = (r, t1 + latency[e], t1)
             if ports:
                 for p in used:
                     port_free[c][p] = t1
