@@ -414,7 +414,7 @@ def test_view_writes_alias_the_tile(rng: np.random.Generator) -> None:
     out, box, same_alloc = run(view_write_kernel, x.view(np.int32))
     np.testing.assert_array_equal(out, x)
     # bf16 columns 4..7 of a [16, 16] view are fp32 columns 2..3 of the tile
-    assert box == (0, 16, 2, 4) and same_alloc
+    assert box == (0, 16, 2, 4, 0, 1) and same_alloc
 
 
 @nki.jit

@@ -1,8 +1,8 @@
 """One instruction in a core's stream: what it reads and writes, and what it costs.
 
-Regions are (allocation id, row start, row stop, col start, col stop) boxes in the allocation's 2-D
-view [first dim, flattened rest] (elements), so dependency tracking needs no values: the same stream
-gives the same timeline in functional and timing-only modes.
+Regions are (allocation id, d0 start, d0 stop, d1 start, d1 stop, rest start, rest stop) boxes in the
+allocation's 3-D view [dim 0, dim 1, the remaining dims flattened] (elements), so dependency tracking
+needs no values: the same stream gives the same timeline in functional and timing-only modes.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from trnsim.isa.opcodes import Engine, Opcode
 
-Region = tuple[int, int, int, int, int]
+Region = tuple[int, int, int, int, int, int, int]
 
 
 @dataclass(slots=True)

@@ -1,16 +1,18 @@
 """Which earlier accesses a new access conflicts with: boxes of one allocation, bucketed on a grid.
 
-A box is (row start, row stop, col start, col stop) in the allocation's 2-D view. Each box remembers
-the time its access completes. Kernels touch big HBM tensors tile by tile, so boxes are bucketed by
-row and column blocks and a query only looks at the buckets it covers, not at every tile so far.
+A box is (d0 start, d0 stop, d1 start, d1 stop, rest start, rest stop) in the allocation's 3-D view
+[dim 0, dim 1, remaining dims flattened]. Each box remembers the time its access completes. Kernels touch
+big HBM tensors tile by tile, so boxes are bucketed on a grid and a query only looks at the buckets it
+covers, not at every tile so far.
 """
 
 from __future__ import annotations
 
-Box = tuple[int, int, int, int]
+Box = tuple[int, int, int, int, int, int]
 
 ROW_BLOCK = 128  # one partition-tile of rows
-COL_BLOCK = 2048  # elements; a few free-dim tiles wide
+COL_BLOCK = 2048  # elements of dim 1; a few free-dim tiles wide
+REST_BLOCK = 16384  # elements of the flattened inner dims
 _SMALL = 8  # below this many boxes a plain scan beats the grid
 
 
@@ -19,13 +21,14 @@ class RegionIndex:
 
     def __init__(self) -> None:
         self.boxes: dict[Box, float] = {}
-        self.grid: dict[tuple[int, int], set[Box]] = {}
+        self.grid: dict[tuple[int, int, int], set[Box]] = {}
 
     @staticmethod
-    def _cells(b: Box) -> list[tuple[int, int]]:
+    def _cells(b: Box) -> list[tuple[int, int, int]]:
         rows = range(b[0] // ROW_BLOCK, (b[1] - 1) // ROW_BLOCK + 1)
         cols = range(b[2] // COL_BLOCK, (b[3] - 1) // COL_BLOCK + 1)
-        return [(r, c) for r in rows for c in cols]
+        rest = range(b[4] // REST_BLOCK, (b[5] - 1) // REST_BLOCK + 1)
+        return [(r, c, e) for r in rows for c in cols for e in rest]
 
     def _candidates(self, b: Box) -> list[Box] | dict[Box, float]:
         if len(self.boxes) <= _SMALL:
@@ -48,11 +51,11 @@ class RegionIndex:
         exact = boxes.get(b)
         if exact is not None and len(boxes) == 1:
             return exact
-        r0, r1, c0, c1 = b
+        r0, r1, c0, c1, e0, e1 = b
         latest = 0.0
         for k in self._candidates(b):
             t = boxes[k]
-            if t > latest and k[0] < r1 and r0 < k[1] and k[2] < c1 and c0 < k[3]:
+            if t > latest and k[0] < r1 and r0 < k[1] and k[2] < c1 and c0 < k[3] and k[4] < e1 and e0 < k[5]:
                 latest = t
         return latest
 
@@ -71,8 +74,12 @@ class RegionIndex:
         boxes = self.boxes
         if not boxes:
             return
-        r0, r1, c0, c1 = b
-        covered = [k for k in self._candidates(b) if r0 <= k[0] and k[1] <= r1 and c0 <= k[2] and k[3] <= c1]
+        r0, r1, c0, c1, e0, e1 = b
+        covered = [
+            k
+            for k in self._candidates(b)
+            if r0 <= k[0] and k[1] <= r1 and c0 <= k[2] and k[3] <= c1 and e0 <= k[4] and k[5] <= e1
+        ]
         for k in covered:
             del boxes[k]
             if self.grid:
