@@ -41,10 +41,10 @@ def nc_transpose(data: Array) -> Array:
 
 
 def activation(func: str, data: Array, scale: Array | float = 1.0, bias: Array | None = None) -> Array:
-    """out = func(data * scale + bias); scale is a scalar or a [P, 1] vector, bias a [P, 1] vector."""
+    """out = func(data * scale + bias); scale and bias are scalars or [P, 1] vectors."""
     x = as_2d(data) * (scale if np.isscalar(scale) else as_2d(np.asarray(scale)))
     if bias is not None:
-        x = x + as_2d(bias)
+        x = x + (F32(bias) if np.isscalar(bias) else as_2d(np.asarray(bias)))
     return ACTIVATIONS[func](x.astype(F32, copy=False)).astype(F32, copy=False).reshape(data.shape)
 
 

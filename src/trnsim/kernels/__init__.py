@@ -8,6 +8,7 @@ Modules load on first use.
 from __future__ import annotations
 
 import importlib
+import sys
 from typing import Any
 
 # export name -> module under trnsim.kernels
@@ -39,4 +40,10 @@ def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"trnsim.kernels has no kernel {name!r}; kernels: {', '.join(__all__)}")
-    return getattr(importlib.import_module(f"trnsim.kernels.{module}"), name)
+    kernel = getattr(importlib.import_module(f"trnsim.kernels.{module}"), name)
+    # Importing trnsim.kernels.<module> binds the submodule as a package attribute; the kernel of the same
+    # name (matmul, transpose) must win, so bind every export of that module now.
+    for export, home in _EXPORTS.items():
+        if home == module:
+            globals()[export] = getattr(sys.modules[f"trnsim.kernels.{module}"], export)
+    return kernel

@@ -70,6 +70,12 @@ def activation(
     p = data.partition_size()
     scale_v, scale_t = vector_operand(ctx, scale, p, "activation scale", loc)
     bias_v, bias_t = (None, []) if bias is None else vector_operand(ctx, bias, p, "activation bias", loc)
+    if bias is not None and not bias_t and ctx.machine.spec.core.nc_version < 3:
+        raise UsageError(
+            "activation bias on NeuronCore-v2 must be a [P, 1] tile (a scalar bias needs NeuronCore-v3 or newer)",
+            loc,
+            rule="bias",
+        )
     m = broadcast_mask(mask, dst.shape, loc)
     pe, n = masked_extent(m, dst.shape)
     red = None

@@ -272,8 +272,12 @@ class NkiTensor(TileOperators):
         return prod(self.shape[1:]) if len(self.shape) > 1 else 1
 
     def innermost_stride_bytes(self) -> int:
-        """Byte stride of the innermost visible dim (1 element when contiguous)."""
-        for d in range(len(self.key) - 1, -1, -1):
+        """Byte stride of the innermost visible free dim (1 element when contiguous).
+
+        On chip the partition dim (dim 0) is not walked by the free-axis access pattern, so it never counts.
+        """
+        first = 1 if self.buffer is not MemoryKind.HBM else 0
+        for d in range(len(self.key) - 1, first - 1, -1):
             k = self.key[d]
             if isinstance(k, tuple):
                 if _slice_len(k) <= 1:
@@ -284,7 +288,13 @@ class NkiTensor(TileOperators):
     def contiguous_run_bytes(self) -> int:
         """Bytes per contiguous run when this view is walked in order (a DMA descriptor's length)."""
         if self.has_index_arrays:
-            return self.dtype.itemsize * (self.shape[-1] if self.shape else 1)
+            # runs continue only while the innermost index steps by one element
+            inner = self.key[-1]
+            if isinstance(inner, np.ndarray) and self.shape and self.shape[-1] > 1:
+                steps = np.diff(np.broadcast_to(inner, self.shape), axis=-1)
+                if steps.size and np.all(steps == 1):
+                    return self.dtype.itemsize * self.shape[-1]
+            return self.dtype.itemsize
         run = 1
         full_inner = True
         for d in range(len(self.key) - 1, -1, -1):
