@@ -100,7 +100,11 @@ def _to_numpy(x: Any) -> tuple[np.ndarray, bool]:
     return np.asarray(x), False
 
 
-def _input_tensor(machine: Machine, arg: Any, index: int) -> tuple[Any, bool]:
+def _input_tensor(machine: Machine, arg: Any, index: int | str) -> tuple[Any, bool]:
+    if isinstance(arg, list | tuple):
+        # Arrays nested in a list/tuple argument (e.g. the operands of a fused op chain) go to HBM too.
+        items = [_input_tensor(machine, a, f"{index}.{j}") for j, a in enumerate(arg)]
+        return type(arg)(v for v, _ in items), any(t for _, t in items)
     if isinstance(arg, TensorSpec):
         if machine.functional:
             raise UsageError(

@@ -1,0 +1,527 @@
+"""Elementwise kernels: `unary`, `binary` (numpy broadcasting) and `fused_chain` (many ops, one pass).
+
+All three are one streaming loop. The output is seen as rows [R, D] (leading dims flattened; with no
+broadcasting at all, as a flat run of elements cut into ~16 KiB rows, so any shape streams at full DMA
+rate). Rows go onto partitions in blocks (see _stream.row_blocks); for each block the kernel loads every
+operand (ahead of compute), runs the whole chain on chip and stores once. The chain is mapped onto the
+engines the way the hardware likes it:
+- activation functions run on ScalarE, which applies a scale and a bias for free, so scalar multiplies
+  and adds in front of a function fold into it (multiply 2, add 1, gelu is one instruction);
+- other scalar ops pair up into VectorE tensor_scalar instructions (two ops per instruction);
+- an operand with one value per row (shape [..., 1]) is a [P, 1] tensor_scalar operand; a full operand
+  is a tensor_tensor; a step either engine can do goes to the less busy one (_engine_load.EngineLoad).
+Intermediates stay on chip in fp32 (16-bit when neither input nor output is fp32, like PyTorch's eager
+evaluation); only the final result is cast to the output dtype.
+"""
+
+from __future__ import annotations
+
+import numbers
+from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+
+import trnsim.nki as nki
+import trnsim.nki.isa as nisa
+import trnsim.nki.language as nl
+from trnsim import dtypes
+from trnsim.errors import DtypeError, UsageError
+from trnsim.kernels._common import FLOAT_DTYPES, pmax, require, require_dtype, sbuf_bytes_per_partition
+from trnsim.kernels._engine_load import EngineLoad
+from trnsim.kernels._stream import (
+    DMA_RUN_BYTES,
+    SBUF_SHARE,
+    broadcast_row,
+    col_chunks,
+    const_column,
+    prefetch,
+    prefetch_depth,
+    row_blocks,
+)
+from trnsim.nki.context import outside_location
+from trnsim.nki.tensor import NkiTensor
+
+# Scalar ops that compose into ScalarE's free `data * scale + bias`.
+_AFFINE_OPS = ("add", "subtract", "multiply", "divide")
+# ALU ops on raw integer bits: not elementwise float math.
+_BIT_OPS = ("bitwise_and", "bitwise_or", "bitwise_xor", "left_shift", "right_shift")
+
+
+@nki.jit
+def unary(x, op, dtype=None):
+    """op(x) elementwise. op: an activation of nki.language by name ("exp", "gelu", "silu", "rsqrt", ...).
+
+    dtype: output dtype (default x's). fp8 inputs are read directly (fp8 in, e.g. bf16 out with dtype=).
+    """
+    name = _op_name(op, "unary", "unary")
+    return _stream_chain(x, [(name, None, False)], dtype, "unary")
+
+
+@nki.jit
+def binary(x, y, op, dtype=None):
+    """x op y elementwise with numpy broadcasting (either may be a Python number).
+
+    op: an ALU op by name ("add", "subtract", "multiply", "divide", "maximum", "minimum", "power", or a
+    comparison, which gives 1.0 / 0.0). dtype: output dtype (default: the wider input float type).
+    """
+    name = _op_name(op, "binary", "binary")
+    tensors = [t for t in (x, y) if isinstance(t, NkiTensor)]
+    require(bool(tensors), "binary: at least one of x and y must be a tensor")
+    for t, what in zip((x, y), ("x", "y")):
+        _check_operand(t, what, "binary")
+    out_shape = _broadcast_shape([tuple(t.shape) for t in tensors], "binary")
+    out_dtype = max((t.dtype for t in tensors), key=lambda d: d.itemsize)
+    # The primary operand (the one streamed through the chain) must span the output's last dim.
+    if isinstance(x, NkiTensor) and (tuple(x.shape)[-1:] == out_shape[-1:] or not isinstance(y, NkiTensor)):
+        return _stream_chain(x, [(name, y, False)], dtype or out_dtype, "binary", out_shape)
+    return _stream_chain(y, [(name, x, True)], dtype or out_dtype, "binary", out_shape)
+
+
+@nki.jit
+def fused_chain(x, ops, dtype=None):
+    """Apply ops to x in one pass: one load, every op on chip, one store.
+
+    ops: a list of (op, operand): a unary op with operand None, or a binary op with a number or a tensor
+    that broadcasts to x's shape, computed as value = value op operand; e.g.
+    [("multiply", 2.0), ("add", bias), ("gelu", None)].
+    """
+    require(isinstance(ops, list | tuple), f"fused_chain: ops must be a list of (op, operand) pairs, got {ops!r}")
+    chain = []
+    for i, step in enumerate(ops):
+        require(
+            isinstance(step, list | tuple) and len(step) == 2,
+            f"fused_chain: ops[{i}] must be an (op, operand) pair, got {step!r}",
+        )
+        op, operand = step
+        _check_operand(operand, f"ops[{i}] operand", "fused_chain")
+        if operand is None:
+            chain.append((_op_name(op, "unary", "fused_chain"), None, False))
+        else:
+            name = _op_name(op, "binary", "fused_chain")
+            if isinstance(operand, NkiTensor):
+                shape = _broadcast_shape([tuple(x.shape), tuple(operand.shape)], "fused_chain")
+                require(
+                    shape == tuple(x.shape),
+                    f"fused_chain: ops[{i}] operand {list(operand.shape)} would broadcast x {list(x.shape)} "
+                    f"to {list(shape)}; operands must broadcast to x's shape",
+                )
+            chain.append((name, operand, False))
+    return _stream_chain(x, chain, dtype, "fused_chain")
+
+
+# -- argument checks ----------------------------------------------------------------------------------
+def _op_name(op: Any, kind: str, kernel: str) -> str:
+    """The nki.language name of a unary (activation) or binary (ALU) op, given by name or as nl.<op>."""
+    name = getattr(op, "nki_name", op)
+    known = sorted(n for n in dir(nl) if getattr(getattr(nl, n), "kind", None) == kind and n not in _BIT_OPS)
+    if name not in known:
+        raise UsageError(
+            f"{kernel}: {op!r} is not a {kind} op; supported: {', '.join(known)}", outside_location(), rule="op"
+        )
+    return str(name)
+
+
+def _check_operand(t: Any, what: str, kernel: str) -> None:
+    if t is None or isinstance(t, numbers.Real):
+        return
+    if not isinstance(t, NkiTensor):
+        raise UsageError(
+            f"{kernel}: {what} must be a tensor or a number, got {type(t).__name__}", outside_location(), rule="arg"
+        )
+    require_dtype(what, t, FLOAT_DTYPES, kernel)
+    require(t.ndim >= 1 and t.size > 0, f"{kernel}: {what} must have at least one dim and one element")
+
+
+def _resolve_dtype(dtype: Any, kernel: str) -> Any:
+    try:
+        dt = dtypes.resolve(dtype)
+    except DtypeError as err:
+        raise DtypeError(f"{kernel}: {err.bare_message}", outside_location(), rule="dtype") from None
+    require_dtype("dtype", SimpleNamespace(dtype=dt), FLOAT_DTYPES, kernel)
+    return dt
+
+
+def _broadcast_shape(shapes: list[tuple[int, ...]], kernel: str) -> tuple[int, ...]:
+    try:
+        return tuple(np.broadcast_shapes(*shapes))
+    except ValueError:
+        require(False, f"{kernel}: shapes {' and '.join(str(list(s)) for s in shapes)} do not broadcast")
+        raise
+
+
+# -- the chain, compiled into on-chip steps -------------------------------------------------------------
+@dataclass(frozen=True)
+class _Step:
+    """One instruction of the chain for a block.
+
+    kind: "act" (ScalarE function of data*scale+bias), "affine" (data*scale+bias on either engine),
+    "alu" (VectorE tensor_scalar with up to two scalar ops), "row" (per-row [P, 1] operand) or
+    "tensor" (tensor_tensor with a full operand; a scale or bias first makes it scalar_tensor_tensor).
+    """
+
+    kind: str
+    op: str = ""
+    scale: float = 1.0
+    bias: float = 0.0
+    alu: tuple[tuple[str, float, bool], ...] = ()
+    operand: int = -1
+    reverse: bool = False
+
+
+def _affine(pending: list[tuple[str, float, bool]]) -> tuple[float, float] | None:
+    """Compose scalar ops into value*scale + bias, or None if one of them is not affine."""
+    scale, bias = 1.0, 0.0
+    for op, c, reverse in pending:
+        if op not in _AFFINE_OPS or (op == "divide" and (reverse or c == 0.0)):
+            return None
+        if op == "add":
+            bias += c
+        elif op == "subtract":
+            scale, bias = (-scale, c - bias) if reverse else (scale, bias - c)
+        elif op == "multiply":
+            scale, bias = scale * c, bias * c
+        else:
+            scale, bias = scale / c, bias / c
+    return scale, bias
+
+
+def _compile(chain: list[tuple[str, Any, bool]], operands: list[_Operand]) -> list[_Step]:
+    """Fold scalar ops into ScalarE's scale/bias or pair them in tensor_scalars; tensor ops stay as they are."""
+    steps: list[_Step] = []
+    pending: list[tuple[str, float, bool]] = []
+
+    def flush() -> None:
+        aff = _affine(pending)
+        if aff is not None and aff != (1.0, 0.0):
+            steps.append(_Step("affine", scale=aff[0], bias=aff[1]))
+        elif aff is None:
+            for i in range(0, len(pending), 2):
+                steps.append(_Step("alu", alu=tuple(pending[i : i + 2])))
+        pending.clear()
+
+    for op, operand, reverse in chain:
+        if operand is None:
+            if op == "negative":
+                pending.append(("multiply", -1.0, False))
+            elif op not in ("copy", "identity"):
+                aff = _affine(pending)
+                if aff is None:
+                    flush()
+                    aff = (1.0, 0.0)
+                pending.clear()
+                steps.append(_Step("act", op, scale=aff[0], bias=aff[1]))
+        elif isinstance(operand, int):
+            aff = _affine(pending)
+            if not operands[operand].per_row and aff is not None and (aff[0] == 1.0 or aff[1] == 0.0):
+                # one pending scalar op rides along: (value op0 c) op1 tensor is one scalar_tensor_tensor
+                pending.clear()
+                steps.append(_Step("tensor", op, scale=aff[0], bias=aff[1], operand=operand, reverse=reverse))
+            else:
+                flush()
+                kind = "row" if operands[operand].per_row else "tensor"
+                steps.append(_Step(kind, op, operand=operand, reverse=reverse))
+        else:
+            pending.append((op, float(operand), reverse))
+    flush()
+    return steps or [_Step("affine")]  # an empty chain is a copy (with a cast)
+
+
+# -- operands: how each tensor maps onto the output's rows -------------------------------------------------
+@dataclass
+class _Operand:
+    """A tensor operand seen as rows [rows, cols] (cols = D, or 1 for one value per output row)."""
+
+    flat: Any  # the whole tensor as a 1-D HBM view
+    rows2d: Any  # the whole tensor as [rows, cols]
+    cols: int
+    row_map: np.ndarray | None  # operand row of each output row; None: the output's own rows
+    per_row: bool  # one value per output row (last dim broadcast)
+    resident: bool  # the same for every output row: loaded once, kept in SBUF
+    per_block: bool = False  # the same for every row but too long to keep: broadcast again for each block
+
+
+def _operand(t: NkiTensor, out_shape: tuple[int, ...], flat_rows: bool) -> _Operand:
+    shape = (1,) * (len(out_shape) - t.ndim) + tuple(t.shape)
+    cols = shape[-1]
+    n_rows = t.size // cols
+    per_row = cols == 1 and out_shape[-1] != 1
+    lead, out_lead = shape[:-1], out_shape[:-1]
+    resident = int(np.prod(lead)) == 1 and int(np.prod(out_lead)) > 1
+    row_map = None
+    if lead != out_lead:
+        # Output row r -> its multi-index -> the operand's index (0 along broadcast dims) -> operand row.
+        idx = np.unravel_index(np.arange(int(np.prod(out_lead))), out_lead)
+        row_map = np.ravel_multi_index(tuple(i * (s != 1) for i, s in zip(idx, lead)), lead)
+    return _Operand(
+        flat=t.reshape((t.size,)),
+        rows2d=t.reshape((n_rows, cols)),
+        cols=cols,
+        row_map=row_map,
+        per_row=per_row,
+        resident=resident and not flat_rows,
+    )
+
+
+@dataclass(frozen=True)
+class _Block:
+    """A [p, k, d] tile of the output, seen as rows of `width` values: p partitions x k consecutive rows,
+    columns c0 .. c0 + d (k == 1 when d < width). `elem` marks the flat layout's ragged end instead:
+    p * d elements from element `elem`, no rows."""
+
+    row: int
+    p: int
+    k: int
+    c0: int
+    d: int
+    elem: int | None = None
+
+    @property
+    def rows(self) -> int:
+        return self.p * self.k
+
+
+def _blocks(n: int, width: int, widest: int, flat: bool) -> tuple[int, list[_Block]]:
+    """(row width, blocks covering the n output elements). Rows are the output's rows, or for the flat
+    layout rows of ~DMA_RUN_BYTES chosen here plus the ragged end; rows longer than that go in column chunks."""
+    pm = pmax()
+    if flat:  # rows of ~DMA_RUN_BYTES, but enough of them to fill the partitions
+        width = min(DMA_RUN_BYTES // widest, max(1, n // pm))
+    n_rows = n // width
+    chunks = col_chunks(width, widest) if width * widest > DMA_RUN_BYTES else [(0, width)]
+    blocks = [_Block(b.row, b.p, b.k, c0, cs) for b in row_blocks(n_rows, width * widest) for c0, cs in chunks]
+    q, r = divmod(n - n_rows * width, pm)
+    # The ragged end goes first: its small transfers then overlap with the big ones behind them.
+    ends = [_Block(0, pm, 1, 0, q, elem=n_rows * width)] if q else []
+    if r:
+        ends.append(_Block(0, r, 1, 0, 1, elem=n - r))
+    return width, ends + blocks
+
+
+def _view(flat: Any, rows2d: Any, b: _Block, width: int) -> Any:
+    """HBM view of a tensor laid out like the output (flat: 1-D, rows2d: [rows, width]) for block b."""
+    if b.elem is not None:
+        return flat[b.elem : b.elem + b.p * b.d]
+    if b.c0 == 0 and b.d == width:  # whole rows: one contiguous run per partition
+        return flat[b.row * width : (b.row + b.rows) * width]
+    return rows2d[b.row : b.row + b.p, b.c0 : b.c0 + b.d]
+
+
+def _rows_view(op: _Operand, b: _Block, width: int) -> Any:
+    """HBM view of operand `op` for block `b`: a slice where its rows are contiguous, else a gather (one
+    descriptor per partition row, like an indirect DMA). Per-row operands give one value per row."""
+    if op.row_map is None and not op.per_row:
+        return _view(op.flat, op.rows2d, b, width)
+    # Per-row and broadcast operands only occur in the row layout, where a block is whole output rows.
+    rows = np.arange(b.row, b.row + b.rows) if op.row_map is None else op.row_map[b.row : b.row + b.rows]
+    contiguous = bool(np.all(np.diff(rows) == 1))
+    if op.per_row:
+        return op.flat[int(rows[0]) : int(rows[0]) + b.rows] if contiguous else op.rows2d[rows.reshape(b.p, b.k), 0]
+    if contiguous and b.d == op.cols:
+        return op.flat[int(rows[0]) * op.cols : (int(rows[0]) + b.rows) * op.cols]
+    cols = np.arange(b.c0, b.c0 + b.d)[None, None, :]
+    return op.rows2d[rows.reshape(b.p, b.k)[:, :, None], cols]
+
+
+def _work_dtype(x_dtype: Any, out_dtype: Any) -> Any:
+    """Dtype of a chain's intermediates: fp32 if the input or the output is fp32, else 16-bit (like PyTorch's
+    eager evaluation, and what VectorE's bf16 perf modes need)."""
+    if nl.float32 in (x_dtype, out_dtype):
+        return nl.float32
+    return next((d for d in (x_dtype, out_dtype) if d.itemsize == 2), nl.bfloat16)
+
+
+# -- the streaming loop ---------------------------------------------------------------------------------
+def _stream_chain(x, chain, dtype, kernel, out_shape=None):
+    """Run `chain` [(op, operand, reverse)] over primary tensor x; the result has out_shape (x's by default)."""
+    _check_operand(x, "x", kernel)
+    require(isinstance(x, NkiTensor), f"{kernel}: x must be a tensor")
+    out_shape = tuple(x.shape) if out_shape is None else out_shape
+    out_dtype = x.dtype if dtype is None else _resolve_dtype(dtype, kernel)
+    out = nl.ndarray(out_shape, out_dtype, buffer=nl.shared_hbm)
+
+    tensors = [x] + [o for _, o, _ in chain if isinstance(o, NkiTensor)]
+    n = int(np.prod(out_shape))
+    widest = max(t.itemsize for t in (*tensors, out))
+    # Without broadcasting the rows need not be the output's: stream the flat elements in long rows.
+    flat = all(tuple(t.shape) == out_shape for t in tensors)
+    width, blocks = _blocks(n, out_shape[-1], widest, flat)
+
+    primary = _operand(x, out_shape, flat)
+    primary.resident = False
+    operands: list[_Operand] = []
+    indexed_chain = []
+    for op, operand, reverse in chain:
+        if isinstance(operand, NkiTensor):
+            operands.append(_operand(operand, out_shape, flat))
+            operand = len(operands) - 1
+        indexed_chain.append((op, operand, reverse))
+    steps = _compile(indexed_chain, operands)
+    work_dtype = _work_dtype(x.dtype, out_dtype)
+
+    # Operands that are the same for every row stay in SBUF, broadcast to all partitions once (if they
+    # fit in half the streaming budget; else each block broadcasts its columns again).
+    k_max = max(b.k for b in blocks)
+    resident: dict[int, Any] = {}
+    reserved = 0
+    for i, op in enumerate(operands):
+        size = k_max * (1 if op.per_row else width) * op.flat.itemsize
+        if op.resident and size > sbuf_bytes_per_partition() * SBUF_SHARE / 2:
+            op.resident, op.per_block = False, True
+        if op.resident:
+            resident[i] = _load_resident(op, k_max, width)
+            reserved += size
+
+    streamed = [i for i, op in enumerate(operands) if not op.resident]
+    work_bytes = 0 if x.dtype == work_dtype or len(steps) < 2 else work_dtype.itemsize
+    out_bytes = 0 if out_dtype == x.dtype else out.itemsize
+    per_elem = x.itemsize + work_bytes + out_bytes + sum(operands[i].flat.itemsize for i in streamed)
+    depth = prefetch_depth(max(b.k * b.d for b in blocks) * per_elem, reserved)
+    load = EngineLoad()
+    out_flat = out.reshape((n,))
+    out2 = out_flat if flat else out.reshape((n // width, width))
+
+    def load_block(b: _Block) -> tuple[Any, dict[int, Any]]:
+        xt = nl.ndarray((b.p, b.k, b.d), x.dtype, buffer=nl.sbuf)
+        nisa.dma_copy(dst=xt, src=_rows_view(primary, b, width))
+        tiles = {}
+        for i in streamed:
+            op = operands[i]
+            shape = (b.p, b.k) if op.per_row else (b.p, b.k, b.d)
+            tiles[i] = nl.ndarray(shape, op.flat.dtype, buffer=nl.sbuf)
+            if op.per_block:  # (k == 1: rows this long fill a partition each)
+                broadcast_row(tiles[i].reshape((b.p, b.k * shape[-1])), op.flat[b.c0 : b.c0 + shape[-1]])
+            else:
+                nisa.dma_copy(dst=tiles[i], src=_rows_view(op, b, width))
+        return xt, tiles
+
+    for b, (xt, tiles) in prefetch(blocks, load_block, depth):
+        for i, t in resident.items():
+            tiles[i] = t[: b.p, : b.k] if operands[i].per_row else t[: b.p, : b.k, b.c0 : b.c0 + b.d]
+        res = _run_steps(steps, xt, tiles, out_dtype, work_dtype, load)
+        nisa.dma_copy(dst=_view(out_flat, out2, b, width), src=res)
+    return out
+
+
+def _load_resident(op: _Operand, k: int, d: int) -> Any:
+    """An operand shared by all rows, in every partition: [P, k] for per-row scalars, else [P, k, d]."""
+    if op.per_row:
+        col = nl.ndarray((pmax(), 1), op.flat.dtype, buffer=nl.sbuf)
+        broadcast_row(col, op.flat)
+        if k == 1:
+            return col
+        t = nl.ndarray((pmax(), k), op.flat.dtype, buffer=nl.sbuf)
+        for j in range(k):
+            nisa.tensor_copy(dst=t[:, j : j + 1], src=col)
+        return t
+    t = nl.ndarray((pmax(), k, d), op.flat.dtype, buffer=nl.sbuf)
+    broadcast_row(t[:, 0, :], op.flat)
+    for j in range(1, k):  # k rows per partition: repeat the vector along the free axis
+        nisa.tensor_copy(dst=t[:, j, :], src=t[:, 0, :])
+    return t
+
+
+def _run_steps(steps: list[_Step], xt: Any, tiles: dict[int, Any], out_dtype, work_dtype, load: EngineLoad):
+    """Issue the chain for one block; returns the tile holding the result (in out_dtype)."""
+    p, k, d = xt.shape
+    n = k * d
+    # In place where the dtypes allow: intermediates in x's tile, and the output too if it has x's dtype.
+    work = xt if xt.dtype == work_dtype else None
+    out = xt if out_dtype == xt.dtype else None
+    src = xt
+    for i, st in enumerate(steps):
+        if i == len(steps) - 1:
+            dst = out if out is not None else nl.ndarray((p, k, d), out_dtype, buffer=nl.sbuf)
+        else:
+            if work is None:
+                work = nl.ndarray((p, k, d), work_dtype, buffer=nl.sbuf)
+            dst = work
+        if st.kind == "act":
+            load.add("scalar", load.scalar_cycles(n))
+            bias = _bias_operand(st.bias, p)
+            nisa.activation(dst=dst, op=getattr(nl, st.op), data=src, scale=st.scale, bias=bias)
+        elif st.kind == "affine":
+            engine = load.pick(scalar=load.scalar_cycles(n), vector=load.vector_scalar_cycles(n, src, dst))
+            if engine == "scalar":
+                nisa.activation(dst=dst, op=nl.copy, data=src, scale=st.scale, bias=_bias_operand(st.bias, p))
+            else:
+                nisa.tensor_scalar(dst=dst, data=src, op0=nl.multiply, operand0=st.scale, op1=nl.add, operand1=st.bias)
+        elif st.kind == "alu":
+            load.add("vector", load.vector_scalar_cycles(n, src, dst))
+            (op0, c0, r0), *rest = st.alu
+            op1, c1, r1 = rest[0] if rest else (None, None, False)
+            nisa.tensor_scalar(
+                dst=dst,
+                data=src,
+                op0=getattr(nl, op0),
+                operand0=c0,
+                reverse0=r0,
+                op1=None if op1 is None else getattr(nl, op1),
+                operand1=c1,
+                reverse1=r1,
+            )
+        elif st.kind == "row":
+            col = tiles[st.operand]
+            options = {"vector": k * load.vector_scalar_cycles(d, src, dst)}
+            if st.op in ("add", "multiply"):  # ScalarE takes a [P, 1] scale or bias for free
+                options["scalar"] = k * load.scalar_cycles(d)
+            engine = load.pick(**options)
+            for j in range(k):  # one [P, 1] operand per row of the partition
+                if engine == "scalar":
+                    arg = {"scale": col[:, j : j + 1]} if st.op == "multiply" else {"bias": col[:, j : j + 1]}
+                    nisa.activation(dst=dst[:, j, :], op=nl.copy, data=src[:, j, :], **arg)
+                else:
+                    nisa.tensor_scalar(
+                        dst=dst[:, j, :],
+                        data=src[:, j, :],
+                        op0=getattr(nl, st.op),
+                        operand0=col[:, j : j + 1],
+                        reverse0=st.reverse,
+                    )
+        else:
+            _tensor_step(st, src, dst, tiles[st.operand], load)
+        src = dst
+    return src
+
+
+def _tensor_step(st: _Step, src: Any, dst: Any, other: Any, load: EngineLoad) -> None:
+    """dst = (src*scale + bias) op other (reversed: other op ...), in the cheapest way for the engines' load."""
+    p, k, d = src.shape
+    n = k * d
+    op = getattr(nl, st.op)
+    fast = st.op in ("add", "subtract", "multiply")
+    tt = load.vector_tensor_cycles(n, dst, src, other, fast_op=fast)
+    if (st.scale, st.bias) == (1.0, 0.0):
+        ways = {"vector": {"vector": tt}, "gpsimd": {"gpsimd": load.gpsimd_tensor_cycles(n)}}
+        if st.op == "power":  # power runs on GpSimd only
+            del ways["vector"]
+        elif not (fast and load.gpsimd_helps()):
+            del ways["gpsimd"]
+        engine = list(ways)[load.choose(*ways.values())]
+        a, b = (other, src) if st.reverse else (src, other)
+        nisa.tensor_tensor(dst=dst, data1=a, data2=b, op=op, engine=getattr(nisa, engine + "_engine"))
+        return
+    pre_op, c = (nl.multiply, st.scale) if st.bias == 0.0 else (nl.add, st.bias)
+    ways = {
+        "fused": {"vector": 2.0 * n},  # scalar_tensor_tensor: two inputs, no bf16 perf mode
+        "scalar+vector": {"scalar": load.scalar_cycles(n), "vector": tt},
+        "vector": {"vector": load.vector_scalar_cycles(n, src, dst) + tt},
+    }
+    way = list(ways)[load.choose(*ways.values())]
+    if way == "fused":
+        nisa.scalar_tensor_tensor(
+            dst=dst, data=src, op0=pre_op, operand0=c, op1=op, operand1=other, reverse1=st.reverse
+        )
+        return
+    if way == "scalar+vector":
+        nisa.activation(dst=dst, op=nl.copy, data=src, scale=st.scale, bias=_bias_operand(st.bias, p))
+    else:
+        nisa.tensor_scalar(dst=dst, data=src, op0=pre_op, operand0=c)
+    a, b = (other, dst) if st.reverse else (dst, other)
+    nisa.tensor_tensor(dst=dst, data1=a, data2=b, op=op)
+
+
+def _bias_operand(value: float, p: int) -> Any:
+    """ScalarE bias: none for 0, else a [P, 1] tile (NC-v2 takes no scalar bias; one memset per block)."""
+    return None if value == 0.0 else const_column(value, p)
