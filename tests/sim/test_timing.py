@@ -274,3 +274,30 @@ def test_disjoint_row_bands_of_a_4d_tensor_do_not_depend_on_each_other(rng: np.r
     end_first = tl.slice_end[tl.slice_instr == first_store].max()
     start_second = tl.slice_start[tl.slice_instr == second_store].min()
     assert start_second < end_first + load_preset("trn2").core.dma.fixed_latency_ns
+
+
+@nki.jit
+def reuse_after_free(x, n_reads: int):
+    a = nl.load(x)
+    sink = nl.ndarray(x.shape, nl.float32, buffer=nl.sbuf)
+    # fill the rest of SBUF, so the only free bytes after `del a` are a's own
+    rest = nl.tile_size.sbuf_size_bytes - 2 * x.shape[1] * 4
+    filler = nl.ndarray((128, rest // 4), nl.float32, buffer=nl.sbuf)
+    for _ in range(n_reads):
+        nisa.activation(dst=sink, op=nl.exp, data=a)
+    del a  # its SBUF bytes go back to the allocator ...
+    b = nl.load(x)  # ... and this tile gets them: the load must wait for a's readers
+    assert filler is not None
+    out = nl.ndarray(x.shape, nl.float32, buffer=nl.shared_hbm)
+    nl.store(out, b)
+    return out
+
+
+def test_reused_memory_waits_for_the_previous_tensors_readers(rng: np.random.Generator) -> None:
+    x = rng.standard_normal((128, 1024)).astype(np.float32)
+    prof = nki.profile(reuse_after_free, target="trn2")(x, 20)
+    np.testing.assert_array_equal(prof.outputs, x)
+    acts = _slices(prof, Opcode.ACTIVATION)
+    last_read_end = max(e for _, e, _ in acts)
+    second_load = prof.timeline.slice_start[prof.timeline.slice_instr == 21].min()
+    assert second_load >= last_read_end

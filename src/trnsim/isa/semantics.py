@@ -44,7 +44,7 @@ def activation(func: str, data: Array, scale: Array | float = 1.0, bias: Array |
     """out = func(data * scale + bias); scale and bias are scalars or [P, 1] vectors."""
     x = as_2d(data) * (scale if np.isscalar(scale) else as_2d(np.asarray(scale)))
     if bias is not None:
-        x = x + (F32(bias) if np.isscalar(bias) else as_2d(np.asarray(bias)))
+        x = x + (F32(float(bias)) if np.isscalar(bias) else as_2d(np.asarray(bias)))  # type: ignore[arg-type]
     return ACTIVATIONS[func](x.astype(F32, copy=False)).astype(F32, copy=False).reshape(data.shape)
 
 

@@ -181,7 +181,7 @@ def launch(
             ret = kernel.fn(*hbm_args, **kwargs)
         if k == 0:
             result = ret
-    timeline = schedule(machine.instructions, spec, n_cores)
+    timeline = schedule(machine.instructions, spec, n_cores, machine.reuse)
     return Profile(
         kernel_name=kernel.name,
         target=spec.name,

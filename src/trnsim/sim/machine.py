@@ -29,6 +29,8 @@ class Machine:
             for c in range(self.n_cores)
         ]
         self.instructions: list[Instruction] = []
+        # allocation id -> ids of freed allocations whose bytes it reuses (for the scheduler)
+        self.reuse: dict[int, tuple[int, ...]] = {}
         self.warnings: list[str] = []
         self._warned: set[str] = set()
 
@@ -47,7 +49,10 @@ class Machine:
         location: str | None = None,
         par_axis: int = 0,
     ) -> Allocation:
-        return self.space(kind, core).allocate(shape, dtype, name, self.functional, location, par_axis)
+        alloc = self.space(kind, core).allocate(shape, dtype, name, self.functional, location, par_axis)
+        if alloc.reuses:
+            self.reuse[alloc.id] = alloc.reuses
+        return alloc
 
     def emit(self, ins: Instruction) -> None:
         self.instructions.append(ins)

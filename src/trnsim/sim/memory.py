@@ -42,6 +42,7 @@ class Allocation:
         "name",
         "nbytes",
         "offset",
+        "reuses",
         "row_elems",
         "shape",
         "storage",
@@ -71,6 +72,7 @@ class Allocation:
         self.storage: np.ndarray | None = None
         self.written: np.ndarray | None = None
         self.fully_written = False
+        self.reuses: tuple[int, ...] = ()  # freed allocations whose bytes this one took over
         self._root: Allocation | None = None  # None: this is the root (no self-cycle, so refcounting frees it)
         if functional:
             # Poisoned lazily: only memory that is read before it is written ever gets the poison value.
@@ -79,7 +81,7 @@ class Allocation:
     def alias(self, shape: tuple[int, ...]) -> Allocation:
         """The same bytes seen with another shape (reshape of a whole tensor)."""
         a = Allocation.__new__(Allocation)
-        for slot in ("id", "kind", "dtype", "name", "core", "offset", "nbytes", "fully_written"):
+        for slot in ("id", "kind", "dtype", "name", "core", "offset", "nbytes", "fully_written", "reuses"):
             setattr(a, slot, getattr(self.root, slot))
         a._root = self.root
         a.shape = shape
@@ -134,16 +136,37 @@ class MemorySpace:
         self.core = core
         self.granule = granule  # PSUM allocates whole banks
         self._live: dict[int, tuple[int, str, tuple[int, ...], np.dtype[Any]]] = {}  # offset -> (size, name, ...)
+        self._live_ids: dict[int, int] = {}  # offset -> allocation id
+        # Freed byte ranges (start, end, allocation id): a new allocation over them must wait for the old
+        # tensor's last access, as reused addresses do on the hardware.
+        self._freed: list[tuple[int, int, int]] = []
+        self._ring = 0  # where the next search for free bytes starts
         self.used = 0
         self.peak = 0
 
-    def _first_fit(self, size: int) -> int | None:
+    def _next_fit(self, size: int) -> int | None:
+        """First gap that fits at or after the end of the last allocation, else from the start.
+
+        Searching on from the last allocation (a ring) spreads reuse of freed bytes over the whole space,
+        as a compiler's multi-buffering allocator does; always taking the lowest address would hand each
+        new tile the bytes of the tile just freed and make it wait for that tile's last reader.
+        """
+        gaps: list[tuple[int, int]] = []
         cursor = 0
         for off in sorted(self._live):
-            if off - cursor >= size:
-                return cursor
+            if off > cursor:
+                gaps.append((cursor, off))
             cursor = max(cursor, off + self._live[off][0])
-        return cursor if self.capacity - cursor >= size else None
+        if cursor < self.capacity:
+            gaps.append((cursor, self.capacity))
+        fitting = [(lo, hi) for lo, hi in gaps if hi - lo >= size]
+        if not fitting:
+            return None
+        for lo, hi in fitting:
+            start = max(lo, self._ring)
+            if start + size <= hi:
+                return start - (start - lo) % self.granule if self.granule > 1 else start
+        return fitting[0][0]
 
     def allocate(
         self,
@@ -160,7 +183,7 @@ class MemorySpace:
         else:
             need = prod(shape) // max(1, shape[par_axis]) * itemsize
         size = -(-max(need, 1) // self.granule) * self.granule
-        offset = self._first_fit(size)
+        offset = self._next_fit(size)
         if offset is None:
             unit = "bytes" if self.kind is MemoryKind.HBM else "bytes per partition"
             live = sorted(self._live.values(), key=lambda v: -v[0])[:5]
@@ -175,7 +198,13 @@ class MemorySpace:
                 rule=f"{self.kind}-capacity",
             )
         alloc = Allocation(self.kind, shape, dtype, name, self.core, offset, size, functional)
+        end = offset + size
+        alloc.reuses = tuple(aid for lo, hi, aid in self._freed if lo < end and offset < hi)
+        if alloc.reuses:  # ranges wholly under the new tensor are now reached through it
+            self._freed = [f for f in self._freed if not (offset <= f[0] and f[1] <= end)]
         self._live[offset] = (size, name, shape, dtype)
+        self._live_ids[offset] = alloc.id
+        self._ring = end if end < self.capacity else 0
         self.used += size
         self.peak = max(self.peak, self.used)
         # Free the bytes when the last reference to the tensor goes: Python liveness stands in for the
@@ -187,3 +216,4 @@ class MemorySpace:
         entry = self._live.pop(offset, None)
         if entry is not None:
             self.used -= entry[0]
+            self._freed.append((offset, offset + entry[0], self._live_ids.pop(offset)))

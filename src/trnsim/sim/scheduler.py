@@ -55,7 +55,10 @@ def interleave_cores(instrs: list[Instruction], n_cores: int) -> list[int]:
     return order
 
 
-def schedule(instrs: list[Instruction], spec: HardwareSpec, n_cores: int) -> Timeline:
+def schedule(
+    instrs: list[Instruction], spec: HardwareSpec, n_cores: int, reuse: dict[int, tuple[int, ...]] | None = None
+) -> Timeline:
+    """Time the instruction stream. `reuse` maps an allocation to the freed ones whose bytes it took over."""
     core = spec.core
     dma = core.dma
     nq = dma.queues
@@ -112,11 +115,34 @@ def schedule(instrs: list[Instruction], spec: HardwareSpec, n_cores: int) -> Tim
             last_write[r[0]] = pos
             last_access[r[0]] = pos
 
+    reuse = reuse or {}
+    predecessors = {p for preds in reuse.values() for p in preds}
+    last_done: dict[int, float] = {}  # latest completion of any access, for allocations others reuse
+    floors: dict[int, float] = {}
+
+    def floor(aid: int) -> float:
+        """Earliest time an access to `aid` may happen: after every access to the bytes' previous owners."""
+        f = floors.get(aid)
+        if f is None:
+            f = 0.0
+            for p in reuse[aid]:
+                t = last_done[p] if p in last_done else (floor(p) if p in reuse else 0.0)
+                if t > f:
+                    f = t
+            floors[aid] = f
+        return f
+
     for pos, i in enumerate(order):
         ins = instrs[i]
         c = ins.core
         e = ins.engine
         ready = 0.0
+        if reuse:
+            for r in (*ins.reads, *ins.writes):
+                if r[0] in reuse:
+                    t = floor(r[0])
+                    if t > ready:
+                        ready = t
         chained = ins.accumulate and e == TENSOR
         for r in ins.reads:  # read after write
             w = writes.get(r[0])
@@ -231,6 +257,10 @@ def schedule(instrs: list[Instruction], spec: HardwareSpec, n_cores: int) -> Tim
                     del hbm_ends[:k]
                     del hbm_pieces[:k]
         instr_end[i] = done
+        if predecessors:
+            for r in (*ins.reads, *ins.writes):
+                if r[0] in predecessors and last_done.get(r[0], 0.0) < done:
+                    last_done[r[0]] = done
 
         for r in ins.reads:
             if last_write.get(r[0], -1) <= pos:
