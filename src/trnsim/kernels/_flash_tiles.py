@@ -1,0 +1,224 @@
+"""Flash attention's tiles and the instructions of each step (attention.py places them in the pipeline).
+
+Layouts: a query tile keeps Q^T [D, 128 queries] (the scores' stationary); a KV head keeps K^T [D, keys] (the
+scores' moving) and V [128 keys, blocks, D] (one key per partition, the P V moving); scores S [128 queries,
+512 keys] are one PSUM bank; P^T [128 keys, 128 queries] per key block is the P V stationary; O [128 queries,
+D] accumulates in PSUM.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import trnsim.nki.isa as nisa
+import trnsim.nki.language as nl
+from trnsim.kernels._common import cdiv, psum_fmax
+from trnsim.kernels._online_softmax import OnlineSoftmax
+
+# Added to the scores of future keys on the causal diagonal: exp() of it underflows to exactly 0, and it is
+# finite in bf16, so the mask matmul never forms 0 * inf.
+MASK_VALUE = -30000.0
+
+
+@dataclass
+class Plan:
+    """Shapes and tile sizes of one flash_attention call."""
+
+    batch: int
+    heads: int
+    kv_heads: int
+    s_q: int
+    s_kv: int
+    d: int
+    causal: bool
+    scale: float
+    dtype: Any
+    p: int  # partitions: queries per tile, keys per P^T block
+    kb: int  # keys per score block (one PSUM bank of fp32)
+    g: int = 1  # score blocks per unit
+    mode: str = "stream"  # "prefetch", "resident" or "stream": where K^T and V live
+    evac_on_scalar: float = 0.0  # share of the P^T copies given to ScalarE, the rest to VectorE
+
+    @property
+    def group(self) -> int:
+        return self.heads // self.kv_heads
+
+    def key_end(self, q0: int, rows: int) -> int:
+        """One past the last key the query tile [q0, q0 + rows) attends to."""
+        return min(self.s_kv, q0 + rows) if self.causal else self.s_kv
+
+
+class KV:
+    """K^T [D, keys] and V [128 keys, blocks, D] of keys [lo, hi) of one KV head, in SBUF."""
+
+    def __init__(self, plan: Plan, k: Any, v: Any, b: int, g: int, lo: int, hi: int) -> None:
+        """Issue the loads: natural layout, one key per partition (a DMA row is one key's D elements)."""
+        self.plan, self.lo, self.hi = plan, lo, hi
+        p, d = plan.p, plan.d
+        nblk = cdiv(hi - lo, p)
+        self.blocks = [(lo + j * p, min(p, hi - lo - j * p)) for j in range(nblk)]  # (first key, keys)
+        self.k_rows: Any = nl.ndarray((p, nblk, d), plan.dtype, buffer=nl.sbuf)
+        self.v = nl.ndarray((p, nblk, d), plan.dtype, buffer=nl.sbuf)
+        for j, (k0, wk) in enumerate(self.blocks):
+            nisa.dma_copy(dst=self.k_rows[:wk, j, :], src=k[b, g, k0 : k0 + wk, :])
+            nisa.dma_copy(dst=self.v[:wk, j, :], src=v[b, g, k0 : k0 + wk, :])
+        self.kt: Any = None
+
+    def transpose_k(self) -> None:
+        """K^T on TensorE, 128 keys at a time into a PSUM bank, copied out by VectorE a bank at a time."""
+        plan = self.plan
+        p, d, kb = plan.p, plan.d, plan.kb
+        self.kt = nl.ndarray((p, self.hi - self.lo), plan.dtype, buffer=nl.sbuf)
+        per_bank = kb // p
+        for c0 in range(0, len(self.blocks), per_bank):
+            chunk = self.blocks[c0 : c0 + per_bank]
+            stage = nl.ndarray((p, kb), plan.dtype, buffer=nl.psum)
+            for jj, (_, wk) in enumerate(chunk):
+                nisa.nc_transpose(dst=stage[:d, jj * p : jj * p + wk], data=self.k_rows[:wk, c0 + jj, :])
+            width = sum(wk for _, wk in chunk)
+            off = chunk[0][0] - self.lo
+            nisa.tensor_copy(dst=self.kt[:d, off : off + width], src=stage[:d, :width])
+        self.k_rows = None  # the natural-layout copy is no longer needed
+
+    def block_index(self, key: int) -> int:
+        return (key - self.lo) // self.plan.p
+
+
+class ORing:
+    """O accumulators of consecutive query tiles: slots of one PSUM bank, reused round-robin.
+
+    One allocation, so the dependency tracking sees a slot's reuse wait for its previous tile's last read.
+    """
+
+    def __init__(self, plan: Plan) -> None:
+        self.tile = nl.ndarray((plan.p, psum_fmax()), nl.float32, buffer=nl.psum)
+        self.slots = psum_fmax() // plan.d
+        self.next = 0
+        self.d = plan.d
+
+    def take(self) -> Any:
+        slot = self.next % self.slots
+        self.next += 1
+        return self.tile[:, slot * self.d : (slot + 1) * self.d]
+
+
+class QTile:
+    """One tile of queries of one head: Q^T, the online-softmax state and the O accumulator."""
+
+    def __init__(self, plan: Plan, b: int, h: int, q0: int, rows: int, ring: ORing) -> None:
+        self.plan, self.b, self.h, self.q0, self.rows = plan, b, h, q0, rows
+        self.o = ring.take()  # [128, D] fp32 in PSUM
+        self.softmax = OnlineSoftmax(rows, plan.scale, plan.dtype)
+        self.q_rows: Any = None
+        self.qt: Any = None
+        self.o_written = False
+        self.units = 0  # units issued so far
+
+    def load(self, q: Any) -> None:
+        plan = self.plan
+        self.q_rows = nl.ndarray((plan.p, plan.d), plan.dtype, buffer=nl.sbuf)
+        nisa.dma_copy(dst=self.q_rows[: self.rows, :], src=q[self.b, self.h, self.q0 : self.q0 + self.rows, :])
+
+    def transpose_q(self) -> None:
+        """Q^T on TensorE through PSUM, copied out by VectorE."""
+        plan = self.plan
+        p, d, rows = plan.p, plan.d, self.rows
+        stage = nl.ndarray((p, p), plan.dtype, buffer=nl.psum)
+        nisa.nc_transpose(dst=stage[:d, :rows], data=self.q_rows[:rows, :])
+        self.qt = nl.ndarray((p, p), plan.dtype, buffer=nl.sbuf)
+        nisa.tensor_copy(dst=self.qt[:d, :rows], src=stage[:d, :rows])
+        self.q_rows = None
+
+
+@dataclass
+class Consts:
+    identity: Any  # [128, 128] bf16
+    mask: Any  # [128, 128] bf16: 0 where key <= query, MASK_VALUE above the diagonal
+
+
+def constants(p: int) -> Consts:
+    """Identity and causal-mask tiles, generated on GpSimd with affine_select (value = partition - column)."""
+    ones = nl.ndarray((p, p), nl.bfloat16, buffer=nl.sbuf)
+    nisa.memset(dst=ones, value=1.0)
+    identity = nl.ndarray((p, p), nl.bfloat16, buffer=nl.sbuf)
+    nisa.affine_select(
+        dst=identity, pattern=[[-1, p]], channel_multiplier=1, on_true_tile=ones, on_false_value=0.0, cmp_op=nl.equal
+    )
+    zeros = nl.ndarray((p, p), nl.bfloat16, buffer=nl.sbuf)
+    nisa.memset(dst=zeros, value=0.0)
+    mask = nl.ndarray((p, p), nl.bfloat16, buffer=nl.sbuf)
+    nisa.affine_select(
+        dst=mask,
+        pattern=[[-1, p]],
+        channel_multiplier=1,
+        on_true_tile=zeros,
+        on_false_value=MASK_VALUE,
+        cmp_op=nl.greater_equal,
+    )
+    return Consts(identity, mask)
+
+
+def scores(plan: Plan, qt: QTile, kv: KV, consts: Consts, k_lo: int, k_hi: int) -> list[tuple[Any, int]]:
+    """TensorE: S = Q K^T for keys [k_lo, k_hi), one PSUM bank per `kb` keys; returns (tile, width) pairs."""
+    rows, d = qt.rows, plan.d
+    tiles = []
+    for c0 in range(k_lo, k_hi, plan.kb):
+        w = min(plan.kb, k_hi - c0)
+        s = nl.ndarray((plan.p, plan.kb), nl.float32, buffer=nl.psum)
+        nisa.nc_matmul(dst=s[:rows, :w], stationary=qt.qt[:d, :rows], moving=kv.kt[:d, c0 - kv.lo : c0 - kv.lo + w])
+        diag_lo = max(c0, qt.q0)
+        if plan.causal and diag_lo < c0 + w:
+            # Keys from q0 on are the diagonal block: add the mask (identity stationary, mask moving).
+            nisa.nc_matmul(
+                dst=s[:rows, diag_lo - c0 : w],
+                stationary=consts.identity[:rows, :rows],
+                moving=consts.mask[:rows, : c0 + w - diag_lo],
+                accumulate=True,
+            )
+        tiles.append((s, w))
+    return tiles
+
+
+def transpose_probs(plan: Plan, qt: QTile, probs: Any, k_lo: int, k_hi: int) -> tuple[Any, list[int]]:
+    """TensorE: P^T [keys, queries] per 128-key block into one PSUM bank; returns (tile, block widths)."""
+    p, rows = plan.p, qt.rows
+    widths = [min(p, k_hi - k_lo - j * p) for j in range(cdiv(k_hi - k_lo, p))]
+    stage = nl.ndarray((p, len(widths) * p), plan.dtype, buffer=nl.psum)
+    for j, wk in enumerate(widths):
+        # Score banks are full except the last, so 128-key block j starts at column j * 128 of probs.
+        nisa.nc_transpose(dst=stage[:wk, j * p : j * p + rows], data=probs[:rows, j * p : j * p + wk])
+    return stage, widths
+
+
+def copy_out(plan: Plan, qt: QTile, stage: Any, widths: list[int], index: int) -> Any:
+    """P^T from PSUM to SBUF (matmuls read SBUF), on VectorE or ScalarE in the plan's proportion."""
+    p, rows = plan.p, qt.rows
+    nblk = len(widths)
+    pt = nl.ndarray((p, nblk * p), plan.dtype, buffer=nl.sbuf)
+    full = rows == p and all(wk == p for wk in widths)
+    pieces = [(0, nblk)] if full else [(j, j + 1) for j in range(nblk)]  # ragged: copy only what was written
+    for i, (j0, j1) in enumerate(pieces):
+        wk = min(widths[j0:j1])
+        width = (j1 - j0) * p if full else rows
+        src = stage[:wk, j0 * p : j0 * p + width]
+        dst = pt[:wk, j0 * p : j0 * p + width]
+        n = index * len(pieces) + i
+        if int((n + 1) * plan.evac_on_scalar) == int(n * plan.evac_on_scalar):
+            nisa.tensor_copy(dst=dst, src=src, engine=nisa.vector_engine)
+        else:
+            nisa.activation(dst=dst, op=nl.copy, data=src)
+    return pt
+
+
+def pv(plan: Plan, qt: QTile, kv: KV, pt: Any, widths: list[int], k_lo: int) -> None:
+    """TensorE: O += P V (P^T block stationary, V block moving), accumulating in the tile's PSUM slot."""
+    rows = qt.rows
+    for j, wk in enumerate(widths):
+        nisa.nc_matmul(
+            dst=qt.o[:rows, :],
+            stationary=pt[:wk, j * plan.p : j * plan.p + rows],
+            moving=kv.v[:wk, kv.block_index(k_lo + j * plan.p), :],
+            accumulate=qt.o_written,
+        )
+        qt.o_written = True

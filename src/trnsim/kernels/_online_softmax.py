@@ -1,0 +1,129 @@
+"""The online softmax of flash and decode attention: a running row max and sum over blocks of scores.
+
+For each block of scores S (fp32, in PSUM) of a set of rows:
+  VectorE   row max of S, straight from PSUM
+  small op  r_new = min(r_old, -scale * max): the running max kept as r = -scale * m, the exp bias
+  ScalarE   alpha = exp(r_new - r_old) = exp(scale * (m_old - m_new)), and
+            P = exp(scale * S + r_new) into SBUF, its row sums through the activation's reduce_res
+  small op  l = alpha * l + rowsum(P)
+and the caller rescales its output accumulator by alpha before adding P V. At the end, O / l.
+
+The [rows, 1] "small ops" run on GpSimd where it is free (it is otherwise idle in attention), on VectorE
+where GpSimd shares VectorE's SBUF port (NC-v2).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import trnsim.nki.isa as nisa
+import trnsim.nki.language as nl
+from trnsim.kernels._common import pmax
+from trnsim.kernels._ports import share_port
+
+
+def small_ops_engine() -> Any:
+    return nisa.vector_engine if share_port("vector", "gpsimd", "sbuf") else nisa.gpsimd_engine
+
+
+class OnlineSoftmax:
+    """Running max and sum of `rows` rows (partitions 0..rows-1) of scores scaled by `scale`."""
+
+    def __init__(self, rows: int, scale: float, probs_dtype: Any) -> None:
+        self.rows, self.scale, self.probs_dtype = rows, scale, probs_dtype
+        self.engine = small_ops_engine()
+        self.r: Any = None  # -scale * running max, [rows, 1]
+        self.l: Any = None  # running sum, [rows, 1]
+        self.inv_l: Any = None
+
+    def _vec(self) -> Any:
+        return nl.ndarray((pmax(), 1), nl.float32, buffer=nl.sbuf)
+
+    def block_max(self, tiles: list[tuple[Any, int]]) -> Any:
+        """VectorE: -max per row over score tiles [(psum tile, width)]; returns a [rows, 1] view."""
+        rows = self.rows
+        neg_max = nl.ndarray((pmax(), len(tiles)), nl.float32, buffer=nl.sbuf)
+        for c, (s, w) in enumerate(tiles):
+            nisa.tensor_reduce(dst=neg_max[:rows, c : c + 1], op=nl.maximum, data=s[:rows, :w], axis=1, negate=True)
+        if len(tiles) == 1:
+            return neg_max[:rows, 0:1]
+        total = self._vec()
+        nisa.tensor_reduce(dst=total[:rows], op=nl.minimum, data=neg_max[:rows, : len(tiles)], axis=1)
+        return total[:rows]
+
+    def running_max(self, neg_max: Any) -> tuple[Any, Any]:
+        """r_new = min(r_old, scale * -max): a larger max is a smaller r. Returns (r_old, r_new)."""
+        rows = self.rows
+        r_old, r_new = self.r, self._vec()
+        if r_old is None:
+            nisa.tensor_scalar(dst=r_new[:rows], data=neg_max, op0=nl.multiply, operand0=self.scale, engine=self.engine)
+        else:
+            nisa.tensor_scalar(
+                dst=r_new[:rows],
+                data=neg_max,
+                op0=nl.multiply,
+                operand0=self.scale,
+                op1=nl.minimum,
+                operand1=r_old[:rows],
+                engine=self.engine,
+            )
+        self.r = r_new
+        return r_old, r_new
+
+    def exp(self, tiles: list[tuple[Any, int]], r_old: Any, r_new: Any, stride: int) -> tuple[Any, Any, Any]:
+        """ScalarE: P = exp(scale * S + r_new) (tile c at column c * stride) and alpha = exp(r_new - r_old).
+
+        Returns (P [128, len(tiles) * stride] in SBUF, alpha or None for the first block, rowsum(P)).
+        """
+        rows = self.rows
+        alpha = None
+        if r_old is not None:
+            alpha = self._vec()
+            nisa.activation(dst=alpha[:rows], op=nl.exp, data=r_old[:rows], scale=-1.0, bias=r_new[:rows])
+        probs = nl.ndarray((pmax(), len(tiles) * stride), self.probs_dtype, buffer=nl.sbuf)
+        row_sum = self._vec()
+        for c, (s, w) in enumerate(tiles):
+            nisa.activation(
+                dst=probs[:rows, c * stride : c * stride + w],
+                op=nl.exp,
+                data=s[:rows, :w],
+                bias=r_new[:rows],
+                scale=self.scale,
+                reduce_op=nl.add,
+                reduce_res=row_sum[:rows],
+                reduce_cmd=nisa.reduce_cmd.reset_reduce if c == 0 else nisa.reduce_cmd.reduce,
+            )
+        return probs, alpha, row_sum
+
+    def update_sum(self, alpha: Any, row_sum: Any) -> None:
+        """l = alpha * l + rowsum(P)."""
+        rows = self.rows
+        if alpha is None:
+            self.l = row_sum
+            return
+        l_new = self._vec()
+        nisa.tensor_scalar(
+            dst=l_new[:rows],
+            data=self.l[:rows],
+            op0=nl.multiply,
+            operand0=alpha[:rows],
+            op1=nl.add,
+            operand1=row_sum[:rows],
+            engine=self.engine,
+        )
+        self.l = l_new
+
+    @staticmethod
+    def rescale(o: Any, alpha: Any, rows: int) -> None:
+        """ScalarE: O *= alpha in place (PSUM), moving what earlier blocks accumulated to the new max."""
+        nisa.activation(dst=o[:rows], op=nl.copy, data=o[:rows], scale=alpha[:rows])
+
+    def reciprocal(self) -> None:
+        """VectorE: 1 / l, once the last block is in."""
+        self.inv_l = self._vec()
+        nisa.reciprocal(dst=self.inv_l[: self.rows], data=self.l[: self.rows])
+
+    def normalize(self, dst: Any, o: Any) -> None:
+        """ScalarE: dst = O / l (cast to dst's dtype)."""
+        rows = self.rows
+        nisa.activation(dst=dst[:rows], op=nl.copy, data=o[:rows], scale=self.inv_l[:rows])

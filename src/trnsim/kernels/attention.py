@@ -1,0 +1,364 @@
+"""Flash attention (prefill); decode attention over a KV cache is in attention_decode.py, exported here.
+
+`flash_attention(q, k, v, causal=True, scale=None)`: q [B, H, S, D], k and v [B, Hkv, S_kv, D] with H a
+multiple of Hkv (GQA; Hkv = 1 is MQA), D <= 128, any S (ragged tiles are sliced) -> [B, H, S, D] in q's
+dtype (fp32, bf16, fp16). Causal masking is top-left aligned, like
+`torch.nn.functional.scaled_dot_product_attention(is_causal=True)`: query i sees keys 0..i.
+
+The score matrix never exists in full. Each tile of 128 queries visits its keys in units of `g` blocks of
+512 keys (one PSUM bank of fp32 scores each) with an online softmax (_online_softmax.py): running row max
+and sum, and the O accumulator in PSUM rescaled whenever the max moves. Per unit:
+
+  TensorE  S = Q K^T: Q^T stationary [D, 128 queries], K^T moving [D, 512 keys]. On the causal diagonal a
+           second matmul (identity stationary, -30000 mask moving) adds the mask into the same PSUM bank.
+  VectorE  row max of S from PSUM;  GpSimd: running max
+  ScalarE  P = exp(scale * S - scale * max) (the max as the activation bias), row sums through reduce_res
+  TensorE  P^T per 128-key block (nc_transpose into PSUM), copied to SBUF by VectorE / ScalarE
+  TensorE  O += P V: P^T stationary, V moving, accumulated in PSUM over all of the tile's keys
+
+Causal tiles stop at their diagonal: key blocks wholly in the future are never computed and the last block
+is only as wide as needed (a matmul costs its moving width), so half of one 128x128 block per query tile
+is wasted. K^T and V of a KV head stay in SBUF for all query heads of its group when they fit, the next
+group's prefetched while the current one finishes if two fit; otherwise each unit loads its own keys.
+
+Units are software-pipelined (_pipeline.py, SCHEDULE below) so TensorE, VectorE, ScalarE and GpSimd work
+on neighbouring units at once; the P^T copies are split between VectorE and ScalarE in the proportion that
+balances them on the target (_evac_share). Per block of 128 queries x 512 keys on trn2, TensorE needs
+640 ns (S, P^T and P V; 427 ns of it useful FLOPs), while VectorE (the row max from PSUM, 533 ns, plus its
+share of the P^T copies) and ScalarE (exp 480 ns, alpha, the O rescale, its share of the copies) need about
+720 ns each: they bound the kernel, at ~52% of TensorE peak on useful FLOPs for causal bf16 prefill
+(bench/kernels_attention.py). Every score is read once by the row max and once by exp, and P^T once more
+out of PSUM, since TensorE writes only PSUM and reads only SBUF.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Iterator
+from typing import Any, ClassVar
+
+import trnsim.nki as nki
+import trnsim.nki.isa as nisa
+import trnsim.nki.language as nl
+from trnsim import dtypes
+from trnsim.kernels._common import cdiv, core, moving_fmax, pmax, psum_fmax, require, require_dtype
+from trnsim.kernels._common import sbuf_bytes_per_partition as sbuf_bytes
+from trnsim.kernels._flash_tiles import (
+    KV,
+    Consts,
+    ORing,
+    Plan,
+    QTile,
+    constants,
+    copy_out,
+    pv,
+    scores,
+    transpose_probs,
+)
+from trnsim.kernels._online_softmax import OnlineSoftmax
+from trnsim.kernels._pipeline import run_pipelined
+from trnsim.kernels._ports import share_port
+from trnsim.kernels.attention_decode import decode_attention
+
+__all__ = ["decode_attention", "flash_attention"]
+
+ATTENTION_DTYPES = (dtypes.float32, dtypes.bfloat16, dtypes.float16)
+
+# (stage, priority) of each op of a unit (see run_pipelined). Each hop between engines on the chain
+# scores -> row max -> running max -> exp -> P^T -> copy -> P V crosses a stage; within a step an op that
+# feeds another engine comes early on its engine (low priority value) and consumers late. A buffer is
+# released at the start of the stage after its last use, so consecutive units never share one.
+SCHEDULE = {
+    "load": (0, 0),  # DMA the query tile (first unit of a tile); K/V too when streaming
+    "prep": (2, 0),  # TensorE transposes Q (and streamed K) into PSUM; VectorE copies them to SBUF
+    "scores": (4, 0),  # TensorE S = Q K^T (+ causal mask)
+    "rowmax": (5, 0),  # VectorE row max of S
+    "runmax": (6, 0),  # GpSimd running max
+    "exp": (7, 0),  # ScalarE alpha = exp(m_old - m_new), P = exp(S - m) with row sums
+    "transpose": (8, 1),  # TensorE P^T
+    "rowsum": (8, 1),  # GpSimd l = alpha * l + rowsum(P)
+    "evac": (9, 1.2),  # P^T PSUM -> SBUF
+    "rescale": (9, 3.5),  # ScalarE O *= alpha, after the P V of the tile's previous unit (if in this step)
+    "pv": (10, 3),  # TensorE O += P V
+    "recip": (11, 0),  # VectorE 1 / l, after a tile's last unit
+    "finalize": (12, 2.5),  # ScalarE O / l, before any P V of this step (which may reuse the O slot)
+    "store": (14, 4),  # late, so a store waiting for its data does not hold up later loads on the DMA queues
+}
+INTERLEAVE = 2  # query tiles in turn, so a tile's consecutive units (chained by its softmax state) are 2 steps apart
+PREFETCH = 8  # units before a KV group ends that the next group's K/V loads start (when two groups fit)
+SBUF_RESERVE = 16 * 1024  # bytes per partition kept for per-unit tiles when deciding if K/V stay resident
+PSUM_BANKS_FOR_UNITS = 6  # of 8 banks: scores and P^T of the units in flight; the rest: O ring, transposes
+
+
+def check_attention_dtypes(kernel: str, **tensors: Any) -> Any:
+    """All inputs share one supported float dtype; returns it."""
+    first = next(iter(tensors.values()))
+    for name, t in tensors.items():
+        require_dtype(name, t, ATTENTION_DTYPES, kernel)
+        require(
+            t.dtype == first.dtype,
+            f"{kernel}: {name} is {dtypes.name(t.dtype)} but the other inputs are {dtypes.name(first.dtype)}",
+            rule="dtype",
+        )
+    return first.dtype
+
+
+class _Unit:
+    """One query tile x one key range [k_lo, k_hi): its work as the ops of SCHEDULE."""
+
+    # buffer attribute -> the op that reads it last; it is released at the start of the next stage
+    LAST_USE: ClassVar[dict[str, str]] = {"tiles": "exp", "probs": "transpose", "pt": "pv", "kv": "pv", "res": "store"}
+
+    def __init__(
+        self, plan: Plan, consts: Consts, io: Any, qt: QTile, kv_box: list[KV], span: tuple[int, int], flags: Any
+    ) -> None:
+        self.plan, self.consts, self.io, self.qt, self.kv_box = plan, consts, io, qt, kv_box
+        self.k_lo, self.k_hi = span
+        self.first, self.last, self.index = flags
+        self.kv: KV | None = None
+        self.tiles: Any = None
+        self.neg_max: Any = None
+        self.r: tuple[Any, Any] = (None, None)
+        self.probs: Any = None
+        self.alpha: Any = None
+        self.row_sum: Any = None
+        self.pt: Any = None
+        self.widths: list[int] = []
+        self.res: Any = None
+        self.stages = max(stage for stage, _ in SCHEDULE.values()) + 1
+
+    def ops(self, stage: int) -> list[tuple[float, Any]]:
+        out: list[tuple[float, Any]] = []
+        releases = [attr for attr, op in self.LAST_USE.items() if SCHEDULE[op][0] + 1 == stage]
+        if releases:
+            out.append((-1.0, lambda: self._release(self, releases)))
+        out.extend((prio, getattr(self, op)) for op, (st, prio) in SCHEDULE.items() if st == stage)
+        return out
+
+    @staticmethod
+    def _release(holder: Any, attrs: list[str]) -> None:
+        """Drop the references: the buffers go back to SBUF / PSUM (Python liveness is buffer liveness)."""
+        for attr in attrs:
+            setattr(holder, attr, None)
+
+    @property
+    def softmax(self) -> OnlineSoftmax:
+        return self.qt.softmax
+
+    # -- ops, in SCHEDULE order ----------------------------------------------------------------------------
+    def load(self) -> None:
+        q, k, v, _ = self.io
+        if self.first:
+            self.qt.load(q)
+        if not self.kv_box:  # streaming: this unit loads its own keys
+            self.kv = KV(self.plan, k, v, self.qt.b, self.qt.h // self.plan.group, self.k_lo, self.k_hi)
+
+    def prep(self) -> None:
+        if self.kv is None:
+            self.kv = self.kv_box[0]
+        if self.first:
+            self.qt.transpose_q()
+        if self.kv.kt is None:
+            self.kv.transpose_k()
+
+    def scores(self) -> None:
+        assert self.kv is not None
+        self.tiles = scores(self.plan, self.qt, self.kv, self.consts, self.k_lo, self.k_hi)
+
+    def rowmax(self) -> None:
+        self.neg_max = self.softmax.block_max(self.tiles)
+
+    def runmax(self) -> None:
+        self.r = self.softmax.running_max(self.neg_max)
+
+    def exp(self) -> None:
+        self.probs, self.alpha, self.row_sum = self.softmax.exp(self.tiles, *self.r, stride=self.plan.kb)
+
+    def transpose(self) -> None:
+        self.pt, self.widths = transpose_probs(self.plan, self.qt, self.probs, self.k_lo, self.k_hi)
+
+    def rowsum(self) -> None:
+        self.softmax.update_sum(self.alpha, self.row_sum)
+
+    def evac(self) -> None:
+        self.pt = copy_out(self.plan, self.qt, self.pt, self.widths, self.index)
+
+    def rescale(self) -> None:
+        if self.alpha is not None:
+            self.softmax.rescale(self.qt.o, self.alpha, self.qt.rows)
+
+    def pv(self) -> None:
+        assert self.kv is not None
+        pv(self.plan, self.qt, self.kv, self.pt, self.widths, self.k_lo)
+
+    def recip(self) -> None:
+        if self.last:
+            self.softmax.reciprocal()
+
+    def finalize(self) -> None:
+        if self.last:
+            self.res = nl.ndarray((self.plan.p, self.plan.d), self.plan.dtype, buffer=nl.sbuf)
+            self.softmax.normalize(self.res, self.qt.o)
+
+    def store(self) -> None:
+        if self.last:
+            qt, out = self.qt, self.io[3]
+            nisa.dma_copy(dst=out[qt.b, qt.h, qt.q0 : qt.q0 + qt.rows, :], src=self.res[: qt.rows, :])
+
+
+class _PrepKV:
+    """A pipeline unit that loads a KV group's K and V, and transposes K `wait` steps later: in the step the
+    group's first unit reaches "prep"."""
+
+    def __init__(self, kv_box: list[KV], make: Any, wait: int) -> None:
+        self.kv_box, self.make, self.stages = kv_box, make, wait + 1
+
+    def ops(self, stage: int) -> list[tuple[float, Any]]:
+        out = []
+        if stage == 0:
+            out.append((SCHEDULE["load"][1], lambda: self.kv_box.append(self.make())))
+        if stage == self.stages - 1:
+            out.append((SCHEDULE["prep"][1] - 0.5, lambda: self.kv_box[0].transpose_k()))
+        return out
+
+
+def _group_units(plan: Plan, consts: Consts, io: Any, b: int, g: int, kv_box: list[KV], ring: ORing) -> Iterator[Any]:
+    """The units of KV group (b, g): its query tiles INTERLEAVE at a time, round-robin."""
+    pending = [
+        (h, q0, min(plan.p, plan.s_q - q0))
+        for h in range(g * plan.group, (g + 1) * plan.group)
+        for q0 in range(0, plan.s_q, plan.p)
+    ][::-1]
+    span = plan.g * plan.kb
+    active: list[tuple[QTile, list[tuple[int, int]]]] = []
+    index = 0
+    while pending or active:
+        while pending and len(active) < INTERLEAVE:
+            h, q0, rows = pending.pop()
+            end = plan.key_end(q0, rows)
+            active.append(
+                (QTile(plan, b, h, q0, rows, ring), [(lo, min(end, lo + span)) for lo in range(0, end, span)])
+            )
+        for entry in list(active):
+            qt, spans = entry
+            first = qt.units == 0
+            qt.units += 1
+            yield _Unit(plan, consts, io, qt, kv_box, spans.pop(0), (first, not spans, index))
+            index += 1
+            if not spans:
+                active.remove(entry)
+
+
+def _with_prefetch(plan: Plan, consts: Consts, io: Any, groups: list[Any], make_kv: Any, ring: ORing) -> Iterator[Any]:
+    """All KV groups in one pipeline; group n+1's K/V loads start PREFETCH units before group n's last."""
+    boxes: list[list[KV]] = [[] for _ in groups]
+    prep = SCHEDULE["prep"][0]
+    yield _PrepKV(boxes[0], make_kv(*groups[0]), 1 + prep)
+    count = sum(
+        cdiv(plan.key_end(q0, min(plan.p, plan.s_q - q0)), plan.g * plan.kb) for q0 in range(0, plan.s_q, plan.p)
+    )
+    count *= plan.group  # units per group
+    start = max(0, count - PREFETCH)
+    for n, (b, g) in enumerate(groups):
+        for i, unit in enumerate(_group_units(plan, consts, io, b, g, boxes[n], ring)):
+            if i == start and n + 1 < len(groups):
+                yield _PrepKV(boxes[n + 1], make_kv(*groups[n + 1]), count - i + 1 + prep)
+            yield unit
+
+
+def _banks_per_unit(kb: int, itemsize: int) -> int:
+    """Score banks per unit: as many as fit PSUM_BANKS_FOR_UNITS with every unit in flight holding its own.
+
+    Scores live from "scores" through "exp"; a unit's P^T (one bank at most) from "transpose" to "evac".
+    """
+    bank_bytes = 4 * psum_fmax()
+    live = SCHEDULE["exp"][0] - SCHEDULE["scores"][0] + 1
+    g = 1
+    while (g + 1) * kb * itemsize <= bank_bytes and live * (g + 1) + 2 <= PSUM_BANKS_FOR_UNITS:
+        g += 1
+    return g
+
+
+def _evac_share(plan: Plan) -> float:
+    """Share of the P^T copies for ScalarE so that it and VectorE carry equal work per block of 512 keys.
+
+    VectorE: the row max (one score per lane per cycle). ScalarE: exp and its row sum, alpha and the O
+    rescale. The copies out of PSUM balance the two at each engine's copy speed (VectorE copies bf16 2x
+    faster on NC-v3+); where the two share a PSUM port (NC-v2) their PSUM reads serialise anyway, so all
+    copies go to the faster one. Clocks and speedups come from the target.
+    """
+    c = core()
+    v_ns, s_ns = 1.0 / c.vector.clock_ghz, 1.0 / c.scalar.clock_ghz
+    low = dtypes.resolve(plan.dtype).itemsize == 2
+    copy_v = plan.kb * v_ns / (c.vector.bf16_speedup if low else 1.0)
+    copy_s = plan.kb * s_ns
+    if share_port("vector", "scalar", "psum"):
+        return 1.0 if copy_s < copy_v else 0.0
+    mii = c.scalar.min_ii_cycles
+    vector = plan.kb * v_ns
+    scalar = (plan.kb + 2 * mii + plan.d) * s_ns
+    return min(1.0, max(0.0, (vector + copy_v - scalar) / (copy_v + copy_s)))
+
+
+def _kv_mode(plan: Plan) -> str:
+    """Where K^T and V live: resident per KV group (the next group prefetched if two fit) or streamed.
+
+    While K is transposed its natural-layout copy is live too, so a group peaks at K + K^T + V.
+    """
+    itemsize = dtypes.resolve(plan.dtype).itemsize
+    k_bytes = cdiv(plan.s_kv, plan.p) * plan.d * itemsize  # natural K (and V) per partition
+    kt_bytes = plan.s_kv * itemsize  # K^T per partition
+    budget = sbuf_bytes() - SBUF_RESERVE
+    if 2 * (kt_bytes + k_bytes) + k_bytes <= budget:
+        return "prefetch"
+    return "resident" if kt_bytes + 2 * k_bytes <= budget else "stream"
+
+
+@nki.jit
+def flash_attention(q, k, v, causal=True, scale=None):
+    """softmax(scale * Q K^T [+ causal mask]) V for q [B, H, S, D], k/v [B, Hkv, S_kv, D] -> [B, H, S, D]."""
+    name = "flash_attention"
+    require(len(q.shape) == 4, f"{name}: q must be [B, H, S, D], got {list(q.shape)}")
+    require(len(k.shape) == 4 and len(v.shape) == 4, f"{name}: k and v must be [B, Hkv, S_kv, D]")
+    batch, heads, s_q, d = q.shape
+    _, kv_heads, s_kv, _ = k.shape
+    require(tuple(k.shape) == tuple(v.shape), f"{name}: k {list(k.shape)} and v {list(v.shape)} differ")
+    require(k.shape[0] == batch and k.shape[3] == d, f"{name}: k {list(k.shape)} does not match q {list(q.shape)}")
+    require(
+        kv_heads >= 1 and heads % kv_heads == 0,
+        f"{name}: query heads ({heads}) must be a multiple of KV heads ({kv_heads})",
+    )
+    p = pmax()
+    require(d <= p, f"{name}: head dim {d} exceeds {p} (nl.tile_size.pmax, the matmul contraction limit)")
+    require(s_q >= 1 and s_kv >= 1 and d >= 1, f"{name}: empty dimension in q {list(q.shape)} / k {list(k.shape)}")
+    dtype = check_attention_dtypes(name, q=q, k=k, v=v)
+    scale = 1.0 / math.sqrt(d) if scale is None else float(scale)
+    require(scale > 0, f"{name}: scale must be positive, got {scale}")
+
+    kb = min(moving_fmax(), psum_fmax())
+    plan = Plan(batch, heads, kv_heads, s_q, s_kv, d, bool(causal), scale, dtype, p, kb)
+    plan.g = _banks_per_unit(kb, dtypes.resolve(dtype).itemsize)
+    plan.evac_on_scalar = _evac_share(plan)
+    plan.mode = _kv_mode(plan)
+
+    out = nl.ndarray(q.shape, q.dtype, buffer=nl.shared_hbm)
+    io = (q, k, v, out)
+    consts = constants(p)
+    ring = ORing(plan)
+    groups = [(b, g) for b in range(batch) for g in range(kv_heads)]
+
+    def make_kv(b: int, g: int) -> Any:
+        return lambda: KV(plan, k, v, b, g, 0, s_kv)
+
+    if plan.mode == "prefetch":
+        run_pipelined(_with_prefetch(plan, consts, io, groups, make_kv, ring))
+    elif plan.mode == "resident":  # one group's K/V at a time: the pipeline drains between groups
+        for b, g in groups:
+            box: list[KV] = []
+            prep = _PrepKV(box, make_kv(b, g), 1 + SCHEDULE["prep"][0])
+            run_pipelined(itertools.chain([prep], _group_units(plan, consts, io, b, g, box, ring)))
+    else:
+        for b, g in groups:
+            run_pipelined(_group_units(plan, consts, io, b, g, [], ring))
+    return out
