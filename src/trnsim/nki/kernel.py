@@ -166,8 +166,10 @@ def launch(
         )
     machine = Machine(spec, mode, n_cores)
     converted = [_input_tensor(machine, a, i) for i, a in enumerate(args)]
+    converted_kw = {k: _input_tensor(machine, v, k) for k, v in kwargs.items()}
     hbm_args = [c[0] for c in converted]
-    as_torch = any(c[1] for c in converted)
+    hbm_kwargs = {k: c[0] for k, c in converted_kw.items()}
+    as_torch = any(c[1] for c in (*converted, *converted_kw.values()))
     shared: list[Any] = []
     result: Any = None
     for k, pid in enumerate(itertools.product(*(range(g) for g in kernel.grid))):
@@ -178,7 +180,7 @@ def launch(
             machine, core=core % n_cores, program_id=pid, grid=kernel.grid, kernel_name=kernel.name, shared_hbm=shared
         )
         with activate(ctx), _internal_errors_reported():
-            ret = kernel.fn(*hbm_args, **kwargs)
+            ret = kernel.fn(*hbm_args, **hbm_kwargs)
         if k == 0:
             result = ret
     timeline = schedule(machine.instructions, spec, n_cores, machine.reuse)

@@ -1,0 +1,100 @@
+"""The GEMM's operands: how k-tiles [k, columns] of each side reach SBUF (see _gemm).
+
+- `KMajor` operands are stored [K, cols] in HBM (matmul's b): a k-tile is one DMA.
+- `RowMajor` operands are stored [rows, K] (matmul's a, linear's x and w): long row chunks are DMA'd
+  into a staging ring (long contiguous rows keep the DMA queues near their peak), then TensorE
+  transposes each [128, 128] block into PSUM and VectorE / ScalarE copy the batch to SBUF.
+
+fp8 on cores with double-row matmuls takes K 256 rows per step as [128, 2, .] tiles: row k0 + 2p + j
+of K at partition p, slot j, the same way on both sides (a DMA of 256 rows lands that way; the
+transposes read every other column).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import trnsim.nki.isa as nisa
+from trnsim.kernels._buffers import ChunkRing
+from trnsim.kernels._common import core, pmax
+from trnsim.kernels._evacuate import Evacuator
+
+
+@dataclass(frozen=True)
+class KStep:
+    """One matmul step along K: `size` rows of K from k0, as [rows, g, ...] tiles (g = 2: double-row)."""
+
+    k0: int
+    size: int
+    rows: int
+    g: int
+
+
+def k_steps(k: int, double_row: bool) -> list[KStep]:
+    p = pmax()
+    steps = []
+    k0 = 0
+    if double_row:  # [128, 2, .] tiles: row k0 + 2p + j of K sits at partition p, slot j
+        while k - k0 >= 2 * p:
+            steps.append(KStep(k0, 2 * p, p, 2))
+            k0 += 2 * p
+    while k0 < k:
+        size = min(p, k - k0)
+        steps.append(KStep(k0, size, size, 1))
+        k0 += size
+    return steps
+
+
+def tiles(start: int, size: int, width: int) -> list[tuple[int, int]]:
+    """(offset, size) of consecutive tiles of at most `width` covering [start, start + size)."""
+    return [(start + o, min(width, size - o)) for o in range(0, size, width)]
+
+
+class KMajor:
+    """An HBM matrix stored [K, cols]: each k-tile [k, cols] is one DMA."""
+
+    def __init__(self, hbm: Any) -> None:
+        self.hbm = hbm
+        self.dtype = hbm.dtype
+
+    def load(self, dst: Any, c0: int, csz: int, step: KStep) -> None:
+        """dst [rows, g, csz] <- the k-step's rows; for g = 2 row k0 + 2p + j lands at partition p, slot j."""
+        nisa.dma_copy(dst=dst, src=self.hbm[step.k0 : step.k0 + step.size, c0 : c0 + csz])
+
+
+class RowMajor:
+    """An HBM matrix stored [rows, K]: k-tiles [k, rows] are made on chip by TensorE transposes."""
+
+    def __init__(self, hbm: Any) -> None:
+        self.hbm = hbm
+        self.dtype = hbm.dtype
+
+    def load_chunk(self, ring: ChunkRing, key: Any, r0: int, rsz: int, k0: int, ksz: int) -> int:
+        """Rows [r0, r0 + rsz) x K [k0, k0 + ksz) into the staging ring, one DMA per 128 rows; returns
+        the chunk's first column in the ring."""
+        start = ring.place(key, ksz)
+        for t, (ro, rs) in zip(ring.tiles, tiles(r0, rsz, pmax())):
+            nisa.dma_copy(dst=t[:rs, start : start + ksz], src=self.hbm[ro : ro + rs, k0 : k0 + ksz])
+        return start
+
+    def transpose(self, ring: ChunkRing, col: int, rsz: int, step: KStep, dst: Any, evac: Evacuator) -> None:
+        """dst [k, g, rsz] <- the k-step's columns (from ring column `col`) of the staged rows, transposed."""
+        p = pmax()
+        rows = [rs for _, rs in tiles(0, rsz, p)]
+        per_bank = max(1, core().psum.bank_bytes // self.dtype.itemsize // p)  # transposed blocks per PSUM bank
+        for j in range(step.g):
+            for b0 in range(0, len(rows), per_bank):
+                group = range(b0, min(len(rows), b0 + per_bank))
+                width = sum(rows[i] for i in group)
+                ps = evac.transient((step.rows, width), self.dtype)
+                c = 0
+                for i in group:
+                    staged = ring.tiles[i]
+                    if step.g == 2:  # K columns col + j, col + j + 2, ...: slot j of the double-row tile
+                        src = staged[: rows[i], col + j : col + step.size : 2]
+                    else:
+                        src = staged[: rows[i], col : col + step.size]
+                    nisa.nc_transpose(dst=ps[:, c : c + rows[i]], data=src)
+                    c += rows[i]
+                evac(dst[:, j, b0 * p : b0 * p + width], ps)
