@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import weakref
+from collections import deque
 from enum import StrEnum
 from math import prod
 from typing import Any
@@ -20,6 +21,8 @@ from trnsim import dtypes
 from trnsim.errors import CapacityError
 
 _ids = itertools.count(1)
+# How many of the most recently freed byte ranges a new allocation steps over when it can (buffer rotation).
+RECENT_FREES = 8
 
 
 class MemoryKind(StrEnum):
@@ -140,16 +143,16 @@ class MemorySpace:
         # Freed byte ranges (start, end, allocation id): a new allocation over them must wait for the old
         # tensor's last access, as reused addresses do on the hardware.
         self._freed: list[tuple[int, int, int]] = []
-        self._ring = 0  # where the next search for free bytes starts
+        self._recent: deque[tuple[int, int]] = deque(maxlen=RECENT_FREES)  # last freed byte ranges
         self.used = 0
         self.peak = 0
 
-    def _next_fit(self, size: int) -> int | None:
-        """First gap that fits at or after the end of the last allocation, else from the start.
+    def _place(self, size: int) -> int | None:
+        """Lowest free address that avoids the bytes of the last few freed tensors; else the lowest at all.
 
-        Searching on from the last allocation (a ring) spreads reuse of freed bytes over the whole space,
-        as a compiler's multi-buffering allocator does; always taking the lowest address would hand each
-        new tile the bytes of the tile just freed and make it wait for that tile's last reader.
+        Packing low (first fit) keeps free space in one piece; stepping over recently freed bytes gives
+        the rotation a compiler's multi-buffering allocator gives, so a new tile rarely has to wait for
+        the readers of the tile it replaces.
         """
         gaps: list[tuple[int, int]] = []
         cursor = 0
@@ -162,10 +165,12 @@ class MemorySpace:
         fitting = [(lo, hi) for lo, hi in gaps if hi - lo >= size]
         if not fitting:
             return None
+        recent = list(self._recent)
         for lo, hi in fitting:
-            start = max(lo, self._ring)
-            if start + size <= hi:
-                return start - (start - lo) % self.granule if self.granule > 1 else start
+            for start in sorted({lo, *(e for _, e in recent if lo < e < hi)}):
+                end = start + size
+                if end <= hi and all(end <= r0 or r1 <= start for r0, r1 in recent):
+                    return start
         return fitting[0][0]
 
     def allocate(
@@ -183,7 +188,7 @@ class MemorySpace:
         else:
             need = prod(shape) // max(1, shape[par_axis]) * itemsize
         size = -(-max(need, 1) // self.granule) * self.granule
-        offset = self._next_fit(size)
+        offset = self._place(size)
         if offset is None:
             unit = "bytes" if self.kind is MemoryKind.HBM else "bytes per partition"
             live = sorted(self._live.values(), key=lambda v: -v[0])[:5]
@@ -204,7 +209,6 @@ class MemorySpace:
             self._freed = [f for f in self._freed if not (offset <= f[0] and f[1] <= end)]
         self._live[offset] = (size, name, shape, dtype)
         self._live_ids[offset] = alloc.id
-        self._ring = end if end < self.capacity else 0
         self.used += size
         self.peak = max(self.peak, self.used)
         # Free the bytes when the last reference to the tensor goes: Python liveness stands in for the
@@ -217,3 +221,4 @@ class MemorySpace:
         if entry is not None:
             self.used -= entry[0]
             self._freed.append((offset, offset + entry[0], self._live_ids.pop(offset)))
+            self._recent.append((offset, offset + entry[0]))
