@@ -12,7 +12,7 @@ from trnsim.isa.alu import BINARY_OPS
 from trnsim.isa.cost import CostArgs
 from trnsim.isa.instruction import Instruction
 from trnsim.isa.opcodes import Engine, Opcode
-from trnsim.nki.context import TraceContext, current, user_location
+from trnsim.nki.context import current, user_location
 from trnsim.nki.emit import issue
 from trnsim.nki.operands import (
     broadcast_mask,
@@ -23,7 +23,7 @@ from trnsim.nki.operands import (
     read_masked,
     require_tensor,
     resolve_operand,
-    same_elements,
+    same_shape_tiles,
     vector_operand,
 )
 from trnsim.nki.tensor import NkiTensor
@@ -32,15 +32,6 @@ from trnsim.sim.memory import MemoryKind
 # These instructions do fp32 arithmetic only: no bitvec ops (trainium.md §3.6).
 _BITVEC = ("bitwise_and", "bitwise_or", "bitwise_xor", "left_shift", "right_shift")
 ARITH_OPS = {k: v for k, v in BINARY_OPS.items() if k not in _BITVEC}
-
-
-def _tiles(ctx: TraceContext, what: str, loc: str, **named: Any) -> list[NkiTensor]:
-    """Each named operand as an on-chip tile with the same partitions and elements per partition."""
-    tiles = [require_tensor(x, f"{what} {name}", loc) for name, x in named.items()]
-    for t, name in zip(tiles, named):
-        check_tile(ctx, t, f"{what} {name}", loc)
-        same_elements(tiles[0], t, what, loc)
-    return tiles
 
 
 def _not_both_psum(a: NkiTensor, b: NkiTensor, what: str, loc: str) -> None:
@@ -64,7 +55,7 @@ def tensor_tensor_scan(
     ctx = current()
     loc = location or user_location()
     what = "tensor_tensor_scan"
-    dst, a, b = _tiles(ctx, what, loc, dst=dst, data0=data0, data1=data1)
+    dst, a, b = same_shape_tiles(ctx, what, loc, dst=dst, data0=data0, data1=data1)
     _not_both_psum(a, b, what, loc)
     n0 = op_name(op0, ARITH_OPS, f"{what} op0", loc)
     n1 = op_name(op1, ARITH_OPS, f"{what} op1", loc)
@@ -109,7 +100,7 @@ def scalar_tensor_tensor(
     ctx = current()
     loc = location or user_location()
     what = "scalar_tensor_tensor"
-    dst, x, y = _tiles(ctx, what, loc, dst=dst, data=data, operand1=operand1)
+    dst, x, y = same_shape_tiles(ctx, what, loc, dst=dst, data=data, operand1=operand1)
     _not_both_psum(x, y, what, loc)
     n0 = op_name(op0, ARITH_OPS, f"{what} op0", loc)
     n1 = op_name(op1, ARITH_OPS, f"{what} op1", loc)
@@ -142,7 +133,7 @@ def reciprocal(dst: Any, data: Any, mask: Any = None, location: str | None = Non
     """dst = 1 / data on VectorE (fp32; on hardware more precise, and ~8x slower, than activation(nl.reciprocal))."""
     ctx = current()
     loc = location or user_location()
-    dst, x = _tiles(ctx, "reciprocal", loc, dst=dst, data=data)
+    dst, x = same_shape_tiles(ctx, "reciprocal", loc, dst=dst, data=data)
     m = broadcast_mask(mask, dst.shape, loc)
     pe, n = masked_extent(m, dst.shape)
     cost = CostArgs(n=n, p=pe, **cost_facts(ctx.machine.spec.core, [dst, x]))

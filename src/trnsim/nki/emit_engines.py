@@ -25,7 +25,7 @@ from trnsim.nki.operands import (
     read_stored,
     require_tensor,
     resolve_operand,
-    same_elements,
+    same_shape_tiles,
     vector_operand,
     write,
 )
@@ -61,11 +61,7 @@ def activation(
 ) -> Instruction:
     ctx = current()
     loc = location or user_location()
-    dst = require_tensor(dst, "activation dst", loc)
-    data = require_tensor(data, "activation data", loc)
-    check_tile(ctx, dst, "activation dst", loc)
-    check_tile(ctx, data, "activation data", loc)
-    same_elements(dst, data, "activation", loc)
+    dst, data = same_shape_tiles(ctx, "activation", loc, dst=dst, data=data)
     fn = op_name(op, ACTIVATIONS, "activation function", loc)
     p = data.partition_size()
     scale_v, scale_t = vector_operand(ctx, scale, p, "activation scale", loc)
@@ -133,12 +129,7 @@ def tensor_tensor(
 ) -> Instruction:
     ctx = current()
     loc = location or user_location()
-    dst = require_tensor(dst, "tensor_tensor dst", loc)
-    a = require_tensor(data1, "tensor_tensor data1", loc)
-    b = require_tensor(data2, "tensor_tensor data2", loc)
-    for t, w in ((dst, "dst"), (a, "data1"), (b, "data2")):
-        check_tile(ctx, t, f"tensor_tensor {w}", loc)
-        same_elements(dst, t, "tensor_tensor", loc)
+    dst, a, b = same_shape_tiles(ctx, "tensor_tensor", loc, dst=dst, data1=data1, data2=data2)
     if a.buffer is MemoryKind.PSUM and b.buffer is MemoryKind.PSUM:
         raise UsageError("tensor_tensor inputs cannot both be in PSUM", loc, rule="buffer")
     name = op_name(op, BINARY_OPS, "tensor_tensor op", loc)
@@ -184,11 +175,7 @@ def tensor_scalar(
 ) -> Instruction:
     ctx = current()
     loc = location or user_location()
-    dst = require_tensor(dst, "tensor_scalar dst", loc)
-    data = require_tensor(data, "tensor_scalar data", loc)
-    check_tile(ctx, dst, "tensor_scalar dst", loc)
-    check_tile(ctx, data, "tensor_scalar data", loc)
-    same_elements(dst, data, "tensor_scalar", loc)
+    dst, data = same_shape_tiles(ctx, "tensor_scalar", loc, dst=dst, data=data)
     p = data.partition_size()
     n0 = op_name(op0, BINARY_OPS, "tensor_scalar op0", loc)
     v0, t0 = vector_operand(ctx, operand0, p, "tensor_scalar operand0", loc)
@@ -298,11 +285,7 @@ def tensor_copy(
 ) -> Instruction:
     ctx = current()
     loc = location or user_location()
-    dst = require_tensor(dst, "tensor_copy dst", loc)
-    src = require_tensor(src, "tensor_copy src", loc)
-    check_tile(ctx, dst, "tensor_copy dst", loc)
-    check_tile(ctx, src, "tensor_copy src", loc)
-    same_elements(dst, src, "tensor_copy", loc)
+    dst, src = same_shape_tiles(ctx, "tensor_copy", loc, dst=dst, src=src)
     eng = pick_engine(Opcode.TENSOR_COPY, engine, loc, [dst, src])
     # Vector and GpSimd copy same-dtype data bit-exactly; ScalarE (and any cast) goes through fp32.
     read = read_stored if src.dtype == dst.dtype and eng is not Engine.SCALAR else read_f32

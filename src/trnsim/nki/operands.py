@@ -218,3 +218,12 @@ def op_name(op: Any, table: dict[str, Any], what: str, loc: str) -> str:
     if name not in table:
         raise UsageError(f"{what} {name!r} is not supported; supported: {', '.join(sorted(table))}", loc, rule="op")
     return name
+
+
+def same_shape_tiles(ctx: TraceContext, what: str, loc: str, **named: Any) -> list[NkiTensor]:
+    """Each named operand as an on-chip tile with the same partitions and elements per partition."""
+    tiles = [require_tensor(x, f"{what} {name}", loc) for name, x in named.items()]
+    for t, name in zip(tiles, named):
+        check_tile(ctx, t, f"{what} {name}", loc)
+        same_elements(tiles[0], t, what, loc)
+    return tiles
