@@ -107,16 +107,19 @@ def schedule(
     # instruction could conflict with it (most reads are of data never written again).
     last_write: dict[int, int] = {}
     last_access: dict[int, int] = {}
+    ever_read: set[int] = set()
     for pos, i in enumerate(order):
         ins = instrs[i]
         for r in ins.reads:
             last_access[r[0]] = pos
+            ever_read.add(r[0])
         for r in ins.writes:
             last_write[r[0]] = pos
             last_access[r[0]] = pos
 
     reuse = reuse or {}
     predecessors = {p for preds in reuse.values() for p in preds}
+    pending_reuse = set(reuse)
     last_done: dict[int, float] = {}  # latest completion of any access, for allocations others reuse
     floors: dict[int, float] = {}
 
@@ -137,9 +140,12 @@ def schedule(
         c = ins.core
         e = ins.engine
         ready = 0.0
-        if reuse:
+        if pending_reuse:
+            # The first access to reused bytes (in practice the write that fills them) waits for the old
+            # tensor; every later access to them depends on that one.
             for r in (*ins.reads, *ins.writes):
-                if r[0] in reuse:
+                if r[0] in pending_reuse:
+                    pending_reuse.discard(r[0])
                     t = floor(r[0])
                     if t > ready:
                         ready = t
@@ -270,7 +276,10 @@ def schedule(
                 idx = reads[r[0]] = RegionIndex()
             idx.record(r[1:], done)
         for r in ins.writes:
-            if last_access[r[0]] <= pos:
+            # Nothing later can conflict with this write if nothing accesses the allocation again, or if
+            # the allocation is write-only (a kernel output written tile by tile: the order of its
+            # writes is not timed).
+            if last_access[r[0]] <= pos or r[0] not in ever_read:
                 continue
             box = r[1:]
             idx = writes.get(r[0])
