@@ -23,6 +23,7 @@ from trnsim.nki.operands import (
     read_f32,
     read_for_op,
     read_stored,
+    reduce_axes,
     require_tensor,
     resolve_operand,
     same_shape_tiles,
@@ -235,20 +236,7 @@ def tensor_reduce(
     check_tile(ctx, dst, "tensor_reduce dst", loc)
     check_tile(ctx, data, "tensor_reduce data", loc)
     name = op_name(op, REDUCE_OPS, "tensor_reduce op", loc)
-    try:
-        axes = tuple(int(a) for a in (axis if isinstance(axis, list | tuple) else [axis]))
-    except (TypeError, ValueError):
-        raise UsageError(
-            f"tensor_reduce axis must be an int or a list of ints, got {axis!r}", loc, rule="reduce-axis"
-        ) from None
-    axes = tuple(a + data.ndim if a < 0 else a for a in axes)
-    if not axes or any(a < 1 or a >= data.ndim for a in axes):
-        raise UsageError(
-            f"tensor_reduce axis {axis} must name free dims (1..{data.ndim - 1}); the partition dim 0 cannot be "
-            "reduced here (transpose it first or use a matmul with ones)",
-            loc,
-            rule="reduce-axis",
-        )
+    axes = reduce_axes(data, axis, "tensor_reduce", loc)
     out_shape = tuple(1 if d in axes else s for d, s in enumerate(data.shape) if keepdims or d not in axes)
     if int(np.prod(out_shape)) != dst.size or dst.partition_size() != data.partition_size():
         raise ShapeMismatchError(

@@ -15,7 +15,7 @@ from trnsim.isa.cost import CostArgs
 from trnsim.isa.opcodes import Engine, Opcode
 from trnsim.nki import emit, emit_engines, emit_select
 from trnsim.nki.context import current, user_location
-from trnsim.nki.operands import cost_facts, read_f32, require_tensor
+from trnsim.nki.operands import cost_facts, read_f32, reduce_axes, require_tensor
 from trnsim.nki.tensor import NkiTensor
 from trnsim.nki.tiles import _dtype, _mark_fresh, _retarget, _same_view, new_tensor
 from trnsim.sim.memory import MemoryKind
@@ -254,22 +254,7 @@ def transpose(x: NkiTensor, dtype: Any = None, mask: Any = None) -> NkiTensor:
 
 def _axes(x: Any, axis: Any, loc: str) -> tuple[int, ...]:
     """Reduction axes of tile `x` as non-negative ints; only free dims (1..) can be reduced."""
-    x = require_tensor(x, "reduction operand", loc)
-    try:
-        axes = tuple(int(a) for a in (axis if isinstance(axis, list | tuple) else [axis]))
-    except (TypeError, ValueError):
-        raise UsageError(
-            f"reduction axis must be an int or a list of ints, got {axis!r}", loc, rule="reduce-axis"
-        ) from None
-    axes = tuple(a + x.ndim if a < 0 else a for a in axes)
-    if not axes or any(a < 1 or a >= x.ndim for a in axes):
-        raise UsageError(
-            f"reduction axis {axis} must name free dims (1..{x.ndim - 1}); the partition dim 0 cannot be reduced "
-            "here (transpose it first or use a matmul with ones)",
-            loc,
-            rule="reduce-axis",
-        )
-    return axes
+    return reduce_axes(require_tensor(x, "reduction operand", loc), axis, "reduction", loc)
 
 
 def reduce(

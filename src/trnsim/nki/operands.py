@@ -227,3 +227,22 @@ def same_shape_tiles(ctx: TraceContext, what: str, loc: str, **named: Any) -> li
         check_tile(ctx, t, f"{what} {name}", loc)
         same_elements(tiles[0], t, what, loc)
     return tiles
+
+
+def reduce_axes(x: NkiTensor, axis: Any, what: str, loc: str) -> tuple[int, ...]:
+    """Reduction axes of tile `x` as non-negative ints; only free dims (1..) can be reduced."""
+    try:
+        axes = tuple(int(a) for a in (axis if isinstance(axis, list | tuple) else [axis]))
+    except (TypeError, ValueError):
+        raise UsageError(
+            f"{what} axis must be an int or a list of ints, got {axis!r}", loc, rule="reduce-axis"
+        ) from None
+    axes = tuple(a + x.ndim if a < 0 else a for a in axes)
+    if not axes or any(a < 1 or a >= x.ndim for a in axes):
+        raise UsageError(
+            f"{what} axis {axis} must name free dims (1..{x.ndim - 1}); the partition dim 0 cannot be "
+            "reduced here (transpose it first or use a matmul with ones)",
+            loc,
+            rule="reduce-axis",
+        )
+    return axes
