@@ -40,6 +40,8 @@ class VectorEngineSpec(EngineSpec):
         description="perf mode for bf16/fp16 tensor_copy/tensor_scalar SBUF->SBUF with unit stride"
     )
     bf16_speedup: PositiveFloat = Field(description="perf mode for other all-bf16 instructions")
+    transpose_max: PositiveInt = Field(description="largest [n, n] block VectorE nc_transpose handles")
+    bn_stats_fmax: PositiveInt = Field(description="elements per partition one bn_stats takes")
 
 
 class ScalarEngineSpec(EngineSpec):

@@ -268,7 +268,8 @@ def nc_transpose(
     data = require_tensor(data, "nc_transpose data", loc)
     eng = pick_engine(Opcode.NC_TRANSPOSE, engine, loc, [dst, data])
     p, f = data.partition_size(), data.free_size()
-    limit = ctx.machine.spec.core.tensor.pe_cols if eng is Engine.TENSOR else 32
+    core = ctx.machine.spec.core
+    limit = core.tensor.pe_cols if eng is Engine.TENSOR else core.vector.transpose_max
     if p > limit or f > limit:
         raise TileShapeError(
             f"nc_transpose on the {eng.key} engine handles at most [{limit}, {limit}], got {list(data.shape)}",

@@ -151,10 +151,6 @@ def reciprocal(dst: Any, data: Any, mask: Any = None, location: str | None = Non
     )
 
 
-# bn_stats handles at most this many elements per partition (nl.tile_size.bn_stats_fmax, trainium.md §3.2).
-BN_STATS_FMAX = 512
-
-
 def bn_stats(dst: Any, data: Any, mask: Any = None, location: str | None = None) -> Instruction:
     ctx = current()
     loc = location or user_location()
@@ -162,9 +158,10 @@ def bn_stats(dst: Any, data: Any, mask: Any = None, location: str | None = None)
     data = require_tensor(data, "bn_stats data", loc)
     check_tile(ctx, dst, "bn_stats dst", loc)
     check_tile(ctx, data, "bn_stats data", loc)
-    if data.free_size() > BN_STATS_FMAX:
+    fmax = ctx.machine.spec.core.vector.bn_stats_fmax
+    if data.free_size() > fmax:
         raise TileShapeError(
-            f"bn_stats takes at most {BN_STATS_FMAX} elements per partition (nl.tile_size.bn_stats_fmax), got "
+            f"bn_stats takes at most {fmax} elements per partition (nl.tile_size.bn_stats_fmax), got "
             f"{data.free_size()}",
             loc,
             rule="bn_stats_fmax",

@@ -168,9 +168,7 @@ class _TileSize:
 
     @property
     def bn_stats_fmax(self) -> int:
-        from trnsim.nki.emit_compound import BN_STATS_FMAX
-
-        return BN_STATS_FMAX
+        return int(self._core().vector.bn_stats_fmax)
 
     @property
     def sbuf_size_bytes(self) -> int:
