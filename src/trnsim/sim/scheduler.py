@@ -103,11 +103,19 @@ def schedule(
     accum_chain: dict[int, tuple[Region, float, float]] = {}
     dur_cache: dict[tuple[int, int, int, float], float] = {}  # tiles repeat: same transfer, same time
     order = interleave_cores(instrs, n_cores)
-    # Where each allocation is last written / last touched: an access needs remembering only if a later
-    # instruction could conflict with it (most reads are of data never written again).
+    reuse = reuse or {}
+    predecessors = {p for preds in reuse.values() for p in preds}
+    # Pre-pass over the stream. Where each allocation is last written / last touched: an access needs
+    # remembering only if a later instruction could conflict with it (most reads are of data never written
+    # again). And, for memory reuse, which positions first touch reused bytes (they wait for the old
+    # tensor; every later access depends on that first one) and which touch a tensor whose bytes are
+    # reused later (its last access time matters).
     last_write: dict[int, int] = {}
     last_access: dict[int, int] = {}
     ever_read: set[int] = set()
+    first_reuse: dict[int, list[int]] = {}
+    touches_predecessor: dict[int, list[int]] = {}
+    unseen = set(reuse)
     for pos, i in enumerate(order):
         ins = instrs[i]
         for r in ins.reads:
@@ -116,10 +124,14 @@ def schedule(
         for r in ins.writes:
             last_write[r[0]] = pos
             last_access[r[0]] = pos
+        if reuse:
+            for r in (*ins.reads, *ins.writes):
+                if r[0] in unseen:
+                    unseen.discard(r[0])
+                    first_reuse.setdefault(pos, []).append(r[0])
+                if r[0] in predecessors:
+                    touches_predecessor.setdefault(pos, []).append(r[0])
 
-    reuse = reuse or {}
-    predecessors = {p for preds in reuse.values() for p in preds}
-    pending_reuse = set(reuse)
     last_done: dict[int, float] = {}  # latest completion of any access, for allocations others reuse
     floors: dict[int, float] = {}
 
@@ -140,15 +152,12 @@ def schedule(
         c = ins.core
         e = ins.engine
         ready = 0.0
-        if pending_reuse:
-            # The first access to reused bytes (in practice the write that fills them) waits for the old
-            # tensor; every later access to them depends on that one.
-            for r in (*ins.reads, *ins.writes):
-                if r[0] in pending_reuse:
-                    pending_reuse.discard(r[0])
-                    t = floor(r[0])
-                    if t > ready:
-                        ready = t
+        reused = first_reuse.get(pos)
+        if reused is not None:
+            for aid in reused:
+                t = floor(aid)
+                if t > ready:
+                    ready = t
         chained = ins.accumulate and e == TENSOR
         for r in ins.reads:  # read after write
             w = writes.get(r[0])
@@ -263,10 +272,11 @@ def schedule(
                     del hbm_ends[:k]
                     del hbm_pieces[:k]
         instr_end[i] = done
-        if predecessors:
-            for r in (*ins.reads, *ins.writes):
-                if r[0] in predecessors and last_done.get(r[0], 0.0) < done:
-                    last_done[r[0]] = done
+        touched = touches_predecessor.get(pos)
+        if touched is not None:
+            for aid in touched:
+                if last_done.get(aid, 0.0) < done:
+                    last_done[aid] = done
 
         for r in ins.reads:
             if last_write.get(r[0], -1) <= pos:
