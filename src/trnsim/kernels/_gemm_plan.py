@@ -19,6 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from trnsim.hw.spec import CoreSpec
+from trnsim.isa.cost import CostArgs, compute_cycles
+from trnsim.isa.opcodes import Engine, Opcode
 
 
 def _cdiv(a: int, b: int) -> int:
@@ -134,9 +136,17 @@ def _evaluate(
     ksteps = _cdiv(p.k, kstep)
     chunk_steps = max(1, k_chunk // kstep)
     t = core.tensor
+    mf = int(t.moving_fmax)
+    # Cycle counts come from the ISA's cost model, never recomputed here.
+    transpose_cycles = compute_cycles(Opcode.NC_TRANSPOSE, Engine.TENSOR, core, CostArgs(n=pmax, p=pmax))
+
+    def matmul_cycles(n_moving: int) -> float:
+        args = CostArgs(n_stationary=pmax, n_moving=n_moving, fp32_matmul=p.fp32)
+        return compute_cycles(Opcode.NC_MATMUL, Engine.TENSOR, core, args)
+
     # Transposes run far enough ahead to cover a transpose -> PSUM copy -> matmul round trip (~0.6 us:
     # the copy and two pipeline latencies), counted in this plan's k-steps of TensorE work.
-    step_cycles = mt * (_cdiv(v_block, 512) * max(min(t.min_ii_cycles, pmax), min(v_block, 512)) + pmax)
+    step_cycles = int(mt * (_cdiv(v_block, mf) * matmul_cycles(min(v_block, mf)) + transpose_cycles))
     transpose_ahead = min(16, max(2, _cdiv(int(_ROUND_TRIP_NS * t.clock_ghz), step_cycles) + 1))
     dma_ahead = max(4, 2 * chunk_steps, chunk_steps + transpose_ahead)
     strip_rows = min(p.rows, mt * pmax)
@@ -161,7 +171,7 @@ def _evaluate(
     depth = blocks_in_flight(dma_ahead, transpose_ahead, ksteps)
     if p.v_row_major:  # linear: activation results, transposed-back rows, residual rows (fp32 at most)
         tokens = _cdiv(v_block, pmax)
-        ys = mt * _cdiv(v_block, 512) * min(v_block, 512) * 4
+        ys = mt * _cdiv(v_block, mf) * min(v_block, mf) * 4
         out_bytes = depth * (ys + tokens * strip_rows * (p.out_bytes + 4))
     else:  # matmul: each block's rows, cast
         out_bytes = depth * min(mt, row_tiles) * v_block * p.out_bytes
@@ -170,12 +180,10 @@ def _evaluate(
         return None
 
     # Compute. TensorE: matmuls (the same for every blocking) and the transposes of S (and of V, once).
-    min_ii = t.min_ii_cycles
-    mm_cycles = ksteps * row_tiles * _cdiv(p.cols, 512) * max(min(min_ii, pmax), min(p.cols, 512))
-    mm_cycles *= t.fp32_cost_factor if p.fp32 else 1
-    tr_cycles = row_tiles * k_tiles * pmax
+    mm_cycles = ksteps * row_tiles * _cdiv(p.cols, mf) * matmul_cycles(min(p.cols, mf))
+    tr_cycles = row_tiles * k_tiles * transpose_cycles
     if p.v_row_major:
-        tr_cycles += _cdiv(p.cols, pmax) * k_tiles * pmax
+        tr_cycles += _cdiv(p.cols, pmax) * k_tiles * transpose_cycles
     tensor_ns = (mm_cycles + tr_cycles) / t.clock_ghz
     # VectorE / ScalarE: copying the transposes and the accumulators out of PSUM, an element per cycle
     # per partition (16-bit data faster on VectorE), on both at once unless they share a PSUM port.
@@ -228,7 +236,7 @@ def _evaluate(
     est = p.jobs * total + fill + drain + 2 * d.fixed_latency_ns
     # PSUM: the accumulators, twice over if that leaves the transposes their two banks; the rest for those.
     banks = int(core.psum.banks)
-    n_acc = min(mt, row_tiles) * _cdiv(v_block, 512)
+    n_acc = min(mt, row_tiles) * _cdiv(v_block, mf)
     acc_sets = 2 if 2 * n_acc + _TRANSPOSE_BANKS <= banks else 1
     transient = banks - acc_sets * n_acc
     return GemmPlan(

@@ -31,6 +31,7 @@ from trnsim.kernels._common import (
     FLOAT_DTYPES,
     cdiv,
     core,
+    moving_fmax,
     pmax,
     require,
     require_dtype,
@@ -162,7 +163,8 @@ class _LinearEpilogue:
         p = pmax()
         strip = plan.strip_tiles * p
         tokens = cdiv(plan.v_block, p)
-        self.ys = Ring(depth * plan.strip_tiles * cdiv(plan.v_block, 512), (p, min(plan.v_block, 512)), self.ydtype)
+        mf = moving_fmax()
+        self.ys = Ring(depth * plan.strip_tiles * cdiv(plan.v_block, mf), (p, min(plan.v_block, mf)), self.ydtype)
         self.staged = Ring(depth * tokens, (p, strip), out.dtype)
         self.res_rows = None if residual is None else Ring(depth * tokens, (p, strip), residual.dtype)
         self.turns = {"ys": 0, "staged": 0, "res": 0}
