@@ -23,6 +23,8 @@ from typing import Any
 import trnsim.nki.isa as nisa
 import trnsim.nki.language as nl
 from trnsim import dtypes
+from trnsim.isa.cost import CostArgs, compute_cycles, engine_clock_ghz
+from trnsim.isa.opcodes import Engine, Opcode
 from trnsim.kernels._common import core
 
 _SIXTEEN_BIT = (dtypes.bfloat16, dtypes.float16)
@@ -58,17 +60,17 @@ class Evacuator:
         return view[: shape[0], col : col + shape[1]]
 
     def cost_ns(self, engine: str, n: int, sixteen_bit: bool, from_psum: bool, copy: bool = True) -> float:
-        """Expected busy time of a one-input instruction over n elements per partition."""
+        """Expected busy time of a one-input instruction over n elements per partition (the ISA's cost)."""
         c = core()
-        if engine == "vector":
-            v = c.vector
-            speedup = 1.0
-            if sixteen_bit:
-                speedup = v.bf16_copy_speedup if copy and not from_psum else v.bf16_speedup
-            return max(v.min_ii_cycles, n / speedup) / v.clock_ghz
-        s = c.scalar
-        speedup = s.bf16_speedup if sixteen_bit and copy and self.scalar_tensor_copy else 1.0
-        return max(s.min_ii_cycles, n / speedup) / s.clock_ghz
+        eng = Engine.VECTOR if engine == "vector" else Engine.SCALAR
+        if copy:  # the instruction __call__ issues for a copy on that engine
+            op = Opcode.TENSOR_COPY if eng is Engine.VECTOR or self.scalar_tensor_copy else Opcode.ACTIVATION
+        else:
+            op = Opcode.TENSOR_SCALAR if eng is Engine.VECTOR else Opcode.ACTIVATION
+        args = CostArgs(
+            n=n, p=int(c.sbuf.partitions), all_bf16=sixteen_bit, sbuf_only=not from_psum, psum_input=from_psum
+        )
+        return compute_cycles(op, eng, c, args) / engine_clock_ghz(c, eng)
 
     def __call__(self, dst: Any, src: Any) -> None:
         """dst = src (with a cast), on whichever of VectorE / ScalarE is expected to finish it first."""
