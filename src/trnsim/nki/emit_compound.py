@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from trnsim.errors import ShapeMismatchError, TileShapeError, UsageError
+from trnsim.errors import ShapeMismatchError, TileShapeError
 from trnsim.isa import semantics as sem
 from trnsim.isa.alu import BINARY_OPS
 from trnsim.isa.cost import CostArgs
@@ -19,6 +19,7 @@ from trnsim.nki.operands import (
     check_tile,
     cost_facts,
     masked_extent,
+    not_both_psum,
     op_name,
     read_masked,
     require_tensor,
@@ -26,17 +27,10 @@ from trnsim.nki.operands import (
     same_shape_tiles,
     vector_operand,
 )
-from trnsim.nki.tensor import NkiTensor
-from trnsim.sim.memory import MemoryKind
 
 # These instructions do fp32 arithmetic only: no bitvec ops (trainium.md §3.6).
 _BITVEC = ("bitwise_and", "bitwise_or", "bitwise_xor", "left_shift", "right_shift")
 ARITH_OPS = {k: v for k, v in BINARY_OPS.items() if k not in _BITVEC}
-
-
-def _not_both_psum(a: NkiTensor, b: NkiTensor, what: str, loc: str) -> None:
-    if a.buffer is MemoryKind.PSUM and b.buffer is MemoryKind.PSUM:
-        raise UsageError(f"{what} tensor inputs cannot both be in PSUM", loc, rule="buffer")
 
 
 def tensor_tensor_scan(
@@ -56,7 +50,7 @@ def tensor_tensor_scan(
     loc = location or user_location()
     what = "tensor_tensor_scan"
     dst, a, b = same_shape_tiles(ctx, what, loc, dst=dst, data0=data0, data1=data1)
-    _not_both_psum(a, b, what, loc)
+    not_both_psum(a, b, what, loc)
     n0 = op_name(op0, ARITH_OPS, f"{what} op0", loc)
     n1 = op_name(op1, ARITH_OPS, f"{what} op1", loc)
     init_v, init_t = vector_operand(ctx, initial, a.partition_size(), f"{what} initial", loc)
@@ -101,7 +95,7 @@ def scalar_tensor_tensor(
     loc = location or user_location()
     what = "scalar_tensor_tensor"
     dst, x, y = same_shape_tiles(ctx, what, loc, dst=dst, data=data, operand1=operand1)
-    _not_both_psum(x, y, what, loc)
+    not_both_psum(x, y, what, loc)
     n0 = op_name(op0, ARITH_OPS, f"{what} op0", loc)
     n1 = op_name(op1, ARITH_OPS, f"{what} op1", loc)
     s_v, s_t = vector_operand(ctx, operand0, x.partition_size(), f"{what} operand0", loc)

@@ -19,6 +19,7 @@ from trnsim.nki.operands import (
     check_tile,
     cost_facts,
     masked_extent,
+    not_both_psum,
     op_name,
     read_f32,
     read_for_op,
@@ -131,8 +132,7 @@ def tensor_tensor(
     ctx = current()
     loc = location or user_location()
     dst, a, b = same_shape_tiles(ctx, "tensor_tensor", loc, dst=dst, data1=data1, data2=data2)
-    if a.buffer is MemoryKind.PSUM and b.buffer is MemoryKind.PSUM:
-        raise UsageError("tensor_tensor inputs cannot both be in PSUM", loc, rule="buffer")
+    not_both_psum(a, b, "tensor_tensor", loc)
     name = op_name(op, BINARY_OPS, "tensor_tensor op", loc)
     if engine is None and name == "power":
         engine = Engine.GPSIMD  # power runs on GpSimd (trainium.md §3.6)

@@ -246,3 +246,9 @@ def reduce_axes(x: NkiTensor, axis: Any, what: str, loc: str) -> tuple[int, ...]
             rule="reduce-axis",
         )
     return axes
+
+
+def not_both_psum(a: NkiTensor, b: NkiTensor, what: str, loc: str) -> None:
+    """Two-input engine instructions read at most one operand from PSUM."""
+    if a.buffer is MemoryKind.PSUM and b.buffer is MemoryKind.PSUM:
+        raise UsageError(f"{what} inputs cannot both be in PSUM", loc, rule="buffer")
