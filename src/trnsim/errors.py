@@ -56,3 +56,15 @@ class UsageError(KernelError):
 
 class InternalError(KernelError):
     """The simulator itself failed on a kernel line: a trnsim bug, reported with the line that triggered it."""
+
+
+class CompileError(TrnsimError):
+    """A PyTorch model could not be captured or lowered (the message names the op and the model line)."""
+
+
+class UnsupportedOpError(CompileError):
+    """strict=True and an op has no lowering to the simulated chip, so it would run on the host."""
+
+
+class TrnsimWarning(UserWarning):
+    """Something ran, but not the way the user may think (an op fell back to the host CPU, ...)."""

@@ -141,15 +141,47 @@ def _output(value: Any, functional: bool, as_torch: bool) -> Any:
     return value
 
 
-def launch(
+@dataclass
+class Traced:
+    """A kernel traced onto a fresh chip: its instruction stream (not yet scheduled) and its result."""
+
+    kernel: Kernel
+    spec: HardwareSpec
+    mode: Mode
+    machine: Machine
+    n_cores: int
+    result: Any
+    as_torch: bool
+
+    def outputs(self) -> Any:
+        return _output(self.result, self.machine.functional, self.as_torch)
+
+    def profile(self) -> Profile:
+        timeline = schedule(self.machine.instructions, self.spec, self.n_cores, self.machine.reuse)
+        return Profile(
+            kernel_name=self.kernel.name,
+            target=self.spec.name,
+            mode=self.mode,
+            spec=self.spec,
+            instructions=self.machine.instructions,
+            timeline=timeline,
+            warnings=self.machine.warnings,
+            sbuf_peak_bytes=self.machine.peak_bytes(MemoryKind.SBUF),
+            psum_peak_bytes=self.machine.peak_bytes(MemoryKind.PSUM),
+            grid=self.kernel.grid,
+            outputs=self.outputs(),
+        )
+
+
+def trace(
     kernel: Kernel,
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
     target: Any = None,
     mode: Mode = "functional",
     cores: int | None = None,
-) -> Profile:
-    """Run every SPMD program of `kernel` on a fresh simulated chip and time the result."""
+) -> Traced:
+    """Run every SPMD program of `kernel` on a fresh simulated chip (values in functional mode), unscheduled."""
     spec: HardwareSpec = get_target_spec(target)
     if mode not in ("functional", "timing"):
         raise UsageError(f"mode must be 'functional' or 'timing', got {mode!r}", user_location())
@@ -183,20 +215,19 @@ def launch(
             ret = kernel.fn(*hbm_args, **hbm_kwargs)
         if k == 0:
             result = ret
-    timeline = schedule(machine.instructions, spec, n_cores, machine.reuse)
-    return Profile(
-        kernel_name=kernel.name,
-        target=spec.name,
-        mode=mode,
-        spec=spec,
-        instructions=machine.instructions,
-        timeline=timeline,
-        warnings=machine.warnings,
-        sbuf_peak_bytes=machine.peak_bytes(MemoryKind.SBUF),
-        psum_peak_bytes=machine.peak_bytes(MemoryKind.PSUM),
-        grid=kernel.grid,
-        outputs=_output(result, machine.functional, as_torch),
-    )
+    return Traced(kernel, spec, mode, machine, n_cores, result, as_torch)
+
+
+def launch(
+    kernel: Kernel,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    target: Any = None,
+    mode: Mode = "functional",
+    cores: int | None = None,
+) -> Profile:
+    """Run every SPMD program of `kernel` on a fresh simulated chip and time the result."""
+    return trace(kernel, args, kwargs, target, mode, cores).profile()
 
 
 @contextlib.contextmanager

@@ -1,0 +1,189 @@
+"""Run a captured ATen graph on the simulated chip, node by node, through the lowering table.
+
+Lowered ops launch library kernels (values in functional mode, shapes only in timing mode); views cost
+nothing; ops without a lowering run on the host CPU with a warning (an error with strict=True).
+"""
+
+from __future__ import annotations
+
+import operator
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.fx
+from torch.utils._pytree import tree_map
+
+from trnsim.compiler import lowering  # noqa: F401  (registers the built-in lowerings)
+from trnsim.compiler.kernel_cache import KernelCache, default_cache
+from trnsim.compiler.lowering.context import LowerContext, Unsupported
+from trnsim.compiler.lowering.table import lowering_for, op_name
+from trnsim.compiler.source_lines import source_of
+from trnsim.errors import CompileError, InternalError, KernelError, TrnsimWarning, UnsupportedOpError
+from trnsim.hw.spec import HardwareSpec
+from trnsim.runtime.graph_profile import GraphProfile
+
+# Ops whose result depends on tensor values in a way no static schedule can know.
+DATA_DEPENDENT = {
+    "aten.nonzero.default",
+    "aten._local_scalar_dense.default",
+    "aten.item.default",
+    "aten.masked_select.default",
+    "aten.unique.default",
+    "aten._unique2.default",
+}
+
+
+@dataclass
+class _NodePlan:
+    node: torch.fx.Node
+    op: str
+    lowering: Any
+    source: str
+    used_outputs: frozenset[int] | None
+
+
+def _used_outputs(node: torch.fx.Node) -> frozenset[int] | None:
+    users = list(node.users)
+    if users and all(u.target is operator.getitem for u in users):
+        return frozenset(int(u.args[1]) for u in users)  # type: ignore[call-overload]
+    return None
+
+
+class GraphRunner:
+    """Executes one FX graph of ATen ops; `run(*args)` returns the outputs and a GraphProfile."""
+
+    def __init__(
+        self,
+        gm: torch.fx.GraphModule,
+        spec: HardwareSpec,
+        functional: bool,
+        strict: bool = False,
+        label: str = "",
+        cache: KernelCache | None = None,
+        tp: int = 1,
+    ) -> None:
+        self.gm = gm
+        self.tp = tp
+        self.spec = spec
+        self.functional = functional
+        self.strict = strict
+        self.label = label
+        self.cache = cache or default_cache()
+        self.plans: dict[torch.fx.Node, _NodePlan] = {}
+        self.last_use: dict[torch.fx.Node, list[torch.fx.Node]] = {}
+        seen: set[torch.fx.Node] = set()
+        for node in reversed(list(gm.graph.nodes)):
+            for inp in node.all_input_nodes:
+                if inp not in seen:
+                    seen.add(inp)
+                    self.last_use.setdefault(node, []).append(inp)
+            if node.op == "call_function" and node.target is not operator.getitem:
+                name = op_name(node.target)
+                self.plans[node] = _NodePlan(node, name, lowering_for(node.target), source_of(node), _used_outputs(node))
+        self._warned: set[str] = set()
+        if strict:
+            self._check_strict()
+
+    def _check_strict(self) -> None:
+        for plan in self.plans.values():
+            if plan.lowering is None:
+                self._unsupported(plan, "no lowering to the simulated chip")
+
+    def _unsupported(self, plan: _NodePlan, reason: str) -> None:
+        where = f" at {plan.source}" if plan.source else ""
+        raise UnsupportedOpError(
+            f"{plan.op} ({plan.node.name}){where} cannot run on the simulated chip: {reason}. "
+            "With strict=False it runs on the host CPU instead (listed as host fallback in the profile); "
+            "or add a lowering with trnsim.register_lowering()"
+        )
+
+    # -- execution -------------------------------------------------------------------------------------
+    def run(self, *args: Any) -> tuple[Any, GraphProfile]:
+        profile = GraphProfile(target=self.spec.name, mode="functional" if self.functional else "timing", spec=self.spec)
+        profile.label = self.label
+        profile.tp = self.tp
+        hits0, misses0 = self.cache.hits, self.cache.misses
+        env: dict[torch.fx.Node, Any] = {}
+        arg_iter = iter(args)
+        result: Any = None
+        for node in self.gm.graph.nodes:
+            if node.op == "placeholder":
+                env[node] = next(arg_iter)
+            elif node.op == "get_attr":
+                env[node] = self._attr(node.target)
+            elif node.op == "call_function":
+                env[node] = self._call(node, env, profile)
+            elif node.op == "call_module" and node.target == "_guards_fn":
+                pass  # torch.export's input guards: shapes are checked when the program is called
+            elif node.op == "output":
+                result = torch.fx.node.map_arg(node.args[0], lambda n: env[n])
+            else:
+                raise CompileError(f"unsupported graph node kind {node.op!r} ({node.name})")
+            for dead in self.last_use.get(node, ()):
+                env.pop(dead, None)
+        profile.cache_hits = self.cache.hits - hits0
+        profile.cache_misses = self.cache.misses - misses0
+        return result, profile
+
+    def _attr(self, target: str) -> Any:
+        obj: Any = self.gm
+        for part in target.split("."):
+            obj = getattr(obj, part)
+        if isinstance(obj, torch.Tensor):
+            if not self.functional and obj.device.type != "meta":
+                obj = obj.to("meta")
+            obj._trnsim_constant = True  # a parameter or buffer: laid out once at compile time
+        return obj
+
+    def _call(self, node: torch.fx.Node, env: dict[torch.fx.Node, Any], profile: GraphProfile) -> Any:
+        args = torch.fx.node.map_arg(node.args, lambda n: env[n])
+        kwargs = torch.fx.node.map_arg(node.kwargs, lambda n: env[n])
+        if node.target is operator.getitem:
+            return operator.getitem(*args)
+        if not self.functional:
+            args, kwargs = tree_map(_to_meta, (args, kwargs))
+        plan = self.plans[node]
+        ctx = LowerContext(self.spec, self.functional, self.cache, node.name, plan.op, plan.source, profile.records)
+        ctx.used_outputs = plan.used_outputs
+        reason = "no lowering to the simulated chip"
+        if plan.lowering is not None:
+            try:
+                return plan.lowering(ctx, *args, **kwargs)
+            except Unsupported as why:
+                reason = f"its lowering does not handle these arguments ({why})"
+            except InternalError:
+                raise
+            except KernelError as err:
+                reason = f"the library kernel rejected it ({err})"
+        if self.strict:
+            self._unsupported(plan, reason)
+        return self._host(ctx, plan, node, args, kwargs, reason)
+
+    def _host(self, ctx: LowerContext, plan: _NodePlan, node: torch.fx.Node, args: Any, kwargs: Any, reason: str) -> Any:
+        if plan.op in DATA_DEPENDENT and not self.functional:
+            raise CompileError(
+                f"{plan.op} at {plan.source or node.name} depends on tensor values, which a shapes-only "
+                "(timing/estimate) run does not have: estimate the model up to that point, or run it with "
+                "mode='functional' on real inputs"
+            )
+        if plan.op not in self._warned:
+            self._warned.add(plan.op)
+            where = f" (first at {plan.source})" if plan.source else ""
+            warnings.warn(
+                f"trnsim: {plan.op} runs on the host CPU{where}: {reason}; its time is listed as host "
+                "fallback and not counted as device time",
+                TrnsimWarning,
+                stacklevel=2,
+            )
+        try:
+            return ctx.host(node.target, *args, **kwargs)
+        except Exception as err:  # the op itself failed on the host: the model's own error, with its line
+            raise CompileError(f"{plan.op} at {plan.source or node.name} failed on the host CPU: {err}") from err
+
+
+def _to_meta(x: Any) -> Any:
+    if isinstance(x, torch.Tensor) and x.device.type != "meta":
+        return x.to("meta")
+    return x

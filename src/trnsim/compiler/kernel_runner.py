@@ -1,0 +1,101 @@
+"""Run one library-kernel invocation on the simulated core: values in functional mode, and its cost,
+looked up in the kernel cache before anything is scheduled (or traced, in timing mode)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from trnsim import dtypes
+from trnsim.compiler.kernel_cache import KernelCache, KernelCost, default_cache, invocation_key
+from trnsim.hw.spec import HardwareSpec
+from trnsim.nki.kernel import Kernel, TensorSpec, trace
+from trnsim.runtime.profile import ENGINE_KEYS, Profile
+
+
+def _torch_dtype_name(t: Any) -> str:
+    return str(t.dtype).removeprefix("torch.")
+
+
+def _signature(x: Any) -> Any:
+    """The part of an argument that decides the instruction stream: shape and dtype of arrays, else the value."""
+    if isinstance(x, TensorSpec):
+        return ["T", list(x.shape), dtypes.name(x.dtype)]
+    if isinstance(x, np.ndarray):
+        return ["T", list(x.shape), dtypes.name(x.dtype)]
+    if type(x).__module__.startswith("torch") and hasattr(x, "shape"):
+        return ["T", list(x.shape), _torch_dtype_name(x)]
+    if isinstance(x, list | tuple):
+        return [_signature(v) for v in x]
+    if isinstance(x, float | int | str | bool) or x is None:
+        return x
+    return repr(x)
+
+
+_spec_json_cache: dict[int, tuple[HardwareSpec, str]] = {}
+
+
+def _spec_json(spec: HardwareSpec) -> str:
+    hit = _spec_json_cache.get(id(spec))
+    if hit is None or hit[0] is not spec:  # specs are not hashable (lists inside); key by identity
+        hit = (spec, spec.model_dump_json())
+        _spec_json_cache[id(spec)] = hit
+    return hit[1]
+
+
+def _kernel_id(kernel: Kernel) -> str:
+    fn = kernel.fn
+    return f"{fn.__module__}.{fn.__qualname__}{list(kernel.grid)}"
+
+
+def _encode_outputs(x: Any) -> Any:
+    if isinstance(x, TensorSpec | np.ndarray):
+        return ["T", list(x.shape), dtypes.name(x.dtype)]
+    if isinstance(x, list | tuple):
+        return [_encode_outputs(v) for v in x]
+    return None
+
+
+def _decode_outputs(x: Any) -> Any:
+    if isinstance(x, list) and len(x) == 3 and x[0] == "T":
+        return TensorSpec(tuple(x[1]), x[2])
+    if isinstance(x, list):
+        return tuple(_decode_outputs(v) for v in x)
+    return x
+
+
+def cost_of(profile: Profile) -> KernelCost:
+    busy = profile.engine_busy_us
+    return KernelCost(
+        kernel=profile.kernel_name,
+        latency_us=profile.latency_us,
+        engine_busy_us={k: float(busy[k]) for k in ENGINE_KEYS},
+        flops=int(profile.flops),
+        hbm_bytes=int(profile.hbm_bytes),
+        instructions=profile.instruction_count,
+        sbuf_peak_bytes=int(profile.sbuf_peak_bytes),
+        psum_peak_bytes=int(profile.psum_peak_bytes),
+        outputs=_encode_outputs(profile.outputs),
+    )
+
+
+def run_kernel(
+    kernel: Kernel,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    spec: HardwareSpec,
+    functional: bool,
+    cache: KernelCache | None = None,
+) -> tuple[Any, KernelCost]:
+    """Outputs (TensorSpecs in timing mode) and the invocation's cost on one core of `spec`."""
+    cache = cache or default_cache()
+    key = invocation_key(_kernel_id(kernel), [_signature(args), _signature(kwargs)], _spec_json(spec))
+    cost = cache.get(key)
+    if cost is not None and not functional:
+        return _decode_outputs(cost.outputs), cost
+    traced = trace(kernel, args, kwargs, target=spec, mode="functional" if functional else "timing", cores=1)
+    if cost is None:
+        cost = cost_of(traced.profile())
+        cache.put(key, cost)
+    return traced.outputs(), cost

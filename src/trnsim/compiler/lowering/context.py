@@ -1,0 +1,188 @@
+"""What a lowering sees while it runs: a way to launch library kernels on the simulated core (values in
+functional mode, shapes only in timing mode) and to charge data moves, each recorded against the graph node.
+
+Lowerings are written once for both modes: in timing mode their tensor arguments are `meta` tensors, and
+kernel launches return meta tensors of the kernel's output shape.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from trnsim import dtypes
+from trnsim.compiler.kernel_cache import KernelCache, KernelCost
+from trnsim.compiler.kernel_runner import run_kernel
+from trnsim.compiler.move_cost import move_cost
+from trnsim.hw.spec import HardwareSpec
+from trnsim.nki.kernel import Kernel, TensorSpec
+from trnsim.runtime.graph_profile import OpRecord
+
+_TORCH_TO_NUMPY = {
+    torch.float32: np.dtype(np.float32),
+    torch.float16: np.dtype(np.float16),
+    torch.bfloat16: np.dtype(dtypes.bfloat16),
+    torch.float8_e4m3fn: np.dtype(dtypes.resolve("float8_e4m3fn")),
+    torch.float8_e5m2: np.dtype(dtypes.resolve("float8_e5m2")),
+    torch.int64: np.dtype(np.int64),
+    torch.int32: np.dtype(np.int32),
+    torch.int8: np.dtype(np.int8),
+    torch.uint8: np.dtype(np.uint8),
+}
+_NUMPY_TO_TORCH = {v: k for k, v in _TORCH_TO_NUMPY.items()}
+
+KERNEL_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+
+
+class Unsupported(Exception):  # noqa: N818 - a signal, not an error: "this lowering does not apply"
+    """Raised by a lowering that cannot handle these arguments; the op then runs on the host."""
+
+
+def is_constant(t: torch.Tensor) -> bool:
+    """A model parameter/buffer (or a view of one): its layout is chosen once at compile time, for free."""
+    base = t._base if t._base is not None else t
+    return isinstance(t, torch.nn.Parameter) or isinstance(base, torch.nn.Parameter) or getattr(base, "_trnsim_constant", False)
+
+
+def numpy_dtype(t: torch.dtype) -> np.dtype[Any]:
+    try:
+        return _TORCH_TO_NUMPY[t]
+    except KeyError:
+        raise Unsupported(f"dtype {t}") from None
+
+
+def torch_dtype(d: Any) -> torch.dtype:
+    return _NUMPY_TO_TORCH[np.dtype(d)]
+
+
+@dataclass
+class LowerContext:
+    spec: HardwareSpec
+    functional: bool
+    cache: KernelCache
+    node: str = ""
+    op: str = ""
+    source: str = ""
+    records: list[OpRecord] = field(default_factory=list)
+    used_outputs: frozenset[int] | None = None  # which items of a tuple result the graph reads (None: all)
+
+    def output_used(self, index: int) -> bool:
+        return self.used_outputs is None or index in self.used_outputs
+
+    # -- conversions -----------------------------------------------------------------------------------
+    def _kernel_arg(self, x: Any) -> Any:
+        if isinstance(x, torch.Tensor):
+            if not self.functional:
+                return TensorSpec(tuple(x.shape), numpy_dtype(x.dtype))
+            t = x.detach()
+            if not t.is_contiguous():
+                t = t.contiguous()
+            if t.dtype == torch.bfloat16:
+                return t.view(torch.int16).numpy().view(dtypes.bfloat16)
+            numpy_dtype(t.dtype)
+            return t.numpy()
+        if isinstance(x, list | tuple):
+            return type(x)(self._kernel_arg(v) for v in x)
+        return x
+
+    def _from_kernel(self, out: Any) -> Any:
+        if isinstance(out, TensorSpec):
+            return torch.empty(out.shape, dtype=torch_dtype(out.dtype), device="meta")
+        if isinstance(out, np.ndarray):
+            if out.dtype == dtypes.bfloat16:
+                return torch.from_numpy(np.ascontiguousarray(out).view(np.int16)).view(torch.bfloat16)
+            return torch.from_numpy(np.ascontiguousarray(out))
+        if isinstance(out, list | tuple):
+            return type(out)(self._from_kernel(v) for v in out)
+        return out
+
+    # -- what lowerings call ----------------------------------------------------------------------------
+    def materialize(self, *tensors: Any) -> None:
+        """Charge a copy for each non-contiguous activation a kernel must read in its natural layout."""
+        for t in tensors:
+            if isinstance(t, torch.Tensor) and not t.is_contiguous() and not is_constant(t):
+                self.move(t, what="relayout")
+
+    def kernel(self, kernel: Kernel, *args: Any, free_relayout: bool = False, **kwargs: Any) -> Any:
+        """Launch a library kernel; returns its outputs as torch tensors (meta tensors in timing mode).
+
+        free_relayout: the kernel reads its non-contiguous inputs in place (its DMAs take the strides).
+        """
+        if not free_relayout:
+            self.materialize(*args, *kwargs.values())
+        kargs = tuple(self._kernel_arg(a) for a in args)
+        kkw = {k: self._kernel_arg(v) for k, v in kwargs.items()}
+        out, cost = run_kernel(kernel, kargs, kkw, self.spec, functional=self.functional, cache=self.cache)
+        self._record_kernel(kernel, cost, args)
+        return self._from_kernel(out)
+
+    def _record_kernel(self, kernel: Kernel, cost: KernelCost, args: tuple[Any, ...]) -> None:
+        shapes = ", ".join(
+            f"{list(a.shape)}:{str(a.dtype).removeprefix('torch.')}" for a in args if isinstance(a, torch.Tensor)
+        )
+        self.records.append(
+            OpRecord(
+                node=self.node,
+                op=self.op,
+                kind="kernel",
+                kernel=kernel.name,
+                device_us=cost.latency_us,
+                flops=cost.flops,
+                hbm_bytes=cost.hbm_bytes,
+                engine_busy_us=dict(cost.engine_busy_us),
+                source=self.source,
+                shapes=shapes,
+            )
+        )
+
+    def move(self, t: torch.Tensor, what: str = "copy", nbytes: int | None = None) -> None:
+        """Charge an HBM->HBM copy of `t` (read and write) through the core's DMA queues."""
+        n = int(nbytes if nbytes is not None else t.numel() * t.element_size())
+        run = _contiguous_run_bytes(t)
+        us, busy = move_cost(self.spec, n, run)
+        self.records.append(
+            OpRecord(
+                node=self.node,
+                op=self.op,
+                kind="move",
+                kernel=f"dma_{what}",
+                device_us=us,
+                hbm_bytes=2 * n,
+                engine_busy_us=busy,
+                source=self.source,
+                shapes=f"{list(t.shape)}:{str(t.dtype).removeprefix('torch.')}",
+            )
+        )
+
+    def host(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """Run `fn` on the host CPU (fallback), timing it; recorded as host time, not device time."""
+        start = time.perf_counter()
+        out = fn(*args, **kwargs)
+        self.records.append(
+            OpRecord(
+                node=self.node,
+                op=self.op,
+                kind="host",
+                host_us=(time.perf_counter() - start) * 1e6 if self.functional else 0.0,
+                source=self.source,
+            )
+        )
+        return out
+
+
+def _contiguous_run_bytes(t: torch.Tensor) -> int:
+    """Bytes per contiguous run when reading `t` as laid out (the DMA descriptor efficiency depends on it)."""
+    run = t.element_size()
+    expected = 1
+    for size, stride in reversed(list(zip(t.shape, t.stride()))):
+        if size == 1:
+            continue
+        if stride != expected:
+            break
+        run *= size
+        expected *= size
+    return run

@@ -1,0 +1,172 @@
+"""GraphProfile: what a compiled model's call costs on the simulated chip, op by op.
+
+Kernels run one after another on each tensor-parallel rank (the kernel-level timeline is inside each
+kernel's own simulation), so device time is the sum of the ops' device times. Host-fallback ops run on the
+CPU: their (measured) time is listed separately and kept out of device time.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from rich.markup import escape
+from rich.table import Table
+
+from trnsim.hw.spec import HardwareSpec
+
+OP_KINDS = ("kernel", "move", "collective", "view", "const", "host")
+
+
+@dataclass
+class OpRecord:
+    """One graph node as executed: a library kernel, a data move, a collective, a free view, or host fallback."""
+
+    node: str
+    op: str  # ATen overload name, or the fused pattern's name
+    kind: str  # one of OP_KINDS
+    kernel: str = ""
+    device_us: float = 0.0
+    host_us: float = 0.0
+    flops: int = 0
+    hbm_bytes: int = 0
+    engine_busy_us: dict[str, float] = field(default_factory=dict)
+    count: int = 1  # identical repeats folded into one record (e.g. the layers of a decoder)
+    source: str = ""  # the model source line this op came from
+    shapes: str = ""
+
+    @property
+    def total_device_us(self) -> float:
+        return self.device_us * self.count
+
+
+@dataclass
+class GraphProfile:
+    target: str
+    mode: str
+    spec: HardwareSpec
+    tp: int = 1
+    cores_per_rank: int = 1
+    records: list[OpRecord] = field(default_factory=list)
+    cache_hits: int = 0
+    cache_misses: int = 0
+    label: str = ""
+
+    # -- headline numbers ---------------------------------------------------------------------------------
+    @property
+    def device_time_us(self) -> float:
+        return sum(r.total_device_us for r in self.records if r.kind != "host")
+
+    @property
+    def latency_us(self) -> float:
+        return self.device_time_us
+
+    @property
+    def host_fallback(self) -> list[OpRecord]:
+        return [r for r in self.records if r.kind == "host"]
+
+    @property
+    def host_time_us(self) -> float:
+        return sum(r.host_us * r.count for r in self.host_fallback)
+
+    @property
+    def flops(self) -> int:
+        """TensorE FLOPs of one rank."""
+        return sum(r.flops * r.count for r in self.records)
+
+    @property
+    def hbm_bytes(self) -> int:
+        """HBM bytes moved by one rank."""
+        return sum(r.hbm_bytes * r.count for r in self.records)
+
+    @property
+    def collective_us(self) -> float:
+        return sum(r.total_device_us for r in self.records if r.kind == "collective")
+
+    @property
+    def peak_tflops(self) -> float:
+        """bf16 TensorE peak of the physical cores one rank uses."""
+        t = self.spec.core.tensor
+        return t.pe_rows * t.pe_cols * 2 * t.clock_ghz * self.cores_per_rank / 1000.0
+
+    @property
+    def mfu(self) -> float:
+        t = self.device_time_us
+        return self.flops / (t * 1e6) / self.peak_tflops if t and self.peak_tflops else 0.0
+
+    @property
+    def hbm_gbps(self) -> float:
+        t = self.device_time_us
+        return self.hbm_bytes / (t * 1000.0) if t else 0.0
+
+    def engine_busy_us(self) -> dict[str, float]:
+        out: dict[str, float] = defaultdict(float)
+        for r in self.records:
+            for k, v in r.engine_busy_us.items():
+                out[k] += v * r.count
+        return dict(out)
+
+    def bottleneck(self) -> str:
+        busy = self.engine_busy_us()
+        return max(busy, key=lambda k: busy[k]) if busy else "none"
+
+    # -- breakdowns ------------------------------------------------------------------------------------
+    def _group(self, key: str) -> dict[str, dict[str, float]]:
+        out: dict[str, dict[str, float]] = defaultdict(lambda: {"count": 0, "device_us": 0.0, "flops": 0, "hbm_bytes": 0})
+        for r in self.records:
+            name = getattr(r, key) or f"({r.kind})"
+            g = out[name]
+            g["count"] += r.count
+            g["device_us"] += r.total_device_us
+            g["flops"] += r.flops * r.count
+            g["hbm_bytes"] += r.hbm_bytes * r.count
+        return dict(sorted(out.items(), key=lambda kv: -kv[1]["device_us"]))
+
+    def by_kernel(self) -> dict[str, dict[str, float]]:
+        return self._group("kernel")
+
+    def by_op(self) -> dict[str, dict[str, float]]:
+        return self._group("op")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "label": self.label,
+            "target": self.target,
+            "mode": self.mode,
+            "tp": self.tp,
+            "device_time_us": self.device_time_us,
+            "host_time_us": self.host_time_us,
+            "collective_us": self.collective_us,
+            "flops_per_rank": self.flops,
+            "hbm_bytes_per_rank": self.hbm_bytes,
+            "mfu": self.mfu,
+            "hbm_gbps": self.hbm_gbps,
+            "bottleneck": self.bottleneck(),
+            "engine_busy_us": self.engine_busy_us(),
+            "by_kernel": self.by_kernel(),
+            "by_op": self.by_op(),
+            "host_fallback": [{"op": r.op, "node": r.node, "host_us": r.host_us, "source": r.source} for r in self.host_fallback],
+            "kernel_cache": {"hits": self.cache_hits, "misses": self.cache_misses},
+            "ops": [asdict(r) for r in self.records],
+        }
+
+    def summary(self, top: int = 12) -> Table:
+        t = self.device_time_us
+        title = f"{self.label or 'model'} on {self.target} ({self.mode}, tp={self.tp})"
+        table = Table(title=title)
+        table.add_column("op / kernel")
+        table.add_column("count", justify="right")
+        table.add_column("device µs", justify="right")
+        table.add_column("share", justify="right")
+        for name, g in list(self.by_kernel().items())[:top]:
+            share = 100 * g["device_us"] / t if t else 0.0
+            table.add_row(escape(name), f"{int(g['count'])}", f"{g['device_us']:,.1f}", f"{share:.1f}%")
+        table.add_section()
+        table.add_row("device time", "", f"{t:,.1f}", "")
+        table.add_row("MFU", "", f"{100 * self.mfu:.1f}%", "")
+        table.add_row("HBM traffic / rank", "", f"{self.hbm_bytes / 1e6:,.1f} MB", "")
+        if self.host_fallback:
+            ops = sorted({r.op for r in self.host_fallback})
+            table.add_row("host fallback", f"{len(self.host_fallback)}", f"({self.host_time_us:,.1f} on CPU)", escape(", ".join(ops)[:60]))
+        return table
