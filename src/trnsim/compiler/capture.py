@@ -35,15 +35,22 @@ def capture(model: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any
     kwargs = kwargs or {}
     if not isinstance(model, torch.nn.Module):
         raise CompileError(f"expected a torch.nn.Module to compile, got {type(model).__name__}")
+    config = getattr(model, "config", None)
+    use_cache = getattr(config, "use_cache", None)
     try:
+        if use_cache:  # a Hugging Face KV cache object is not a tensor output: capture without it
+            config.use_cache = False  # type: ignore[union-attr]
         ep = torch.export.export(model, tuple(args), kwargs, strict=False)
         ep = ep.run_decompositions(decomposition_table())
     except torch._dynamo.exc.UserError as err:  # data-dependent control flow, dynamic shapes, ...
         raise CompileError(f"torch.export could not capture {type(model).__name__}: {err}") from err
     except Exception as err:
         raise CompileError(
-            f"torch.export could not capture {type(model).__name__}: {type(err).__name__}: {err}. "
-            "Models with data-dependent Python control flow need torch.compile(model, backend='trnsim') instead"
+            f"torch.export could not capture {type(model).__name__}: {type(err).__name__}: {err} "
+            "(models with data-dependent Python control flow can use torch.compile(model, backend='trnsim'))"
         ) from err
+    finally:
+        if use_cache:
+            config.use_cache = use_cache  # type: ignore[union-attr]
     gm = ep.module()
     return Captured(gm, gm._in_spec, gm._out_spec)

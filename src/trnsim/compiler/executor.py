@@ -63,7 +63,9 @@ class GraphRunner:
         label: str = "",
         cache: KernelCache | None = None,
         tp: int = 1,
+        tp_plan: Any = None,
     ) -> None:
+        self.tp_plan = tp_plan
         self.gm = gm
         self.tp = tp
         self.spec = spec
@@ -147,6 +149,7 @@ class GraphRunner:
         plan = self.plans[node]
         ctx = LowerContext(self.spec, self.functional, self.cache, node.name, plan.op, plan.source, profile.records)
         ctx.used_outputs = plan.used_outputs
+        ctx.tp_plan = self.tp_plan
         reason = "no lowering to the simulated chip"
         if plan.lowering is not None:
             try:

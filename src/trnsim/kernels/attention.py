@@ -261,6 +261,8 @@ def _with_prefetch(plan: Plan, consts: Consts, io: Any, groups: list[Any], make_
     count *= plan.group  # units per group
     start = max(0, count - PREFETCH)
     for n, (b, g) in enumerate(groups):
+        if n >= 2:  # group n-2 has drained from the pipeline: free its K/V (SBUF is freed by liveness)
+            boxes[n - 2].clear()
         for i, unit in enumerate(_group_units(plan, consts, io, b, g, boxes[n], ring)):
             if i == start and n + 1 < len(groups):
                 yield _PrepKV(boxes[n + 1], make_kv(*groups[n + 1]), count - i + 1 + prep)

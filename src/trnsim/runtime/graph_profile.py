@@ -52,6 +52,7 @@ class GraphProfile:
     cache_hits: int = 0
     cache_misses: int = 0
     label: str = ""
+    compile_seconds: float = 0.0  # capture + simulation wall time (estimates)
 
     # -- headline numbers ---------------------------------------------------------------------------------
     @property
@@ -148,6 +149,7 @@ class GraphProfile:
             "by_op": self.by_op(),
             "host_fallback": [{"op": r.op, "node": r.node, "host_us": r.host_us, "source": r.source} for r in self.host_fallback],
             "kernel_cache": {"hits": self.cache_hits, "misses": self.cache_misses},
+            "compile_seconds": self.compile_seconds,
             "ops": [asdict(r) for r in self.records],
         }
 

@@ -2,14 +2,31 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 from trnsim.runtime.graph_profile import GraphProfile
 
 _last: GraphProfile | None = None
+_sinks: list[list[GraphProfile]] = []
 
 
 def set_last_profile(profile: GraphProfile) -> None:
     global _last
     _last = profile
+    for sink in _sinks:
+        sink.append(profile)
+
+
+@contextlib.contextmanager
+def recording() -> Iterator[list[GraphProfile]]:
+    """Collect every compiled call's profile made inside the block (e.g. forward and backward of a step)."""
+    sink: list[GraphProfile] = []
+    _sinks.append(sink)
+    try:
+        yield sink
+    finally:
+        _sinks.remove(sink)
 
 
 def last_profile() -> GraphProfile | None:

@@ -69,6 +69,26 @@ class LowerContext:
     source: str = ""
     records: list[OpRecord] = field(default_factory=list)
     used_outputs: frozenset[int] | None = None  # which items of a tuple result the graph reads (None: all)
+    tp_plan: Any = None  # TPPlan of a tensor-parallel estimate
+
+    def after_linear(self, k: int, n: int, out: torch.Tensor) -> None:
+        """Add the collective a tensor-parallel linear needs (row-parallel: all-reduce; logits: all-gather)."""
+        if self.tp_plan is None:
+            return
+        need = self.tp_plan.after_linear(k, n, out.numel() * out.element_size())
+        if need is not None:
+            kind, us = need
+            self.records.append(
+                OpRecord(
+                    node=self.node,
+                    op=self.op,
+                    kind="collective",
+                    kernel=kind,
+                    device_us=us,
+                    source=self.source,
+                    shapes=f"{list(out.shape)}:{str(out.dtype).removeprefix('torch.')}",
+                )
+            )
 
     def output_used(self, index: int) -> bool:
         return self.used_outputs is None or index in self.used_outputs

@@ -134,7 +134,7 @@ def to_copy(ctx: LowerContext, x: torch.Tensor, *, dtype: torch.dtype | None = N
         raise Unsupported("not a cast")
     if not _float_tensor(x) or dtype not in KERNEL_DTYPES or x.dim() == 0:
         raise Unsupported("not a float cast")
-    return ctx.kernel(kernels.unary, x, "copy", dtype=numpy_dtype(dtype))
+    return ctx.kernel(kernels.unary, x, "identity", dtype=numpy_dtype(dtype))
 
 
 for _op, _name in UNARY.items():

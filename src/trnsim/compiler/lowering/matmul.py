@@ -22,7 +22,14 @@ def _check(*ts: torch.Tensor) -> None:
 @registered("aten.linear.default")
 def linear(ctx: LowerContext, x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = None) -> Any:
     _check(x, w, *([bias] if bias is not None else []))
-    return ctx.kernel(kernels.linear, x, w, bias)
+    return _linear(ctx, x, w, bias)
+
+
+def _linear(ctx: LowerContext, x: torch.Tensor, w: torch.Tensor, bias: Any = None, **epilogue: Any) -> Any:
+    """The linear kernel with w [N, K], followed by the collective tensor parallelism needs."""
+    out = ctx.kernel(kernels.linear, x, w, bias, **epilogue)
+    ctx.after_linear(int(w.shape[1]), int(w.shape[0]), out)
+    return out
 
 
 def linear_epilogue(
@@ -35,7 +42,7 @@ def linear_epilogue(
 ) -> Any:
     """act(x @ w.T + bias) + residual in one kernel (made by the matmul-epilogue fusion pass)."""
     _check(x, w, *(t for t in (bias, residual) if t is not None))
-    return ctx.kernel(kernels.linear, x, w, bias, activation=activation, residual=residual)
+    return _linear(ctx, x, w, bias, activation=activation, residual=residual)
 
 
 @registered("aten.addmm.default")
@@ -43,7 +50,7 @@ def addmm(ctx: LowerContext, bias: torch.Tensor, x: torch.Tensor, w: torch.Tenso
     if beta != 1 or alpha != 1 or bias.dim() != 1:
         raise Unsupported("addmm with beta/alpha or a 2-D bias")
     _check(x, w, bias)
-    return ctx.kernel(kernels.linear, x, w.t(), bias)
+    return _linear(ctx, x, w.t(), bias)
 
 
 @registered("aten.mm.default")
@@ -51,7 +58,7 @@ def mm(ctx: LowerContext, a: torch.Tensor, b: torch.Tensor) -> Any:
     _check(a, b)
     if b.dim() == 2 and b.t().is_contiguous():
         # b is the transpose of a row-major [N, K] matrix (a weight): stream it as linear's stationary
-        return ctx.kernel(kernels.linear, a, b.t())
+        return _linear(ctx, a, b.t())
     return ctx.kernel(kernels.matmul, a, b)
 
 

@@ -6,10 +6,12 @@ import torch.fx
 
 from trnsim.compiler.passes.attention_masks import simplify_attention_masks
 from trnsim.compiler.passes.constant_fold import constant_fold
+from trnsim.compiler.passes.gqa_repeat import fold_gqa_repeat
 
 
 def run_passes(gm: torch.fx.GraphModule) -> None:
     constant_fold(gm)
     simplify_attention_masks(gm)
+    fold_gqa_repeat(gm)
     gm.graph.eliminate_dead_code()
     gm.recompile()
