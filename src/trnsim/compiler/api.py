@@ -14,7 +14,7 @@ from trnsim.compiler.passes import run_passes
 from trnsim.hw.presets import get_spec
 
 
-def compile(  # noqa: A001 - mirrors torch.compile
+def compile(
     model: torch.nn.Module,
     example_inputs: tuple[Any, ...] | list[Any],
     example_kwargs: dict[str, Any] | None = None,

@@ -37,15 +37,75 @@ def trnsim_backend(
     opts = parse_options(options)
     if _needs_grad(example_inputs):
         return _training_backend(gm, example_inputs, opts)
-    captured = capture(gm, tuple(example_inputs))
-    runner = _runner(captured.gm, opts, opts.label or "forward")
+    static = [getattr(t, "_dynamo_static_input_type", None) is not None for t in example_inputs]
+    # Dynamo passes symbolic sizes once a shape has changed between calls; the simulated chip, like Neuron,
+    # runs static shapes, so such a graph is captured again for each distinct concrete shape it meets.
+    compiled: dict[Any, Callable[..., Any]] = {}
 
     def run(*args: Any) -> Any:
-        out, profile = runner.run(*captured.flat_inputs(args, {}))
+        key = tuple(
+            (tuple(a.shape), a.dtype) if isinstance(a, torch.Tensor) else a for a, s in zip(args, static) if not s
+        )
+        fn = compiled.get(key)
+        if fn is None:
+            fn = compiled[key] = _compile_static(gm, list(args), static, opts)
+        return fn(*args)
+
+    if not any(isinstance(t, torch.SymInt) or _symbolic(t) for t in example_inputs):
+        first = _compile_static(gm, list(example_inputs), static, opts)
+        compiled[
+            tuple(
+                (tuple(t.shape), t.dtype) if isinstance(t, torch.Tensor) else t
+                for t, s in zip(example_inputs, static)
+                if not s
+            )
+        ] = first
+    return run
+
+
+def _symbolic(t: Any) -> bool:
+    return isinstance(t, torch.Tensor) and any(isinstance(d, torch.SymInt) for d in t.shape)
+
+
+def _compile_static(
+    gm: torch.fx.GraphModule, args: list[Any], static: list[bool], opts: CompileOptions
+) -> Callable[..., Any]:
+    bound = _WithConstants(gm, args, static)
+    captured = capture(bound, tuple(t for t, s in zip(args, static) if not s))
+    runner = _runner(captured.gm, opts, opts.label or "forward")
+
+    def run(*call_args: Any) -> Any:
+        dynamic = tuple(a for a, s in zip(call_args, static) if not s)
+        out, profile = runner.run(*captured.flat_inputs(dynamic, {}))
         set_last_profile(profile)
         return captured.unflatten(out)
 
     return run
+
+
+class _WithConstants(torch.nn.Module):
+    """Dynamo's graph with the model's parameters and buffers (its static inputs) held as attributes, so the
+    capture sees them as constants (weights laid out at compile time, masks folded) rather than inputs."""
+
+    def __init__(self, gm: torch.fx.GraphModule, example_inputs: list[Any], static: list[bool]) -> None:
+        super().__init__()
+        self.gm = gm
+        self.static = static
+        self.names: dict[int, str] = {}
+        for i, (t, s) in enumerate(zip(example_inputs, static)):
+            if not s:
+                continue
+            name = f"const{i}"
+            if isinstance(t, torch.nn.Parameter):
+                self.register_parameter(name, t)
+            else:
+                self.register_buffer(name, t, persistent=False)
+            self.names[i] = name
+
+    def forward(self, *dynamic: Any) -> Any:
+        it = iter(dynamic)
+        full = [getattr(self, self.names[i]) if s else next(it) for i, s in enumerate(self.static)]
+        return self.gm(*full)
 
 
 def _training_backend(gm: torch.fx.GraphModule, example_inputs: list[Any], opts: CompileOptions) -> Callable[..., Any]:

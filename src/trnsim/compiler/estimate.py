@@ -67,7 +67,9 @@ def estimate(
     args = _to_meta(tuple(example_inputs))
     kwargs = _to_meta(dict(example_kwargs or {}))
     name = label or type(model).__name__
-    fold = folded(rank_model) if fold_layers and not training else contextlib.nullcontext({})
+    fold: contextlib.AbstractContextManager[dict[str, int]] = (
+        folded(rank_model) if fold_layers and not training else contextlib.nullcontext({})
+    )
     with fold as stacks:
         if training:
             profile = _training(rank_model, args, kwargs, spec, plan, name)

@@ -47,7 +47,7 @@ class _NodePlan:
 def _used_outputs(node: torch.fx.Node) -> frozenset[int] | None:
     users = list(node.users)
     if users and all(u.target is operator.getitem for u in users):
-        return frozenset(int(u.args[1]) for u in users)  # type: ignore[call-overload]
+        return frozenset(int(u.args[1]) for u in users)  # type: ignore[arg-type]
     return None
 
 
@@ -83,7 +83,9 @@ class GraphRunner:
                     self.last_use.setdefault(node, []).append(inp)
             if node.op == "call_function" and node.target is not operator.getitem:
                 name = op_name(node.target)
-                self.plans[node] = _NodePlan(node, name, lowering_for(node.target), source_of(node), _used_outputs(node))
+                self.plans[node] = _NodePlan(
+                    node, name, lowering_for(node.target), source_of(node), _used_outputs(node)
+                )
         self._warned: set[str] = set()
         if strict:
             self._check_strict()
@@ -103,7 +105,9 @@ class GraphRunner:
 
     # -- execution -------------------------------------------------------------------------------------
     def run(self, *args: Any) -> tuple[Any, GraphProfile]:
-        profile = GraphProfile(target=self.spec.name, mode="functional" if self.functional else "timing", spec=self.spec)
+        profile = GraphProfile(
+            target=self.spec.name, mode="functional" if self.functional else "timing", spec=self.spec
+        )
         profile.label = self.label
         profile.tp = self.tp
         hits0, misses0 = self.cache.hits, self.cache.misses
@@ -164,7 +168,9 @@ class GraphRunner:
             self._unsupported(plan, reason)
         return self._host(ctx, plan, node, args, kwargs, reason)
 
-    def _host(self, ctx: LowerContext, plan: _NodePlan, node: torch.fx.Node, args: Any, kwargs: Any, reason: str) -> Any:
+    def _host(
+        self, ctx: LowerContext, plan: _NodePlan, node: torch.fx.Node, args: Any, kwargs: Any, reason: str
+    ) -> Any:
         if plan.op in DATA_DEPENDENT and not self.functional:
             raise CompileError(
                 f"{plan.op} at {plan.source or node.name} depends on tensor values, which a shapes-only "

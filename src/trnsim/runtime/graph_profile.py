@@ -114,7 +114,9 @@ class GraphProfile:
 
     # -- breakdowns ------------------------------------------------------------------------------------
     def _group(self, key: str) -> dict[str, dict[str, float]]:
-        out: dict[str, dict[str, float]] = defaultdict(lambda: {"count": 0, "device_us": 0.0, "flops": 0, "hbm_bytes": 0})
+        out: dict[str, dict[str, float]] = defaultdict(
+            lambda: {"count": 0, "device_us": 0.0, "flops": 0, "hbm_bytes": 0}
+        )
         for r in self.records:
             name = getattr(r, key) or f"({r.kind})"
             g = out[name]
@@ -147,7 +149,9 @@ class GraphProfile:
             "engine_busy_us": self.engine_busy_us(),
             "by_kernel": self.by_kernel(),
             "by_op": self.by_op(),
-            "host_fallback": [{"op": r.op, "node": r.node, "host_us": r.host_us, "source": r.source} for r in self.host_fallback],
+            "host_fallback": [
+                {"op": r.op, "node": r.node, "host_us": r.host_us, "source": r.source} for r in self.host_fallback
+            ],
             "kernel_cache": {"hits": self.cache_hits, "misses": self.cache_misses},
             "compile_seconds": self.compile_seconds,
             "ops": [asdict(r) for r in self.records],
@@ -170,5 +174,10 @@ class GraphProfile:
         table.add_row("HBM traffic / rank", "", f"{self.hbm_bytes / 1e6:,.1f} MB", "")
         if self.host_fallback:
             ops = sorted({r.op for r in self.host_fallback})
-            table.add_row("host fallback", f"{len(self.host_fallback)}", f"({self.host_time_us:,.1f} on CPU)", escape(", ".join(ops)[:60]))
+            table.add_row(
+                "host fallback",
+                f"{len(self.host_fallback)}",
+                f"({self.host_time_us:,.1f} on CPU)",
+                escape(", ".join(ops)[:60]),
+            )
         return table

@@ -30,7 +30,7 @@ def sdpa(
         raise Unsupported("attention dropout (training-mode randomness)")
     if q.dim() != 4 or q.dtype not in KERNEL_DTYPES or not (q.dtype == k.dtype == v.dtype):
         raise Unsupported("q/k/v must be 4-D [B, H, S, D] of one float dtype")
-    b, h, s_q, d = q.shape
+    _, h, s_q, d = q.shape
     s_kv = k.shape[2]
     if d > ctx.spec.core.tensor.pe_rows or h % k.shape[1]:
         raise Unsupported("head dim or head grouping")
@@ -68,4 +68,6 @@ def _explicit(ctx: LowerContext, q: Any, k: Any, v: Any, mask: Any, is_causal: b
         ops.append(("add", additive))
     scores = ctx.kernel(kernels.fused_chain, scores, ops)
     probs = ctx.kernel(kernels.softmax, scores)
-    return ctx.kernel(kernels.batched_matmul, probs.reshape(b * h, s_q, s_kv), v.reshape(b * h, s_kv, d)).reshape(b, h, s_q, d)
+    return ctx.kernel(kernels.batched_matmul, probs.reshape(b * h, s_q, s_kv), v.reshape(b * h, s_kv, d)).reshape(
+        b, h, s_q, d
+    )

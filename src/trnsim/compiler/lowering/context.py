@@ -38,14 +38,18 @@ _NUMPY_TO_TORCH = {v: k for k, v in _TORCH_TO_NUMPY.items()}
 KERNEL_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
 
-class Unsupported(Exception):  # noqa: N818 - a signal, not an error: "this lowering does not apply"
+class Unsupported(Exception):
     """Raised by a lowering that cannot handle these arguments; the op then runs on the host."""
 
 
 def is_constant(t: torch.Tensor) -> bool:
     """A model parameter/buffer (or a view of one): its layout is chosen once at compile time, for free."""
     base = t._base if t._base is not None else t
-    return isinstance(t, torch.nn.Parameter) or isinstance(base, torch.nn.Parameter) or getattr(base, "_trnsim_constant", False)
+    return (
+        isinstance(t, torch.nn.Parameter)
+        or isinstance(base, torch.nn.Parameter)
+        or getattr(base, "_trnsim_constant", False)
+    )
 
 
 def numpy_dtype(t: torch.dtype) -> np.dtype[Any]:

@@ -18,24 +18,48 @@ def _pair(v: Any) -> tuple[int, int]:
 
 @registered("aten.convolution.default")
 def convolution(
-    ctx: LowerContext, x: Any, w: Any, bias: Any, stride: Any, padding: Any, dilation: Any, transposed: bool, output_padding: Any, groups: int
+    ctx: LowerContext,
+    x: Any,
+    w: Any,
+    bias: Any,
+    stride: Any,
+    padding: Any,
+    dilation: Any,
+    transposed: bool,
+    output_padding: Any,
+    groups: int,
 ) -> Any:
     if transposed or x.dim() != 4 or x.dtype not in KERNEL_DTYPES:
         raise Unsupported("only 2-D, non-transposed convolutions")
     return ctx.kernel(
-        kernels.conv2d, x, w, bias, stride=_pair(stride), padding=_pair(padding), dilation=_pair(dilation), groups=int(groups)
+        kernels.conv2d,
+        x,
+        w,
+        bias,
+        stride=_pair(stride),
+        padding=_pair(padding),
+        dilation=_pair(dilation),
+        groups=int(groups),
     )
 
 
 @registered("aten.max_pool2d_with_indices.default")
 def max_pool2d_with_indices(
-    ctx: LowerContext, x: Any, kernel_size: Any, stride: Any = (), padding: Any = 0, dilation: Any = 1, ceil_mode: bool = False
+    ctx: LowerContext,
+    x: Any,
+    kernel_size: Any,
+    stride: Any = (),
+    padding: Any = 0,
+    dilation: Any = 1,
+    ceil_mode: bool = False,
 ) -> Any:
     if ceil_mode or _pair(dilation) != (1, 1) or x.dim() != 4 or x.dtype not in KERNEL_DTYPES:
         raise Unsupported("ceil_mode / dilation")
     if ctx.output_used(1):
         raise Unsupported("pooling indices are used (training)")
-    out = ctx.kernel(kernels.max_pool2d, x, _pair(kernel_size), stride=_pair(stride) if stride else None, padding=_pair(padding))
+    out = ctx.kernel(
+        kernels.max_pool2d, x, _pair(kernel_size), stride=_pair(stride) if stride else None, padding=_pair(padding)
+    )
     return out, None
 
 
@@ -52,7 +76,9 @@ def avg_pool2d(
 ) -> Any:
     if ceil_mode or not count_include_pad or divisor_override is not None or x.dtype not in KERNEL_DTYPES:
         raise Unsupported("avg_pool2d options")
-    return ctx.kernel(kernels.avg_pool2d, x, _pair(kernel_size), stride=_pair(stride) if stride else None, padding=_pair(padding))
+    return ctx.kernel(
+        kernels.avg_pool2d, x, _pair(kernel_size), stride=_pair(stride) if stride else None, padding=_pair(padding)
+    )
 
 
 @registered("aten._adaptive_avg_pool2d.default", "aten.adaptive_avg_pool2d.default")

@@ -64,10 +64,8 @@ def _float_tensor(x: Any) -> bool:
 
 def _operand(ctx: LowerContext, x: Any) -> Any:
     """A Python number for scalars and one-element constants (an immediate on chip), else the tensor."""
-    if isinstance(x, bool):
-        return float(x)
-    if isinstance(x, int | float):
-        return x
+    if isinstance(x, bool | int | float):
+        return float(x)  # the fused_chain kernel reads an int operand as an index into its tensor list
     if isinstance(x, torch.Tensor):
         if x.dim() == 0:
             if x.device.type == "meta":

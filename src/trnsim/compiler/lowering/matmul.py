@@ -46,7 +46,9 @@ def linear_epilogue(
 
 
 @registered("aten.addmm.default")
-def addmm(ctx: LowerContext, bias: torch.Tensor, x: torch.Tensor, w: torch.Tensor, *, beta: Any = 1, alpha: Any = 1) -> Any:
+def addmm(
+    ctx: LowerContext, bias: torch.Tensor, x: torch.Tensor, w: torch.Tensor, *, beta: Any = 1, alpha: Any = 1
+) -> Any:
     if beta != 1 or alpha != 1 or bias.dim() != 1:
         raise Unsupported("addmm with beta/alpha or a 2-D bias")
     _check(x, w, bias)

@@ -19,13 +19,23 @@ def _last_dim_only(x: torch.Tensor, normalized_shape: Any) -> None:
 
 
 @registered("aten.layer_norm.default")
-def layer_norm(ctx: LowerContext, x: torch.Tensor, normalized_shape: Any, weight: Any = None, bias: Any = None, eps: float = 1e-5, *_: Any) -> Any:
+def layer_norm(
+    ctx: LowerContext,
+    x: torch.Tensor,
+    normalized_shape: Any,
+    weight: Any = None,
+    bias: Any = None,
+    eps: float = 1e-5,
+    *_: Any,
+) -> Any:
     _last_dim_only(x, normalized_shape)
     return ctx.kernel(kernels.layernorm, x, weight, bias, eps=float(eps))
 
 
 @registered("aten.native_layer_norm.default")
-def native_layer_norm(ctx: LowerContext, x: torch.Tensor, normalized_shape: Any, weight: Any, bias: Any, eps: float) -> Any:
+def native_layer_norm(
+    ctx: LowerContext, x: torch.Tensor, normalized_shape: Any, weight: Any, bias: Any, eps: float
+) -> Any:
     """(out, mean, rstd) as autograd saves them: the norm, then the statistics from reductions."""
     _last_dim_only(x, normalized_shape)
     out = ctx.kernel(kernels.layernorm, x, weight, bias, eps=float(eps))
@@ -39,7 +49,9 @@ def native_layer_norm(ctx: LowerContext, x: torch.Tensor, normalized_shape: Any,
 
 
 @registered("aten.rms_norm.default")
-def rms_norm(ctx: LowerContext, x: torch.Tensor, normalized_shape: Any, weight: Any = None, eps: float | None = None) -> Any:
+def rms_norm(
+    ctx: LowerContext, x: torch.Tensor, normalized_shape: Any, weight: Any = None, eps: float | None = None
+) -> Any:
     _last_dim_only(x, normalized_shape)
     if eps is None:
         eps = float(torch.finfo(x.dtype).eps)

@@ -29,10 +29,28 @@ def _foldable_target(node: torch.fx.Node) -> bool:
     return torch.Tag.nondeterministic_seeded not in target.tags and "_assert" not in target.name()
 
 
+def _attribute(gm: torch.fx.GraphModule, target: str) -> Any:
+    obj: Any = gm
+    for part in target.split("."):
+        obj = getattr(obj, part, None)
+    return obj
+
+
 def constant_fold(gm: torch.fx.GraphModule) -> int:
     """Fold constant subgraphs into tensor attributes of `gm`; returns how many nodes were replaced."""
     values: dict[torch.fx.Node, Any] = {}
     folded = 0
+    for node in gm.graph.nodes:  # small host buffers (position ids, token types) are constants too
+        if node.op == "get_attr":
+            value = _attribute(gm, str(node.target))
+            if (
+                isinstance(value, torch.Tensor)
+                and not isinstance(value, torch.nn.Parameter)
+                and value.device.type == "cpu"
+                and value.numel() <= MAX_FOLDED_ELEMENTS
+            ):
+                values[node] = value
+    buffers = set(values)
     for node in list(gm.graph.nodes):
         if node.op != "call_function" or not _foldable_target(node):
             continue
@@ -47,10 +65,10 @@ def constant_fold(gm: torch.fx.GraphModule) -> int:
             continue
         values[node] = value
     for node, value in values.items():
-        if not isinstance(value, torch.Tensor) or not any(u not in values for u in node.users):
+        if node in buffers or not isinstance(value, torch.Tensor) or not any(u not in values for u in node.users):
             continue  # only the frontier of a folded region needs materialising
         name = f"_trnsim_const_{node.name}"
-        setattr(gm, name, value.clone() if value._base is not None else value)
+        gm.register_buffer(name, value.clone() if value._base is not None else value, persistent=False)
         with gm.graph.inserting_before(node):
             attr = gm.graph.get_attr(name)
         attr.meta = dict(node.meta)
