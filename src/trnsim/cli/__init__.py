@@ -8,12 +8,15 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from trnsim.cli import hw, kernel
+from trnsim.cli import estimate, gpu, hw, kernel, plan
 from trnsim.errors import TrnsimError
 
 app = typer.Typer(help="trnsim: a simulated Trainium-class accelerator and its software stack.", no_args_is_help=True)
 app.add_typer(hw.app, name="hw")
+app.add_typer(gpu.gpu_app, name="gpu")
 app.command("kernel")(kernel.kernel_command)
+app.command("plan")(plan.plan_command)
+app.command("estimate")(estimate.estimate_command)
 err_console = Console(stderr=True, soft_wrap=True)
 
 

@@ -58,6 +58,7 @@ def rms_norm(
     return ctx.kernel(kernels.rmsnorm, x, weight, eps=float(eps))
 
 
+@registered("norm_patterns.rmsnorm")
 def fused_rmsnorm(ctx: LowerContext, x: torch.Tensor, weight: Any, eps: float, out_dtype: torch.dtype) -> Any:
     """x * rsqrt(mean(x^2) + eps) * weight, recognised by the norm-pattern pass (HF Llama/Mistral/Qwen)."""
     if x.dtype not in KERNEL_DTYPES:

@@ -1,0 +1,45 @@
+"""`trnsim estimate --model llama-3.1-70b --batch 1 --prompt 2048 --target trn2 --tp 32 [--json]`."""
+
+from __future__ import annotations
+
+import json
+
+import typer
+from rich.console import Console
+
+
+def estimate_command(
+    model: str = typer.Option(..., help="model preset name (trnsim.models.list_models()) or a path to a config.json"),
+    batch: int = typer.Option(1, min=1, help="sequences per step"),
+    prompt: int = typer.Option(2048, min=1, help="tokens per sequence (a prefill step)"),
+    target: str = typer.Option("trn2", help="hardware preset"),
+    tp: int = typer.Option(1, min=1, help="tensor-parallel degree (logical cores)"),
+    instance: str = typer.Option(None, help="instance whose topology carries the collectives (default: smallest fit)"),
+    training: bool = typer.Option(False, help="estimate a training step (forward + backward + AdamW)"),
+    as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
+) -> None:
+    """Estimate a model's step time on the simulated chip from shapes alone (no weights needed)."""
+    import torch
+
+    import trnsim
+    from trnsim.models import build_model
+
+    net = build_model(model, device="meta")
+    ids = torch.zeros(batch, prompt, dtype=torch.long, device="meta")
+    console = Console(stderr=True)
+    with console.status(f"simulating {model} on {target} (tp={tp}) ..."):
+        prof = trnsim.estimate(net, (ids,), target=target, tp=tp, instance=instance, training=training, label=model)
+    tokens = batch * prompt
+    if as_json:
+        d = prof.to_dict()
+        d.pop("ops", None)
+        d["tokens"] = tokens
+        d["tokens_per_s"] = tokens / (prof.device_time_us / 1e6) if prof.device_time_us else 0.0
+        print(json.dumps(d, indent=2))
+        return
+    Console().print(prof.summary())
+    Console().print(
+        f"{tokens:,} tokens in {prof.device_time_us / 1000:,.2f} ms per rank -> "
+        f"{tokens / (prof.device_time_us / 1e6):,.0f} tokens/s; collectives {prof.collective_us / 1000:,.2f} ms; "
+        f"simulated in {prof.compile_seconds:.1f} s (kernel cache: {prof.cache_hits} hits, {prof.cache_misses} misses)"
+    )

@@ -1,0 +1,59 @@
+"""Which peak and which fitted GEMM curves a dtype uses on a GPU, and its element size."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from trnsim.gpu.errors import GpuError
+from trnsim.gpu.spec import GpuCompute
+
+
+@dataclass(frozen=True)
+class Precision:
+    name: str
+    bytes: int
+    peak_field: str  # the GpuCompute field holding this dtype's peak
+    tensor_cores: bool  # tensor-core kernels (curves "tensor") or CUDA-core kernels (curves "simt")
+
+    def peak_flops(self, compute: GpuCompute) -> float:
+        return float(getattr(compute, self.peak_field)) * 1e12
+
+
+_BF16 = Precision("bfloat16", 2, "dense_bf16_tflops", True)
+_FP16 = Precision("float16", 2, "dense_fp16_tflops", True)
+_FP8 = Precision("float8", 1, "dense_fp8_tflops", True)
+_TF32 = Precision("tfloat32", 4, "dense_tf32_tflops", True)
+# fp32 as in the measured data (torch.backends.cuda.matmul.allow_tf32 = False): the CUDA-core FP32 peak.
+_FP32 = Precision("float32", 4, "fp32_tflops", False)
+
+_BY_NAME = {
+    "bfloat16": _BF16,
+    "bf16": _BF16,
+    "float16": _FP16,
+    "fp16": _FP16,
+    "half": _FP16,
+    "float8": _FP8,
+    "fp8": _FP8,
+    "float8_e4m3fn": _FP8,
+    "float8_e4m3": _FP8,
+    "float8_e5m2": _FP8,
+    "tfloat32": _TF32,
+    "tf32": _TF32,
+    "float32": _FP32,
+    "fp32": _FP32,
+    "float": _FP32,
+}
+
+
+def precision_of(dtype: Any) -> Precision:
+    """A dtype name ("bfloat16", "fp8", ...) or a torch dtype, as the GPU model's Precision."""
+    key = str(dtype).removeprefix("torch.").lower()
+    try:
+        return _BY_NAME[key]
+    except KeyError:
+        known = ", ".join(sorted({p.name for p in _BY_NAME.values()}))
+        raise GpuError(
+            f"the GPU model has no dtype {dtype!r}; use one of {known} "
+            "(float32 means CUDA-core FP32 with TF32 off; tfloat32 the TF32 tensor cores)"
+        ) from None
