@@ -10,8 +10,9 @@ import pytest
 from trnsim.gpu import GpuModel
 from trnsim.gpu.fit import curves_to_toml, fit_curves, predict_bandwidth, predict_gemm, relative_errors
 from trnsim.gpu.measured import load_bandwidth, load_gemm
-from trnsim.gpu.presets import load_fitted, read_table
+from trnsim.gpu.presets import load_fitted
 from trnsim.gpu.spec import FittedCurves
+from trnsim.hw.spec_files import read_spec_file
 
 
 @pytest.mark.parametrize("dtype", ["bfloat16", "float32"])
@@ -64,7 +65,7 @@ def test_fitted_file_round_trips(tmp_path) -> None:
     stored = load_fitted("h100")
     path = tmp_path / "fit.toml"
     path.write_text(curves_to_toml(stored))
-    again = FittedCurves.model_validate(read_table(path))
+    again = FittedCurves.model_validate(read_spec_file(path, "GPU spec"))
     np.testing.assert_allclose(_numbers(again.model_dump()), _numbers(stored.model_dump()), rtol=1e-4)
 
 

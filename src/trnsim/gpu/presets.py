@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import tomllib
 from functools import cache
 from pathlib import Path
 from typing import Any, TypeVar
@@ -13,6 +11,7 @@ from pydantic import BaseModel, ValidationError
 
 from trnsim.errors import SpecError
 from trnsim.gpu.spec import FittedCurves, GpuSpec
+from trnsim.hw.spec_files import format_validation, read_spec_file
 
 PRESET_DIR = Path(__file__).parent / "presets"
 FITTED_DIR = Path(__file__).parent / "fitted"
@@ -25,34 +24,11 @@ def list_gpus() -> list[str]:
     return sorted(p.stem for p in PRESET_DIR.glob("*.toml"))
 
 
-def _format_validation(err: ValidationError, origin: str) -> str:
-    lines = [f"invalid GPU spec {origin}:"]
-    for e in err.errors():
-        field = ".".join(str(part) for part in e["loc"]) or "(top level)"
-        lines.append(f"  {field}: {e['msg']}")
-    return "\n".join(lines)
-
-
 def _validate(model: type[_M], data: dict[str, Any], origin: str) -> _M:
     try:
         return model.model_validate(data)
     except ValidationError as err:
-        raise SpecError(_format_validation(err, origin)) from None
-
-
-def read_table(path: Path) -> dict[str, Any]:
-    """A TOML or JSON file as a dict; syntax errors name the line (tomllib/json put it in the message)."""
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise SpecError(f"cannot read GPU spec {path}: {exc.strerror}") from None
-    try:
-        data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
-    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
-        raise SpecError(f"GPU spec {path} is not valid {path.suffix.lstrip('.') or 'TOML'}: {exc}") from None
-    if not isinstance(data, dict):
-        raise SpecError(f"GPU spec {path} must hold a table/object at the top level")
-    return data
+        raise SpecError(format_validation(err, origin, "GPU spec")) from None
 
 
 def spec_from_dict(data: dict[str, Any], origin: str = "<dict>") -> GpuSpec:
@@ -66,13 +42,13 @@ def load_fitted(name: str) -> FittedCurves:
     if not path.exists():
         known = ", ".join(sorted(p.stem for p in FITTED_DIR.glob("*.toml"))) or "none"
         raise SpecError(f"unknown efficiency_fit {name!r}; built-in fits: {known}")
-    return _validate(FittedCurves, read_table(path), str(path))
+    return _validate(FittedCurves, read_spec_file(path, "GPU spec"), str(path))
 
 
 def load_gpu_file(path: str | Path) -> GpuSpec:
     """A user's own GPU file (TOML or JSON with the preset's fields)."""
     p = Path(path)
-    return spec_from_dict(read_table(p), str(p))
+    return spec_from_dict(read_spec_file(p, "GPU spec"), str(p))
 
 
 @cache
@@ -80,7 +56,7 @@ def load_gpu_preset(name: str) -> GpuSpec:
     path = PRESET_DIR / f"{name.lower()}.toml"
     if not path.exists():
         raise SpecError(f"unknown GPU preset {name!r}; known: {', '.join(list_gpus())} (or a path to your own .toml)")
-    return spec_from_dict(read_table(path), str(path))
+    return spec_from_dict(read_spec_file(path, "GPU spec"), str(path))
 
 
 def get_gpu_spec(target: str | Path | GpuSpec) -> GpuSpec:

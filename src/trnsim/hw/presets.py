@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import tomllib
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -13,6 +11,7 @@ from pydantic import ValidationError
 
 from trnsim.errors import SpecError
 from trnsim.hw.spec import HardwareSpec
+from trnsim.hw.spec_files import format_validation, read_spec_file
 
 PRESET_DIR = Path(__file__).parent / "presets"
 
@@ -24,42 +23,17 @@ def list_presets() -> list[str]:
     return sorted(p.stem for p in PRESET_DIR.glob("*.toml"))
 
 
-def _format_validation(err: ValidationError, origin: str) -> str:
-    lines = [f"invalid hardware spec {origin}:"]
-    for e in err.errors():
-        field = ".".join(str(part) for part in e["loc"]) or "(top level)"
-        lines.append(f"  {field}: {e['msg']}")
-    return "\n".join(lines)
-
-
 def spec_from_dict(data: dict[str, Any], origin: str = "<dict>") -> HardwareSpec:
     try:
         return HardwareSpec.model_validate(data)
     except ValidationError as err:
-        raise SpecError(_format_validation(err, origin)) from None
-
-
-def _read(path: Path) -> dict[str, Any]:
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise SpecError(f"cannot read hardware spec {path}: {exc.strerror}") from None
-    try:
-        if path.suffix == ".json":
-            data = json.loads(text)
-        else:
-            data = tomllib.loads(text)
-    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
-        raise SpecError(f"hardware spec {path} is not valid {path.suffix.lstrip('.') or 'TOML'}: {exc}") from None
-    if not isinstance(data, dict):
-        raise SpecError(f"hardware spec {path} must hold a table/object at the top level")
-    return data
+        raise SpecError(format_validation(err, origin, "hardware spec")) from None
 
 
 def load_spec(path: str | Path) -> HardwareSpec:
     """Load a user's spec file (TOML or JSON with the same fields as the presets)."""
     p = Path(path)
-    return spec_from_dict(_read(p), str(p))
+    return spec_from_dict(read_spec_file(p, "hardware spec"), str(p))
 
 
 @cache
@@ -68,7 +42,7 @@ def load_preset(name: str) -> HardwareSpec:
     path = PRESET_DIR / f"{key}.toml"
     if not path.exists():
         raise SpecError(f"unknown hardware preset {name!r}; known: {', '.join(list_presets())}")
-    return spec_from_dict(_read(path), str(path))
+    return spec_from_dict(read_spec_file(path, "hardware spec"), str(path))
 
 
 def get_spec(target: str | Path | HardwareSpec) -> HardwareSpec:
