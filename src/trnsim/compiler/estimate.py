@@ -12,9 +12,10 @@ import time
 from typing import Any
 
 import torch
+from torch.utils._pytree import tree_map
 
 from trnsim.compiler.capture import capture
-from trnsim.compiler.executor import GraphRunner
+from trnsim.compiler.executor import GraphRunner, to_meta
 from trnsim.compiler.layer_folding import folded, node_multipliers
 from trnsim.compiler.move_cost import move_cost
 from trnsim.compiler.options import parse_options
@@ -27,16 +28,6 @@ from trnsim.sim.collectives import place
 
 # AdamW with fp32 moments and bf16 weights/grads reads w, g, m, v and writes w, m, v per parameter.
 ADAMW_BYTES_PER_PARAM = 2 + 2 + 4 + 4 + 2 + 4 + 4
-
-
-def _to_meta(x: Any) -> Any:
-    if isinstance(x, torch.Tensor):
-        return torch.empty(x.shape, dtype=x.dtype, device="meta")
-    if isinstance(x, list | tuple):
-        return type(x)(_to_meta(v) for v in x)
-    if isinstance(x, dict):
-        return {k: _to_meta(v) for k, v in x.items()}
-    return x
 
 
 def estimate(
@@ -64,8 +55,8 @@ def estimate(
     hidden = getattr(config, "hidden_size", 0) if config is not None else 0
     vocab = getattr(getattr(rank_model, "config", None), "vocab_size", 0) or 0
     plan = TPPlan(spec, placement, hidden, vocab)
-    args = _to_meta(tuple(example_inputs))
-    kwargs = _to_meta(dict(example_kwargs or {}))
+    args = tree_map(to_meta, tuple(example_inputs))
+    kwargs = tree_map(to_meta, dict(example_kwargs or {}))
     name = label or type(model).__name__
     fold: contextlib.AbstractContextManager[dict[str, int]] = (
         folded(rank_model) if fold_layers and not training else contextlib.nullcontext({})

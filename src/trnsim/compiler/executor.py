@@ -149,7 +149,7 @@ class GraphRunner:
         if node.target is operator.getitem:
             return operator.getitem(*args)
         if not self.functional:
-            args, kwargs = tree_map(_to_meta, (args, kwargs))
+            args, kwargs = tree_map(to_meta, (args, kwargs))
         plan = self.plans[node]
         ctx = LowerContext(self.spec, self.functional, self.cache, node.name, plan.op, plan.source, profile.records)
         ctx.used_outputs = plan.used_outputs
@@ -192,7 +192,8 @@ class GraphRunner:
             raise CompileError(f"{plan.op} at {plan.source or node.name} failed on the host CPU: {err}") from err
 
 
-def _to_meta(x: Any) -> Any:
+def to_meta(x: Any) -> Any:
+    """A tensor's shapes-only twin (other values unchanged)."""
     if isinstance(x, torch.Tensor) and x.device.type != "meta":
         return x.to("meta")
     return x

@@ -30,6 +30,7 @@ from trnsim.runtime.profile import Profile
 from trnsim.sim.machine import Machine, Mode
 from trnsim.sim.memory import MemoryKind
 from trnsim.sim.scheduler import schedule
+from trnsim.torch_arrays import numpy_to_torch, torch_to_numpy
 
 
 @dataclass(frozen=True)
@@ -91,12 +92,7 @@ def _as_kernel(kernel: Any) -> Kernel:
 def _to_numpy(x: Any) -> tuple[np.ndarray, bool]:
     """A numpy copy of an array argument, and whether it came from torch."""
     if type(x).__module__.startswith("torch"):
-        import torch
-
-        t = x.detach().cpu()
-        if t.dtype == torch.bfloat16:
-            return t.view(torch.int16).numpy().view(dtypes.bfloat16), True
-        return t.numpy(), True
+        return torch_to_numpy(x), True
     return np.asarray(x), False
 
 
@@ -129,13 +125,7 @@ def _output(value: Any, functional: bool, as_torch: bool) -> Any:
         if not functional:
             return TensorSpec(tuple(value.shape), value.dtype)
         arr = np.array(value.read())
-        if as_torch:
-            import torch
-
-            if arr.dtype == dtypes.bfloat16:
-                return torch.from_numpy(arr.view(np.int16)).view(torch.bfloat16)
-            return torch.from_numpy(arr)
-        return arr
+        return numpy_to_torch(arr) if as_torch else arr
     if isinstance(value, tuple | list):
         return type(value)(_output(v, functional, as_torch) for v in value)
     return value

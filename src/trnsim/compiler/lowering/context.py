@@ -21,6 +21,7 @@ from trnsim.compiler.move_cost import move_cost
 from trnsim.hw.spec import HardwareSpec
 from trnsim.nki.kernel import Kernel, TensorSpec
 from trnsim.runtime.graph_profile import OpRecord
+from trnsim.torch_arrays import numpy_to_torch, torch_to_numpy
 
 _TORCH_TO_NUMPY = {
     torch.float32: np.dtype(np.float32),
@@ -102,13 +103,8 @@ class LowerContext:
         if isinstance(x, torch.Tensor):
             if not self.functional:
                 return TensorSpec(tuple(x.shape), numpy_dtype(x.dtype))
-            t = x.detach()
-            if not t.is_contiguous():
-                t = t.contiguous()
-            if t.dtype == torch.bfloat16:
-                return t.view(torch.int16).numpy().view(dtypes.bfloat16)
-            numpy_dtype(t.dtype)
-            return t.numpy()
+            numpy_dtype(x.dtype)  # a dtype the chip has, else Unsupported
+            return torch_to_numpy(x.contiguous())
         if isinstance(x, list | tuple):
             return type(x)(self._kernel_arg(v) for v in x)
         return x
@@ -117,9 +113,7 @@ class LowerContext:
         if isinstance(out, TensorSpec):
             return torch.empty(out.shape, dtype=torch_dtype(out.dtype), device="meta")
         if isinstance(out, np.ndarray):
-            if out.dtype == dtypes.bfloat16:
-                return torch.from_numpy(np.ascontiguousarray(out).view(np.int16)).view(torch.bfloat16)
-            return torch.from_numpy(np.ascontiguousarray(out))
+            return numpy_to_torch(out)
         if isinstance(out, list | tuple):
             return type(out)(self._from_kernel(v) for v in out)
         return out
