@@ -65,7 +65,7 @@ def test_perfetto_trace_has_a_track_per_engine_and_queue(tmp_path: Path, rng: np
     doc = json.loads(path.read_text())
     events = doc["traceEvents"]
     procs = {e["pid"]: e["args"]["name"] for e in events if e["name"] == "process_name"}
-    assert procs == {0: "NeuronCore 0", 1: "NeuronCore 1"}
+    assert procs == {0: "NeuronCore 0", 1: "NeuronCore 1", 2: "HBM (chip)"}
     tracks = {(e["pid"], e["args"]["name"]) for e in events if e["name"] == "thread_name"}
     assert len(tracks) == 2 * (N_ENGINES + 16)
     slices = [e for e in events if e["ph"] == "X"]

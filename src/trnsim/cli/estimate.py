@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import typer
 from rich.console import Console
@@ -17,6 +18,7 @@ def estimate_command(
     instance: str = typer.Option(None, help="instance whose topology carries the collectives (default: smallest fit)"),
     training: bool = typer.Option(False, help="estimate a training step (forward + backward + AdamW)"),
     as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
+    report: Path | None = typer.Option(None, "--report", help="write a self-contained HTML report here"),
 ) -> None:
     """Estimate a model's step time on the simulated chip from shapes alone (no weights needed)."""
     import torch
@@ -30,6 +32,12 @@ def estimate_command(
     with console.status(f"simulating {model} on {target} (tp={tp}) ..."):
         prof = trnsim.estimate(net, (ids,), target=target, tp=tp, instance=instance, training=training, label=model)
     tokens = batch * prompt
+    if report is not None:
+        from trnsim.report.html import Report
+
+        Report(f"{model} on {target} (tp={tp}, batch {batch} x {prompt} tokens)").add_graph_profile(
+            model, prof, tokens
+        ).write(report)
     if as_json:
         d = prof.to_dict()
         d.pop("ops", None)
@@ -43,3 +51,5 @@ def estimate_command(
         f"{tokens / (prof.device_time_us / 1e6):,.0f} tokens/s; collectives {prof.collective_us / 1000:,.2f} ms; "
         f"simulated in {prof.compile_seconds:.1f} s (kernel cache: {prof.cache_hits} hits, {prof.cache_misses} misses)"
     )
+    if report is not None:
+        Console().print(f"report written to {report} (open it in a browser)")

@@ -77,6 +77,7 @@ def kernel_command(
     mode: str = typer.Option("functional", help="functional (compute values) or timing (shapes only)"),
     grid: str = typer.Option("", help="SPMD launch grid, e.g. 4 or 2x2"),
     trace: Path | None = typer.Option(None, help="write a Perfetto/Chrome trace JSON here"),
+    report: Path | None = typer.Option(None, "--report", help="write a self-contained HTML report here"),
     as_json: bool = typer.Option(False, "--json", help="machine-readable profile"),
 ) -> None:
     """Run a kernel on random inputs and print its profile."""
@@ -103,9 +104,15 @@ def kernel_command(
     prof = nki.profile(kernel, target=target, mode=mode)(*args)  # type: ignore[arg-type]
     if trace is not None:
         prof.to_perfetto(trace)
+    if report is not None:
+        from trnsim.report.html import Report
+
+        Report(f"{prof.kernel_name} on {prof.target}").add_kernel_profile(prof.kernel_name, prof).write(report)
     if as_json:
         print(json.dumps(prof.to_dict(), indent=2))
     else:
         console.print(prof.summary())
         if trace is not None:
             console.print(f"trace written to {trace} (open it in https://ui.perfetto.dev)")
+        if report is not None:
+            console.print(f"report written to {report} (open it in a browser)")

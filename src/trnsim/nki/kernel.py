@@ -147,7 +147,9 @@ class Traced:
         return _output(self.result, self.machine.functional, self.as_torch)
 
     def profile(self) -> Profile:
-        timeline = schedule(self.machine.instructions, self.spec, self.n_cores, self.machine.reuse)
+        timeline = schedule(
+            self.machine.instructions, self.spec, self.n_cores, self.machine.reuse, self.machine.allocations
+        )
         return Profile(
             kernel_name=self.kernel.name,
             target=self.spec.name,

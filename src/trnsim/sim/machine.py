@@ -8,7 +8,7 @@ import numpy as np
 
 from trnsim.hw.spec import HardwareSpec
 from trnsim.isa.instruction import Instruction
-from trnsim.sim.memory import Allocation, MemoryKind, MemorySpace
+from trnsim.sim.memory import Allocation, AllocationRecord, MemoryKind, MemorySpace
 
 Mode = Literal["functional", "timing"]
 
@@ -31,6 +31,9 @@ class Machine:
         self.instructions: list[Instruction] = []
         # allocation id -> ids of freed allocations whose bytes it reuses (for the scheduler)
         self.reuse: dict[int, tuple[int, ...]] = {}
+        # allocation id -> where and how big it is, and how many instructions were issued before it:
+        # what a trace needs to draw SBUF/PSUM/HBM occupancy over simulated time
+        self.allocations: dict[int, AllocationRecord] = {}
         self.warnings: list[str] = []
         self._warned: set[str] = set()
 
@@ -52,6 +55,7 @@ class Machine:
         alloc = self.space(kind, core).allocate(shape, dtype, name, self.functional, location, par_axis)
         if alloc.reuses:
             self.reuse[alloc.id] = alloc.reuses
+        self.allocations[alloc.id] = AllocationRecord(kind, core, alloc.offset, alloc.nbytes, len(self.instructions))
         return alloc
 
     def emit(self, ins: Instruction) -> None:

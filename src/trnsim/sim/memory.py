@@ -13,7 +13,7 @@ import weakref
 from collections import deque
 from enum import StrEnum
 from math import prod
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -29,6 +29,16 @@ class MemoryKind(StrEnum):
     HBM = "hbm"
     SBUF = "sbuf"
     PSUM = "psum"
+
+
+class AllocationRecord(NamedTuple):
+    """What a trace needs about one allocation: its memory, core, size and when it was made."""
+
+    kind: MemoryKind
+    core: int
+    offset: int  # first byte (per partition for SBUF/PSUM)
+    nbytes: int  # bytes for HBM, bytes per partition for SBUF/PSUM (whole banks for PSUM)
+    issued_before: int  # instructions already issued when it was allocated (0: before the kernel's first)
 
 
 class Allocation:

@@ -21,6 +21,7 @@ from trnsim.hw.spec import HardwareSpec
 from trnsim.isa.cost import dma_transfer_ns, engine_clock_ghz, pipeline_latency_ns
 from trnsim.isa.instruction import Instruction, Region
 from trnsim.isa.opcodes import COMPUTE_ENGINES, Engine
+from trnsim.sim.memory import AllocationRecord
 from trnsim.sim.regions import RegionIndex
 from trnsim.sim.timeline import N_ENGINES, Timeline
 
@@ -56,9 +57,14 @@ def interleave_cores(instrs: list[Instruction], n_cores: int) -> list[int]:
 
 
 def schedule(
-    instrs: list[Instruction], spec: HardwareSpec, n_cores: int, reuse: dict[int, tuple[int, ...]] | None = None
+    instrs: list[Instruction],
+    spec: HardwareSpec,
+    n_cores: int,
+    reuse: dict[int, tuple[int, ...]] | None = None,
+    allocations: dict[int, AllocationRecord] | None = None,
 ) -> Timeline:
-    """Time the instruction stream. `reuse` maps an allocation to the freed ones whose bytes it took over."""
+    """Time the instruction stream. `reuse` maps an allocation to the freed ones whose bytes it took over;
+    `allocations` (Machine.allocations) is only carried into the Timeline, for occupancy counters."""
     core = spec.core
     dma = core.dma
     nq = dma.queues
@@ -320,4 +326,5 @@ def schedule(
         ),
         slice_start=np.concatenate([np.asarray(s_start, dtype=np.float64), np.repeat(np.asarray(g_start), nq)]),
         slice_end=np.concatenate([np.asarray(s_end, dtype=np.float64), np.repeat(np.asarray(g_end), nq)]),
+        allocations=allocations if allocations is not None else {},
     )

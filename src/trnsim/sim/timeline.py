@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from trnsim.isa.opcodes import Engine
+from trnsim.sim.memory import AllocationRecord
 
 N_ENGINES = 5  # Tensor, Vector, Scalar, GpSimd, Sync; DMA queue q is unit N_ENGINES + q
 
@@ -24,6 +25,8 @@ class Timeline:
     slice_unit: np.ndarray
     slice_start: np.ndarray
     slice_end: np.ndarray
+    # the allocations the instructions touch, by id (for memory-occupancy counters in traces); may be empty
+    allocations: dict[int, AllocationRecord] = field(default_factory=dict)
     _busy: dict[tuple[int, int], float] = field(default_factory=dict, repr=False)
 
     @property

@@ -1,0 +1,130 @@
+"""Plots: each writes a decodable, non-blank PNG and a parseable SVG; the roofline puts a kernel where its
+FLOPs, HBM bytes and latency (recomputed here from its shapes and timeline) say; the Pareto front is the
+brute-force one."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+
+import matplotlib.image as mpimg
+import numpy as np
+import pytest
+
+from trnsim.report.plots import (
+    LatencySamples,
+    PlotError,
+    RooflinePoint,
+    kernel_point,
+    pareto_front,
+    plot_cost_bars,
+    plot_latency_cdf,
+    plot_pareto,
+    plot_roofline,
+    plot_timeline,
+    roof_of,
+)
+from trnsim.report.plots.latency_cdf import render_latency_cdf
+from trnsim.report.plots.roofline import render_roofline
+from trnsim.report.plots.timeline import render_timeline
+
+
+def check_files(files, stem) -> None:
+    png, svg = files
+    assert png == stem.with_name(stem.name + ".png") and svg == stem.with_name(stem.name + ".svg")
+    img = mpimg.imread(png)
+    assert img.ndim == 3 and img.shape[0] > 100 and img.shape[1] > 100
+    assert float(img[..., :3].std()) > 0.02  # not blank
+    assert png.read_bytes() == files.png
+    root = ET.parse(svg).getroot()
+    assert root.tag.endswith("svg") and len(list(root.iter())) > 20
+
+
+def test_roofline_places_kernel_at_recomputed_intensity(random_matmul, rng, tmp_path):
+    prof, _, (k, m, n) = random_matmul(rng)
+    flops = 2 * m * n * k
+    n_tile = min(512, n)
+    # the kernel re-reads each bf16 a_t tile for every N tile and each b tile for every M tile; fp32 out once
+    hbm = (k * m * (n // n_tile) + k * n * (m // 128)) * 2 + m * n * 4
+    seconds = float(prof.timeline.instr_end.max()) * 1e-9
+    t = prof.spec.core.tensor
+    peak = t.pe_rows * t.pe_cols * 2 * t.clock_ghz * 1e9
+    point = kernel_point(prof)
+    assert point.flops == flops and point.hbm_bytes == hbm
+    assert point.intensity == pytest.approx(flops / hbm) and point.achieved_flops == pytest.approx(flops / seconds)
+    other = RooflinePoint("other", float(rng.uniform(1e6, 1e9)), float(rng.uniform(1e5, 1e8)), 1e-5)
+    roof = roof_of(prof.spec, 1)
+    assert roof.peak_flops == pytest.approx(peak) and roof.hbm_bytes_per_s == prof.spec.chip.hbm_bytes_per_ns * 1e9
+    fig = render_roofline([point, other], roof)
+    ax = fig.axes[0]
+    placed = [tuple(c.get_offsets()[0]) for c in ax.collections]
+    assert placed[0] == pytest.approx((flops / hbm, flops / seconds / 1e12))
+    assert placed[1] == pytest.approx((other.intensity, other.achieved_flops / 1e12))
+    roof_x, roof_y = ax.lines[0].get_data()
+    assert np.max(roof_y) == pytest.approx(peak / 1e12)
+    assert np.asarray(roof_y) == pytest.approx(np.minimum(peak, np.asarray(roof_x) * roof.hbm_bytes_per_s) / 1e12)
+    check_files(plot_roofline([point, other], roof, tmp_path / "roof"), tmp_path / "roof")
+    with pytest.raises(PlotError, match="no kernel has FLOPs"):
+        plot_roofline([RooflinePoint("copy", 0, 10, 1.0)], roof, None)
+
+
+def test_timeline_rows_are_the_busy_units(random_matmul, rng, tmp_path):
+    prof, _, _ = random_matmul(rng)
+    fig = render_timeline(prof)
+    tl = prof.timeline
+    units = sorted(set(tl.slice_unit.tolist()))
+    bars = fig.axes[0].collections
+    assert len(bars) == len(units)
+    for unit, coll in zip(units, bars):
+        starts = np.sort(tl.slice_start[tl.slice_unit == unit]) / 1000.0
+        drawn = np.sort([p.vertices[0, 0] for p in coll.get_paths()])
+        assert drawn == pytest.approx(starts)
+    check_files(plot_timeline(prof, tmp_path / "tl"), tmp_path / "tl")
+
+
+def test_latency_cdf(rng, tmp_path):
+    runs = {}
+    for name in ("trn2", "h100"):
+        n = int(rng.integers(5, 200))
+        tpot = rng.uniform(0.01, 0.05, n)
+        tpot[rng.random(n) < 0.2] = np.nan  # one-token outputs have no TPOT
+        runs[name] = LatencySamples(rng.uniform(0.05, 2, n), tpot, rng.uniform(1, 10, n))
+    fig = render_latency_cdf(runs)
+    for ax, field in zip(fig.axes, ("ttft_s", "tpot_s", "e2e_s")):
+        for line, samples in zip(ax.lines, runs.values()):
+            x, y = line.get_data()
+            values = getattr(samples, field)
+            values = np.sort(values[~np.isnan(values)]) * 1000
+            assert np.asarray(x) == pytest.approx(values)
+            assert np.asarray(y) == pytest.approx(np.arange(1, len(values) + 1) / len(values))
+    check_files(plot_latency_cdf(runs, tmp_path / "cdf"), tmp_path / "cdf")
+    with pytest.raises(PlotError, match="no serving results"):
+        plot_latency_cdf({}, None)
+
+
+def test_cost_bars(rng, tmp_path):
+    rows = [
+        {"name": n, "usd_per_mtok": float(rng.uniform(0.1, 3)), "j_per_tok": float(rng.uniform(0.1, 5))}
+        for n in ("trn2", "h100", "h200")
+    ]
+    rows[2]["j_per_tok"] = None
+    check_files(plot_cost_bars(rows, tmp_path / "cost"), tmp_path / "cost")
+    with pytest.raises(PlotError, match="row 0 has no 'name'"):
+        plot_cost_bars([{"usd_per_mtok": 1.0}], None)
+    with pytest.raises(PlotError, match="no row has usd_per_mtok or j_per_tok"):
+        plot_cost_bars([{"name": "a"}], None)
+
+
+def test_pareto_front_is_the_brute_force_one(rng, tmp_path):
+    rows = [
+        {"name": f"c{i}", "throughput_tok_s": float(rng.uniform(100, 1e4)), "usd_per_mtok": float(rng.uniform(0.1, 5))}
+        for i in range(int(rng.integers(3, 40)))
+    ]
+    front = set(pareto_front(rows, "throughput_tok_s", "usd_per_mtok", x_higher=True, y_higher=False))
+    for i, r in enumerate(rows):
+        beaten = any(
+            o["throughput_tok_s"] > r["throughput_tok_s"] and o["usd_per_mtok"] < r["usd_per_mtok"] for o in rows
+        )
+        assert (i in front) == (not beaten)  # random floats: no ties
+    check_files(plot_pareto(rows, tmp_path / "pareto"), tmp_path / "pareto")
+    with pytest.raises(PlotError, match="no row has both 'throughput_tok_s' and 'tpot_ms'"):
+        plot_pareto(rows, None, y_key="tpot_ms")
