@@ -84,16 +84,18 @@ def fused_chain(x, ops, dtype=None):
 
     ops: a list of (op, operand): a unary op with operand None, or a binary op with a number or a tensor
     that broadcasts to x's shape, computed as value = value op operand; e.g.
-    [("multiply", 2.0), ("add", bias), ("gelu", None)].
+    [("multiply", 2.0), ("add", bias), ("gelu", None)]. A third item True reverses a binary op:
+    ("subtract", 1.0, True) is value = 1.0 - value.
     """
     require(isinstance(ops, list | tuple), f"fused_chain: ops must be a list of (op, operand) pairs, got {ops!r}")
     chain = []
     for i, step in enumerate(ops):
         require(
-            isinstance(step, list | tuple) and len(step) == 2,
-            f"fused_chain: ops[{i}] must be an (op, operand) pair, got {step!r}",
+            isinstance(step, list | tuple) and len(step) in (2, 3) and (len(step) == 2 or isinstance(step[2], bool)),
+            f"fused_chain: ops[{i}] must be an (op, operand) pair or (op, operand, reverse: bool), got {step!r}",
         )
-        op, operand = step
+        op, operand = step[0], step[1]
+        reverse = len(step) == 3 and step[2]
         _check_operand(operand, f"ops[{i}] operand", "fused_chain")
         if operand is None:
             chain.append((_op_name(op, "unary", "fused_chain"), None, False))
@@ -106,7 +108,7 @@ def fused_chain(x, ops, dtype=None):
                     f"fused_chain: ops[{i}] operand {list(operand.shape)} would broadcast x {list(x.shape)} "
                     f"to {list(shape)}; operands must broadcast to x's shape",
                 )
-            chain.append((name, operand, False))
+            chain.append((name, operand, reverse))
     return _stream_chain(x, chain, dtype, "fused_chain")
 
 

@@ -7,7 +7,9 @@ kernel launches return meta tensors of the kernel's output shape.
 
 from __future__ import annotations
 
+import contextlib
 import time
+import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +39,47 @@ _TORCH_TO_NUMPY = {
 _NUMPY_TO_TORCH = {v: k for k, v in _TORCH_TO_NUMPY.items()}
 
 KERNEL_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+
+
+def _blas_controller() -> Any:
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:  # optional: without it BLAS keeps its default thread count
+        return None
+    return ThreadpoolController()
+
+
+_BLAS = _blas_controller()
+
+
+def _one_blas_thread() -> contextlib.AbstractContextManager[Any]:
+    """Functional simulation multiplies tiles of at most 128 x 512: BLAS threads only add hand-over cost there
+    (measured 0.13 ms per 128 x 128 x 128 tile with one thread, 38 ms with two on a busy 2-core host)."""
+    return _BLAS.limit(limits=1, user_api="blas") if _BLAS is not None else contextlib.nullcontext()
+
+
+# Weights a kernel reads in another layout (a transposed weight), kept per parameter between calls: laid out
+# once, like a compiled model's weights. Keyed by the parameter's identity (checked through a weak reference,
+# since ids are reused), the view, and the parameter's version counter (in-place updates make a new layout).
+_LAYOUTS: dict[int, tuple[weakref.ref[torch.Tensor], tuple[Any, ...], np.ndarray]] = {}
+
+
+def _constant_layout(x: torch.Tensor) -> np.ndarray:
+    base = x._base if x._base is not None else x
+    key = (base._version, tuple(x.shape), x.stride(), x.storage_offset(), x.dtype)
+    hit = _LAYOUTS.get(id(base))
+    if hit is not None and hit[0]() is base and hit[1] == key:
+        return hit[2]
+    array = torch_to_numpy(x.contiguous())
+    ident = id(base)
+
+    def forget(_: Any) -> None:  # the parameter is gone: drop its layout (unless its id already has a new one)
+        entry = _LAYOUTS.get(ident)
+        if entry is not None and entry[0]() is None:
+            del _LAYOUTS[ident]
+
+    _LAYOUTS[ident] = (weakref.ref(base, forget), key, array)
+    return array
 
 
 class Unsupported(Exception):
@@ -104,6 +147,8 @@ class LowerContext:
             if not self.functional:
                 return TensorSpec(tuple(x.shape), numpy_dtype(x.dtype))
             numpy_dtype(x.dtype)  # a dtype the chip has, else Unsupported
+            if not x.is_contiguous() and is_constant(x):
+                return _constant_layout(x)
             return torch_to_numpy(x.contiguous())
         if isinstance(x, list | tuple):
             return type(x)(self._kernel_arg(v) for v in x)
@@ -134,9 +179,22 @@ class LowerContext:
             self.materialize(*args, *kwargs.values())
         kargs = tuple(self._kernel_arg(a) for a in args)
         kkw = {k: self._kernel_arg(v) for k, v in kwargs.items()}
-        out, cost = run_kernel(kernel, kargs, kkw, self.spec, functional=self.functional, cache=self.cache)
+        with _one_blas_thread():
+            out, cost = run_kernel(kernel, kargs, kkw, self.spec, functional=self.functional, cache=self.cache)
         self._record_kernel(kernel, cost, args)
         return self._from_kernel(out)
+
+    def cost(self, kernel: Kernel, *args: Any, **kwargs: Any) -> KernelCost:
+        """What launching `kernel` on these shapes would cost (shapes only, through the kernel cache; nothing is
+        recorded): for lowerings that choose between kernels by the cost model."""
+
+        def spec_of(a: Any) -> Any:
+            return TensorSpec(tuple(a.shape), numpy_dtype(a.dtype)) if isinstance(a, torch.Tensor) else a
+
+        kargs = tuple(spec_of(a) for a in args)
+        kkw = {k: spec_of(v) for k, v in kwargs.items()}
+        _, cost = run_kernel(kernel, kargs, kkw, self.spec, functional=False, cache=self.cache)
+        return cost
 
     def _record_kernel(self, kernel: Kernel, cost: KernelCost, args: tuple[Any, ...]) -> None:
         shapes = ", ".join(

@@ -8,7 +8,7 @@ import torch
 
 from trnsim import kernels
 from trnsim.compiler.lowering.context import KERNEL_DTYPES, LowerContext, Unsupported, numpy_dtype
-from trnsim.compiler.lowering.table import LOWERINGS
+from trnsim.compiler.lowering.table import LOWERINGS, registered
 
 # ATen op -> activation name of the ISA (trnsim.isa.alu.ACTIVATIONS)
 UNARY = {
@@ -119,12 +119,43 @@ def _binary(name: str) -> Any:
     return lower
 
 
-def fused_elementwise(ctx: LowerContext, x: torch.Tensor, ops: list[tuple[str, Any]], out_dtype: torch.dtype) -> Any:
-    """A chain of elementwise ops in one pass (made by the elementwise-fusion pass)."""
-    if not _float_tensor(x):
+@registered("elementwise_chains.elementwise_chain")
+def elementwise_chain(
+    ctx: LowerContext, x: torch.Tensor, steps: list[tuple[str, Any, bool, dict[str, Any]]], out_dtype: torch.dtype
+) -> Any:
+    """A chain of elementwise ops in one pass (made by the elementwise-fusion pass): fused_chain kernel.
+
+    steps: (aten op name, other operand or None, reverse, kwargs); casts only decide the result's dtype
+    (intermediates stay on chip at fp32 or 16-bit precision, see kernels.elementwise).
+    """
+    if not _float_tensor(x) or x.dim() == 0:
         raise Unsupported("not a float tensor")
-    chain = [(op, _operand(ctx, v) if v is not None else None) for op, v in ops]
+    chain = [_chain_step(ctx, *step) for step in steps if step[0] != "aten._to_copy.default"]
+    if out_dtype not in KERNEL_DTYPES:
+        raise Unsupported(f"result dtype {out_dtype}")
     return ctx.kernel(kernels.fused_chain, x, chain, dtype=numpy_dtype(out_dtype))
+
+
+def _chain_step(
+    ctx: LowerContext, name: str, other: Any, reverse: bool, kwargs: dict[str, Any]
+) -> tuple[str, Any, bool]:
+    """One (kernel op, operand, reverse) step of the fused_chain kernel for an ATen elementwise op."""
+    if name == "aten.gelu.default":
+        return ("gelu" if kwargs.get("approximate", "none") == "none" else "gelu_apprx_tanh", None, False)
+    if name in UNARY:
+        return (UNARY[name], None, False)
+    op = BINARY.get(name)
+    if op is None or op in COMPARISONS:
+        raise Unsupported(f"{name} in an elementwise chain")
+    y = _operand(ctx, other)
+    if op == "rsub":  # rsub(a, b) = b - a
+        op, reverse = "subtract", not reverse
+    if op == "power":
+        if reverse or not isinstance(y, float):
+            raise Unsupported("power with a tensor exponent")
+        if y == 2.0:
+            return ("square", None, False)
+    return (op, y, reverse)
 
 
 def to_copy(ctx: LowerContext, x: torch.Tensor, *, dtype: torch.dtype | None = None, **kwargs: Any) -> Any:

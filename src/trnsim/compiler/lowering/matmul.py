@@ -7,7 +7,7 @@ from typing import Any
 import torch
 
 from trnsim import kernels
-from trnsim.compiler.lowering.context import KERNEL_DTYPES, LowerContext, Unsupported
+from trnsim.compiler.lowering.context import KERNEL_DTYPES, LowerContext, Unsupported, is_constant, numpy_dtype
 from trnsim.compiler.lowering.table import registered
 
 
@@ -22,6 +22,16 @@ def _check(*ts: torch.Tensor) -> None:
 @registered("aten.linear.default")
 def linear(ctx: LowerContext, x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = None) -> Any:
     _check(x, w, *([bias] if bias is not None else []))
+    if bias is None and is_constant(w) and x.dim() >= 2 and x.numel() > x.shape[-1]:
+        # A weight's layout is chosen at compile time: stored K-major, it can be the moving side of the matmul
+        # kernel (tokens stationary) instead of linear's stationary side. Take whichever the cost model says is
+        # faster for this shape (matmul wins for a few hundred tokens against a wide weight, e.g. an LM head).
+        ctx.materialize(x)
+        x2 = x.reshape(-1, x.shape[-1])
+        if ctx.cost(kernels.matmul, x2, w.t()).latency_us < ctx.cost(kernels.linear, x, w).latency_us:
+            out = ctx.kernel(kernels.matmul, x2, w.t()).reshape(*x.shape[:-1], w.shape[0])
+            ctx.after_linear(int(w.shape[1]), int(w.shape[0]), out)
+            return out
     return _linear(ctx, x, w, bias)
 
 
@@ -32,6 +42,12 @@ def _linear(ctx: LowerContext, x: torch.Tensor, w: torch.Tensor, bias: Any = Non
     return out
 
 
+def _collective_after(ctx: LowerContext, w: torch.Tensor) -> bool:
+    """Whether tensor parallelism puts a collective (a row-parallel all-reduce) right after this linear."""
+    return ctx.tp_plan is not None and ctx.tp_plan.after_linear(int(w.shape[1]), int(w.shape[0]), 0) is not None
+
+
+@registered("matmul_epilogue.linear_epilogue")
 def linear_epilogue(
     ctx: LowerContext,
     x: torch.Tensor,
@@ -39,10 +55,19 @@ def linear_epilogue(
     bias: torch.Tensor | None,
     activation: str | None,
     residual: torch.Tensor | None,
+    out_dtype: torch.dtype,
 ) -> Any:
-    """act(x @ w.T + bias) + residual in one kernel (made by the matmul-epilogue fusion pass)."""
+    """act(x @ w.T + bias) + residual, cast to out_dtype, in one kernel (made by the matmul-epilogue pass)."""
     _check(x, w, *(t for t in (bias, residual) if t is not None))
-    return _linear(ctx, x, w, bias, activation=activation, residual=residual)
+    if out_dtype not in KERNEL_DTYPES:
+        raise Unsupported(f"output dtype {out_dtype}")
+    odt = None if out_dtype == x.dtype else numpy_dtype(out_dtype)
+    if residual is not None and _collective_after(ctx, w):
+        # A row-parallel linear's partial sums are all-reduced before the residual joins them: keep the add
+        # after the collective instead of fusing it.
+        out = _linear(ctx, x, w, bias, activation=activation)
+        return ctx.kernel(kernels.binary, out, residual, "add", dtype=numpy_dtype(out_dtype))
+    return _linear(ctx, x, w, bias, activation=activation, residual=residual, out_dtype=odt)
 
 
 @registered("aten.addmm.default")
