@@ -19,6 +19,7 @@ from trnsim.compiler import lowering  # noqa: F401  (registers the built-in lowe
 from trnsim.compiler.kernel_cache import KernelCache, default_cache
 from trnsim.compiler.lowering.context import LowerContext, Unsupported
 from trnsim.compiler.lowering.table import lowering_for, op_name
+from trnsim.compiler.memory_plan import MemoryPlan, plan_memory, value_bytes
 from trnsim.compiler.source_lines import source_of
 from trnsim.errors import CompileError, InternalError, KernelError, TrnsimWarning, UnsupportedOpError
 from trnsim.hw.spec import HardwareSpec
@@ -87,6 +88,7 @@ class GraphRunner:
                     node, name, lowering_for(node.target), source_of(node), _used_outputs(node)
                 )
         self._warned: set[str] = set()
+        self.memory_plan: MemoryPlan | None = None  # HBM plan of the latest run
         if strict:
             self._check_strict()
 
@@ -112,13 +114,18 @@ class GraphRunner:
         profile.tp = self.tp
         hits0, misses0 = self.cache.hits, self.cache.misses
         env: dict[torch.fx.Node, Any] = {}
+        nbytes: dict[torch.fx.Node, int] = {}
+        resident: set[torch.fx.Node] = set()
         arg_iter = iter(args)
         result: Any = None
         for node in self.gm.graph.nodes:
             if node.op == "placeholder":
                 env[node] = next(arg_iter)
+                if _is_weight(env[node]):
+                    resident.add(node)
             elif node.op == "get_attr":
                 env[node] = self._attr(node.target)
+                resident.add(node)
             elif node.op == "call_function":
                 env[node] = self._call(node, env, profile)
             elif node.op == "call_module" and node.target == "_guards_fn":
@@ -127,10 +134,14 @@ class GraphRunner:
                 result = torch.fx.node.map_arg(node.args[0], lambda n: env[n])
             else:
                 raise CompileError(f"unsupported graph node kind {node.op!r} ({node.name})")
+            if node in env:
+                nbytes[node] = value_bytes(env[node])
             for dead in self.last_use.get(node, ()):
                 env.pop(dead, None)
         profile.cache_hits = self.cache.hits - hits0
         profile.cache_misses = self.cache.misses - misses0
+        self.memory_plan = plan_memory(self.gm.graph, nbytes, resident)
+        _record_memory(profile, self.memory_plan)
         return result, profile
 
     def _attr(self, target: str) -> Any:
@@ -190,6 +201,18 @@ class GraphRunner:
             return ctx.host(node.target, *args, **kwargs)
         except Exception as err:  # the op itself failed on the host: the model's own error, with its line
             raise CompileError(f"{plan.op} at {plan.source or node.name} failed on the host CPU: {err}") from err
+
+
+def _is_weight(x: Any) -> bool:
+    """A graph input that is a model parameter (AOTAutograd passes parameters as inputs): resident in HBM."""
+    return isinstance(x, torch.nn.Parameter) or bool(getattr(x, "_trnsim_constant", False))
+
+
+def _record_memory(profile: GraphProfile, plan: MemoryPlan) -> None:
+    profile.weight_bytes = plan.weight_bytes
+    profile.activation_peak_bytes = plan.activation_peak_bytes
+    profile.activation_arena_bytes = plan.arena_bytes
+    profile.reused_buffers = plan.reused_buffers
 
 
 def to_meta(x: Any) -> Any:

@@ -53,6 +53,12 @@ class GraphProfile:
     cache_misses: int = 0
     label: str = ""
     compile_seconds: float = 0.0  # capture + simulation wall time (estimates)
+    # HBM memory plan (trnsim.compiler.memory_plan): resident weights, the peak of simultaneously live
+    # activations, and the activation arena greedy buffer reuse needs (>= that peak)
+    weight_bytes: int = 0
+    activation_peak_bytes: int = 0
+    activation_arena_bytes: int = 0
+    reused_buffers: int = 0
 
     # -- headline numbers ---------------------------------------------------------------------------------
     @property
@@ -101,6 +107,21 @@ class GraphProfile:
         t = self.device_time_us
         return self.hbm_bytes / (t * 1000.0) if t else 0.0
 
+    @property
+    def peak_hbm_bytes(self) -> int:
+        """HBM footprint of one rank at its peak: weights plus the activation arena."""
+        return self.weight_bytes + self.activation_arena_bytes
+
+    @property
+    def hbm_capacity_bytes(self) -> int:
+        """HBM one rank (logical core) owns: the chip's HBM shared evenly by its logical cores."""
+        chip = self.spec.chip
+        return int(chip.hbm_bytes // max(1, chip.physical_cores // chip.default_lnc))
+
+    @property
+    def fits_hbm(self) -> bool:
+        return self.peak_hbm_bytes <= self.hbm_capacity_bytes
+
     def engine_busy_us(self) -> dict[str, float]:
         out: dict[str, float] = defaultdict(float)
         for r in self.records:
@@ -146,6 +167,13 @@ class GraphProfile:
             "mfu": self.mfu,
             "hbm_gbps": self.hbm_gbps,
             "bottleneck": self.bottleneck(),
+            "weight_bytes": self.weight_bytes,
+            "activation_peak_bytes": self.activation_peak_bytes,
+            "activation_arena_bytes": self.activation_arena_bytes,
+            "reused_buffers": self.reused_buffers,
+            "peak_hbm_bytes": self.peak_hbm_bytes,
+            "hbm_capacity_bytes": self.hbm_capacity_bytes,
+            "fits_hbm": self.fits_hbm,
             "engine_busy_us": self.engine_busy_us(),
             "by_kernel": self.by_kernel(),
             "by_op": self.by_op(),
@@ -172,6 +200,10 @@ class GraphProfile:
         table.add_row("device time", "", f"{t:,.1f}", "")
         table.add_row("MFU", "", f"{100 * self.mfu:.1f}%", "")
         table.add_row("HBM traffic / rank", "", f"{self.hbm_bytes / 1e6:,.1f} MB", "")
+        fits = "fits" if self.fits_hbm else f"> {self.hbm_capacity_bytes / 2**30:,.0f} GiB"
+        table.add_row("HBM peak / rank", "", f"{self.peak_hbm_bytes / 1e6:,.1f} MB", fits)
+        table.add_row("  weights", "", f"{self.weight_bytes / 1e6:,.1f} MB", "")
+        table.add_row("  activations (arena)", "", f"{self.activation_arena_bytes / 1e6:,.1f} MB", "")
         if self.host_fallback:
             ops = sorted({r.op for r in self.host_fallback})
             table.add_row(
