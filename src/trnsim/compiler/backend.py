@@ -16,12 +16,17 @@ from trnsim.compiler.capture import capture
 from trnsim.compiler.executor import GraphRunner
 from trnsim.compiler.options import CompileOptions, parse_options
 from trnsim.compiler.passes import run_passes
+from trnsim.compiler.scalar_inputs import inline_scalar_items, scalar_item_inputs
 from trnsim.hw.presets import get_spec
 from trnsim.runtime.last_profile import set_last_profile
 
 
 def _runner(gm: torch.fx.GraphModule, opts: CompileOptions, label: str) -> GraphRunner:
-    run_passes(gm)
+    from torch._subclasses.fake_tensor import unset_fake_temporarily
+
+    # AOTAutograd calls its graph compilers under a fake-tensor mode; constants the passes fold must be real.
+    with unset_fake_temporarily():
+        run_passes(gm)
     return GraphRunner(
         gm, get_spec(opts.target), functional=opts.mode == "functional", strict=opts.strict, label=label, tp=opts.tp
     )
@@ -42,24 +47,22 @@ def trnsim_backend(
     # runs static shapes, so such a graph is captured again for each distinct concrete shape it meets.
     compiled: dict[Any, Callable[..., Any]] = {}
 
-    def run(*args: Any) -> Any:
+    def concrete(args: list[Any]) -> Callable[..., Any]:
+        items = scalar_item_inputs(gm, args)
         key = tuple(
             (tuple(a.shape), a.dtype) if isinstance(a, torch.Tensor) else a for a, s in zip(args, static) if not s
-        )
-        fn = compiled.get(key)
-        if fn is None:
-            fn = compiled[key] = _compile_static(gm, list(args), static, opts)
-        return fn(*args)
+        ) + tuple(args[i].item() for i in items)
+        if key not in compiled:
+            # sizes Dynamo passes as ints are baked in too: the key above already holds their values
+            bound = [s or not isinstance(a, torch.Tensor) for a, s in zip(args, static)]
+            compiled[key] = _compile_static(inline_scalar_items(gm, args, items), args, bound, opts)
+        return compiled[key]
+
+    def run(*args: Any) -> Any:
+        return concrete(list(args))(*args)
 
     if not any(isinstance(t, torch.SymInt) or _symbolic(t) for t in example_inputs):
-        first = _compile_static(gm, list(example_inputs), static, opts)
-        compiled[
-            tuple(
-                (tuple(t.shape), t.dtype) if isinstance(t, torch.Tensor) else t
-                for t, s in zip(example_inputs, static)
-                if not s
-            )
-        ] = first
+        concrete(list(example_inputs))  # capture now, so errors surface at compile time
     return run
 
 
@@ -71,7 +74,10 @@ def _compile_static(
     gm: torch.fx.GraphModule, args: list[Any], static: list[bool], opts: CompileOptions
 ) -> Callable[..., Any]:
     bound = _WithConstants(gm, args, static)
-    captured = capture(bound, tuple(t for t, s in zip(args, static) if not s))
+    # Outside Dynamo's tracing context: export would otherwise trace with Dynamo's fake mode and shape env and
+    # turn Dynamo's guards on the user's inputs into its own.
+    with torch._guards.tracing(None):
+        captured = capture(bound, tuple(t for t, s in zip(args, static) if not s))
     runner = _runner(captured.gm, opts, opts.label or "forward")
 
     def run(*call_args: Any) -> Any:
@@ -92,10 +98,14 @@ class _WithConstants(torch.nn.Module):
         self.gm = gm
         self.static = static
         self.names: dict[int, str] = {}
+        self.scalars: dict[int, Any] = {}  # Python ints/floats (e.g. sizes of a dynamic-shape graph)
         for i, (t, s) in enumerate(zip(example_inputs, static)):
             if not s:
                 continue
             name = f"const{i}"
+            if not isinstance(t, torch.Tensor):
+                self.scalars[i] = t
+                continue
             if isinstance(t, torch.nn.Parameter):
                 self.register_parameter(name, t)
             else:
@@ -104,15 +114,16 @@ class _WithConstants(torch.nn.Module):
 
     def forward(self, *dynamic: Any) -> Any:
         it = iter(dynamic)
-        full = [getattr(self, self.names[i]) if s else next(it) for i, s in enumerate(self.static)]
+        full = [
+            (self.scalars[i] if i in self.scalars else getattr(self, self.names[i])) if s else next(it)
+            for i, s in enumerate(self.static)
+        ]
         return self.gm(*full)
 
 
 def _training_backend(gm: torch.fx.GraphModule, example_inputs: list[Any], opts: CompileOptions) -> Callable[..., Any]:
     from functorch.compile import make_boxed_func
     from torch._dynamo.backends.common import aot_autograd
-
-    from trnsim.compiler.decompositions import decomposition_table
 
     def compiler(label: str) -> Callable[..., Any]:
         def compile_graph(graph: torch.fx.GraphModule, inputs: list[Any]) -> Any:
@@ -128,8 +139,27 @@ def _training_backend(gm: torch.fx.GraphModule, example_inputs: list[Any], opts:
         return compile_graph
 
     return aot_autograd(
-        fw_compiler=compiler("forward"), bw_compiler=compiler("backward"), decompositions=dict(decomposition_table())
+        fw_compiler=compiler("forward"), bw_compiler=compiler("backward"), decompositions=training_decompositions()
     )(gm, example_inputs)
+
+
+# Ops a training graph keeps whole. Attention whose backward reads the forward's saved statistics
+# (logsumexp): PyTorch's decomposition of it returns the attention probabilities in that slot (fine for
+# inference, wrong gradients in training).
+KEEP_WHOLE_FOR_TRAINING = (
+    torch.ops.aten._scaled_dot_product_flash_attention_for_cpu.default,
+    torch.ops.aten.threshold_backward.default,  # one compare-and-multiply kernel instead of le + where
+    torch.ops.aten._log_softmax_backward_data.default,  # one row sum and one fused pass
+)
+
+
+def training_decompositions() -> dict[Any, Any]:
+    from trnsim.compiler.decompositions import decomposition_table
+
+    table = dict(decomposition_table())
+    for op in KEEP_WHOLE_FOR_TRAINING:
+        table.pop(op, None)
+    return table
 
 
 def register() -> None:
