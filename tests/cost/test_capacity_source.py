@@ -53,6 +53,6 @@ def test_weights_fit_check_matches_hbm_arithmetic() -> None:
     check_weights_fit(weights, "p5.48xlarge", 16)
 
 
-def test_simulator_hook_says_what_to_do() -> None:
-    with pytest.raises(CostError, match=r"serving simulator not wired yet.*--tokens-per-s-per-replica"):
-        replica_capacity("llama-3.1-70b", "trn2.48xlarge", 64, Slo(ttft_ms=2000, tpot_ms=100))
+def test_simulator_capacity_needs_an_slo() -> None:
+    with pytest.raises(CostError, match=r"give --slo-ttft-ms and/or --slo-tpot-ms.*--tokens-per-s-per-replica"):
+        replica_capacity("llama-3.1-70b", "trn2.48xlarge", 64, Slo())

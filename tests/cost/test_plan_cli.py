@@ -48,7 +48,7 @@ def test_registered_command_prints_errors_as_one_line() -> None:
 @pytest.mark.parametrize(
     ("extra", "error"),
     [
-        (["--tokens-per-s", "1e5", "--slo-tpot-ms", "50"], "serving simulator not wired yet"),
+        (["--tokens-per-s", "1e5"], "give --slo-ttft-ms and/or --slo-tpot-ms"),
         (["--power", "lots", "--tokens-per-s-per-replica", "10"], "cannot read power 'lots'"),
         (["--power", "1GW", "--tokens-per-s-per-replica", "10", "--cooling", "oil"], "unknown cooling 'oil'"),
         (["--tokens-per-s", "1", "--tokens-per-s-per-replica", "1", "--prices", "/no/such.toml"], "cannot read prices"),

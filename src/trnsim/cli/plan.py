@@ -67,8 +67,13 @@ def plan_command(
     slo_ttft_ms: float | None = typer.Option(None, "--slo-ttft-ms", help="time-to-first-token target"),
     slo_tpot_ms: float | None = typer.Option(None, "--slo-tpot-ms", help="time-per-output-token target"),
     tokens_per_s_per_replica: float | None = typer.Option(
-        None, "--tokens-per-s-per-replica", help="replica throughput to plan with, instead of the serving simulator"
+        None,
+        "--tokens-per-s-per-replica",
+        help="override: replica output tokens/s to plan with, instead of the serving simulator's figure",
     ),
+    prompt: str = typer.Option("2048", "--prompt", help="prompt tokens of the simulated traffic (N, LOW-HIGH, zipf)"),
+    output: str = typer.Option("256", "--output", help="output tokens of the simulated traffic"),
+    requests: int = typer.Option(200, "--requests", min=1, help="requests per simulation when sizing a replica"),
     prices_file: Path | None = typer.Option(None, "--prices", help="TOML overriding prices.toml entries"),
     power_file: Path | None = typer.Option(None, "--power-table", help="TOML overriding power.toml entries"),
     usd_per_kwh: float | None = typer.Option(None, "--usd-per-kwh", help="electricity price (default from power.toml)"),
@@ -90,8 +95,13 @@ def plan_command(
         capacity = capacity_from_user(tokens_per_s_per_replica, hw, tp, prices)
         capacity_note = "given by --tokens-per-s-per-replica (SLO not checked)"
     else:
-        capacity = replica_capacity(facts.name, hw, tp, slo)
-        capacity_note = "serving simulator"
+        capacity = replica_capacity(
+            model, hw, tp, slo, prompt=prompt, output=output, requests=requests, progress=not as_json, prices=prices
+        )
+        capacity_note = (
+            f"serving simulator: max Poisson rate with 90% of {requests} requests (prompt {prompt}, output {output} "
+            "tokens) within the SLO, step latencies estimated"
+        )
     fleet = plan(
         capacity,
         power_budget=power,

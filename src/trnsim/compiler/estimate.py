@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+import warnings
 from typing import Any
 
 import torch
@@ -16,18 +17,23 @@ from torch.utils._pytree import tree_map
 
 from trnsim.compiler.capture import capture
 from trnsim.compiler.executor import GraphRunner, to_meta
+from trnsim.compiler.gpu_estimate import gpu_estimate, is_gpu_target
 from trnsim.compiler.layer_folding import folded, node_multipliers
+from trnsim.compiler.logical_core import spread_over_logical_core
 from trnsim.compiler.move_cost import move_cost
 from trnsim.compiler.options import parse_options
 from trnsim.compiler.passes import run_passes
 from trnsim.compiler.tensor_parallel import TPPlan, local_model
-from trnsim.errors import CompileError
+from trnsim.errors import CompileError, TrnsimWarning
+from trnsim.gpu.spec import GpuSpec
 from trnsim.hw.presets import get_spec
+from trnsim.hw.spec import HardwareSpec
 from trnsim.runtime.graph_profile import GraphProfile, OpRecord
 from trnsim.sim.collectives import place
 
 # AdamW with fp32 moments and bf16 weights/grads reads w, g, m, v and writes w, m, v per parameter.
 ADAMW_BYTES_PER_PARAM = 2 + 2 + 4 + 4 + 2 + 4 + 4
+ADAMW_MOMENT_BYTES_PER_PARAM = 4 + 4  # the fp32 m and v AdamW keeps resident next to each parameter
 
 
 def estimate(
@@ -35,7 +41,7 @@ def estimate(
     example_inputs: tuple[Any, ...] | list[Any],
     example_kwargs: dict[str, Any] | None = None,
     *,
-    target: str = "trn2",
+    target: str | HardwareSpec | GpuSpec = "trn2",
     tp: int = 1,
     instance: str | None = None,
     training: bool = False,
@@ -46,7 +52,17 @@ def estimate(
 
     Works on models on the meta device (no weights). `tp` shards Hugging Face decoder models over tp logical
     cores; collectives are costed on `instance` (default: the smallest preset instance with enough chips).
+    target: a hardware preset name, a spec file, a (possibly modified) HardwareSpec, or a GPU preset name
+    ("h100", "h200", "b200") / GpuSpec, which prices the same captured graph on the GPU model.
     """
+    if is_gpu_target(target):
+        if training:
+            raise CompileError("training estimates run on Trainium-class targets only; use target='trn2' etc.")
+        assert not isinstance(target, HardwareSpec)
+        return gpu_estimate(
+            model, example_inputs, example_kwargs, target=target, tp=tp, fold_layers=fold_layers, label=label
+        )
+    assert not isinstance(target, GpuSpec)
     opts = parse_options(None, target=target, tp=tp, mode="timing")
     spec = get_spec(opts.target)
     placement = place(spec, opts.tp, instance)
@@ -72,6 +88,20 @@ def estimate(
             _, profile = runner.run(*captured.flat_inputs(args, kwargs))
             for r in profile.records:
                 r.count *= multipliers.get(r.node, 1)
+    if not training:
+        # with folded layer stacks the graph held one layer's weights; the rank holds all of them
+        profile.weight_bytes = _resident_bytes(rank_model)
+        if not profile.fits_hbm:
+            warnings.warn(
+                f"trnsim: {name} needs {profile.peak_hbm_bytes / 2**30:.3g} GiB of HBM per rank (weights "
+                f"{profile.weight_bytes / 2**30:.3g} GiB, activations "
+                f"{profile.activation_arena_bytes / 2**30:.3g} GiB), "
+                f"more than the {profile.hbm_capacity_bytes / 2**30:.3g} GiB a rank of {spec.name} has: raise tp "
+                "or shorten the sequence",
+                TrnsimWarning,
+                stacklevel=2,
+            )
+    spread_over_logical_core(profile, spec)
     profile.tp = opts.tp
     profile.label = name
     profile.compile_seconds = time.perf_counter() - start
@@ -85,14 +115,26 @@ def _training(model: torch.nn.Module, args: Any, kwargs: Any, spec: Any, plan: T
     model.train()
     for p in model.parameters():
         p.requires_grad_(True)
-    options = {"target": spec.name, "mode": "timing"}
+    options = {"target": spec, "mode": "timing"}  # the spec object itself: a modified preset stays modified
     compiled = torch.compile(model, backend=lambda gm, ex: trnsim_backend(gm, ex, options))
-    with recording() as profiles:
-        out = compiled(*args, **kwargs)
-        loss = _first_tensor(out)
-        if loss is None:
-            raise CompileError(f"{name} returned no tensor to differentiate for a training step")
-        loss.float().sum().backward()
+    config = getattr(model, "config", None)
+    use_cache = getattr(config, "use_cache", None)
+    try:
+        if use_cache:  # a training step keeps no KV cache (Hugging Face builds one outside the traced graph)
+            config.use_cache = False  # type: ignore[union-attr]
+        with recording() as profiles:
+            out = compiled(*args, **kwargs)
+            loss = _first_tensor(out)
+            if loss is None:
+                raise CompileError(f"{name} returned no tensor to differentiate for a training step")
+            loss.float().sum().backward()
+    except torch._dynamo.exc.TorchDynamoException as err:
+        raise CompileError(
+            f"the training step of {name} could not be captured: {type(err).__name__}: {str(err).splitlines()[0]}"
+        ) from err
+    finally:
+        if use_cache:
+            config.use_cache = use_cache  # type: ignore[union-attr]
     if not profiles:
         raise CompileError(f"no graph of {name} reached the trnsim backend")
     total = GraphProfile(target=spec.name, mode="timing", spec=spec, tp=plan.tp, label=f"{name} training step")
@@ -101,6 +143,21 @@ def _training(model: torch.nn.Module, args: Any, kwargs: Any, spec: Any, plan: T
         total.cache_hits += prof.cache_hits
         total.cache_misses += prof.cache_misses
     n_params = sum(p.numel() for p in model.parameters())
+    # HBM: the graphs run one after another (the forward's saved activations are the backward's inputs, so
+    # each graph's own plan holds them); resident are the weights plus AdamW's two fp32 moments per parameter
+    total.weight_bytes = max(p.weight_bytes for p in profiles) + n_params * ADAMW_MOMENT_BYTES_PER_PARAM
+    total.activation_peak_bytes = max(p.activation_peak_bytes for p in profiles)
+    total.activation_arena_bytes = max(p.activation_arena_bytes for p in profiles)
+    total.reused_buffers = sum(p.reused_buffers for p in profiles)
+    if not total.fits_hbm:
+        warnings.warn(
+            f"trnsim: a training step of {name} needs {total.peak_hbm_bytes / 2**30:.3g} GiB of HBM per rank "
+            f"(weights and optimizer state {total.weight_bytes / 2**30:.3g} GiB, activations "
+            f"{total.activation_arena_bytes / 2**30:.3g} GiB), more than the {total.hbm_capacity_bytes / 2**30:.3g} "
+            f"GiB a rank of {spec.name} has: raise tp, shorten the sequence or use a smaller batch",
+            TrnsimWarning,
+            stacklevel=3,
+        )
     us, busy = move_cost(spec, n_params * ADAMW_BYTES_PER_PARAM // 2, 2048)
     total.records.append(
         OpRecord(
@@ -129,3 +186,9 @@ def _first_tensor(out: Any) -> torch.Tensor | None:
             if t is not None:
                 return t
     return None
+
+
+def _resident_bytes(model: torch.nn.Module) -> int:
+    """Bytes of the parameters and buffers one rank keeps in HBM (meta tensors carry sizes, not data)."""
+    tensors = [*model.parameters(), *model.buffers()]
+    return sum(t.numel() * t.element_size() for t in tensors)

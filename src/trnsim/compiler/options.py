@@ -7,12 +7,15 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from trnsim.errors import CompileError
+from trnsim.hw.spec import HardwareSpec
 
 
 class CompileOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    target: str = Field("trn2", description="hardware preset name or spec file")
+    # A HardwareSpec object (e.g. a preset with one field changed) is used as is; the kernel cache keys every
+    # invocation by the spec's full JSON, so a modified spec never reuses another spec's entries.
+    target: str | HardwareSpec = Field("trn2", description="hardware preset name, spec file, or HardwareSpec")
     mode: Literal["functional", "timing"] = "functional"
     strict: bool = Field(False, description="an op with no lowering is an error instead of a host fallback")
     tp: int = Field(1, ge=1, description="tensor-parallel degree (logical cores the model is sharded over)")

@@ -1,4 +1,4 @@
-"""Where a replica's capacity comes from: the serving simulator (wired by the lead), or the user's own figure.
+"""Where a replica's capacity comes from: the serving simulator (trnsim.serve), or the user's own figure.
 
 Tensor parallelism `tp` counts the ranks one replica spans: logical NeuronCores on Trainium/Inferentia (a
 trn2.48xlarge has 16 chips x 8 cores / LNC 2 = 64), GPUs on GPU instances (8 on a p5.48xlarge). A replica
@@ -72,10 +72,36 @@ def capacity_from_user(
     return ReplicaCapacity(tokens_per_s_per_replica, instance, instances_per_replica, per_instance)
 
 
-def replica_capacity(model: str, instance: str, tp: int, slo: Slo) -> ReplicaCapacity:
+def replica_capacity(
+    model: str,
+    instance: str,
+    tp: int,
+    slo: Slo,
+    *,
+    prompt: str | int = 2048,
+    output: str | int = 256,
+    requests: int = 200,
+    scheduler: str = "continuous",
+    goodput_fraction: float = 0.9,
+    seed: int = 0,
+    progress: bool = False,
+    prices: PriceTable | None = None,
+) -> ReplicaCapacity:
     """Per-replica capacity of `model` on `instance` at tensor parallelism `tp` within `slo`, from the serving
-    simulator (trnsim.serve). Not wired yet: until it is, pass the figure yourself."""
-    raise CostError(
-        f"serving simulator not wired yet, so the capacity of {model} on {instance} (tp={tp}) under the SLO cannot "
-        "be computed; pass --tokens-per-s-per-replica with a throughput you measured or estimated"
-    )
+    simulator: the output tokens/s one replica sustains at the highest Poisson rate at which goodput_fraction of
+    `requests` requests (prompt/output lengths as in `trnsim serve`) meet the SLO, with step latencies from
+    the compiler's estimate (Trainium-class chips) or the GPU model (GPUs)."""
+    from trnsim.serve import SLO, make_workload
+    from trnsim.serve.compare import max_rate_under_slo
+    from trnsim.serve.setup import grid_bounds, serving_setup
+
+    if slo.ttft_ms is None and slo.tpot_ms is None:
+        raise CostError(
+            "the serving simulator sizes a replica under an SLO: give --slo-ttft-ms and/or --slo-tpot-ms, "
+            "or pass --tokens-per-s-per-replica with your own figure"
+        )
+    per_instance, instances_per_replica = replica_layout(instance, tp, prices)
+    work = make_workload(requests, rate=1.0, prompt=prompt, output=output, seed=seed)
+    setup = serving_setup(model, instance, tp, bounds=grid_bounds(work, scheduler), progress=progress)
+    found = max_rate_under_slo(setup, work, SLO(slo.ttft_ms, slo.tpot_ms), scheduler, goodput_fraction)
+    return ReplicaCapacity(found.result.metrics.throughput_tok_s, instance, instances_per_replica, per_instance)

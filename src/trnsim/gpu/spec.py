@@ -37,6 +37,11 @@ class GpuInterconnect(_Spec):
 
 class GpuKernels(_Spec):
     attention_efficiency: float = Field(gt=0, le=1, description="flash-attention FLOP rate / tensor peak")
+    serving_kernel_overhead_s: NonNegativeFloat | None = Field(
+        default=None,
+        description="per-kernel fixed time when a serving engine replays the step as a CUDA graph "
+        "(None: the fitted launch_s of eager launches)",
+    )
 
 
 class GpuPower(_Spec):

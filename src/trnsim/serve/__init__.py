@@ -8,12 +8,16 @@
     print(result.to_dict())
 
 Step latencies come from any `StepCost`; `StepLatencyGrid` turns an expensive one (the compiler's
-estimate) into a cached, interpolated table.
+estimate) into a cached, interpolated table, and `estimated_step_cost(model, target, tp)` builds that table
+for a real model from trnsim.estimate (or the GPU model). `serving_setup` / `parse_hw` glue a model to an
+instance (memory, price, power), and `compare_hardware` runs one model and SLO across instances.
 """
 
 from trnsim.serve.arrivals import ClosedLoop, GammaArrivals, Poisson
+from trnsim.serve.compare import Comparison, SideResult, compare_hardware, max_rate_under_slo
 from trnsim.serve.engine import ProgressFn
 from trnsim.serve.errors import ModelDoesNotFitError, ServeError, ServeInternalError, SloUnreachableError, TraceError
+from trnsim.serve.estimate_step_cost import EstimatedStepCost, StepComponents, estimated_step_cost
 from trnsim.serve.kv_cache import PagedKVCache
 from trnsim.serve.lengths import Fixed, Uniform, Zipf
 from trnsim.serve.metrics import SLO, Percentiles, ServeMetrics
@@ -32,6 +36,7 @@ from trnsim.serve.schedulers import (
     StepRecord,
     scheduler_from_name,
 )
+from trnsim.serve.setup import GridBounds, HwChoice, ServingSetup, grid_bounds, parse_hw, served_model, serving_setup
 from trnsim.serve.simulate import simulate
 from trnsim.serve.step_cost import RooflineStepCost, StepCost
 from trnsim.serve.step_grid import StepLatencyGrid, geometric_axis
@@ -45,9 +50,13 @@ __all__ = [
     "SLO",
     "ChunkedPrefill",
     "ClosedLoop",
+    "Comparison",
     "ContinuousBatching",
+    "EstimatedStepCost",
     "Fixed",
     "GammaArrivals",
+    "GridBounds",
+    "HwChoice",
     "ModelDoesNotFitError",
     "PagedKVCache",
     "Percentiles",
@@ -63,10 +72,13 @@ __all__ = [
     "ServeMetrics",
     "ServeResult",
     "ServedModel",
+    "ServingSetup",
     "SharedPrefix",
+    "SideResult",
     "SloUnreachableError",
     "SpeculativeDecoding",
     "StaticBatching",
+    "StepComponents",
     "StepCost",
     "StepLatencyGrid",
     "StepRecord",
@@ -75,13 +87,20 @@ __all__ = [
     "Uniform",
     "Workload",
     "Zipf",
+    "compare_hardware",
     "default_cache_path",
+    "estimated_step_cost",
     "find_max_rate",
     "geometric_axis",
+    "grid_bounds",
     "kv_cache_blocks",
     "load_trace",
     "make_workload",
+    "max_rate_under_slo",
+    "parse_hw",
     "parse_lengths",
     "scheduler_from_name",
+    "served_model",
+    "serving_setup",
     "simulate",
 ]

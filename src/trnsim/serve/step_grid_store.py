@@ -28,9 +28,10 @@ CREATE TABLE IF NOT EXISTS step_latency (
 
 
 def default_cache_path() -> Path:
-    """The user's cache file for step latencies: $XDG_CACHE_HOME/trnsim/step_latency.sqlite (~/.cache by default)."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "trnsim" / "step_latency.sqlite"
+    """The step-latency cache file, next to the kernel cache: $TRNSIM_CACHE_DIR, else the user cache directory."""
+    from trnsim.compiler.kernel_cache import cache_dir
+
+    return cache_dir() / "step_latency.sqlite"
 
 
 class StepLatencyStore:

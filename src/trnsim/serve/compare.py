@@ -1,0 +1,164 @@
+"""Compare serving one model on several instance kinds under one SLO: capacity, latency, $/Mtok, J/token.
+
+    cmp = compare_hardware("llama-3.1-70b", ["trn2.48xlarge:tp=64", "p5.48xlarge:tp=8"], SLO(2000, 100),
+                           requests=200, prompt="2048", output="256")
+    print(cmp.to_dict()["cost_ratio"])
+
+For each hardware: without a fixed load, the highest Poisson arrival rate at which `goodput_fraction` of the
+requests meet the SLO (`find_max_rate`) and the metrics at that rate; with a rate or a concurrency, the
+metrics at that load. Then each side's $/Mtok relative to the first side's that met the SLO. A hardware on
+which no rate meets the SLO is listed in `unmet`; when none does, SloUnreachableError says why for each.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from trnsim.serve.errors import ServeError, SloUnreachableError
+from trnsim.serve.metrics import SLO
+from trnsim.serve.options import make_workload
+from trnsim.serve.rate_search import RateSearch, find_max_rate
+from trnsim.serve.result import ServeResult
+from trnsim.serve.setup import HwChoice, ServingSetup, grid_bounds, parse_hw, serving_setup
+from trnsim.serve.simulate import simulate
+from trnsim.serve.workload import Workload
+
+DEFAULT_START_RATE = 1.0  # req/s: where the rate search starts (it doubles or halves from here)
+
+
+@dataclass(frozen=True)
+class SideResult:
+    """One hardware's outcome: its setup, the load it was measured at, and the simulation there."""
+
+    hw: str
+    target: str
+    tp: int
+    rate_req_s: float | None  # the max rate under the SLO, or the given rate; None for a fixed concurrency
+    searched: bool  # rate_req_s came from find_max_rate
+    setup: ServingSetup = field(repr=False)
+    result: ServeResult = field(repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        metrics = self.result.to_dict()
+        return {
+            "hw": self.hw,
+            "target": self.target,
+            "tp": self.tp,
+            "rate_req_s": self.rate_req_s,
+            "rate_from_search": self.searched,
+            "replicas_per_instance": self.setup.replicas_per_instance,
+            "instances_per_replica": self.setup.instances_per_replica,
+            "price_per_replica_hour": self.setup.replica.price_per_hour,
+            "power_per_replica_w": self.setup.replica.power_w,
+            **metrics,
+        }
+
+
+@dataclass(frozen=True)
+class Comparison:
+    model: str
+    slo: SLO
+    sides: list[SideResult]
+    unmet: dict[str, str] = field(default_factory=dict)  # hardware -> why no rate meets the SLO there
+
+    @property
+    def cost_ratio(self) -> dict[str, float | None]:
+        """Each side's $/Mtok divided by the first side's (None where a price is unknown)."""
+        base = self.sides[0].result.metrics.usd_per_mtok
+        out: dict[str, float | None] = {}
+        for side in self.sides:
+            usd = side.result.metrics.usd_per_mtok
+            out[side.hw] = usd / base if usd is not None and base else None
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "slo": {"ttft_ms": self.slo.ttft_ms, "tpot_ms": self.slo.tpot_ms},
+            "sides": [s.to_dict() for s in self.sides],
+            "cost_ratio": self.cost_ratio,
+            "slo_unmet": self.unmet,
+        }
+
+
+def max_rate_under_slo(
+    setup: ServingSetup, work: Workload, slo: SLO, scheduler: str = "continuous", goodput_fraction: float = 0.9
+) -> RateSearch:
+    """find_max_rate for one setup, with a clear message when the run is too short to ever miss the SLO."""
+    seen: list[float] = []
+    try:
+        return find_max_rate(
+            setup.model,
+            setup.replica,
+            work,
+            slo,
+            scheduler,
+            goodput_fraction=goodput_fraction,
+            on_evaluation=lambda rate, attained: seen.append(attained),
+        )
+    except SloUnreachableError:
+        raise
+    except ServeError:
+        if seen and min(seen) >= goodput_fraction:
+            raise ServeError(
+                f"on {setup.replica.name} every rate tried meets the SLO: {work.num_requests} requests are too few "
+                "to load the replica (they are batched together whatever the rate); simulate more requests"
+            ) from None
+        raise
+
+
+def compare_hardware(
+    model: str,
+    hardware: Sequence[str | HwChoice],
+    slo: SLO,
+    *,
+    requests: int = 200,
+    prompt: str | int = 2048,
+    output: str | int = 256,
+    rate: float | None = None,
+    concurrency: int | None = None,
+    scheduler: str = "continuous",
+    goodput_fraction: float = 0.9,
+    seed: int = 0,
+    dtype: str = "bfloat16",
+    progress: bool = False,
+    on_side: Callable[[str], None] | None = None,
+) -> Comparison:
+    """Serve `model` on each hardware ("INSTANCE:tp=N") under `slo`; see the module docstring."""
+    if not hardware:
+        raise ServeError("compare needs at least one hardware (e.g. trn2.48xlarge:tp=64)")
+    choices = [h if isinstance(h, HwChoice) else parse_hw(h) for h in hardware]
+    for c in choices:
+        if c.tp is None:
+            raise ServeError(f"give tp for {c.instance} as {c.instance}:tp=N (ranks per replica)")
+    # Set every side up first: an impossible one fails before any long simulation.
+    probe = make_workload(requests, rate=rate or DEFAULT_START_RATE, prompt=prompt, output=output, seed=seed)
+    bounds = grid_bounds(probe, scheduler)
+    setups = []
+    for c in choices:
+        assert c.tp is not None
+        if on_side is not None:
+            on_side(f"step latencies for {c}")
+        setups.append(serving_setup(model, c.instance, c.tp, dtype=dtype, bounds=bounds, progress=progress))
+    sides: list[SideResult] = []
+    failures: dict[str, str] = {}
+    for c, setup in zip(choices, setups):
+        if on_side is not None:
+            on_side(f"serving on {c}")
+        if rate is None and concurrency is None:
+            work = make_workload(requests, rate=DEFAULT_START_RATE, prompt=prompt, output=output, seed=seed)
+            try:
+                found = max_rate_under_slo(setup, work, slo, scheduler, goodput_fraction)
+            except SloUnreachableError as err:
+                failures[str(c)] = str(err)
+                continue
+            sides.append(SideResult(str(c), setup.target, setup.tp, found.rate_req_s, True, setup, found.result))
+        else:
+            work = make_workload(requests, rate=rate, concurrency=concurrency, prompt=prompt, output=output, seed=seed)
+            result = simulate(setup.model, setup.replica, work, scheduler, slo=slo)
+            sides.append(SideResult(str(c), setup.target, setup.tp, rate, False, setup, result))
+    if not sides:
+        raise SloUnreachableError("no hardware meets the SLO: " + " | ".join(f"{k}: {v}" for k, v in failures.items()))
+    return Comparison(model, slo, sides, failures)

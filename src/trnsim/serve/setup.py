@@ -1,0 +1,172 @@
+"""From "model X on instance Y at tensor parallelism tp" to the simulator's ServedModel and Replica.
+
+    hw = parse_hw("trn2.48xlarge:tp=64")
+    setup = serving_setup("llama-3.1-70b", hw.instance, hw.tp, progress=True)
+    result = simulate(setup.model, setup.replica, workload)
+
+The replica's memory, price and power are its share of the instance (a replica smaller than an instance
+shares it; a larger one spans whole instances), from the cost tables (prices.toml, power.toml, with their
+sources). Its step cost is `estimated_step_cost` on the instance's accelerator: the compiler's estimate on
+Trainium-class chips, the GPU model on GPUs. Impossible setups (tp larger than the instance, weights that do
+not fit) fail before any estimate runs, with a message saying what to change.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from trnsim.serve.errors import ModelDoesNotFitError, ServeError
+from trnsim.serve.model import DEFAULT_RESERVE_FRACTION, GIB, Replica, ServedModel
+from trnsim.serve.workload import Workload
+
+_HW_FORM = re.compile(r"^\s*([A-Za-z0-9._-]+)\s*(?::\s*tp\s*=\s*(\d+)\s*)?$")
+DEFAULT_COOLING = "air"  # cooling whose PUE turns IT power into the facility power J/token reports
+
+
+@dataclass(frozen=True)
+class HwChoice:
+    instance: str
+    tp: int | None  # None: the caller's default
+
+    def __str__(self) -> str:
+        return self.instance if self.tp is None else f"{self.instance}:tp={self.tp}"
+
+
+def parse_hw(text: str, default_tp: int | None = None) -> HwChoice:
+    """ "trn2.48xlarge:tp=64" -> HwChoice("trn2.48xlarge", 64); "p5.48xlarge" -> tp = default_tp."""
+    match = _HW_FORM.match(text)
+    if match is None:
+        raise ServeError(f"hardware {text!r} is not INSTANCE or INSTANCE:tp=N (e.g. trn2.48xlarge:tp=64)")
+    tp = int(match.group(2)) if match.group(2) is not None else default_tp
+    if tp is not None and tp < 1:
+        raise ServeError(f"tp in {text!r} must be >= 1")
+    return HwChoice(match.group(1), tp)
+
+
+def accelerator_target(instance: str) -> str:
+    """The hardware or GPU preset that models the accelerator of `instance` (from prices.toml)."""
+    from trnsim.cost import load_prices
+    from trnsim.gpu.presets import list_gpus
+    from trnsim.hw.presets import list_presets
+
+    chip = load_prices().instance(instance).accelerator
+    if chip in list_presets() or chip in list_gpus():
+        return chip
+    raise ServeError(
+        f"{instance} holds {chip} accelerators, which trnsim has no model of; modelled: "
+        f"{', '.join(list_presets() + list_gpus())} (e.g. trn2.48xlarge, p5.48xlarge, p5e.48xlarge)"
+    )
+
+
+@dataclass(frozen=True)
+class GridBounds:
+    """The step shapes a workload can produce under a scheduler: what the step-latency grid must span."""
+
+    max_batch: int
+    max_context: int
+    max_new_tokens: int
+
+
+def grid_bounds(workload: Workload, scheduler: str = "continuous") -> GridBounds:
+    """Largest batch (the scheduler's cap, or every request at once), context (the longest request) and new
+    tokens per step (the scheduler's token budget, or the longest prompt, which runs alone when longer)."""
+    from trnsim.serve.schedulers import scheduler_from_name
+
+    config = scheduler_from_name(scheduler)
+    requests = workload.generate()
+    prompts = requests.prompt_tokens
+    longest = int((prompts + requests.output_tokens).max())
+    count = len(prompts)
+    cap_batch = int(getattr(config, "max_batch", count))
+    budget = int(getattr(config, "max_batched_tokens", 0) or getattr(config, "token_budget", 0) or prompts.sum())
+    tokens = min(max(budget, int(prompts.max())), int(prompts.sum()) + cap_batch)
+    return GridBounds(max(2, min(cap_batch, count)), max(2, longest), max(2, tokens))
+
+
+@dataclass(frozen=True)
+class ServingSetup:
+    """What `simulate` needs for one replica kind, and where its numbers came from."""
+
+    model: ServedModel
+    replica: Replica
+    instance: str
+    target: str
+    tp: int
+    replicas_per_instance: int
+    instances_per_replica: int
+
+
+def served_model(model: str, tp: int = 1, dtype_bytes: int = 2) -> ServedModel:
+    """ServedModel of a preset/config.json: weights at dtype_bytes per parameter, and the KV cache a token
+    takes over all tp ranks (KV heads are replicated when there are fewer than tp, as Megatron and NxD do)."""
+    from trnsim.models import model_facts
+
+    facts = model_facts(model)
+    kv_heads_total = max(facts.n_kv_heads, tp)  # each rank holds at least one KV head
+    kv_per_token = 2 * facts.n_layers * kv_heads_total * facts.head_dim * dtype_bytes
+    if not kv_per_token:
+        raise ServeError(f"{facts.name} is not a decoder (no KV cache); serving needs a causal language model")
+    return ServedModel(facts.name, float(facts.weight_bytes(dtype_bytes)), float(kv_per_token), float(facts.n_params))
+
+
+def serving_setup(
+    model: str,
+    instance: str,
+    tp: int,
+    *,
+    dtype: str = "bfloat16",
+    bounds: GridBounds | None = None,
+    cache: bool = True,
+    progress: bool = False,
+) -> ServingSetup:
+    """ServedModel + Replica for `model` on `instance` with `tp` ranks per replica (logical NeuronCores or GPUs).
+
+    bounds: the step shapes the step-latency grid spans (`grid_bounds(workload, scheduler)`); by default
+    estimated_step_cost's (batch 256, context 32768, 8192 new tokens)."""
+    from trnsim.cost import load_power, load_prices, server_power
+    from trnsim.cost.capacity_source import chips_per_replica, replica_layout
+    from trnsim.serve.estimate_step_cost import DTYPES, estimated_step_cost
+
+    if dtype not in DTYPES:
+        raise ServeError(f"dtype {dtype!r} is not supported; use one of {', '.join(DTYPES)}")
+    prices = load_prices()
+    entry = prices.instance(instance)
+    target = accelerator_target(instance)
+    per_instance, instances_per_replica = replica_layout(instance, tp, prices)
+    dtype_bytes = DTYPES[dtype]
+    served = served_model(model, tp, dtype_bytes)
+    memory = chips_per_replica(entry, tp) * entry.hbm_gib_per_accelerator * GIB
+    usable = memory * (1 - DEFAULT_RESERVE_FRACTION)
+    if served.weight_bytes >= usable:
+        raise ModelDoesNotFitError(
+            f"{served.name} needs {served.weight_bytes / GIB:.1f} GiB of weights but tp={tp} on {instance} gives "
+            f"{memory / GIB:.1f} GiB of HBM ({usable / GIB:.1f} GiB usable after the "
+            f"{DEFAULT_RESERVE_FRACTION:.0%} reserve); raise tp or choose an instance with more memory"
+        )
+    spec_instances = _spec_instance(target, instance)
+    limits = {} if bounds is None else vars(bounds)
+    step_cost = estimated_step_cost(
+        model, target, tp, spec_instances, dtype=dtype, cache=cache, progress=progress, **limits
+    )
+    power = load_power()
+    share = instances_per_replica / per_instance  # instances one replica stands for
+    facility_w = server_power(instance, prices, power).peak_w * power.cooling_for(DEFAULT_COOLING).pue.value
+    replica = Replica(
+        device_memory_bytes=memory,
+        step_cost=step_cost,
+        price_per_hour=entry.usd_per_hour * share,
+        power_w=facility_w * share,
+        name=f"{instance}:tp={tp}",
+    )
+    return ServingSetup(served, replica, instance, target, tp, per_instance, instances_per_replica)
+
+
+def _spec_instance(target: str, instance: str) -> str | None:
+    """The hardware preset's instance of that name (its topology carries the collectives), if it has one."""
+    from trnsim.hw.presets import list_presets, load_preset
+
+    if target not in list_presets():
+        return None
+    names = {i.name for i in load_preset(target).instances}
+    return instance if instance in names else None

@@ -1,0 +1,153 @@
+"""`trnsim serve`, `trnsim compare` and `trnsim plan` (capacity from the serving simulator) on a tiny model:
+JSON keys present and consistent with each other and with the cost tables; impossible setups as one line."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+import trnsim.serve.estimate_step_cost as esc
+from trnsim.cli import app
+from trnsim.cost import load_power, load_prices, server_power
+from trnsim.errors import TrnsimError
+from trnsim.report.html import fmt_num
+
+WORK = ["--requests", "24", "--prompt", "40", "--output", "8"]
+GPU_WORK = ["--requests", "40", "--prompt", "512", "--output", "32"]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A two-layer Llama config, private kernel and step-latency caches, a 2-point grid per axis (1, the bound)."""
+    from trnsim.compiler.kernel_cache import reset_default_cache
+
+    root = tmp_path_factory.mktemp("cli_serve")
+    config = {
+        "architectures": ["LlamaForCausalLM"],
+        "model_type": "llama",
+        "hidden_size": 256,
+        "intermediate_size": 1024,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 8,
+        "num_key_value_heads": 8,
+        "vocab_size": 1024,
+        "max_position_embeddings": 4096,
+        "tie_word_embeddings": False,
+    }
+    path = root / "tiny.json"
+    path.write_text(json.dumps(config))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TRNSIM_CACHE_DIR", str(root / "kernels"))
+        mp.setenv("XDG_CACHE_HOME", str(root / "xdg"))
+        mp.setattr(esc, "GRID_RATIO", {"batches": 1 << 30, "new_tokens": 1 << 30, "contexts": 1 << 30})
+        reset_default_cache(None)
+        yield str(path)
+        reset_default_cache(None)
+
+
+def run(*args: str) -> dict[str, Any]:
+    result = CliRunner().invoke(app, [*args, "--json"])
+    assert result.exit_code == 0, (result.output, result.exception)
+    data: dict[str, Any] = json.loads(result.stdout)
+    return data
+
+
+def check_metrics(out: dict[str, Any], instance: str, replicas_per_instance: int) -> None:
+    for key in ("ttft_ms", "tpot_ms", "e2e_ms"):
+        p = out[key]
+        assert 0 < p["p50"] <= p["p90"] <= p["p99"]
+    tokens = out["requests"] * 8
+    assert out["throughput_tok_s"] == pytest.approx(tokens / out["duration_s"], rel=1e-12)
+    price = load_prices().instance(instance).usd_per_hour / replicas_per_instance
+    assert out["usd_per_mtok"] == pytest.approx(price / (out["throughput_tok_s"] * 3600) * 1e6, rel=1e-9)
+    power = load_power()
+    watts = server_power(instance).peak_w * power.cooling_for("air").pue.value / replicas_per_instance
+    assert out["j_per_tok"] == pytest.approx(watts * out["duration_s"] / tokens, rel=1e-9)
+
+
+def test_serve_json_open_and_closed_loop(tiny: str) -> None:
+    trn = run("serve", "--model", tiny, "--hw", "trn2.48xlarge", "--tp", "1", "--rate", "5", *WORK)
+    assert trn["target"] == "trn2" and trn["requests"] == 24
+    check_metrics(trn, "trn2.48xlarge", 64)  # 16 chips x 4 logical cores, one per replica
+    table = CliRunner().invoke(
+        app, ["serve", "--model", tiny, "--hw", "trn2.48xlarge", "--tp", "1", "--rate", "5", *WORK]
+    )
+    assert table.exit_code == 0 and "TTFT ms" in table.stdout and "$ per million" in table.stdout
+    closed = run("serve", "--model", tiny, "--hw", "trn2.48xlarge", "--tp", "1", "--concurrency", "4", *WORK)
+    assert closed["concurrency"] == 4 and closed["rate_req_s"] is None
+    check_metrics(closed, "trn2.48xlarge", 64)
+
+
+def test_compare_at_a_fixed_rate_and_an_unreachable_slo(tiny: str) -> None:
+    hw = ["--hw", "trn2.48xlarge:tp=1", "--hw", "p5.48xlarge:tp=2"]
+    out = run("compare", "--model", tiny, *hw, "--slo-ttft-ms", "50", "--rate", "3", *WORK)
+    first, second = out["sides"]
+    assert (first["hw"], second["hw"]) == ("trn2.48xlarge:tp=1", "p5.48xlarge:tp=2")
+    assert first["rate_req_s"] == second["rate_req_s"] == 3 and not first["rate_from_search"]
+    check_metrics(first, "trn2.48xlarge", 64)
+    check_metrics(second, "p5.48xlarge", 4)
+    assert out["cost_ratio"][first["hw"]] == pytest.approx(1.0)
+    assert out["cost_ratio"][second["hw"]] == pytest.approx(second["usd_per_mtok"] / first["usd_per_mtok"])
+
+    args = ["compare", "--model", tiny, *hw, "--slo-ttft-ms", "50", "--rate", "3", *WORK]
+    report = Path(tiny).parent / "compare.html"
+    table = CliRunner().invoke(app, [*args, "--report", str(report)], terminal_width=160)
+    assert table.exit_code == 0 and "cost vs first" in table.stdout and "p5.48xlarge:tp=2" in table.stdout
+    html = report.read_text()  # the report holds both sides' numbers, as the JSON gave them
+    assert "p5.48xlarge:tp=2" in html and fmt_num(first["usd_per_mtok"]) in html
+
+    result = CliRunner().invoke(app, ["compare", "--model", tiny, *hw, "--slo-ttft-ms", "0.001", *WORK])
+    assert isinstance(result.exception, TrnsimError)
+    message = str(result.exception)
+    assert "no hardware meets the SLO" in message and "\n" not in message
+
+
+def test_compare_searches_the_max_rate_under_the_slo(tiny: str) -> None:
+    """Llama-3.1-8B on H100 vs H200 (GPU model: fast to build): each side's rate is the highest meeting the SLO."""
+    hw = ["--hw", "p5.48xlarge:tp=1", "--hw", "p5e.48xlarge:tp=1"]
+    out = run("compare", "--model", "llama-3.1-8b", *hw, "--slo-ttft-ms", "300", "--slo-tpot-ms", "40", *GPU_WORK)
+    h100, h200 = out["sides"]
+    for side in (h100, h200):
+        assert side["rate_from_search"] and side["rate_req_s"] > 0
+        assert side["slo_attainment"] >= 0.9
+    assert h200["tpot_ms"]["p50"] < h100["tpot_ms"]["p50"] * 1.5  # same traffic shape, faster memory
+    assert out["cost_ratio"]["p5e.48xlarge:tp=1"] == pytest.approx(h200["usd_per_mtok"] / h100["usd_per_mtok"])
+
+
+def test_plan_sizes_replicas_with_the_serving_simulator(tiny: str) -> None:
+    args = ["--hw", "p5.48xlarge", "--tp", "1", "--tokens-per-s", "1000000", "--slo-ttft-ms", "300"]
+    out = run("plan", "--model", "llama-3.1-8b", *args, "--slo-tpot-ms", "40", *GPU_WORK)
+    assert out["capacity_source"].startswith("serving simulator")
+    per_replica = out["capacity_tokens_per_s"] / out["replicas"]
+    assert per_replica > 0
+    # demand sizing: the fewest whole instances (8 one-GPU replicas each) whose capacity covers the demand
+    instances = out["instances"]
+    assert instances * 8 * per_replica >= 1_000_000 > (instances - 1) * 8 * per_replica
+    override = run("plan", "--model", tiny, *args, "--tokens-per-s-per-replica", "1000")
+    assert override["capacity_source"].startswith("given by")
+    assert override["capacity_tokens_per_s"] == pytest.approx(override["replicas"] * 1000)
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--model", "llama-3.1-70b", "--hw", "trn2.48xlarge", "--tp", "1"], "GiB of weights.*raise tp"),
+        (["--hw", "trn2.48xlarge", "--tp", "3"], "tp=3"),
+        (["--hw", "trn2.48xlarge", "--tp", "128"], "tp=128"),
+        (["--hw", "p5.48xlarge", "--tp", "16"], "tp=16"),
+    ],
+)
+def test_impossible_setups_are_one_line_errors(tiny: str, args: list[str], expected: str) -> None:
+    if "--model" not in args:
+        args = ["--model", tiny, *args]
+    result = CliRunner().invoke(app, ["serve", *args, "--rate", "1", *WORK])
+    assert isinstance(result.exception, TrnsimError), result.exception
+    message = str(result.exception)
+    assert "\n" not in message
+    assert re.search(expected, message), message
