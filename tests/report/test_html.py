@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-import trnsim.demo
+import trnsim.demo.kernels
 from trnsim.cli import app
 from trnsim.hw import load_preset
 from trnsim.report.html import Report, ReportError
@@ -216,7 +216,7 @@ def test_kernel_cli_writes_report(tmp_path):
         app,
         [
             "kernel",
-            f"{trnsim.demo.__file__}:tiled_matmul",
+            f"{trnsim.demo.kernels.__file__}:tiled_matmul",
             "--arg",
             "128x128:bfloat16",
             "--arg",

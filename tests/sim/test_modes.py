@@ -73,4 +73,4 @@ def test_perfetto_trace_has_a_track_per_engine_and_queue(tmp_path: Path, rng: np
     end_us = max(e["ts"] + e["dur"] for e in slices)
     assert end_us <= prof.latency_us + 1e-9
     # every slice names the kernel source line that issued it
-    assert all("demo.py" in e["args"]["source"] for e in slices)
+    assert all("demo/kernels.py" in e["args"]["source"] for e in slices)

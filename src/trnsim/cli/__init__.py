@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from trnsim.cli import estimate, gpu, hw, kernel, plan
+from trnsim.cli import compare, estimate, gpu, hw, kernel, ops, plan, report, serve, sweep
 from trnsim.errors import TrnsimError
 
 app = typer.Typer(help="trnsim: a simulated Trainium-class accelerator and its software stack.", no_args_is_help=True)
@@ -17,15 +17,21 @@ app.add_typer(gpu.gpu_app, name="gpu")
 app.command("kernel")(kernel.kernel_command)
 app.command("plan")(plan.plan_command)
 app.command("estimate")(estimate.estimate_command)
+app.command("ops")(ops.ops_command)
+app.command("serve")(serve.serve_command)
+app.command("compare")(compare.compare_command)
+app.command("sweep")(sweep.sweep_command)
+report.register(app)  # `trnsim report` and the `trnsim trace` group
 err_console = Console(stderr=True, soft_wrap=True)
 
 
 @app.command()
 def demo(
-    out: str = typer.Option("out", help="folder for the traces"),
+    out: str = typer.Option("out", help="folder for the report, traces, plots and numbers"),
     target: str = typer.Option("trn2", help="hardware preset"),
 ) -> None:
-    """Run built-in example kernels on the simulated chip and print their profiles."""
+    """The whole story on built-in defaults: a kernel profile, a compiled transformer vs eager, trn2 vs H100
+    serving and cost, a capacity plan, and an HTML report under OUT."""
     from pathlib import Path
 
     from trnsim.demo import run_demo

@@ -1,15 +1,9 @@
-"""`trnsim demo`: a few built-in kernels run on the simulated trn2, with their profiles and a trace.
+"""Hand-written NKI kernels (current API) that double as examples of the language and as test fixtures.
 
-The kernels are ordinary NKI code (current API), so they double as examples of the language.
+`trnsim kernel src/trnsim/demo/kernels.py:tiled_matmul --arg ...` runs one from the command line.
 """
 
 from __future__ import annotations
-
-from pathlib import Path
-
-import ml_dtypes
-import numpy as np
-from rich.console import Console
 
 import trnsim.nki as nki
 import trnsim.nki.isa as nisa
@@ -69,37 +63,3 @@ def tensor_add(a, b):
     nisa.tensor_tensor(dst=c, data1=ta, data2=tb, op=nl.add)
     nl.store(out[rows, :], c)
     return out
-
-
-def run_demo(
-    out_dir: Path = Path("out"), target: str = "trn2", console: Console | None = None
-) -> dict[str, nki.kernel.Profile]:
-    console = console or Console()
-    rng = np.random.default_rng()
-    bf16 = ml_dtypes.bfloat16
-    a_t = rng.standard_normal((1024, 512)).astype(bf16)
-    b = rng.standard_normal((1024, 1024)).astype(bf16)
-    x = rng.standard_normal((512, 2048)).astype(np.float32)
-    p = rng.standard_normal((1024, 512)).astype(np.float32)
-    q = rng.standard_normal((1024, 512)).astype(np.float32)
-    runs = {
-        "tiled_matmul": (tiled_matmul, (a_t, b), a_t.astype(np.float32).T @ b.astype(np.float32)),
-        "softmax_rows": (softmax_rows, (x,), _softmax(x)),
-        "tensor_add[8]": (tensor_add[8], (p, q), p + q),
-    }
-    profiles = {}
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for name, (kernel, args, ref) in runs.items():
-        prof = nki.profile(kernel, target=target)(*args)
-        err = float(np.max(np.abs(prof.outputs.astype(np.float32) - ref)))
-        console.print(prof.summary())
-        console.print(f"  max |error| vs numpy: {err:.2e}")
-        trace = prof.to_perfetto(out_dir / f"{name.split('[')[0]}.trace.json")
-        console.print(f"  trace: {trace}  (open in https://ui.perfetto.dev)\n")
-        profiles[name] = prof
-    return profiles
-
-
-def _softmax(x: np.ndarray) -> np.ndarray:
-    e = np.exp(x - x.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
