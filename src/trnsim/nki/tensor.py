@@ -153,7 +153,7 @@ class NkiTensor(TileOperators):
         for d, idx in zip(visible, index):
             start, stop, step = self.key[d]  # type: ignore[misc]
             length = _slice_len((start, stop, step))
-            dim_name = f"dim {visible.index(d)} of {self!r}"
+            dim_name = _DimName(visible.index(d), self)  # formatted only when an error message needs it
             if isinstance(idx, DynSlice):
                 if idx.start < 0 or idx.size < 0 or idx.start + (idx.size - 1) * idx.step >= length + (idx.size == 0):
                     raise BoundsError(
@@ -416,3 +416,16 @@ def _alias(alloc: Allocation, shape: tuple[int, ...], dtype: np.dtype[Any] | Non
 
 def _is_index_expr(x: Any) -> bool:
     return isinstance(x, np.ndarray) and x.dtype.kind in "iu"
+
+
+class _DimName:
+    """ "dim I of TENSOR" for error messages, built lazily: indexing is hot and almost never fails."""
+
+    __slots__ = ("dim", "tensor")
+
+    def __init__(self, dim: int, tensor: Any) -> None:
+        self.dim = dim
+        self.tensor = tensor
+
+    def __str__(self) -> str:
+        return f"dim {self.dim} of {self.tensor!r}"

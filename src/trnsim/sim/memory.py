@@ -55,6 +55,7 @@ class Allocation:
         "name",
         "nbytes",
         "offset",
+        "poisoned",
         "reuses",
         "row_elems",
         "shape",
@@ -85,6 +86,7 @@ class Allocation:
         self.storage: np.ndarray | None = None
         self.written: np.ndarray | None = None
         self.fully_written = False
+        self.poisoned = False  # unwritten elements hold the poison value (writes only ever shrink that set)
         self.reuses: tuple[int, ...] = ()  # freed allocations whose bytes this one took over
         self._root: Allocation | None = None  # None: this is the root (no self-cycle, so refcounting frees it)
         if functional:
@@ -125,13 +127,14 @@ class Allocation:
     def poison_unwritten(self) -> None:
         """Give every element nobody wrote the poison value (NaN for floats, 4 for integers)."""
         root = self.root
-        if root.fully_written or root.storage is None:
+        if root.fully_written or root.storage is None or root.poisoned:
             return
         poison = dtypes.poison_value(root.dtype)
         if root.written is None:
             root.storage.fill(poison)
         else:
             root.storage[~root.written] = poison
+        root.poisoned = True
 
     def describe(self) -> str:
         return f"{self.name or 'tensor'} {list(self.shape)} {dtypes.name(self.dtype)} in {self.kind}"
