@@ -83,6 +83,11 @@ def test_bad_options_are_a_clear_error():
         torch.compile(Block(), backend="trnsim", options={"targt": "trn2"})(torch.randn(1, 4, 32))
     with pytest.raises(CompileError, match="tp"):
         trnsim.compile(Block(), (torch.randn(1, 4, 32),), tp=0)
+    # a compiled graph runs one rank; tensor parallelism is estimate's (it shards the model's config)
+    with pytest.raises(CompileError, match=r"tp=2 is not supported there: use trnsim.estimate"):
+        trnsim.compile(Block(), (torch.randn(1, 4, 32),), tp=2)
+    with pytest.raises(Exception, match=r"tp=4 is not supported there"):
+        torch.compile(Block(), backend="trnsim", options={"tp": 4})(torch.randn(1, 4, 32))
 
 
 def test_data_dependent_op_in_a_shapes_only_run_is_explained():

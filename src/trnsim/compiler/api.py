@@ -9,7 +9,7 @@ import torch
 from trnsim.compiler.capture import capture
 from trnsim.compiler.executable import Executable
 from trnsim.compiler.executor import GraphRunner
-from trnsim.compiler.options import parse_options
+from trnsim.compiler.options import parse_options, require_one_rank
 from trnsim.compiler.passes import run_passes
 from trnsim.hw.presets import get_spec
 
@@ -31,6 +31,7 @@ def compile(
     mode='timing'); its `.profile` is the GraphProfile of the latest call.
     """
     opts = parse_options(options, target=target, mode=mode, strict=strict, tp=tp)
+    require_one_rank(opts, "trnsim.compile")
     captured = capture(model, tuple(example_inputs), example_kwargs)
     run_passes(captured.gm)
     runner = GraphRunner(
