@@ -50,10 +50,13 @@ class RooflinePoint:
 
 
 def roof_of(spec: HardwareSpec, cores: int = 1) -> Roof:
-    """bf16 peak = PE rows x cols x 2 FLOP x clock per core; HBM roof = the chip's HBM bandwidth."""
+    """bf16 peak = PE rows x cols x 2 FLOP x clock per core; HBM roof = what `cores` cores can pull from HBM:
+    their DMA queues' rate, capped by the chip's HBM bandwidth (one core cannot use the whole chip's)."""
     t = spec.core.tensor
     peak = t.pe_rows * t.pe_cols * 2 * t.clock_ghz * 1e9 * cores
-    return Roof(f"{spec.name} ({cores} core{'s' if cores > 1 else ''})", peak, spec.chip.hbm_bytes_per_ns * 1e9)
+    dma = spec.core.dma
+    hbm = min(cores * dma.queues * dma.queue_bytes_per_ns, spec.chip.hbm_bytes_per_ns) * 1e9
+    return Roof(f"{spec.name} ({cores} core{'s' if cores > 1 else ''})", peak, hbm)
 
 
 def kernel_point(profile: Profile) -> RooflinePoint:
