@@ -40,6 +40,10 @@ def demo(
 
 
 def main() -> None:
+    import warnings
+
+    # torch's own deprecation notice, raised inside torch.export when graphs are copied; not the user's to fix
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)", category=FutureWarning)
     debug = "--debug" in sys.argv
     if debug:
         sys.argv.remove("--debug")
