@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from trnsim.serve.errors import ModelDoesNotFitError, ServeError
 from trnsim.serve.model import DEFAULT_RESERVE_FRACTION, GIB, Replica, ServedModel
@@ -73,7 +74,11 @@ def grid_bounds(workload: Workload, scheduler: str = "continuous") -> GridBounds
     tokens per step (the scheduler's token budget, or the longest prompt, which runs alone when longer)."""
     from trnsim.serve.schedulers import scheduler_from_name
 
-    config = scheduler_from_name(scheduler)
+    return scheduler_grid_bounds(workload, scheduler_from_name(scheduler))
+
+
+def scheduler_grid_bounds(workload: Workload, config: Any) -> GridBounds:
+    """grid_bounds for a scheduler configuration object (e.g. one with its own max_batch)."""
     requests = workload.generate()
     prompts = requests.prompt_tokens
     longest = int((prompts + requests.output_tokens).max())

@@ -52,18 +52,12 @@ METRIC_COLUMNS = (
 def step_bounds(workload: Workload, scheduler: SchedulerConfig) -> dict[str, int]:
     """The step shapes this workload can produce under this scheduler (what a step-latency grid must span):
     batch up to the cap (or every request), context up to the longest request, new tokens up to the token
-    budget (or the longest prompt, which runs alone). The same bounds as trnsim.serve.setup.grid_bounds, so
-    `trnsim serve` and a sweep share the on-disk step grids."""
-    requests = workload.generate()
-    prompts = requests.prompt_tokens
-    longest = int((prompts + requests.output_tokens).max())
-    budget = getattr(scheduler, "max_batched_tokens", 0) or getattr(scheduler, "token_budget", 0) or int(prompts.sum())
-    tokens = min(max(budget, int(prompts.max())), int(prompts.sum()) + scheduler.max_batch)
-    return {
-        "max_batch": max(2, min(scheduler.max_batch, len(prompts))),
-        "max_context": max(2, longest),
-        "max_new_tokens": max(2, tokens),
-    }
+    budget (or the longest prompt, which runs alone): trnsim.serve.setup's bounds, so `trnsim serve` and a sweep
+    share the on-disk step grids."""
+    from trnsim.serve.setup import scheduler_grid_bounds
+
+    b = scheduler_grid_bounds(workload, scheduler)
+    return {"max_batch": b.max_batch, "max_context": b.max_context, "max_new_tokens": b.max_new_tokens}
 
 
 @dataclass(frozen=True)
