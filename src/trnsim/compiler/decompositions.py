@@ -19,7 +19,6 @@ KEEP_WHOLE = (
     aten.gelu.default,
     aten.silu.default,
     aten.embedding.default,
-    aten.matmul.default,
 )
 
 

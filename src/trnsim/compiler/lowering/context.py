@@ -167,8 +167,26 @@ class LowerContext:
     def materialize(self, *tensors: Any) -> None:
         """Charge a copy for each non-contiguous activation a kernel must read in its natural layout."""
         for t in tensors:
-            if isinstance(t, torch.Tensor) and not t.is_contiguous() and not is_constant(t):
+            movable = isinstance(t, torch.Tensor) and not t.is_contiguous() and not is_constant(t)
+            if movable and not self._transpose_on_chip(t):
                 self.move(t, what="relayout")
+
+    def _transpose_on_chip(self, t: torch.Tensor) -> bool:
+        """A view with its last two axes swapped (x.mT of a contiguous x, as in dW = dY^T X) is laid out by the
+        library transpose kernel on TensorE when that beats a strided DMA copy, as a compiler would; records it
+        and returns True, else False."""
+        if t.dim() < 2 or t.dtype not in KERNEL_DTYPES or not t.mT.is_contiguous() or t.numel() == 0:
+            return False
+        from trnsim import kernels
+
+        src = t.mT.reshape(-1, *t.mT.shape[-2:]) if t.dim() > 3 else t.mT
+        n = t.numel() * t.element_size()
+        dma_us, _ = move_cost(self.spec, n, _contiguous_run_bytes(t))
+        cost = self.cost(kernels.transpose, src)
+        if cost.latency_us >= dma_us:
+            return False
+        self._record_kernel(kernels.transpose, cost, (src,))
+        return True
 
     def kernel(self, kernel: Kernel, *args: Any, free_relayout: bool = False, **kwargs: Any) -> Any:
         """Launch a library kernel; returns its outputs as torch tensors (meta tensors in timing mode).
