@@ -54,9 +54,15 @@ class KernelCost:
 @functools.cache
 def simulator_fingerprint() -> str:
     """Hash of the simulator's source files and version: a change to either invalidates cached costs."""
+    return source_fingerprint(_SIMULATOR_PACKAGES)
+
+
+@functools.cache
+def source_fingerprint(packages: tuple[str, ...]) -> str:
+    """Hash of trnsim's version and the source files of `packages` (sub-packages of trnsim)."""
     root = Path(trnsim.__file__).parent
     h = hashlib.sha256(trnsim.__version__.encode())
-    for pkg in _SIMULATOR_PACKAGES:
+    for pkg in packages:
         for path in sorted((root / pkg).rglob("*.py")):
             h.update(str(path.relative_to(root)).encode())
             h.update(path.read_bytes())

@@ -166,7 +166,7 @@ class StepComponents:
     # -- identity ------------------------------------------------------------------------------------------
     def cache_key(self) -> str:
         """Names everything the table depends on: model config, target spec, tp, instance, dtype, simulator."""
-        from trnsim.compiler.kernel_cache import simulator_fingerprint
+        from trnsim.compiler.kernel_cache import source_fingerprint
 
         config_json = json.dumps(self.config.to_dict(), sort_keys=True, default=str)
         if self.gpu is not None:
@@ -180,7 +180,8 @@ class StepComponents:
         return (
             f"estimate-step v{_VERSION} model={self.model_name} target={self.target_name} tp={self.tp} "
             f"instance={self.instance} dtype={self.dtype} overhead_s={self.overhead_s:g} hash={digest} "
-            f"sim={simulator_fingerprint()}"
+            # the compiler's passes and lowerings shape dense(N) as much as the simulator does
+            f"sim={source_fingerprint(('isa', 'sim', 'nki', 'kernels', 'compiler', 'gpu'))}"
         )
 
     # -- the parts ---------------------------------------------------------------------------------------------
