@@ -46,7 +46,13 @@ def load_minilm() -> tuple[torch.nn.Module, Any]:
     import transformers
 
     path = minilm_path()
-    model = transformers.AutoModel.from_pretrained(str(path), local_files_only=True).eval()
+    bars = transformers.utils.logging.is_progress_bar_enabled()
+    transformers.utils.logging.disable_progress_bar()  # a "Loading weights" bar per call is noise in a demo or test
+    try:
+        model = transformers.AutoModel.from_pretrained(str(path), local_files_only=True).eval()
+    finally:
+        if bars:
+            transformers.utils.logging.enable_progress_bar()
     tokenizer = transformers.AutoTokenizer.from_pretrained(str(path), local_files_only=True)
     return model, tokenizer
 
