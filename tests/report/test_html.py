@@ -230,3 +230,24 @@ def test_kernel_cli_writes_report(tmp_path):
     assert res.exit_code == 0, res.output
     text = out.read_text(encoding="utf-8")
     assert "Engine utilisation: tiled_matmul" in text and "Roofline" in text
+
+
+def test_a_gpu_estimate_is_placed_under_the_gpus_roof(tmp_path):
+    """A GPU estimate has no Trainium spec: its roofline is one GPU's dense peak and HBM bandwidth."""
+    import torch
+    import transformers
+
+    import trnsim
+    from trnsim.gpu.presets import load_gpu_preset
+    from trnsim.report.plots.roofline import graph_roof
+
+    config = transformers.GPT2Config(n_layer=1, n_embd=64, n_head=4, vocab_size=128, n_positions=64)
+    with torch.device("meta"):
+        model = transformers.GPT2LMHeadModel(config)
+    ids = torch.zeros((1, 32), dtype=torch.long, device="meta")
+    prof = trnsim.estimate(model, (ids,), target="h100")
+    roof = graph_roof(prof)
+    assert roof.hbm_bytes_per_s == pytest.approx(load_gpu_preset("h100").memory.hbm_tb_per_s * 1e12)
+    assert roof.peak_flops == pytest.approx(prof.peak_tflops * 1e12)
+    html = Report("gpu").add_graph_profile("gpt2 on h100", prof).write(tmp_path / "gpu.html").read_text()
+    assert "gpt2 on h100" in html and "<img" in html

@@ -24,7 +24,7 @@ from trnsim.report.plots import (
     plot_timeline,
     roof_of,
 )
-from trnsim.report.plots.roofline import placeable
+from trnsim.report.plots.roofline import graph_roof, placeable
 
 if TYPE_CHECKING:
     from trnsim.runtime.graph_profile import GraphProfile
@@ -130,7 +130,7 @@ class Report:
         d = graph.to_dict()
         if tokens and graph.device_time_us:
             d["tokens_per_s"] = tokens / (graph.device_time_us * 1e-6)
-        return self.add_graph_numbers(name, d, roof_of(graph.spec, graph.cores_per_rank), graph_points(graph))
+        return self.add_graph_numbers(name, d, graph_roof(graph), graph_points(graph))
 
     def add_graph_numbers(
         self, name: str, d: dict[str, Any], roof: Roof | None, points: list[RooflinePoint] | None = None

@@ -59,6 +59,14 @@ def roof_of(spec: HardwareSpec, cores: int = 1) -> Roof:
     return Roof(f"{spec.name} ({cores} core{'s' if cores > 1 else ''})", peak, hbm)
 
 
+def graph_roof(graph: GraphProfile) -> Roof:
+    """The roof of the rank a graph ran on: its cores of a Trainium-class chip, or one GPU (a GPU estimate)."""
+    gpu = getattr(graph, "gpu", None)
+    if gpu is not None:  # compiler.gpu_estimate.GpuGraphProfile: peak for the estimate's dtype, HBM of one GPU
+        return Roof(f"{gpu.name} (1 GPU)", graph.peak_tflops * 1e12, gpu.memory.hbm_tb_per_s * 1e12)
+    return roof_of(graph.spec, graph.cores_per_rank)
+
+
 def kernel_point(profile: Profile) -> RooflinePoint:
     return RooflinePoint(profile.kernel_name, profile.flops, profile.hbm_bytes, profile.latency_us * 1e-6)
 
