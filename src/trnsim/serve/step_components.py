@@ -1,0 +1,320 @@
+"""The parts of one serving step, each priced by the compiler's estimate (Trainium) or the GPU model.
+
+See trnsim.serve.estimate_step_cost for the decomposition step(B, N, C) = overhead + dense(N) + lm_head(B) -
+lm_head(1) + layers x [decode(B, C) + prefill(N - B, C)]; this module computes each part once per argument.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import math
+import tomllib
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from trnsim.errors import TrnsimWarning
+from trnsim.gpu.model import GpuModel
+from trnsim.gpu.presets import get_gpu_spec
+from trnsim.hw.spec import HardwareSpec
+from trnsim.serve.errors import ServeError
+from trnsim.serve.step_grid_store import StepLatencyStore
+
+OVERHEAD_FILE = Path(__file__).with_name("step_overhead.toml")
+SDPA = "aten.scaled_dot_product_attention.default"
+DTYPES = {"bfloat16": 2, "float16": 2, "float32": 4}  # served dtypes and their bytes per element
+# Decode attention is simulated for up to this many sequences and extended linearly beyond (see estimate_step_cost).
+DECODE_SIM_BATCH = 8
+# The flash-attention shape whose simulated time per (query, key) pair prices prefill attention.
+FLASH_REF_Q, FLASH_REF_KV = 512, 1024
+_VERSION = "3"  # bump when the decomposition changes, so cached tables are recomputed
+# Captured rank graphs of GPU estimates, by (config digest, tp, dtype, new tokens): H100 and H200 share them.
+_RANK_GRAPHS: dict[tuple[str, int, str, int], Any] = {}
+_RANK_GRAPH_CACHE_SIZE = 32
+
+
+def step_overhead_s(family: str, name: str) -> float:
+    """Per-step host overhead for a target (`family` "trainium" or "gpu", `name` its preset), from the data file."""
+    data = tomllib.loads(OVERHEAD_FILE.read_text())
+    entry = data.get(name) or data[family]
+    return float(entry["step_overhead_us"]) * 1e-6
+
+
+def _bottom_right_pairs(q: float, kv: float) -> float:
+    """(query, key) pairs when q queries are the last positions of kv keys under a causal mask."""
+    return q * (kv - q) + q * (q + 1) / 2
+
+
+def prefill_pairs(prefill_tokens: int, context: float) -> float:
+    """Attention pairs of `prefill_tokens` chunk tokens split into sequences of at most `context` tokens."""
+    if prefill_tokens <= 0:
+        return 0.0
+    kv = max(1.0, float(context))
+    k = math.ceil(prefill_tokens / kv)
+    return k * _bottom_right_pairs(prefill_tokens / k, kv)
+
+
+@dataclass
+class _Shape:
+    """The per-rank shapes the attention parts need."""
+
+    layers: int
+    heads: int
+    kv_heads: int
+    head_dim: int
+    hidden: int
+    vocab: int
+
+
+class StepComponents:
+    """The parts of a step (see trnsim.serve.estimate_step_cost), each computed once per distinct argument."""
+
+    def __init__(
+        self,
+        model: str,
+        target: str | HardwareSpec,
+        tp: int,
+        instance: str | None,
+        dtype: str,
+    ) -> None:
+        import torch
+
+        from trnsim.compiler.gpu_estimate import is_gpu_target
+        from trnsim.compiler.tensor_parallel import shard_config
+        from trnsim.models import build_model
+        from trnsim.models.config import resolve_config
+
+        if dtype not in DTYPES:
+            raise ServeError(f"dtype {dtype!r} is not supported for step estimates; use one of {', '.join(DTYPES)}")
+        if isinstance(tp, bool) or not isinstance(tp, int) or tp < 1:
+            raise ServeError(f"tp must be a positive integer, got {tp!r}")
+        self.model_name = model
+        self.tp = tp
+        self.instance = instance
+        self.dtype = dtype
+        self.estimate_calls = 0
+        config = resolve_config(model)
+        self.config = config
+        self.gpu: GpuModel | None = None
+        self.spec: HardwareSpec | None = None
+        if is_gpu_target(target):
+            assert isinstance(target, str)
+            self.gpu = GpuModel(get_gpu_spec(target))
+            self.target_name = self.gpu.name
+            self.family = "gpu"
+            if tp > self.gpu.spec.instance.gpus:
+                raise ServeError(
+                    f"tp={tp} exceeds the {self.gpu.spec.instance.gpus} GPUs of one {self.gpu.spec.instance.name}; "
+                    f"use tp <= {self.gpu.spec.instance.gpus}"
+                )
+        else:
+            from trnsim.hw.presets import get_spec
+            from trnsim.sim.collectives import place
+
+            self.spec = get_spec(target)
+            self.target_name = self.spec.name
+            self.family = "trainium"
+            self.placement = place(self.spec, tp, instance)  # tp larger than the instance: a clear SpecError
+        self.overhead_s = step_overhead_s(self.family, self.target_name)
+        local = shard_config(config, tp) if tp > 1 else config
+        heads = local.num_attention_heads
+        self.shape = _Shape(
+            layers=int(config.num_hidden_layers),
+            heads=heads,
+            kv_heads=int(getattr(local, "num_key_value_heads", None) or heads),
+            head_dim=int(getattr(local, "head_dim", None) or config.hidden_size // config.num_attention_heads),
+            hidden=int(config.hidden_size),
+            vocab=int(local.vocab_size),
+        )
+        self.net = build_model(config, device="meta", dtype=getattr(torch, dtype))
+        self.dense_store: StepLatencyStore | None = None  # set by estimated_step_cost when caching on disk
+        self.config_digest = hashlib.sha256(
+            json.dumps(config.to_dict(), sort_keys=True, default=str).encode()
+        ).hexdigest()
+        self._dense: dict[int, float] = {}
+
+    # -- identity ------------------------------------------------------------------------------------------
+    def cache_key(self) -> str:
+        """Names everything the table depends on: model config, target spec, tp, instance, dtype, simulator."""
+        from trnsim.compiler.kernel_cache import source_fingerprint
+
+        config_json = json.dumps(self.config.to_dict(), sort_keys=True, default=str)
+        if self.gpu is not None:
+            from trnsim.gpu.presets import curves_of
+
+            spec_json = self.gpu.spec.model_dump_json() + curves_of(self.gpu.spec).model_dump_json()
+        else:
+            assert self.spec is not None
+            spec_json = self.spec.model_dump_json()
+        digest = hashlib.sha256((config_json + spec_json).encode()).hexdigest()[:16]
+        return (
+            f"estimate-step v{_VERSION} model={self.model_name} target={self.target_name} tp={self.tp} "
+            f"instance={self.instance} dtype={self.dtype} overhead_s={self.overhead_s:g} hash={digest} "
+            # the compiler's passes and lowerings shape dense(N) as much as the simulator does
+            f"sim={source_fingerprint(('isa', 'sim', 'nki', 'kernels', 'compiler', 'gpu'))}"
+        )
+
+    # -- the parts ---------------------------------------------------------------------------------------------
+    def dense_s(self, new_tokens: int) -> float:
+        """Everything but attention for `new_tokens` packed tokens (logits of the last token only)."""
+        hit = self._dense.get(new_tokens)
+        if hit is None and self.dense_store is not None:
+            hit = self.dense_store.load(self.dense_key()).get((0, new_tokens, 0.0))
+        if hit is not None:
+            self._dense[new_tokens] = hit
+            return hit
+        import torch
+
+        from trnsim.compiler.estimate import estimate
+        from trnsim.compiler.gpu_estimate import price_rank_graph
+
+        ids = torch.zeros(1, new_tokens, dtype=torch.long, device="meta")
+        keep = {"logits_to_keep": 1}
+        if self.gpu is not None:
+            graph = self._rank_graph(new_tokens)
+            overhead = self.gpu.spec.kernels.serving_kernel_overhead_s
+            profile = price_rank_graph(graph, self.gpu.spec, overhead)
+        else:
+            assert self.spec is not None
+            with warnings.catch_warnings():
+                # The causal mask's integer ops fall back to the host and are left out of device time; in a
+                # serving step that is what is wanted, so the per-estimate warning is only noise here.
+                warnings.simplefilter("ignore", TrnsimWarning)
+                profile = estimate(
+                    self.net, (ids,), keep, target=self.spec, tp=self.tp, instance=self.instance, label=self.model_name
+                )
+            self.estimate_calls += 1
+        seconds = 1e-6 * sum(r.total_device_us for r in profile.records if r.kind != "host" and r.op != SDPA)
+        self._dense[new_tokens] = seconds
+        if self.dense_store is not None:
+            self.dense_store.save(self.dense_key(), [((0, new_tokens, 0.0), seconds)])
+        return seconds
+
+    def dense_key(self) -> str:
+        """Store key of the dense part alone, so a grid with new batch or context points re-runs no estimate."""
+        return self.cache_key() + " part=dense"
+
+    def _rank_graph(self, new_tokens: int) -> Any:
+        """The rank's captured graph for `new_tokens` packed tokens, shared by every GPU target in this process
+        (capture is the slow part of a GPU estimate and does not depend on the GPU)."""
+        import torch
+
+        from trnsim.compiler.gpu_estimate import capture_rank_graph
+
+        key = (self.config_digest, self.tp, self.dtype, new_tokens)
+        graph = _RANK_GRAPHS.get(key)
+        if graph is None:
+            ids = torch.zeros(1, new_tokens, dtype=torch.long, device="meta")
+            graph = capture_rank_graph(self.net, (ids,), {"logits_to_keep": 1}, tp=self.tp, label=self.model_name)
+            self.estimate_calls += 1
+            if len(_RANK_GRAPHS) >= _RANK_GRAPH_CACHE_SIZE:
+                _RANK_GRAPHS.pop(next(iter(_RANK_GRAPHS)))
+            _RANK_GRAPHS[key] = graph
+        return graph
+
+    def _gpu_relaunch_s(self) -> float:
+        """What the serving per-kernel overhead adds to (or takes from) the GPU model's fitted launch_s."""
+        assert self.gpu is not None
+        graph = self.gpu.spec.kernels.serving_kernel_overhead_s
+        return 0.0 if graph is None else graph - self.gpu.curves.memory.launch_s
+
+    @functools.cache  # noqa: B019 (one StepComponents per grid build; the cache lives as long as it does)
+    def lm_head_s(self, rows: int) -> float:
+        """The logits linear (and its tp all-gather) for `rows` tokens."""
+        s = self.shape
+        if self.gpu is not None:
+            t = self.gpu.gemm_time_s(rows, s.vocab, s.hidden, self.dtype, isolated=False) + self._gpu_relaunch_s()
+            if self.tp > 1:
+                t += self.gpu.allreduce_time_s(rows * s.vocab * self.tp * _elt(self.dtype) / 2, self.tp)
+            return t
+        from trnsim import kernels
+        from trnsim.compiler.tensor_parallel import TPPlan
+
+        x = self._tensor((1, rows, s.hidden))
+        w = self._tensor((s.vocab, s.hidden))
+        us = self._kernel_us(kernels.linear, (x, w, None), {})
+        if self.tp > 1:
+            assert self.spec is not None
+            plan = TPPlan(self.spec, self.placement, s.hidden, s.vocab)
+            need = plan.after_linear(s.hidden, s.vocab, rows * s.vocab * _elt(self.dtype))
+            us += need[1] if need is not None else 0.0
+        return us * 1e-6
+
+    @functools.cache  # noqa: B019
+    def decode_attention_s(self, batch: int, context: int) -> float:
+        """One layer's attention of `batch` single-token queries over `context` keys each."""
+        s = self.shape
+        if self.gpu is not None:
+            return (
+                self.gpu.attention_time_s(
+                    batch, s.heads, s.kv_heads, 1, context, s.head_dim, True, self.dtype, isolated=False
+                )
+                + self._gpu_relaunch_s()
+            )
+        if batch > DECODE_SIM_BATCH:
+            lo, hi = DECODE_SIM_BATCH // 2, DECODE_SIM_BATCH
+            t_lo, t_hi = self.decode_attention_s(lo, context), self.decode_attention_s(hi, context)
+            return t_hi + (batch - hi) * (t_hi - t_lo) / (hi - lo)
+        from trnsim import kernels
+
+        q = self._tensor((batch, s.heads, s.head_dim))
+        kv = self._tensor((batch, s.kv_heads, context, s.head_dim))
+        return self._kernel_us(kernels.decode_attention, (q, kv, kv, [context] * batch), {}) * 1e-6
+
+    @functools.cached_property
+    def flash_s_per_pair(self) -> float:
+        """Simulated flash-attention seconds per (query, key) pair of one sequence at this rank's heads."""
+        from trnsim import kernels
+
+        s = self.shape
+        q = self._tensor((1, s.heads, FLASH_REF_Q, s.head_dim))
+        kv = self._tensor((1, s.kv_heads, FLASH_REF_KV, s.head_dim))
+        us = self._kernel_us(kernels.flash_attention, (q, kv, kv), {"causal": False})
+        return us * 1e-6 / (FLASH_REF_Q * FLASH_REF_KV)
+
+    def prefill_attention_s(self, prefill_tokens: int, context: int) -> float:
+        """One layer's attention of `prefill_tokens` prompt-chunk tokens with mean KV length `context`."""
+        if prefill_tokens <= 0:
+            return 0.0
+        s = self.shape
+        if self.gpu is not None:
+            kv = max(1, context)
+            k = math.ceil(prefill_tokens / kv)
+            q = math.ceil(prefill_tokens / k)
+            return (
+                self.gpu.attention_time_s(
+                    k, s.heads, s.kv_heads, q, max(q, kv), s.head_dim, True, self.dtype, isolated=False
+                )
+                + self._gpu_relaunch_s()
+            )
+        return prefill_pairs(prefill_tokens, context) * self.flash_s_per_pair
+
+    def step_time_s(self, batch: int, new_tokens: int, context: float) -> float:
+        """The step evaluated directly from its parts (what the grid stores at its points)."""
+        c = max(1, round(context))
+        attention = self.decode_attention_s(batch, c) + self.prefill_attention_s(new_tokens - batch, c)
+        # dense(N) holds the logits of one token; a step computes them for the last token of every sequence
+        logits = self.lm_head_s(batch) - self.lm_head_s(1)
+        return self.overhead_s + self.dense_s(new_tokens) + logits + self.shape.layers * attention
+
+    # -- helpers -----------------------------------------------------------------------------------------------
+    def _tensor(self, shape: tuple[int, ...]) -> Any:
+        from trnsim import dtypes
+        from trnsim.nki.kernel import TensorSpec
+
+        return TensorSpec(shape, dtypes.resolve(self.dtype))
+
+    def _kernel_us(self, kernel: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> float:
+        from trnsim.compiler.kernel_runner import run_kernel
+
+        assert self.spec is not None
+        _, cost = run_kernel(kernel, args, kwargs, self.spec, functional=False)
+        # a rank is a logical core whose physical cores share the kernel's work (compiler/logical_core.py)
+        return float(cost.latency_us) / self.spec.chip.default_lnc
+
+
+def _elt(dtype: str) -> int:
+    return DTYPES[dtype]
