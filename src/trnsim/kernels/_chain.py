@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from trnsim.kernels.elementwise import _Operand
+    from trnsim.kernels._elementwise_layout import _Operand
 
 # Scalar ops that compose into ScalarE's free `data * scale + bias`.
 _AFFINE_OPS = ("add", "subtract", "multiply", "divide")
