@@ -8,9 +8,10 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from trnsim.cli import compare, estimate, gpu, hw, kernel, ops, plan, report, serve, sweep
+from trnsim.cli import compare, estimate, gpu, help_display, hw, kernel, ops, plan, report, serve, sweep, usage_errors
 from trnsim.errors import TrnsimError
 
+help_display.show_flags_without_a_type()
 app = typer.Typer(help="trnsim: a simulated Trainium-class accelerator and its software stack.", no_args_is_help=True)
 app.add_typer(hw.app, name="hw")
 app.add_typer(gpu.gpu_app, name="gpu")
@@ -48,7 +49,7 @@ def main() -> None:
     if debug:
         sys.argv.remove("--debug")
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)  # returns an exit code when a command calls typer.Exit (or --help)
     except TrnsimError as exc:
         if debug:
             raise
@@ -56,12 +57,15 @@ def main() -> None:
             f"[bold red]error:[/] {escape(str(exc))}\n[dim](run with --debug for the traceback)[/]", highlight=False
         )
         sys.exit(2)
-    except Exception as exc:  # click's own usage errors arrive here in non-standalone mode
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Abort):
-            sys.exit(1)
-        raise
+    except Exception as exc:
+        if debug or not usage_errors.is_usage_error(exc):
+            raise
+        if usage_errors.is_no_args_help(exc):  # `trnsim` or `trnsim hw` alone: the help is the answer
+            print(exc.format_message())  # type: ignore[attr-defined]
+            sys.exit(0)
+        err_console.print(f"[bold red]error:[/] {escape(usage_errors.one_line(exc))}", highlight=False)
+        sys.exit(usage_errors.exit_code(exc))
+    except typer.Abort:  # Ctrl-C at a prompt
+        sys.exit(1)
+    if isinstance(code, int) and code:
+        sys.exit(code)
