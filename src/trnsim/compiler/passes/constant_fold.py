@@ -2,7 +2,9 @@
 arange/compare, ...) are evaluated once at compile time on the host and become constants of the graph.
 
 Shapes are static after capture, so such subgraphs are the same on every call; folding them keeps them off
-both the chip and the host-fallback list.
+both the chip and the host-fallback list. A buffer the graph updates in place (a step counter's `add_`,
+BatchNorm's running statistics) is state, not a constant: it and in-place ops are never evaluated here, so
+compiling never changes the model and every call updates it once, as eager does.
 """
 
 from __future__ import annotations
@@ -26,7 +28,22 @@ def _foldable_target(node: torch.fx.Node) -> bool:
         return True
     if not isinstance(target, torch._ops.OpOverload):
         return False
+    if target._schema.is_mutable:  # copy_, add_, ...: an update, to run on every call
+        return False
     return torch.Tag.nondeterministic_seeded not in target.tags and "_assert" not in target.name()
+
+
+def _mutated_nodes(gm: torch.fx.GraphModule) -> set[torch.fx.Node]:
+    """Nodes whose tensor some op of the graph writes in place (the `self` of `copy_`, `add_`, ...)."""
+    mutated: set[torch.fx.Node] = set()
+    for node in gm.graph.nodes:
+        target = node.target
+        if node.op != "call_function" or not isinstance(target, torch._ops.OpOverload):
+            continue
+        for arg, value in zip(target._schema.arguments, node.args):
+            if arg.alias_info is not None and arg.alias_info.is_write and isinstance(value, torch.fx.Node):
+                mutated.add(value)
+    return mutated
 
 
 def _attribute(gm: torch.fx.GraphModule, target: str) -> Any:
@@ -40,8 +57,9 @@ def constant_fold(gm: torch.fx.GraphModule) -> int:
     """Fold constant subgraphs into tensor attributes of `gm`; returns how many nodes were replaced."""
     values: dict[torch.fx.Node, Any] = {}
     folded = 0
+    mutated = _mutated_nodes(gm)
     for node in gm.graph.nodes:  # small host buffers (position ids, token types) are constants too
-        if node.op == "get_attr":
+        if node.op == "get_attr" and node not in mutated:
             value = _attribute(gm, str(node.target))
             if (
                 isinstance(value, torch.Tensor)
