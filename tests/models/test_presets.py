@@ -30,8 +30,28 @@ PUBLISHED = {
     "bert-large-uncased": 340e6,  # ibid.: BERT-large 340M
     "vit-base-patch16-224": 86e6,  # ViT paper (Dosovitskiy et al. 2020), Table 1: ViT-Base 86M
     "all-minilm-l6-v2": 22.7e6,  # sentence-transformers model card: 22.7M
+    # Mixture-of-experts presets (2025):
+    "deepseek-v3": 671e9,  # DeepSeek-V3 technical report (arXiv 2412.19437): 671B total, without the 14B MTP module
+    "qwen3-235b-a22b": 235e9,  # Qwen3 technical report (arXiv 2505.09388), Table 2: 235B total
+    "qwen3-30b-a3b": 30.5e9,  # Qwen/Qwen3-30B-A3B model card: "30.5B in total"
+    "llama-4-scout": 109e9,  # Meta Llama 4 model card: 109B total (with the 0.9B vision encoder trnsim omits)
+    "llama-4-maverick": 400e9,  # ibid.: 400B total
+    "mixtral-8x22b": 141e9,  # mistral.ai "Cheaper, Better, Faster, Stronger" (Mixtral 8x22B): 141B
+    "gpt-oss-120b": 116.83e9,  # gpt-oss model card (OpenAI, 2025-08), Table 1: 116.83B total
 }
-PUBLISHED_ACTIVE = {"mixtral-8x7b": 12.9e9}  # mistral.ai Mixtral blog: "12.9B active parameters per token"
+PUBLISHED_ACTIVE = {
+    "mixtral-8x7b": 12.9e9,  # mistral.ai Mixtral blog: "12.9B active parameters per token"
+    "deepseek-v3": 36.6e9,  # deepseek-ai/DeepSeek-V3 README_WEIGHTS: 36.6B activated, embedding not counted
+    "qwen3-235b-a22b": 22e9,  # Qwen3 report: 22B activated
+    "qwen3-30b-a3b": 3.3e9,  # model card: "3.3B activated"
+    "llama-4-scout": 17e9,  # Llama 4 model card: 17B active
+    "llama-4-maverick": 17e9,  # ibid.
+    "mixtral-8x22b": 39e9,  # mistral.ai: "39B active parameters"
+    "gpt-oss-120b": 5.13e9,  # gpt-oss model card, Table 1: 5.13B active, embedding not counted
+}
+# Publishers that leave the input embedding (a table lookup, no compute) out of their active count.
+ACTIVE_WITHOUT_EMBEDDING = {"deepseek-v3", "gpt-oss-120b"}
+MOE_PRESETS = sorted(PUBLISHED_ACTIVE)
 
 
 def test_the_preset_list_is_the_requested_one() -> None:
@@ -50,19 +70,40 @@ def test_formula_count_equals_the_built_model(name: str) -> None:
 def test_counts_match_published_figures(name: str) -> None:
     facts = model_facts(name)
     assert facts.n_params == pytest.approx(PUBLISHED[name], rel=0.02)
-    assert facts.active_params == pytest.approx(PUBLISHED_ACTIVE.get(name, PUBLISHED[name]), rel=0.02)
+    active = facts.active_params
+    if name in ACTIVE_WITHOUT_EMBEDDING:
+        active -= facts.vocab_size * facts.hidden_size
+    assert active == pytest.approx(PUBLISHED_ACTIVE.get(name, PUBLISHED[name]), rel=0.02)
 
 
-def test_mixtral_active_params_from_the_module_tree() -> None:
-    # Independent of the formula: expert tensors count k/E of their size, everything else fully.
-    facts = model_facts("mixtral-8x7b")
-    model = build_model("mixtral-8x7b")
-    active = 0.0
-    for name, p in model.named_parameters():
-        share = facts.experts_per_token / facts.n_experts if ".experts." in name else 1.0
-        active += p.numel() * share
-    assert facts.active_params == int(active)
-    assert (facts.n_experts, facts.experts_per_token) == (8, 2)
+# (routed experts, experts per token) from each published config.json
+EXPERTS = {
+    "mixtral-8x7b": (8, 2),
+    "mixtral-8x22b": (8, 2),
+    "deepseek-v3": (256, 8),
+    "qwen3-235b-a22b": (128, 8),
+    "qwen3-30b-a3b": (128, 8),
+    "llama-4-scout": (16, 1),
+    "llama-4-maverick": (128, 1),
+    "gpt-oss-120b": (128, 4),
+}
+
+
+@pytest.mark.parametrize("name", MOE_PRESETS)
+def test_moe_active_params_from_the_module_tree(name: str) -> None:
+    # Independent of the formula: routed-expert tensors (stacked [experts, ...]) count k/E of their size;
+    # everything else (attention, router, shared experts, dense layers, embedding, head) counts fully.
+    facts = model_facts(name)
+    assert (facts.n_experts, facts.experts_per_token) == EXPERTS[name]
+    model = build_model(name)
+    active = 0
+    for param_name, p in model.named_parameters():
+        if ".experts." in param_name:
+            assert p.shape[0] == facts.n_experts, param_name
+            active += p.numel() // facts.n_experts * facts.experts_per_token
+        else:
+            active += p.numel()
+    assert facts.active_params == active
 
 
 @pytest.mark.parametrize("name", ["gpt2", "llama-3.1-8b", "mixtral-8x7b", "qwen2.5-7b"])

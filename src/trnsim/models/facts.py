@@ -11,6 +11,7 @@ from trnsim.models.build import build_model, is_causal_lm
 from trnsim.models.config import resolve_config
 from trnsim.models.errors import ModelError
 from trnsim.models.param_count import count_params, head_dim, kv_heads, vit_tokens
+from trnsim.models.param_count_moe import MOE_FORMULA_FAMILIES
 
 if TYPE_CHECKING:
     from transformers import PretrainedConfig
@@ -75,7 +76,7 @@ def _param_counts(config: PretrainedConfig, n_experts: int) -> tuple[int, int]:
     if n_experts > 1:
         raise ModelError(
             f"no parameter formula for the mixture-of-experts family {config.model_type!r}, so its active "
-            "parameters per token are unknown; supported MoE family: mixtral"
+            "parameters per token are unknown; supported MoE families: " + ", ".join(("mixtral", *MOE_FORMULA_FAMILIES))
         )
     # A dense family without a formula: count the tensors of the meta-built model (exact, allocates nothing).
     n = sum(p.numel() for p in build_model(config).parameters())

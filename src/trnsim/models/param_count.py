@@ -11,12 +11,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from trnsim.models.param_count_moe import MOE_FORMULA_FAMILIES, count_moe_params
+
 if TYPE_CHECKING:
     from transformers import PretrainedConfig
 
 # RMSNorm + RoPE + gated-SiLU decoders that differ only in which projections carry a bias.
 LLAMA_LIKE = ("llama", "mistral", "qwen2", "mixtral")
-FORMULA_FAMILIES = (*LLAMA_LIKE, "gpt2", "bert", "vit")
+FORMULA_FAMILIES = (*LLAMA_LIKE, "gpt2", "bert", "vit", *MOE_FORMULA_FAMILIES)
 
 
 def head_dim(config: PretrainedConfig) -> int:
@@ -106,4 +108,4 @@ def count_params(config: PretrainedConfig) -> tuple[int, int] | None:
     if family in counters:
         n = counters[family](config)
         return n, n
-    return None
+    return count_moe_params(config)
