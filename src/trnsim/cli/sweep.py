@@ -150,7 +150,7 @@ def sweep_command(
         print(json.dumps(payload, indent=2))
         return
     _print_table(rows, names, front_ids, f"{model} on {spec.name}: {len(rows)} points ({step_cost} step cost)")
-    err = Console(stderr=True)
+    err = Console(stderr=True, soft_wrap=True)  # a long path stays one line
     if not front:
         err.print(f"[yellow]no point has both {x} and {y}; no Pareto plot[/]")
     for f in files:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,8 +41,11 @@ def capture(model: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any
     try:
         if use_cache:  # a Hugging Face KV cache object is not a tensor output: capture without it
             config.use_cache = False  # type: ignore[union-attr]
-        ep = torch.export.export(model, tuple(args), kwargs, strict=False)
-        ep = ep.run_decompositions(decomposition_table())
+        with warnings.catch_warnings():
+            # torch's own deprecation notice, raised inside torch.export when it copies graphs: not the user's
+            warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)", category=FutureWarning)
+            ep = torch.export.export(model, tuple(args), kwargs, strict=False)
+            ep = ep.run_decompositions(decomposition_table())
     except torch._dynamo.exc.UserError as err:  # data-dependent control flow, dynamic shapes, ...
         raise CompileError(f"torch.export could not capture {type(model).__name__}: {err}") from err
     except Exception as err:

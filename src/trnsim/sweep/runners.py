@@ -6,6 +6,7 @@ with "spawn", so they work the same on Linux, macOS and Windows and never inheri
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
 import socket
@@ -80,11 +81,12 @@ def _run_ray(
     started = False
     if not ray.is_initialized():
         if address is None:
-            ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+            # Ray's own notices (token setup, "Started a local Ray instance") are not the sweep's story
+            ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
         else:
             _check_reachable(address)
             try:
-                ray.init(address=address, log_to_driver=False)
+                ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
             except (ConnectionError, RuntimeError, ValueError) as exc:
                 raise SweepError(f"cannot connect to the Ray cluster at {address!r}: {exc}") from None
         started = True
