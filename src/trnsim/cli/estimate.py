@@ -8,6 +8,8 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from trnsim.runtime.units import fmt_time_us
+
 
 def estimate_command(
     model: str = typer.Option(..., help="model preset name (trnsim.models.list_models()) or a path to a config.json"),
@@ -46,9 +48,10 @@ def estimate_command(
         print(json.dumps(d, indent=2))
         return
     Console().print(prof.summary())
+    device_s = prof.device_time_us / 1e6
     Console().print(
-        f"{tokens:,} tokens in {prof.device_time_us / 1000:,.2f} ms per rank -> "
-        f"{tokens / (prof.device_time_us / 1e6):,.0f} tokens/s; collectives {prof.collective_us / 1000:,.2f} ms; "
+        f"{tokens:,} tokens in {fmt_time_us(prof.device_time_us)} per rank -> "
+        f"{tokens / device_s if device_s else 0.0:,.0f} tokens/s; collectives {fmt_time_us(prof.collective_us)}; "
         f"simulated in {prof.compile_seconds:.1f} s (kernel cache: {prof.cache_hits} hits, {prof.cache_misses} misses)"
     )
     if report is not None:

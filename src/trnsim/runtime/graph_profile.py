@@ -12,9 +12,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from rich.markup import escape
-from rich.table import Table
 
 from trnsim.hw.spec import HardwareSpec
+from trnsim.runtime.printable import PrintableTable
+from trnsim.runtime.units import fmt_bytes, fmt_gib, fmt_time_us
 
 OP_KINDS = ("kernel", "move", "collective", "view", "const", "host")
 
@@ -185,31 +186,32 @@ class GraphProfile:
             "ops": [asdict(r) for r in self.records],
         }
 
-    def summary(self, top: int = 12) -> Table:
+    def summary(self, top: int = 12) -> PrintableTable:
+        """The top kernels by device time and the memory plan; `print()` it or pass it to a rich Console."""
         t = self.device_time_us
         title = f"{self.label or 'model'} on {self.target} ({self.mode}, tp={self.tp})"
-        table = Table(title=title)
+        table = PrintableTable(title=title)
         table.add_column("op / kernel")
         table.add_column("count", justify="right")
-        table.add_column("device µs", justify="right")
+        table.add_column("device time", justify="right")
         table.add_column("share", justify="right")
         for name, g in list(self.by_kernel().items())[:top]:
             share = 100 * g["device_us"] / t if t else 0.0
-            table.add_row(escape(name), f"{int(g['count'])}", f"{g['device_us']:,.1f}", f"{share:.1f}%")
+            table.add_row(escape(name), f"{int(g['count'])}", fmt_time_us(g["device_us"]), f"{share:.1f}%")
         table.add_section()
-        table.add_row("device time", "", f"{t:,.1f}", "")
+        table.add_row("device time", "", fmt_time_us(t), "")
         table.add_row("MFU", "", f"{100 * self.mfu:.1f}%", "")
-        table.add_row("HBM traffic / rank", "", f"{self.hbm_bytes / 1e6:,.1f} MB", "")
-        fits = "fits" if self.fits_hbm else f"> {self.hbm_capacity_bytes / 2**30:,.0f} GiB"
-        table.add_row("HBM peak / rank", "", f"{self.peak_hbm_bytes / 1e6:,.1f} MB", fits)
-        table.add_row("  weights", "", f"{self.weight_bytes / 1e6:,.1f} MB", "")
-        table.add_row("  activations (arena)", "", f"{self.activation_arena_bytes / 1e6:,.1f} MB", "")
+        table.add_row("HBM traffic / rank", "", fmt_bytes(self.hbm_bytes), "")
+        fits = "fits" if self.fits_hbm else f"> {fmt_gib(self.hbm_capacity_bytes)}"
+        table.add_row("HBM peak / rank", "", fmt_bytes(self.peak_hbm_bytes), fits)
+        table.add_row("  weights", "", fmt_bytes(self.weight_bytes), "")
+        table.add_row("  activations (arena)", "", fmt_bytes(self.activation_arena_bytes), "")
         if self.host_fallback:
             ops = sorted({r.op for r in self.host_fallback})
             table.add_row(
                 "host fallback",
                 f"{len(self.host_fallback)}",
-                f"({self.host_time_us:,.1f} on CPU)",
+                f"({fmt_time_us(self.host_time_us)} on CPU)",
                 escape(", ".join(ops)[:60]),
             )
         return table

@@ -8,14 +8,19 @@ from pathlib import Path
 from typing import Any
 
 from rich.markup import escape
-from rich.table import Table
 
 from trnsim.hw.spec import HardwareSpec
 from trnsim.isa.instruction import Instruction
 from trnsim.isa.opcodes import Engine
+from trnsim.runtime.printable import PrintableTable
+from trnsim.runtime.units import fmt_bandwidth, fmt_bytes, fmt_flop, fmt_flops_rate, fmt_time_us
 from trnsim.sim.timeline import Timeline
 
 ENGINE_KEYS = ("tensor", "vector", "scalar", "gpsimd", "sync", "dma")
+# An engine busy for less than this share of the kernel is not what bounds it: the rest of the time goes to
+# waiting (dependencies, fixed DMA and semaphore latency), so the kernel is latency-bound. A reading aid for
+# the summary, not a timing constant: no latency depends on it.
+BOUND_BUSY_SHARE = 0.6
 
 
 @dataclass
@@ -84,8 +89,18 @@ class Profile:
         return self.hbm_bytes / (self.latency_us * 1000.0) if self.latency_us else 0.0
 
     def bottleneck(self) -> str:
+        """The busiest engine ('dma' for the DMA queues taken together)."""
         busy = self.engine_busy_us
         return max(busy, key=lambda k: busy[k])
+
+    def bound(self) -> str:
+        """What bounds the kernel: '<engine>-bound' when its busiest engine is busy for at least
+        BOUND_BUSY_SHARE of the latency, else 'latency-bound' (the engines mostly wait)."""
+        lat = self.latency_us
+        busiest = self.bottleneck()
+        if lat and self.engine_busy_us[busiest] >= BOUND_BUSY_SHARE * lat:
+            return f"{busiest}-bound"
+        return "latency-bound"
 
     def by_opcode(self) -> dict[str, dict[str, float]]:
         """Instruction count and busy time (µs, summed over cores and queues) per instruction label."""
@@ -110,6 +125,7 @@ class Profile:
             "engine_busy_us": self.engine_busy_us,
             "engine_busy_pct": {k: (100.0 * v / lat if lat else 0.0) for k, v in self.engine_busy_us.items()},
             "bottleneck": self.bottleneck(),
+            "bound": self.bound(),
             "instruction_count": self.instruction_count,
             "flops": self.flops,
             "achieved_tflops": self.achieved_tflops,
@@ -122,20 +138,24 @@ class Profile:
             "warnings": list(self.warnings),
         }
 
-    def summary(self) -> Table:
+    def summary(self) -> PrintableTable:
+        """The headline numbers as a table; `print()` it or pass it to a rich Console."""
         lat = self.latency_us
-        table = Table(title=f"{self.kernel_name} on {self.target} ({self.mode}, {self.n_cores} core(s))")
+        table = PrintableTable(title=f"{self.kernel_name} on {self.target} ({self.mode}, {self.n_cores} core(s))")
         table.add_column("metric")
         table.add_column("value", justify="right")
-        table.add_row("latency", f"{lat:,.2f} µs")
+        table.add_row("latency", fmt_time_us(lat))
         for key, busy in self.engine_busy_us.items():
-            table.add_row(f"{key} busy", f"{busy:,.2f} µs ({100 * busy / lat if lat else 0:.0f}%)")
-        table.add_row("bottleneck", self.bottleneck())
+            table.add_row(f"{key} busy", f"{fmt_time_us(busy)} ({100 * busy / lat if lat else 0:.0f}%)")
+        bound, busiest = self.bound(), self.bottleneck()
+        share = 100 * self.engine_busy_us[busiest] / lat if lat else 0.0
+        table.add_row("bound", bound if bound != "latency-bound" else f"{bound} (busiest: {busiest}, {share:.0f}%)")
         table.add_row("instructions", f"{self.instruction_count:,}")
-        table.add_row("TensorE FLOPs", f"{self.flops:,} ({self.achieved_tflops:.1f} TFLOPS, MFU {100 * self.mfu:.1f}%)")
-        table.add_row("HBM traffic", f"{self.hbm_bytes:,} B ({self.hbm_gbps:,.1f} GB/s)")
-        table.add_row("SBUF peak", f"{self.sbuf_peak_bytes:,} B/partition")
-        table.add_row("PSUM peak", f"{self.psum_peak_bytes:,} B/partition")
+        table.add_row("TensorE work", f"{fmt_flop(self.flops)} ({fmt_flops_rate(self.achieved_tflops * 1e12)})")
+        table.add_row("MFU", f"{100 * self.mfu:.1f}% of {fmt_flops_rate(self.peak_tflops * 1e12)}")
+        table.add_row("HBM traffic", f"{fmt_bytes(self.hbm_bytes)} ({fmt_bandwidth(self.hbm_gbps * 1e9)})")
+        table.add_row("SBUF peak", f"{fmt_bytes(self.sbuf_peak_bytes)} per partition")
+        table.add_row("PSUM peak", f"{fmt_bytes(self.psum_peak_bytes)} per partition")
         for w in self.warnings[:5]:
             table.add_row("warning", escape(w))
         return table
