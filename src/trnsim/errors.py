@@ -68,3 +68,12 @@ class UnsupportedOpError(CompileError):
 
 class TrnsimWarning(UserWarning):
     """Something ran, but not the way the user may think (an op fell back to the host CPU, ...)."""
+
+
+class UninitialisedMemoryWarning(TrnsimWarning):
+    """A kernel read memory nobody wrote, or returned an output it did not fully write.
+
+    The values are the poison (NaN for floats, 4 for integers) and the message names the kernel line or output;
+    `nki.simulate` raises these from the profile's warnings (`warnings.simplefilter("error", ...)` makes
+    them errors).
+    """

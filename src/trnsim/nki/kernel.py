@@ -12,6 +12,7 @@ import functools
 import inspect
 import itertools
 import traceback
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,8 +21,9 @@ from typing import Any
 import numpy as np
 
 from trnsim import dtypes
-from trnsim.errors import InternalError, TrnsimError, UsageError
+from trnsim.errors import InternalError, TrnsimError, UninitialisedMemoryWarning, UsageError
 from trnsim.hw.spec import HardwareSpec
+from trnsim.nki.argument_dtypes import exact_kernel_array, kernel_dtype
 from trnsim.nki.context import TraceContext, activate, is_machinery, maybe_current, user_location
 from trnsim.nki.indexing import NcDim
 from trnsim.nki.target import get_target_spec
@@ -107,11 +109,12 @@ def _input_tensor(machine: Machine, arg: Any, index: int | str) -> tuple[Any, bo
                 f"argument {index} is a TensorSpec (shape only): run with mode='timing', or pass an array",
                 user_location(),
             )
-        alloc = machine.allocate(MemoryKind.HBM, arg.shape, arg.dtype, f"arg{index}")
+        alloc = machine.allocate(MemoryKind.HBM, arg.shape, kernel_dtype(arg.dtype, index), f"arg{index}")
         alloc.mark_all_written()
         return NkiTensor(alloc), False
     if isinstance(arg, np.ndarray) or (type(arg).__module__.startswith("torch") and hasattr(arg, "shape")):
         data, from_torch = _to_numpy(arg)
+        data = exact_kernel_array(data, index)
         alloc = machine.allocate(MemoryKind.HBM, tuple(data.shape), data.dtype, f"arg{index}")
         if alloc.storage is not None:
             alloc.storage[...] = data
@@ -131,6 +134,30 @@ def _output(value: Any, functional: bool, as_torch: bool) -> Any:
     return value
 
 
+def _warn_unwritten_outputs(machine: Machine, kernel: str, value: Any, what: str) -> None:
+    """Add a profile warning for each returned tensor with elements the kernel never wrote (they hold poison)."""
+    if isinstance(value, tuple | list):
+        for i, v in enumerate(value):
+            _warn_unwritten_outputs(machine, kernel, v, f"{what} {i}")
+        return
+    if not isinstance(value, NkiTensor) or value.alloc.root.fully_written or value.alloc.storage is None:
+        return
+    written = value.alloc.written_mask()
+    done = 0 if written is None else int(np.count_nonzero(written[value.np_index(clip=True)]))
+    if done < value.size:
+        poison = "NaN" if dtypes.is_float(value.dtype) else "4"
+        machine.warn(
+            f"kernel {kernel}: {value.size - done} of {value.size} elements of its {what} "
+            f"({value.alloc.describe()}) were never written; they read as {poison}"
+        )
+
+
+def _report(warned: list[str]) -> None:
+    """Raise the profile's warnings as Python warnings, for callers that get outputs and no Profile."""
+    for message in warned:
+        warnings.warn(message, UninitialisedMemoryWarning, stacklevel=3)
+
+
 @dataclass
 class Traced:
     """A kernel traced onto a fresh chip: its instruction stream (not yet scheduled) and its result."""
@@ -144,6 +171,8 @@ class Traced:
     as_torch: bool
 
     def outputs(self) -> Any:
+        if self.machine.functional:
+            _warn_unwritten_outputs(self.machine, self.kernel.name, self.result, "output")
         return _output(self.result, self.machine.functional, self.as_torch)
 
     def profile(self) -> Profile:
@@ -271,7 +300,9 @@ def simulate(kernel: Any, target: Any = None) -> Callable[..., Any]:
     k = _as_kernel(kernel)
 
     def run(*args: Any, **kwargs: Any) -> Any:
-        return launch(k, args, kwargs, target=target).outputs
+        prof = launch(k, args, kwargs, target=target)
+        _report(prof.warnings)
+        return prof.outputs
 
     return run
 
@@ -343,6 +374,7 @@ def benchmark(kernel: Any = None, warmup: int = 10, iters: int = 100, target: An
         def __call__(self, *args: Any, **kwargs: Any) -> Any:
             prof = launch(self, args, kwargs, target=target)
             self.benchmark_result = BenchmarkResult(LatencyStats(prof.latency_us), prof)
+            _report(prof.warnings)
             return prof.outputs
 
     out = _Benchmarked(bench.fn, bench.grid)
@@ -360,6 +392,8 @@ def baremetal(kernel: Any = None, **kw: Any) -> Any:
             return baremetal(Kernel.__getitem__(self, grid))
 
         def __call__(self, *args: Any, **kwargs: Any) -> Any:
-            return launch(self, args, kwargs).outputs
+            prof = launch(self, args, kwargs)
+            _report(prof.warnings)
+            return prof.outputs
 
     return _Baremetal(k.fn, k.grid)

@@ -14,6 +14,7 @@ import numpy as np
 
 from trnsim import dtypes
 from trnsim.errors import DtypeError, TileShapeError, UsageError
+from trnsim.isa.instruction import Region
 from trnsim.isa.opcodes import Engine, Opcode
 from trnsim.nki.context import TraceContext, current, user_location
 from trnsim.nki.indexing import ParDim
@@ -101,8 +102,8 @@ def _retarget(ctx: TraceContext, dst: NkiTensor, value: NkiTensor, accumulate: b
     """Make the instruction that produced fresh `value` write into `dst` instead. False if it can't."""
     idx = ctx.fresh.get(value.alloc.id)
     instrs = ctx.machine.instructions
-    if idx is None or idx != len(instrs) - 1 or not value.is_whole or value.size != dst.size:
-        return False
+    if idx is None or idx != len(instrs) - 1 or not value.is_whole or not _same_dims(value.shape, dst.shape):
+        return False  # a different shape goes through the copy path, which says what does not match
     ins = instrs[idx]
     allowed = {
         Opcode.NC_MATMUL: (MemoryKind.PSUM,),
@@ -111,17 +112,34 @@ def _retarget(ctx: TraceContext, dst: NkiTensor, value: NkiTensor, accumulate: b
     if dst.buffer not in allowed or (accumulate and ins.opcode is not Opcode.NC_MATMUL):
         return False
     del ctx.fresh[value.alloc.id]
-    region = dst.region()
+    # A masked producer (`nl.load(..., mask=...)`) wrote only some lanes of the fresh tile: only those lanes
+    # reach `dst`, the others keep what `dst` held (they are not the fresh tile's poison).
+    mask = _written_lanes(value, dst.shape)
+    region = dst.region()  # the whole box in both modes: lanes written are known only with values
     ins.writes = (region, *ins.writes[1:])
     ins.touches_psum = ins.touches_psum or dst.buffer is MemoryKind.PSUM
     if accumulate:
         ins.reads = (*ins.reads, region)
     if ctx.machine.functional:
-        vals = read_f32(ctx, value, None, ins.location)
+        vals = read_f32(ctx, value, _written_lanes(value, value.shape), ins.location).reshape(dst.shape)
         if accumulate:
-            vals = read_f32(ctx, dst, None, ins.location) + vals.reshape(dst.shape)
-        write(dst, vals, None)
+            vals = read_f32(ctx, dst, mask, ins.location) + vals
+        write(dst, vals, mask)
     return True
+
+
+def _same_dims(a: tuple[int, ...], b: tuple[int, ...]) -> bool:
+    """Same shape up to size-1 dims ([128, 1] into [128]); same element count alone is not enough."""
+    return tuple(s for s in a if s != 1) == tuple(s for s in b if s != 1)
+
+
+def _written_lanes(fresh: NkiTensor, shape: tuple[int, ...]) -> np.ndarray | None:
+    """Which elements of a fresh tile its producer wrote, shaped `shape`; None when it wrote all of them."""
+    alloc = fresh.alloc
+    if alloc.root.fully_written or alloc.storage is None:
+        return None
+    written = alloc.written_mask()
+    return np.zeros(shape, dtype=bool) if written is None else written.reshape(shape)
 
 
 def _same_view(a: NkiTensor, b: NkiTensor) -> bool:
@@ -137,3 +155,28 @@ def _same_view(a: NkiTensor, b: NkiTensor) -> bool:
         elif x != y:
             return False
     return True
+
+
+def psum_group_open(ctx: TraceContext, region: Region) -> bool:
+    """Whether an nc_matmul with accumulate=None into `region` adds to it (True) or overwrites it (False).
+
+    NKI's rule (nki.isa.nc_matmul, "Accumulation mode"): the first matmul into a PSUM location overwrites,
+    later ones accumulate, and `accumulate=(i > 0)` spells out the same thing for a loop. A PSUM tile reused
+    for the next output tile (allocated once, outside the loop) starts over: once anything other than a
+    matmul has read or written the location (the finished sum copied out, a memset), the accumulation group
+    is closed and the next matmul overwrites, instead of adding the previous tile's sum.
+    """
+    if region not in ctx.psum_touched:
+        return False
+    for ins in reversed(ctx.machine.instructions):  # back to the last instruction that touched it
+        if ins.core != ctx.core:
+            continue
+        if any(_boxes_overlap(region, w) for w in ins.writes):
+            return ins.opcode is Opcode.NC_MATMUL
+        if any(_boxes_overlap(region, r) for r in ins.reads):
+            return False
+    return False
+
+
+def _boxes_overlap(a: Region, b: Region) -> bool:
+    return a[0] == b[0] and all(a[i] < b[i + 1] and b[i] < a[i + 1] for i in (1, 3, 5))
