@@ -1,4 +1,4 @@
-"""The instruction set: one opcode enum and the engines that execute it."""
+"""The instruction set's names: the engines and one opcode per instruction (records: isa/instructions/)."""
 
 from __future__ import annotations
 
@@ -46,26 +46,3 @@ class Opcode(IntEnum):
     @property
     def key(self) -> str:
         return self.name.lower()
-
-
-# Engines each opcode may run on; the first is the default when a kernel does not choose.
-ALLOWED_ENGINES: dict[Opcode, tuple[Engine, ...]] = {
-    Opcode.DMA_COPY: (Engine.DMA,),
-    Opcode.NC_MATMUL: (Engine.TENSOR,),
-    Opcode.NC_TRANSPOSE: (Engine.TENSOR, Engine.VECTOR),
-    Opcode.ACTIVATION: (Engine.SCALAR,),
-    Opcode.TENSOR_TENSOR: (Engine.VECTOR, Engine.GPSIMD),
-    Opcode.TENSOR_SCALAR: (Engine.VECTOR, Engine.SCALAR, Engine.GPSIMD),
-    Opcode.TENSOR_REDUCE: (Engine.VECTOR,),
-    Opcode.TENSOR_COPY: (Engine.VECTOR, Engine.SCALAR, Engine.GPSIMD),
-    Opcode.MEMSET: (Engine.VECTOR, Engine.GPSIMD),
-    Opcode.IOTA: (Engine.GPSIMD,),
-    Opcode.AFFINE_SELECT: (Engine.GPSIMD,),
-    Opcode.BN_STATS: (Engine.VECTOR,),
-    Opcode.BN_AGGR: (Engine.VECTOR,),
-    Opcode.SELECT: (Engine.VECTOR, Engine.GPSIMD),
-    Opcode.BARRIER: (Engine.SYNC,),
-    Opcode.TENSOR_TENSOR_SCAN: (Engine.VECTOR,),
-    Opcode.SCALAR_TENSOR_TENSOR: (Engine.VECTOR,),
-    Opcode.RECIPROCAL: (Engine.VECTOR,),
-}

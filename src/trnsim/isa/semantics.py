@@ -195,9 +195,9 @@ def bn_stats(data: Array) -> Array:
     return out.astype(F32, copy=False)
 
 
-def bn_aggr(stats: Array) -> Array:
+def bn_aggr(data: Array) -> Array:
     """Combine (count, mean, var*count) triples per partition into (mean, variance) -> [P, 2]."""
-    s = as_2d(stats).astype(np.float64).reshape(stats.shape[0], -1, 3)
+    s = as_2d(data).astype(np.float64).reshape(data.shape[0], -1, 3)
     count, mean, m2 = s[..., 0], s[..., 1], s[..., 2]
     total = count.sum(axis=1)
     safe = np.where(total > 0, total, 1.0)

@@ -1,4 +1,4 @@
-"""Issuing index patterns and selects: iota and affine_select (GpSimd), select (nl.where)."""
+"""Builders of index patterns and selects: iota and affine_select (GpSimd), select (nl.where)."""
 
 from __future__ import annotations
 
@@ -7,21 +7,11 @@ from typing import Any
 import numpy as np
 
 from trnsim import dtypes
-from trnsim.isa import semantics as sem
-from trnsim.isa.cost import CostArgs
 from trnsim.isa.instruction import Instruction
 from trnsim.isa.opcodes import Engine, Opcode
 from trnsim.nki.context import current, user_location
-from trnsim.nki.emit import issue, pick_engine
-from trnsim.nki.operands import (
-    broadcast_mask,
-    check_tile,
-    cost_facts,
-    masked_extent,
-    read_masked,
-    require_tensor,
-    same_elements,
-)
+from trnsim.nki.issue import issue
+from trnsim.nki.operands import broadcast_mask, check_tile, read_masked, require_tensor, same_elements
 from trnsim.nki.tensor import NkiTensor
 
 
@@ -32,12 +22,10 @@ def iota(dst: Any, values: np.ndarray, mask: Any = None, location: str | None = 
     dst = require_tensor(dst, "iota dst", loc)
     check_tile(ctx, dst, "iota dst", loc, allow_psum=False)
     m = broadcast_mask(mask, dst.shape, loc)
-    pe, n = masked_extent(m, dst.shape)
     vals = np.broadcast_to(np.asarray(values), dst.shape).astype(np.int32)  # GpSimd integer arithmetic
     if dtypes.is_float(dst.dtype):
         vals = vals.astype(np.float32)  # int32 -> fp32 -> dst dtype, like every engine's cast on write
-    cost = CostArgs(n=n, p=pe, **cost_facts(ctx.machine.spec.core, [dst]))
-    return issue(ctx, Opcode.IOTA, Engine.GPSIMD, dst, [], cost, lambda: vals, loc, m, label="iota")
+    return issue(Opcode.IOTA, dst, {}, None, loc, mask=m, label="iota", compute=lambda: vals)
 
 
 def affine_select(
@@ -53,18 +41,17 @@ def affine_select(
     same_elements(dst, src, "affine_select", loc)
     pred = np.broadcast_to(np.asarray(predicate, dtype=bool), dst.shape)
     m = broadcast_mask(mask, dst.shape, loc)
-    pe, n = masked_extent(m, dst.shape)
-    cost = CostArgs(n=n, p=pe, **cost_facts(ctx.machine.spec.core, [dst, src]))
     return issue(
-        ctx,
         Opcode.AFFINE_SELECT,
-        Engine.GPSIMD,
         dst,
-        [src],
-        cost,
-        lambda: sem.affine_select(pred, read_masked(ctx, src, m, loc).reshape(dst.shape), on_false_value),
+        {"on_true": src},
+        lambda _: {
+            "predicate": pred,
+            "on_true": read_masked(ctx, src, m, loc).reshape(dst.shape),
+            "on_false_value": on_false_value,
+        },
         loc,
-        m,
+        mask=m,
         label="affine_select",
     )
 
@@ -84,23 +71,24 @@ def select(
     dst = require_tensor(dst, "where dst", loc)
     pred = require_tensor(predicate, "where condition", loc)
     a = require_tensor(on_true, "where x", loc)
-    operands = [dst, pred, a] + ([on_false] if isinstance(on_false, NkiTensor) else [])
-    for t in operands:
+    inputs = {"predicate": pred, "on_true": a}
+    if isinstance(on_false, NkiTensor):
+        inputs["on_false"] = on_false
+    for t in (dst, *inputs.values()):
         check_tile(ctx, t, "where operand", loc)
         same_elements(dst, t, "where", loc)
-    eng = pick_engine(Opcode.SELECT, engine, loc, operands)
     m = broadcast_mask(mask, dst.shape, loc)
-    pe, n = masked_extent(m, dst.shape)
-    cost = CostArgs(n=n, p=pe, n_inputs=len(operands) - 1, **cost_facts(ctx.machine.spec.core, operands))
 
-    def compute() -> np.ndarray:
+    def values(_: Any) -> dict[str, Any]:
         f = (
             read_masked(ctx, on_false, m, loc).reshape(dst.shape)
             if isinstance(on_false, NkiTensor)
             else float(on_false)
         )
-        return sem.select(
-            read_masked(ctx, pred, m, loc).reshape(dst.shape), read_masked(ctx, a, m, loc).reshape(dst.shape), f
-        )
+        return {
+            "predicate": read_masked(ctx, pred, m, loc).reshape(dst.shape),
+            "on_true": read_masked(ctx, a, m, loc).reshape(dst.shape),
+            "on_false": f,
+        }
 
-    return issue(ctx, Opcode.SELECT, eng, dst, operands[1:], cost, compute, loc, m, label="select")
+    return issue(Opcode.SELECT, dst, inputs, values, loc, engine=engine, mask=m, label="select")

@@ -8,7 +8,7 @@ import numpy as np
 
 from trnsim.errors import ShapeMismatchError, UsageError
 from trnsim.isa.alu import BINARY_OPS
-from trnsim.nki import emit, emit_compound, emit_engines, emit_select
+from trnsim.nki import emit_arith, emit_matmul, emit_movement, emit_reduce, emit_select
 from trnsim.nki.context import user_location
 from trnsim.nki.isa_enums import (
     dge_mode,
@@ -72,7 +72,7 @@ def dma_copy(
     engine: Any = engine.unknown,
     name: Any = None,
 ) -> None:
-    emit.dma_copy(dst, src)
+    emit_movement.dma_copy(dst, src)
 
 
 def nc_matmul(
@@ -88,11 +88,13 @@ def nc_matmul(
     perf_mode: Any = matmul_perf_mode.none,
     name: Any = None,
 ) -> None:
-    emit.nc_matmul(dst, stationary, moving, accumulate=accumulate, double_row=perf_mode == matmul_perf_mode.double_row)
+    emit_matmul.nc_matmul(
+        dst, stationary, moving, accumulate=accumulate, double_row=perf_mode == matmul_perf_mode.double_row
+    )
 
 
 def nc_transpose(dst: NkiTensor, data: NkiTensor, engine: Any = engine.unknown, name: Any = None) -> None:
-    emit.nc_transpose(dst, data, engine=to_engine(engine))
+    emit_matmul.nc_transpose(dst, data, engine=to_engine(engine))
 
 
 def activation(
@@ -106,7 +108,7 @@ def activation(
     reduce_cmd: Any = reduce_cmd.idle,
     name: Any = None,
 ) -> None:
-    emit_engines.activation(
+    emit_arith.activation(
         dst,
         op,
         data,
@@ -121,7 +123,7 @@ def activation(
 def tensor_tensor(
     dst: NkiTensor, data1: NkiTensor, data2: NkiTensor, op: Any, engine: Any = engine.unknown, name: Any = None
 ) -> None:
-    emit_engines.tensor_tensor(dst, data1, data2, op, engine=to_engine(engine))
+    emit_arith.tensor_tensor(dst, data1, data2, op, engine=to_engine(engine))
 
 
 def tensor_scalar(
@@ -136,21 +138,21 @@ def tensor_scalar(
     engine: Any = engine.unknown,
     name: Any = None,
 ) -> None:
-    emit_engines.tensor_scalar(dst, data, op0, operand0, reverse0, op1, operand1, reverse1, engine=to_engine(engine))
+    emit_arith.tensor_scalar(dst, data, op0, operand0, reverse0, op1, operand1, reverse1, engine=to_engine(engine))
 
 
 def tensor_reduce(
     dst: NkiTensor, op: Any, data: NkiTensor, axis: Any, negate: bool = False, keepdims: bool = False, name: Any = None
 ) -> None:
-    emit_engines.tensor_reduce(dst, op, data, axis, negate=negate, keepdims=keepdims)
+    emit_reduce.tensor_reduce(dst, op, data, axis, negate=negate, keepdims=keepdims)
 
 
 def tensor_copy(dst: NkiTensor, src: NkiTensor, engine: Any = engine.unknown, name: Any = None) -> None:
-    emit_engines.tensor_copy(dst, src, engine=to_engine(engine))
+    emit_movement.tensor_copy(dst, src, engine=to_engine(engine))
 
 
 def memset(dst: NkiTensor, value: Any, engine: Any = engine.unknown, name: Any = None) -> None:
-    emit_engines.memset(dst, value, engine=to_engine(engine))
+    emit_movement.memset(dst, value, engine=to_engine(engine))
 
 
 def iota(dst: NkiTensor, pattern: Any, offset: int = 0, channel_multiplier: int = 0, name: Any = None) -> None:
@@ -201,15 +203,15 @@ def select(
 
 
 def bn_stats(dst: NkiTensor, data: NkiTensor, name: Any = None) -> None:
-    emit_compound.bn_stats(dst, data)
+    emit_reduce.bn_stats(dst, data)
 
 
 def bn_aggr(dst: NkiTensor, data: NkiTensor, name: Any = None) -> None:
-    emit_compound.bn_aggr(dst, data)
+    emit_reduce.bn_aggr(dst, data)
 
 
 def reciprocal(dst: NkiTensor, data: NkiTensor, name: Any = None) -> None:
-    emit_compound.reciprocal(dst, data)
+    emit_arith.reciprocal(dst, data)
 
 
 def tensor_tensor_scan(
@@ -223,7 +225,7 @@ def tensor_tensor_scan(
     reverse1: bool = False,
     name: Any = None,
 ) -> None:
-    emit_compound.tensor_tensor_scan(dst, data0, data1, initial, op0, op1, reverse0, reverse1)
+    emit_arith.tensor_tensor_scan(dst, data0, data1, initial, op0, op1, reverse0, reverse1)
 
 
 def scalar_tensor_tensor(
@@ -237,4 +239,4 @@ def scalar_tensor_tensor(
     reverse1: bool = False,
     name: Any = None,
 ) -> None:
-    emit_compound.scalar_tensor_tensor(dst, data, op0, operand0, op1, operand1, reverse0, reverse1)
+    emit_arith.scalar_tensor_tensor(dst, data, op0, operand0, op1, operand1, reverse0, reverse1)

@@ -11,6 +11,7 @@ import numpy as np
 
 from trnsim import dtypes as _dt
 from trnsim.errors import DtypeError, UsageError
+from trnsim.nki import emit_movement as _movement
 from trnsim.nki import language_impl as _impl
 from trnsim.nki import tiles as _tiles
 from trnsim.nki.context import current as _current
@@ -199,7 +200,7 @@ def full(shape: Any, fill_value: float, dtype: Any, buffer: Any = None, name: st
         raise UsageError(
             "nl.full/zeros/ones create on-chip tiles; allocate HBM with nl.ndarray and store into it", _loc()
         )
-    _impl.emit_engines.memset(t, fill_value, mask=kw.get("mask"))
+    _movement.memset(t, fill_value, mask=kw.get("mask"))
     return t
 
 

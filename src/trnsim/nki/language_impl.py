@@ -11,11 +11,11 @@ import numpy as np
 
 from trnsim import dtypes
 from trnsim.errors import DtypeError, ShapeMismatchError, UsageError
-from trnsim.isa.cost import CostArgs
-from trnsim.isa.opcodes import Engine, Opcode
-from trnsim.nki import emit, emit_engines, emit_select
+from trnsim.isa.instructions.nc_matmul import check_matmul_limits
+from trnsim.isa.opcodes import Engine
+from trnsim.nki import emit_arith, emit_matmul, emit_movement, emit_reduce, emit_select
 from trnsim.nki.context import current, user_location
-from trnsim.nki.operands import cost_facts, read_f32, reduce_axes, require_tensor
+from trnsim.nki.operands import read_f32, reduce_axes, require_tensor
 from trnsim.nki.tensor import NkiTensor
 from trnsim.nki.tiles import _dtype, _mark_fresh, _retarget, _same_view, new_tensor
 from trnsim.sim.memory import MemoryKind
@@ -35,10 +35,10 @@ def assign(dst: NkiTensor, value: Any) -> None:
         if dst.buffer is MemoryKind.HBM or value.buffer is MemoryKind.HBM:
             store(dst, value)
         else:
-            emit_engines.tensor_copy(dst, value, location=loc)
+            emit_movement.tensor_copy(dst, value, location=loc)
         return
     if isinstance(value, int | float | np.number):
-        emit_engines.memset(dst, float(value), location=loc)
+        emit_movement.memset(dst, float(value), location=loc)
         return
     raise UsageError(f"cannot assign a {type(value).__name__} to an NKI tensor", loc)
 
@@ -60,7 +60,7 @@ def load(src: NkiTensor, mask: Any = None, dtype: Any = None) -> NkiTensor:
     if not isinstance(src, NkiTensor):
         raise UsageError(f"nl.load takes an HBM tensor, got {type(src).__name__}", loc)
     tile = new_tensor(src.shape, dtype or src.dtype, MemoryKind.SBUF, location=loc)
-    emit.dma_copy(tile, src, mask=mask, location=loc)
+    emit_movement.dma_copy(tile, src, mask=mask, location=loc)
     return _mark_fresh(ctx, tile)
 
 
@@ -82,7 +82,7 @@ def store(dst: NkiTensor, value: Any, mask: Any = None) -> None:
     _check_store_shape(dst, value, loc)
     if value.buffer is MemoryKind.PSUM:  # DMA cannot read PSUM: stage through SBUF, as the compiler does
         value = copy(value)
-    emit.dma_copy(dst, value, mask=mask, location=loc)
+    emit_movement.dma_copy(dst, value, mask=mask, location=loc)
 
 
 def copy(src: NkiTensor, dtype: Any = None, mask: Any = None) -> NkiTensor:
@@ -90,7 +90,7 @@ def copy(src: NkiTensor, dtype: Any = None, mask: Any = None) -> NkiTensor:
     loc = user_location()
     src = require_tensor(src, "nl.copy operand", loc)
     out = new_tensor(src.shape, dtype or src.dtype, MemoryKind.SBUF, location=loc)
-    emit_engines.tensor_copy(out, src, mask=mask, location=loc)
+    emit_movement.tensor_copy(out, src, mask=mask, location=loc)
     return _mark_fresh(ctx, out)
 
 
@@ -104,7 +104,7 @@ def load_transpose2d(src: NkiTensor, mask: Any = None, dtype: Any = None) -> Nki
     f, p = src.shape
     tile = new_tensor((p, f), dtype or src.dtype, MemoryKind.SBUF, location=loc)
     # Index arrays give element [i, j] = src[j, i]: the DMA's descriptors walk src column by column.
-    emit.dma_copy(tile, src[np.arange(f)[None, :], np.arange(p)[:, None]], mask=mask, location=loc)
+    emit_movement.dma_copy(tile, src[np.arange(f)[None, :], np.arange(p)[:, None]], mask=mask, location=loc)
     return _mark_fresh(ctx, tile)
 
 
@@ -122,7 +122,7 @@ def identity_matrix(n: Any, dtype: Any, dst: NkiTensor | None = None) -> NkiTens
         raise ShapeMismatchError(
             f"nl.shared_identity_matrix({n}) dst must be [{n}, {n}], got {list(dst.shape)}", loc, rule="shape"
         )
-    emit_engines.memset(dst, 1.0, location=loc)
+    emit_movement.memset(dst, 1.0, location=loc)
     diag = np.arange(dst.shape[0])[:, None] == np.arange(dst.shape[1])[None, :]
     emit_select.affine_select(dst, diag, dst, 0.0, location=loc)
     return dst
@@ -159,18 +159,7 @@ def broadcast_to(src: NkiTensor, shape: Any) -> NkiTensor:
     if tuple(src.shape) == shp:
         return src
     out = new_tensor(shp, src.dtype, MemoryKind.SBUF, location=loc)
-    cost = CostArgs(n=out.free_size(), p=out.partition_size(), **cost_facts(ctx.machine.spec.core, [out, src]))
-    emit.issue(
-        ctx,
-        Opcode.TENSOR_COPY,
-        Engine.GPSIMD,
-        out,
-        [src],
-        cost,
-        lambda: np.broadcast_to(read_f32(ctx, src, None, loc), shp),
-        loc,
-        label="broadcast",
-    )
+    emit_movement.broadcast_copy(out, src, loc)
     return _mark_fresh(ctx, out)
 
 
@@ -187,7 +176,7 @@ def unary(op: str, x: NkiTensor, dtype: Any = None, mask: Any = None) -> NkiTens
     loc = user_location()
     x = require_tensor(x, f"nl.{op} operand", loc)
     out = new_tensor(x.shape, _result_dtype(x, dtype=dtype), MemoryKind.SBUF, location=loc)
-    emit_engines.activation(out, op, x, mask=mask, location=loc)
+    emit_arith.activation(out, op, x, mask=mask, location=loc)
     return _mark_fresh(ctx, out)
 
 
@@ -208,19 +197,19 @@ def elementwise_binary(
     if isinstance(x, NkiTensor) and isinstance(y, NkiTensor):
         xs, ys = tuple(x.shape), tuple(y.shape)
         if xs == ys:
-            emit_engines.tensor_tensor(res, x, y, op, mask=mask, location=loc)
+            emit_arith.tensor_tensor(res, x, y, op, mask=mask, location=loc)
         elif ys == (shape[0], 1) or (ys[0] == shape[0] and int(np.prod(ys[1:])) == 1):
-            emit_engines.tensor_scalar(res, x, op, y, mask=mask, location=loc)  # per-partition operand
+            emit_arith.tensor_scalar(res, x, op, y, mask=mask, location=loc)  # per-partition operand
         elif xs[0] == shape[0] and int(np.prod(xs[1:])) == 1:
-            emit_engines.tensor_scalar(res, y, op, x, reverse0=True, mask=mask, location=loc)
+            emit_arith.tensor_scalar(res, y, op, x, reverse0=True, mask=mask, location=loc)
         else:
             bx = broadcast_to(x, shape) if xs != shape else x
             by = broadcast_to(y, shape) if ys != shape else y
-            emit_engines.tensor_tensor(res, bx, by, op, mask=mask, location=loc)
+            emit_arith.tensor_tensor(res, bx, by, op, mask=mask, location=loc)
     elif isinstance(x, NkiTensor):
-        emit_engines.tensor_scalar(res, x, op, y, mask=mask, location=loc)
+        emit_arith.tensor_scalar(res, x, op, y, mask=mask, location=loc)
     else:
-        emit_engines.tensor_scalar(res, y, op, x, reverse0=True, mask=mask, location=loc)
+        emit_arith.tensor_scalar(res, y, op, x, reverse0=True, mask=mask, location=loc)
     return res if out is not None else _mark_fresh(ctx, res)
 
 
@@ -231,15 +220,15 @@ def matmul(x: NkiTensor, y: NkiTensor, transpose_x: bool = False, mask: Any = No
     x = require_tensor(x, "nl.matmul x", loc)
     y = require_tensor(y, "nl.matmul y", loc)
     k, m = (x.partition_size(), x.free_size()) if transpose_x else (x.free_size(), x.partition_size())
-    emit.check_matmul_limits(ctx.machine.spec.core, k, m, y.free_size(), loc)
+    check_matmul_limits(ctx.machine.spec.core, k, m, y.free_size(), loc)
     stationary = x
     if not transpose_x:
         xt = new_tensor((x.free_size(), x.partition_size()), x.dtype, MemoryKind.PSUM, location=loc)
-        emit.nc_transpose(xt, x, engine=Engine.TENSOR, location=loc)
+        emit_matmul.nc_transpose(xt, x, engine=Engine.TENSOR, location=loc)
         stationary = new_tensor(xt.shape, x.dtype, MemoryKind.SBUF, location=loc)
-        emit_engines.tensor_copy(stationary, xt, location=loc)
+        emit_movement.tensor_copy(stationary, xt, location=loc)
     out = new_tensor((stationary.free_size(), y.free_size()), dtypes.float32, MemoryKind.PSUM, location=loc)
-    emit.nc_matmul(out, stationary, y, accumulate=False, mask=mask, location=loc)
+    emit_matmul.nc_matmul(out, stationary, y, accumulate=False, mask=mask, location=loc)
     return _mark_fresh(ctx, out)
 
 
@@ -248,7 +237,7 @@ def transpose(x: NkiTensor, dtype: Any = None, mask: Any = None) -> NkiTensor:
     loc = user_location()
     x = require_tensor(x, "nl.transpose operand", loc)
     out = new_tensor((x.free_size(), x.partition_size()), dtype or x.dtype, MemoryKind.PSUM, location=loc)
-    emit.nc_transpose(out, x, engine=Engine.TENSOR, mask=mask, location=loc)
+    emit_matmul.nc_transpose(out, x, engine=Engine.TENSOR, mask=mask, location=loc)
     return _mark_fresh(ctx, out)
 
 
@@ -267,7 +256,7 @@ def reduce(
     if len(shape) < 2:
         shape = (*shape, 1) if shape else (1, 1)
     out = new_tensor(shape, _result_dtype(x, dtype=dtype), MemoryKind.SBUF, location=loc)
-    emit_engines.tensor_reduce(out, op, x, axes, negate=negate, keepdims=keepdims, mask=mask, location=loc)
+    emit_reduce.tensor_reduce(out, op, x, axes, negate=negate, keepdims=keepdims, mask=mask, location=loc)
     return _mark_fresh(ctx, out)
 
 
@@ -292,10 +281,10 @@ def softmax(x: NkiTensor, axis: Any = -1, dtype: Any = None, mask: Any = None) -
     neg_max = reduce("maximum", x, axis, dtype=dtypes.float32, mask=mask, keepdims=True, negate=True)
     e = new_tensor(x.shape, dtypes.float32, location=loc)
     total = new_tensor((x.partition_size(), 1), dtypes.float32, location=loc)
-    emit_engines.activation(e, "exp", x, bias=neg_max, reduce_op="add", reduce_res=total, mask=mask, location=loc)
+    emit_arith.activation(e, "exp", x, bias=neg_max, reduce_op="add", reduce_res=total, mask=mask, location=loc)
     inv = unary("reciprocal", total)
     out = new_tensor(x.shape, dtype or x.dtype, location=loc)
-    emit_engines.tensor_scalar(out, e, "multiply", inv, mask=mask, location=loc)
+    emit_arith.tensor_scalar(out, e, "multiply", inv, mask=mask, location=loc)
     return _mark_fresh(ctx, out)
 
 

@@ -8,8 +8,9 @@ import numpy as np
 
 from trnsim import dtypes
 from trnsim.errors import UsageError
+from trnsim.isa.instructions.nc_matmul import check_matmul_limits
 from trnsim.isa.opcodes import Engine
-from trnsim.nki import emit, emit_compound, emit_engines, emit_select
+from trnsim.nki import emit_arith, emit_matmul, emit_movement, emit_reduce, emit_select
 from trnsim.nki.context import current, user_location
 from trnsim.nki.isa_enums import (
     dge_mode,
@@ -90,7 +91,7 @@ def dma_copy(
     dge_mode: Any = None,
     **_: Any,
 ) -> None:
-    emit.dma_copy(dst, src, mask=mask)
+    emit_movement.dma_copy(dst, src, mask=mask)
 
 
 def nc_matmul(
@@ -111,9 +112,9 @@ def nc_matmul(
     moving = _tile(moving, "nc_matmul moving")
     m = stationary.shape[-1] if double else stationary.free_size()
     n = moving.shape[-1] if double else moving.free_size()
-    emit.check_matmul_limits(current().machine.spec.core, stationary.partition_size(), m, n, user_location())
+    check_matmul_limits(current().machine.spec.core, stationary.partition_size(), m, n, user_location())
     out = _fresh((m, n), dtypes.float32, MemoryKind.PSUM)
-    emit.nc_matmul(out, stationary, moving, accumulate=False, double_row=double, mask=mask)
+    emit_matmul.nc_matmul(out, stationary, moving, accumulate=False, double_row=double, mask=mask)
     return _done(out)
 
 
@@ -126,7 +127,7 @@ def nc_transpose(
         eng = Engine.VECTOR if data.partition_size() <= 32 and data.free_size() <= 32 else Engine.TENSOR
     buf = MemoryKind.PSUM if eng is Engine.TENSOR else MemoryKind.SBUF
     out = _fresh((data.free_size(), data.partition_size()), dtype or data.dtype, buf)
-    emit.nc_transpose(out, data, engine=eng, mask=mask)
+    emit_matmul.nc_transpose(out, data, engine=eng, mask=mask)
     return _done(out)
 
 
@@ -145,9 +146,7 @@ def activation(
 ) -> NkiTensor:
     data = _tile(data, "activation data")
     out = _fresh(data.shape, dtype or data.dtype)
-    emit_engines.activation(
-        out, op, data, bias=bias, scale=scale, reduce_op=reduce_op, reduce_res=reduce_res, mask=mask
-    )
+    emit_arith.activation(out, op, data, bias=bias, scale=scale, reduce_op=reduce_op, reduce_res=reduce_res, mask=mask)
     return _done(out)
 
 
@@ -181,7 +180,7 @@ def tensor_tensor(
     data1, data2 = _tile(data1, "tensor_tensor data1"), _tile(data2, "tensor_tensor data2")
     dt = dtype or max((data1.dtype, data2.dtype), key=lambda d: (dtypes.is_float(d), d.itemsize))
     out = _fresh(data1.shape, dt)
-    emit_engines.tensor_tensor(out, data1, data2, op, engine=to_engine(engine), mask=mask)
+    emit_arith.tensor_tensor(out, data1, data2, op, engine=to_engine(engine), mask=mask)
     return _done(out)
 
 
@@ -201,7 +200,7 @@ def tensor_scalar(
 ) -> NkiTensor:
     data = _tile(data, "tensor_scalar data")
     out = _fresh(data.shape, dtype or data.dtype)
-    emit_engines.tensor_scalar(
+    emit_arith.tensor_scalar(
         out, data, op0, operand0, reverse0, op1, operand1, reverse1, engine=to_engine(engine), mask=mask
     )
     return _done(out)
@@ -222,7 +221,7 @@ def tensor_reduce(
     axes = _axes(data, axis, user_location())
     shape = tuple(1 if d in axes else s for d, s in enumerate(data.shape) if keepdims or d not in axes)
     out = _fresh(shape if len(shape) > 1 else (*shape, 1), dtype or data.dtype)
-    emit_engines.tensor_reduce(out, op, data, axes, negate=negate, keepdims=keepdims, mask=mask)
+    emit_reduce.tensor_reduce(out, op, data, axes, negate=negate, keepdims=keepdims, mask=mask)
     return _done(out)
 
 
@@ -231,7 +230,7 @@ def tensor_copy(
 ) -> NkiTensor:
     src = _tile(src, "tensor_copy src")
     out = _fresh(src.shape, dtype or src.dtype)
-    emit_engines.tensor_copy(out, src, engine=to_engine(engine), mask=mask)
+    emit_movement.tensor_copy(out, src, engine=to_engine(engine), mask=mask)
     return _done(out)
 
 
@@ -239,7 +238,7 @@ def memset(
     shape: Any, value: Any, dtype: Any, *, mask: Any = None, engine: Any = engine.unknown, **_: Any
 ) -> NkiTensor:
     out = _fresh(shape, dtype)
-    emit_engines.memset(out, value, engine=to_engine(engine), mask=mask)
+    emit_movement.memset(out, value, engine=to_engine(engine), mask=mask)
     return _done(out)
 
 
@@ -268,21 +267,21 @@ def affine_select(
 def bn_stats(data: NkiTensor, *, mask: Any = None, dtype: Any = None, **_: Any) -> NkiTensor:
     data = _tile(data, "bn_stats data")
     out = _fresh((data.partition_size(), 6), dtype or data.dtype)
-    emit_compound.bn_stats(out, data)
+    emit_reduce.bn_stats(out, data)
     return _done(out)
 
 
 def bn_aggr(data: NkiTensor, *, mask: Any = None, dtype: Any = None, **_: Any) -> NkiTensor:
     data = _tile(data, "bn_aggr data")
     out = _fresh((data.partition_size(), 2), dtype or data.dtype)
-    emit_compound.bn_aggr(out, data)
+    emit_reduce.bn_aggr(out, data)
     return _done(out)
 
 
 def reciprocal(data: NkiTensor, *, dtype: Any = None, mask: Any = None, **_: Any) -> NkiTensor:
     data = _tile(data, "reciprocal data")
     out = _fresh(data.shape, dtype or data.dtype)
-    emit_compound.reciprocal(out, data, mask=mask)
+    emit_arith.reciprocal(out, data, mask=mask)
     return _done(out)
 
 
@@ -302,7 +301,7 @@ def tensor_tensor_scan(
     data0, data1 = _tile(data0, "tensor_tensor_scan data0"), _tile(data1, "tensor_tensor_scan data1")
     dt = dtype or max((data0.dtype, data1.dtype), key=lambda d: (dtypes.is_float(d), d.itemsize))
     out = _fresh(data0.shape, dt)
-    emit_compound.tensor_tensor_scan(out, data0, data1, initial, op0, op1, reverse0, reverse1, mask=mask)
+    emit_arith.tensor_tensor_scan(out, data0, data1, initial, op0, op1, reverse0, reverse1, mask=mask)
     return _done(out)
 
 
@@ -322,5 +321,5 @@ def scalar_tensor_tensor(
     data, operand1 = _tile(data, "scalar_tensor_tensor data"), _tile(operand1, "scalar_tensor_tensor operand1")
     dt = dtype or max((data.dtype, operand1.dtype), key=lambda d: (dtypes.is_float(d), d.itemsize))
     out = _fresh(data.shape, dt)
-    emit_compound.scalar_tensor_tensor(out, data, op0, operand0, op1, operand1, reverse0, reverse1, mask=mask)
+    emit_arith.scalar_tensor_tensor(out, data, op0, operand0, op1, operand1, reverse0, reverse1, mask=mask)
     return _done(out)

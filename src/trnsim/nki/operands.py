@@ -1,7 +1,8 @@
-"""Operands of an instruction: hardware-rule checks, values in and out, and cost facts.
+"""Operands of an instruction as a kernel passes them: tiles, masks, scalars, op names; values in and out.
 
 Engines read operands as fp32 and cast on write (trainium.md §3.3). Reads of memory nobody wrote
-add a warning to the profile (the values are the NaN/4 poison).
+add a warning to the profile (the values are the NaN/4 poison). The rules an instruction's operands
+must obey are its record's (isa/instructions/); `describe` gives a tile's isa-level view.
 """
 
 from __future__ import annotations
@@ -11,14 +12,12 @@ from typing import Any
 import numpy as np
 
 from trnsim import dtypes
-from trnsim.errors import DtypeError, ShapeMismatchError, TileShapeError, UsageError
-from trnsim.hw.spec import CoreSpec
+from trnsim.errors import ShapeMismatchError, UsageError
 from trnsim.isa.alu import INT_OPS
+from trnsim.isa.operand import Operand
+from trnsim.isa.rules import check_partitions, require_buffer
 from trnsim.nki.context import TraceContext
 from trnsim.nki.tensor import NkiTensor
-from trnsim.sim.memory import MemoryKind
-
-ON_CHIP = (MemoryKind.SBUF, MemoryKind.PSUM)
 
 
 def require_tensor(x: Any, what: str, location: str) -> NkiTensor:
@@ -27,20 +26,17 @@ def require_tensor(x: Any, what: str, location: str) -> NkiTensor:
     return x
 
 
-def require_on_chip(t: NkiTensor, what: str, location: str, allow_psum: bool = True) -> None:
-    allowed = ON_CHIP if allow_psum else (MemoryKind.SBUF,)
-    if t.buffer not in allowed:
-        where = " or ".join(k.upper() for k in allowed)
-        raise UsageError(f"{what} must be in {where}, but {t!r} is in {t.buffer.upper()}", location, rule="buffer")
-
-
-def check_partitions(t: NkiTensor, core: CoreSpec, what: str, location: str) -> None:
-    if t.buffer in ON_CHIP and t.partition_size() > core.sbuf.partitions:
-        raise TileShapeError(
-            f"{what} has partition dim {t.partition_size()}, exceeds {core.sbuf.partitions} (nl.tile_size.pmax)",
-            location,
-            rule="partition-dim",
-        )
+def describe(t: NkiTensor, name: str, runs: bool = False) -> Operand:
+    """The isa-level view of a tile (contiguous runs only for DMA operands: they cost a walk of the view)."""
+    return Operand(
+        name=name,
+        shape=t.shape,
+        dtype=t.dtype,
+        buffer=t.buffer,
+        innermost_stride_bytes=t.innermost_stride_bytes(),
+        contiguous_run_bytes=t.contiguous_run_bytes() if runs else 0,
+        source=t,
+    )
 
 
 def broadcast_mask(mask: Any, shape: tuple[int, ...], location: str) -> np.ndarray | None:
@@ -74,13 +70,7 @@ def read_f32(ctx: TraceContext, t: NkiTensor, mask: np.ndarray | None, location:
 
 def read_for_op(ctx: TraceContext, t: NkiTensor, mask: np.ndarray | None, location: str, op: str) -> np.ndarray:
     """Operand values for ALU op `op`: raw integers for bitwise ops, fp32 for everything else."""
-    if op in INT_OPS:
-        if t.dtype.kind not in "iu":
-            raise DtypeError(
-                f"{op} works on integer bits, but {t!r} is {dtypes.name(t.dtype)}; use an integer tile",
-                location,
-                rule="int-op",
-            )
+    if op in INT_OPS:  # the record refused non-integer tiles when the call was issued
         m = mask if mask is not None and mask.shape == t.shape else None
         return read_stored(ctx, t, m, location).astype(np.int64)
     return read_masked(ctx, t, mask, location)
@@ -147,27 +137,15 @@ def _full_index(t: NkiTensor) -> tuple[np.ndarray, ...]:
     return tuple(out)
 
 
-def is_bf16_like(dt: np.dtype[Any]) -> bool:
-    return dt in dtypes.LOW_PRECISION_FLOATS
-
-
-def cost_facts(core: CoreSpec, operands: list[NkiTensor]) -> dict[str, Any]:
-    """Facts shared by Vector/Scalar/GpSimd costs: dtypes, buffers and strides of the operands."""
-    limit = core.sbuf.full_rate_max_stride_bytes
-    return {
-        "all_bf16": all(is_bf16_like(t.dtype) for t in operands),
-        "sbuf_only": all(t.buffer is MemoryKind.SBUF for t in operands),
-        "strided": any(t.innermost_stride_bytes() >= limit for t in operands),
-    }
-
-
 def read_masked(ctx: TraceContext, t: NkiTensor, mask: np.ndarray | None, loc: str) -> np.ndarray:
     return read_f32(ctx, t, mask if mask is not None and mask.shape == t.shape else None, loc)
 
 
 def check_tile(ctx: TraceContext, t: NkiTensor, what: str, loc: str, allow_psum: bool = True) -> None:
-    require_on_chip(t, what, loc, allow_psum)
-    check_partitions(t, ctx.machine.spec.core, what, loc)
+    """`t` is an on-chip tile (SBUF, or PSUM where allowed) within the partition limit."""
+    op = Operand(what, t.shape, t.dtype, t.buffer, source=t)
+    require_buffer(op, what, loc, allow_psum)
+    check_partitions(op, ctx.machine.spec.core, what, loc)
 
 
 def same_elements(dst: NkiTensor, src: NkiTensor, what: str, loc: str) -> None:
@@ -246,9 +224,3 @@ def reduce_axes(x: NkiTensor, axis: Any, what: str, loc: str) -> tuple[int, ...]
             rule="reduce-axis",
         )
     return axes
-
-
-def not_both_psum(a: NkiTensor, b: NkiTensor, what: str, loc: str) -> None:
-    """Two-input engine instructions read at most one operand from PSUM."""
-    if a.buffer is MemoryKind.PSUM and b.buffer is MemoryKind.PSUM:
-        raise UsageError(f"{what} inputs cannot both be in PSUM", loc, rule="buffer")

@@ -1,0 +1,1 @@
+"""One record per instruction (isa/record.py), one file each; isa/registry.py collects them."""

@@ -1,0 +1,57 @@
+"""Every instruction's record, by opcode: the one table the kernel language, planners and tests ask."""
+
+from __future__ import annotations
+
+from trnsim.isa.instructions import (
+    activation,
+    affine_select,
+    barrier,
+    bn_aggr,
+    bn_stats,
+    dma_copy,
+    iota,
+    memset,
+    nc_matmul,
+    nc_transpose,
+    reciprocal,
+    scalar_tensor_tensor,
+    select,
+    tensor_copy,
+    tensor_reduce,
+    tensor_scalar,
+    tensor_tensor,
+    tensor_tensor_scan,
+)
+from trnsim.isa.opcodes import Engine, Opcode
+from trnsim.isa.record import InstructionRecord
+
+RECORDS: dict[Opcode, InstructionRecord] = {
+    m.RECORD.opcode: m.RECORD
+    for m in (
+        dma_copy,
+        nc_matmul,
+        nc_transpose,
+        activation,
+        tensor_tensor,
+        tensor_scalar,
+        tensor_reduce,
+        tensor_copy,
+        memset,
+        iota,
+        affine_select,
+        bn_stats,
+        bn_aggr,
+        select,
+        barrier,
+        tensor_tensor_scan,
+        scalar_tensor_tensor,
+        reciprocal,
+    )
+}
+
+# Engines each opcode may run on; the first is the default when a kernel does not choose.
+ALLOWED_ENGINES: dict[Opcode, tuple[Engine, ...]] = {op: r.engines for op, r in RECORDS.items()}
+
+
+def record(op: Opcode) -> InstructionRecord:
+    return RECORDS[op]
