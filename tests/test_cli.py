@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -83,3 +85,20 @@ def test_user_errors_are_one_line_with_hint(tmp_path: Path) -> None:
     assert res.returncode == 2 and "expected SHAPE[:DTYPE]" in res.stderr
     res = trnsim("hw", "show", "trn9")
     assert res.returncode == 2 and "unknown hardware preset" in res.stderr
+
+
+def test_hw_show_fits_80_columns_in_human_units_with_a_source_legend() -> None:
+    env = {**os.environ, "COLUMNS": "80"}
+    res = subprocess.run(
+        [sys.executable, "-m", "trnsim", "hw", "show", "trn3"], capture_output=True, text=True, timeout=120, env=env
+    )
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    raw = json.loads(trnsim("hw", "show", "trn3", "--json").stdout)["spec"]
+    assert f"{raw['chip']['hbm_bytes'] / 2**30:g} GiB" in res.stdout and str(raw["chip"]["hbm_bytes"]) not in res.stdout
+    assert f"{raw['chip']['hbm_bytes_per_ns'] / 1000:g} TB/s" in res.stdout  # 1 B/ns = 1 GB/s
+    assert "pipeline_latency_cycles" in res.stdout and "…" not in res.stdout  # field names are never cut
+    legend = res.stdout[res.stdout.index("sources") :]
+    tags = set(re.findall(r"\[[a-z0-9]+\]", res.stdout[: res.stdout.index("sources")]))
+    assert tags and all(tag in legend for tag in tags), tags

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
+from trnsim.cli.hw_show_table import legend_table, source_legend, spec_table
 from trnsim.hw import get_spec, list_presets, load_preset, preset_sources
+from trnsim.hw.presets import PRESET_DIR, TARGET_ALIASES
 
 app = typer.Typer(help="Hardware presets.", no_args_is_help=True)
 console = Console()
@@ -76,10 +78,9 @@ def show_cmd(
     if as_json:
         print(json.dumps({"spec": data, "sources": sources}, indent=2))
         return
-    table = Table(title=f"{spec.name}: {spec.description}")
-    table.add_column("field")
-    table.add_column("value", justify="right")
-    table.add_column("source")
-    for key, value in _flatten(data):
-        table.add_row(escape(key), escape(str(value)), escape(sources.get(key, "")))
-    console.print(table)
+    rows = [(k, v) for k, v in _flatten(data) if k not in ("name", "description")]
+    console.print(spec_table(f"{spec.name}: {spec.description}", rows, sources))
+    if sources:
+        key = TARGET_ALIASES.get(name.lower(), name.lower())
+        used = {tag for text in sources.values() for tag in re.findall(r"\[[\w-]+\]", text)}
+        console.print(legend_table(source_legend(PRESET_DIR / f"{key}.toml"), used))
