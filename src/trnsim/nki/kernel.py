@@ -206,6 +206,8 @@ def trace(
     spec: HardwareSpec = get_target_spec(target)
     if mode not in ("functional", "timing"):
         raise UsageError(f"mode must be 'functional' or 'timing', got {mode!r}", user_location())
+    if not callable(kernel.fn):
+        raise UsageError(f"expected a kernel function, got a {type(kernel.fn).__name__}", user_location())
     _bind(kernel, args, kwargs)
     n_programs = int(np.prod(kernel.grid))
     nc_axes = [i for i, g in enumerate(kernel.grid) if isinstance(g, NcDim)]
