@@ -61,6 +61,8 @@ def load_kernel(ref: str) -> Any:
     if not hasattr(module, func):
         names = [n for n in dir(module) if callable(getattr(module, n)) and not n.startswith("_")]
         raise CliError(f"{path} has no function {func!r}; it defines: {', '.join(names) or 'nothing callable'}")
+    if not callable(getattr(module, func)):
+        raise CliError(f"{path}:{func} is not a kernel function (it is {type(getattr(module, func)).__name__})")
     return getattr(module, func)
 
 

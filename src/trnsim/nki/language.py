@@ -361,8 +361,12 @@ def static_range(*args: int, **_: Any) -> range:
 
 def program_id(axis: int = 0) -> int:
     ctx = _current()
-    if axis >= len(ctx.grid):
-        raise UsageError(f"program_id({axis}) but the launch grid {list(ctx.grid)} has {len(ctx.grid)} dims", _loc())
+    if not isinstance(axis, int) or not 0 <= axis < len(ctx.grid):
+        raise UsageError(
+            f"program_id({axis!r}): axis must be an int in 0..{len(ctx.grid) - 1} (the launch grid "
+            f"{list(ctx.grid)} has {len(ctx.grid)} dims)",
+            _loc(),
+        )
     return ctx.program_id[axis]
 
 

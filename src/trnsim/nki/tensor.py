@@ -325,8 +325,14 @@ class NkiTensor(TileOperators):
             raise UsageError(f"reshape takes a shape of ints, got {shape!r}", user_location()) from None
         if not self.is_whole:
             raise UsageError("reshape is supported on whole tensors only (not on slices)", user_location())
+        if new.count(-1) > 1 or any(s < -1 for s in new):
+            raise UsageError(f"reshape to {list(new)}: dims must be >= 0, with at most one -1", user_location())
         if -1 in new:
             known = prod(s for s in new if s != -1)
+            if known == 0:  # -1 next to a 0 dim could be any size
+                raise UsageError(
+                    f"cannot reshape {self!r} to {list(new)}: -1 is ambiguous with a 0 dim", user_location()
+                )
             new = tuple(self.size // known if s == -1 else s for s in new)
         if prod(new) != self.size:
             raise UsageError(f"cannot reshape {self!r} to {list(new)}: sizes differ", user_location())
