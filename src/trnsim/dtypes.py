@@ -18,6 +18,8 @@ bfloat16 = np.dtype(ml_dtypes.bfloat16)
 float8_e4m3 = np.dtype(ml_dtypes.float8_e4m3)
 float8_e4m3fn = np.dtype(ml_dtypes.float8_e4m3fn)
 float8_e5m2 = np.dtype(ml_dtypes.float8_e5m2)
+# The MX shared-scale type: a power of two 2^(e-127), unsigned, 0xFF is NaN (OCP MX spec).
+float8_e8m0fnu = np.dtype(ml_dtypes.float8_e8m0fnu)
 float16 = np.dtype(np.float16)
 float32 = np.dtype(np.float32)
 # tfloat32 is stored as fp32; its reduced mantissa only matters inside the PE array.
@@ -30,6 +32,19 @@ int32 = np.dtype(np.int32)
 uint32 = np.dtype(np.uint32)
 bool_ = np.dtype(np.uint8)  # NKI stores bool as uint8
 
+# Packed MX element types of NC-v4's nc_matmul_mx / quantize_mx: one 32-bit (fp8) or 16-bit (fp4) element holds
+# four values, element 0 in the lowest bits (NKI docs, nki.language dtypes). They are one-field structured dtypes
+# over the raw bits, so they stay distinct from uint32/uint16 (kernels key dicts by them) and no arithmetic can
+# treat them as numbers by accident; pack_x4/unpack_x4 convert.
+float8_e4m3fn_x4 = np.dtype([("float8_e4m3fn_x4", "<u4")])
+float8_e5m2_x4 = np.dtype([("float8_e5m2_x4", "<u4")])
+float4_e2m1fn_x4 = np.dtype([("float4_e2m1fn_x4", "<u2")])
+PACKED_X4: dict[np.dtype[Any], np.dtype[Any]] = {  # packed type -> the type of each of its four values
+    float8_e4m3fn_x4: float8_e4m3fn,
+    float8_e5m2_x4: float8_e5m2,
+    float4_e2m1fn_x4: np.dtype(ml_dtypes.float4_e2m1fn),
+}
+
 _BY_NAME: dict[str, np.dtype[Any]] = {
     "bfloat16": bfloat16,
     "bf16": bfloat16,
@@ -38,6 +53,10 @@ _BY_NAME: dict[str, np.dtype[Any]] = {
     "fp8": float8_e4m3,
     "fp8_e4m3": float8_e4m3,
     "float8_e5m2": float8_e5m2,
+    "float8_e8m0fnu": float8_e8m0fnu,
+    "float8_e4m3fn_x4": float8_e4m3fn_x4,
+    "float8_e5m2_x4": float8_e5m2_x4,
+    "float4_e2m1fn_x4": float4_e2m1fn_x4,
     "fp8_e5m2": float8_e5m2,
     "float16": float16,
     "fp16": float16,
@@ -55,7 +74,7 @@ _BY_NAME: dict[str, np.dtype[Any]] = {
     "bool": bool_,
 }
 
-FP8_DTYPES = frozenset({float8_e4m3, float8_e4m3fn, float8_e5m2})
+FP8_DTYPES = frozenset({float8_e4m3, float8_e4m3fn, float8_e5m2, float8_e8m0fnu})
 LOW_PRECISION_FLOATS = frozenset({bfloat16, float16})
 
 
@@ -81,10 +100,55 @@ def is_float(dtype: np.dtype[Any]) -> bool:
     return dtype.kind == "f" or dtype in FP8_DTYPES or dtype == bfloat16
 
 
+def is_packed(dtype: np.dtype[Any]) -> bool:
+    """One of the 4-packed MX types (float8_e4m3fn_x4, float8_e5m2_x4, float4_e2m1fn_x4)."""
+    return dtype in PACKED_X4
+
+
+def unpack_x4(packed: np.ndarray, dtype: Any) -> np.ndarray:
+    """The four values of each packed element, as `dtype`'s value type: the last dim grows 4x.
+
+    `packed` holds the raw bits (the packed dtype itself or the same-size unsigned integer).
+    """
+    dt = resolve(dtype)
+    if dt not in PACKED_X4:
+        raise DtypeError(f"unpack_x4 takes a packed x4 dtype, got {name(dt)}; packed: {_packed_names()}")
+    value_type = PACKED_X4[dt]
+    bits = np.ascontiguousarray(packed).view(f"<u{dt.itemsize}")
+    if dt.itemsize == 4:  # four fp8 bytes, little-endian
+        return bits.view(np.uint8).view(value_type).reshape(*bits.shape[:-1], bits.shape[-1] * 4)
+    nibbles = np.stack([(bits >> (4 * i)) & 0xF for i in range(4)], axis=-1).astype(np.uint8)
+    return nibbles.view(value_type).reshape(*bits.shape[:-1], bits.shape[-1] * 4)
+
+
+def pack_x4(values: np.ndarray, dtype: Any) -> np.ndarray:
+    """Round `values` to the packed type's value type and pack each run of four into one element."""
+    dt = resolve(dtype)
+    if dt not in PACKED_X4:
+        raise DtypeError(f"pack_x4 takes a packed x4 dtype, got {name(dt)}; packed: {_packed_names()}")
+    v = np.asarray(values)
+    if v.shape[-1] % 4:
+        raise DtypeError(f"pack_x4 needs a last dim that is a multiple of 4, got shape {list(v.shape)}")
+    narrow = np.ascontiguousarray(v.astype(PACKED_X4[dt])).view(np.uint8)
+    groups = narrow.reshape(*v.shape[:-1], v.shape[-1] // 4, 4)
+    if dt.itemsize == 4:
+        return np.ascontiguousarray(groups).view("<u4").reshape(groups.shape[:-1]).view(dt)
+    word = np.zeros(groups.shape[:-1], dtype="<u2")
+    for i in range(4):
+        word |= (groups[..., i].astype("<u2") & 0xF) << (4 * i)
+    return word.view(dt)
+
+
+def _packed_names() -> str:
+    return ", ".join(name(d) for d in PACKED_X4)
+
+
 def name(dtype: np.dtype[Any]) -> str:
     """The NKI spelling of a dtype (bfloat16, float8_e4m3, ...)."""
     if dtype == float8_e4m3:
         return "float8_e4m3"
+    if dtype.names:  # the packed x4 types carry their NKI name as their one field
+        return dtype.names[0]
     return str(dtype)
 
 

@@ -5,7 +5,8 @@ the current NKI API; `trnsim.nki.install_aliases()` also makes `import nki` and 
 `import neuronxcc.nki` resolve here.
 """
 
-from trnsim.nki import isa, language
+from trnsim.nki import compiler, dtype, isa, language
+from trnsim.nki import typing as typing
 from trnsim.nki.kernel import (
     Kernel,
     TensorSpec,
@@ -33,6 +34,8 @@ __all__ = [
     "TensorSpec",
     "baremetal",
     "benchmark",
+    "compiler",
+    "dtype",
     "get_target_spec",
     "install_aliases",
     "isa",
@@ -43,4 +46,5 @@ __all__ = [
     "set_target",
     "simulate",
     "simulate_kernel",
+    "typing",
 ]

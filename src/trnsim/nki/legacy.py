@@ -1,7 +1,8 @@
 """`neuronxcc.nki` (legacy NKI entry points): jit, simulate_kernel, benchmark, baremetal, profile."""
 
-from trnsim.nki import language
+from trnsim.nki import compiler, language
 from trnsim.nki import legacy_isa as isa
+from trnsim.nki import typing as typing
 from trnsim.nki.kernel import Kernel, TensorSpec, baremetal, benchmark, jit, profile, simulate, simulate_kernel
 from trnsim.nki.tensor import NkiTensor as tensor
 
@@ -10,6 +11,7 @@ __all__ = [
     "TensorSpec",
     "baremetal",
     "benchmark",
+    "compiler",
     "isa",
     "jit",
     "language",
@@ -17,4 +19,5 @@ __all__ = [
     "simulate",
     "simulate_kernel",
     "tensor",
+    "typing",
 ]

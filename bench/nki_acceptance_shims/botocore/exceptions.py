@@ -1,0 +1,10 @@
+class BotoCoreError(Exception):
+    pass
+
+
+class ClientError(Exception):
+    pass
+
+
+class NoCredentialsError(BotoCoreError):
+    pass

@@ -1,0 +1,35 @@
+"""Stand-in for the `neuron_dtypes` helpers nki-library's tests use, over ml_dtypes and trnsim.dtypes."""
+
+from typing import Any
+
+import ml_dtypes
+import numpy as np
+
+from trnsim import dtypes as _d
+
+bfloat16 = _d.bfloat16
+float8_e4m3 = _d.float8_e4m3
+float8_e4m3fn = _d.float8_e4m3fn
+float8_e5m2 = _d.float8_e5m2
+float8_e8m0fnu = _d.float8_e8m0fnu
+float8_e4m3fn_x4 = _d.float8_e4m3fn_x4
+float8_e5m2_x4 = _d.float8_e5m2_x4
+float4_e2m1fn_x4 = _d.float4_e2m1fn_x4
+
+
+def static_cast(array: Any, dtype: Any) -> np.ndarray:
+    """Round-to-nearest-even cast (what the hardware's converters do), saturating for fp8."""
+    target = _d.resolve(dtype)
+    return np.asarray(array).astype(target)
+
+
+def sizeinbytes(dtype: Any) -> int:
+    return _d.resolve(dtype).itemsize
+
+
+def is_float_type(dtype: Any) -> bool:
+    return _d.is_float(_d.resolve(dtype))
+
+
+def finfo(dtype: Any) -> Any:
+    return ml_dtypes.finfo(_d.resolve(dtype))

@@ -1,0 +1,63 @@
+"""Stand-in for AWS's NkiCpuSimulator package: nki-library's simulation mode runs kernels on trnsim.
+
+nki-library's test/utils/simulation_setup.py imports `nki_cpu_simulator.nki.{builtin,compiler,isa,
+isa.constants,language,language.dtypes,tensor,typing}` and calls `nki.cpu_simulate(kernel)[lnc](**inputs)`.
+Each name here is the trnsim module of the same role.
+"""
+
+import sys
+import types
+from typing import Any
+
+import trnsim.nki as _trn_nki
+from trnsim.nki import simulate
+
+_trn_nki.install_aliases()
+
+
+class _CpuSimulate:
+    def __init__(self, kernel: Any) -> None:
+        self._kernel = kernel
+
+    def __getitem__(self, lnc: int) -> Any:
+        return simulate(self._kernel[lnc])
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return simulate(self._kernel)(*args, **kwargs)
+
+
+class _NkiModule(types.ModuleType):
+    """trnsim.nki plus the simulator's `cpu_simulate` entry point."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(sys.modules["nki"] if sys.modules.get("nki") is not self else _trn_nki, name)
+
+
+class _LanguageModule(types.ModuleType):
+    """nki.language with the simulator's `language.dtypes` submodule (trnsim's nki.dtype)."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(sys.modules["trnsim.nki.language"], name)
+
+
+language = _LanguageModule("nki_cpu_simulator.nki.language")
+language.dtypes = sys.modules["nki.dtype"]  # type: ignore[attr-defined]
+language.__path__ = []  # type: ignore[attr-defined]
+
+nki = _NkiModule("nki_cpu_simulator.nki")
+nki.cpu_simulate = _CpuSimulate  # type: ignore[attr-defined]
+nki.__path__ = []  # type: ignore[attr-defined]
+for _key, _alias in {
+    "nki.builtin": types.ModuleType("nki_cpu_simulator.nki.builtin"),
+    "nki.compiler": sys.modules["nki.compiler"],
+    "nki.isa": sys.modules["nki.isa"],
+    "nki.isa.constants": sys.modules["nki.isa.constants"],
+    "nki.language": language,
+    "nki.language.dtypes": sys.modules["nki.dtype"],
+    "nki.tensor": sys.modules["nki.tensor"],
+    "nki.typing": sys.modules["nki.typing"],
+}.items():
+    sys.modules["nki_cpu_simulator." + _key] = _alias
+    if _key.count(".") == 1:  # `import a.b.c as x` walks attributes: nki.language must be the stand-in
+        setattr(nki, _key.split(".")[1], _alias)
+sys.modules["nki_cpu_simulator.nki"] = nki

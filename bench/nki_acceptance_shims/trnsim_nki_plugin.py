@@ -1,0 +1,64 @@
+"""pytest plugin (-p trnsim_nki_plugin) for running nki-library's tests on trnsim.
+
+- `import nki` resolves to trnsim before nki-library's conftest runs (on a Neuron machine `nki` is an
+  installed package; here trnsim.nki.install_aliases() stands in for it).
+- nki-library's test utilities import two modules the public repository does not ship:
+  `test.utils.scripts.remote_lock_scripts` (locks NeuronCores on remote Trainium hosts) and
+  `test.utils.perf_analysis_private` (analyses hardware profiler traces). Stand-ins are registered under
+  those names; simulation mode never takes a lock or profiles hardware.
+"""
+
+import enum
+import json
+import sys
+import types
+from dataclasses import dataclass
+
+import trnsim.nki
+
+trnsim.nki.install_aliases()
+
+
+class LockStatus(enum.Enum):
+    ALLOCATED = 0
+    DRAINED = 1
+    FLOCK_TIMEOUT = 2
+    ERROR = 3
+
+    @property
+    def exit_code(self) -> int:
+        return self.value
+
+    @classmethod
+    def from_exit_code(cls, code: int) -> "LockStatus":
+        return next((s for s in cls if s.value == code), cls.ERROR)
+
+
+@dataclass
+class LockResult:
+    status: LockStatus
+    cores: tuple = ()
+
+    @classmethod
+    def from_json(cls, text: str) -> "LockResult":
+        data = json.loads(text)
+        return cls(status=LockStatus[data.get("status", "ERROR")], cores=tuple(data.get("cores", ())))
+
+
+_scripts = types.ModuleType("test.utils.scripts")
+_scripts.__path__ = []
+_lock = types.ModuleType("test.utils.scripts.remote_lock_scripts")
+_lock.LockStatus = LockStatus
+_lock.LockResult = LockResult
+_scripts.remote_lock_scripts = _lock
+sys.modules.setdefault("test.utils.scripts", _scripts)
+sys.modules.setdefault("test.utils.scripts.remote_lock_scripts", _lock)
+
+
+def analyze_trace(**kwargs):
+    raise RuntimeError("hardware profiler trace analysis is not available in the trnsim acceptance run")
+
+
+_perf = types.ModuleType("test.utils.perf_analysis_private")
+_perf.analyze_trace = analyze_trace
+sys.modules.setdefault("test.utils.perf_analysis_private", _perf)
