@@ -12,7 +12,10 @@ from trnsim.kernels.attention import decode_attention, flash_attention
 from trnsim.kernels.conv import avg_pool2d, conv2d, max_pool2d
 from trnsim.kernels.elementwise import binary, fused_chain, unary
 from trnsim.kernels.embedding import embedding
+from trnsim.kernels.grouped_matmul import grouped_matmul
 from trnsim.kernels.matmul import batched_matmul, linear, matmul
+from trnsim.kernels.moe_dispatch import gather_rows, index_arith, scatter_rows
+from trnsim.kernels.moe_router import cumsum, histogram, sort, topk
 from trnsim.kernels.reductions import layernorm, reduce_last, rmsnorm, softmax
 from trnsim.kernels.rope import rope
 from trnsim.kernels.transpose import transpose
@@ -22,10 +25,15 @@ __all__ = [
     "batched_matmul",
     "binary",
     "conv2d",
+    "cumsum",
     "decode_attention",
     "embedding",
     "flash_attention",
     "fused_chain",
+    "gather_rows",
+    "grouped_matmul",
+    "histogram",
+    "index_arith",
     "layernorm",
     "linear",
     "matmul",
@@ -33,7 +41,10 @@ __all__ = [
     "reduce_last",
     "rmsnorm",
     "rope",
+    "scatter_rows",
     "softmax",
+    "sort",
+    "topk",
     "transpose",
     "unary",
 ]

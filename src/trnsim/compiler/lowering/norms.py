@@ -7,7 +7,7 @@ from typing import Any
 import torch
 
 from trnsim import kernels
-from trnsim.compiler.lowering.context import KERNEL_DTYPES, LowerContext, Unsupported
+from trnsim.compiler.lowering.context import KERNEL_DTYPES, LowerContext, Unsupported, numpy_dtype
 from trnsim.compiler.lowering.table import registered
 
 
@@ -73,10 +73,15 @@ def fused_rmsnorm(ctx: LowerContext, x: torch.Tensor, weight: Any, eps: float, o
 def softmax(ctx: LowerContext, x: torch.Tensor, dim: int, half_to_float: Any = False) -> Any:
     if x.dtype not in KERNEL_DTYPES or x.dim() == 0:
         raise Unsupported(f"dtype {x.dtype}")
-    if isinstance(half_to_float, torch.dtype) or half_to_float is True:
+    if half_to_float is True:
         raise Unsupported("softmax with a dtype change")
     if dim % x.dim() != x.dim() - 1:
         raise Unsupported("softmax over a dimension other than the last")
+    if isinstance(half_to_float, torch.dtype) and half_to_float != x.dtype:
+        # softmax(x, dtype=d) casts x to d first (MoE routers: softmax(logits, dtype=float32))
+        if half_to_float not in KERNEL_DTYPES:
+            raise Unsupported(f"softmax to {half_to_float}")
+        x = ctx.kernel(kernels.unary, x, "identity", dtype=numpy_dtype(half_to_float))
     return ctx.kernel(kernels.softmax, x)
 
 

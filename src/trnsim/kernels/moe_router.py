@@ -1,0 +1,254 @@
+"""Mixture-of-experts routing on the chip: top-k over the experts, sorting token slots by expert, counting
+tokens per expert (histogram) and their running offsets (cumulative sum).
+
+- `topk(x, k)`: x [R, C] -> (values [R, k], indices int32 [R, k]), largest first, rows on the partitions.
+  NKI's `max8` / `nc_find_index8` give the 8 largest of a row in one VectorE pass; trnsim's ISA has no such
+  instruction yet, so each of the k rounds is a max-reduce, an equality mask against the row maximum, a
+  min-reduce of the masked column numbers (the first position holding the maximum) and a knock-out of that
+  position: the same data flow, k passes instead of ceil(k / 8).
+- `sort(x)`: x [S] -> (sorted values [S], indices int32 [S]), stable. Slot i's rank is
+  #{j: x_j < x_i} + #{j < i: x_j = x_i}: x on the partitions (128 per tile) is compared on VectorE against x
+  along the free axis, which TensorE broadcasts to all partitions (a K = 1 matmul with a ones row). The
+  sorted outputs are then one-hot matmuls: out[r] = sum_i [rank_i = r] * (x_i, i), so nothing is scattered
+  through data-dependent addresses. Work grows as S^2 / 128 (fine for the S = tokens x k of a routing step;
+  a counting sort over the expert ids would be S x experts).
+- `histogram(x, bins, lo, hi)`: torch.histc: counts of x in `bins` equal bins over [lo, hi] (hi in the last
+  bin, values outside ignored), as #(x >= left edge) - #(x >= next edge), summed over partitions by TensorE.
+- `cumsum(x)`: running sum along the last axis of x [L] or [R, L] (VectorE scan, rows on the partitions).
+
+Keys and counts travel through fp32, so integer values are exact below 2^24.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+import trnsim.nki as nki
+import trnsim.nki.isa as nisa
+import trnsim.nki.language as nl
+from trnsim import dtypes
+from trnsim.kernels._common import cdiv, pmax, psum_fmax, require, require_dtype, sbuf_bytes_per_partition
+
+NUMERIC_DTYPES = (dtypes.float32, dtypes.bfloat16, dtypes.float16, np.dtype(np.int32))
+# Column numbers are offset by this before the min-reduce that finds the first maximum: exact in fp32.
+_INDEX_OFFSET = float(2**22)
+_FLOAT_MAX = float(np.finfo(np.float32).max)
+
+
+@nki.jit
+def topk(x, k, largest=True):
+    """The k largest (or smallest) entries of each row of x [R, C], in order: (values [R, k], int32 indices)."""
+    name = "topk"
+    require(x.ndim == 2, f"{name}: x must be [rows, columns], got {list(x.shape)}")
+    require_dtype("x", x, NUMERIC_DTYPES, name)
+    rows, cols = x.shape
+    require(isinstance(k, int) and 1 <= k <= cols, f"{name}: k must be in 1..{cols} (the row length), got {k!r}")
+    # a row, its working copy, the mask and the column numbers live in SBUF at once (fp32 each)
+    limit = sbuf_bytes_per_partition() // (4 * 4 * 2)
+    require(cols <= limit, f"{name}: rows of {cols} entries exceed one SBUF tile; at most {limit}")
+    values = nl.ndarray((rows, k), x.dtype, buffer=nl.shared_hbm)
+    indices = nl.ndarray((rows, k), nl.int32, buffer=nl.shared_hbm)
+    p = pmax()
+    cols_iota = nl.ndarray((p, cols), nl.float32, buffer=nl.sbuf)
+    nisa.iota(cols_iota, [[1, cols]], offset=0, channel_multiplier=0)
+    for r0 in range(0, rows, p):
+        n = min(p, rows - r0)
+        raw = nl.ndarray((p, cols), x.dtype, buffer=nl.sbuf)
+        nisa.dma_copy(dst=raw[:n], src=x[r0 : r0 + n])
+        work = nl.ndarray((p, cols), nl.float32, buffer=nl.sbuf)
+        sign = 1.0 if largest else -1.0  # the smallest entries are the largest of -x
+        nisa.tensor_scalar(dst=work[:n], data=raw[:n], op0=nl.multiply, operand0=sign)
+        best = nl.ndarray((p, k), nl.float32, buffer=nl.sbuf)
+        where = nl.ndarray((p, k), nl.float32, buffer=nl.sbuf)
+        mask = nl.ndarray((p, cols), nl.float32, buffer=nl.sbuf)
+        for j in range(k):
+            nisa.tensor_reduce(dst=best[:n, j : j + 1], op=nl.maximum, data=work[:n], axis=1)
+            nisa.tensor_scalar(dst=mask[:n], data=work[:n], op0=nl.equal, operand0=best[:n, j : j + 1])
+            # column - 2^22 where the maximum is, the column itself elsewhere: the min is the first maximum
+            nisa.scalar_tensor_tensor(
+                dst=mask[:n],
+                data=mask[:n],
+                op0=nl.multiply,
+                operand0=-_INDEX_OFFSET,
+                op1=nl.add,
+                operand1=cols_iota[:n],
+            )
+            nisa.tensor_reduce(dst=where[:n, j : j + 1], op=nl.minimum, data=mask[:n], axis=1)
+            nisa.tensor_scalar(dst=where[:n, j : j + 1], data=where[:n, j : j + 1], op0=nl.add, operand0=_INDEX_OFFSET)
+            if j + 1 < k:  # knock the chosen entry out of the next rounds
+                nisa.tensor_scalar(dst=mask[:n], data=cols_iota[:n], op0=nl.equal, operand0=where[:n, j : j + 1])
+                nisa.scalar_tensor_tensor(
+                    dst=work[:n], data=mask[:n], op0=nl.multiply, operand0=-_FLOAT_MAX, op1=nl.add, operand1=work[:n]
+                )
+        out_v = nl.ndarray((p, k), x.dtype, buffer=nl.sbuf)
+        nisa.tensor_scalar(dst=out_v[:n], data=best[:n], op0=nl.multiply, operand0=sign)
+        out_i = nl.ndarray((p, k), nl.int32, buffer=nl.sbuf)
+        nisa.tensor_copy(dst=out_i[:n], src=where[:n])
+        nisa.dma_copy(dst=values[r0 : r0 + n], src=out_v[:n])
+        nisa.dma_copy(dst=indices[r0 : r0 + n], src=out_i[:n])
+    return values, indices
+
+
+def _ones_row(p):
+    ones = nl.ndarray((1, p), nl.float32, buffer=nl.sbuf)
+    nisa.memset(dst=ones, value=1.0)
+    return ones
+
+
+@nki.jit
+def sort(x, descending=False):
+    """Stable sort of x [S]: (sorted values [S] in x's dtype, int32 positions in x [S])."""
+    name = "sort"
+    require(x.ndim == 1 and x.shape[0] >= 1, f"{name}: x must be a non-empty vector [S], got {list(x.shape)}")
+    require_dtype("x", x, NUMERIC_DTYPES, name)
+    (size,) = x.shape
+    limit = sbuf_bytes_per_partition() // 16  # the broadcast row and its key copy, fp32
+    require(size <= limit, f"{name}: {size} keys exceed one SBUF row; at most {limit}")
+    p, width = pmax(), psum_fmax()
+    tiles = cdiv(size, p)
+    sign = -1.0 if descending else 1.0
+    ones = _ones_row(p)
+    # keys along the free axis of one partition (for the broadcasts) and down the partitions (one column a tile)
+    raw_row = nl.ndarray((1, size), x.dtype, buffer=nl.sbuf)
+    nisa.dma_copy(dst=raw_row, src=x.reshape((1, size)))
+    key_row = nl.ndarray((1, size), nl.float32, buffer=nl.sbuf)
+    nisa.tensor_scalar(dst=key_row, data=raw_row, op0=nl.multiply, operand0=sign)
+    value_cols = nl.ndarray((p, tiles), nl.float32, buffer=nl.sbuf)  # the original values, for the outputs
+    key_cols = nl.ndarray((p, tiles), nl.float32, buffer=nl.sbuf)
+    ranks = nl.ndarray((p, tiles), nl.float32, buffer=nl.sbuf)
+    slot_cols = nl.ndarray((p, tiles), nl.float32, buffer=nl.sbuf)
+    nisa.iota(slot_cols, [[p, tiles]], offset=0, channel_multiplier=1)  # slot number i = 128 t + partition
+    x_col = x.reshape((size, 1))
+    for t in range(tiles):
+        i0, n = t * p, min(p, size - t * p)
+        raw = nl.ndarray((p, 1), x.dtype, buffer=nl.sbuf)
+        nisa.dma_copy(dst=raw[:n], src=x_col[i0 : i0 + n])
+        nisa.tensor_copy(dst=value_cols[:n, t : t + 1], src=raw[:n])
+        nisa.tensor_scalar(dst=key_cols[:n, t : t + 1], data=raw[:n], op0=nl.multiply, operand0=sign)
+    for t in range(tiles):
+        i0, n = t * p, min(p, size - t * p)
+        key = key_cols[:n, t : t + 1]
+        nisa.memset(dst=ranks[:n, t : t + 1], value=0.0)
+        for j0 in range(0, size, width):
+            w = min(width, size - j0)
+            keys_b = nl.ndarray((p, w), nl.float32, buffer=nl.psum)
+            nisa.nc_matmul(dst=keys_b[:n], stationary=ones[:, :n], moving=key_row[:, j0 : j0 + w])
+            before = nl.ndarray((p, w), nl.float32, buffer=nl.sbuf)
+            nisa.tensor_scalar(dst=before[:n], data=keys_b[:n], op0=nl.less, operand0=key)
+            if j0 < i0 + n - 1:  # equal keys at earlier slots (j < i) rank first: stability
+                ties = nl.ndarray((p, w), nl.float32, buffer=nl.sbuf)
+                nisa.tensor_scalar(dst=ties[:n], data=keys_b[:n], op0=nl.equal, operand0=key)
+                if j0 + w > i0:  # keep only j - i < 0
+                    nisa.affine_select(
+                        dst=ties[:n],
+                        pattern=[[1, w]],
+                        channel_multiplier=-1,
+                        on_true_tile=ties[:n],
+                        on_false_value=0.0,
+                        cmp_op=nl.less,
+                        offset=j0 - i0,
+                    )
+                nisa.tensor_tensor(dst=before[:n], data1=before[:n], data2=ties[:n], op=nl.add)
+            count = nl.ndarray((p, 1), nl.float32, buffer=nl.sbuf)
+            nisa.tensor_reduce(dst=count[:n], op=nl.add, data=before[:n], axis=1)
+            nisa.tensor_tensor(dst=ranks[:n, t : t + 1], data1=ranks[:n, t : t + 1], data2=count[:n], op=nl.add)
+    sorted_values = nl.ndarray((size,), x.dtype, buffer=nl.shared_hbm)
+    positions = nl.ndarray((size,), nl.int32, buffer=nl.shared_hbm)
+    _permute_by_rank(size, tiles, ranks, value_cols, slot_cols, sorted_values, positions)
+    return sorted_values, positions
+
+
+def _permute_by_rank(size, tiles, ranks, value_cols, slot_cols, sorted_values, positions):
+    """out[r] = sum over slots i of [rank_i = r] * (value_i, i): one-hot matmuls accumulated in PSUM."""
+    p, width = pmax(), psum_fmax()
+    values_row, positions_row = sorted_values.reshape((1, size)), positions.reshape((1, size))
+    pair = nl.ndarray((p, tiles, 2), nl.float32, buffer=nl.sbuf)  # stationary columns (value, slot)
+    nisa.tensor_copy(dst=pair[:, :, 0], src=value_cols)
+    nisa.tensor_copy(dst=pair[:, :, 1], src=slot_cols)
+    out_iota = nl.ndarray((p, width), nl.float32, buffer=nl.sbuf)
+    for r0 in range(0, size, width):
+        w = min(width, size - r0)
+        nisa.iota(out_iota[:, :w], [[1, w]], offset=r0, channel_multiplier=0)
+        acc = nl.ndarray((2, w), nl.float32, buffer=nl.psum)
+        for t in range(tiles):
+            n = min(p, size - t * p)
+            onehot = nl.ndarray((p, w), nl.float32, buffer=nl.sbuf)
+            nisa.tensor_scalar(dst=onehot[:n], data=out_iota[:n, :w], op0=nl.equal, operand0=ranks[:n, t : t + 1])
+            nisa.nc_matmul(dst=acc, stationary=pair[:n, t, :], moving=onehot[:n], accumulate=t > 0)
+        vals = nl.ndarray((1, w), sorted_values.dtype, buffer=nl.sbuf)
+        nisa.tensor_copy(dst=vals, src=acc[0:1])
+        slots = nl.ndarray((1, w), nl.int32, buffer=nl.sbuf)
+        nisa.tensor_copy(dst=slots, src=acc[1:2])
+        nisa.dma_copy(dst=values_row[:, r0 : r0 + w], src=vals)
+        nisa.dma_copy(dst=positions_row[:, r0 : r0 + w], src=slots)
+
+
+@nki.jit
+def histogram(x, bins, lo, hi):
+    """torch.histc(x, bins, lo, hi) for x [S] with lo < hi: fp32 counts [bins]."""
+    name = "histogram"
+    require(x.ndim == 1 and x.shape[0] >= 1, f"{name}: x must be a non-empty vector [S], got {list(x.shape)}")
+    require_dtype("x", x, NUMERIC_DTYPES, name)
+    require(isinstance(bins, int) and bins >= 1, f"{name}: bins must be a positive integer, got {bins!r}")
+    require(float(lo) < float(hi), f"{name}: needs lo < hi, got lo={lo}, hi={hi}", rule="value")
+    (size,) = x.shape
+    p, width = pmax(), psum_fmax()
+    edges_n = bins + 1
+    require(edges_n <= width, f"{name}: at most {width - 1} bins, got {bins}")
+    step = (float(hi) - float(lo)) / bins
+    # left edges lo + e * step for e < bins, and hi itself (values above it are dropped: x > hi)
+    edges = nl.ndarray((p, edges_n), nl.float32, buffer=nl.sbuf)
+    nisa.iota(edges, [[1, edges_n]], offset=0, channel_multiplier=0)
+    nisa.tensor_scalar(dst=edges, data=edges, op0=nl.multiply, operand0=step, op1=nl.add, operand1=float(lo))
+    nisa.memset(dst=edges[:, bins:edges_n], value=float(hi))
+    ones = nl.ndarray((p, 1), nl.float32, buffer=nl.sbuf)
+    nisa.memset(dst=ones, value=1.0)
+    above = nl.ndarray((1, edges_n), nl.float32, buffer=nl.psum)  # #(x >= edge e) for e < bins, #(x > hi)
+    x_col = x.reshape((size, 1))
+    for t in range(cdiv(size, p)):
+        i0, n = t * p, min(p, size - t * p)
+        raw = nl.ndarray((p, 1), x.dtype, buffer=nl.sbuf)
+        nisa.dma_copy(dst=raw[:n], src=x_col[i0 : i0 + n])
+        col = nl.ndarray((p, 1), nl.float32, buffer=nl.sbuf)
+        nisa.tensor_copy(dst=col[:n], src=raw[:n])
+        hit = nl.ndarray((p, edges_n), nl.float32, buffer=nl.sbuf)
+        nisa.tensor_scalar(dst=hit[:n, :bins], data=edges[:n, :bins], op0=nl.less_equal, operand0=col[:n])
+        nisa.tensor_scalar(dst=hit[:n, bins:], data=edges[:n, bins:], op0=nl.less, operand0=col[:n])
+        nisa.nc_matmul(dst=above, stationary=ones[:n], moving=hit[:n], accumulate=t > 0)
+    counts_row = nl.ndarray((1, edges_n), nl.float32, buffer=nl.sbuf)
+    nisa.tensor_copy(dst=counts_row, src=above)
+    counts = nl.ndarray((1, bins), nl.float32, buffer=nl.sbuf)
+    nisa.tensor_tensor(dst=counts, data1=counts_row[:, :bins], data2=counts_row[:, 1:edges_n], op=nl.subtract)
+    out = nl.ndarray((bins,), nl.float32, buffer=nl.shared_hbm)
+    nisa.dma_copy(dst=out.reshape((1, bins)), src=counts)
+    return out
+
+
+@nki.jit
+def cumsum(x, out_dtype=None):
+    """Running sum along the last axis of x [L] or [R, L] (rows on the partitions), in out_dtype (x's dtype)."""
+    name = "cumsum"
+    require(x.ndim in (1, 2) and x.shape[-1] >= 1, f"{name}: x must be [L] or [R, L], got {list(x.shape)}")
+    require_dtype("x", x, NUMERIC_DTYPES, name)
+    odt = x.dtype if out_dtype is None else dtypes.resolve(out_dtype)
+    require(odt in NUMERIC_DTYPES, f"{name}: out_dtype {dtypes.name(odt)} is not supported", rule="dtype")
+    x2 = x if x.ndim == 2 else x.reshape((1, x.shape[0]))
+    rows, length = x2.shape
+    limit = sbuf_bytes_per_partition() // 16
+    require(length <= limit, f"{name}: rows of {length} entries exceed one SBUF tile; at most {limit}")
+    out = nl.ndarray(tuple(x.shape), odt, buffer=nl.shared_hbm)
+    out2 = out if x.ndim == 2 else out.reshape((1, length))
+    p = pmax()
+    ones = nl.ndarray((p, length), nl.float32, buffer=nl.sbuf)
+    nisa.memset(dst=ones, value=1.0)
+    for r0 in range(0, rows, p):
+        n = min(p, rows - r0)
+        raw = nl.ndarray((p, length), x.dtype, buffer=nl.sbuf)
+        nisa.dma_copy(dst=raw[:n], src=x2[r0 : r0 + n])
+        run = nl.ndarray((p, length), nl.float32, buffer=nl.sbuf)
+        # run[l] = 1 * run[l - 1] + x[l]
+        nisa.tensor_tensor_scan(dst=run[:n], data0=ones[:n], data1=raw[:n], initial=0.0, op0=nl.multiply, op1=nl.add)
+        cast = nl.ndarray((p, length), odt, buffer=nl.sbuf)
+        nisa.tensor_copy(dst=cast[:n], src=run[:n])
+        nisa.dma_copy(dst=out2[r0 : r0 + n], src=cast[:n])
+    return out
