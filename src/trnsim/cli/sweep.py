@@ -8,16 +8,27 @@ with an optional value, so the address is its own option.)
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any, Literal
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 SHOWN_METRICS = ("throughput_tok_s", "ttft_ms_p99", "tpot_ms_p50", "tpot_ms_p99", "usd_per_mtok", "j_per_tok")
+# short two-line headers so the table fits 80 columns; the CSV and --json keep the column names
+METRIC_HEADERS = {
+    "throughput_tok_s": "out\ntok/s",
+    "ttft_ms_p99": "TTFT\np99 ms",
+    "tpot_ms_p50": "TPOT\np50 ms",
+    "tpot_ms_p99": "TPOT\np99 ms",
+    "usd_per_mtok": "$ per\nM tok",
+    "j_per_tok": "J per\ntok",
+}
 
 
 def _fmt(value: Any) -> str:
@@ -26,11 +37,19 @@ def _fmt(value: Any) -> str:
     return f"{value:,.4g}" if isinstance(value, float) else str(value)
 
 
+def _param_header(name: str) -> str:
+    """A dotted hardware field on two lines: its section, then its name (chip. / hbm_bytes_per_ns)."""
+    head, dot, leaf = name.rpartition(".")
+    return f"{head}{dot}\n{leaf}" if dot else name
+
+
 def _print_table(rows: list[dict[str, Any]], params: list[str], front_ids: set[int], title: str) -> None:
-    table = Table(title=escape(title))
-    table.add_column("pareto")
-    for name in (*params, *SHOWN_METRICS):
-        table.add_column(escape(name), justify="right")
+    table = Table(title=escape(title), box=box.SIMPLE_HEAD)
+    table.add_column("Pareto", justify="center")
+    for name in params:
+        table.add_column(escape(_param_header(name)), justify="right", overflow="fold")
+    for name in SHOWN_METRICS:
+        table.add_column(escape(METRIC_HEADERS[name]), justify="right", no_wrap=True)
     for row in rows:
         cells = [_fmt(row.get(n)) for n in (*params, *SHOWN_METRICS)]
         if row.get("error"):
@@ -68,9 +87,13 @@ def sweep_command(
     out: Path = typer.Option(Path("out/sweep"), help="folder for sweep.csv, sweep.parquet, pareto.png/svg"),
     x: str = typer.Option("usd_per_mtok", help="Pareto plot x metric"),
     y: str = typer.Option("throughput_tok_s", help="Pareto plot y metric (e.g. tpot_ms_p50)"),
+    fresh: bool = typer.Option(False, "--fresh", help="evaluate every point again, ignoring OUT/rows.jsonl"),
     as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
 ) -> None:
-    """Sweep hardware-spec fields and serving parameters for MODEL; write a table and a Pareto plot."""
+    """Sweep hardware-spec fields and serving parameters for MODEL; write a table and a Pareto plot.
+
+    Each finished point is written to OUT/rows.jsonl at once: an interrupted sweep rerun with the same
+    settings evaluates only the points still missing."""
     from trnsim.hw import get_spec
     from trnsim.sweep import (
         LOWER_IS_BETTER,
@@ -88,6 +111,9 @@ def sweep_command(
         write_csv,
         write_parquet,
     )
+    from trnsim.sweep.field_effect import fields_without_effect
+    from trnsim.sweep.replica_shape import default_instance
+    from trnsim.sweep.row_log import RowLog, point_key
 
     spec = get_spec(hw)
     base = read_space_file(file, spec) if file is not None else None
@@ -126,7 +152,30 @@ def sweep_command(
     # resolved(): a bad model, scheduler, length or instance fails here, before any worker starts.
     evaluator = Evaluator(setup, step_cost_factory(step_cost, setup.dtype)).resolved()
     backend: Literal["local", "ray"] = "ray" if use_ray or ray_address else "local"
-    rows = run_sweep(space, evaluator, backend=backend, address=ray_address, workers=workers, progress=not as_json)
+    err = Console(stderr=True, soft_wrap=True)  # a long path stays one line
+    for name in fields_without_effect(space, spec, step_cost, tp, instance or default_instance(spec)):
+        err.print(
+            f"[yellow]warning:[/] {escape(name)} does not change the {step_cost} step cost (it reads only the TensorE "
+            "peak, HBM bandwidth and capacity, and prices); its rows differ only where serving differs. "
+            "Use --step-cost estimate to simulate it.",
+            highlight=False,
+        )
+    points = space.points()
+    fingerprint = hashlib.sha256(repr((setup, step_cost)).encode()).hexdigest()
+    log = RowLog(out / "rows.jsonl", fingerprint, fresh=fresh)
+    todo = [p for p in points if point_key(p) not in log.finished]
+    if len(todo) < len(points):
+        err.print(f"resuming: {len(points) - len(todo)} of {len(points)} points already in {log.path}", highlight=False)
+    run_sweep(
+        todo,
+        evaluator,
+        backend=backend,
+        address=ray_address,
+        workers=workers,
+        progress=not as_json,
+        on_row=lambda i, row: log.append(todo[i], row),
+    )
+    rows = [log.finished[point_key(p)] for p in points]
 
     failed = [r for r in rows if r["error"]]
     if len(failed) == len(rows):
@@ -150,7 +199,6 @@ def sweep_command(
         print(json.dumps(payload, indent=2))
         return
     _print_table(rows, names, front_ids, f"{model} on {spec.name}: {len(rows)} points ({step_cost} step cost)")
-    err = Console(stderr=True, soft_wrap=True)  # a long path stays one line
     if not front:
         err.print(f"[yellow]no point has both {x} and {y}; no Pareto plot[/]")
     for f in files:

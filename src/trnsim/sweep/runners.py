@@ -24,6 +24,7 @@ from trnsim.sweep.space import SweepSpace
 Point = dict[str, Any]
 Row = dict[str, Any]
 Evaluate = Callable[[Point], Row]
+OnRow = Callable[[int, Row], None]  # (index of the point, its row), called in this process as each finishes
 BACKENDS = ("local", "ray")
 
 
@@ -38,7 +39,11 @@ def _progress(total: int, enabled: bool, label: str) -> Iterator[Callable[[], No
         yield lambda: bar.advance(task)
 
 
-def _run_local(points: list[Point], evaluator: Evaluate, workers: int, progress: bool) -> list[Row]:
+def _ignore(index: int, row: Row) -> None:
+    pass
+
+
+def _run_local(points: list[Point], evaluator: Evaluate, workers: int, progress: bool, on_row: OnRow) -> list[Row]:
     rows: list[Row | None] = [None] * len(points)
     with (
         _progress(len(points), progress, f"sweep: {len(points)} points on {workers} local processes") as advance,
@@ -48,7 +53,9 @@ def _run_local(points: list[Point], evaluator: Evaluate, workers: int, progress:
         while pending:
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
-                rows[pending.pop(future)] = future.result()
+                i, row = pending.pop(future), future.result()
+                rows[i] = row
+                on_row(i, row)
                 advance()
     return [r for r in rows if r is not None]
 
@@ -72,7 +79,7 @@ def _call(evaluator: Evaluate, point: Point) -> Row:
 
 
 def _run_ray(
-    points: list[Point], evaluator: Evaluate, address: str | None, workers: int | None, progress: bool
+    points: list[Point], evaluator: Evaluate, address: str | None, workers: int | None, progress: bool, on_row: OnRow
 ) -> list[Row]:
     try:
         import ray
@@ -102,7 +109,9 @@ def _run_ray(
             while pending:
                 done, pending = ray.wait(pending, num_returns=1)
                 for ref in done:
-                    rows[index[ref]] = ray.get(ref)
+                    i, row = index[ref], ray.get(ref)
+                    rows[i] = row
+                    on_row(i, row)
                     advance()
         return [r for r in rows if r is not None]
     finally:
@@ -117,13 +126,15 @@ def run_sweep(
     address: str | None = None,
     workers: int | None = None,
     progress: bool = True,
+    on_row: OnRow | None = None,
 ) -> list[Row]:
     """Evaluate every point of `space` (or a list of points) and return one row per point, in point order.
 
     backend "local": `workers` spawned processes (default: CPU count, at most one per point; workers=1 runs
     in this process). backend "ray": one Ray task per point on the cluster at `address` ("ray://host:10001",
     "auto"), or on a Ray session already started in this process, or on a local cluster started (with
-    `workers` CPUs) and stopped here when address is None.
+    `workers` CPUs) and stopped here when address is None. `on_row(index, row)` is called in this process as
+    each point finishes (in completion order), e.g. to write it down before the sweep ends.
     """
     points = space.points() if isinstance(space, SweepSpace) else [dict(p) for p in space]
     if backend not in BACKENDS:
@@ -134,14 +145,16 @@ def run_sweep(
         raise SweepError("a Ray address needs the ray backend (--ray)")
     if not points:
         return []
+    on_row = on_row or _ignore
     if backend == "ray":
-        return _run_ray(points, evaluator, address, workers, progress)
+        return _run_ray(points, evaluator, address, workers, progress, on_row)
     n = min(workers or os.cpu_count() or 1, len(points))
     if n == 1:
         rows = []
         with _progress(len(points), progress, f"sweep: {len(points)} points in this process") as advance:
-            for p in points:
+            for i, p in enumerate(points):
                 rows.append(evaluator(p))
+                on_row(i, rows[-1])
                 advance()
         return rows
-    return _run_local(points, evaluator, n, progress)
+    return _run_local(points, evaluator, n, progress, on_row)
