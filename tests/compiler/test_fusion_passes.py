@@ -227,3 +227,43 @@ def test_plain_linear_takes_the_faster_of_linear_and_matmul_kernels():
     _, alone = run_kernel(linear, spec_args, {}, get_spec("trn2"), functional=False)
     assert record.kernel in ("linear", "matmul")
     assert record.device_us <= alone.latency_us + 1e-9
+
+
+class ResidualThenReshape(torch.nn.Module):
+    """A decoder block's output projection: flattened tokens, residual add, then back to [batch, seq, hidden]."""
+
+    def __init__(self, hidden):
+        super().__init__()
+        self.o_proj = torch.nn.Linear(hidden, hidden)
+
+    def forward(self, attn, residual):
+        b, s, h = residual.shape
+        out = self.o_proj(attn.reshape(b * s, h)) + residual.reshape(b * s, h)
+        return torch.relu(out.view(b, s, h))
+
+
+class ReshapeThenResidual(torch.nn.Module):
+    """The same block with the residual added after the linear's output is viewed back to 3-D."""
+
+    def __init__(self, hidden):
+        super().__init__()
+        self.o_proj = torch.nn.Linear(hidden, hidden)
+
+    def forward(self, attn, residual):
+        b, s, h = residual.shape
+        return self.o_proj(attn.reshape(b * s, h)).view(b, s, h) + residual
+
+
+@pytest.mark.parametrize("model_cls", [ResidualThenReshape, ReshapeThenResidual])
+def test_epilogue_with_a_reshape_around_the_residual_matches_eager(model_cls):
+    torch.manual_seed(4)
+    model = model_cls(32).eval()
+    inputs = (torch.randn(2, 6, 32), torch.randn(2, 6, 32))
+    after = _ops(model, *inputs)
+    assert after["linear_epilogue"] == 1 and "aten.linear.default" not in after
+    exe = trnsim.compile(model, inputs)
+    fresh = (torch.randn(2, 6, 32), torch.randn(2, 6, 32))
+    with torch.no_grad():
+        expected = model(*fresh)
+    torch.testing.assert_close(exe(*fresh), expected, **TOL[torch.float32])
+    assert not [r for r in exe.profile.records if r.kind != "kernel" and "linear" in r.kernel]

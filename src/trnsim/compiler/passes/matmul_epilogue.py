@@ -97,8 +97,8 @@ class _Epilogue:
             return False
         n = self.shape[-1]
         if _is(user, *_VIEWS) and val.shape[-1] == n and val.numel() == _val(self.end).numel():
-            if self.out_dtype != self.dtype:
-                return False
+            if self.out_dtype != self.dtype or self.residual is not None:
+                return False  # a residual already taken has the old shape: the view stays after the kernel
             self.shape = tuple(val.shape)
         elif (
             _is(user, aten.clone.default)
@@ -168,12 +168,39 @@ def fuse_matmul_epilogues(gm: torch.fx.GraphModule) -> int:
         while len(epi.end.users) == 1 and epi.absorb(next(iter(epi.end.users))):
             pass
         # Trailing views / clones are left for the graph: they cost nothing once the epilogue is fused.
-        if epi.folded == 0:
+        if epi.folded == 0 or not _shapes_agree(epi):
             continue
         _replace(gm, epi)
         changed += 1
     gm.graph.eliminate_dead_code()
     return changed
+
+
+def _shapes_agree(epi: _Epilogue) -> bool:
+    """Whether linear_epilogue on these operands computes a tensor of the fused region's shape (and dtype).
+
+    Checked on the nodes' recorded values before rewriting, so a pattern the walk misjudged is left unfused
+    (eager's ops, run as they are) rather than fused into a node that fails or broadcasts differently.
+    """
+    x, w, bias, residual, end = (_val(n) for n in (epi.x, epi.w, epi.bias, epi.residual, epi.end))
+    if not isinstance(x, torch.Tensor) or not isinstance(w, torch.Tensor) or w.dim() != 2:
+        return False
+    n_out, k = (w.shape[1], w.shape[0]) if epi.transposed else (w.shape[0], w.shape[1])
+    lead = epi.shape[:-1]
+    if x.shape[-1] != k or epi.shape[-1] != n_out or x.numel() // max(k, 1) != _numel(lead):
+        return False
+    if epi.bias is not None and (not isinstance(bias, torch.Tensor) or tuple(bias.shape) != (n_out,)):
+        return False
+    if epi.residual is not None and (not isinstance(residual, torch.Tensor) or tuple(residual.shape) != epi.shape):
+        return False
+    return isinstance(end, torch.Tensor) and tuple(end.shape) == epi.shape and end.dtype == epi.out_dtype
+
+
+def _numel(shape: tuple[int, ...]) -> int:
+    out = 1
+    for s in shape:
+        out *= int(s)
+    return out
 
 
 def _replace(gm: torch.fx.GraphModule, epi: _Epilogue) -> None:
