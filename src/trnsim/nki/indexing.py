@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from trnsim.errors import UsageError
+from trnsim.nki.context import user_location
 from trnsim.nki.tensor import DynSlice
 
 
@@ -41,9 +43,6 @@ def nc(n: int) -> NcDim:
     except TypeError:
         size = 0
     if size < 1 or isinstance(n, bool):
-        from trnsim.errors import UsageError
-        from trnsim.nki.context import user_location
-
         raise UsageError(f"nl.nc(n) takes a positive int (cores for one grid dim), got {n!r}", user_location())
     return NcDim(size)
 
@@ -74,9 +73,6 @@ class _MGrid:
         try:
             axes = [np.arange(k.start or 0, k.stop, k.step or 1, dtype=np.int64) for k in keys]
         except (AttributeError, TypeError, ValueError):
-            from trnsim.errors import UsageError
-            from trnsim.nki.context import user_location
-
             raise UsageError(
                 f"nl.mgrid takes integer slices such as nl.mgrid[0:128, 0:512], got {key!r}", user_location()
             ) from None

@@ -7,6 +7,9 @@ from typing import Any
 
 from trnsim.errors import UsageError
 from trnsim.isa.opcodes import Engine
+from trnsim.isa.semantics import iota as _iota
+from trnsim.nki.context import maybe_current, user_location
+from trnsim.nki.target import get_target_spec
 
 
 class engine(Enum):
@@ -80,16 +83,11 @@ def to_engine(e: Any) -> Engine | None:
         return None
     if isinstance(e, engine):
         return _ENGINES[e]
-    from trnsim.nki.context import user_location
-
     names = ", ".join(f"nki.isa.engine.{x.name}" for x in engine)
     raise UsageError(f"unknown engine {e!r}; use one of {names}", user_location(), rule="engine")
 
 
 def get_nc_version() -> nc_version:
-    from trnsim.nki.context import maybe_current
-    from trnsim.nki.target import get_target_spec
-
     ctx = maybe_current()
     spec = ctx.machine.spec if ctx is not None else get_target_spec()
     return nc_version(spec.core.nc_version)
@@ -97,13 +95,9 @@ def get_nc_version() -> nc_version:
 
 def pattern_values(shape: tuple[int, ...], pattern: Any, offset: int, channel_multiplier: int) -> Any:
     """offset + p * channel_multiplier + sum_k i_k * step_k over NKI's [[step, count], ...] pattern."""
-    from trnsim.isa.semantics import iota as _iota
-
     try:
         pat = [(int(s), int(n)) for s, n in pattern]
     except (TypeError, ValueError):
-        from trnsim.nki.context import user_location
-
         raise UsageError(
             f"an access pattern is a list of [step, count] pairs such as [[1, 512]], got {pattern!r}", user_location()
         ) from None

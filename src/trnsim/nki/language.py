@@ -24,6 +24,7 @@ from trnsim.nki.indexing import nc as nc
 from trnsim.nki.indexing import par_dim as par_dim
 from trnsim.nki.ops import BINARY as _BINARY
 from trnsim.nki.ops import UNARY as _UNARY
+from trnsim.nki.target import get_target_spec
 from trnsim.nki.tensor import NkiTensor
 from trnsim.sim.memory import MemoryKind
 
@@ -140,8 +141,6 @@ class _TileSize:
         ctx = _maybe_current()
         if ctx is not None:
             return ctx.machine.spec.core
-        from trnsim.nki.target import get_target_spec
-
         return get_target_spec().core
 
     @property

@@ -17,6 +17,7 @@ from trnsim.nki import emit_arith, emit_matmul, emit_movement, emit_reduce, emit
 from trnsim.nki.context import current, user_location
 from trnsim.nki.operands import read_f32, reduce_axes, require_tensor
 from trnsim.nki.tensor import NkiTensor
+from trnsim.nki.tensor_ops import TileLanguage, install_tile_language
 from trnsim.nki.tiles import _dtype, _mark_fresh, _retarget, _same_view, new_tensor
 from trnsim.sim.memory import MemoryKind
 
@@ -304,3 +305,14 @@ def device_print(prefix: str, x: Any) -> None:
         print(prefix, read_f32(ctx, x, None, user_location()).astype(x.dtype) if x.dtype.kind != "V" else x.read())
     else:
         print(prefix, x)
+
+
+install_tile_language(
+    TileLanguage(
+        assign=assign,
+        accumulate=accumulate,
+        copy=copy,
+        broadcast_to=broadcast_to,
+        elementwise_binary=elementwise_binary,
+    )
+)

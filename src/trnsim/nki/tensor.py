@@ -18,7 +18,8 @@ from trnsim import dtypes
 from trnsim.errors import BoundsError, DtypeError, ShapeMismatchError, UsageError
 from trnsim.isa.instruction import Region
 from trnsim.nki.boxes import _box3, _to_root_box
-from trnsim.nki.tensor_ops import TileOperators
+from trnsim.nki.context import user_location
+from trnsim.nki.tensor_ops import TileOperators, tile_language
 from trnsim.sim.memory import Allocation, MemoryKind
 
 Slice = tuple[int, int, int]
@@ -34,8 +35,6 @@ class DynSlice:
         try:
             self.start, self.size, self.step = operator.index(start), operator.index(size), operator.index(step)
         except TypeError:
-            from trnsim.nki.context import user_location
-
             raise UsageError(
                 f"nl.ds(start, size) takes integers, got nl.ds({start!r}, {size!r})", user_location()
             ) from None
@@ -109,13 +108,9 @@ class NkiTensor(TileOperators):
         return self.shape[0]
 
     def __iter__(self) -> Any:
-        from trnsim.nki.context import user_location
-
         raise UsageError("NKI tensors cannot be iterated over; index them with slices inside a loop", user_location())
 
     def __bool__(self) -> bool:
-        from trnsim.nki.context import user_location
-
         raise UsageError(
             "an NKI tensor has no truth value at trace time (data-dependent control flow)", user_location()
         )
@@ -125,8 +120,6 @@ class NkiTensor(TileOperators):
         return NkiTensor(self.alloc, self._compose(index))
 
     def _compose(self, index: Any) -> tuple[Entry, ...]:
-        from trnsim.nki.context import user_location
-
         if not isinstance(index, tuple):
             index = (index,)
         if self.has_index_arrays:
@@ -193,9 +186,7 @@ class NkiTensor(TileOperators):
         return tuple(key)
 
     def __setitem__(self, index: Any, value: Any) -> None:
-        from trnsim.nki import language_impl
-
-        language_impl.assign(self[index], value)
+        tile_language().assign(self[index], value)
 
     # -- regions and values --------------------------------------------------------------------------
     def np_index(self, clip: bool = False) -> tuple[Any, ...]:
@@ -317,8 +308,6 @@ class NkiTensor(TileOperators):
 
     # -- reshaping -----------------------------------------------------------------------------------
     def reshape(self, *shape: Any) -> NkiTensor:
-        from trnsim.nki.context import user_location
-
         try:
             new = tuple(int(s) for s in (shape[0] if len(shape) == 1 and isinstance(shape[0], tuple | list) else shape))
         except (TypeError, ValueError):
@@ -340,8 +329,6 @@ class NkiTensor(TileOperators):
 
     def expand_dims(self, axis: int) -> NkiTensor:
         """A view with a new size-1 dim at `axis` (nl.expand_dims); on-chip tiles keep dim 0 as partitions."""
-        from trnsim.nki.context import user_location
-
         loc = user_location()
         try:
             ax = operator.index(axis)
@@ -364,8 +351,6 @@ class NkiTensor(TileOperators):
 
     def view(self, dtype: Any) -> NkiTensor:
         """The whole tile's bytes reinterpreted as `dtype`; the last dim scales by the itemsize ratio."""
-        from trnsim.nki.context import user_location
-
         loc = user_location()
         try:
             dt = dtypes.resolve(dtype)
@@ -396,8 +381,6 @@ class NkiTensor(TileOperators):
 
     def assert_shape(self, shape: Any) -> NkiTensor:
         """Raise ShapeMismatchError unless this tensor has exactly `shape`."""
-        from trnsim.nki.context import user_location
-
         want = tuple(shape) if isinstance(shape, tuple | list) else (shape,)
         if tuple(self.shape) != want:
             raise ShapeMismatchError(

@@ -1,82 +1,104 @@
 """Operator sugar on tiles: legacy NKI lets kernels write `a + b`, `t * 2.0`, `psum += ...`, `t.astype(...)`.
 
-Each operator is an nki.language call (language_impl) on the tile; the functions are imported at call
-time because language_impl itself builds on tensors.
+Each operator is an nki.language call on the tile. Those calls build on tensors, so tensors cannot
+import them: nki.language_impl installs them here (`install_tile_language`) when it is imported, which
+importing trnsim.nki always does.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, cast
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar, cast
 
-from trnsim.errors import UsageError
+from trnsim.errors import InternalError, UsageError
+from trnsim.nki.context import user_location
 from trnsim.sim.memory import MemoryKind
 
-if TYPE_CHECKING:
-    from trnsim.nki.tensor import NkiTensor
+T = TypeVar("T", bound="TileOperators")
+
+
+@dataclass(frozen=True)
+class TileLanguage:
+    """The nki.language calls that tile operators and `t[...] = value` stand for (they take and return tiles)."""
+
+    assign: Callable[[Any, Any], None]
+    accumulate: Callable[[Any, Any], None]
+    copy: Callable[..., Any]
+    broadcast_to: Callable[[Any, Any], Any]
+    elementwise_binary: Callable[..., Any]
+
+
+_installed: list[TileLanguage] = []
+
+
+def install_tile_language(language: TileLanguage) -> None:
+    _installed[:] = [language]
+
+
+def tile_language() -> TileLanguage:
+    if not _installed:
+        raise InternalError("tile operators used before trnsim.nki.language_impl was imported", user_location())
+    return _installed[0]
+
+
+def _binary(tile: T, other: Any, op: str, reverse: bool = False) -> T:
+    binary = tile_language().elementwise_binary
+    return cast(T, binary(op, other, tile) if reverse else binary(op, tile, other))
 
 
 class TileOperators:
+    """Mixed into NkiTensor, which defines where the tile lives."""
+
     __slots__ = ()
 
-    def astype(self, dtype: Any) -> NkiTensor:
-        """A copy of this tile in a new SBUF tile of `dtype` (a tensor_copy, casting through fp32)."""
-        from trnsim.nki import language_impl
-        from trnsim.nki.context import user_location
+    @property
+    def buffer(self) -> MemoryKind:
+        raise NotImplementedError
 
-        if cast("NkiTensor", self).buffer is MemoryKind.HBM:
+    def astype(self: T, dtype: Any) -> T:
+        """A copy of this tile in a new SBUF tile of `dtype` (a tensor_copy, casting through fp32)."""
+        if self.buffer is MemoryKind.HBM:
             raise UsageError(
                 f"astype copies an on-chip tile, but {self!r} is in HBM: nl.load(t, dtype=...) it first",
                 user_location(),
             )
-        return language_impl.copy(cast("NkiTensor", self), dtype=dtype)
+        return cast(T, tile_language().copy(self, dtype=dtype))
 
-    def broadcast_to(self, shape: Any) -> NkiTensor:
+    def broadcast_to(self: T, shape: Any) -> T:
         """Legacy `tile.broadcast_to(shape)`: the same as nl.broadcast_to(tile, shape)."""
-        from trnsim.nki import language_impl
+        return cast(T, tile_language().broadcast_to(self, shape))
 
-        return language_impl.broadcast_to(cast("NkiTensor", self), shape)
+    def __add__(self: T, o: Any) -> T:
+        return _binary(self, o, "add")
 
-    def _binary(self, other: Any, op: str, reverse: bool = False) -> NkiTensor:
-        from trnsim.nki import language_impl
+    def __radd__(self: T, o: Any) -> T:
+        return _binary(self, o, "add", True)
 
-        return (
-            language_impl.elementwise_binary(op, other, cast("NkiTensor", self))
-            if reverse
-            else language_impl.elementwise_binary(op, cast("NkiTensor", self), other)
-        )
+    def __sub__(self: T, o: Any) -> T:
+        return _binary(self, o, "subtract")
 
-    def __add__(self, o: Any) -> NkiTensor:
-        return self._binary(o, "add")
+    def __rsub__(self: T, o: Any) -> T:
+        return _binary(self, o, "subtract", True)
 
-    def __radd__(self, o: Any) -> NkiTensor:
-        return self._binary(o, "add", True)
+    def __mul__(self: T, o: Any) -> T:
+        return _binary(self, o, "multiply")
 
-    def __sub__(self, o: Any) -> NkiTensor:
-        return self._binary(o, "subtract")
+    def __rmul__(self: T, o: Any) -> T:
+        return _binary(self, o, "multiply", True)
 
-    def __rsub__(self, o: Any) -> NkiTensor:
-        return self._binary(o, "subtract", True)
+    def __truediv__(self: T, o: Any) -> T:
+        return _binary(self, o, "divide")
 
-    def __mul__(self, o: Any) -> NkiTensor:
-        return self._binary(o, "multiply")
+    def __rtruediv__(self: T, o: Any) -> T:
+        return _binary(self, o, "divide", True)
 
-    def __rmul__(self, o: Any) -> NkiTensor:
-        return self._binary(o, "multiply", True)
+    def __pow__(self: T, o: Any) -> T:
+        return _binary(self, o, "power")
 
-    def __truediv__(self, o: Any) -> NkiTensor:
-        return self._binary(o, "divide")
+    def __neg__(self: T) -> T:
+        return _binary(self, -1.0, "multiply")
 
-    def __rtruediv__(self, o: Any) -> NkiTensor:
-        return self._binary(o, "divide", True)
-
-    def __pow__(self, o: Any) -> NkiTensor:
-        return self._binary(o, "power")
-
-    def __neg__(self) -> NkiTensor:
-        return self._binary(-1.0, "multiply")
-
-    def __iadd__(self, o: Any) -> NkiTensor:
-        from trnsim.nki import language_impl
-
-        language_impl.accumulate(cast("NkiTensor", self), o)
-        return cast("NkiTensor", self)
+    def __iadd__(self: T, o: Any) -> T:
+        tile_language().accumulate(self, o)
+        return self
