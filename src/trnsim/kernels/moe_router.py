@@ -8,7 +8,8 @@ tokens per expert (histogram) and their running offsets (cumulative sum).
   position: the same data flow, k passes instead of ceil(k / 8).
 - `sort(x)`: x [S] -> (sorted values [S], indices int32 [S]), stable. Slot i's rank is
   #{j: x_j < x_i} + #{j < i: x_j = x_i}: x on the partitions (128 per tile) is compared on VectorE against x
-  along the free axis, which TensorE broadcasts to all partitions (a K = 1 matmul with a ones row). The
+  along the free axis, which TensorE broadcasts to all partitions once (a K = 1 matmul with a ones row); a
+  chunk of j wholly before (after) the tile's slots takes one compare, x_j <= x_i (x_j < x_i). The
   sorted outputs are then one-hot matmuls: out[r] = sum_i [rank_i = r] * (x_i, i), so nothing is scattered
   through data-dependent addresses. Work grows as S^2 / 128 (fine for the S = tokens x k of a routing step;
   a counting sort over the expert ids would be S x experts).
@@ -27,12 +28,14 @@ import trnsim.nki as nki
 import trnsim.nki.isa as nisa
 import trnsim.nki.language as nl
 from trnsim import dtypes
+from trnsim.kernels._buffers import Ring
 from trnsim.kernels._common import cdiv, pmax, psum_fmax, require, require_dtype, sbuf_bytes_per_partition
 
 NUMERIC_DTYPES = (dtypes.float32, dtypes.bfloat16, dtypes.float16, np.dtype(np.int32))
 # Column numbers are offset by this before the min-reduce that finds the first maximum: exact in fp32.
 _INDEX_OFFSET = float(2**22)
 _FLOAT_MAX = float(np.finfo(np.float32).max)
+_IN_FLIGHT = 3  # working tiles used in turn, so one engine's next write need not wait for another's read
 
 
 @nki.jit
@@ -102,17 +105,24 @@ def sort(x, descending=False):
     require(x.ndim == 1 and x.shape[0] >= 1, f"{name}: x must be a non-empty vector [S], got {list(x.shape)}")
     require_dtype("x", x, NUMERIC_DTYPES, name)
     (size,) = x.shape
-    limit = sbuf_bytes_per_partition() // 16  # the broadcast row and its key copy, fp32
+    limit = sbuf_bytes_per_partition() // 12  # the keys broadcast to every partition, and their row, fp32
     require(size <= limit, f"{name}: {size} keys exceed one SBUF row; at most {limit}")
     p, width = pmax(), psum_fmax()
-    tiles = cdiv(size, p)
+    tiles, chunks = cdiv(size, p), cdiv(size, width)
     sign = -1.0 if descending else 1.0
-    ones = _ones_row(p)
-    # keys along the free axis of one partition (for the broadcasts) and down the partitions (one column a tile)
+    # keys along the free axis of every partition (TensorE broadcasts the row: ones[1, 128].T @ row[1, w])
     raw_row = nl.ndarray((1, size), x.dtype, buffer=nl.sbuf)
     nisa.dma_copy(dst=raw_row, src=x.reshape((1, size)))
     key_row = nl.ndarray((1, size), nl.float32, buffer=nl.sbuf)
     nisa.tensor_scalar(dst=key_row, data=raw_row, op0=nl.multiply, operand0=sign)
+    ones = _ones_row(p)
+    keys_b = nl.ndarray((p, size), nl.float32, buffer=nl.sbuf)
+    for c in range(chunks):
+        j0, w = c * width, min(width, size - c * width)
+        acc = nl.ndarray((p, w), nl.float32, buffer=nl.psum)
+        nisa.nc_matmul(dst=acc, stationary=ones, moving=key_row[:, j0 : j0 + w])
+        nisa.tensor_copy(dst=keys_b[:, j0 : j0 + w], src=acc)
+    # and down the partitions, one column a tile of 128 slots
     value_cols = nl.ndarray((p, tiles), nl.float32, buffer=nl.sbuf)  # the original values, for the outputs
     key_cols = nl.ndarray((p, tiles), nl.float32, buffer=nl.sbuf)
     ranks = nl.ndarray((p, tiles), nl.float32, buffer=nl.sbuf)
@@ -125,33 +135,34 @@ def sort(x, descending=False):
         nisa.dma_copy(dst=raw[:n], src=x_col[i0 : i0 + n])
         nisa.tensor_copy(dst=value_cols[:n, t : t + 1], src=raw[:n])
         nisa.tensor_scalar(dst=key_cols[:n, t : t + 1], data=raw[:n], op0=nl.multiply, operand0=sign)
+    compares, turn = Ring(_IN_FLIGHT, (p, width), nl.float32), 0
     for t in range(tiles):
         i0, n = t * p, min(p, size - t * p)
         key = key_cols[:n, t : t + 1]
-        nisa.memset(dst=ranks[:n, t : t + 1], value=0.0)
-        for j0 in range(0, size, width):
-            w = min(width, size - j0)
-            keys_b = nl.ndarray((p, w), nl.float32, buffer=nl.psum)
-            nisa.nc_matmul(dst=keys_b[:n], stationary=ones[:, :n], moving=key_row[:, j0 : j0 + w])
-            before = nl.ndarray((p, w), nl.float32, buffer=nl.sbuf)
-            nisa.tensor_scalar(dst=before[:n], data=keys_b[:n], op0=nl.less, operand0=key)
-            if j0 < i0 + n - 1:  # equal keys at earlier slots (j < i) rank first: stability
+        counts = nl.ndarray((p, chunks), nl.float32, buffer=nl.sbuf)
+        for c in range(chunks):
+            j0, w = c * width, min(width, size - c * width)
+            keys = keys_b[:n, j0 : j0 + w]
+            before = compares.slot(turn)[:, :w]
+            turn += 1
+            if j0 + w <= i0 or j0 >= i0 + n:  # every j before every i (ties rank first) or after (they don't)
+                nisa.tensor_scalar(dst=before[:n], data=keys, op0=nl.less_equal if j0 < i0 else nl.less, operand0=key)
+            else:  # the diagonal chunk: x_j < x_i, or x_j = x_i at an earlier slot (j - i < 0)
+                nisa.tensor_scalar(dst=before[:n], data=keys, op0=nl.less, operand0=key)
                 ties = nl.ndarray((p, w), nl.float32, buffer=nl.sbuf)
-                nisa.tensor_scalar(dst=ties[:n], data=keys_b[:n], op0=nl.equal, operand0=key)
-                if j0 + w > i0:  # keep only j - i < 0
-                    nisa.affine_select(
-                        dst=ties[:n],
-                        pattern=[[1, w]],
-                        channel_multiplier=-1,
-                        on_true_tile=ties[:n],
-                        on_false_value=0.0,
-                        cmp_op=nl.less,
-                        offset=j0 - i0,
-                    )
+                nisa.tensor_scalar(dst=ties[:n], data=keys, op0=nl.equal, operand0=key)
+                nisa.affine_select(
+                    dst=ties[:n],
+                    pattern=[[1, w]],
+                    channel_multiplier=-1,
+                    on_true_tile=ties[:n],
+                    on_false_value=0.0,
+                    cmp_op=nl.less,
+                    offset=j0 - i0,
+                )
                 nisa.tensor_tensor(dst=before[:n], data1=before[:n], data2=ties[:n], op=nl.add)
-            count = nl.ndarray((p, 1), nl.float32, buffer=nl.sbuf)
-            nisa.tensor_reduce(dst=count[:n], op=nl.add, data=before[:n], axis=1)
-            nisa.tensor_tensor(dst=ranks[:n, t : t + 1], data1=ranks[:n, t : t + 1], data2=count[:n], op=nl.add)
+            nisa.tensor_reduce(dst=counts[:n, c : c + 1], op=nl.add, data=before[:n], axis=1)
+        nisa.tensor_reduce(dst=ranks[:n, t : t + 1], op=nl.add, data=counts[:n], axis=1)
     sorted_values = nl.ndarray((size,), x.dtype, buffer=nl.shared_hbm)
     positions = nl.ndarray((size,), nl.int32, buffer=nl.shared_hbm)
     _permute_by_rank(size, tiles, ranks, value_cols, slot_cols, sorted_values, positions)
@@ -166,13 +177,16 @@ def _permute_by_rank(size, tiles, ranks, value_cols, slot_cols, sorted_values, p
     nisa.tensor_copy(dst=pair[:, :, 0], src=value_cols)
     nisa.tensor_copy(dst=pair[:, :, 1], src=slot_cols)
     out_iota = nl.ndarray((p, width), nl.float32, buffer=nl.sbuf)
+    onehots = Ring(_IN_FLIGHT, (p, width), nl.float32)  # VectorE fills one while TensorE reads another
+    turn = 0
     for r0 in range(0, size, width):
         w = min(width, size - r0)
         nisa.iota(out_iota[:, :w], [[1, w]], offset=r0, channel_multiplier=0)
         acc = nl.ndarray((2, w), nl.float32, buffer=nl.psum)
         for t in range(tiles):
             n = min(p, size - t * p)
-            onehot = nl.ndarray((p, w), nl.float32, buffer=nl.sbuf)
+            onehot = onehots.slot(turn)[:, :w]
+            turn += 1
             nisa.tensor_scalar(dst=onehot[:n], data=out_iota[:n, :w], op0=nl.equal, operand0=ranks[:n, t : t + 1])
             nisa.nc_matmul(dst=acc, stationary=pair[:n, t, :], moving=onehot[:n], accumulate=t > 0)
         vals = nl.ndarray((1, w), sorted_values.dtype, buffer=nl.sbuf)
@@ -184,8 +198,8 @@ def _permute_by_rank(size, tiles, ranks, value_cols, slot_cols, sorted_values, p
 
 
 @nki.jit
-def histogram(x, bins, lo, hi):
-    """torch.histc(x, bins, lo, hi) for x [S] with lo < hi: fp32 counts [bins]."""
+def histogram(x, bins, lo, hi, out_dtype=None):
+    """torch.histc(x, bins, lo, hi) for x [S] with lo < hi: counts [bins] in out_dtype (fp32)."""
     name = "histogram"
     require(x.ndim == 1 and x.shape[0] >= 1, f"{name}: x must be a non-empty vector [S], got {list(x.shape)}")
     require_dtype("x", x, NUMERIC_DTYPES, name)
@@ -217,9 +231,11 @@ def histogram(x, bins, lo, hi):
         nisa.nc_matmul(dst=above, stationary=ones[:n], moving=hit[:n], accumulate=t > 0)
     counts_row = nl.ndarray((1, edges_n), nl.float32, buffer=nl.sbuf)
     nisa.tensor_copy(dst=counts_row, src=above)
-    counts = nl.ndarray((1, bins), nl.float32, buffer=nl.sbuf)
+    odt = nl.float32 if out_dtype is None else dtypes.resolve(out_dtype)
+    require(odt in NUMERIC_DTYPES, f"{name}: out_dtype {dtypes.name(odt)} is not supported", rule="dtype")
+    counts = nl.ndarray((1, bins), odt, buffer=nl.sbuf)
     nisa.tensor_tensor(dst=counts, data1=counts_row[:, :bins], data2=counts_row[:, 1:edges_n], op=nl.subtract)
-    out = nl.ndarray((bins,), nl.float32, buffer=nl.shared_hbm)
+    out = nl.ndarray((bins,), odt, buffer=nl.shared_hbm)
     nisa.dma_copy(dst=out.reshape((1, bins)), src=counts)
     return out
 

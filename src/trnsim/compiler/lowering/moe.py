@@ -103,10 +103,12 @@ def sort_stable(
 
 @registered("aten.histc.default")
 def histc(ctx: LowerContext, x: torch.Tensor, bins: int = 100, min: float = 0, max: float = 0) -> Any:
-    if x.dtype not in (torch.float32, torch.bfloat16, torch.float16) or float(min) >= float(max):
-        raise Unsupported("histc of a float tensor over a given range")
-    counts = ctx.kernel(kernels.histogram, _vector_op(x), int(bins), float(min), float(max))
-    return _widen(counts, x.dtype)  # fp32 counts, in x's dtype as torch gives them
+    # CPU code histograms float ids, CUDA / meta code int32 ones; the counts come in x's dtype either way
+    if x.dtype not in VALUE_DTYPES or float(min) >= float(max):
+        raise Unsupported("histc over a given range")
+    chip = _narrow(_vector_op(x))
+    counts = ctx.kernel(kernels.histogram, chip, int(bins), float(min), float(max), out_dtype=numpy_dtype(chip.dtype))
+    return _widen(counts, x.dtype)
 
 
 @registered("aten.cumsum.default")
@@ -187,8 +189,10 @@ def to_copy(ctx: LowerContext, x: torch.Tensor, *, dtype: torch.dtype | None = N
     ints = {x.dtype, dtype} & set(INDEX_DTYPES)
     if not ints or dtype is None or dtype == x.dtype or x.dim() == 0:
         return elementwise.to_copy(ctx, x, dtype=dtype, **kwargs)
-    if {x.dtype, dtype} - set(VALUE_DTYPES) or (x.dtype in INDEX_DTYPES and dtype in INDEX_DTYPES):
+    if {x.dtype, dtype} - set(VALUE_DTYPES):
         raise Unsupported(f"cast {x.dtype} -> {dtype}")
+    if x.dtype in INDEX_DTYPES and dtype in INDEX_DTYPES:
+        return _widen(_narrow(x), dtype)  # int64 <-> int32: the chip holds both as int32 (bookkeeping)
     chip_out = torch.int32 if dtype == torch.int64 else dtype
     out = ctx.kernel(kernels.index_arith, _narrow(_vector_op(x)), "cast", out_dtype=numpy_dtype(chip_out))
     return _widen(out, dtype).reshape(x.shape)
