@@ -7,6 +7,7 @@ import pytest
 
 from trnsim.serve import (
     ChunkedPrefill,
+    ClosedLoop,
     ContinuousBatching,
     Fixed,
     Poisson,
@@ -92,3 +93,19 @@ def test_prefix_caching_reuses_shared_prefixes_and_lowers_ttft(model, cost, repl
         if g >= 0:
             seen.add(g)
     np.testing.assert_array_equal(on.output_tokens, off.output_tokens)
+
+
+@pytest.mark.parametrize("config", [StaticBatching(8), ContinuousBatching()], ids=lambda c: c.name)
+def test_clients_arriving_together_share_one_batch(config, model, cost, replica, rng) -> None:
+    """--concurrency 4 --requests 4: all four prompts prefill in one step (not one request, then three)."""
+    clients = int(rng.integers(2, 8))
+    prompt, output = int(rng.integers(16, 512)), int(rng.integers(2, 40))
+    work = Workload(clients, ClosedLoop(clients), Fixed(prompt), Fixed(output))
+    res = simulate(model, replica, work, config, record_steps=True)
+    assert res.step_log is not None
+    first = res.step_log[0]
+    assert (first.batch, first.prefill_seqs, first.new_tokens) == (clients, clients, clients * prompt)
+    prefill = cost.step_time_s(clients, clients * prompt, prompt)  # mean context: the prompt
+    np.testing.assert_allclose(res.ttft_s, prefill, rtol=1e-12)
+    decode = sum(cost.step_time_s(clients, clients, prompt + j) for j in range(1, output))
+    np.testing.assert_allclose(res.e2e_s, prefill + decode, rtol=1e-12)

@@ -88,12 +88,13 @@ def replica_capacity(
     prices: PriceTable | None = None,
 ) -> ReplicaCapacity:
     """Per-replica capacity of `model` on `instance` at tensor parallelism `tp` within `slo`, from the serving
-    simulator: the output tokens/s one replica sustains at the highest Poisson rate at which goodput_fraction of
-    `requests` requests (prompt/output lengths as in `trnsim serve`) meet the SLO, with step latencies from
+    simulator: the output tokens/s one replica sustains in steady state at the highest Poisson rate at which
+    goodput_fraction of the requests (prompt/output lengths as in `trnsim serve`; `requests` is the smallest
+    run, the search sizes its own) meet the SLO, with step latencies from
     the compiler's estimate (Trainium-class chips) or the GPU model (GPUs)."""
     from trnsim.serve import SLO, make_workload
-    from trnsim.serve.compare import max_rate_under_slo
-    from trnsim.serve.setup import grid_bounds, serving_setup
+    from trnsim.serve.compare import max_rate_under_slo, search_bounds
+    from trnsim.serve.setup import serving_setup
 
     if slo.ttft_ms is None and slo.tpot_ms is None:
         raise CostError(
@@ -102,6 +103,7 @@ def replica_capacity(
         )
     per_instance, instances_per_replica = replica_layout(instance, tp, prices)
     work = make_workload(requests, rate=1.0, prompt=prompt, output=output, seed=seed)
-    setup = serving_setup(model, instance, tp, bounds=grid_bounds(work, scheduler), progress=progress)
+    bounds = search_bounds(requests, prompt, output, seed, scheduler)
+    setup = serving_setup(model, instance, tp, bounds=bounds, progress=progress)
     found = max_rate_under_slo(setup, work, SLO(slo.ttft_ms, slo.tpot_ms), scheduler, goodput_fraction)
-    return ReplicaCapacity(found.result.metrics.throughput_tok_s, instance, instances_per_replica, per_instance)
+    return ReplicaCapacity(found.steady_tokens_per_s, instance, instances_per_replica, per_instance)

@@ -4,10 +4,12 @@
                            requests=200, prompt="2048", output="256")
     print(cmp.to_dict()["cost_ratio"])
 
-For each hardware: without a fixed load, the highest Poisson arrival rate at which `goodput_fraction` of the
-requests meet the SLO (`find_max_rate`) and the metrics at that rate; with a rate or a concurrency, the
-metrics at that load. Then each side's $/Mtok relative to the first side's that met the SLO. A hardware on
-which no rate meets the SLO is listed in `unmet`; when none does, SloUnreachableError says why for each.
+For each hardware: without a fixed load, the highest Poisson arrival rate sustained in steady state at which
+`goodput_fraction` of the requests meet the SLO (`find_max_rate`: warm-up, measurement window, saturation
+check; `requests` is only its smallest run) and the metrics at that rate, with the search's confidence;
+with a rate or a concurrency, the metrics at that load. Then each side's $/Mtok relative to the first
+side's that met the SLO. A hardware on which no rate meets the SLO is listed in `unmet`; when none does,
+SloUnreachableError says why for each.
 """
 
 from __future__ import annotations
@@ -21,11 +23,12 @@ from trnsim.serve.metrics import SLO
 from trnsim.serve.options import make_workload
 from trnsim.serve.rate_search import RateSearch, find_max_rate
 from trnsim.serve.result import ServeResult
-from trnsim.serve.setup import HwChoice, ServingSetup, grid_bounds, parse_hw, serving_setup
+from trnsim.serve.setup import GridBounds, HwChoice, ServingSetup, grid_bounds, parse_hw, serving_setup
 from trnsim.serve.simulate import simulate
 from trnsim.serve.workload import Workload
 
 DEFAULT_START_RATE = 1.0  # req/s: where the rate search starts (it doubles or halves from here)
+SEARCH_BOUNDS_REQUESTS = 4096  # requests drawn to size a rate search's step grid (its runs can be this long)
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,7 @@ class SideResult:
     searched: bool  # rate_req_s came from find_max_rate
     setup: ServingSetup = field(repr=False)
     result: ServeResult = field(repr=False)
+    capacity: dict[str, Any] | None = None  # the search's confidence (RateSearch.confidence), when searched
 
     def to_dict(self) -> dict[str, Any]:
         metrics = self.result.to_dict()
@@ -53,6 +57,7 @@ class SideResult:
             "price_per_replica_hour": self.setup.replica.price_per_hour,
             "power_per_replica_w": self.setup.replica.power_w,
             **metrics,
+            "capacity": self.capacity,
         }
 
 
@@ -83,30 +88,22 @@ class Comparison:
         }
 
 
+def search_bounds(
+    requests: int, prompt: str | int, output: str | int, seed: int, scheduler: str = "continuous"
+) -> GridBounds:
+    """The step shapes a rate search can produce: it sizes its own runs, so the grid spans the scheduler's
+    whole batch (SEARCH_BOUNDS_REQUESTS requests drawn, or the caller's count if larger)."""
+    probe = make_workload(
+        max(requests, SEARCH_BOUNDS_REQUESTS), rate=DEFAULT_START_RATE, prompt=prompt, output=output, seed=seed
+    )
+    return grid_bounds(probe, scheduler)
+
+
 def max_rate_under_slo(
     setup: ServingSetup, work: Workload, slo: SLO, scheduler: str = "continuous", goodput_fraction: float = 0.9
 ) -> RateSearch:
-    """find_max_rate for one setup, with a clear message when the run is too short to ever miss the SLO."""
-    seen: list[float] = []
-    try:
-        return find_max_rate(
-            setup.model,
-            setup.replica,
-            work,
-            slo,
-            scheduler,
-            goodput_fraction=goodput_fraction,
-            on_evaluation=lambda rate, attained: seen.append(attained),
-        )
-    except SloUnreachableError:
-        raise
-    except ServeError:
-        if seen and min(seen) >= goodput_fraction:
-            raise ServeError(
-                f"on {setup.replica.name} every rate tried meets the SLO: {work.num_requests} requests are too few "
-                "to load the replica (they are batched together whatever the rate); simulate more requests"
-            ) from None
-        raise
+    """find_max_rate for one setup (its runs sized by the search; work.num_requests is the smallest)."""
+    return find_max_rate(setup.model, setup.replica, work, slo, scheduler, goodput_fraction=goodput_fraction)
 
 
 def compare_hardware(
@@ -133,9 +130,13 @@ def compare_hardware(
     for c in choices:
         if c.tp is None:
             raise ServeError(f"give tp for {c.instance} as {c.instance}:tp=N (ranks per replica)")
-    # Set every side up first: an impossible one fails before any long simulation.
-    probe = make_workload(requests, rate=rate or DEFAULT_START_RATE, prompt=prompt, output=output, seed=seed)
-    bounds = grid_bounds(probe, scheduler)
+    # Set every side up first: an impossible one fails before any long simulation. A rate search sizes its
+    # own runs (more requests than asked for), so its grid spans the scheduler's whole batch.
+    if rate is None and concurrency is None:
+        bounds = search_bounds(requests, prompt, output, seed, scheduler)
+    else:
+        probe = make_workload(requests, rate=rate, concurrency=concurrency, prompt=prompt, output=output, seed=seed)
+        bounds = grid_bounds(probe, scheduler)
     setups = []
     for c in choices:
         assert c.tp is not None
@@ -154,7 +155,11 @@ def compare_hardware(
             except SloUnreachableError as err:
                 failures[str(c)] = str(err)
                 continue
-            sides.append(SideResult(str(c), setup.target, setup.tp, found.rate_req_s, True, setup, found.result))
+            sides.append(
+                SideResult(
+                    str(c), setup.target, setup.tp, found.rate_req_s, True, setup, found.result, found.confidence()
+                )
+            )
         else:
             work = make_workload(requests, rate=rate, concurrency=concurrency, prompt=prompt, output=output, seed=seed)
             result = simulate(setup.model, setup.replica, work, scheduler, slo=slo)

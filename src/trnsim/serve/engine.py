@@ -1,7 +1,9 @@
 """The event loop: arrivals and step completions in time order (a heap), replicas behind a router.
 
 A replica runs one step at a time. When a step ends, its tokens are handed out and the replica's scheduler
-plans the next step at once; an idle replica wakes on the next arrival routed to it. At the end, every
+plans the next step at once; an idle replica wakes on the next arrival routed to it. Planning waits until
+every event of the same instant is handled, so requests arriving together (a closed loop's clients at
+time 0) are seen together and can share a batch. At the end, every
 request must have left with all its tokens and every replica must be empty, or the run is a bug
 (`check_conservation`).
 """
@@ -50,6 +52,7 @@ def run_events(
     done = 0
     report_every = max(1, n // 200)
     push, pop = heapq.heappush, heapq.heappop
+    pending: set[int] = set()  # replicas to plan for once every event at this instant is handled
     while heap:
         now, _, kind, x = pop(heap)
         if kind == _ARRIVAL:
@@ -57,8 +60,6 @@ def run_events(
             live[x] = req
             r = router.pick(replicas)
             replicas[r].enqueue(req)
-            if busy[r]:
-                continue
         else:
             r = x
             busy[r] = False
@@ -73,11 +74,17 @@ def run_events(
                             next_id += 1
                 if progress is not None and (done % report_every < len(finished) or done == n):
                     progress(done, n)
-        seconds = replicas[r].plan_step(now)
-        if seconds is not None:
-            busy[r] = True
-            push(heap, (now + seconds, order, _STEP_DONE, r))
-            order += 1
+        if not busy[r]:
+            pending.add(r)
+        if heap and heap[0][0] == now:
+            continue  # more happens at this instant (e.g. clients arriving together): plan with all of it
+        for r in sorted(pending):
+            seconds = replicas[r].plan_step(now)
+            if seconds is not None:
+                busy[r] = True
+                push(heap, (now + seconds, order, _STEP_DONE, r))
+                order += 1
+        pending.clear()
     if any(req is None for req in live):
         raise ServeInternalError(f"{sum(req is None for req in live)} requests never arrived")
     return live  # type: ignore[return-value]
