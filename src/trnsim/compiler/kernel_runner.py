@@ -1,14 +1,21 @@
 """Run one library-kernel invocation on the simulated core: values in functional mode, and its cost,
-looked up in the kernel cache before anything is scheduled (or traced, in timing mode)."""
+looked up in the kernel cache before anything is scheduled (or traced, in timing mode). Timing runs of long
+loops are extended from two short probes (compiler/loop_extrapolation.py) unless TRNSIM_EXTRAPOLATE=0."""
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import os
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from trnsim import dtypes
+from trnsim.compiler import loop_extrapolation
 from trnsim.compiler.kernel_cache import KernelCache, KernelCost, default_cache, invocation_key
+from trnsim.errors import TrnsimError
 from trnsim.hw.spec import HardwareSpec
 from trnsim.nki.kernel import Kernel, TensorSpec, trace
 from trnsim.runtime.profile import ENGINE_KEYS, Profile
@@ -80,6 +87,18 @@ def cost_of(profile: Profile) -> KernelCost:
     )
 
 
+def extrapolation_enabled() -> bool:
+    """Whether long timing runs are extended from probes (TRNSIM_EXTRAPOLATE=0 simulates everything in full)."""
+    return os.environ.get("TRNSIM_EXTRAPOLATE", "1") != "0"
+
+
+@functools.cache
+def _extrapolation_fingerprint() -> str:
+    """Extended costs are cached apart from full ones, keyed by the extrapolation's own source too."""
+    source = Path(loop_extrapolation.__file__).read_bytes()
+    return hashlib.sha256(source).hexdigest()[:16]
+
+
 def run_kernel(
     kernel: Kernel,
     args: tuple[Any, ...],
@@ -87,9 +106,17 @@ def run_kernel(
     spec: HardwareSpec,
     functional: bool,
     cache: KernelCache | None = None,
+    extrapolate: bool | None = None,
 ) -> tuple[Any, KernelCost]:
-    """Outputs (TensorSpecs in timing mode) and the invocation's cost on one core of `spec`."""
+    """Outputs (TensorSpecs in timing mode) and the invocation's cost on one core of `spec`.
+
+    extrapolate: extend a long loop from two short probes in timing mode (default: extrapolation_enabled()).
+    """
     cache = cache or default_cache()
+    if not functional and (extrapolation_enabled() if extrapolate is None else extrapolate):
+        extended = extended_cost(kernel, args, kwargs, spec, cache)
+        if extended is not None:
+            return extended
     key = invocation_key(_kernel_id(kernel), [_signature(args), _signature(kwargs)], _spec_json(spec))
     cost = cache.get(key)
     if cost is not None and not functional:
@@ -99,3 +126,34 @@ def run_kernel(
         cost = cost_of(traced.profile())
         cache.put(key, cost)
     return traced.outputs(), cost
+
+
+def extended_cost(
+    kernel: Kernel, args: tuple[Any, ...], kwargs: dict[str, Any], spec: HardwareSpec, cache: KernelCache
+) -> tuple[Any, KernelCost] | None:
+    """The cost of a long loop extended from three short probes (loop_extrapolation), or None."""
+    kernel_id = _kernel_id(kernel)
+    loop = loop_extrapolation.find_loop(kernel_id, kernel.name, args, kwargs, spec)
+    if loop is None:
+        return None
+    key = invocation_key(
+        f"{kernel_id}#extended:{_extrapolation_fingerprint()}",
+        [_signature(args), _signature(kwargs)],
+        _spec_json(spec),
+    )
+    cost = cache.get(key)
+    if cost is None:
+        probes = []
+        for n in loop.probes:
+            probe_args, probe_kwargs = loop.resize(n)
+            try:
+                probes.append(run_kernel(kernel, probe_args, probe_kwargs, spec, False, cache, extrapolate=False))
+            except TrnsimError:
+                return None  # a probe the kernel rejects: the full run reports (or runs) the real shapes
+        fields = loop_extrapolation.extend(loop, [c for _, c in probes])
+        if fields is None:
+            return None  # no steady state within the probes: simulate it in full
+        outputs = loop.outputs(probes[0][0])
+        cost = KernelCost(kernel=probes[0][1].kernel, **fields, outputs=_encode_outputs(outputs))
+        cache.put(key, cost)
+    return _decode_outputs(cost.outputs), cost

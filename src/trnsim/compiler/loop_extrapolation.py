@@ -1,0 +1,321 @@
+"""Kernel invocations that differ only in a loop count: simulate three short versions, extend to the full count.
+
+A library kernel at model scale repeats one body over an outer loop: flash attention over (batch, KV head)
+groups, a batched matmul over its batch, the GEMM over strips of stationary rows or blocks of moving columns.
+Once the pipeline is full every iteration costs about the same, so the invocation's cost is affine in the loop
+count. Three probes of a, a + s and a + 2s iterations (a >= 2, past the pipeline's fill; s = a for loops of
+small iterations, whose cost per iteration wobbles, s = 1 for GEMM strips and blocks, each a long steady stretch
+itself) give two slopes; where they agree within SLOPE_TOLERANCE the cost of n iterations is cost(a + 2s) + (n -
+a - 2s) * slope, with the slope over the whole probed stretch; where they do not (no steady state yet), the
+invocation is simulated in full. Latency, engine busy time, FLOPs, HBM bytes and the instruction count are
+extended; SBUF/PSUM peaks are the probes' (the loop reuses its buffers). tests/compiler/test_fast_estimate.py
+measures the error against full simulation.
+
+Only timing runs of shapes alone (TensorSpec arguments) are extended, only where the probes are at most half the
+work, and a GEMM only where the library's block planner picks the same plan for every probe as for the full
+shape (a different plan is a different loop body). Everything else is simulated in full.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from trnsim import dtypes
+from trnsim.errors import TrnsimError
+from trnsim.hw.spec import HardwareSpec
+from trnsim.nki.kernel import TensorSpec
+
+FIRST_PROBE = 2  # the fewest iterations in the first probe: one to fill the pipeline, one in steady state
+PROBE_SHARE = 0.5  # the probes (a + 2a + 3a iterations) may cost at most this share of the full count
+SLOPE_TOLERANCE = 0.02  # the two probe slopes may differ by this much of their mean: the error stays below ~1%
+_PARTITIONS_FALLBACK = 128
+
+
+@dataclass(frozen=True)
+class Loop:
+    """An invocation seen as `count` iterations of one loop, and how to build it with fewer."""
+
+    count: int
+    resize: Callable[[int], tuple[tuple[Any, ...], dict[str, Any]]]  # args, kwargs with n iterations
+    outputs: Callable[[Any], Any]  # the full invocation's outputs (TensorSpecs) from a probe's
+    first: int = FIRST_PROBE  # a: the probes run a, a + step and a + 2 step iterations
+    step: int = FIRST_PROBE
+
+    @property
+    def probes(self) -> tuple[int, int, int]:
+        return (self.first, self.first + self.step, self.first + 2 * self.step)
+
+
+def _probes(first: int, step: int) -> tuple[int, int, int]:
+    return (first, first + step, first + 2 * step)
+
+
+def _worth_it(count: int, first: int, step: int) -> bool:
+    return sum(_probes(first, step)) <= PROBE_SHARE * count
+
+
+def _spec(shape: tuple[int, ...], like: TensorSpec) -> TensorSpec:
+    return TensorSpec(tuple(int(s) for s in shape), like.dtype)
+
+
+def _all_specs(values: Any) -> bool:
+    """True when no argument carries values (arrays): only then is the invocation a shapes-only timing run."""
+    if isinstance(values, dict):
+        return all(_all_specs(v) for v in values.values())
+    if isinstance(values, list | tuple):
+        return all(_all_specs(v) for v in values)
+    return not hasattr(values, "shape") or isinstance(values, TensorSpec)
+
+
+def _bind(names: tuple[str, ...], args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any] | None:
+    """Arguments by name (None if there are more positional arguments than names)."""
+    if len(args) > len(names):
+        return None
+    bound = dict(zip(names, args))
+    for k, v in kwargs.items():
+        if k not in names or k in bound:
+            return None
+        bound[k] = v
+    return bound
+
+
+def _with_output_shape(shape: tuple[int, ...]) -> Callable[[Any], Any]:
+    def outputs(probe_out: Any) -> Any:
+        return TensorSpec(shape, probe_out.dtype) if isinstance(probe_out, TensorSpec) else None
+
+    return outputs
+
+
+# -- flash attention: (batch, KV head) groups -----------------------------------------------------------------
+def _flash_attention(bound: dict[str, Any], spec: HardwareSpec) -> Loop | None:
+    q, k, v = bound.get("q"), bound.get("k"), bound.get("v")
+    if not all(isinstance(t, TensorSpec) and len(t.shape) == 4 for t in (q, k, v)):
+        return None
+    assert isinstance(q, TensorSpec) and isinstance(k, TensorSpec) and isinstance(v, TensorSpec)
+    batch, heads, s_q, d = q.shape
+    _, kv_heads, s_kv, _ = k.shape
+    if kv_heads < 1 or heads % kv_heads or k.shape[0] != batch or tuple(k.shape) != tuple(v.shape):
+        return None  # let the kernel report it
+    group = heads // kv_heads
+    rest = {n: x for n, x in bound.items() if n not in ("q", "k", "v")}
+
+    def resize(n: int) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        # groups run one after another in (batch, KV head) order; n of them in one batch is the same loop
+        qn = _spec((1, n * group, s_q, d), q)
+        kn = _spec((1, n, s_kv, d), k)
+        return (qn, kn, _spec((1, n, s_kv, d), v)), rest
+
+    if not _worth_it(batch * kv_heads, FIRST_PROBE, FIRST_PROBE):
+        return None
+    return Loop(batch * kv_heads, resize, _with_output_shape(tuple(q.shape)))
+
+
+# -- GEMMs: the library's block planner decides what one iteration is -------------------------------------------
+def _gemm_plan(
+    spec: HardwareSpec, rows: int, cols: int, k: int, s: TensorSpec, v: TensorSpec, out: Any, v_row_major: bool, jobs=1
+) -> Any:
+    from trnsim.kernels._gemm_plan import GemmProblem, plan_gemm
+
+    double_row = s.dtype in dtypes.FP8_DTYPES and bool(spec.core.tensor.fp8_double_row)
+    problem = GemmProblem(
+        rows=rows,
+        cols=cols,
+        k=k,
+        in_bytes=max(s.dtype.itemsize, v.dtype.itemsize),
+        out_bytes=out.itemsize,
+        v_row_major=v_row_major,
+        double_row=double_row,
+        fp32=s.dtype == dtypes.float32,
+        jobs=jobs,
+    )
+    plan = plan_gemm(problem, spec.core)
+    # the estimate and SBUF figures follow the shape; the rest is the loop body
+    return dataclasses.replace(plan, estimate_ns=0.0, sbuf_bytes=0)
+
+
+def _out_dtype(a: TensorSpec, out_dtype: Any) -> Any:
+    if out_dtype is None:
+        return dtypes.bfloat16 if a.dtype in dtypes.FP8_DTYPES else a.dtype
+    try:
+        return dtypes.resolve(out_dtype)
+    except TrnsimError:
+        return None
+
+
+def _extent_loop(
+    full: int,
+    unit: int,
+    same_plan: Callable[[int], bool],
+    build: Callable[[int], tuple[tuple[Any, ...], dict]],
+    step: int | None = 1,
+) -> Loop | None:
+    """A dimension of `full` elements walked in blocks of `unit`. The ragged rest (if any) stays in every
+    probe, so the last, partial block is the same one. The first probe is the smallest a >= FIRST_PROBE whose
+    probes all get the full shape's plan; step None means step = a. outputs is filled in by the caller."""
+    if unit <= 0:
+        return None
+    count = full // unit
+    rest = full - count * unit
+    first = FIRST_PROBE
+    while _worth_it(count, first, step or first):
+        if all(same_plan(rest + n * unit) for n in _probes(first, step or first)):
+            return Loop(count, lambda n: build(rest + n * unit), lambda out: None, first, step or first)
+        first += 1
+    return None
+
+
+def _matmul(bound: dict[str, Any], spec: HardwareSpec) -> Loop | None:
+    a, b = bound.get("a"), bound.get("b")
+    if not (isinstance(a, TensorSpec) and isinstance(b, TensorSpec) and len(a.shape) == 2 and len(b.shape) == 2):
+        return None
+    m, k = a.shape
+    n = b.shape[1]
+    out = _out_dtype(a, bound.get("out_dtype"))
+    if out is None or b.shape[0] != k:
+        return None
+    plan = _gemm_plan(spec, m, n, k, a, b, out, False)
+    p = int(spec.core.sbuf.partitions) or _PARTITIONS_FALLBACK
+    rest = {x: y for x, y in bound.items() if x not in ("a", "b")}
+    # a's rows are the stationary side, taken in strips; b's columns the moving side, in blocks
+    by_rows = _extent_loop(
+        m,
+        plan.strip_tiles * p,
+        lambda rows: _gemm_plan(spec, rows, n, k, a, b, out, False) == plan,
+        lambda rows: ((_spec((rows, k), a), b), rest),
+    )
+    by_cols = _extent_loop(
+        n,
+        plan.v_block,
+        lambda cols: _gemm_plan(spec, m, cols, k, a, b, out, False) == plan,
+        lambda cols: ((a, _spec((k, cols), b)), rest),
+    )
+    return _cheaper(by_rows, by_cols, (m, n))
+
+
+def _batched_matmul(bound: dict[str, Any], spec: HardwareSpec) -> Loop | None:
+    a, b = bound.get("a"), bound.get("b")
+    if not (isinstance(a, TensorSpec) and isinstance(b, TensorSpec) and len(a.shape) == 3 and len(b.shape) == 3):
+        return None
+    nb, m, k = a.shape
+    n = b.shape[2]
+    out = _out_dtype(a, bound.get("out_dtype"))
+    if out is None or b.shape[0] != nb or b.shape[1] != k:
+        return None
+    plan = _gemm_plan(spec, m, n, k, a, b, out, False, jobs=nb)
+    rest = {x: y for x, y in bound.items() if x not in ("a", "b")}
+    # every batch is one job through the same pipeline; a job can be short, so the probes are spaced wider
+    found = _extent_loop(
+        nb,
+        1,
+        lambda jobs: _gemm_plan(spec, m, n, k, a, b, out, False, jobs=jobs) == plan,
+        lambda jobs: ((_spec((jobs, m, k), a), _spec((jobs, k, n), b)), rest),
+        step=None,
+    )
+    return _cheaper(found, None, (nb, m, n))
+
+
+def _linear(bound: dict[str, Any], spec: HardwareSpec) -> Loop | None:
+    x, w = bound.get("x"), bound.get("w")
+    bias, residual = bound.get("bias"), bound.get("residual")
+    if not (isinstance(x, TensorSpec) and isinstance(w, TensorSpec) and len(x.shape) >= 1 and len(w.shape) == 2):
+        return None
+    if not all(t is None or isinstance(t, TensorSpec) for t in (bias, residual)):
+        return None
+    k = x.shape[-1]
+    n = w.shape[0]
+    m = math.prod(x.shape[:-1])
+    out = _out_dtype(x, bound.get("out_dtype"))
+    if out is None or w.shape[1] != k or m == 0:
+        return None
+    if residual is not None and tuple(residual.shape) != (*x.shape[:-1], n):
+        return None
+    if bias is not None and tuple(bias.shape) != (n,):
+        return None
+    plan = _gemm_plan(spec, n, m, k, w, x, out, True)
+    p = int(spec.core.sbuf.partitions) or _PARTITIONS_FALLBACK
+    rest = {x_: y for x_, y in bound.items() if x_ not in ("x", "w", "bias", "residual")}
+    assert isinstance(x, TensorSpec) and isinstance(w, TensorSpec)
+
+    def tokens(cols: int) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        res = None if residual is None else _spec((cols, n), residual)
+        return (_spec((cols, k), x), w, bias), {**rest, "residual": res}
+
+    def features(rows: int) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        res = None if residual is None else _spec((m, rows), residual)
+        b = None if bias is None else _spec((rows,), bias)
+        return (_spec((m, k), x), _spec((rows, k), w), b), {**rest, "residual": res}
+
+    # Tokens are the moving side (blocks of plan.v_block columns), features the stationary strips; walk the
+    # one with more iterations.
+    by_tokens = _extent_loop(m, plan.v_block, lambda c: _gemm_plan(spec, n, c, k, w, x, out, True) == plan, tokens)
+    by_features = _extent_loop(
+        n, plan.strip_tiles * p, lambda r: _gemm_plan(spec, r, m, k, w, x, out, True) == plan, features
+    )
+    return _cheaper(by_tokens, by_features, (*x.shape[:-1], n))
+
+
+def _cheaper(one: Loop | None, other: Loop | None, out_shape: tuple[int, ...]) -> Loop | None:
+    """The walk whose probes are the smaller share of the work, with the full invocation's output shape."""
+    found = min((f for f in (one, other) if f is not None), key=lambda f: sum(f.probes) / f.count, default=None)
+    if found is None:
+        return None
+    return dataclasses.replace(found, outputs=_with_output_shape(out_shape))
+
+
+_RULES: dict[str, tuple[tuple[str, ...], Callable[[dict[str, Any], HardwareSpec], Loop | None]]] = {
+    "flash_attention": (("q", "k", "v", "causal", "scale"), _flash_attention),
+    "matmul": (("a", "b", "out_dtype"), _matmul),
+    "batched_matmul": (("a", "b", "out_dtype"), _batched_matmul),
+    "linear": (("x", "w", "bias", "activation", "residual", "out_dtype"), _linear),
+}
+
+
+def find_loop(
+    kernel_id: str, name: str, args: tuple[Any, ...], kwargs: dict[str, Any], spec: HardwareSpec
+) -> Loop | None:
+    """The outer loop of a library-kernel invocation worth extending, or None (simulate it in full)."""
+    if not kernel_id.startswith("trnsim.kernels.") or name not in _RULES or not _all_specs((args, kwargs)):
+        return None
+    names, rule = _RULES[name]
+    bound = _bind(names, args, kwargs)
+    if bound is None:
+        return None
+    try:
+        return rule(bound, spec)
+    except TrnsimError:
+        return None  # shapes the kernel would reject: its own error comes from the full run
+
+
+def extend(loop: Loop, costs: list[Any]) -> dict[str, Any] | None:
+    """The KernelCost fields of the full loop from the probes' costs (in loop.probes order), or None when the
+    probes are not in a steady state (their two slopes differ by more than SLOPE_TOLERANCE)."""
+    s = loop.step
+    c1, c2, c3 = costs
+    first_slope = (c2.latency_us - c1.latency_us) / s
+    second_slope = (c3.latency_us - c2.latency_us) / s
+    slope = (c3.latency_us - c1.latency_us) / (2 * s)
+    if slope <= 0 or abs(second_slope - first_slope) > SLOPE_TOLERANCE * slope:
+        return None
+    stretches = (loop.count - loop.probes[2]) / (2 * s)  # in units of the probed stretch, 2 s iterations
+
+    def line(lo: float, hi: float) -> float:
+        return hi + stretches * (hi - lo)
+
+    def whole(lo: int, hi: int) -> int:
+        return round(line(lo, hi))
+
+    return {
+        "latency_us": line(c1.latency_us, c3.latency_us),
+        "engine_busy_us": {
+            e: max(0.0, line(c1.engine_busy_us[e], c3.engine_busy_us.get(e, 0.0))) for e in c1.engine_busy_us
+        },
+        "flops": whole(c1.flops, c3.flops),
+        "hbm_bytes": whole(c1.hbm_bytes, c3.hbm_bytes),
+        "instructions": whole(c1.instructions, c3.instructions),
+        "sbuf_peak_bytes": max(c.sbuf_peak_bytes for c in costs),
+        "psum_peak_bytes": max(c.psum_peak_bytes for c in costs),
+    }
