@@ -6,6 +6,8 @@ kernel planners and the scheduler ask here instead of re-deriving a rule.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from trnsim.hw.spec import CoreSpec, DmaSpec
 from trnsim.isa.cost_rules import CostArgs
 from trnsim.isa.opcodes import Engine, Opcode
@@ -18,12 +20,20 @@ __all__ = [
     "dma_transfer_ns",
     "engine_clock_ghz",
     "pipeline_latency_ns",
+    "steady_rate",
 ]
 
 
 def compute_cycles(op: Opcode, engine: Engine, core: CoreSpec, a: CostArgs) -> float:
     """Engine cycles the instruction occupies its engine (its initiation interval), from its record."""
     return RECORDS[op].cycles(core, engine, a)
+
+
+def steady_rate(core: CoreSpec, op: Opcode, engine: Engine, a: CostArgs) -> float:
+    """Elements per ns per partition a long `op` sustains on `engine` (MIN_II and start-up amortised away):
+    what a planner needs to estimate a stream of such instructions."""
+    n = 1 << 20
+    return n / compute_cycles(op, engine, core, replace(a, n=n)) * engine_clock_ghz(core, engine)
 
 
 def dma_efficiency(dma: DmaSpec, row_bytes: int) -> float:

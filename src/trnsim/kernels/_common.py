@@ -44,6 +44,16 @@ def sbuf_bytes_per_partition() -> int:
     return int(core().sbuf.partition_bytes)
 
 
+def efficient_dma_row_bytes() -> int:
+    """Contiguous bytes per partition a DMA needs to approach its queue's peak (the preset's, §3.7)."""
+    return int(core().dma.efficient_row_bytes)
+
+
+def saturating_dma_row_bytes() -> int:
+    """Contiguous bytes per partition at which a DMA saturates its queue (the preset's, §3.7)."""
+    return int(core().dma.saturating_row_bytes)
+
+
 def cdiv(a: int, b: int) -> int:
     return -(-a // b)
 

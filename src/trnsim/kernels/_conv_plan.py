@@ -10,6 +10,7 @@ from typing import Any
 from trnsim import dtypes
 from trnsim.kernels._common import (
     cdiv,
+    efficient_dma_row_bytes,
     moving_fmax,
     pmax,
     psum_fmax,
@@ -24,8 +25,6 @@ CONV_DTYPES = (dtypes.float32, dtypes.bfloat16)
 Range = tuple[int, int]
 PixelBlock = tuple[int, int, int, int]  # output rows [a, b) x cols [c0, c1)
 Band = tuple[int, int, list[PixelBlock]]  # output rows [r0, r1) and its pixel blocks
-
-MIN_DMA_RUN = 2048  # bytes per partition row for a DMA to approach its peak rate (trainium.md §3.7)
 
 
 @dataclass(frozen=True)
@@ -208,7 +207,7 @@ def pixel_bands(g: Geometry, n_chunks: int, itemsize: int, min_blocks: int) -> l
         while (
             per_band < cdiv(len(blocks), 2)
             and g.pad[1] == 0
-            and slab_bytes(per_band) < MIN_DMA_RUN
+            and slab_bytes(per_band) < efficient_dma_row_bytes()
             and 2 * n_chunks * slab_bytes(per_band + 1) <= budget
         ):
             per_band += 1

@@ -13,8 +13,8 @@ from typing import Any
 
 import trnsim.nki.isa as nisa
 import trnsim.nki.language as nl
-from trnsim.kernels._common import psum_fmax
-from trnsim.kernels._conv_plan import MIN_DMA_RUN, Geometry, OutTile, split
+from trnsim.kernels._common import efficient_dma_row_bytes, psum_fmax
+from trnsim.kernels._conv_plan import Geometry, OutTile, split
 
 
 class ConvWeights:
@@ -38,7 +38,7 @@ class ConvWeights:
         if first.rows:  # folded chunks load kernel row by kernel row
             return [(k, k + 1) for k in range(self.n_chunks)]
         chunk_bytes = (first.c1 - first.c0) * self.g.taps * self.w.dtype.itemsize
-        return split(0, self.n_chunks, max(1, MIN_DMA_RUN // chunk_bytes))
+        return split(0, self.n_chunks, max(1, efficient_dma_row_bytes() // chunk_bytes))
 
     def load(self, k0: int, k1: int) -> None:
         """DMA the rows of chunks [k0, k1) of every tile: [outputs, partitions of the chunks, taps per chunk]."""

@@ -2,22 +2,20 @@
 
 Some steps can run on more than one engine: a per-row scale is `activation(copy, scale=s)` on ScalarE
 or `tensor_scalar(multiply, s)` on VectorE; a tensor_tensor runs on VectorE or GpSimd. `EngineLoad`
-keeps a running estimate of each engine's busy time from the documented instruction costs (about one
-element per partition per cycle, twice that for two-input VectorE ops, perf modes for bf16 on NC-v3+,
-GpSimd's start-up) and gives each such step to the engine that will be free first.
+keeps a running estimate of each engine's busy time from the ISA's instruction costs (isa/cost.py, the
+same records the simulator charges, with the operands' dtypes, buffers and strides) and gives each such
+step to the engine that will be free first.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from trnsim import dtypes
+from trnsim.isa.cost import CostArgs, compute_cycles
+from trnsim.isa.cost_rules import operand_facts
+from trnsim.isa.opcodes import Engine, Opcode
 from trnsim.kernels._common import core
-
-
-def low_precision(*tiles: Any) -> bool:
-    """Whether every tile is bf16/fp16 (what VectorE's perf modes need)."""
-    return all(t.dtype in dtypes.LOW_PRECISION_FLOATS for t in tiles)
+from trnsim.nki.operands import describe
 
 
 class EngineLoad:
@@ -62,24 +60,30 @@ class EngineLoad:
         """GpSimd adds throughput only where it does not share VectorE's SBUF port (NC-v3 on)."""
         return not any({"vector", "gpsimd"} <= set(group) for group in self._spec.sbuf_exclusive_engines)
 
-    # -- cycle estimates (trainium.md §3.6-3.7) ---------------------------------------------------------
+    # -- cycle estimates: the ISA's cost of the instruction each step issues ------------------------------
+    def _cost(self, op: Opcode, engine: Engine, n: int, tiles: tuple[Any, ...], **facts: Any) -> float:
+        described = operand_facts(self._spec, [describe(t, "tile") for t in tiles]) if tiles else {}
+        return compute_cycles(op, engine, self._spec, CostArgs(n=n, p=self._spec.sbuf.partitions, **described, **facts))
+
     def scalar_cycles(self, n: int) -> float:
-        """One ScalarE instruction over n elements per partition (scale and bias are free)."""
-        return float(n)
+        """One ScalarE activation over n elements per partition (scale and bias are free)."""
+        return self._cost(Opcode.ACTIVATION, Engine.SCALAR, n, ())
 
     def vector_scalar_cycles(self, n: int, *tiles: Any) -> float:
-        """tensor_scalar / tensor_copy: 4x faster (NC-v3+) when every operand is bf16 in SBUF."""
-        return n / (self._spec.vector.bf16_copy_speedup if low_precision(*tiles) else 1.0)
+        """A VectorE tensor_scalar (or tensor_copy) over n elements per partition of `tiles`."""
+        return self._cost(Opcode.TENSOR_SCALAR, Engine.VECTOR, n, tiles, alu_op="multiply")
 
     def vector_tensor_cycles(self, n: int, *tiles: Any, fast_op: bool = True) -> float:
-        """tensor_tensor: 2 cycles per element, 1 for all-bf16 add/subtract/multiply, then the 2x perf mode."""
-        if low_precision(*tiles):
-            return (n if fast_op else 2 * n) / self._spec.vector.bf16_speedup
-        return 2.0 * n
+        """A VectorE tensor_tensor; `fast_op` says its op is one of the ops bf16 runs at 1 element/cycle
+        (add/subtract/multiply), the others stand in as divide."""
+        return self._cost(
+            Opcode.TENSOR_TENSOR, Engine.VECTOR, n, tiles, n_inputs=2, alu_op="add" if fast_op else "divide"
+        )
 
     def vector_reduce_cycles(self, n: int, *tiles: Any) -> float:
-        """tensor_reduce: half a cycle per element with bf16 in and out (add / max)."""
-        return n / 2 if low_precision(*tiles) else float(n)
+        """A VectorE add/max tensor_reduce over n elements per partition."""
+        return self._cost(Opcode.TENSOR_REDUCE, Engine.VECTOR, n, tiles, alu_op="add")
 
     def gpsimd_tensor_cycles(self, n: int) -> float:
-        return float(self._spec.gpsimd.start_cycles + 2 * n)
+        """A GpSimd tensor_tensor (two inputs)."""
+        return self._cost(Opcode.TENSOR_TENSOR, Engine.GPSIMD, n, (), n_inputs=2)

@@ -8,18 +8,18 @@ bank per [128, 512] fp32 tile, so strip height x block width is bounded by the P
 after the two banks the on-chip transposes double-buffer through.
 
 What the blocking changes is DMA traffic: S is read once, V once per strip (or once in all, when it
-fits in SBUF and stays resident), and every DMA runs at b / (b + 256) of its queue rate for b bytes
-per contiguous row. TensorE work is the same for every plan. So the planner walks the candidate
+fits in SBUF and stays resident), and every DMA runs at the ISA's efficiency for its contiguous row
+length (isa/cost.py dma_efficiency). TensorE work is the same for every plan. So the planner walks the candidate
 (strip height, block width, K chunk, V resident) choices, drops those that overflow SBUF, and keeps
 the one with the smallest estimate of max(TensorE time, DMA time) + pipeline fill and drain.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from trnsim.hw.spec import CoreSpec
-from trnsim.isa.cost import CostArgs, compute_cycles
+from trnsim.isa.cost import CostArgs, compute_cycles, dma_efficiency, steady_rate
 from trnsim.isa.opcodes import Engine, Opcode
 
 
@@ -185,23 +185,24 @@ def _evaluate(
     if p.v_row_major:
         tr_cycles += _cdiv(p.cols, pmax) * k_tiles * transpose_cycles
     tensor_ns = (mm_cycles + tr_cycles) / t.clock_ghz
-    # VectorE / ScalarE: copying the transposes and the accumulators out of PSUM, an element per cycle
-    # per partition (16-bit data faster on VectorE), on both at once unless they share a PSUM port.
+    # VectorE / ScalarE: copying the transposes and the accumulators out of PSUM at the ISA's rates of a
+    # tensor_copy (VectorE) and an activation copy (ScalarE), on both at once unless they share a PSUM port.
     shared_port = any({"vector", "scalar"} <= set(grp) for grp in core.psum_exclusive_engines)
-    vec, sca = core.vector, core.scalar
-    for_16bit = vec.clock_ghz * (vec.bf16_speedup if ib == 2 else 1.0)
-    copy_rate = max(for_16bit, sca.clock_ghz) if shared_port else for_16bit + sca.clock_ghz
-    acc_rate = max(vec.clock_ghz, sca.clock_ghz) if shared_port else vec.clock_ghz + sca.clock_ghz
+    from_psum = CostArgs(p=pmax, sbuf_only=False, psum_input=True)
+    for_16bit = steady_rate(core, Opcode.TENSOR_COPY, Engine.VECTOR, replace(from_psum, all_bf16=ib == 2))
+    vec_rate = steady_rate(core, Opcode.TENSOR_COPY, Engine.VECTOR, from_psum)
+    sca_rate = steady_rate(core, Opcode.ACTIVATION, Engine.SCALAR, from_psum)
+    copy_rate = max(for_16bit, sca_rate) if shared_port else for_16bit + sca_rate
+    acc_rate = max(vec_rate, sca_rate) if shared_port else vec_rate + sca_rate
     transposed = (row_tiles + (_cdiv(p.cols, pmax) if p.v_row_major else 0)) * k_tiles * pmax
     evac_ns = transposed / copy_rate + row_tiles * p.cols / acc_rate
     compute_ns = max(tensor_ns, evac_ns)
 
-    # DMA: bytes over all queues, each row at b / (b + overhead) of the queue rate.
+    # DMA: bytes over all queues, each row at the ISA's DMA efficiency of the queue rate.
     d = core.dma
 
     def dma_ns(nbytes: float, row_bytes: int) -> float:
-        eff = row_bytes / (row_bytes + d.descriptor_overhead_bytes)
-        return nbytes / (d.queues * d.queue_bytes_per_ns * eff)
+        return nbytes / (d.queues * d.queue_bytes_per_ns * dma_efficiency(d, row_bytes))
 
     # Per strip: its share of TensorE work against its DMA: its S rows, its output, and V (every strip
     # when V streams; only the first when V stays resident, which makes strip 0 the heavy one).
