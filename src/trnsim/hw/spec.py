@@ -85,7 +85,7 @@ class DmaSpec(_Spec):
         description="per-descriptor cost in byte-times: a run of b contiguous bytes moves at b/(b+this)",
     )
     efficient_row_bytes: PositiveInt = Field(
-        description="contiguous bytes per partition a transfer needs to approach the queue's peak (planners' shortest run)"
+        description="contiguous bytes per partition a transfer needs to approach the queue's peak (shortest run)"
     )
     saturating_row_bytes: PositiveInt = Field(
         description="contiguous bytes per partition at which a transfer saturates the queue (planners' preferred run)"
