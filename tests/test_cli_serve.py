@@ -16,7 +16,6 @@ import trnsim.serve.estimate_step_cost as esc
 from trnsim.cli import app
 from trnsim.cost import load_power, load_prices, server_power
 from trnsim.errors import TrnsimError
-from trnsim.report.html import fmt_num
 
 WORK = ["--requests", "24", "--prompt", "40", "--output", "8"]
 GPU_WORK = ["--requests", "40", "--prompt", "512", "--output", "32"]
@@ -99,6 +98,8 @@ def test_compare_at_a_fixed_rate_and_an_unreachable_slo(tiny: str) -> None:
     report = Path(tiny).parent / "compare.html"
     table = CliRunner().invoke(app, [*args, "--report", str(report)], terminal_width=160)
     assert table.exit_code == 0 and "cost vs first" in table.stdout and "p5.48xlarge:tp=2" in table.stdout
+    from trnsim.report.html import fmt_num  # imported here: the report's formatting is another area's
+
     html = report.read_text()  # the report holds both sides' numbers, as the JSON gave them
     assert "p5.48xlarge:tp=2" in html and fmt_num(first["usd_per_mtok"]) in html
 
@@ -151,3 +152,21 @@ def test_impossible_setups_are_one_line_errors(tiny: str, args: list[str], expec
     message = str(result.exception)
     assert "\n" not in message
     assert re.search(expected, message), message
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--prompt", "10000000", "--output", "8", "--requests", "4"], r"exceeds .*context of 4,096 tokens"),
+        (["--prompt", "40", "--output", "8", "--requests", "100000000"], r"more than one run simulates"),
+        (["--prompt", "40", "--output", "8", "--requests", "4", "--scheduler", "fcfs"], r"unknown scheduler"),
+    ],
+)
+@pytest.mark.parametrize("command", ["serve", "compare"])
+def test_absurd_input_is_refused_at_once_in_one_line(tiny: str, args: list[str], expected: str, command: str) -> None:
+    hw = ["--hw", "trn2.48xlarge", "--tp", "1"] if command == "serve" else ["--hw", "trn2.48xlarge:tp=1"]
+    load = ["--rate", "1"] if command == "serve" else ["--slo-ttft-ms", "100"]
+    result = CliRunner().invoke(app, [command, "--model", tiny, *hw, *load, *args])
+    assert isinstance(result.exception, TrnsimError), result.exception
+    message = str(result.exception)
+    assert "\n" not in message and re.search(expected, message), message

@@ -25,7 +25,7 @@ def compare_command(
     requests: int = typer.Option(200, "--requests", min=1, help="requests per simulation"),
     prompt: str = typer.Option("2048", "--prompt", help="prompt tokens: N, LOW-HIGH or zipf:S:LOW-HIGH"),
     output: str = typer.Option("256", "--output", help="output tokens: N, LOW-HIGH or zipf:S:LOW-HIGH"),
-    scheduler: str = typer.Option("continuous", "--scheduler", help="continuous, chunked or static"),
+    scheduler: str = typer.Option("continuous", "--scheduler", help="continuous (vLLM), chunked (Sarathi) or static"),
     goodput: float = typer.Option(0.9, "--goodput", help="fraction of requests that must meet the SLO"),
     seed: int = typer.Option(0, "--seed", help="workload random seed"),
     as_json: bool = typer.Option(False, "--json", help="machine-readable output"),

@@ -51,7 +51,7 @@ def serve_command(
     requests: int = typer.Option(200, "--requests", min=1, help="requests to simulate"),
     prompt: str = typer.Option("2048", "--prompt", help="prompt tokens: N, LOW-HIGH or zipf:S:LOW-HIGH"),
     output: str = typer.Option("256", "--output", help="output tokens: N, LOW-HIGH or zipf:S:LOW-HIGH"),
-    scheduler: str = typer.Option("continuous", "--scheduler", help="continuous, chunked or static"),
+    scheduler: str = typer.Option("continuous", "--scheduler", help="continuous (vLLM), chunked (Sarathi) or static"),
     seed: int = typer.Option(0, "--seed", help="workload random seed"),
     slo_ttft_ms: float | None = typer.Option(None, "--slo-ttft-ms", help="TTFT target for SLO attainment"),
     slo_tpot_ms: float | None = typer.Option(None, "--slo-tpot-ms", help="TPOT target for SLO attainment"),

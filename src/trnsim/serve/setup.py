@@ -14,7 +14,7 @@ not fit) fail before any estimate runs, with a message saying what to change.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from trnsim.serve.errors import ModelDoesNotFitError, ServeError
@@ -22,6 +22,7 @@ from trnsim.serve.model import DEFAULT_RESERVE_FRACTION, GIB, Replica, ServedMod
 from trnsim.serve.workload import Workload
 
 _HW_FORM = re.compile(r"^\s*([A-Za-z0-9._-]+)\s*(?::\s*tp\s*=\s*(\d+)\s*)?$")
+BOUNDS_SAMPLE = 4096  # requests drawn to size the step grid (a huge workload is not drawn whole for it)
 DEFAULT_COOLING = "air"  # cooling whose PUE turns IT power into the facility power J/token reports
 
 
@@ -78,15 +79,55 @@ def grid_bounds(workload: Workload, scheduler: str = "continuous") -> GridBounds
 
 
 def scheduler_grid_bounds(workload: Workload, config: Any) -> GridBounds:
-    """grid_bounds for a scheduler configuration object (e.g. one with its own max_batch)."""
-    requests = workload.generate()
+    """grid_bounds for a scheduler configuration object (e.g. one with its own max_batch).
+
+    Static batching pads its prefill to the batch's longest prompt, so its widest step is max_batch times
+    the longest prompt (never the sum of every prompt in the workload). Lengths come from at most
+    BOUNDS_SAMPLE requests, and the longest from the length distributions' own maximum."""
+    sample = workload if workload.num_requests <= BOUNDS_SAMPLE else replace(workload, num_requests=BOUNDS_SAMPLE)
+    requests = sample.generate()
     prompts = requests.prompt_tokens
+    longest_prompt = int(prompts.max())
     longest = int((prompts + requests.output_tokens).max())
-    count = len(prompts)
-    cap_batch = int(getattr(config, "max_batch", count))
-    budget = int(getattr(config, "max_batched_tokens", 0) or getattr(config, "token_budget", 0) or prompts.sum())
-    tokens = min(max(budget, int(prompts.max())), int(prompts.sum()) + cap_batch)
-    return GridBounds(max(2, min(cap_batch, count)), max(2, longest), max(2, tokens))
+    if workload.trace is None:
+        assert workload.prompt is not None
+        longest_prompt = max(
+            longest_prompt, workload.prompt.max_tokens + (workload.prefix.tokens if workload.prefix else 0)
+        )
+        longest = max(longest, workload.max_request_tokens)
+    count = workload.num_requests
+    cap_batch = min(int(getattr(config, "max_batch", count)), count)
+    budget = int(getattr(config, "max_batched_tokens", 0) or getattr(config, "token_budget", 0) or 0)
+    if not budget:  # static batching: a padded prefill of the whole batch
+        budget = cap_batch * longest_prompt
+    total = int(prompts.sum()) if sample is workload else None  # a sample's sum says nothing of the whole
+    widest = max(budget, longest_prompt)
+    tokens = widest if total is None else min(widest, total + cap_batch)
+    return GridBounds(max(2, cap_batch), max(2, longest), max(2, tokens))
+
+
+def check_request_lengths(model: str, max_request_tokens: int, tp: int = 1, memory_bytes: float | None = None) -> None:
+    """Refuse, before any grid is built, a request longer than the model's context (prompt + output), or one
+    whose KV cache cannot fit next to the weights in `memory_bytes`."""
+    from trnsim.models import model_facts
+
+    facts = model_facts(model)
+    if facts.max_position and max_request_tokens > facts.max_position:
+        raise ServeError(
+            f"a request of {max_request_tokens:,} tokens (prompt + output) exceeds {facts.name}'s context of "
+            f"{facts.max_position:,} tokens; shorten --prompt/--output so that their sum is at most "
+            f"{facts.max_position:,}"
+        )
+    if memory_bytes is not None:
+        served = served_model(model, tp)
+        kv_room = memory_bytes * (1 - DEFAULT_RESERVE_FRACTION) - served.weight_bytes
+        need = max_request_tokens * served.kv_bytes_per_token
+        if need > kv_room:
+            raise ModelDoesNotFitError(
+                f"a request of {max_request_tokens:,} tokens needs {need / GIB:.2f} GiB of KV cache, but tp={tp} "
+                f"leaves {max(kv_room, 0) / GIB:.2f} GiB after {served.weight_bytes / GIB:.2f} GiB of weights; "
+                "shorten prompts/outputs, raise tp or use an instance with more memory"
+            )
 
 
 @dataclass(frozen=True)
@@ -149,6 +190,8 @@ def serving_setup(
             f"{memory / GIB:.1f} GiB of HBM ({usable / GIB:.1f} GiB usable after the "
             f"{DEFAULT_RESERVE_FRACTION:.0%} reserve); raise tp or choose an instance with more memory"
         )
+    if bounds is not None:  # refuse over-long requests before the grid is built out to their length
+        check_request_lengths(model, bounds.max_context, tp, memory)
     spec_instances = _spec_instance(target, instance)
     limits = {} if bounds is None else vars(bounds)
     step_cost = estimated_step_cost(

@@ -16,11 +16,34 @@ SCHEDULERS: dict[str, type[SchedulerConfig]] = {
     "chunked": ChunkedPrefill,
 }
 
+# What users call them: vLLM / Orca's iteration-level scheduling, Sarathi-Serve's chunked prefill, and the
+# request-level batching of FasterTransformer / early TGI.
+ALIASES: dict[str, str] = {
+    "static-batching": "static",
+    "request-level": "static",
+    "continuous-batching": "continuous",
+    "vllm": "continuous",
+    "orca": "continuous",
+    "iteration-level": "continuous",
+    "chunked-prefill": "chunked",
+    "sarathi": "chunked",
+    "sarathi-serve": "chunked",
+}
+
+
+def canonical_scheduler(name: str) -> str:
+    """The scheduler's own name for `name` or one of its ALIASES (case and _/- insensitive)."""
+    key = name.strip().lower().replace("_", "-")
+    key = ALIASES.get(key, key)
+    if key not in SCHEDULERS:
+        known = ", ".join(f"{n} ({', '.join(a for a, c in ALIASES.items() if c == n)})" for n in SCHEDULERS)
+        raise ServeError(f"unknown scheduler {name!r}; choose one of: {known}")
+    return key
+
 
 def scheduler_from_name(name: str, max_batch: int | None = None, token_budget: int | None = None) -> SchedulerConfig:
-    """A scheduler config from its CLI name, with optional caps (defaults otherwise)."""
-    if name not in SCHEDULERS:
-        raise ServeError(f"unknown scheduler {name!r}; choose one of: {', '.join(SCHEDULERS)}")
+    """A scheduler config from its CLI name or an alias (vllm, sarathi, ...), with optional caps."""
+    name = canonical_scheduler(name)
     kwargs: dict[str, int] = {}
     if max_batch is not None:
         kwargs["max_batch"] = max_batch
@@ -32,6 +55,7 @@ def scheduler_from_name(name: str, max_batch: int | None = None, token_budget: i
 
 
 __all__ = [
+    "ALIASES",
     "SCHEDULERS",
     "ChunkedPrefill",
     "ContinuousBatching",
@@ -41,5 +65,6 @@ __all__ = [
     "SpeculativeDecoding",
     "StaticBatching",
     "StepRecord",
+    "canonical_scheduler",
     "scheduler_from_name",
 ]
