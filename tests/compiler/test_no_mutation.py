@@ -56,3 +56,14 @@ def test_batchnorm_training_matches_eager_state_and_outputs() -> None:
     assert int(model.num_batches_tracked) == int(reference.num_batches_tracked) == len(batches)
     torch.testing.assert_close(model.running_mean, reference.running_mean, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(model.running_var, reference.running_var, rtol=1e-5, atol=1e-6)
+
+
+def test_torch_compile_batchnorm_training_tracks_each_batch_once() -> None:
+    model = torch.nn.BatchNorm1d(8).train()
+    reference = copy.deepcopy(model)
+    compiled = torch.compile(model, backend="trnsim")
+    for _ in range(3):
+        x = torch.randn(16, 8)
+        torch.testing.assert_close(compiled(x), reference(x), rtol=1e-4, atol=1e-4)
+    assert int(model.num_batches_tracked) == 3
+    torch.testing.assert_close(model.running_var, reference.running_var, rtol=1e-5, atol=1e-6)
