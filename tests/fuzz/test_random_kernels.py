@@ -1,6 +1,7 @@
 """Property-based tests over random NKI kernels (generated source, see kernel_programs.py).
 
 - valid kernels match a float64 numpy reference, in functional mode, and time the same in timing mode;
+- tiled matmuls (legacy with ragged masks, or current with a hoisted PSUM tile; SPMD over N) likewise;
 - invalid kernels raise the trnsim error class of their mistake, naming the generated line, in both modes
   (legality never depends on whether values are computed), never an InternalError;
 - the same kernel and inputs give a byte-identical Perfetto trace.
@@ -25,6 +26,7 @@ from kernel_programs import (
     reference,
     render,
 )
+from matmul_programs import matmul_close, matmul_inputs, random_matmul_program, render_matmul
 
 import trnsim.nki as nki
 from trnsim.errors import InternalError, TrnsimError
@@ -54,6 +56,20 @@ def test_random_valid_kernels_match_numpy_and_time_alike_in_both_modes(
         assert close_enough(got, want, len(prog.steps)), f"mismatch against numpy\n{source}"
     timing = nki.profile(kernel, mode="timing")(*_specs(xs))
     assert [i.label for i in timing.instructions] == [i.label for i in functional.instructions], source
+    assert timing.latency_us == functional.latency_us, source
+
+
+@fuzz(10)
+@given(rnd=RANDOMS, data_seed=st.integers(0, 2**32 - 1))
+def test_random_tiled_matmuls_match_numpy_in_both_modes(rnd: random.Random, data_seed: int, kernel_dir: Path) -> None:
+    prog = random_matmul_program(rnd)
+    source = render_matmul(prog)
+    kernel, _ = load_kernel(source, kernel_dir)
+    a_t, b = matmul_inputs(prog, np.random.default_rng(data_seed))
+    functional = nki.profile(kernel[prog.grid])(a_t, b)
+    assert functional.warnings == [], f"{functional.warnings}\n{source}"
+    assert matmul_close(functional.outputs, a_t, b), f"mismatch against numpy, grid {prog.grid}\n{source}"
+    timing = nki.profile(kernel[prog.grid], mode="timing")(*_specs([a_t, b]))
     assert timing.latency_us == functional.latency_us, source
 
 
