@@ -22,8 +22,8 @@ from typing import Any
 import torch
 
 from trnsim import kernels
-from trnsim.compiler.lowering import elementwise
 from trnsim.compiler.lowering.context import KERNEL_DTYPES, LowerContext, Unsupported, numpy_dtype
+from trnsim.compiler.lowering.elementwise import to_copy as float_cast
 from trnsim.compiler.lowering.table import registered
 
 INDEX_DTYPES = (torch.int64, torch.int32)
@@ -188,7 +188,7 @@ def to_copy(ctx: LowerContext, x: torch.Tensor, *, dtype: torch.dtype | None = N
     """Casts between integer index tensors and floats (histc counts ids as floats); float casts as before."""
     ints = {x.dtype, dtype} & set(INDEX_DTYPES)
     if not ints or dtype is None or dtype == x.dtype or x.dim() == 0:
-        return elementwise.to_copy(ctx, x, dtype=dtype, **kwargs)
+        return float_cast(ctx, x, dtype=dtype, **kwargs)
     if {x.dtype, dtype} - set(VALUE_DTYPES):
         raise Unsupported(f"cast {x.dtype} -> {dtype}")
     if x.dtype in INDEX_DTYPES and dtype in INDEX_DTYPES:
