@@ -12,10 +12,13 @@ generated line. Outcomes:
                 misleading error)
   internal      an InternalError or a bare Python exception from the simulator (a trnsim bug)
   false reject  valid but refused with a trnsim error
+Tiled matmuls (tests/fuzz/matmul_programs.py: legacy masked ragged M with `psum +=`, or nc_matmul into a per-tile
+or hoisted PSUM tile; SPMD over N) must match numpy with no warning and time alike in both modes.
 Modules (tests/fuzz/random_modules.py) are compiled with trnsim.compile and called twice against a deep
 copy run eagerly; outputs and buffers (in-place counters, BatchNorm statistics in training mode) must match.
 
-Run: .venv/bin/python bench/fuzz.py [--programs 100000] [--modules 200] [--seed 0] [--minutes 12] [--json out]
+Run: .venv/bin/python bench/fuzz.py [--programs 100000] [--matmuls 0] [--modules 200] [--seed 0] [--minutes 12]
+     [--json out]
 Stops at --minutes of wall time and says how many programs it got through.
 """
 
@@ -130,6 +133,47 @@ def run_kernels(n: int, seed: int, deadline: float, directory: Path) -> dict[str
     }
 
 
+def run_matmuls(n: int, seed: int, deadline: float, directory: Path) -> dict[str, Any]:
+    from matmul_programs import matmul_close, matmul_inputs, random_matmul_program, render_matmul
+
+    rng = random.Random(seed)
+    nrng = np.random.default_rng(seed)
+    counts: Counter[str] = Counter()
+    failures: dict[str, str] = {}
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for _ in range(n):
+            if time.perf_counter() > deadline:
+                break
+            prog = random_matmul_program(rng)
+            source = render_matmul(prog)
+            kernel, _ = load_kernel(source, directory)
+            a_t, b = matmul_inputs(prog, nrng)
+            try:
+                functional = nki.profile(kernel[prog.grid])(a_t, b)
+                timing = nki.profile(kernel[prog.grid], mode="timing")(*_specs([a_t, b]))
+                same = matmul_close(functional.outputs, a_t, b) and not functional.warnings
+                outcome = "ok" if same and timing.latency_us == functional.latency_us else "mismatch"
+            except InternalError:
+                outcome = "internal"
+            except TrnsimError:
+                outcome = "false reject"
+            except Exception:
+                outcome = "internal"
+            counts[outcome] += 1
+            if outcome != "ok":
+                failures.setdefault(outcome, source)
+            for stale in directory.glob("fuzz_kernel_*.py"):
+                stale.unlink()
+    return {
+        "tried": sum(counts.values()),
+        "counts": dict(counts),
+        "seconds": round(time.perf_counter() - start, 1),
+        "first_failures": failures,
+    }
+
+
 def run_modules(n: int, seed: int, deadline: float) -> dict[str, Any]:
     import torch
     from random_modules import random_module
@@ -179,6 +223,7 @@ def run_modules(n: int, seed: int, deadline: float) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--programs", type=int, default=100_000)
+    parser.add_argument("--matmuls", type=int, default=0, help="random tiled matmul kernels")
     parser.add_argument("--modules", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--minutes", type=float, default=12.0, help="wall-time limit for the whole campaign")
@@ -190,12 +235,16 @@ def main() -> None:
     module_time = budget * args.module_share if args.modules else 0.0
     with tempfile.TemporaryDirectory() as tmp:
         kernels = run_kernels(args.programs, args.seed, start + budget - module_time, Path(tmp))
+        matmuls = (
+            run_matmuls(args.matmuls, args.seed, start + budget - module_time, Path(tmp)) if args.matmuls else None
+        )
     modules = run_modules(args.modules, args.seed, start + budget) if args.modules else None
     result = {
         "date": time.strftime("%Y-%m-%d"),
         "machine": platform.machine(),
         "seed": args.seed,
         "kernels": kernels,
+        "matmuls": matmuls,
         "modules": modules,
     }
     print(json.dumps(result, indent=2))
