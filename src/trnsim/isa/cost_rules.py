@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from trnsim import dtypes
-from trnsim.hw.spec import CoreSpec
+from trnsim.hw.spec import CoreSpec, DmaSpec
 from trnsim.isa.opcodes import Engine
 from trnsim.isa.operand import PSUM, SBUF, Call, Operand
 
@@ -42,11 +42,12 @@ CycleRule = Callable[[CoreSpec, Engine, CostArgs], float]
 def operand_facts(core: CoreSpec, operands: list[Operand]) -> dict[str, Any]:
     """Facts shared by Vector/Scalar/GpSimd costs: dtypes, buffers and strides of the operands."""
     limit = core.sbuf.full_rate_max_stride_bytes
-    return {
-        "all_bf16": all(t.dtype in dtypes.LOW_PRECISION_FLOATS for t in operands),
-        "sbuf_only": all(t.buffer == SBUF for t in operands),
-        "strided": any(t.innermost_stride_bytes >= limit for t in operands),
-    }
+    all_bf16, sbuf_only, strided = True, True, False
+    for t in operands:  # one pass: this runs for every instruction a kernel issues
+        all_bf16 = all_bf16 and t.dtype in dtypes.LOW_PRECISION_FLOATS
+        sbuf_only = sbuf_only and t.buffer == SBUF
+        strided = strided or t.innermost_stride_bytes >= limit
+    return {"all_bf16": all_bf16, "sbuf_only": sbuf_only, "strided": strided}
 
 
 def streaming_args(call: Call, *names: str, **extra: Any) -> CostArgs:
@@ -101,3 +102,43 @@ def copy_like_speedup(core: CoreSpec, engine: Engine, a: CostArgs) -> float:
     if engine is Engine.SCALAR:
         return core.scalar.bf16_speedup if a.all_bf16 else 1.0
     return vector_speedup(core, a, copy_like=True)
+
+
+def dma_efficiency(dma: DmaSpec, row_bytes: int) -> float:
+    """Fraction of queue bandwidth a transfer of `row_bytes`-long contiguous runs achieves.
+
+    Models the DMA guide's rule (>= 2 KiB per partition approaches peak, < 256 B is overhead-bound)
+    as b / (b + descriptor_overhead_bytes).
+    """
+    b = float(max(1, row_bytes))
+    return b / (b + dma.descriptor_overhead_bytes)
+
+
+def dma_transfer_ns(dma: DmaSpec, nbytes: float, row_bytes: int, rate_bytes_per_ns: float) -> float:
+    """Time one DMA queue spends moving `nbytes` at a granted rate (capped by the queue's own rate)."""
+    rate = min(rate_bytes_per_ns, dma.queue_bytes_per_ns) * dma_efficiency(dma, row_bytes)
+    return nbytes / rate
+
+
+def engine_clock_ghz(core: CoreSpec, engine: Engine) -> float:
+    return {
+        Engine.TENSOR: core.tensor.clock_ghz,
+        Engine.VECTOR: core.vector.clock_ghz,
+        Engine.SCALAR: core.scalar.clock_ghz,
+        Engine.GPSIMD: core.gpsimd.clock_ghz,
+        Engine.SYNC: core.sync.clock_ghz,
+    }[engine]
+
+
+def pipeline_latency_ns(core: CoreSpec, engine: Engine) -> float:
+    """Delay after an instruction's issue slot before its result may be used by a dependent."""
+    if engine is Engine.DMA:
+        return core.dma.fixed_latency_ns
+    spec = {
+        Engine.TENSOR: core.tensor,
+        Engine.VECTOR: core.vector,
+        Engine.SCALAR: core.scalar,
+        Engine.GPSIMD: core.gpsimd,
+        Engine.SYNC: core.sync,
+    }[engine]
+    return spec.pipeline_latency_cycles / spec.clock_ghz

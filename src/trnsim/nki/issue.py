@@ -55,9 +55,9 @@ def issue(
     record = RECORDS[op]
     par = params or {}
     outs = outputs or {}
-    runs = record.transfer is not None
-    d_op = describe(dst, "dst", runs)
-    in_ops = {k: describe(t, k, runs) for k, t in inputs.items()}
+    dma = record.transfer is not None
+    d_op = describe(dst, "dst", dma)
+    in_ops = {k: describe(t, k, dma) for k, t in inputs.items()}
     eng = record.choose_engine(engine, [d_op, *in_ops.values()], par, location)
     count = dst.size if mask is None else int(mask.sum())
     p, n = extent if extent is not None else masked_extent(mask, dst.shape)
@@ -84,6 +84,7 @@ def issue(
     for t in srcs:
         t.check_bounds(for_src(t), location)
         ctx.fresh.pop(t.alloc.id, None)
+    buffers = {dst.buffer, *(t.buffer for t in srcs)}
     reads: tuple[Region, ...] = tuple(t.region(for_src(t)) for t in srcs)
     if accumulate:
         reads = (*reads, dst.region(mask))
@@ -95,8 +96,8 @@ def issue(
         writes=(dst.region(mask), *(t.region() for t in outs.values())),
         cycles=record.cost(call),
         flops=record.flops(call) if record.flops is not None else 0,
-        touches_psum=any(t.buffer is MemoryKind.PSUM for t in (dst, *srcs)),
-        touches_sbuf=any(t.buffer is MemoryKind.SBUF for t in (dst, *srcs)),
+        touches_psum=MemoryKind.PSUM in buffers,
+        touches_sbuf=MemoryKind.SBUF in buffers,
         accumulate=accumulate,
         location=location,
         label=label.replace("{engine}", eng.key) if label else op.key,

@@ -26,17 +26,12 @@ def require_tensor(x: Any, what: str, location: str) -> NkiTensor:
     return x
 
 
-def describe(t: NkiTensor, name: str, runs: bool = False) -> Operand:
-    """The isa-level view of a tile (contiguous runs only for DMA operands: they cost a walk of the view)."""
-    return Operand(
-        name=name,
-        shape=t.shape,
-        dtype=t.dtype,
-        buffer=t.buffer,
-        innermost_stride_bytes=t.innermost_stride_bytes(),
-        contiguous_run_bytes=t.contiguous_run_bytes() if runs else 0,
-        source=t,
-    )
+def describe(t: NkiTensor, name: str, dma: bool = False) -> Operand:
+    """The isa-level view of a tile: engines' costs need its innermost stride, DMA's its contiguous runs
+    (each a walk of the view, so only the one the instruction's cost reads is measured)."""
+    if dma:
+        return Operand(name, t.shape, t.dtype, t.buffer, contiguous_run_bytes=t.contiguous_run_bytes(), source=t)
+    return Operand(name, t.shape, t.dtype, t.buffer, innermost_stride_bytes=t.innermost_stride_bytes(), source=t)
 
 
 def broadcast_mask(mask: Any, shape: tuple[int, ...], location: str) -> np.ndarray | None:

@@ -45,6 +45,10 @@ def transfer(call: Call) -> Transfer:
     return Transfer(nbytes, max(1, rows), run, hbm)
 
 
+def no_engine_facts(call: Call) -> CostArgs:
+    return CostArgs()
+
+
 def cycles(core: CoreSpec, engine: Engine, a: CostArgs) -> float:
     return 0.0  # a DMA queue's time is bytes over its granted rate, decided when it is scheduled
 
@@ -55,6 +59,7 @@ RECORD = InstructionRecord(
     cycles=cycles,
     semantics=sem.dma_copy,
     check=check,
+    cost_args=no_engine_facts,
     transfer=transfer,
     source="trainium.md §3.6 dma_copy, §3.7 DMA",
 )
