@@ -27,6 +27,9 @@ def test_demo_writes_its_report_trace_and_numbers(tmp_path: Path, monkeypatch: p
 
     html = paths["report"].read_text()
     assert "<img" in html and "http://" not in html and "https://" not in html
+    # the story: what was asked, then the answer (the cheaper side per token), then the evidence
+    assert html.index('id="asked"') < html.index('id="answer"') < html.index('id="evidence"')
+    assert "is the cheapest per token" in html and "SLO" in html and "Prices" in html
 
     trace = json.loads(paths["trace"].read_text())
     slices = [e for e in trace["traceEvents"] if e.get("ph") == "X"]

@@ -19,6 +19,7 @@ from trnsim.hw import load_preset
 from trnsim.report.html import Report, ReportError
 from trnsim.report.perfetto import write_trace
 from trnsim.runtime.graph_profile import GraphProfile, OpRecord
+from trnsim.runtime.units import fmt_time_us
 from trnsim.serve import Poisson, Replica, RooflineStepCost, ServedModel
 from trnsim.serve.lengths import Uniform
 from trnsim.serve.simulate import simulate
@@ -73,9 +74,9 @@ def key_numbers(prof, graph, serve) -> list[str]:
     graph_mfu = sum(r.flops * r.count for r in graph.records) / (graph_us * 1e-6) / peak
     ttft_ms = (serve.first_token_s - serve.arrival_s) * 1000
     return [
-        f"{lat_us:,.2f} µs",
+        fmt_time_us(lat_us),
         f"{100 * flops / (lat_us * 1e-6) / peak:.1f}%",
-        f"{graph_us:,.2f} µs",
+        fmt_time_us(graph_us),
         f"{100 * graph_mfu:.1f}%",
         _as_table_number(float(np.percentile(ttft_ms, 50))),
     ]
@@ -189,7 +190,8 @@ def test_report_from_json_files_and_cli(report_inputs, tmp_path):
     for number in key_numbers(prof, graph, serve):
         assert number in text, number
     assert not EXTERNAL.search(text)
-    assert text.count('<img alt="') == 2  # the roofline and the cost bars (JSON holds no timeline or samples)
+    # the roofline, the latency CDF from the percentiles (the JSON holds no samples) and the cost bars
+    assert text.count('<img alt="') == 3
     assert "busy time per track" in text  # from the trace
 
 
@@ -229,7 +231,8 @@ def test_kernel_cli_writes_report(tmp_path):
     )
     assert res.exit_code == 0, res.output
     text = out.read_text(encoding="utf-8")
-    assert "Engine utilisation: tiled_matmul" in text and "Roofline" in text
+    assert "Engine utilisation: tiled_matmul" in text and "Roofline: trn2, 1 core of 8" in text
+    assert "tiled_matmul runs in" in text  # the answer
 
 
 def test_a_gpu_estimate_is_placed_under_the_gpus_roof(tmp_path):

@@ -23,9 +23,10 @@ from trnsim.report.plots import (
     plot_timeline,
     roof_of,
 )
-from trnsim.report.plots.latency_cdf import render_latency_cdf
+from trnsim.report.plots.latency_cdf import LatencyPercentiles, render_latency_cdf
 from trnsim.report.plots.roofline import render_roofline
 from trnsim.report.plots.timeline import render_timeline
+from trnsim.sim.timeline import N_ENGINES
 
 
 def check_files(files, stem) -> None:
@@ -72,8 +73,9 @@ def test_roofline_places_kernel_at_recomputed_intensity(random_matmul, rng, tmp_
 
 def test_timeline_rows_are_the_busy_units(random_matmul, rng, tmp_path):
     prof, _, _ = random_matmul(rng)
-    fig = render_timeline(prof)
     tl = prof.timeline
+    # per queue: one row per unit that did work, its bars where its slices start
+    fig = render_timeline(prof, per_queue=True)
     units = sorted(set(tl.slice_unit.tolist()))
     bars = fig.axes[0].collections
     assert len(bars) == len(units)
@@ -81,6 +83,21 @@ def test_timeline_rows_are_the_busy_units(random_matmul, rng, tmp_path):
         starts = np.sort(tl.slice_start[tl.slice_unit == unit]) / 1000.0
         drawn = np.sort([p.vertices[0, 0] for p in coll.get_paths()])
         assert drawn == pytest.approx(starts)
+    # by default the DMA queues are one track: the union of their busy intervals (by an endpoint sweep)
+    fig = render_timeline(prof)
+    engines = sorted(u for u in units if u < N_ENGINES)
+    assert len(fig.axes[0].collections) == len(engines) + 1
+    dma = fig.axes[0].collections[-1]
+    dma_mask = tl.slice_unit >= N_ENGINES
+    events = sorted([(s, 1) for s in tl.slice_start[dma_mask]] + [(e, -1) for e in tl.slice_end[dma_mask]])
+    union_ns, depth, last = 0.0, 0, 0.0
+    for t, step in events:
+        if depth > 0:
+            union_ns += t - last
+        depth, last = depth + step, t
+    drawn_ns = sum((p.vertices[:, 0].max() - p.vertices[:, 0].min()) * 1000.0 for p in dma.get_paths())
+    assert drawn_ns == pytest.approx(union_ns, rel=1e-9)
+    assert any(f"DMA ({tl.dma_queues} queues)" in t.get_text() for t in fig.axes[0].get_yticklabels())
     check_files(plot_timeline(prof, tmp_path / "tl"), tmp_path / "tl")
 
 
@@ -131,3 +148,20 @@ def test_pareto_front_is_the_brute_force_one(rng, tmp_path):
     check_files(plot_pareto(rows, tmp_path / "pareto"), tmp_path / "pareto")
     with pytest.raises(PlotError, match="no row has both 'throughput_tok_s' and 'tpot_ms'"):
         plot_pareto(rows, None, y_key="tpot_ms")
+
+
+def test_latency_cdf_draws_the_slo_and_percentile_points(rng):
+    runs = {"trn2": LatencySamples(rng.uniform(0.05, 2, 50), rng.uniform(0.01, 0.05, 50), rng.uniform(1, 10, 50))}
+    p = sorted(rng.uniform(10, 900, 3))
+    block = {"p50": p[0], "p90": p[1], "p99": p[2], "mean": 1e9}  # the mean is not a point of the CDF
+    known = {"h100": LatencyPercentiles(block, block, block)}
+    slo = {"ttft": float(rng.uniform(100, 2000)), "tpot": float(rng.uniform(10, 100))}
+    fig = render_latency_cdf(runs, slo, known)
+    for ax, key in zip(fig.axes, ("ttft", "tpot", None)):
+        vertical = [ln for ln in ax.lines if ln.get_label().startswith("SLO")]
+        if key is None:
+            assert vertical == []
+        else:
+            assert len(vertical) == 1 and np.allclose(vertical[0].get_xdata(), slo[key])
+        points = next(ln for ln in ax.lines if ln.get_label() == "h100 (percentiles)")
+        assert np.allclose(points.get_xdata(), p) and np.allclose(points.get_ydata(), [0.5, 0.9, 0.99])

@@ -9,7 +9,9 @@ from rich.console import Console
 
 
 def report_command(
-    files: list[Path] = typer.Argument(..., help="JSON from --json (kernel, estimate, serve), --trace, or cost rows"),
+    files: list[Path] = typer.Argument(
+        ..., help="--json output of kernel, estimate, serve, compare, plan or sweep; a --trace file; cost rows"
+    ),
     out: Path = typer.Option(Path("out/report.html"), "-o", "--out", help="where to write the HTML report"),
     title: str = typer.Option("trnsim report", help="report title"),
 ) -> None:

@@ -10,6 +10,7 @@ from rich.table import Table
 
 from trnsim.report.comparison_rows import comparison_rows
 from trnsim.report.html import Report
+from trnsim.report.plots import latency_samples
 
 if TYPE_CHECKING:
     from trnsim.demo.compile_step import CompileStep
@@ -77,12 +78,22 @@ def print_serving(console: Console, step: ServingStep) -> None:
 
 
 def write_report(path: Path, kernel: KernelStep, compiled: CompileStep, serving: ServingStep) -> Path:
-    report = Report("trnsim demo")
+    from trnsim.demo.serving_step import DEMAND_TOKENS_PER_S, OUTPUT, PROMPT, REQUESTS
+
+    cmp = serving.comparison
+    report = Report("trnsim demo: Llama-3.1-8B on Trainium2 and H100")
+    report.story.ask(
+        "Workload",
+        f"serving: {REQUESTS} requests per simulation, {PROMPT} prompt and {OUTPUT} output tokens, Poisson "
+        f"arrivals at the highest rate that meets the SLO; fleet: {DEMAND_TOKENS_PER_S:,.0f} output tokens/s",
+    )
+    report.set_slo(cmp.slo.ttft_ms, cmp.slo.tpot_ms)
+    report.add_comparison(cmp.to_dict())
+    for side in cmp.sides:  # the per-request samples: full CDFs rather than percentile points
+        report.latencies[side.hw] = latency_samples(side.result)
+        report.percentiles.pop(side.hw, None)
     report.add_kernel_profile("flash_attention (trn2)", kernel.profile)
     report.add_graph_profile(compiled.model_name, compiled.profile, tokens=compiled.tokens)
-    for side in serving.comparison.sides:
-        report.add_serving(f"{serving.comparison.model} on {side.hw}", side.result)
-    report.add_cost_comparison(comparison_rows(serving.comparison))
     report.add_table(
         "Capacity plan for 1,000,000 output tokens/s",
         [

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from trnsim.report.plots import Roof, roof_of
+from trnsim.runtime.units import fmt_time_us
 
 if TYPE_CHECKING:
     from trnsim.report.html import Report
@@ -16,9 +17,12 @@ KERNEL_KEYS = {"kernel", "latency_us", "engine_busy_us", "by_opcode"}
 GRAPH_KEYS = {"device_time_us", "by_op", "by_kernel"}
 SERVE_KEYS = {"ttft_ms", "tpot_ms", "throughput_tok_s"}
 COST_KEYS = {"usd_per_mtok", "j_per_tok"}
+COMPARE_KEYS = {"sides", "cost_ratio"}
+PLAN_KEYS = {"replicas", "instances", "sized_by"}
+SWEEP_KEYS = {"rows", "pareto", "step_cost"}
 KNOWN = (
-    "a kernel profile (`trnsim kernel --json`), a model estimate (`trnsim estimate --json`), a serving result "
-    "(ServeResult.to_dict()), a list of cost rows (name + usd_per_mtok / j_per_tok) or a trace (--trace)"
+    "the --json of `trnsim kernel`, `estimate`, `serve`, `compare`, `plan` or `sweep`, a trace (--trace), "
+    "a serving result (ServeResult.to_dict()) or a list of cost rows (name + usd_per_mtok / j_per_tok)"
 )
 
 
@@ -63,7 +67,8 @@ def add_json_file(report: Report, path: Path) -> None:
         from trnsim.report.trace_summary import load_trace, summarize
 
         s = summarize(load_trace(path), str(path), top=15)
-        report.add_table(f"{name}: top instructions (trace span {s.span_us:,.2f} µs)", [vars(t) for t in s.top])
+        report.story.answer(f"Trace {path.name} spans {fmt_time_us(s.span_us)}; the busiest track is {s.bottleneck}.")
+        report.add_table(f"{name}: top instructions (trace span {fmt_time_us(s.span_us)})", [vars(t) for t in s.top])
         report.add_table(f"{name}: busy time per track (bottleneck {s.bottleneck})", [vars(t) for t in s.tracks])
         return
     if isinstance(doc, list) and doc and all(isinstance(r, dict) and "name" in r for r in doc):
@@ -74,6 +79,16 @@ def add_json_file(report: Report, path: Path) -> None:
         return
     if isinstance(doc, dict):
         keys = set(doc)
+        if keys >= COMPARE_KEYS:
+            report.add_comparison(doc)
+            add_load_curve(report, doc)
+            return
+        if keys >= PLAN_KEYS:
+            report.add_plan(doc)
+            return
+        if keys >= SWEEP_KEYS:
+            add_sweep(report, doc, name)
+            return
         if keys >= KERNEL_KEYS:
             target = str(doc.get("target", ""))
             report.add_kernel_numbers(doc.get("kernel") or name, doc, _roof(target, int(doc.get("cores", 1))))
@@ -83,7 +98,52 @@ def add_json_file(report: Report, path: Path) -> None:
             report.add_graph_numbers(doc.get("label") or name, doc, _roof(target, _graph_cores(doc, target)))
             return
         if keys >= SERVE_KEYS:
-            report.add_serving_numbers(str(doc.get("name") or name), doc)
+            report.add_serving_numbers(str(doc.get("name") or doc.get("hw") or name), doc)
+            add_load_curve(report, doc)
             return
     shown = ", ".join(sorted(doc)[:8]) if isinstance(doc, dict) else type(doc).__name__
     raise ReportError(f"{path}: unknown content (top level: {shown}); expected {KNOWN}")
+
+
+def add_load_curve(report: Report, doc: dict[str, Any]) -> None:
+    """A serving JSON's "load_curve" (latency against offered load), drawn by report.plots.load_curve."""
+    if not doc.get("load_curve"):
+        return
+    try:
+        from trnsim.report.plots.load_curve import plot_load_curve  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:
+        report.add_table("Latency against load", list(_curve_rows(doc["load_curve"])))
+        return
+    report.add_figure("Latency against load", plot_load_curve(doc["load_curve"], None))
+
+
+def _curve_rows(curve: Any) -> list[dict[str, Any]]:
+    if isinstance(curve, list):
+        return [r for r in curve if isinstance(r, dict)]
+    if isinstance(curve, dict):  # hw -> points
+        return [{"hw": hw, **p} for hw, points in curve.items() if isinstance(points, list) for p in points]
+    return []
+
+
+def add_sweep(report: Report, doc: dict[str, Any], name: str) -> None:
+    """`trnsim sweep --json`: the rows (swept values and headline metrics), the Pareto front, a sentence."""
+    from trnsim.report.plots.pareto import plot_pareto
+    from trnsim.report.story import sweep_story
+    from trnsim.sweep.evaluate import METRIC_COLUMNS
+
+    rows = [r for r in doc["rows"] if isinstance(r, dict)]
+    params = [k for k in dict.fromkeys(k for r in rows for k in r) if k not in METRIC_COLUMNS]
+    x, y = "usd_per_mtok", "throughput_tok_s"
+    sweep_story(report.story, doc, x, y)
+    shown = [*params, "throughput_tok_s", "ttft_ms_p99", "tpot_ms_p50", "usd_per_mtok", "j_per_tok", "error"]
+    front = set(doc.get("pareto", []))
+    marked = [{"Pareto": "*" if i in front else "", **r} for i, r in enumerate(rows)]
+    report.add_table(f"{name}: sweep points", marked, ["Pareto", *shown])
+    usable = [
+        {**r, "point": ", ".join(f"{p}={r[p]}" for p in params)}
+        for r in rows
+        if not r.get("error") and r.get(x) is not None and r.get(y) is not None
+    ]
+    if usable:
+        plot = plot_pareto(usable, None, x, y, x_higher=False, y_higher=True, label_key="point")
+        report.add_figure(f"{name}: Pareto front", plot, f"{y} against {x}; the front in red")

@@ -56,7 +56,9 @@ def roof_of(spec: HardwareSpec, cores: int = 1) -> Roof:
     peak = t.pe_rows * t.pe_cols * 2 * t.clock_ghz * 1e9 * cores
     dma = spec.core.dma
     hbm = min(cores * dma.queues * dma.queue_bytes_per_ns, spec.chip.hbm_bytes_per_ns) * 1e9
-    return Roof(f"{spec.name} ({cores} core{'s' if cores > 1 else ''})", peak, hbm)
+    chip_cores = spec.chip.physical_cores
+    scope = "per chip" if cores == chip_cores else f"{cores} core{'s' if cores > 1 else ''} of {chip_cores}"
+    return Roof(f"{spec.name}, {scope}", peak, hbm)
 
 
 def graph_roof(graph: GraphProfile) -> Roof:
@@ -98,7 +100,7 @@ def render_roofline(points: list[RooflinePoint], roof: Roof) -> Figure:
     lo = min(xs.min(), roof.ridge) / 4
     hi = max(xs.max(), roof.ridge) * 4
     grid = np.geomspace(lo, hi, 200)
-    fig = new_figure()
+    fig = new_figure(9.0, 4.6)
     ax = fig.add_subplot()
     ax.loglog(grid, np.minimum(roof.peak_flops, grid * roof.hbm_bytes_per_s) / 1e12, color="black", lw=2)
     ax.axhline(
@@ -109,15 +111,18 @@ def render_roofline(points: list[RooflinePoint], roof: Roof) -> Figure:
         label=f"compute roof {roof.peak_flops / 1e12:.0f} TFLOP/s",
     )
     ax.axvline(roof.ridge, color="grey", ls=":", lw=1, label=f"ridge {roof.ridge:.0f} FLOP/B")
+    # names go to a legend beside the axes: labels written next to the points overlap when kernels cluster
     for p, x, y in zip(pts, xs, ys):
-        ax.scatter([x], [y / 1e12], s=40, zorder=3)
-        ax.annotate(p.name, (x, y / 1e12), textcoords="offset points", xytext=(5, 4), fontsize=8)
+        ax.scatter([x], [y / 1e12], s=40, zorder=3, label=p.name)
     ax.set_xlabel("arithmetic intensity (FLOP / HBM byte)")
     ax.set_ylabel("achieved TFLOP/s")
-    ax.set_title(f"roofline: {roof.name}, HBM {roof.hbm_bytes_per_s / 1e9:,.0f} GB/s")
+    ax.set_title(
+        f"roofline, {roof.name}: {roof.peak_flops / 1e12:,.0f} TFLOP/s, memory {roof.hbm_bytes_per_s / 1e9:,.0f} GB/s",
+        fontsize=10,
+    )
     ax.set_ylim(min(ys.min(), roof.attainable(lo)) / 1e12 / 2, roof.peak_flops / 1e12 * 2)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     return fig
 
 
