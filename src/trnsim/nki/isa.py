@@ -8,7 +8,7 @@ import numpy as np
 
 from trnsim.errors import ShapeMismatchError, UsageError
 from trnsim.isa.alu import BINARY_OPS
-from trnsim.nki import emit_arith, emit_matmul, emit_movement, emit_reduce, emit_select
+from trnsim.nki import emit_arith, emit_matmul, emit_movement, emit_ranks, emit_reduce, emit_select
 from trnsim.nki.context import user_location
 from trnsim.nki.isa_enums import (
     dge_mode,
@@ -28,6 +28,7 @@ from trnsim.nki.isa_enums import (
     vector_engine,
 )
 from trnsim.nki.tensor import NkiTensor
+from trnsim.nki.versions import removed_dtype
 
 __all__ = [
     "activation",
@@ -147,7 +148,10 @@ def tensor_reduce(
     emit_reduce.tensor_reduce(dst, op, data, axis, negate=negate, keepdims=keepdims)
 
 
-def tensor_copy(dst: NkiTensor, src: NkiTensor, engine: Any = engine.unknown, name: Any = None) -> None:
+def tensor_copy(
+    dst: NkiTensor, src: NkiTensor, engine: Any = engine.unknown, name: Any = None, dtype: Any = None
+) -> None:
+    removed_dtype("nki.isa.tensor_copy", dst, dtype)  # NKI Beta's dtype= (tutorials still write it)
     emit_movement.tensor_copy(dst, src, engine=to_engine(engine))
 
 
@@ -240,3 +244,24 @@ def scalar_tensor_tensor(
     name: Any = None,
 ) -> None:
     emit_arith.scalar_tensor_tensor(dst, data, op0, operand0, op1, operand1, reverse0, reverse1)
+
+
+# -- between the cores of one HBM stack (nki/emit_ranks.py; run on several cores with trnsim.nki.run_ranks) --
+def sendrecv(
+    src: NkiTensor,
+    dst: NkiTensor,
+    send_to_rank: int,
+    recv_from_rank: int,
+    pipe_id: int,
+    dma_engine: Any = dma_engine,
+    name: Any = None,
+) -> None:
+    mode = "gpsimd_dma" if "gpsimd" in str(getattr(dma_engine, "name", dma_engine)) else "dma"
+    emit_ranks.sendrecv(src, dst, send_to_rank, recv_from_rank, pipe_id, mode, None, user_location())
+
+
+def core_barrier(data: NkiTensor, cores: Any, engine: Any = engine.gpsimd, name: Any = None) -> None:
+    emit_ranks.core_barrier(data, cores, to_engine(engine), user_location())
+
+
+__all__ += ["core_barrier", "sendrecv"]

@@ -112,7 +112,9 @@ def _input_tensor(machine: Machine, arg: Any, index: int | str) -> tuple[Any, bo
         alloc = machine.allocate(MemoryKind.HBM, arg.shape, kernel_dtype(arg.dtype, index), f"arg{index}")
         alloc.mark_all_written()
         return NkiTensor(alloc), False
-    if isinstance(arg, np.ndarray) or (type(arg).__module__.startswith("torch") and hasattr(arg, "shape")):
+    # numpy, torch, and jax arrays (the NKI tutorials' JAX drivers pass jax.Array) go to HBM
+    array_module = type(arg).__module__.split(".")[0]
+    if isinstance(arg, np.ndarray) or (array_module in ("torch", "jax", "jaxlib") and hasattr(arg, "shape")):
         data, from_torch = _to_numpy(arg)
         data = exact_kernel_array(data, index)
         alloc = machine.allocate(MemoryKind.HBM, tuple(data.shape), data.dtype, f"arg{index}")
@@ -211,7 +213,8 @@ def trace(
     _bind(kernel, args, kwargs)
     n_programs = int(np.prod(kernel.grid))
     nc_axes = [i for i, g in enumerate(kernel.grid) if isinstance(g, NcDim)]
-    n_nc = int(np.prod([kernel.grid[i] for i in nc_axes])) if nc_axes else 0
+    # an nl.spmd_dim(n, nl.nc(c)) dim holds n * c programs over c cores (its `cores`); nl.nc(c) alone: c and c
+    n_nc = int(np.prod([getattr(kernel.grid[i], "cores", kernel.grid[i]) for i in nc_axes])) if nc_axes else 0
     n_cores = cores or n_nc or min(spec.chip.default_lnc, n_programs)
     if max(n_cores, n_nc) > spec.chip.physical_cores:
         raise UsageError(

@@ -11,17 +11,32 @@ import numpy as np
 
 from trnsim import dtypes as _dt
 from trnsim.errors import DtypeError, UsageError
+from trnsim.nki import compiler as _ncc
 from trnsim.nki import emit_movement as _movement
 from trnsim.nki import language_impl as _impl
 from trnsim.nki import tiles as _tiles
 from trnsim.nki.context import current as _current
 from trnsim.nki.context import maybe_current as _maybe_current
 from trnsim.nki.context import user_location as _loc
+from trnsim.nki.indexing import ParDim as _ParDim
 from trnsim.nki.indexing import arange as arange
 from trnsim.nki.indexing import ds as ds
 from trnsim.nki.indexing import mgrid as mgrid
 from trnsim.nki.indexing import nc as nc
 from trnsim.nki.indexing import par_dim as par_dim
+from trnsim.nki.language_surface import DType as DType
+from trnsim.nki.language_surface import NKIObject as NKIObject
+from trnsim.nki.language_surface import SpmdDim as SpmdDim
+from trnsim.nki.language_surface import dynamic_range as dynamic_range
+from trnsim.nki.language_surface import float4_e2m1fn_x4 as float4_e2m1fn_x4
+from trnsim.nki.language_surface import float8_e4m3fn_x4 as float8_e4m3fn_x4
+from trnsim.nki.language_surface import float8_e5m2_x4 as float8_e5m2_x4
+from trnsim.nki.language_surface import float8_e8m0fnu as float8_e8m0fnu
+from trnsim.nki.language_surface import fori_loop as fori_loop
+from trnsim.nki.language_surface import loop_reduce as loop_reduce
+from trnsim.nki.language_surface import no_reorder as no_reorder
+from trnsim.nki.language_surface import spmd_dim as spmd_dim
+from trnsim.nki.language_surface import while_loop as while_loop
 from trnsim.nki.ops import BINARY as _BINARY
 from trnsim.nki.ops import UNARY as _UNARY
 from trnsim.nki.target import get_target_spec
@@ -182,11 +197,18 @@ tile_size = _TileSize()
 
 # -- creation ----------------------------------------------------------------------------------------
 def ndarray(shape: Any, dtype: Any, buffer: Any = None, name: str = "", **_: Any) -> NkiTensor:
+    placement = buffer if isinstance(buffer, _ncc.AllocatedBuffer) else None
+    buffer = _ncc.memory_kind(buffer)  # nki.compiler placements name the memory they place in
     if buffer is shared_hbm:
         return _tiles.new_shared_hbm(_shape(shape), dtype, name)
     if buffer is not None and not isinstance(buffer, MemoryKind):
         raise UsageError(f"unknown buffer {buffer!r}; use nl.sbuf, nl.psum, nl.hbm or nl.shared_hbm", _loc())
-    return _tiles.new_tensor(shape if isinstance(shape, tuple | list) else (shape,), dtype, buffer or sbuf, name)
+    dims = shape if isinstance(shape, tuple | list) else (shape,)
+    t = _tiles.new_tensor(dims, dtype, buffer or sbuf, name)
+    if placement is not None:
+        par_axis = next((i for i, s in enumerate(dims) if isinstance(s, _ParDim)), 0)
+        placement.check(tuple(t.alloc.shape), t.dtype.itemsize, par_axis, _current().machine.spec.core)
+    return t
 
 
 def _shape(shape: Any) -> tuple[int, ...]:
@@ -262,6 +284,9 @@ def transpose(x: NkiTensor, *, dtype: Any = None, mask: Any = None, **_: Any) ->
 
 
 def matmul(x: NkiTensor, y: NkiTensor, *, transpose_x: bool = False, mask: Any = None, **_: Any) -> NkiTensor:
+    # TensorE reads SBUF only; for PSUM operands (e.g. an nl.transpose result) the compiler copies them out
+    # first, as the Neuron compiler does for nki.language calls.
+    x, y = (copy(t) if isinstance(t, NkiTensor) and t.buffer is psum else t for t in (x, y))
     return _impl.matmul(x, y, transpose_x=transpose_x, mask=mask)
 
 
@@ -391,6 +416,37 @@ def program_ndim() -> int:
 def static_cast(arr: Any, dtype: Any) -> np.ndarray:
     """Host-side cast used by tests (ml_dtypes rounding)."""
     return np.asarray(arr).astype(_dt.resolve(dtype))
+
+
+class MemoryRegion:
+    """nl.MemoryRegion: the memories a tensor can live in."""
+
+    sbuf = sbuf
+    psum = psum
+    private_hbm = private_hbm
+    shared_hbm = shared_hbm
+
+
+def _memory(buffer: Any) -> Any:
+    return buffer.buffer if isinstance(buffer, NkiTensor) else _ncc.memory_kind(buffer)
+
+
+def is_hbm(buffer: Any) -> bool:
+    """True for nl.hbm / nl.private_hbm / nl.shared_hbm (or a tensor there)."""
+    kind = _memory(buffer)
+    return kind is hbm or kind is shared_hbm
+
+
+def is_on_chip(buffer: Any) -> bool:
+    return _memory(buffer) in (sbuf, psum)
+
+
+def is_psum(buffer: Any) -> bool:
+    return _memory(buffer) is psum
+
+
+def is_sbuf(buffer: Any) -> bool:
+    return _memory(buffer) is sbuf
 
 
 __all__ = [n for n in list(globals()) if not n.startswith("_") and n not in ("annotations", "os", "Any", "np")]

@@ -20,6 +20,7 @@ from trnsim.isa.instruction import Region
 from trnsim.nki.boxes import _box3, _to_root_box
 from trnsim.nki.context import user_location
 from trnsim.nki.tensor_ops import TileOperators, tile_language
+from trnsim.nki.tensor_views import TensorViews, alias_allocation
 from trnsim.sim.memory import Allocation, MemoryKind
 
 Slice = tuple[int, int, int]
@@ -45,7 +46,7 @@ def _slice_len(s: Slice) -> int:
     return max(0, -(-(stop - start) // step))
 
 
-class NkiTensor(TileOperators):
+class NkiTensor(TileOperators, TensorViews):
     """A tensor view. Shapes are numpy-like; for SBUF/PSUM tiles dim 0 is the partition dim."""
 
     __slots__ = ("__weakref__", "_region", "alloc", "key", "shape")
@@ -186,6 +187,9 @@ class NkiTensor(TileOperators):
         return tuple(key)
 
     def __setitem__(self, index: Any, value: Any) -> None:
+        if hasattr(value, "reduce_into"):  # nl.loop_reduce(...): the destination is the other operand
+            value.reduce_into(self[index])
+            return
         tile_language().assign(self[index], value)
 
     # -- regions and values --------------------------------------------------------------------------
@@ -389,18 +393,7 @@ class NkiTensor(TileOperators):
         return self
 
 
-def _alias(alloc: Allocation, shape: tuple[int, ...], dtype: np.dtype[Any] | None = None) -> Allocation:
-    """`alloc`'s bytes seen with another shape and, for bit reinterpretation, another dtype."""
-    dt = alloc.dtype if dtype is None else dtype
-    root = alloc.root
-    if dt == root.dtype:
-        return alloc.alias(shape)
-    a = alloc.alias(root.shape)  # the root's bytes, then seen as `dt` elements in `shape`
-    a.dtype = dt
-    a.shape = shape
-    a.row_elems = prod(shape[1:]) if len(shape) > 1 else 1
-    a.storage = None if root.storage is None else root.storage.reshape(-1).view(dt).reshape(shape)
-    return a
+_alias = alias_allocation
 
 
 def _is_index_expr(x: Any) -> bool:
