@@ -51,7 +51,8 @@ def new_tensor(
                 rule="partition-dim",
             )
         if buffer is MemoryKind.PSUM:
-            per_partition = int(np.prod(shp)) // shp[par_axis] * dt.itemsize
+            # one block of a block tensor (dims after the partition dim) is one PSUM tile
+            per_partition = int(np.prod(shp[par_axis + 1 :])) * dt.itemsize
             limit = core.psum.bank_bytes * core.psum.max_tile_banks
             if per_partition > limit:
                 raise TileShapeError(
