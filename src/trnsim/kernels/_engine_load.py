@@ -67,7 +67,15 @@ class EngineLoad:
 
     def scalar_cycles(self, n: int) -> float:
         """One ScalarE activation over n elements per partition (scale and bias are free)."""
-        return self._cost(Opcode.ACTIVATION, Engine.SCALAR, n, ())
+        return self.activation_cycles(n)
+
+    def activation_cycles(self, n: int, reduce: bool = False) -> float:
+        """One ScalarE activation, with `reduce` a free-axis reduction into reduce_res (its accumulator read)."""
+        return self._cost(Opcode.ACTIVATION, Engine.SCALAR, n, (), reduce=reduce)
+
+    def fused_cycles(self, n: int, *tiles: Any, ops: str = "multiply,multiply") -> float:
+        """One VectorE scalar_tensor_tensor, (x op0 scalar) op1 tile, `ops` = "op0,op1"."""
+        return self._cost(Opcode.SCALAR_TENSOR_TENSOR, Engine.VECTOR, n, tiles, n_inputs=2, alu_op=ops)
 
     def vector_scalar_cycles(self, n: int, *tiles: Any) -> float:
         """A VectorE tensor_scalar (or tensor_copy) over n elements per partition of `tiles`."""

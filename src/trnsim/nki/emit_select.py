@@ -20,7 +20,7 @@ def iota(dst: Any, values: np.ndarray, mask: Any = None, location: str | None = 
     ctx = current()
     loc = location or user_location()
     dst = require_tensor(dst, "iota dst", loc)
-    check_tile(ctx, dst, "iota dst", loc, allow_psum=False)
+    check_tile(ctx, dst, "iota dst", loc)
     m = broadcast_mask(mask, dst.shape, loc)
     vals = np.broadcast_to(np.asarray(values), dst.shape).astype(np.int32)  # GpSimd integer arithmetic
     if dtypes.is_float(dst.dtype):
@@ -36,8 +36,8 @@ def affine_select(
     loc = location or user_location()
     dst = require_tensor(dst, "affine_select dst", loc)
     src = require_tensor(on_true, "affine_select on_true", loc)
-    check_tile(ctx, dst, "affine_select dst", loc, allow_psum=False)
-    check_tile(ctx, src, "affine_select on_true", loc, allow_psum=False)
+    check_tile(ctx, dst, "affine_select dst", loc)
+    check_tile(ctx, src, "affine_select on_true", loc)
     same_elements(dst, src, "affine_select", loc)
     pred = np.broadcast_to(np.asarray(predicate, dtype=bool), dst.shape)
     m = broadcast_mask(mask, dst.shape, loc)

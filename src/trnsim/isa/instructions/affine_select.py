@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from trnsim.isa import semantics as sem
-from trnsim.isa.instructions.iota import cycles
+from trnsim.isa.instructions.iota import cycles, gpsimd_reachable
 from trnsim.isa.opcodes import Engine, Opcode
 from trnsim.isa.record import InstructionRecord
 
@@ -12,5 +12,6 @@ RECORD = InstructionRecord(
     engines=(Engine.GPSIMD,),
     cycles=cycles,
     semantics=sem.affine_select,
+    check=gpsimd_reachable("affine_select"),
     source="trainium.md §3.6 affine_select",
 )
