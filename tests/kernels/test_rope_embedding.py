@@ -104,4 +104,4 @@ def test_embedding_errors() -> None:
     with pytest.raises(UsageError, match="Python list"):
         nki.profile(embedding, mode="timing")(np.array([1, 2], np.int32), TensorSpec((10, 4)))
     with pytest.raises(DtypeError, match="integers"):
-        nki.simulate(embedding)(np.array([1.0, 2.0]), table)
+        nki.simulate(embedding)(np.array([1.0, 2.0], np.float32), table)
