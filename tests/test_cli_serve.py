@@ -170,3 +170,59 @@ def test_absurd_input_is_refused_at_once_in_one_line(tiny: str, args: list[str],
     assert isinstance(result.exception, TrnsimError), result.exception
     message = str(result.exception)
     assert "\n" not in message and re.search(expected, message), message
+
+
+def test_every_priced_instance_serves(tiny: str) -> None:
+    """H100, H200 (p5e, p5en), B200, trn1, inf2, trn2, the trn2 and trn3 UltraServers: each has a price, a
+    power figure and an accelerator model, so `serve` runs on it."""
+    table = load_prices()
+    listed = ["p5.48xlarge", "p5e.48xlarge", "p5en.48xlarge", "p6-b200.48xlarge", "trn1.32xlarge", "inf2.48xlarge"]
+    listed += ["trn2.48xlarge", "trn2-ultraserver", "trn3-ultraserver"]
+    assert set(listed) <= set(table.instances)
+    for name, entry in sorted(table.instances.items()):
+        assert entry.basis != "assumption" or entry.note  # an assumption says why
+        if name not in listed:  # p4d (A100): no accelerator model yet, and it says so
+            result = CliRunner().invoke(app, ["serve", "--model", tiny, "--hw", name, "--tp", "1", "--rate", "5"])
+            assert isinstance(result.exception, TrnsimError) and "no model of" in str(result.exception)
+            continue
+        out = run("serve", "--model", tiny, "--hw", name, "--tp", "1", "--rate", "5", *WORK)
+        assert out["requests"] == 24 and out["usd_per_mtok"] > 0 and out["j_per_tok"] > 0, name
+
+
+def test_prices_and_power_files_add_an_instance(tiny: str, tmp_path: Path) -> None:
+    missing = CliRunner().invoke(app, ["serve", "--model", tiny, "--hw", "my-h100.box", "--tp", "1", "--rate", "5"])
+    assert isinstance(missing.exception, TrnsimError) and "--prices" in str(missing.exception)
+    prices = tmp_path / "prices.toml"
+    prices.write_text(
+        '[instances."my-h100.box"]\naccelerator = "h100"\naccelerators = 8\nhbm_gib_per_accelerator = 80\n'
+        'usd_per_hour = 16.0\nregion = "on-prem"\n'
+    )
+    power = tmp_path / "power.toml"
+    power.write_text('[server_overhead_w]\n"my-h100.box" = { value = 1000.0, source = "our meter" }\n')
+    args = ["--model", tiny, "--hw", "my-h100.box", "--tp", "1", "--rate", "5", *WORK]
+    out = run("serve", *args, "--prices", str(prices), "--power-table", str(power))
+    tokens_per_hour = out["throughput_tok_s"] * 3600
+    assert out["usd_per_mtok"] == pytest.approx(16.0 / 8 / tokens_per_hour * 1e6, rel=1e-9)
+    watts = (8 * 700.0 + 1000.0) * load_power().cooling_for("air").pue.value / 8  # h100 chips at 700 W
+    assert out["j_per_tok"] == pytest.approx(watts * out["duration_s"] / (out["requests"] * 8), rel=1e-9)
+    cmp = run(
+        "compare",
+        "--model",
+        tiny,
+        "--hw",
+        "my-h100.box:tp=1",
+        "--slo-ttft-ms",
+        "500",
+        "--rate",
+        "5",
+        *WORK[:2],
+        "--prompt",
+        "40",
+        "--output",
+        "8",
+        "--prices",
+        str(prices),
+        "--power-table",
+        str(power),
+    )
+    assert cmp["sides"][0]["price_per_replica_hour"] == pytest.approx(2.0)

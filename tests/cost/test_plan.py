@@ -31,6 +31,13 @@ def _expected_server(name: str, u: float) -> tuple[float, float]:
     return overhead + entry.accelerators * chip, overhead + entry.accelerators * chip * (f + u * (1 - f))
 
 
+def _random_cooling(rng: np.random.Generator, instance: str) -> str:
+    """A cooling whose rack can hold one server of `instance` (an UltraServer needs liquid-cooled racks)."""
+    peak, _ = _expected_server(instance, 1.0)
+    fits = [c for c, spec in load_power().cooling.items() if spec.rack_kw.value * 1e3 >= peak]
+    return str(rng.choice(sorted(fits)))
+
+
 def _random_capacity(rng: np.random.Generator) -> ReplicaCapacity:
     name = str(rng.choice(sorted(load_prices().instances)))
     spread = int(rng.integers(1, 5))
@@ -72,7 +79,7 @@ def _check_common(f: CapacityPlan, cap: ReplicaCapacity, cooling: str, u: float)
 def test_power_budget_plans(rng: np.random.Generator) -> None:
     for _ in range(40):
         cap = _random_capacity(rng)
-        cooling = str(rng.choice(["air", "liquid"]))
+        cooling = _random_cooling(rng, cap.instance)
         basis = str(rng.choice(["facility", "it"]))
         budget = float(10 ** rng.uniform(6, 9.5))
         fleet = plan(cap, power_budget=budget, cooling=cooling, budget_basis=basis)
@@ -89,7 +96,7 @@ def test_power_budget_plans(rng: np.random.Generator) -> None:
 def test_demand_plans(rng: np.random.Generator) -> None:
     for _ in range(40):
         cap = _random_capacity(rng)
-        cooling = str(rng.choice(["air", "liquid"]))
+        cooling = _random_cooling(rng, cap.instance)
         demand = float(10 ** rng.uniform(2, 7))
         fleet = plan(cap, tokens_per_s=demand, cooling=cooling)
         units = fleet.instances // cap.instances_per_replica

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import typer
 from rich.console import Console
@@ -28,6 +29,8 @@ def compare_command(
     scheduler: str = typer.Option("continuous", "--scheduler", help="continuous (vLLM), chunked (Sarathi) or static"),
     goodput: float = typer.Option(0.9, "--goodput", help="fraction of requests that must meet the SLO"),
     seed: int = typer.Option(0, "--seed", help="workload random seed"),
+    prices: Path | None = typer.Option(None, "--prices", help="TOML overriding prices.toml entries (your quote)"),
+    power_table: Path | None = typer.Option(None, "--power-table", help="TOML overriding power.toml entries"),
     as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
     report: str | None = typer.Option(None, "--report", help="also write a self-contained HTML report here"),
 ) -> None:
@@ -54,6 +57,8 @@ def compare_command(
         goodput_fraction=goodput,
         seed=seed,
         progress=not as_json,
+        prices=prices,
+        power_table=power_table,
         on_side=None if as_json else (lambda what: err.print(f"[dim]{escape(what)} ...[/]", highlight=False)),
     )
     out = cmp.to_dict()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -55,6 +56,8 @@ def serve_command(
     seed: int = typer.Option(0, "--seed", help="workload random seed"),
     slo_ttft_ms: float | None = typer.Option(None, "--slo-ttft-ms", help="TTFT target for SLO attainment"),
     slo_tpot_ms: float | None = typer.Option(None, "--slo-tpot-ms", help="TPOT target for SLO attainment"),
+    prices: Path | None = typer.Option(None, "--prices", help="TOML overriding prices.toml entries (your quote)"),
+    power_table: Path | None = typer.Option(None, "--power-table", help="TOML overriding power.toml entries"),
     as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
     report: str | None = typer.Option(None, "--report", help="also write a self-contained HTML report here"),
 ) -> None:
@@ -67,7 +70,15 @@ def serve_command(
         raise ServeError("give exactly one of --rate (requests/s) or --concurrency (clients)")
     work = make_workload(requests, rate=rate, concurrency=concurrency, prompt=prompt, output=output, seed=seed)
     slo = SLO(slo_ttft_ms, slo_tpot_ms) if slo_ttft_ms is not None or slo_tpot_ms is not None else None
-    setup = serving_setup(model, hw, tp, bounds=grid_bounds(work, scheduler), progress=not as_json)
+    setup = serving_setup(
+        model,
+        hw,
+        tp,
+        bounds=grid_bounds(work, scheduler),
+        progress=not as_json,
+        prices=prices,
+        power_table=power_table,
+    )
     status = Console(stderr=True).status(f"simulating {requests} requests on {hw} (tp={tp}) ...")
     with status if not as_json else contextlib.nullcontext():
         result = simulate(setup.model, setup.replica, work, scheduler, slo=slo)

@@ -16,8 +16,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from trnsim.cost import load_power, load_prices
 from trnsim.serve.errors import ServeError, SloUnreachableError
 from trnsim.serve.metrics import SLO
 from trnsim.serve.options import make_workload
@@ -122,6 +124,8 @@ def compare_hardware(
     dtype: str = "bfloat16",
     progress: bool = False,
     on_side: Callable[[str], None] | None = None,
+    prices: str | Path | None = None,
+    power_table: str | Path | None = None,
 ) -> Comparison:
     """Serve `model` on each hardware ("INSTANCE:tp=N") under `slo`; see the module docstring."""
     if not hardware:
@@ -130,6 +134,7 @@ def compare_hardware(
     for c in choices:
         if c.tp is None:
             raise ServeError(f"give tp for {c.instance} as {c.instance}:tp=N (ranks per replica)")
+    price_table, power = load_prices(prices), load_power(power_table)  # a bad file fails before any estimate
     # Set every side up first: an impossible one fails before any long simulation. A rate search sizes its
     # own runs (more requests than asked for), so its grid spans the scheduler's whole batch.
     if rate is None and concurrency is None:
@@ -142,7 +147,18 @@ def compare_hardware(
         assert c.tp is not None
         if on_side is not None:
             on_side(f"step latencies for {c}")
-        setups.append(serving_setup(model, c.instance, c.tp, dtype=dtype, bounds=bounds, progress=progress))
+        setups.append(
+            serving_setup(
+                model,
+                c.instance,
+                c.tp,
+                dtype=dtype,
+                bounds=bounds,
+                progress=progress,
+                prices=price_table,
+                power_table=power,
+            )
+        )
     sides: list[SideResult] = []
     failures: dict[str, str] = {}
     for c, setup in zip(choices, setups):

@@ -15,8 +15,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
+from trnsim.cost.power_table import PowerTable
+from trnsim.cost.prices import PriceTable
 from trnsim.serve.errors import ModelDoesNotFitError, ServeError
 from trnsim.serve.model import DEFAULT_RESERVE_FRACTION, GIB, Replica, ServedModel
 from trnsim.serve.workload import Workload
@@ -46,13 +49,13 @@ def parse_hw(text: str, default_tp: int | None = None) -> HwChoice:
     return HwChoice(match.group(1), tp)
 
 
-def accelerator_target(instance: str) -> str:
+def accelerator_target(instance: str, prices: PriceTable | None = None) -> str:
     """The hardware or GPU preset that models the accelerator of `instance` (from prices.toml)."""
     from trnsim.cost import load_prices
     from trnsim.gpu.presets import list_gpus
     from trnsim.hw.presets import list_presets
 
-    chip = load_prices().instance(instance).accelerator
+    chip = (prices or load_prices()).instance(instance).accelerator
     if chip in list_presets() or chip in list_gpus():
         return chip
     raise ServeError(
@@ -165,20 +168,25 @@ def serving_setup(
     bounds: GridBounds | None = None,
     cache: bool = True,
     progress: bool = False,
+    prices: PriceTable | str | Path | None = None,
+    power_table: PowerTable | str | Path | None = None,
 ) -> ServingSetup:
     """ServedModel + Replica for `model` on `instance` with `tp` ranks per replica (logical NeuronCores or GPUs).
 
     bounds: the step shapes the step-latency grid spans (`grid_bounds(workload, scheduler)`); by default
-    estimated_step_cost's (batch 256, context 32768, 8192 new tokens)."""
+    estimated_step_cost's (batch 256, context 32768, 8192 new tokens). prices / power_table: a user's TOML
+    laid over prices.toml / power.toml (as `trnsim plan --prices/--power-table`), or loaded tables."""
     from trnsim.cost import load_power, load_prices, server_power
     from trnsim.cost.capacity_source import chips_per_replica, replica_layout
     from trnsim.serve.estimate_step_cost import DTYPES, estimated_step_cost
 
     if dtype not in DTYPES:
         raise ServeError(f"dtype {dtype!r} is not supported; use one of {', '.join(DTYPES)}")
-    prices = load_prices()
+    if not isinstance(prices, PriceTable):
+        prices = load_prices(prices)
+    power = power_table if isinstance(power_table, PowerTable) else load_power(power_table)
     entry = prices.instance(instance)
-    target = accelerator_target(instance)
+    target = accelerator_target(instance, prices)
     per_instance, instances_per_replica = replica_layout(instance, tp, prices)
     dtype_bytes = DTYPES[dtype]
     served = served_model(model, tp, dtype_bytes)
@@ -197,7 +205,6 @@ def serving_setup(
     step_cost = estimated_step_cost(
         model, target, tp, spec_instances, dtype=dtype, cache=cache, progress=progress, **limits
     )
-    power = load_power()
     share = instances_per_replica / per_instance  # instances one replica stands for
     facility_w = server_power(instance, prices, power).peak_w * power.cooling_for(DEFAULT_COOLING).pue.value
     replica = Replica(
