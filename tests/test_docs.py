@@ -135,6 +135,18 @@ def test_relative_links_resolve(doc: Path) -> None:
     assert not missing, f"docs/{doc.name} links to files that do not exist: {missing}"
 
 
+@pytest.mark.parametrize("doc", [*DOCS, DOCS_DIR.parent / "README.md"], ids=[*(p.name for p in DOCS), "README.md"])
+def test_docs_stay_inside_the_repository(doc: Path) -> None:
+    """A reader of the repository alone can follow every reference: nothing points at ../ or the workspace's
+    shared/ notes, and every relative link lands inside the repository."""
+    root = DOCS_DIR.parent.resolve()
+    text = doc.read_text()
+    assert not re.search(r"(?:\.\./|`)shared/", text), f"{doc.name} refers to shared/ outside the repository"
+    for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", text):
+        if "://" not in target and not target.startswith("mailto:"):
+            assert (doc.parent / target).resolve().is_relative_to(root), f"{doc.name} links outside: {target}"
+
+
 def test_machine_model_table_is_generated() -> None:
     from trnsim.hw.table import BEGIN, END, markdown_table
 

@@ -70,10 +70,10 @@ EXPECTED: dict[str, list[tuple[str, Callable[[str], bool]]]] = {
 }
 
 
-def _run(script: Path, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, TRNSIM_CACHE_DIR=str(cwd / "cache"), MPLBACKEND="Agg", PYTHONWARNINGS="ignore")
+def _run(script: Path, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, TRNSIM_CACHE_DIR=str(cwd / "cache"), MPLBACKEND="Agg")
     return subprocess.run(
-        [sys.executable, str(script)], cwd=cwd, env=env, capture_output=True, text=True, timeout=TIMEOUT_S
+        [sys.executable, str(script), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=TIMEOUT_S
     )
 
 
@@ -87,9 +87,19 @@ def test_example_runs(script: Path, tmp_path: Path) -> None:
     proc = _run(script, tmp_path)
     assert proc.returncode == 0, f"{script.name} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     assert proc.stdout.strip(), f"{script.name} printed nothing"
+    noise = [line for line in proc.stderr.splitlines() if "Warning" in line or "Loading weights" in line]
+    assert not noise, f"{script.name} printed foreign warnings or progress bars: {noise[:3]}"
     failed = [what for what, ok in EXPECTED.get(script.name, []) if not ok(proc.stdout)]
     assert not failed, f"{script.name} output lacks: {failed}\n{proc.stdout[-3000:]}"
     # Examples write only into their working folder's out/ (and the kernel cache the test pointed at).
     assert {p.name for p in tmp_path.iterdir()} <= {"out", "cache"}
     for trace in (tmp_path / "out").glob("*.json"):
         assert json.loads(trace.read_text())["traceEvents"], f"{trace.name} has no events"
+
+
+def test_an_example_writes_where_it_is_told(tmp_path: Path) -> None:
+    target = tmp_path / "elsewhere" / "traces"
+    proc = _run(EXAMPLES_DIR / "01_kernel_profile.py", tmp_path, str(target))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads((target / "scaled_add.trace.json").read_text())["traceEvents"]
+    assert not (tmp_path / "out").exists()
