@@ -77,3 +77,10 @@ class UninitialisedMemoryWarning(TrnsimWarning):
     `nki.simulate` raises these from the profile's warnings (`warnings.simplefilter("error", ...)` makes
     them errors).
     """
+
+
+class IsolationError(KernelError):
+    """A tenant's kernel or DMA addressed memory or a NeuronCore of another tenant on the same instance.
+
+    The message names both tenants; tenants own whole NeuronCores and the memory their kernels allocate.
+    """

@@ -380,6 +380,27 @@ def test_barrier(target: str) -> None:
     assert compute_cycles(Opcode.BARRIER, Engine.SYNC, c, CostArgs()) == c.sync.min_ii_cycles
 
 
+@covers(Opcode.SENDRECV)
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("p,row_bytes", [(128, 4096), (16, 64)])
+def test_sendrecv_is_one_dma_over_all_queues(target: str, p: int, row_bytes: int) -> None:
+    c = core_of(target)
+    d = c.dma
+    rate = d.queues * d.queue_bytes_per_ns * row_bytes / (row_bytes + d.descriptor_overhead_bytes)
+    want = (d.fixed_latency_ns + p * row_bytes / rate) * c.sync.clock_ghz
+    got = compute_cycles(Opcode.SENDRECV, Engine.SYNC, c, CostArgs(n=row_bytes, p=p))
+    assert got == pytest.approx(want, rel=1e-12)
+
+
+@covers(Opcode.CORE_BARRIER, Opcode.COLLECTIVE)
+@pytest.mark.parametrize("target", TARGETS)
+def test_core_barrier_and_collective_issue_in_one_min_ii(target: str) -> None:
+    """Their wait for partners and link time are the instance timing's (tests/nki/test_collectives_timing.py)."""
+    c = core_of(target)
+    assert compute_cycles(Opcode.CORE_BARRIER, Engine.GPSIMD, c, CostArgs()) == c.gpsimd.min_ii_cycles
+    assert compute_cycles(Opcode.COLLECTIVE, Engine.SYNC, c, CostArgs()) == c.sync.min_ii_cycles
+
+
 def test_every_opcode_has_a_closed_form_cost_test() -> None:
     assert set(RECORDS) == set(Opcode)
     missing = sorted(op.key for op in set(Opcode) - COVERED)

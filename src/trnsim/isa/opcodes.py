@@ -42,6 +42,10 @@ class Opcode(IntEnum):
     TENSOR_TENSOR_SCAN = 15
     SCALAR_TENSOR_TENSOR = 16
     RECIPROCAL = 17
+    # multi-rank instructions (sim/instance_timing.py adds the wait for partners and the link time)
+    SENDRECV = 40
+    CORE_BARRIER = 41
+    COLLECTIVE = 42
 
     @property
     def key(self) -> str:

@@ -8,6 +8,8 @@ from trnsim.isa.instructions import (
     barrier,
     bn_aggr,
     bn_stats,
+    collective,
+    core_barrier,
     dma_copy,
     iota,
     memset,
@@ -16,6 +18,7 @@ from trnsim.isa.instructions import (
     reciprocal,
     scalar_tensor_tensor,
     select,
+    sendrecv,
     tensor_copy,
     tensor_reduce,
     tensor_scalar,
@@ -46,6 +49,9 @@ RECORDS: dict[Opcode, InstructionRecord] = {
         tensor_tensor_scan,
         scalar_tensor_tensor,
         reciprocal,
+        sendrecv,
+        core_barrier,
+        collective,
     )
 }
 

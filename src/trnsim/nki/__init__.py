@@ -5,7 +5,7 @@ the current NKI API; `trnsim.nki.install_aliases()` also makes `import nki` and 
 `import neuronxcc.nki` resolve here.
 """
 
-from trnsim.nki import compiler, dtype, isa, language
+from trnsim.nki import collectives, compiler, dtype, isa, language
 from trnsim.nki import typing as typing
 from trnsim.nki.kernel import (
     Kernel,
@@ -20,6 +20,7 @@ from trnsim.nki.kernel import (
 )
 from trnsim.nki.target import get_target_spec, set_target
 from trnsim.nki.tensor import NkiTensor
+from trnsim.runtime.instance_launch import TenantLaunch, run_ranks, run_tenants
 
 
 def install_aliases() -> None:
@@ -31,9 +32,11 @@ def install_aliases() -> None:
 __all__ = [
     "Kernel",
     "NkiTensor",
+    "TenantLaunch",
     "TensorSpec",
     "baremetal",
     "benchmark",
+    "collectives",
     "compiler",
     "dtype",
     "get_target_spec",
@@ -43,6 +46,8 @@ __all__ = [
     "language",
     "launch",
     "profile",
+    "run_ranks",
+    "run_tenants",
     "set_target",
     "simulate",
     "simulate_kernel",

@@ -6,6 +6,7 @@ import sys
 import types
 
 import trnsim.nki as _nki
+from trnsim.nki import collectives as _collectives
 from trnsim.nki import compiler as _compiler
 from trnsim.nki import dtype as _dtype
 from trnsim.nki import isa as _isa
@@ -33,6 +34,7 @@ def install_aliases() -> None:
             "nki.language": _language,
             "nki.isa": _isa,
             "nki.isa.constants": _isa_constants,
+            "nki.collectives": _collectives,
             "nki.typing": _typing,
             "nki.compiler": _compiler,
             "nki.dtype": _dtype,

@@ -145,3 +145,31 @@ def write_trace(profile: Profile, path: Path, flows: bool = True) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(trace_document(profile, flows)))
     return path
+
+
+def instance_trace_document(named: list[tuple[str, Profile]], flows: bool = True) -> dict[str, Any]:
+    """One trace for many ranks: each rank's cores (and its HBM counters) as processes named after the rank,
+    on one clock (the ranks of a multi-rank run share simulated time)."""
+    events: list[dict[str, Any]] = []
+    base = 0
+    flow_base = 0
+    for name, profile in named:
+        own = trace_events(profile, flows)
+        top = max((e["pid"] for e in own if "pid" in e), default=0)
+        for e in own:
+            e = {**e, "pid": base + e["pid"]}
+            if e["name"] == "process_name":
+                e["args"] = {"name": f"{name} · {e['args']['name']}"}
+            elif e["name"] == "process_sort_index":
+                e["args"] = {"sort_index": e["pid"]}
+            if e.get("cat") == FLOW_NAME:
+                e["id"] = flow_base + e["id"]
+            events.append(e)
+        flow_base += sum(1 for e in own if e.get("cat") == FLOW_NAME and e["ph"] == "s")
+        base += top + 1
+    latency = max((p.latency_us for _, p in named), default=0.0)
+    return {
+        "traceEvents": events,
+        "displayTimeUnit": "ns",
+        "metadata": {"producer": "trnsim", "ranks": [n for n, _ in named], "latency_us": latency},
+    }
