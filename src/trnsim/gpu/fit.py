@@ -20,8 +20,9 @@ from typing import Any
 
 import numpy as np
 import tomlkit
+from numpy.typing import NDArray
+from scipy.optimize import least_squares
 
-from trnsim.gpu.lsq import Vector, levenberg_marquardt
 from trnsim.gpu.measured import (
     BANDWIDTH_FILE,
     DATA_DIR,
@@ -36,6 +37,8 @@ from trnsim.gpu.measured import (
 from trnsim.gpu.model import GpuModel
 from trnsim.gpu.presets import FITTED_DIR, load_gpu_preset
 from trnsim.gpu.spec import FittedCurves, GpuSpec
+
+Vector = NDArray[np.float64]
 
 # Inputs to the fit, not fitted. Assumption: output tiles typical of cuBLAS/CUTLASS kernels on Hopper
 # (tensor cores: 128x256, 128x128, 64x128; CUDA-core SGEMM: 128x128, 64x64, 32x64); split-K up to 16 ways.
@@ -154,8 +157,11 @@ def _stage(
         curves = FittedCurves.model_validate(_apply(base, params, z))
         return residual(GpuModel(spec, curves))
 
-    z, _ = levenberg_marquardt(f, np.array([p.z0() for p in params]))
-    return _apply(base, params, z)
+    # scipy's Levenberg-Marquardt (MINPACK) with a finite-difference Jacobian: the model has kinks (wave
+    # quantisation, the launch floor), so no analytic Jacobian; bounds are mapped away by Param.value, which
+    # leaves an unconstrained problem, as method="lm" requires.
+    solution = least_squares(f, np.array([p.z0() for p in params]), method="lm")
+    return _apply(base, params, solution.x)
 
 
 def relative_errors(pred: Vector, measured: Vector) -> Vector:
