@@ -226,3 +226,33 @@ def test_prices_and_power_files_add_an_instance(tiny: str, tmp_path: Path) -> No
         str(power),
     )
     assert cmp["sides"][0]["price_per_replica_hour"] == pytest.approx(2.0)
+
+
+def test_heads_are_padded_when_tp_does_not_divide_them(tiny: str) -> None:
+    """tp=3 on 8 heads runs 9 (three per rank), as transformers-neuronx / NxD Inference pad them: the same
+    step times, weights and KV cache as a model that really has 9 heads of the same size."""
+    from trnsim.compiler.tensor_parallel import local_heads, shard_config
+    from trnsim.models import model_facts
+    from trnsim.models.config import resolve_config
+    from trnsim.serve.setup import served_model
+
+    assert local_heads(64, 8, 24) == (3, 1)  # Llama-2-70B on inf2.48xlarge's 24 NeuronCores
+    local = shard_config(resolve_config("llama-2-70b"), 24)
+    assert (local.num_attention_heads, local.num_key_value_heads, local.head_dim) == (3, 1, 128)
+    facts = model_facts("llama-2-70b")
+    padded = served_model("llama-2-70b", 24)
+    extra = facts.n_layers * (2 * (72 - 64) + 2 * (24 - 8)) * 128 * facts.hidden_size * 2  # q,o and k,v heads
+    assert padded.weight_bytes == facts.weight_bytes(2) + extra
+    assert padded.kv_bytes_per_token == 2 * facts.n_layers * 24 * 128 * 2
+
+    config = json.loads(Path(tiny).read_text())
+    nine = Path(tiny).with_name("tiny9.json")
+    wide = {"hidden_size": 288, "head_dim": 32}  # 288 = 9 x 32, a multiple of 8 and 9 heads (transformers checks)
+    nine.write_text(json.dumps(config | wide | {"num_attention_heads": 9, "num_key_value_heads": 9}))
+    eight = Path(tiny).with_name("tiny8.json")
+    eight.write_text(json.dumps(config | wide))
+    args = ["--hw", "inf2.48xlarge", "--tp", "3", "--rate", "5", *WORK]
+    out8, out9 = run("serve", "--model", str(eight), *args), run("serve", "--model", str(nine), *args)
+    for key in ("ttft_ms", "tpot_ms", "e2e_ms"):
+        assert out8[key] == pytest.approx(out9[key], rel=1e-9)
+    assert served_model(str(eight), 3).weight_bytes == served_model(str(nine), 3).weight_bytes

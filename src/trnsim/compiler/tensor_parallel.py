@@ -3,8 +3,12 @@ split over `tp` logical cores; the row-parallel projections (attention output, M
 all-reduce and the logits in an all-gather, costed over the instance topology (sim/collectives.py).
 
 The per-rank model is built from the Hugging Face config with heads / KV heads / intermediate size /
-vocabulary divided by tp (KV heads replicated when fewer than tp, as Megatron and NxD do), so every kernel is
-simulated at exactly the shape one rank runs.
+vocabulary divided by tp, so every kernel is simulated at exactly the shape one rank runs. When tp does not
+divide the heads, they are padded to the next multiple of tp, as transformers-neuronx and NxD Inference do
+(e.g. Llama-2-70B's 64 heads at tp=24 run as 72, three per rank): the padded heads' FLOPs, weights and KV
+cache are paid for. KV heads fewer than tp are replicated (each rank keeps one, NxD's
+REPLICATE_TO_TP_DEGREE); more than tp but not a multiple are padded likewise. A rank whose query heads do
+not group evenly over its KV heads keeps one KV head per query head (NxD's CONVERT_TO_MHA).
 """
 
 from __future__ import annotations
@@ -46,6 +50,17 @@ class TPPlan:
 SHARDABLE = ("llama", "mistral", "mixtral", "qwen2", "qwen3", "gemma", "gemma2", "phi3")
 
 
+def local_heads(heads: int, kv_heads: int, tp: int) -> tuple[int, int]:
+    """(query heads, KV heads) one rank holds, padding included (see the module docstring)."""
+    if tp < 1 or heads < 1 or kv_heads < 1:
+        raise CompileError(f"heads ({heads}), KV heads ({kv_heads}) and tp ({tp}) must be >= 1")
+    q = -(-heads // tp)  # heads padded up to a multiple of tp
+    kv = -(-kv_heads // tp)  # fewer than tp: one replica per rank; else padded up to a multiple of tp
+    if q % kv:
+        kv = q  # no even grouping on this rank: one KV head per query head
+    return q, kv
+
+
 def shard_config(config: Any, tp: int) -> Any:
     """The config of one rank's slice of the model."""
     if tp == 1:
@@ -58,12 +73,9 @@ def shard_config(config: Any, tp: int) -> Any:
         )
     heads = config.num_attention_heads
     kv = getattr(config, "num_key_value_heads", None) or heads
-    if heads % tp:
-        raise CompileError(f"tp={tp} must divide the {heads} attention heads of {model_type}")
     local = copy.deepcopy(config)
     local.head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
-    local.num_attention_heads = heads // tp
-    local.num_key_value_heads = max(1, kv // tp)  # fewer KV heads than ranks: each rank keeps one (replicated)
+    local.num_attention_heads, local.num_key_value_heads = local_heads(heads, kv, tp)
     local.intermediate_size = math.ceil(config.intermediate_size / tp)
     local.vocab_size = math.ceil(config.vocab_size / tp)
     return local

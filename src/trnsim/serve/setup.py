@@ -147,16 +147,25 @@ class ServingSetup:
 
 
 def served_model(model: str, tp: int = 1, dtype_bytes: int = 2) -> ServedModel:
-    """ServedModel of a preset/config.json: weights at dtype_bytes per parameter, and the KV cache a token
-    takes over all tp ranks (KV heads are replicated when there are fewer than tp, as Megatron and NxD do)."""
+    """ServedModel of a preset/config.json at tensor parallelism tp: weights at dtype_bytes per parameter and
+    the KV cache a token takes over all tp ranks, both with the heads as the ranks hold them
+    (`tensor_parallel.local_heads`: replicated KV heads, heads padded to a multiple of tp)."""
+    from trnsim.compiler.tensor_parallel import local_heads
     from trnsim.models import model_facts
 
     facts = model_facts(model)
-    kv_heads_total = max(facts.n_kv_heads, tp)  # each rank holds at least one KV head
+    if not facts.n_kv_heads:
+        raise ServeError(f"{facts.name} is not a decoder (no KV cache); serving needs a causal language model")
+    weights = float(facts.weight_bytes(dtype_bytes))
+    q_local, kv_local = local_heads(facts.n_heads, facts.n_kv_heads, tp) if tp > 1 else (0, 0)
+    if tp > 1:  # padded query heads (q and o projections) and replicated/padded KV heads (k and v) are stored too
+        extra_heads = 2 * (q_local * tp - facts.n_heads) + 2 * (kv_local * tp - facts.n_kv_heads)
+        weights += float(facts.n_layers * extra_heads * facts.head_dim * facts.hidden_size * dtype_bytes)
+    kv_heads_total = kv_local * tp if tp > 1 else facts.n_kv_heads
     kv_per_token = 2 * facts.n_layers * kv_heads_total * facts.head_dim * dtype_bytes
     if not kv_per_token:
         raise ServeError(f"{facts.name} is not a decoder (no KV cache); serving needs a causal language model")
-    return ServedModel(facts.name, float(facts.weight_bytes(dtype_bytes)), float(kv_per_token), float(facts.n_params))
+    return ServedModel(facts.name, weights, float(kv_per_token), float(facts.n_params))
 
 
 def serving_setup(
