@@ -1,6 +1,7 @@
-"""Teach the compiler a new op: `torch.cumsum` has no built-in lowering (it runs on the host CPU with a
-warning); `trnsim.register_lowering` maps it to the library matmul: cumsum(x, -1) = x @ U, U upper-triangular
-ones. Run: python examples/07_custom_lowering.py
+"""Teach the compiler a new op: `torch.cumprod` has no built-in lowering (it runs on the host CPU with a
+warning). `trnsim.register_lowering` adds or replaces an entry of the lowering table: here it replaces the
+built-in `torch.cumsum` lowering (a VectorE scan) by the library matmul, cumsum(x, -1) = x @ U with U
+upper-triangular ones on TensorE. Run: python examples/07_custom_lowering.py
 """
 
 import warnings
@@ -17,6 +18,11 @@ class RunningMean(torch.nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         steps = torch.arange(1, x.shape[-1] + 1, dtype=x.dtype)
         return torch.cumsum(x, dim=-1) / steps
+
+
+class RunningProduct(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cumprod(x, dim=-1)
 
 
 def cumsum_as_matmul(ctx: LowerContext, x: torch.Tensor, dim: int, dtype: torch.dtype | None = None) -> torch.Tensor:
@@ -36,12 +42,16 @@ def main() -> None:
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", TrnsimWarning)
-        before = trnsim.compile(model, (x,))
-        before(x)
+        missing = trnsim.compile(RunningProduct(), (x,))
+        missing(x)
     for w in caught:
         if issubclass(w.category, TrnsimWarning):
             print("without a lowering:", w.message)
-    print(f"  host fallback ops: {[r.op for r in before.profile.host_fallback]}")
+    print(f"  host fallback ops: {[r.op for r in missing.profile.host_fallback]}")
+
+    before = trnsim.compile(model, (x,))
+    before(x)
+    print(f"built-in cumsum: kernels {sorted(before.profile.by_kernel())}, {before.profile.device_time_us:.1f} us")
 
     trnsim.register_lowering(torch.ops.aten.cumsum.default, cumsum_as_matmul)
     after = trnsim.compile(model, (x,))

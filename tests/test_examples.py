@@ -63,7 +63,8 @@ EXPECTED: dict[str, list[tuple[str, Callable[[str], bool]]]] = {
         ("two fleet plans", lambda out: len(re.findall(r"replicas [\d,]+, instances [\d,]+, chips [\d,]+", out)) == 2),
     ],
     "07_custom_lowering.py": [
-        ("host fallback before", _has(r"host fallback ops: \['aten.cumsum.default'\]")),
+        ("host fallback without a lowering", _has(r"host fallback ops: \['aten.cumprod.default'\]")),
+        ("built-in cumsum kernel", _has(r"built-in cumsum: kernels \[.*'cumsum'.*\]")),
         ("no fallback after", _has(r"with the lowering: max \|error\| vs eager \S+, host fallback ops: \[\]")),
         ("matmul used", _has(r"kernels: \[.*'matmul'.*\]")),
     ],

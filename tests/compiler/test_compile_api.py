@@ -26,6 +26,11 @@ class Block(torch.nn.Module):
         return x + self.out(a.transpose(1, 2).reshape(b, s, d))
 
 
+class WithCumprod(torch.nn.Module):  # an op with no lowering
+    def forward(self, x):
+        return torch.cumprod(x, dim=-1) * 2.0
+
+
 class WithCumsum(torch.nn.Module):
     def forward(self, x):
         return torch.cumsum(x, dim=-1) * 2.0
@@ -60,20 +65,20 @@ def test_timing_mode_gives_same_device_time_without_values():
 
 
 def test_host_fallback_warns_and_keeps_time_out_of_device_time():
-    model = WithCumsum()
+    model = WithCumprod()
     x = torch.randn(4, 8)
-    with pytest.warns(TrnsimWarning, match="aten.cumsum.default runs on the host CPU"):
+    with pytest.warns(TrnsimWarning, match="aten.cumprod.default runs on the host CPU"):
         out = torch.compile(model, backend="trnsim")(x)
-    torch.testing.assert_close(out, torch.cumsum(x, -1) * 2.0)
+    torch.testing.assert_close(out, torch.cumprod(x, -1) * 2.0)
     prof = trnsim.last_profile()
-    assert [r.op for r in prof.host_fallback] == ["aten.cumsum.default"]
+    assert [r.op for r in prof.host_fallback] == ["aten.cumprod.default"]
     assert prof.host_time_us > 0
     assert prof.device_time_us == pytest.approx(sum(r.device_us for r in prof.records if r.kind != "host"))
 
 
 def test_strict_mode_names_the_op_and_the_model_line():
-    model = WithCumsum()
-    with pytest.raises(UnsupportedOpError, match=r"aten.cumsum.default.*test_compile_api.py:\d+"):
+    model = WithCumprod()
+    with pytest.raises(UnsupportedOpError, match=r"aten.cumprod.default.*test_compile_api.py:\d+"):
         trnsim.compile(model, (torch.randn(4, 8),), strict=True)
 
 
