@@ -190,8 +190,9 @@ def test_report_from_json_files_and_cli(report_inputs, tmp_path):
     for number in key_numbers(prof, graph, serve):
         assert number in text, number
     assert not EXTERNAL.search(text)
-    # the roofline, the latency CDF from the percentiles (the JSON holds no samples) and the cost bars
-    assert text.count('<img alt="') == 3
+    # the roofline, the latency CDF from the percentiles (the JSON holds no samples), the cost bars and the
+    # engine timeline drawn from the trace
+    assert text.count('<img alt="') == 4
     assert "busy time per track" in text  # from the trace
 
 

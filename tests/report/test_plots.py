@@ -10,6 +10,7 @@ import matplotlib.image as mpimg
 import numpy as np
 import pytest
 
+from trnsim.report.perfetto import unit_name, write_trace
 from trnsim.report.plots import (
     LatencySamples,
     PlotError,
@@ -26,6 +27,8 @@ from trnsim.report.plots import (
 from trnsim.report.plots.latency_cdf import LatencyPercentiles, render_latency_cdf
 from trnsim.report.plots.roofline import render_roofline
 from trnsim.report.plots.timeline import render_timeline
+from trnsim.report.plots.trace_timeline import render_trace_timeline
+from trnsim.report.trace_summary import load_trace
 from trnsim.sim.timeline import N_ENGINES
 
 
@@ -165,3 +168,20 @@ def test_latency_cdf_draws_the_slo_and_percentile_points(rng):
             assert len(vertical) == 1 and np.allclose(vertical[0].get_xdata(), slo[key])
         points = next(ln for ln in ax.lines if ln.get_label() == "h100 (percentiles)")
         assert np.allclose(points.get_xdata(), p) and np.allclose(points.get_ydata(), [0.5, 0.9, 0.99])
+
+
+def test_timeline_from_a_trace_file_matches_the_profile(random_matmul, rng, tmp_path):
+    prof, _, _ = random_matmul(rng)
+    tl = prof.timeline
+    events = load_trace(write_trace(prof, tmp_path / "t.json"))
+    fig = render_trace_timeline(events, "t.json")
+    ax = fig.axes[0]
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    engines = sorted({int(u) for u in tl.slice_unit.tolist() if u < N_ENGINES})
+    assert labels == [unit_name(u) for u in engines] + [
+        f"DMA ({len(set(tl.slice_unit[tl.slice_unit >= N_ENGINES].tolist()))} queues)"
+    ]
+    for unit, coll in zip(engines, ax.collections):  # an engine runs in order: its busy time is its slices' sum
+        drawn_us = sum(p.vertices[:, 0].max() - p.vertices[:, 0].min() for p in coll.get_paths())
+        m = tl.slice_unit == unit
+        assert drawn_us == pytest.approx(float((tl.slice_end[m] - tl.slice_start[m]).sum()) / 1000.0, rel=1e-6)

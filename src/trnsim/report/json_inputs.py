@@ -66,7 +66,11 @@ def add_json_file(report: Report, path: Path) -> None:
     if isinstance(doc, dict) and "traceEvents" in doc:
         from trnsim.report.trace_summary import load_trace, summarize
 
-        s = summarize(load_trace(path), str(path), top=15)
+        events = load_trace(path)
+        s = summarize(events, str(path), top=15)
+        from trnsim.report.plots.trace_timeline import plot_trace_timeline
+
+        report.add_figure(f"Engine utilisation: {path.name}", plot_trace_timeline(events, path.name, None))
         report.story.answer(f"Trace {path.name} spans {fmt_time_us(s.span_us)}; the busiest track is {s.bottleneck}.")
         report.add_table(f"{name}: top instructions (trace span {fmt_time_us(s.span_us)})", [vars(t) for t in s.top])
         report.add_table(f"{name}: busy time per track (bottleneck {s.bottleneck})", [vars(t) for t in s.tracks])
