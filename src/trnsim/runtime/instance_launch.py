@@ -25,7 +25,7 @@ from trnsim.nki.kernel import _warn_unwritten_outputs as warn_unwritten
 from trnsim.nki.target import get_target_spec
 from trnsim.runtime.instance_profile import InstanceProfile
 from trnsim.runtime.profile import Profile
-from trnsim.sim.instance import InstanceLayout, layout
+from trnsim.sim.instance import InstanceLayout, check_lnc, layout
 from trnsim.sim.instance_timing import time_instance
 from trnsim.sim.machine import Machine, Mode
 from trnsim.sim.memory import MemoryKind, MemorySpace
@@ -83,6 +83,7 @@ def _run(
     if mode not in ("functional", "timing"):
         raise UsageError(f"mode must be 'functional' or 'timing', got {mode!r}")
     lnc = spec.chip.default_lnc if lnc is None else lnc
+    check_lnc(spec, lnc)
     ranges: dict[str, CoreRange] = {t.name: parse_cores(t.cores) for t in tenants}
     for t in tenants:
         if t.lnc is not None and t.lnc != lnc:
@@ -96,6 +97,8 @@ def _run(
                 f"tenant {t.name or 'run'!r} has {ranges[t.name].count} NeuronCore(s) ({ranges[t.name]}) but "
                 f"arguments for {len(t.rank_args)} rank(s); give one argument tuple per rank"
             )
+    if instance is not None:  # a named instance: say which ranges do not fit before placing anything
+        check_partition(spec, spec.instance(instance).chips, lnc, ranges)
     last = max(r.last for r in ranges.values())
     lay_all = layout(spec, last + 1, lnc, instance)  # the instance every tenant shares
     inst_name = lay_all.instance.name if lay_all.instance else None
