@@ -73,3 +73,17 @@ def test_flags_show_no_value_type(monkeypatch: pytest.MonkeyPatch, capsys: pytes
     assert "<bool>" not in json_line and "machine-readable" in json_line
     batch_line = next(line for line in out.splitlines() if "--batch" in line)
     assert "<int>" in batch_line and "x>=1" in batch_line
+
+
+COMMANDS = ["kernel", "plan", "estimate", "ops", "serve", "compare", "sweep", "report", "demo", "hw show", "gpu"]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_help_fits_80_columns_without_cutting_option_names(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], command: str
+) -> None:
+    monkeypatch.setenv("COLUMNS", "80")
+    assert run_cli(monkeypatch, [*command.split(), "--help"]) == 0
+    out = capsys.readouterr().out
+    assert max(len(line) for line in out.splitlines()) <= 80
+    assert "…" not in out  # an option name is never cut short
