@@ -256,3 +256,19 @@ def test_heads_are_padded_when_tp_does_not_divide_them(tiny: str) -> None:
     for key in ("ttft_ms", "tpot_ms", "e2e_ms"):
         assert out8[key] == pytest.approx(out9[key], rel=1e-9)
     assert served_model(str(eight), 3).weight_bytes == served_model(str(nine), 3).weight_bytes
+
+
+def test_serve_saves_a_benchmark_result(tiny: str, tmp_path: Path) -> None:
+    path = tmp_path / "result.json"
+    args = ["--hw", "p5.48xlarge", "--tp", "1", "--rate", "5", "--burstiness", "0.5", *WORK]
+    out = run("serve", "--model", tiny, *args, "--percentiles", "50,99.9", "--save-result", str(path))
+    saved = json.loads(path.read_text())
+    assert saved["schema"] == "trnsim.serve.result/1" and saved["burstiness"] == 0.5
+    assert (saved["total_input_tokens"], saved["total_output_tokens"]) == (24 * 40, 24 * 8)
+    assert set(saved["itl_ms"]) == {"mean", "std", "p50", "p99.9"} and saved["itl_ms"]["p50"] > 0
+    assert saved["ttft_ms"]["p50"] == pytest.approx(out["ttft_ms"]["p50"], rel=1e-12)
+    usd, usd_all = saved["usd_per_mtok_output"], saved["usd_per_mtok_input_output"]
+    assert usd_all == pytest.approx(usd * 8 / (40 + 8), rel=1e-12)
+    assert out["steady_state"]["requests"] == 24
+    bad = CliRunner().invoke(app, ["serve", "--model", tiny, *args[:-6], "--burstiness", "0", *WORK])
+    assert isinstance(bad.exception, TrnsimError) and "--burstiness" in str(bad.exception)

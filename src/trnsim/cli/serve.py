@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import json
 from pathlib import Path
 from typing import Any
@@ -13,10 +14,16 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+MAX_RECORDED_TOKENS = 50_000_000  # token times kept for --save-result's ITL (8 bytes each)
+
 
 def _ms(p: dict[str, Any]) -> str:
     parts = [f"{k} {p[k]:,.1f}" for k in ("p50", "p90", "p99") if p.get(k) is not None]
     return ", ".join(parts) or "-"
+
+
+def _usd(value: float | None) -> str:
+    return f"${value:,.3f}" if value is not None else "-"
 
 
 def metrics_table(title: str, out: dict[str, Any]) -> Table:
@@ -33,6 +40,8 @@ def metrics_table(title: str, out: dict[str, Any]) -> Table:
         ("output tokens/s", f"{out['throughput_tok_s']:,.1f}"),
         ("device busy", f"{out['utilization']:.0%}"),
         ("$ per million output tokens", f"${usd:,.3f}" if usd is not None else "-"),
+        ("$ per million tokens (input + output)", _usd(out.get("usd_per_mtok_input_output"))),
+        ("max requests in the system", f"{out.get('max_concurrency', 0):,}"),
         ("J per output token (facility)", f"{joules:,.3f}" if joules is not None else "-"),
         ("preemptions", f"{out['preemptions']:,}"),
     ]
@@ -48,6 +57,9 @@ def serve_command(
     hw: str = typer.Option(..., "--hw", help="instance type, e.g. trn2.48xlarge or p5.48xlarge"),
     tp: int = typer.Option(..., "--tp", help="tensor-parallel ranks per replica (logical NeuronCores or GPUs)"),
     rate: float | None = typer.Option(None, "--rate", help="Poisson arrivals, requests/s"),
+    burstiness: float | None = typer.Option(
+        None, "--burstiness", help="Gamma arrivals of this shape instead (vLLM's: 1 = Poisson, < 1 burstier)"
+    ),
     concurrency: int | None = typer.Option(None, "--concurrency", help="closed loop: clients each with one request"),
     requests: int = typer.Option(200, "--requests", min=1, help="requests to simulate"),
     prompt: str = typer.Option("2048", "--prompt", help="prompt tokens: N, LOW-HIGH or zipf:S:LOW-HIGH"),
@@ -58,17 +70,29 @@ def serve_command(
     slo_tpot_ms: float | None = typer.Option(None, "--slo-tpot-ms", help="TPOT target for SLO attainment"),
     prices: Path | None = typer.Option(None, "--prices", help="TOML overriding prices.toml entries (your quote)"),
     power_table: Path | None = typer.Option(None, "--power-table", help="TOML overriding power.toml entries"),
+    percentiles: str = typer.Option("50,90,95,99", "--percentiles", help="latency percentiles, e.g. 50,99,99.9"),
+    save_result: Path | None = typer.Option(
+        None, "--save-result", help="write vLLM-benchmark-style metrics as JSON here (docs/serving_and_cost.md)"
+    ),
     as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
     report: str | None = typer.Option(None, "--report", help="also write a self-contained HTML report here"),
 ) -> None:
     """Simulate serving MODEL on HW: latency percentiles, tokens/s, $/Mtok and J/token."""
     from trnsim.serve import SLO, make_workload, simulate
+    from trnsim.serve.benchmark_metrics import SCHEMA, benchmark_metrics, parse_percentiles
     from trnsim.serve.errors import ServeError
     from trnsim.serve.setup import grid_bounds, serving_setup
+    from trnsim.serve.steady_state import measure_steady_state
 
     if (rate is None) == (concurrency is None):
         raise ServeError("give exactly one of --rate (requests/s) or --concurrency (clients)")
-    work = make_workload(requests, rate=rate, concurrency=concurrency, prompt=prompt, output=output, seed=seed)
+    if burstiness is not None and not (burstiness > 0 and burstiness < float("inf")):
+        raise ServeError(f"--burstiness must be a finite number > 0 (1 = Poisson), got {burstiness}")
+    cv = None if burstiness is None else burstiness**-0.5  # Gamma shape k has coefficient of variation 1/sqrt(k)
+    wanted = parse_percentiles(percentiles)
+    work = make_workload(requests, rate=rate, concurrency=concurrency, cv=cv, prompt=prompt, output=output, seed=seed)
+    # Inter-token latencies need every token's time: kept when asked for and bounded (8 bytes a token).
+    keep_tokens = save_result is not None and requests * work.max_request_tokens <= MAX_RECORDED_TOKENS
     slo = SLO(slo_ttft_ms, slo_tpot_ms) if slo_ttft_ms is not None or slo_tpot_ms is not None else None
     setup = serving_setup(
         model,
@@ -81,14 +105,23 @@ def serve_command(
     )
     status = Console(stderr=True).status(f"simulating {requests} requests on {hw} (tp={tp}) ...")
     with status if not as_json else contextlib.nullcontext():
-        result = simulate(setup.model, setup.replica, work, scheduler, slo=slo)
+        result = simulate(setup.model, setup.replica, work, scheduler, slo=slo, record_token_times=keep_tokens)
     out = result.to_dict() | {
         "hw": hw,
         "tp": tp,
         "target": setup.target,
         "rate_req_s": rate,
         "concurrency": concurrency,
+        "burstiness": burstiness,
     }
+    if concurrency is None and requests >= 2:
+        out["steady_state"] = measure_steady_state(result, slo).to_dict()
+    if save_result is not None:
+        saved: dict[str, Any] = {"schema": SCHEMA, "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
+        saved |= {k: out[k] for k in ("model", "hw", "tp", "target", "scheduler", "rate_req_s", "concurrency")}
+        saved |= {"burstiness": burstiness, "requests": requests, "prompt": prompt, "output": output, "seed": seed}
+        saved |= benchmark_metrics(result, wanted)
+        save_result.write_text(json.dumps(saved, indent=2))
     if report is not None:
         from trnsim.report.html import Report
 

@@ -4,8 +4,10 @@ TTFT = first token - arrival. TPOT = (last token - first token) / (output tokens
 requests with at least two output tokens (vLLM's benchmark definition). E2E = last token - arrival.
 Throughput and cost use the run's duration: first arrival to last token. A request meets the SLO when its
 TTFT and its TPOT are both within the limits given; goodput is such requests per second.
-$/Mtok = sum of replica prices per hour / output tokens per hour x 1e6. J/token = sum of replica power x
-duration / output tokens (power taken as drawn for the whole run).
+$/Mtok = sum of replica prices per hour / output tokens per hour x 1e6 (`usd_per_mtok`, output tokens only, as
+most price sheets quote generation); `usd_per_mtok_input_output` counts prompt tokens too. J/token = sum of
+replica power x duration / output tokens (power taken as drawn for the whole run). max_concurrency: the most
+requests in the system (arrived, not finished) at once.
 """
 
 from __future__ import annotations
@@ -71,9 +73,13 @@ class ServeMetrics:
     goodput_req_s: float | None  # None without an SLO
     slo_attainment: float | None  # fraction of requests meeting the SLO
     utilization: float  # busy time / duration, mean over replicas
-    usd_per_mtok: float | None  # None unless every replica has a price
+    usd_per_mtok: float | None  # per million OUTPUT tokens; None unless every replica has a price
     j_per_tok: float | None  # None unless every replica has a power
     preemptions: int
+    input_tokens: int = 0  # prompt tokens of all requests
+    output_tokens: int = 0  # output tokens of all requests
+    usd_per_mtok_input_output: float | None = None  # per million prompt + output tokens
+    max_concurrency: int = 0  # most requests in the system at once
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -103,9 +109,11 @@ def compute_metrics(
         met = slo.met(ttft, tpot)
         attainment = float(met.mean())
         goodput = float(met.sum()) / duration if duration > 0 else math.inf
-    usd = j_per_tok = None
+    usd = usd_all = j_per_tok = None
+    in_tokens = float(prompt_tokens.sum())
     if all(p is not None for p in prices_per_hour) and out_rate > 0:
         usd = sum(p for p in prices_per_hour if p is not None) / (out_rate * 3600) * 1e6
+        usd_all = usd * out_tokens / (out_tokens + in_tokens)
     if all(p is not None for p in powers_w) and out_tokens > 0:
         j_per_tok = sum(p for p in powers_w if p is not None) * duration / out_tokens
     return ServeMetrics(
@@ -115,7 +123,7 @@ def compute_metrics(
         tpot_ms=Percentiles.of(tpot * 1e3),
         e2e_ms=Percentiles.of(e2e * 1e3),
         throughput_tok_s=out_rate,
-        total_tok_s=(out_tokens + float(prompt_tokens.sum())) / duration if duration > 0 else math.inf,
+        total_tok_s=(out_tokens + in_tokens) / duration if duration > 0 else math.inf,
         request_s=len(arrival_s) / duration if duration > 0 else math.inf,
         goodput_req_s=goodput,
         slo_attainment=attainment,
@@ -123,4 +131,17 @@ def compute_metrics(
         usd_per_mtok=usd,
         j_per_tok=j_per_tok,
         preemptions=preemptions,
+        input_tokens=int(in_tokens),
+        output_tokens=int(out_tokens),
+        usd_per_mtok_input_output=usd_all,
+        max_concurrency=max_in_system(arrival_s, finish_s),
     )
+
+
+def max_in_system(arrival_s: np.ndarray, finish_s: np.ndarray) -> int:
+    """The most requests arrived and not yet finished at any instant (a finish before an arrival at the same
+    time counts first: the request left)."""
+    times = np.concatenate([finish_s, arrival_s])
+    steps = np.concatenate([-np.ones(len(finish_s), dtype=np.int64), np.ones(len(arrival_s), dtype=np.int64)])
+    order = np.lexsort((steps, times))  # by time, then -1 before +1
+    return int(np.cumsum(steps[order]).max(initial=0))
