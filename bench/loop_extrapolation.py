@@ -28,8 +28,11 @@ def _t(*shape: int) -> TensorSpec:
 
 CASES = [
     ("q/k/v projection (linear)", kernels.linear, (_t(8, 2048, 12288), _t(3072, 12288)), {}),
+    ("q/k/v projection (matmul)", kernels.matmul, (_t(16384, 12288), _t(12288, 3072)), {}),
     ("scores Q K^T (batched_matmul)", kernels.batched_matmul, (_t(192, 2048, 128), _t(192, 128, 2048)), {}),
+    ("P V (batched_matmul)", kernels.batched_matmul, (_t(192, 2048, 2048), _t(192, 2048, 128)), {}),
     ("flash attention, causal", kernels.flash_attention, (_t(8, 24, 2048, 128),) * 3, {}),
+    ("output projection (linear)", kernels.linear, (_t(8, 2048, 3072), _t(12288, 3072)), {}),
     ("FFN up + SiLU (linear)", kernels.linear, (_t(8, 2048, 12288), _t(8192, 12288)), {"activation": "silu"}),
     ("FFN down (linear)", kernels.linear, (_t(8, 2048, 8192), _t(12288, 8192)), {}),
 ]

@@ -65,9 +65,9 @@ def test_extension_is_deterministic_and_cached():
     assert first[1] == second[1]
     cache = _fresh()
     run_kernel(kernels.batched_matmul, args, {}, spec, False, cache)
-    misses = cache.misses
+    assert (cache.hits, cache.misses) == (0, 1)
     _, again = run_kernel(kernels.batched_matmul, args, {}, spec, False, cache)
-    assert cache.misses == misses and again == first[1]
+    assert (cache.hits, cache.misses) == (1, 1) and again == first[1]
 
 
 # Not extended: no steady state within the probes (short attention groups on trn2), a loop too short to be
@@ -109,4 +109,6 @@ def test_unsteady_probes_are_rejected():
             self.latency_us = latency
 
     loop = loop_extrapolation.Loop(100, lambda n: ((), {}), lambda out: None, first=2, step=2)
-    assert loop_extrapolation.extend(loop, [Cost(10.0), Cost(14.0), Cost(20.0)]) is None
+    assert loop_extrapolation.extend(loop, (2, 4, 6), [Cost(10.0), Cost(14.0), Cost(20.0)]) is None
+    # the window moves on while all probes stay within half the loop: 2 + 4 + ... + 12 = 42, with 14 it is 56
+    assert list(loop.probe_sets()) == [(2, 4, 6), (4, 6, 8), (6, 8, 10), (8, 10, 12)]

@@ -105,7 +105,9 @@ class KernelCache:
                 return None
         return self._db
 
-    def get(self, key: str) -> KernelCost | None:
+    def get(self, key: str, count: bool = True) -> KernelCost | None:
+        """The cost on record for `key`, or None; counted as a hit or miss unless count=False (the caller
+        then says what the lookup amounted to with record())."""
         with self._lock:
             hit = self._mem.get(key)
             if hit is None and (db := self._conn()) is not None:
@@ -113,11 +115,20 @@ class KernelCache:
                 if row is not None:
                     hit = KernelCost.from_json(row[0])
                     self._mem[key] = hit
-            if hit is None:
-                self.misses += 1
-            else:
-                self.hits += 1
+            if count:
+                self._count(hit is not None)
             return hit
+
+    def record(self, hit: bool) -> None:
+        """Count one invocation as served from the cache (hit) or simulated (miss)."""
+        with self._lock:
+            self._count(hit)
+
+    def _count(self, hit: bool) -> None:
+        if hit:
+            self.hits += 1
+        else:
+            self.misses += 1
 
     def put(self, key: str, cost: KernelCost) -> None:
         with self._lock:

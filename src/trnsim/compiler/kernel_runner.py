@@ -110,15 +110,16 @@ def run_kernel(
 ) -> tuple[Any, KernelCost]:
     """Outputs (TensorSpecs in timing mode) and the invocation's cost on one core of `spec`.
 
-    extrapolate: extend a long loop from two short probes in timing mode (default: extrapolation_enabled()).
+    extrapolate: extend a long loop from three short probes in timing mode (default: extrapolation_enabled()).
     """
     cache = cache or default_cache()
-    if not functional and (extrapolation_enabled() if extrapolate is None else extrapolate):
-        extended = extended_cost(kernel, args, kwargs, spec, cache)
+    key = invocation_key(_kernel_id(kernel), [_signature(args), _signature(kwargs)], _spec_json(spec))
+    cost = cache.get(key, count=False)
+    if cost is None and not functional and (extrapolation_enabled() if extrapolate is None else extrapolate):
+        extended = extended_cost(kernel, args, kwargs, spec, cache)  # counts its own hit or miss
         if extended is not None:
             return extended
-    key = invocation_key(_kernel_id(kernel), [_signature(args), _signature(kwargs)], _spec_json(spec))
-    cost = cache.get(key)
+    cache.record(hit=cost is not None)
     if cost is not None and not functional:
         return _decode_outputs(cost.outputs), cost
     traced = trace(kernel, args, kwargs, target=spec, mode="functional" if functional else "timing", cores=1)
@@ -141,19 +142,34 @@ def extended_cost(
         [_signature(args), _signature(kwargs)],
         _spec_json(spec),
     )
-    cost = cache.get(key)
+    cost = cache.get(key, count=False)
     if cost is None:
-        probes = []
-        for n in loop.probes:
+        cost = _probe_and_extend(kernel, loop, spec)
+        if cost is None:
+            return None  # no steady state within the probes: simulate it in full
+        cache.put(key, cost)
+        cache.record(hit=False)
+    else:
+        cache.record(hit=True)
+    return _decode_outputs(cost.outputs), cost
+
+
+def _probe_and_extend(kernel: Kernel, loop: loop_extrapolation.Loop, spec: HardwareSpec) -> KernelCost | None:
+    """Trace and schedule the loop's probes, window after window, until one is in steady state."""
+    probed: dict[int, tuple[Any, KernelCost]] = {}  # iterations -> (outputs, cost), shared by the windows
+    for counts in loop.probe_sets():
+        for n in counts:
+            if n in probed:
+                continue
             probe_args, probe_kwargs = loop.resize(n)
             try:
-                probes.append(run_kernel(kernel, probe_args, probe_kwargs, spec, False, cache, extrapolate=False))
+                with loop.probe_context():
+                    traced = trace(kernel, probe_args, probe_kwargs, target=spec, mode="timing", cores=1)
+                    probed[n] = (traced.outputs(), cost_of(traced.profile()))
             except TrnsimError:
                 return None  # a probe the kernel rejects: the full run reports (or runs) the real shapes
-        fields = loop_extrapolation.extend(loop, [c for _, c in probes])
-        if fields is None:
-            return None  # no steady state within the probes: simulate it in full
-        outputs = loop.outputs(probes[0][0])
-        cost = KernelCost(kernel=probes[0][1].kernel, **fields, outputs=_encode_outputs(outputs))
-        cache.put(key, cost)
-    return _decode_outputs(cost.outputs), cost
+        fields = loop_extrapolation.extend(loop, counts, [probed[n][1] for n in counts])
+        if fields is not None:
+            out, first = probed[counts[0]]
+            return KernelCost(kernel=first.kernel, **fields, outputs=_encode_outputs(loop.outputs(out)))
+    return None

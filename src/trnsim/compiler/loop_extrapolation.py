@@ -4,24 +4,28 @@ A library kernel at model scale repeats one body over an outer loop: flash atten
 groups, a batched matmul over its batch, the GEMM over strips of stationary rows or blocks of moving columns.
 Once the pipeline is full every iteration costs about the same, so the invocation's cost is affine in the loop
 count. Three probes of a, a + s and a + 2s iterations (a >= 2, past the pipeline's fill; s = a for loops of
-small iterations, whose cost per iteration wobbles, s = 1 for GEMM strips and blocks, each a long steady stretch
-itself) give two slopes; where they agree within SLOPE_TOLERANCE the cost of n iterations is cost(a + 2s) + (n -
-a - 2s) * slope, with the slope over the whole probed stretch; where they do not (no steady state yet), the
-invocation is simulated in full. Latency, engine busy time, FLOPs, HBM bytes and the instruction count are
+small iterations, whose cost per iteration wobbles, s = 1 for GEMM strips and blocks) give two slopes; where they
+agree within SLOPE_TOLERANCE the cost of n iterations is cost(a + 2s) + (n - a - 2s) * slope, with the slope over
+the whole probed stretch. Where they do not (no steady state yet), the window moves one step on (a + s, a + 2s,
+a + 3s), one more probe, until the probes would pass PROBE_SHARE of the loop: then the invocation is simulated in
+full. Latency, engine busy time, FLOPs, HBM bytes and the instruction count are
 extended; SBUF/PSUM peaks are the probes' (the loop reuses its buffers). tests/compiler/test_fast_estimate.py
 measures the error against full simulation.
 
-Only timing runs of shapes alone (TensorSpec arguments) are extended, only where the probes are at most half the
-work, and a GEMM only where the library's block planner picks the same plan for every probe as for the full
-shape (a different plan is a different loop body). Everything else is simulated in full.
+Only timing runs of shapes alone (TensorSpec arguments) are extended, and only where the probes are at most half
+the work. A GEMM's probes are blocked with the full shape's plan (kernels/matmul.py PLAN_PROBLEM): the
+library's planner would block a small GEMM differently, and a different blocking is a different loop body.
+Probes are traced directly, never cached: a probe's cost is not that of an invocation of its own shape.
+Everything else is simulated in full.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 from trnsim import dtypes
@@ -30,9 +34,8 @@ from trnsim.hw.spec import HardwareSpec
 from trnsim.nki.kernel import TensorSpec
 
 FIRST_PROBE = 2  # the fewest iterations in the first probe: one to fill the pipeline, one in steady state
-PROBE_SHARE = 0.5  # the probes (a + 2a + 3a iterations) may cost at most this share of the full count
+PROBE_SHARE = 0.5  # all probes tried may cost at most this share of the full loop's iterations
 SLOPE_TOLERANCE = 0.02  # the two probe slopes may differ by this much of their mean: the error stays below ~1%
-_PARTITIONS_FALLBACK = 128
 
 
 @dataclass(frozen=True)
@@ -44,10 +47,27 @@ class Loop:
     outputs: Callable[[Any], Any]  # the full invocation's outputs (TensorSpecs) from a probe's
     first: int = FIRST_PROBE  # a: the probes run a, a + step and a + 2 step iterations
     step: int = FIRST_PROBE
+    # entered around each probe's trace (a GEMM's: plan it as the full shape)
+    probe_context: Callable[[], contextlib.AbstractContextManager[Any]] = field(default=contextlib.nullcontext)
 
     @property
     def probes(self) -> tuple[int, int, int]:
-        return (self.first, self.first + self.step, self.first + 2 * self.step)
+        """The first (cheapest) set of probes."""
+        return _probes(self.first, self.step)
+
+    def probe_sets(self) -> Iterator[tuple[int, int, int]]:
+        """Sets of probes to try in turn, each one step further than the one before (a pipeline that has not
+        settled within the first iterations may a few later): (a, a+s, a+2s), (a+s, a+2s, a+3s), ...; each set
+        adds one probe, and all probes together stay within PROBE_SHARE of the loop."""
+        first, step = self.first, self.step
+        spent = sum(_probes(first, step)) - (first + 2 * step)
+        while True:
+            probes = _probes(first, step)
+            spent += probes[2]
+            if spent > PROBE_SHARE * self.count:
+                return
+            yield probes
+            first += step
 
 
 def _probes(first: int, step: int) -> tuple[int, int, int]:
@@ -114,10 +134,12 @@ def _flash_attention(bound: dict[str, Any], spec: HardwareSpec) -> Loop | None:
     return Loop(batch * kv_heads, resize, _with_output_shape(tuple(q.shape)))
 
 
-# -- GEMMs: the library's block planner decides what one iteration is -------------------------------------------
+# -- GEMMs: blocked like the full shape, walked over strips, blocks or batches -------------------------------------
 def _gemm_plan(
-    spec: HardwareSpec, rows: int, cols: int, k: int, s: TensorSpec, v: TensorSpec, out: Any, v_row_major: bool, jobs=1
+    spec: HardwareSpec, rows: int, cols: int, k: int, s: TensorSpec, v: TensorSpec, out: Any, v_row_major: bool
 ) -> Any:
+    """The full GEMM's blocking, as kernels/matmul.py plans it (only its strip height and block width are used
+    here, to size the iterations the probes walk)."""
     from trnsim.kernels._gemm_plan import GemmProblem, plan_gemm
 
     double_row = s.dtype in dtypes.FP8_DTYPES and bool(spec.core.tensor.fp8_double_row)
@@ -130,11 +152,24 @@ def _gemm_plan(
         v_row_major=v_row_major,
         double_row=double_row,
         fp32=s.dtype == dtypes.float32,
-        jobs=jobs,
     )
-    plan = plan_gemm(problem, spec.core)
-    # the estimate and SBUF figures follow the shape; the rest is the loop body
-    return dataclasses.replace(plan, estimate_ns=0.0, sbuf_bytes=0)
+    return plan_gemm(problem, spec.core)
+
+
+def _planned_as(**full: Any) -> Callable[[], contextlib.AbstractContextManager[Any]]:
+    """A probe context in which the GEMM kernels plan every problem as the full one (`full`: its dims)."""
+
+    @contextlib.contextmanager
+    def context() -> Iterator[None]:
+        from trnsim.kernels.matmul import PLAN_PROBLEM
+
+        token = PLAN_PROBLEM.set(lambda problem: dataclasses.replace(problem, **full))
+        try:
+            yield
+        finally:
+            PLAN_PROBLEM.reset(token)
+
+    return context
 
 
 def _out_dtype(a: TensorSpec, out_dtype: Any) -> Any:
@@ -146,26 +181,20 @@ def _out_dtype(a: TensorSpec, out_dtype: Any) -> Any:
         return None
 
 
-def _extent_loop(
-    full: int,
-    unit: int,
-    same_plan: Callable[[int], bool],
-    build: Callable[[int], tuple[tuple[Any, ...], dict]],
-    step: int | None = 1,
+def _walk(
+    full: int, unit: int, build: Callable[[int], tuple[tuple[Any, ...], dict]], step: int | None = 1
 ) -> Loop | None:
-    """A dimension of `full` elements walked in blocks of `unit`. The ragged rest (if any) stays in every
-    probe, so the last, partial block is the same one. The first probe is the smallest a >= FIRST_PROBE whose
-    probes all get the full shape's plan; step None means step = a. outputs is filled in by the caller."""
+    """A dimension of `full` elements walked in iterations of `unit`. The ragged rest (if any) stays in every
+    probe, so that the last, partial iteration is the same one. step None spaces the probes a apart (for short
+    iterations, whose cost wobbles). The caller fills in outputs and probe_context."""
     if unit <= 0:
         return None
     count = full // unit
     rest = full - count * unit
-    first = FIRST_PROBE
-    while _worth_it(count, first, step or first):
-        if all(same_plan(rest + n * unit) for n in _probes(first, step or first)):
-            return Loop(count, lambda n: build(rest + n * unit), lambda out: None, first, step or first)
-        first += 1
-    return None
+    spacing = step or FIRST_PROBE
+    if not _worth_it(count, FIRST_PROBE, spacing):
+        return None
+    return Loop(count, lambda n: build(rest + n * unit), lambda out: None, FIRST_PROBE, spacing)
 
 
 def _matmul(bound: dict[str, Any], spec: HardwareSpec) -> Loop | None:
@@ -178,22 +207,12 @@ def _matmul(bound: dict[str, Any], spec: HardwareSpec) -> Loop | None:
     if out is None or b.shape[0] != k:
         return None
     plan = _gemm_plan(spec, m, n, k, a, b, out, False)
-    p = int(spec.core.sbuf.partitions) or _PARTITIONS_FALLBACK
+    p = int(spec.core.sbuf.partitions)
     rest = {x: y for x, y in bound.items() if x not in ("a", "b")}
     # a's rows are the stationary side, taken in strips; b's columns the moving side, in blocks
-    by_rows = _extent_loop(
-        m,
-        plan.strip_tiles * p,
-        lambda rows: _gemm_plan(spec, rows, n, k, a, b, out, False) == plan,
-        lambda rows: ((_spec((rows, k), a), b), rest),
-    )
-    by_cols = _extent_loop(
-        n,
-        plan.v_block,
-        lambda cols: _gemm_plan(spec, m, cols, k, a, b, out, False) == plan,
-        lambda cols: ((a, _spec((k, cols), b)), rest),
-    )
-    return _cheaper(by_rows, by_cols, (m, n))
+    by_rows = _walk(m, plan.strip_tiles * p, lambda rows: ((_spec((rows, k), a), b), rest))
+    by_cols = _walk(n, plan.v_block, lambda cols: ((a, _spec((k, cols), b)), rest))
+    return _cheaper(by_rows, by_cols, (m, n), _planned_as(rows=m, cols=n))
 
 
 def _batched_matmul(bound: dict[str, Any], spec: HardwareSpec) -> Loop | None:
@@ -202,20 +221,12 @@ def _batched_matmul(bound: dict[str, Any], spec: HardwareSpec) -> Loop | None:
         return None
     nb, m, k = a.shape
     n = b.shape[2]
-    out = _out_dtype(a, bound.get("out_dtype"))
-    if out is None or b.shape[0] != nb or b.shape[1] != k:
+    if b.shape[0] != nb or b.shape[1] != k:
         return None
-    plan = _gemm_plan(spec, m, n, k, a, b, out, False, jobs=nb)
     rest = {x: y for x, y in bound.items() if x not in ("a", "b")}
     # every batch is one job through the same pipeline; a job can be short, so the probes are spaced wider
-    found = _extent_loop(
-        nb,
-        1,
-        lambda jobs: _gemm_plan(spec, m, n, k, a, b, out, False, jobs=jobs) == plan,
-        lambda jobs: ((_spec((jobs, m, k), a), _spec((jobs, k, n), b)), rest),
-        step=None,
-    )
-    return _cheaper(found, None, (nb, m, n))
+    found = _walk(nb, 1, lambda jobs: ((_spec((jobs, m, k), a), _spec((jobs, k, n), b)), rest), step=None)
+    return _cheaper(found, None, (nb, m, n), _planned_as(jobs=nb))
 
 
 def _linear(bound: dict[str, Any], spec: HardwareSpec) -> Loop | None:
@@ -236,9 +247,8 @@ def _linear(bound: dict[str, Any], spec: HardwareSpec) -> Loop | None:
     if bias is not None and tuple(bias.shape) != (n,):
         return None
     plan = _gemm_plan(spec, n, m, k, w, x, out, True)
-    p = int(spec.core.sbuf.partitions) or _PARTITIONS_FALLBACK
+    p = int(spec.core.sbuf.partitions)
     rest = {x_: y for x_, y in bound.items() if x_ not in ("x", "w", "bias", "residual")}
-    assert isinstance(x, TensorSpec) and isinstance(w, TensorSpec)
 
     def tokens(cols: int) -> tuple[tuple[Any, ...], dict[str, Any]]:
         res = None if residual is None else _spec((cols, n), residual)
@@ -249,21 +259,23 @@ def _linear(bound: dict[str, Any], spec: HardwareSpec) -> Loop | None:
         b = None if bias is None else _spec((rows,), bias)
         return (_spec((m, k), x), _spec((rows, k), w), b), {**rest, "residual": res}
 
-    # Tokens are the moving side (blocks of plan.v_block columns), features the stationary strips; walk the
-    # one with more iterations.
-    by_tokens = _extent_loop(m, plan.v_block, lambda c: _gemm_plan(spec, n, c, k, w, x, out, True) == plan, tokens)
-    by_features = _extent_loop(
-        n, plan.strip_tiles * p, lambda r: _gemm_plan(spec, r, m, k, w, x, out, True) == plan, features
-    )
-    return _cheaper(by_tokens, by_features, (*x.shape[:-1], n))
+    # Tokens are the moving side (blocks of plan.v_block columns), features the stationary strips.
+    by_tokens = _walk(m, plan.v_block, tokens)
+    by_features = _walk(n, plan.strip_tiles * p, features)
+    return _cheaper(by_tokens, by_features, (*x.shape[:-1], n), _planned_as(rows=n, cols=m))
 
 
-def _cheaper(one: Loop | None, other: Loop | None, out_shape: tuple[int, ...]) -> Loop | None:
+def _cheaper(
+    one: Loop | None,
+    other: Loop | None,
+    out_shape: tuple[int, ...],
+    probe_context: Callable[[], contextlib.AbstractContextManager[Any]],
+) -> Loop | None:
     """The walk whose probes are the smaller share of the work, with the full invocation's output shape."""
     found = min((f for f in (one, other) if f is not None), key=lambda f: sum(f.probes) / f.count, default=None)
     if found is None:
         return None
-    return dataclasses.replace(found, outputs=_with_output_shape(out_shape))
+    return dataclasses.replace(found, outputs=_with_output_shape(out_shape), probe_context=probe_context)
 
 
 _RULES: dict[str, tuple[tuple[str, ...], Callable[[dict[str, Any], HardwareSpec], Loop | None]]] = {
@@ -290,17 +302,17 @@ def find_loop(
         return None  # shapes the kernel would reject: its own error comes from the full run
 
 
-def extend(loop: Loop, costs: list[Any]) -> dict[str, Any] | None:
-    """The KernelCost fields of the full loop from the probes' costs (in loop.probes order), or None when the
-    probes are not in a steady state (their two slopes differ by more than SLOPE_TOLERANCE)."""
-    s = loop.step
+def extend(loop: Loop, probes: tuple[int, int, int], costs: list[Any]) -> dict[str, Any] | None:
+    """The KernelCost fields of the full loop from the costs of `probes` (iteration counts a, a + s, a + 2s), or
+    None when the probes are not in a steady state (their two slopes differ by more than SLOPE_TOLERANCE)."""
+    n1, n2, n3 = probes
     c1, c2, c3 = costs
-    first_slope = (c2.latency_us - c1.latency_us) / s
-    second_slope = (c3.latency_us - c2.latency_us) / s
-    slope = (c3.latency_us - c1.latency_us) / (2 * s)
+    first_slope = (c2.latency_us - c1.latency_us) / (n2 - n1)
+    second_slope = (c3.latency_us - c2.latency_us) / (n3 - n2)
+    slope = (c3.latency_us - c1.latency_us) / (n3 - n1)
     if slope <= 0 or abs(second_slope - first_slope) > SLOPE_TOLERANCE * slope:
         return None
-    stretches = (loop.count - loop.probes[2]) / (2 * s)  # in units of the probed stretch, 2 s iterations
+    stretches = (loop.count - n3) / (n3 - n1)  # in units of the probed stretch
 
     def line(lo: float, hi: float) -> float:
         return hi + stretches * (hi - lo)

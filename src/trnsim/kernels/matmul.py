@@ -17,6 +17,8 @@ target); this file says what S and V are and how each block's PSUM accumulators 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextvars import ContextVar
 from functools import partial
 from math import prod
 from typing import Any
@@ -303,6 +305,12 @@ def _depth(plan, k, double_row):
     return blocks_in_flight(plan.dma_ahead, plan.transpose_ahead, len(k_steps(k, double_row)))
 
 
+# Loop extension (compiler/loop_extrapolation.py) traces short probes of a long GEMM and sets this to map a
+# probe's problem to the full one, so that the probe is blocked like the full GEMM: the same loop body, fewer
+# iterations. None (always, outside those probes) plans each problem for itself.
+PLAN_PROBLEM: ContextVar[Callable[[GemmProblem], GemmProblem] | None] = ContextVar("gemm_plan_problem", default=None)
+
+
 def _plan(rows, cols, k, s, v, out_dtype, v_row_major, jobs=1):
     """Block sizes for this target, and whether to use fp8 double-row matmuls (where the core has them)."""
     double_row = s.dtype in dtypes.FP8_DTYPES and bool(core().tensor.fp8_double_row)
@@ -317,4 +325,5 @@ def _plan(rows, cols, k, s, v, out_dtype, v_row_major, jobs=1):
         fp32=s.dtype == dtypes.float32,
         jobs=jobs,
     )
-    return plan_gemm(problem, core()), double_row
+    full = PLAN_PROBLEM.get()
+    return plan_gemm(problem if full is None else full(problem), core()), double_row
