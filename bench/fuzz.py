@@ -45,6 +45,7 @@ from kernel_programs import (
     break_program,
     close_enough,
     load_kernel,
+    overflows_fp32,
     random_inputs,
     random_program,
     reference,
@@ -59,11 +60,13 @@ def _specs(xs: list[np.ndarray]) -> list[nki.TensorSpec]:
     return [nki.TensorSpec(x.shape, x.dtype) for x in xs]
 
 
-def _valid(rng: random.Random, nrng: np.random.Generator, directory: Path) -> tuple[str, str]:
+def _valid(rng: random.Random, nrng: np.random.Generator, directory: Path, only_overflowing: bool) -> tuple[str, str]:
     prog = random_program(rng)
     source = render(prog)
-    kernel, _ = load_kernel(source, directory)
     xs = random_inputs(prog, nrng)
+    if only_overflowing and not overflows_fp32(prog, xs):
+        return "skipped", source
+    kernel, _ = load_kernel(source, directory)
     try:
         functional = nki.profile(kernel)(*xs)
         timing = nki.profile(kernel, mode="timing")(*_specs(xs))
@@ -74,18 +77,21 @@ def _valid(rng: random.Random, nrng: np.random.Generator, directory: Path) -> tu
     except Exception:
         return "internal", source
     outs = functional.outputs if isinstance(functional.outputs, tuple) else (functional.outputs,)
-    if not all(close_enough(o, r, len(prog.steps)) for o, r in zip(outs, reference(prog, xs), strict=True)):
+    over = overflows_fp32(prog, xs)
+    if not all(close_enough(o, r, len(prog.steps), over) for o, r in zip(outs, reference(prog, xs), strict=True)):
         return "mismatch", source
     if timing.latency_us != functional.latency_us or len(timing.instructions) != len(functional.instructions):
         return "mismatch", source
     return "ok", source
 
 
-def _invalid(rng: random.Random, nrng: np.random.Generator, directory: Path) -> tuple[str, str]:
+def _invalid(rng: random.Random, nrng: np.random.Generator, directory: Path, only_overflowing: bool) -> tuple[str, str]:
     prog = random_program(rng)
     broken = break_program(prog, rng)
-    kernel, path = load_kernel(broken.source, directory)
     xs = random_inputs(prog, nrng)
+    if only_overflowing:
+        return "skipped", broken.source
+    kernel, path = load_kernel(broken.source, directory)
     for mode in ("functional", "timing"):
         try:
             nki.profile(kernel, mode=mode)(*(xs if mode == "functional" else _specs(xs)))  # type: ignore[arg-type]
@@ -101,7 +107,7 @@ def _invalid(rng: random.Random, nrng: np.random.Generator, directory: Path) -> 
     return "clear error", broken.source
 
 
-def run_kernels(n: int, seed: int, deadline: float, directory: Path) -> dict[str, Any]:
+def run_kernels(n: int, seed: int, deadline: float, directory: Path, only_overflowing: bool = False) -> dict[str, Any]:
     rng = random.Random(seed)
     nrng = np.random.default_rng(seed)
     counts: Counter[str] = Counter()
@@ -115,11 +121,11 @@ def run_kernels(n: int, seed: int, deadline: float, directory: Path) -> dict[str
             if time.perf_counter() > deadline:
                 break
             kind = "valid" if i % 2 == 0 else "invalid"
-            outcome, source = (_valid if kind == "valid" else _invalid)(rng, nrng, directory)
+            outcome, source = (_valid if kind == "valid" else _invalid)(rng, nrng, directory, only_overflowing)
             counts[outcome] += 1
             kinds[kind] += 1
             tried += 1
-            if outcome not in ("ok", "clear error"):
+            if outcome not in ("ok", "clear error", "skipped"):
                 examples.setdefault(outcome, source)
             for stale in directory.glob("fuzz_kernel_*.py"):  # keep the folder small
                 stale.unlink()
@@ -228,13 +234,18 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--minutes", type=float, default=12.0, help="wall-time limit for the whole campaign")
     parser.add_argument("--module-share", type=float, default=0.2, help="share of the time kept for modules")
+    parser.add_argument(
+        "--only-overflowing",
+        action="store_true",
+        help="replay the same programs but run only the valid ones whose values overflow fp32 (re-checks)",
+    )
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     start = time.perf_counter()
     budget = args.minutes * 60
     module_time = budget * args.module_share if args.modules else 0.0
     with tempfile.TemporaryDirectory() as tmp:
-        kernels = run_kernels(args.programs, args.seed, start + budget - module_time, Path(tmp))
+        kernels = run_kernels(args.programs, args.seed, start + budget - module_time, Path(tmp), args.only_overflowing)
         matmuls = (
             run_matmuls(args.matmuls, args.seed, start + budget - module_time, Path(tmp)) if args.matmuls else None
         )
