@@ -193,7 +193,7 @@ def test_report_from_json_files_and_cli(report_inputs, tmp_path):
     # the roofline, the latency CDF from the percentiles (the JSON holds no samples), the cost bars and the
     # engine timeline drawn from the trace
     assert text.count('<img alt="') == 4
-    assert "busy time per track" in text  # from the trace
+    assert "busy time per engine, DMA queues together" in text and "dma q0" not in text  # from the trace
 
 
 def test_unknown_or_bad_json_names_the_file(tmp_path):

@@ -71,7 +71,10 @@ def test_cli_prints_tables_and_json(random_matmul, rng, tmp_path):
     path = write_trace(random_matmul(rng)[0], tmp_path / "t.json")
     res = CliRunner().invoke(app, ["trace", "summarize", str(path), "--top", "2"])
     assert res.exit_code == 0, res.output
-    assert "bottleneck" in res.output and "peak memory occupancy" in res.output
+    assert "busiest" in res.output and "peak memory occupancy" in res.output
+    assert "dma q0" not in res.output and "dma (any queue)" in res.output  # the queues are one row by default
+    res = CliRunner().invoke(app, ["trace", "summarize", str(path), "--per-queue"], env={"COLUMNS": "120"})
+    assert res.exit_code == 0 and "dma q0" in res.output
     res = CliRunner().invoke(app, ["trace", "summarize", str(path), "--json"])
     assert res.exit_code == 0, res.output
     assert json.loads(res.output) == summarize_file(path).to_dict()

@@ -15,7 +15,8 @@ app = typer.Typer(help="Chrome/Perfetto traces written by trnsim.", no_args_is_h
 def summarize_command(
     file: Path = typer.Argument(..., help="trace JSON (from `trnsim kernel --trace` or Profile.to_perfetto)"),
     top: int = typer.Option(10, "--top", help="how many instructions to list"),
-    as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
+    per_queue: bool = typer.Option(False, "--per-queue", help="list every DMA queue, not only all of them together"),
+    as_json: bool = typer.Option(False, "--json", help="machine-readable output (every track)"),
 ) -> None:
     """Top instructions by time, busy time and utilisation per engine / DMA queue, the bottleneck, peak memory."""
     from trnsim.report.trace_summary import summarize_file
@@ -25,5 +26,5 @@ def summarize_command(
         print(json.dumps(summary.to_dict(), indent=2))
         return
     console = Console()
-    for table in summary.tables():
+    for table in summary.tables(per_queue):
         console.print(table)

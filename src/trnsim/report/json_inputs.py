@@ -73,7 +73,8 @@ def add_json_file(report: Report, path: Path) -> None:
         report.add_figure(f"Engine utilisation: {path.name}", plot_trace_timeline(events, path.name, None))
         report.story.answer(f"Trace {path.name} spans {fmt_time_us(s.span_us)}; the busiest track is {s.bottleneck}.")
         report.add_table(f"{name}: top instructions (trace span {fmt_time_us(s.span_us)})", [vars(t) for t in s.top])
-        report.add_table(f"{name}: busy time per track (bottleneck {s.bottleneck})", [vars(t) for t in s.tracks])
+        busy = [vars(t) for t in s.engine_tracks()]
+        report.add_table(f"{name}: busy time per engine, DMA queues together (busiest {s.bottleneck})", busy)
         return
     if isinstance(doc, list) and doc and all(isinstance(r, dict) and "name" in r for r in doc):
         if any(COST_KEYS & set(r) for r in doc):

@@ -12,6 +12,7 @@ from typing import Any
 from rich.table import Table
 
 from trnsim.errors import TrnsimError
+from trnsim.runtime.units import fmt_time_us
 
 DMA_QUEUE_PREFIX = "dma q"  # trnsim names DMA queue tracks "dma q0", "dma q1", ...
 ANY_DMA = "dma (any queue)"
@@ -48,18 +49,23 @@ class TraceSummary:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    def tables(self) -> list[Table]:
-        top = Table(title=f"top instructions in {self.source} (span {self.span_us:,.2f} µs)")
-        for col in ("name", "slices", "total µs (all tracks)", "per track-µs of span"):
+    def engine_tracks(self, per_queue: bool = False) -> list[TrackBusy]:
+        """The busy-time rows: engines and each process's DMA queues taken together, or every queue too."""
+        return [t for t in self.tracks if per_queue or not t.track.startswith(DMA_QUEUE_PREFIX)]
+
+    def tables(self, per_queue: bool = False) -> list[Table]:
+        top = Table(title=f"top instructions in {self.source} (span {fmt_time_us(self.span_us)})")
+        for col in ("name", "slices", "time, all tracks", "per µs of span"):
             top.add_column(col, justify="left" if col == "name" else "right")
         for item in self.top:
             per_span = item.total_us / self.span_us if self.span_us else 0.0
-            top.add_row(item.name, f"{item.count:,}", f"{item.total_us:,.3f}", f"{per_span:.2f}")
-        busy = Table(title=f"busy time per engine / queue (bottleneck: {self.bottleneck})")
-        for col in ("process", "track", "busy µs", "utilisation"):
+            top.add_row(item.name, f"{item.count:,}", fmt_time_us(item.total_us), f"{per_span:.2f}")
+        queues = "each DMA queue" if per_queue else "DMA queues taken together (--per-queue: each)"
+        busy = Table(title=f"busy time per engine, {queues}; busiest: {self.bottleneck}")
+        for col in ("process", "track", "busy", "utilisation"):
             busy.add_column(col, justify="left" if col in ("process", "track") else "right")
-        for t in self.tracks:
-            busy.add_row(t.process, t.track, f"{t.busy_us:,.3f}", f"{100 * t.utilisation:.1f}%")
+        for t in self.engine_tracks(per_queue):
+            busy.add_row(t.process, t.track, fmt_time_us(t.busy_us), f"{100 * t.utilisation:.1f}%")
         out = [top, busy]
         if self.counter_peaks:
             peaks = Table(title="peak memory occupancy")
