@@ -39,7 +39,7 @@ def _specs(xs: list[np.ndarray]) -> list[nki.TensorSpec]:
     return [nki.TensorSpec(x.shape, x.dtype) for x in xs]
 
 
-@fuzz(60)
+@fuzz(150)
 @given(rnd=RANDOMS, data_seed=st.integers(0, 2**32 - 1))
 def test_random_valid_kernels_match_numpy_and_time_alike_in_both_modes(
     rnd: random.Random, data_seed: int, kernel_dir: Path
@@ -61,7 +61,7 @@ def test_random_valid_kernels_match_numpy_and_time_alike_in_both_modes(
     assert timing.latency_us == functional.latency_us, source
 
 
-@fuzz(10)
+@fuzz(15)
 @given(rnd=RANDOMS, data_seed=st.integers(0, 2**32 - 1))
 def test_random_tiled_matmuls_match_numpy_in_both_modes(rnd: random.Random, data_seed: int, kernel_dir: Path) -> None:
     prog = random_matmul_program(rnd)
@@ -83,7 +83,7 @@ def _outcome(kernel: object, xs: list[np.ndarray], mode: str) -> TrnsimError | N
     return None
 
 
-@fuzz(60)
+@fuzz(150)
 @given(rnd=RANDOMS, data_seed=st.integers(0, 2**32 - 1))
 def test_random_invalid_kernels_raise_their_error_at_their_line_in_both_modes(
     rnd: random.Random, data_seed: int, kernel_dir: Path
