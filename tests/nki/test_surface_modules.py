@@ -104,3 +104,11 @@ def test_compiler_placements_validate_their_arguments() -> None:
         ncc.sbuf.mod_alloc(base_addr=0, num_free_tiles=(0,))
     with pytest.raises(UsageError, match="decorates a kernel"):
         ncc.skip_middle_end_transformations(5)  # type: ignore[arg-type]
+
+
+def test_nc_versions_are_ordered() -> None:
+    v = nisa.nc_version
+    assert v.gen2 < v.gen3 < v.gen4 and v.gen4 >= v.gen3 and max(v.gen2, v.gen4) is v.gen4
+    assert nisa.get_nc_version() >= v.gen2
+    with pytest.raises(TypeError):
+        _ = v.gen2 < 3

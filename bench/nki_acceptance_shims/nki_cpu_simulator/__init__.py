@@ -5,25 +5,34 @@ isa.constants,language,language.dtypes,tensor,typing}` and calls `nki.cpu_simula
 Each name here is the trnsim module of the same role.
 """
 
+import os
 import sys
 import types
 from typing import Any
 
 import trnsim.nki as _trn_nki
-from trnsim.nki import simulate
+from trnsim.nki import Kernel, jit, simulate
 
 _trn_nki.install_aliases()
 
 
+# nki-library sets NKI_NC_VERSION from --platform-target before each simulation (gen2 trn1, gen3 trn2, gen4 trn3)
+_TARGETS = {"gen2": "trn1", "gen3": "trn2", "gen4": "trn3"}
+
+
+def _target() -> Any:
+    return _TARGETS.get(os.environ.get("NKI_NC_VERSION", ""))
+
+
 class _CpuSimulate:
     def __init__(self, kernel: Any) -> None:
-        self._kernel = kernel
+        self._kernel = kernel if isinstance(kernel, Kernel) else jit(kernel)  # the simulator takes plain functions
 
     def __getitem__(self, lnc: int) -> Any:
-        return simulate(self._kernel[lnc])
+        return simulate(self._kernel[lnc], target=_target())
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return simulate(self._kernel)(*args, **kwargs)
+        return simulate(self._kernel, target=_target())(*args, **kwargs)
 
 
 class _NkiModule(types.ModuleType):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from enum import Enum
 from typing import Any
 
@@ -55,10 +56,18 @@ class matmul_perf_mode(Enum):
     double_row = 1
 
 
+@functools.total_ordering
 class nc_version(Enum):
+    """NeuronCore generations, ordered (kernels test `nisa.get_nc_version() >= nisa.nc_version.gen3`)."""
+
     gen2 = 2
     gen3 = 3
     gen4 = 4
+
+    def __lt__(self, other: Any) -> bool:
+        if not isinstance(other, nc_version):
+            return NotImplemented
+        return self.value < other.value
 
 
 _ENGINES = {
