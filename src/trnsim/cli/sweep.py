@@ -199,6 +199,13 @@ def sweep_command(
         print(json.dumps(payload, indent=2))
         return
     _print_table(rows, names, front_ids, f"{model} on {spec.name}: {len(rows)} points ({step_cost} step cost)")
+    if "rate" not in names and "concurrency" not in names:
+        load = f"{rate:g} req/s" if rate is not None else f"{concurrency} clients"
+        err.print(
+            f"[dim]note: every point is offered the same load ({load}): output tok/s equals that load wherever a "
+            "point keeps up, so compare latency, $/Mtok and J/token; sweep rate (--set rate=...) for capacity[/]",
+            highlight=False,
+        )
     if not front:
         err.print(f"[yellow]no point has both {x} and {y}; no Pareto plot[/]")
     for f in files:
