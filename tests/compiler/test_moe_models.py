@@ -37,6 +37,25 @@ def _tiny(kind: str) -> tuple[torch.nn.Module, int, int, int]:
             **common,
         )
         return transformers.Qwen2MoeForCausalLM(cfg), 64, 48, 2
+    if kind == "deepseek_v3":  # MLA attention, sigmoid scores, group-limited top-k, a shared expert
+        cfg = transformers.DeepseekV3Config(
+            **{**common, "num_key_value_heads": 4},
+            intermediate_size=96,
+            moe_intermediate_size=32,
+            n_routed_experts=8,
+            n_shared_experts=1,
+            num_experts_per_tok=2,
+            n_group=4,
+            topk_group=2,
+            first_k_dense_replace=1,
+            q_lora_rank=32,
+            kv_lora_rank=16,
+            qk_nope_head_dim=16,
+            qk_rope_head_dim=8,
+            v_head_dim=16,
+            use_cache=False,
+        )
+        return transformers.DeepseekV3ForCausalLM(cfg), 64, 32, 2
     cfg = transformers.Qwen3MoeConfig(
         intermediate_size=96,
         moe_intermediate_size=48,
@@ -59,7 +78,7 @@ def _compiled_logits(model: torch.nn.Module, ids: torch.Tensor) -> tuple[torch.T
     return out, ref
 
 
-@pytest.mark.parametrize("kind", ["mixtral", "qwen2_moe", "qwen3_moe"])
+@pytest.mark.parametrize("kind", ["mixtral", "qwen2_moe", "qwen3_moe", "deepseek_v3"])
 def test_moe_matches_eager_with_routing_on_the_chip(kind: str) -> None:
     torch.manual_seed(torch.randint(0, 2**31, ()).item())
     model, hidden, inter, top_k = _tiny(kind)
@@ -73,8 +92,9 @@ def test_moe_matches_eager_with_routing_on_the_chip(kind: str) -> None:
     kernels = prof.by_kernel()
     assert set(kernels) >= MOE_KERNELS, MOE_KERNELS - set(kernels)
     # the experts' matmuls did exactly the routed work: every token's k slots through gate_up and down
+    moe_layers = 1 if kind == "deepseek_v3" else 2  # DeepSeek's first layer is dense
     slots = batch * seq * top_k
-    expected = 2 * 2 * slots * (hidden * 2 * inter + inter * hidden)  # 2 layers, 2 flops per multiply-add
+    expected = moe_layers * 2 * slots * (hidden * 2 * inter + inter * hidden)  # 2 flops per multiply-add
     assert kernels["grouped_matmul"]["flops"] == expected
 
 

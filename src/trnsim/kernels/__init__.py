@@ -16,6 +16,7 @@ from trnsim.kernels.grouped_matmul import grouped_matmul
 from trnsim.kernels.matmul import batched_matmul, linear, matmul
 from trnsim.kernels.moe_dispatch import gather_rows, index_arith, scatter_rows
 from trnsim.kernels.moe_router import cumsum, histogram, sort, topk
+from trnsim.kernels.moe_select import gather_last, scatter_last, where
 from trnsim.kernels.reductions import layernorm, reduce_last, rmsnorm, softmax
 from trnsim.kernels.rope import rope
 from trnsim.kernels.transpose import transpose
@@ -30,6 +31,7 @@ __all__ = [
     "embedding",
     "flash_attention",
     "fused_chain",
+    "gather_last",
     "gather_rows",
     "grouped_matmul",
     "histogram",
@@ -41,10 +43,12 @@ __all__ = [
     "reduce_last",
     "rmsnorm",
     "rope",
+    "scatter_last",
     "scatter_rows",
     "softmax",
     "sort",
     "topk",
     "transpose",
     "unary",
+    "where",
 ]

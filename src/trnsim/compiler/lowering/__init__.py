@@ -10,6 +10,7 @@ from trnsim.compiler.lowering import (  # noqa: F401
     layout,
     matmul,
     moe,
+    moe_select,
     norms,
     rope,
 )

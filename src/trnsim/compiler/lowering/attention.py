@@ -34,7 +34,7 @@ def sdpa(
     s_kv = k.shape[2]
     if d > ctx.spec.core.tensor.pe_rows or h % k.shape[1]:
         raise Unsupported("head dim or head grouping")
-    if attn_mask is None and (not is_causal or s_q == s_kv):
+    if attn_mask is None and (not is_causal or s_q == s_kv) and v.shape[-1] == d:
         # q/k/v usually arrive as [B, S, H, D] views permuted to [B, H, S, D]: the kernel's DMAs read rows of
         # D contiguous elements either way, so the permute costs no extra copy.
         free = all(t.stride(-1) == 1 for t in (q, k, v))
@@ -43,9 +43,10 @@ def sdpa(
 
 
 def _explicit(ctx: LowerContext, q: Any, k: Any, v: Any, mask: Any, is_causal: bool, scale: float | None) -> Any:
-    """softmax(q k^T * scale + mask) v as two batched matmuls around a softmax."""
+    """softmax(q k^T * scale + mask) v as two batched matmuls around a softmax (V's head dim may differ from
+    Q's and K's, as in DeepSeek's MLA)."""
     b, h, s_q, d = q.shape
-    hkv, s_kv = k.shape[1], k.shape[2]
+    hkv, s_kv, dv = k.shape[1], k.shape[2], v.shape[-1]
     if hkv != h:  # GQA: each query head reads its group's K/V
         k = k.repeat_interleave(h // hkv, dim=1)
         v = v.repeat_interleave(h // hkv, dim=1)
@@ -68,6 +69,6 @@ def _explicit(ctx: LowerContext, q: Any, k: Any, v: Any, mask: Any, is_causal: b
         ops.append(("add", additive))
     scores = ctx.kernel(kernels.fused_chain, scores, ops)
     probs = ctx.kernel(kernels.softmax, scores)
-    return ctx.kernel(kernels.batched_matmul, probs.reshape(b * h, s_q, s_kv), v.reshape(b * h, s_kv, d)).reshape(
-        b, h, s_q, d
+    return ctx.kernel(kernels.batched_matmul, probs.reshape(b * h, s_q, s_kv), v.reshape(b * h, s_kv, dv)).reshape(
+        b, h, s_q, dv
     )

@@ -49,6 +49,8 @@ COPY_OPS = (
     "aten.repeat_interleave.self_int",
     "aten.index_select.default",
     "aten.copy.default",
+    "aten.slice_scatter.default",  # x[..., a:b] = y into a new buffer (DeepSeek's MLA key assembly)
+    "aten.full_like.default",  # a constant-filled buffer (zeros_like, full_like), charged as a copy of its size
 )
 
 

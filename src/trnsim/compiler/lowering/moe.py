@@ -34,7 +34,7 @@ def _meta(t: torch.Tensor) -> bool:
     return t.device.type == "meta"
 
 
-def _narrow(t: torch.Tensor) -> torch.Tensor:
+def narrow_index(t: torch.Tensor) -> torch.Tensor:
     """An int64 tensor as the int32 the chip holds (see the module docstring); others unchanged."""
     if t.dtype != torch.int64:
         return t
@@ -61,7 +61,7 @@ def _host_indices(idx: torch.Tensor, rows: int) -> Any:
     flat = idx.reshape(-1)
     if flat.numel() and (flat.min() < 0 or flat.max() >= rows):
         raise Unsupported("negative or out-of-range indices")
-    return _narrow(flat)
+    return narrow_index(flat)
 
 
 def _vector_op(x: torch.Tensor) -> torch.Tensor:
@@ -85,7 +85,7 @@ def topk(ctx: LowerContext, x: torch.Tensor, k: int, dim: int = -1, largest: boo
 def _sort(ctx: LowerContext, x: torch.Tensor, dim: int, descending: bool) -> Any:
     if x.dim() != 1 or dim not in (0, -1) or x.dtype not in VALUE_DTYPES:
         raise Unsupported("sort of a vector")
-    values, positions = ctx.kernel(kernels.sort, _narrow(x), descending=bool(descending))
+    values, positions = ctx.kernel(kernels.sort, narrow_index(x), descending=bool(descending))
     return _widen(values, x.dtype), _widen(positions, torch.int64)
 
 
@@ -106,7 +106,7 @@ def histc(ctx: LowerContext, x: torch.Tensor, bins: int = 100, min: float = 0, m
     # CPU code histograms float ids, CUDA / meta code int32 ones; the counts come in x's dtype either way
     if x.dtype not in VALUE_DTYPES or float(min) >= float(max):
         raise Unsupported("histc over a given range")
-    chip = _narrow(_vector_op(x))
+    chip = narrow_index(_vector_op(x))
     counts = ctx.kernel(kernels.histogram, chip, int(bins), float(min), float(max), out_dtype=numpy_dtype(chip.dtype))
     return _widen(counts, x.dtype)
 
@@ -119,7 +119,7 @@ def cumsum(ctx: LowerContext, x: torch.Tensor, dim: int, *, dtype: torch.dtype |
     if want not in VALUE_DTYPES:
         raise Unsupported(f"cumsum to {want}")
     chip_out = torch.int32 if want == torch.int64 else want
-    out = ctx.kernel(kernels.cumsum, _narrow(x), out_dtype=numpy_dtype(chip_out))
+    out = ctx.kernel(kernels.cumsum, narrow_index(x), out_dtype=numpy_dtype(chip_out))
     return _widen(out, want)
 
 
@@ -132,7 +132,7 @@ def index(ctx: LowerContext, x: torch.Tensor, indices: list[Any]) -> Any:
     if x.dim() not in (1, 2) or x.dtype not in VALUE_DTYPES:
         raise Unsupported("gather from a vector or matrix")
     idx = indices[0]
-    out = ctx.kernel(kernels.gather_rows, _narrow(x), _host_indices(idx, x.shape[0]))
+    out = ctx.kernel(kernels.gather_rows, narrow_index(x), _host_indices(idx, x.shape[0]))
     return _widen(out, x.dtype).reshape(*idx.shape, *x.shape[1:])
 
 
@@ -148,14 +148,14 @@ def index_put(
         raise Unsupported("index_put of rows of a vector or matrix")
     if tuple(values.shape) != (idx.shape[0], *x.shape[1:]):
         raise Unsupported("values broadcast over the indexed rows")
-    chip_values = _narrow(values.to(x.dtype) if values.dtype != x.dtype and not _meta(values) else values)
+    chip_values = narrow_index(values.to(x.dtype) if values.dtype != x.dtype and not _meta(values) else values)
     positions = _host_indices(idx, x.shape[0])
     base = x
     if x.dtype == torch.int64 and not _meta(x) and torch.unique(idx).numel() == x.shape[0]:
         # every row is overwritten (the inverse of a permutation into `empty_like`): x's own values, which
         # may be uninitialised memory beyond int32, are never read
         base = torch.zeros(x.shape, dtype=torch.int32)
-    out = ctx.kernel(kernels.scatter_rows, _narrow(base), positions, chip_values)
+    out = ctx.kernel(kernels.scatter_rows, narrow_index(base), positions, chip_values)
     return _widen(out, x.dtype)
 
 
@@ -169,7 +169,7 @@ def _int_division(ctx: LowerContext, x: Any, other: Any, rounding_mode: str | No
     if not isinstance(other, int) or other == 0:
         raise Unsupported("division by a non-zero integer")
     op = "floor_divide" if rounding_mode == "floor" else "trunc_divide"
-    out = ctx.kernel(kernels.index_arith, _narrow(_vector_op(x)), op, int(other))
+    out = ctx.kernel(kernels.index_arith, narrow_index(_vector_op(x)), op, int(other))
     return _widen(out, x.dtype).reshape(x.shape)
 
 
@@ -192,9 +192,9 @@ def to_copy(ctx: LowerContext, x: torch.Tensor, *, dtype: torch.dtype | None = N
     if {x.dtype, dtype} - set(VALUE_DTYPES):
         raise Unsupported(f"cast {x.dtype} -> {dtype}")
     if x.dtype in INDEX_DTYPES and dtype in INDEX_DTYPES:
-        return _widen(_narrow(x), dtype)  # int64 <-> int32: the chip holds both as int32 (bookkeeping)
+        return _widen(narrow_index(x), dtype)  # int64 <-> int32: the chip holds both as int32 (bookkeeping)
     chip_out = torch.int32 if dtype == torch.int64 else dtype
-    out = ctx.kernel(kernels.index_arith, _narrow(_vector_op(x)), "cast", out_dtype=numpy_dtype(chip_out))
+    out = ctx.kernel(kernels.index_arith, narrow_index(_vector_op(x)), "cast", out_dtype=numpy_dtype(chip_out))
     return _widen(out, dtype).reshape(x.shape)
 
 
@@ -204,7 +204,7 @@ def _group_ends(offs: torch.Tensor, rows: int) -> Any:
     groups = offs.shape[0]
     if _meta(offs):
         return [rows * (g + 1) // groups for g in range(groups)]
-    return _narrow(offs)
+    return narrow_index(offs)
 
 
 def _grouped(ctx: LowerContext, x: torch.Tensor, w: torch.Tensor, offs: Any, out_dtype: Any = None) -> Any:
