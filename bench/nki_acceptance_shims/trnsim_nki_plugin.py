@@ -62,3 +62,13 @@ def analyze_trace(**kwargs):
 _perf = types.ModuleType("test.utils.perf_analysis_private")
 _perf.analyze_trace = analyze_trace
 sys.modules.setdefault("test.utils.perf_analysis_private", _perf)
+
+
+def pytest_sessionstart(session):
+    """Upstream bug: in --test-mode simulation nki-library never sets Orchestrator._compiled_kernel (compilation
+    is skipped) but reads it after every simulated run (_rename_neff_outputs_to_python_names), so every test
+    fails there after its kernel ran. A class default of None (no NEFF outputs to rename) is what that code
+    expects when nothing was compiled."""
+    orchestrator = sys.modules.get("test.utils.test_orchestrator")
+    if orchestrator is not None and not hasattr(orchestrator.Orchestrator, "_compiled_kernel"):
+        orchestrator.Orchestrator._compiled_kernel = None
