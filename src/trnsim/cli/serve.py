@@ -53,9 +53,9 @@ def metrics_table(title: str, out: dict[str, Any]) -> Table:
 
 
 def serve_command(
-    model: str = typer.Option(..., "--model", help="model preset (e.g. llama-3.1-70b) or a config.json path"),
-    hw: str = typer.Option(..., "--hw", help="instance type, e.g. trn2.48xlarge or p5.48xlarge"),
-    tp: int = typer.Option(..., "--tp", help="tensor-parallel ranks per replica (logical NeuronCores or GPUs)"),
+    model: str | None = typer.Option(None, "--model", help="model preset (e.g. llama-3.1-70b) or a config.json path"),
+    hw: str | None = typer.Option(None, "--hw", help="instance type, e.g. trn2.48xlarge or p5.48xlarge"),
+    tp: int | None = typer.Option(None, "--tp", help="tensor-parallel ranks per replica (logical NeuronCores or GPUs)"),
     rate: float | None = typer.Option(None, "--rate", help="Poisson arrivals, requests/s"),
     burstiness: float | None = typer.Option(
         None, "--burstiness", help="Gamma arrivals of this shape instead (vLLM's: 1 = Poisson, < 1 burstier)"
@@ -76,14 +76,22 @@ def serve_command(
     ),
     as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
     report: str | None = typer.Option(None, "--report", help="also write a self-contained HTML report here"),
+    deployment: Path | None = typer.Option(
+        None, "--deployment", help="TOML: several tenants on one instance's NeuronCores (docs/instances.md)"
+    ),
 ) -> None:
     """Simulate serving MODEL on HW: latency percentiles, tokens/s, $/Mtok and J/token."""
+    if deployment is not None:
+        _serve_deployment(deployment, scheduler, seed, as_json)
+        return
     from trnsim.serve import SLO, make_workload, simulate
     from trnsim.serve.benchmark_metrics import SCHEMA, benchmark_metrics, parse_percentiles
     from trnsim.serve.errors import ServeError
     from trnsim.serve.setup import grid_bounds, serving_setup
     from trnsim.serve.steady_state import measure_steady_state
 
+    if model is None or hw is None or tp is None:
+        raise ServeError("give --model, --hw and --tp (or --deployment FILE for several tenants on one instance)")
     if (rate is None) == (concurrency is None):
         raise ServeError("give exactly one of --rate (requests/s) or --concurrency (clients)")
     if burstiness is not None and not (burstiness > 0 and burstiness < float("inf")):
@@ -131,3 +139,22 @@ def serve_command(
         print(json.dumps(out, indent=2))
         return
     Console().print(metrics_table(f"{out['model']} on {hw}, tp={tp} ({result.scheduler})", out))
+
+
+def _serve_deployment(path: Path, scheduler: str, seed: int, as_json: bool) -> None:
+    """`--deployment FILE`: every tenant's serve metrics, side by side (`--json`: {"tenants": {NAME: ...}})."""
+    from trnsim.serve.deployment import load_deployment, run_deployment
+
+    dep = load_deployment(path)
+    tenants = run_deployment(dep, scheduler, seed, progress=not as_json)
+    if as_json:
+        print(json.dumps({"instance": dep.instance, "lnc": dep.lnc, "tenants": tenants}, indent=2))
+        return
+    for name, out in tenants.items():
+        shared = ", ".join(out["hbm_stack_neighbours"]) or "none"
+        title = f"{name}: {out['model']} on {dep.instance} cores {out['cores']} (LNC={dep.lnc}, tp={out['tp']})"
+        Console().print(metrics_table(title, out))
+        Console().print(
+            f"  HBM stacks shared with: {shared}; DMA bandwidth x{out['hbm_bandwidth_factor']:.3f} under their load",
+            highlight=False,
+        )

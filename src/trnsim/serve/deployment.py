@@ -1,0 +1,229 @@
+"""`trnsim serve --deployment FILE`: several tenants served on one Trainium instance, each on its own cores.
+
+    instance = "trn2.48xlarge"
+    lnc = 1
+    [[tenant]]
+    name = "chat"
+    model = "llama-3.1-8b"
+    cores = "0-3"          # NeuronCores at this LNC: "N" or "A-B"; tp = the number of cores
+    rate = 4               # or concurrency = N
+    requests = 200
+    prompt = 1024
+    output = 128
+
+A tenant owns whole NeuronCores (sim/tenancy.py rules: contiguous, not overlapping, inside the instance,
+LNC matching). Its replica has its cores' share of the instance's HBM, price and power, and its step cost
+is the compiler's estimate on the chip at the deployment's LNC. Neighbours interfere through the HBM stacks
+they share (sim/hbm_stacks.toml): a core streams at most its DMA queues' rate, a stack serves at most its
+share of the chip's bandwidth, so a tenant whose cores share a stack with another tenant's busy cores gets
+  rate = min(D, S / (k + sum over neighbours of u_n k_n)) instead of min(D, S / k)
+per core (D: a core's DMA queues together, S: the stack's bandwidth, k: the tenant's cores on the stack,
+u_n: the neighbour's device-busy share from a first run alone). The slowest stack bounds a tensor-parallel
+step. Collective links shared between tenants spanning the same chips are not modelled.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from trnsim.cost import load_power, load_prices, server_power
+from trnsim.errors import TrnsimError
+from trnsim.hw.presets import list_presets, load_preset
+from trnsim.hw.spec import HardwareSpec
+from trnsim.serve.errors import ModelDoesNotFitError, ServeError
+from trnsim.serve.model import DEFAULT_RESERVE_FRACTION, GIB, Replica
+from trnsim.serve.options import make_workload
+from trnsim.serve.setup import DEFAULT_COOLING, accelerator_target, check_request_lengths, grid_bounds, served_model
+from trnsim.serve.simulate import simulate
+from trnsim.sim.instance import check_lnc, hbm_stacks
+from trnsim.sim.tenancy import CoreRange, check_partition, parse_cores
+
+_TENANT_KEYS = {"name", "model", "cores", "rate", "concurrency", "requests", "prompt", "output", "lnc"}
+
+
+@dataclass(frozen=True)
+class TenantConfig:
+    name: str
+    model: str
+    cores: CoreRange
+    rate: float | None
+    concurrency: int | None
+    requests: int
+    prompt: str
+    output: str
+
+
+@dataclass(frozen=True)
+class Deployment:
+    instance: str
+    lnc: int
+    spec: HardwareSpec  # the chip at the deployment's LNC
+    tenants: tuple[TenantConfig, ...]
+
+
+def load_deployment(path: str | Path) -> Deployment:
+    """Read and check a deployment file; every mistake is one ServeError line naming the file and the key."""
+    p = Path(path)
+    try:
+        data = tomllib.loads(p.read_text())
+    except OSError as exc:
+        raise ServeError(f"cannot read deployment file {p}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ServeError(f"deployment file {p} is not valid TOML: {exc}") from None
+    return parse_deployment(data, str(p))
+
+
+def parse_deployment(data: dict[str, Any], where: str = "deployment") -> Deployment:
+    unknown = set(data) - {"instance", "lnc", "tenant"}
+    if unknown:
+        raise ServeError(f"{where}: unknown key(s) {sorted(unknown)}; allowed: instance, lnc, [[tenant]]")
+    instance = data.get("instance")
+    if not isinstance(instance, str):
+        raise ServeError(f'{where}: instance = "..." is required (e.g. "trn2.48xlarge")')
+    target = accelerator_target(instance)
+    if target not in list_presets():
+        raise ServeError(f"{where}: {instance} holds {target} GPUs; a deployment partitions Trainium NeuronCores")
+    base = load_preset(target)
+    lnc = data.get("lnc", base.chip.default_lnc)
+    tenants_raw = data.get("tenant")
+    if not isinstance(tenants_raw, list) or not tenants_raw:
+        raise ServeError(f"{where}: at least one [[tenant]] table is required")
+    try:
+        check_lnc(base, lnc)
+        spec = base.model_copy(update={"chip": base.chip.model_copy(update={"default_lnc": lnc})})
+        tenants = tuple(_tenant(t, i, where, lnc) for i, t in enumerate(tenants_raw))
+        names = [t.name for t in tenants]
+        if len(set(names)) != len(names):
+            raise ServeError(f"{where}: tenant names must differ, got {names}")
+        check_partition(base, base.instance(instance).chips, lnc, {t.name: t.cores for t in tenants})
+    except TrnsimError as exc:
+        if isinstance(exc, ServeError):
+            raise
+        raise ServeError(f"{where}: {getattr(exc, 'bare_message', exc)}") from None
+    return Deployment(instance, lnc, spec, tenants)
+
+
+def _tenant(raw: Any, i: int, where: str, lnc: int) -> TenantConfig:
+    if not isinstance(raw, dict):
+        raise ServeError(f"{where}: [[tenant]] {i + 1} must be a table")
+    unknown = set(raw) - _TENANT_KEYS
+    name = str(raw.get("name", f"#{i + 1}"))
+    if unknown:
+        raise ServeError(
+            f"{where}: tenant {name!r} has unknown key(s) {sorted(unknown)}; allowed: {sorted(_TENANT_KEYS)}"
+        )
+    for key in ("name", "model", "cores"):
+        if key not in raw:
+            raise ServeError(f"{where}: tenant {name!r} needs {key} = ...")
+    if ("rate" in raw) == ("concurrency" in raw):
+        raise ServeError(f"{where}: tenant {name!r} needs exactly one of rate (requests/s) or concurrency (clients)")
+    if "lnc" in raw and raw["lnc"] != lnc:
+        raise ServeError(
+            f"{where}: tenant {name!r} was compiled for LNC={raw['lnc']} but the instance runs at LNC={lnc}; "
+            "compiler and runtime LNC must match"
+        )
+    requests = raw.get("requests", 200)
+    if not isinstance(requests, int) or requests < 1:
+        raise ServeError(f"{where}: tenant {name!r}: requests must be a positive integer, got {requests!r}")
+    return TenantConfig(
+        name=name,
+        model=str(raw["model"]),
+        cores=parse_cores(raw["cores"]),
+        rate=float(raw["rate"]) if "rate" in raw else None,
+        concurrency=int(raw["concurrency"]) if "concurrency" in raw else None,
+        requests=requests,
+        prompt=str(raw.get("prompt", 2048)),
+        output=str(raw.get("output", 256)),
+    )
+
+
+def physical_cores(dep: Deployment, t: TenantConfig) -> list[tuple[int, int]]:
+    """(chip, physical core) of every core of the tenant."""
+    per_chip = dep.spec.chip.physical_cores
+    return [divmod(c * dep.lnc + k, per_chip) for c in range(t.cores.first, t.cores.last + 1) for k in range(dep.lnc)]
+
+
+def stacks_of(dep: Deployment, t: TenantConfig) -> dict[tuple[int, int], int]:
+    """(chip, stack) -> how many of the tenant's physical cores sit on it."""
+    per_stack = dep.spec.chip.physical_cores // hbm_stacks(dep.spec)
+    out: dict[tuple[int, int], int] = {}
+    for chip, core in physical_cores(dep, t):
+        key = (chip, core // per_stack)
+        out[key] = out.get(key, 0) + 1
+    return out
+
+
+def bandwidth_factor(dep: Deployment, t: TenantConfig, busy: dict[str, float]) -> tuple[float, list[str]]:
+    """The tenant's DMA rate under its neighbours' load over its rate alone (the worst of its stacks), and
+    the neighbours that share a stack with it."""
+    spec = dep.spec
+    d = spec.core.dma.queues * spec.core.dma.queue_bytes_per_ns  # one physical core's DMA queues together
+    s = spec.chip.hbm_bytes_per_ns / hbm_stacks(spec)
+    mine = stacks_of(dep, t)
+    others = {o.name: stacks_of(dep, o) for o in dep.tenants if o.name != t.name}
+    factor, neighbours = 1.0, set()
+    for stack, k in mine.items():
+        load = float(k)
+        for name, theirs in others.items():
+            if stack in theirs:
+                neighbours.add(name)
+                load += busy.get(name, 1.0) * theirs[stack]
+        factor = min(factor, min(d, s / load) / min(d, s / k))
+    return factor, sorted(neighbours)
+
+
+def _serve(dep: Deployment, t: TenantConfig, factor: float, scheduler: str, seed: int, progress: bool) -> Any:
+    from trnsim.serve.estimate_step_cost import estimated_step_cost  # imports torch: only when a grid is needed
+
+    spec = dep.spec
+    if factor < 1.0:
+        dma = spec.core.dma.model_copy(update={"queue_bytes_per_ns": spec.core.dma.queue_bytes_per_ns * factor})
+        spec = spec.model_copy(update={"core": spec.core.model_copy(update={"dma": dma})})
+    tp = t.cores.count
+    work = make_workload(
+        t.requests, rate=t.rate, concurrency=t.concurrency, prompt=t.prompt, output=t.output, seed=seed
+    )
+    bounds = grid_bounds(work, scheduler)
+    entry = load_prices().instance(dep.instance)
+    share = tp * dep.lnc / (entry.accelerators * spec.chip.physical_cores)  # its cores' share of the instance
+    memory = share * entry.accelerators * entry.hbm_gib_per_accelerator * GIB
+    served = served_model(t.model, tp)
+    if served.weight_bytes >= memory * (1 - DEFAULT_RESERVE_FRACTION):
+        raise ModelDoesNotFitError(
+            f"tenant {t.name!r}: {served.name} needs {served.weight_bytes / GIB:.1f} GiB of weights but cores "
+            f"{t.cores} hold {memory / GIB:.1f} GiB of HBM; give it more cores"
+        )
+    check_request_lengths(t.model, bounds.max_context, tp, memory)
+    step = estimated_step_cost(t.model, spec, tp, dep.instance, progress=progress, **vars(bounds))
+    power = load_power()
+    watts = server_power(dep.instance).peak_w * power.cooling_for(DEFAULT_COOLING).pue.value * share
+    replica = Replica(memory, step, entry.usd_per_hour * share, watts, name=f"{t.name} cores {t.cores}")
+    return simulate(served, replica, work, scheduler)
+
+
+def run_deployment(
+    dep: Deployment, scheduler: str = "continuous", seed: int = 0, progress: bool = False
+) -> dict[str, dict[str, Any]]:
+    """Each tenant's serve metrics; tenants sharing HBM stacks rerun with their neighbours' load."""
+    alone = {t.name: _serve(dep, t, 1.0, scheduler, seed, progress) for t in dep.tenants}
+    busy = {name: float(r.to_dict()["utilization"]) for name, r in alone.items()}
+    out: dict[str, dict[str, Any]] = {}
+    for t in dep.tenants:
+        factor, neighbours = bandwidth_factor(dep, t, busy)
+        result = alone[t.name] if factor >= 1.0 else _serve(dep, t, factor, scheduler, seed, progress)
+        out[t.name] = result.to_dict() | {
+            "hw": dep.instance,
+            "lnc": dep.lnc,
+            "cores": str(t.cores),
+            "tp": t.cores.count,
+            "rate_req_s": t.rate,
+            "concurrency": t.concurrency,
+            "hbm_stack_neighbours": neighbours,
+            "hbm_bandwidth_factor": factor,
+            "tpot_ms_alone": alone[t.name].to_dict()["tpot_ms"],
+            "utilization_alone": busy[t.name],
+        }
+    return out
