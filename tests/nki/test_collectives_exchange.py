@@ -209,3 +209,36 @@ def test_sendrecv_in_a_plain_launch_says_how_to_run_it() -> None:
     x = np.ones((8, 16), np.float32)
     with pytest.raises(UsageError, match="run_ranks"):
         nki.simulate(swap_kernel[nl.nc(2)])(x)
+
+
+@nki.jit
+def neighbour_swap(x):
+    """At LNC=1 the two NeuronCores of an HBM stack are two ranks; each sends its tile to the other."""
+    me = ncc.rank_id() % 2
+    t = nl.ndarray(x.shape, dtype=x.dtype, buffer=nl.sbuf)
+    r = nl.ndarray(x.shape, dtype=x.dtype, buffer=nl.sbuf)
+    out = nl.ndarray(x.shape, dtype=x.dtype, buffer=nl.shared_hbm)
+    nisa.dma_copy(dst=t, src=x)
+    nisa.sendrecv(src=t, dst=r, send_to_rank=1 - me, recv_from_rank=1 - me, pipe_id=3)
+    nisa.dma_copy(dst=out, src=r)
+    return out
+
+
+def test_sendrecv_between_neighbouring_ranks_at_lnc1() -> None:
+    xs = [rng().standard_normal((16, 32)).astype(np.float32) for _ in range(4)]  # two stacks, two ranks each
+    prof = tn.run_ranks(neighbour_swap, [(x,) for x in xs], target="trn2", lnc=1)
+    for r, out in enumerate(prof.outputs):
+        np.testing.assert_array_equal(out, xs[r ^ 1])
+    # each pair's transfer starts when both have arrived: the early one waits, both finish together
+    ends = []
+    for p in prof.ranks:
+        (i,) = [k for k, ins in enumerate(p.instructions) if ins.opcode.key == "sendrecv"]
+        ends.append(float(p.timeline.instr_end[i]))
+    assert ends[0] == pytest.approx(ends[1]) and ends[2] == pytest.approx(ends[3])
+
+
+def test_sendrecv_to_a_core_that_runs_nothing_is_named() -> None:
+    x = np.ones((8, 16), np.float32)
+    with pytest.raises(UsageError, match=r"rank 0 waits at sendrecv from core 1") as info:
+        tn.run_ranks(swap_kernel, [(x,)], target="trn2", lnc=2)  # one program: core 1 of the pair is idle
+    assert info.value.rule == "collective-mismatch"
