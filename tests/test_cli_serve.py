@@ -16,6 +16,7 @@ import trnsim.serve.estimate_step_cost as esc
 from trnsim.cli import app
 from trnsim.cost import load_power, load_prices, server_power
 from trnsim.errors import TrnsimError
+from trnsim.serve.load_curve import DEFAULT_FRACTIONS
 
 WORK = ["--requests", "24", "--prompt", "40", "--output", "8"]
 GPU_WORK = ["--requests", "40", "--prompt", "512", "--output", "32"]
@@ -98,10 +99,10 @@ def test_compare_at_a_fixed_rate_and_an_unreachable_slo(tiny: str) -> None:
     report = Path(tiny).parent / "compare.html"
     table = CliRunner().invoke(app, [*args, "--report", str(report)], terminal_width=160)
     assert table.exit_code == 0 and "cost vs first" in table.stdout and "p5.48xlarge:tp=2" in table.stdout
-    from trnsim.report.html import fmt_num  # imported here: the report's formatting is another area's
+    from trnsim.report.story import money  # imported here: the report's formatting is another area's
 
     html = report.read_text()  # the report holds both sides' numbers, as the JSON gave them
-    assert "p5.48xlarge:tp=2" in html and fmt_num(first["usd_per_mtok"]) in html
+    assert "p5.48xlarge:tp=2" in html and money(first["usd_per_mtok"]) in html
 
     result = CliRunner().invoke(app, ["compare", "--model", tiny, *hw, "--slo-ttft-ms", "0.001", *WORK])
     assert isinstance(result.exception, TrnsimError)
@@ -119,6 +120,13 @@ def test_compare_searches_the_max_rate_under_the_slo(tiny: str) -> None:
         assert side["slo_attainment"] >= 0.9
     assert h200["tpot_ms"]["p50"] < h100["tpot_ms"]["p50"] * 1.5  # same traffic shape, faster memory
     assert out["cost_ratio"]["p5e.48xlarge:tp=1"] == pytest.approx(h200["usd_per_mtok"] / h100["usd_per_mtok"])
+    for side in (h100, h200):  # the search's confidence: the answer brackets and the steady-state run behind it
+        low, high = side["capacity"]["rate_interval_req_s"]
+        assert low == side["rate_req_s"] < high <= low * 1.03
+        assert side["capacity"]["steady_state"]["long_enough"]
+        curve = [p for p in out["load_curve"] if p["hw"] == side["hw"]]
+        assert [p["rate"] for p in curve] == pytest.approx([side["rate_req_s"] * f for f in DEFAULT_FRACTIONS])
+        assert all(p["sustained"] for p in curve if p["rate"] <= side["rate_req_s"] * 0.75)
 
 
 def test_plan_sizes_replicas_with_the_serving_simulator(tiny: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -14,6 +15,23 @@ from rich.table import Table
 
 def _fmt(value: float | None, form: str) -> str:
     return "-" if value is None else format(value, form)
+
+
+def load_curve_table(points: list[dict[str, Any]]) -> Table:
+    """The latency-vs-load points (Comparison.to_dict()["load_curve"]) as one table, hardware by hardware."""
+    table = Table(title="latency vs load (steady-state window; * = rate not sustained)")
+    for name in ("hardware", "rate req/s", "TTFT p50 / p99 ms", "TPOT p50 / p99 ms", "output tok/s", "SLO met"):
+        table.add_column(name, justify="left" if name == "hardware" else "right")
+    for p in points:
+        table.add_row(
+            escape(p["hw"]),
+            f"{p['rate']:,.3g}" + ("" if p["sustained"] else " *"),
+            f"{_fmt(p['ttft_p50_ms'], ',.1f')} / {_fmt(p['ttft_p99_ms'], ',.1f')}",
+            f"{_fmt(p['tpot_p50_ms'], ',.2f')} / {_fmt(p['tpot_p99_ms'], ',.2f')}",
+            _fmt(p["throughput_tok_s"], ",.0f"),
+            _fmt(p["slo_attainment"], ".0%"),
+        )
+    return table
 
 
 def compare_command(
@@ -31,6 +49,9 @@ def compare_command(
     seed: int = typer.Option(0, "--seed", help="workload random seed"),
     prices: Path | None = typer.Option(None, "--prices", help="TOML overriding prices.toml entries (your quote)"),
     power_table: Path | None = typer.Option(None, "--power-table", help="TOML overriding power.toml entries"),
+    curve: bool = typer.Option(
+        True, "--load-curve/--no-load-curve", help="also sweep the rate: latency vs load (JSON key load_curve)"
+    ),
     as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
     report: str | None = typer.Option(None, "--report", help="also write a self-contained HTML report here"),
 ) -> None:
@@ -91,5 +112,7 @@ def compare_command(
         table.add_row(name, *(f"{_fmt(s[key]['p50'], ',.1f')} / {_fmt(s[key]['p99'], ',.1f')}" for s in out["sides"]))
     table.add_row("cost vs first", *(_fmt(out["cost_ratio"][s["hw"]], ".2f") + "x" for s in out["sides"]))
     Console().print(table)
+    if out["load_curve"]:
+        Console().print(load_curve_table(out["load_curve"]))
     for name, why in out["slo_unmet"].items():
         Console().print(f"[yellow]{escape(name)}: SLO not met[/] ({escape(why)})", highlight=False)

@@ -7,8 +7,9 @@
 For each hardware: without a fixed load, the highest Poisson arrival rate sustained in steady state at which
 `goodput_fraction` of the requests meet the SLO (`find_max_rate`: warm-up, measurement window, saturation
 check; `requests` is only its smallest run) and the metrics at that rate, with the search's confidence;
-with a rate or a concurrency, the metrics at that load. Then each side's $/Mtok relative to the first
-side's that met the SLO. A hardware on which no rate meets the SLO is listed in `unmet`; when none does,
+with a rate or a concurrency, the metrics at that load. Then a latency-vs-load curve per side
+(`load_curve`, at `curve_fractions` of that rate), and each side's $/Mtok relative to the first side's
+that met the SLO. A hardware on which no rate meets the SLO is listed in `unmet`; when none does,
 SloUnreachableError says why for each.
 """
 
@@ -21,6 +22,7 @@ from typing import Any
 
 from trnsim.cost import load_power, load_prices
 from trnsim.serve.errors import ServeError, SloUnreachableError
+from trnsim.serve.load_curve import DEFAULT_FRACTIONS, load_curve
 from trnsim.serve.metrics import SLO
 from trnsim.serve.options import make_workload
 from trnsim.serve.rate_search import RateSearch, find_max_rate
@@ -69,6 +71,7 @@ class Comparison:
     slo: SLO
     sides: list[SideResult]
     unmet: dict[str, str] = field(default_factory=dict)  # hardware -> why no rate meets the SLO there
+    curve: list[dict[str, Any]] = field(default_factory=list)  # latency vs load, every side (load_curve)
 
     @property
     def cost_ratio(self) -> dict[str, float | None]:
@@ -87,6 +90,7 @@ class Comparison:
             "sides": [s.to_dict() for s in self.sides],
             "cost_ratio": self.cost_ratio,
             "slo_unmet": self.unmet,
+            "load_curve": self.curve,
         }
 
 
@@ -126,6 +130,7 @@ def compare_hardware(
     on_side: Callable[[str], None] | None = None,
     prices: str | Path | None = None,
     power_table: str | Path | None = None,
+    curve_fractions: Sequence[float] = DEFAULT_FRACTIONS,
 ) -> Comparison:
     """Serve `model` on each hardware ("INSTANCE:tp=N") under `slo`; see the module docstring."""
     if not hardware:
@@ -182,4 +187,23 @@ def compare_hardware(
             sides.append(SideResult(str(c), setup.target, setup.tp, rate, False, setup, result))
     if not sides:
         raise SloUnreachableError("no hardware meets the SLO: " + " | ".join(f"{k}: {v}" for k, v in failures.items()))
-    return Comparison(model, slo, sides, failures)
+    curve: list[dict[str, Any]] = []
+    for side in sides:  # latency vs load around each side's rate (none for a fixed concurrency)
+        if side.rate_req_s is None or not curve_fractions:
+            continue
+        if on_side is not None:
+            on_side(f"latency vs load on {side.hw}")
+        steady = (side.capacity or {}).get("steady_state") or {}
+        base = make_workload(requests, rate=side.rate_req_s, prompt=prompt, output=output, seed=seed)
+        rates = [side.rate_req_s * f for f in curve_fractions]
+        curve += load_curve(
+            side.setup.model,
+            side.setup.replica,
+            base,
+            rates,
+            scheduler,
+            slo=slo,
+            hw=side.hw,
+            latency_hint_s=steady.get("e2e_p50_s"),
+        )
+    return Comparison(model, slo, sides, failures, curve)
