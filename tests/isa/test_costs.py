@@ -347,6 +347,20 @@ def test_compound_vector_instructions(target: str, n: int) -> None:
     assert recip.cycles == max(ii, 8 * n)
 
 
+@covers(Opcode.TENSOR_SCALAR_REDUCE, Opcode.MAX8)
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("n", [8, 64, 63, 1000])
+def test_fused_reduce_and_max8(target: str, n: int) -> None:
+    """tensor_scalar_reduce: max(MIN_II, N) + MIN_II (the accumulator read-out); max8: N, no MIN_II floor."""
+    ii = core_of(target).vector.min_ii_cycles
+
+    def tsr() -> None:
+        nisa.tensor_scalar_reduce(sbuf((128, n)), sbuf((128, n)), nl.multiply, 2.0, nl.add, reduce_res=sbuf((128, 1)))
+
+    assert issued(target, tsr, Opcode.TENSOR_SCALAR_REDUCE).cycles == max(ii, n) + ii
+    assert issued(target, lambda: nisa.max8(sbuf((128, 8)), sbuf((128, n))), Opcode.MAX8).cycles == n
+
+
 # -- DMA and Sync -----------------------------------------------------------------------------------
 @covers(Opcode.DMA_COPY)
 @pytest.mark.parametrize("target", TARGETS)

@@ -42,6 +42,8 @@ class Opcode(IntEnum):
     TENSOR_TENSOR_SCAN = 15
     SCALAR_TENSOR_TENSOR = 16
     RECIPROCAL = 17
+    TENSOR_SCALAR_REDUCE = 18
+    MAX8 = 19
     # multi-rank instructions (sim/instance_timing.py adds the wait for partners and the link time)
     SENDRECV = 40
     CORE_BARRIER = 41

@@ -8,7 +8,7 @@ import numpy as np
 
 from trnsim.errors import ShapeMismatchError, UsageError
 from trnsim.isa.alu import BINARY_OPS
-from trnsim.nki import emit_arith, emit_matmul, emit_movement, emit_ranks, emit_reduce, emit_select
+from trnsim.nki import emit_arith, emit_matmul, emit_movement, emit_ranks, emit_reduce, emit_reduce_fused, emit_select
 from trnsim.nki.context import user_location
 from trnsim.nki.isa_enums import (
     dge_mode,
@@ -32,6 +32,7 @@ from trnsim.nki.versions import removed_dtype
 
 __all__ = [
     "activation",
+    "activation_reduce",
     "affine_select",
     "bn_aggr",
     "bn_stats",
@@ -39,10 +40,12 @@ __all__ = [
     "dma_copy",
     "dma_engine",
     "engine",
+    "get_nc_sub_version",
     "get_nc_version",
     "gpsimd_engine",
     "iota",
     "matmul_perf_mode",
+    "max8",
     "memset",
     "nc_matmul",
     "nc_transpose",
@@ -57,6 +60,7 @@ __all__ = [
     "tensor_engine",
     "tensor_reduce",
     "tensor_scalar",
+    "tensor_scalar_reduce",
     "tensor_tensor",
     "tensor_tensor_scan",
     "unknown_engine",
@@ -265,3 +269,54 @@ def core_barrier(data: NkiTensor, cores: Any, engine: Any = engine.gpsimd, name:
 
 
 __all__ += ["core_barrier", "sendrecv"]
+
+
+def activation_reduce(
+    dst: NkiTensor,
+    op: Any,
+    data: NkiTensor,
+    reduce_op: Any,
+    reduce_res: NkiTensor,
+    bias: Any = None,
+    scale: Any = 1.0,
+    name: Any = None,
+) -> None:
+    """activation with its free-axis reduction into reduce_res[P, 1] (the activation record's reduce form)."""
+    emit_arith.activation(dst, op, data, bias=bias, scale=scale, reduce_op=reduce_op, reduce_res=reduce_res)
+
+
+def tensor_scalar_reduce(
+    dst: NkiTensor,
+    data: NkiTensor,
+    op0: Any,
+    operand0: Any,
+    reduce_op: Any,
+    reduce_res: NkiTensor | None = None,
+    reverse0: bool = False,
+    reduce_cmd: Any = reduce_cmd.reset_reduce,
+    reduce_init: Any = None,
+    reduce_res_negate: bool = False,
+    name: Any = None,
+) -> None:
+    emit_reduce_fused.tensor_scalar_reduce(
+        dst,
+        data,
+        op0,
+        operand0,
+        reduce_op,
+        reduce_res=reduce_res,
+        reverse0=reverse0,
+        reduce_cmd=reduce_cmd.name if hasattr(reduce_cmd, "name") else str(reduce_cmd),
+        reduce_init=reduce_init,
+        reduce_res_negate=reduce_res_negate,
+    )
+
+
+def max8(dst: NkiTensor, src: NkiTensor, name: Any = None) -> None:
+    emit_reduce_fused.max8(dst, src)
+
+
+def get_nc_sub_version() -> int:
+    """The NeuronCore's sub-version within its generation (0 for the chips trnsim models: no revisions)."""
+    get_nc_version()  # the same context rules as get_nc_version
+    return 0

@@ -10,7 +10,7 @@ from trnsim import dtypes
 from trnsim.errors import UsageError
 from trnsim.isa.instructions.nc_matmul import check_matmul_limits
 from trnsim.isa.opcodes import Engine
-from trnsim.nki import emit_arith, emit_matmul, emit_movement, emit_reduce, emit_select
+from trnsim.nki import emit_arith, emit_matmul, emit_movement, emit_reduce, emit_reduce_fused, emit_select
 from trnsim.nki.context import current, user_location
 from trnsim.nki.isa_enums import (
     dge_mode,
@@ -48,6 +48,7 @@ __all__ = [
     "gpsimd_engine",
     "iota",
     "matmul_perf_mode",
+    "max8",
     "memset",
     "nc_matmul",
     "nc_transpose",
@@ -61,6 +62,7 @@ __all__ = [
     "tensor_engine",
     "tensor_reduce",
     "tensor_scalar",
+    "tensor_scalar_reduce",
     "tensor_tensor",
     "tensor_tensor_scan",
     "unknown_engine",
@@ -322,4 +324,31 @@ def scalar_tensor_tensor(
     dt = dtype or max((data.dtype, operand1.dtype), key=lambda d: (dtypes.is_float(d), d.itemsize))
     out = _fresh(data.shape, dt)
     emit_arith.scalar_tensor_tensor(out, data, op0, operand0, op1, operand1, reverse0, reverse1, mask=mask)
+    return _done(out)
+
+
+def tensor_scalar_reduce(
+    *,
+    data: NkiTensor,
+    op0: Any,
+    operand0: Any,
+    reduce_op: Any,
+    reduce_res: NkiTensor,
+    reverse0: bool = False,
+    dtype: Any = None,
+    mask: Any = None,
+    **_: Any,
+) -> NkiTensor:
+    data = _tile(data, "tensor_scalar_reduce data")
+    out = _fresh(data.shape, dtype or data.dtype)
+    emit_reduce_fused.tensor_scalar_reduce(
+        out, data, op0, operand0, reduce_op, reduce_res=reduce_res, reverse0=reverse0
+    )
+    return _done(out)
+
+
+def max8(*, src: NkiTensor, dtype: Any = None, **_: Any) -> NkiTensor:
+    src = _tile(src, "max8 src")
+    out = _fresh((src.partition_size(), 8), dtype or src.dtype)
+    emit_reduce_fused.max8(out, src)
     return _done(out)

@@ -1,0 +1,147 @@
+"""New nki.isa instructions against numpy, with their documented cycle counts and error rules:
+tensor_scalar_reduce (VectorE, max(MIN_II, N) + MIN_II), max8 (VectorE, N), activation_reduce (the
+activation record with its reduction), get_nc_sub_version; current and legacy surfaces.
+
+Cycle formulas are trainium.md §3.6, computed here from the preset's MIN_II.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import trnsim.nki as nki
+import trnsim.nki.isa as nisa
+import trnsim.nki.language as nl
+import trnsim.nki.legacy_isa as lisa
+from trnsim.errors import ShapeMismatchError, TileShapeError, UsageError
+from trnsim.isa.opcodes import Opcode
+
+SPEC = nki.get_target_spec("trn2")
+MIN_II = SPEC.core.vector.min_ii_cycles
+
+
+@nki.jit
+def scale_and_reduce(x, scale, reduce_op, cmd, init):
+    t = nl.load(x)
+    y = nl.ndarray(x.shape, dtype=nl.float32, buffer=nl.sbuf)
+    r = nl.ndarray((x.shape[0], 1), dtype=nl.float32, buffer=nl.sbuf)
+    nisa.memset(dst=r, value=2.0)
+    nisa.tensor_scalar_reduce(
+        dst=y,
+        data=t,
+        op0=nl.multiply,
+        operand0=scale,
+        reduce_op=reduce_op,
+        reduce_res=r,
+        reduce_cmd=cmd,
+        reduce_init=init,
+    )
+    out = nl.ndarray(x.shape, dtype=nl.float32, buffer=nl.shared_hbm)
+    red = nl.ndarray((x.shape[0], 1), dtype=nl.float32, buffer=nl.shared_hbm)
+    nl.store(out, y)
+    nl.store(red, r)
+    return out, red
+
+
+@pytest.mark.parametrize(
+    ("reduce_op", "ref"), [(nl.add, np.sum), (nl.maximum, np.max), (nl.minimum, np.min), (nl.multiply, np.prod)]
+)
+def test_tensor_scalar_reduce_matches_numpy_and_its_cycle_formula(
+    rng: np.random.Generator, reduce_op: object, ref: object
+) -> None:
+    p, n = int(rng.integers(1, 129)), int(rng.integers(1, 300))
+    x = rng.uniform(0.5, 1.5, size=(p, n)).astype(np.float32)
+    scale = float(rng.uniform(0.5, 1.5))
+    prof = nki.profile(scale_and_reduce, target="trn2")(x, scale, reduce_op, nisa.reduce_cmd.reset_reduce, None)
+    out, red = prof.outputs
+    want = x * np.float32(scale)
+    np.testing.assert_allclose(out, want, rtol=1e-6)
+    np.testing.assert_allclose(red[:, 0], ref(want, axis=1), rtol=1e-4)  # type: ignore[operator]
+    (ins,) = [i for i in prof.instructions if i.opcode is Opcode.TENSOR_SCALAR_REDUCE]
+    assert ins.cycles == max(MIN_II, n) + MIN_II
+
+
+def test_tensor_scalar_reduce_accumulator_commands(rng: np.random.Generator) -> None:
+    x = rng.standard_normal((16, 32)).astype(np.float32)
+    _, kept = nki.simulate(scale_and_reduce)(x, 1.0, nl.add, nisa.reduce_cmd.reduce, None)
+    np.testing.assert_allclose(kept[:, 0], 2.0 + x.sum(axis=1), rtol=1e-5, atol=1e-5)
+    _, loaded = nki.simulate(scale_and_reduce)(x, 1.0, nl.add, nisa.reduce_cmd.load_reduce, 5.0)
+    np.testing.assert_allclose(loaded[:, 0], 5.0 + x.sum(axis=1), rtol=1e-5, atol=1e-5)
+
+
+@nki.jit
+def top8(x, legacy):
+    t = nl.load(x)
+    if legacy:
+        m = lisa.max8(src=t)
+    else:
+        m = nl.ndarray((x.shape[0], 8), dtype=x.dtype, buffer=nl.sbuf)
+        nisa.max8(dst=m, src=t)
+    out = nl.ndarray((x.shape[0], 8), dtype=x.dtype, buffer=nl.shared_hbm)
+    nl.store(out, m)
+    return out
+
+
+@pytest.mark.parametrize("legacy", [False, True])
+def test_max8_returns_the_eight_largest_descending(rng: np.random.Generator, legacy: bool) -> None:
+    p, n = int(rng.integers(1, 129)), int(rng.integers(8, 1000))
+    x = rng.standard_normal((p, n)).astype(np.float32)
+    prof = nki.profile(top8, target="trn2")(x, legacy)
+    np.testing.assert_array_equal(prof.outputs, -np.sort(-x, axis=1)[:, :8])
+    (ins,) = [i for i in prof.instructions if i.opcode is Opcode.MAX8]
+    assert ins.cycles == n  # N cycles, no MIN_II floor (§3.6)
+
+
+@nki.jit
+def act_reduce(x):
+    t = nl.load(x)
+    y = nl.ndarray(x.shape, dtype=nl.float32, buffer=nl.sbuf)
+    r = nl.ndarray((x.shape[0], 1), dtype=nl.float32, buffer=nl.sbuf)
+    nisa.activation_reduce(dst=y, op=nl.exp, data=t, reduce_op=nl.add, reduce_res=r, scale=0.5)
+    out = nl.ndarray((x.shape[0], 1), dtype=nl.float32, buffer=nl.shared_hbm)
+    nl.store(out, r)
+    return out, nisa.get_nc_sub_version()
+
+
+def test_activation_reduce_sums_the_activation(rng: np.random.Generator) -> None:
+    x = rng.standard_normal((32, 64)).astype(np.float32)
+    red, sub = nki.simulate(act_reduce)(x)
+    np.testing.assert_allclose(red[:, 0], np.exp(0.5 * x).sum(axis=1), rtol=1e-4)
+    assert sub == 0
+
+
+@nki.jit
+def bad(x, which):
+    t = nl.load(x)
+    y = nl.ndarray(x.shape, dtype=nl.float32, buffer=nl.sbuf)
+    if which == "max8-few":
+        nisa.max8(dst=nl.ndarray((x.shape[0], 8), dtype=nl.float32, buffer=nl.sbuf), src=t[:, 0:4])
+    elif which == "max8-dst":
+        nisa.max8(dst=nl.ndarray((x.shape[0], 4), dtype=nl.float32, buffer=nl.sbuf), src=t)
+    elif which == "bitvec-op0":
+        nisa.tensor_scalar_reduce(dst=y, data=t, op0=nl.bitwise_and, operand0=1, reduce_op=nl.add)
+    elif which == "reduce-shape":
+        r = nl.ndarray((x.shape[0], 2), dtype=nl.float32, buffer=nl.sbuf)
+        nisa.tensor_scalar_reduce(dst=y, data=t, op0=nl.add, operand0=1.0, reduce_op=nl.add, reduce_res=r)
+    elif which == "init-without-load":
+        nisa.tensor_scalar_reduce(dst=y, data=t, op0=nl.add, operand0=1.0, reduce_op=nl.add, reduce_init=1.0)
+    return x
+
+
+@pytest.mark.parametrize(
+    ("which", "error", "words"),
+    [
+        ("max8-few", TileShapeError, "8..16384 elements"),
+        ("max8-dst", ShapeMismatchError, "dst must be"),
+        ("bitvec-op0", UsageError, "arithmetic op"),
+        ("reduce-shape", UsageError, "one element per partition"),
+        ("init-without-load", UsageError, "load_reduce"),
+    ],
+)
+@pytest.mark.parametrize("mode", ["functional", "timing"])
+def test_rules_are_clear_errors_in_both_modes(which: str, error: type[Exception], words: str, mode: str) -> None:
+    x = np.zeros((16, 32), np.float32)
+    with pytest.raises(error) as info:
+        nki.profile(bad, target="trn2", mode=mode)(x, which)  # type: ignore[arg-type]
+    assert words in str(info.value) and "test_surface_isa_fused.py" in str(info.value)
