@@ -32,9 +32,11 @@ def sdpa(
         raise Unsupported("q/k/v must be 4-D [B, H, S, D] of one float dtype")
     _, h, s_q, d = q.shape
     s_kv = k.shape[2]
-    if d > ctx.spec.core.tensor.pe_rows or h % k.shape[1]:
-        raise Unsupported("head dim or head grouping")
-    if attn_mask is None and (not is_causal or s_q == s_kv) and v.shape[-1] == d:
+    if h % k.shape[1]:
+        raise Unsupported("query heads not a multiple of the KV heads")
+    # flash attention keeps a head on the partitions; longer heads (DeepSeek's 192) take the explicit path
+    flash_dims = d <= ctx.spec.core.tensor.pe_rows and v.shape[-1] == d
+    if attn_mask is None and (not is_causal or s_q == s_kv) and flash_dims:
         # q/k/v usually arrive as [B, S, H, D] views permuted to [B, H, S, D]: the kernel's DMAs read rows of
         # D contiguous elements either way, so the permute costs no extra copy.
         free = all(t.stride(-1) == 1 for t in (q, k, v))
