@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from typer._click.exceptions import MissingParameter  # typer >= 0.20 vendors click (cli/usage_errors.py)
 
 MAX_RECORDED_TOKENS = 50_000_000  # token times kept for --save-result's ITL (8 bytes each)
 
@@ -53,6 +54,7 @@ def metrics_table(title: str, out: dict[str, Any]) -> Table:
 
 
 def serve_command(
+    ctx: typer.Context,
     model: str | None = typer.Option(None, "--model", help="model preset (e.g. llama-3.1-70b) or a config.json path"),
     hw: str | None = typer.Option(None, "--hw", help="instance type, e.g. trn2.48xlarge or p5.48xlarge"),
     tp: int | None = typer.Option(None, "--tp", help="tensor-parallel ranks per replica (logical NeuronCores or GPUs)"),
@@ -90,8 +92,10 @@ def serve_command(
     from trnsim.serve.setup import grid_bounds, serving_setup
     from trnsim.serve.steady_state import measure_steady_state
 
-    if model is None or hw is None or tp is None:
-        raise ServeError("give --model, --hw and --tp (or --deployment FILE for several tenants on one instance)")
+    for option, value in (("--model", model), ("--hw", hw), ("--tp", tp)):
+        if value is None:  # required unless --deployment: the usage error typer gives for a missing option
+            raise MissingParameter(ctx=ctx, param_hint=f"'{option}'", param_type="option")
+    assert model is not None and hw is not None and tp is not None
     if (rate is None) == (concurrency is None):
         raise ServeError("give exactly one of --rate (requests/s) or --concurrency (clients)")
     if burstiness is not None and not (burstiness > 0 and burstiness < float("inf")):
