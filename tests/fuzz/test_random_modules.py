@@ -1,5 +1,6 @@
 """Compiled random small modules match eager PyTorch: outputs on fresh inputs, and the module's state after
-several calls (in-place buffer updates, BatchNorm running statistics in training mode) - see random_modules.py."""
+several calls (in-place buffer updates, BatchNorm running statistics in training mode) - see random_modules.py.
+Each example goes through trnsim.compile (torch.export) or torch.compile(backend="trnsim") (Dynamo)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import random
 import warnings
 
 import torch
+import torch._dynamo
 from fuzz_settings import fuzz
 from hypothesis import given
 from hypothesis import strategies as st
@@ -23,10 +25,15 @@ CALLS = 2
 def test_compiled_random_module_matches_eager_outputs_and_state(rnd: random.Random) -> None:
     module, shape, training = random_module(rnd)
     eager = copy.deepcopy(module)
-    described = f"layers {module.kinds}, input {shape}, training={training}"
+    dynamo = rnd.random() < 0.5
+    described = f"layers {module.kinds}, input {shape}, training={training}, torch.compile={dynamo}"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # host-fallback notices
-        exe = trnsim.compile(module, (torch.randn(*shape),))
+        if dynamo:
+            torch._dynamo.reset()
+            exe = torch.compile(module, backend="trnsim")
+        else:
+            exe = trnsim.compile(module, (torch.randn(*shape),))
         for (name, got), (_, want) in zip(module.named_buffers(), eager.named_buffers(), strict=True):
             torch.testing.assert_close(got, want, msg=f"compiling changed {name}: {described}")
         for _ in range(CALLS):
