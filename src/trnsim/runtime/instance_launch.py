@@ -30,7 +30,7 @@ from trnsim.sim.instance_timing import time_instance
 from trnsim.sim.machine import Machine, Mode
 from trnsim.sim.memory import MemoryKind, MemorySpace
 from trnsim.sim.rank_session import Launch, RankSession, Worker
-from trnsim.sim.tenancy import CoreRange, TenantMachine, check_partition, parse_cores
+from trnsim.sim.tenancy import CoreRange, TenantMachine, check_lnc_match, check_partition, parse_cores
 
 
 @dataclass
@@ -86,12 +86,8 @@ def _run(
     check_lnc(spec, lnc)
     ranges: dict[str, CoreRange] = {t.name: parse_cores(t.cores) for t in tenants}
     for t in tenants:
-        if t.lnc is not None and t.lnc != lnc:
-            raise UsageError(
-                f"tenant {t.name!r}'s kernel was built for LNC={t.lnc} but the instance runs at LNC={lnc}; "
-                "they must match",
-                rule="lnc",
-            )
+        if t.lnc is not None:
+            check_lnc_match(t.lnc, lnc, f"tenant {t.name!r}'s kernel")
         if len(t.rank_args) != ranges[t.name].count:
             raise UsageError(
                 f"tenant {t.name or 'run'!r} has {ranges[t.name].count} NeuronCore(s) ({ranges[t.name]}) but "
@@ -130,10 +126,8 @@ def _run(
             kw = {k: c[0] for k, c in converted_kw.items()}
             as_torch = any(c[1] for c in (*converted, *converted_kw.values()))
             shared: list[Any] = []
-            rounds: dict[int, int] = {}
             for k, (pid, core) in enumerate(programs):
-                rnd = rounds[core] = rounds.get(core, -1) + 1
-                workers.append(Worker(li, place.rank, k, core, rnd))
+                workers.append(Worker(li, place.rank, k, core))
                 ctx = TraceContext(machine, core=core, program_id=pid, grid=kernel.grid, kernel_name=kernel.name)
                 ctx.shared_hbm = shared
                 tasks.append(_task(kernel, ctx, args, kw, results[li], place.rank, k, as_torch))

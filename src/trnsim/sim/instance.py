@@ -70,10 +70,6 @@ class InstanceLayout:
     def domain_of(self, rank: int) -> tuple[int, int]:
         return self.ranks[rank].domain(self.cores_per_stack)
 
-    def stack_peer(self, rank: int, core: int) -> int:
-        """Index (0, 1, ...) of a rank's physical core among the cores of its HBM stack."""
-        return self.ranks[rank].cores[core] % self.cores_per_stack
-
 
 def check_lnc(spec: HardwareSpec, lnc: int) -> None:
     if lnc not in (1, 2):

@@ -34,7 +34,6 @@ class Worker:
     rank: int
     program: int  # SPMD program index within the rank
     core: int  # the rank's core (0..LNC-1) the program runs on
-    round: int  # which program this is on that core (programs beyond the cores run after each other)
 
 
 @dataclass
