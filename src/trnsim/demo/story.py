@@ -5,12 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from trnsim.cost import load_prices
 from trnsim.report.comparison_rows import comparison_rows
 from trnsim.report.html import Report
 from trnsim.report.plots import latency_samples
+from trnsim.report.story import hw_text
 
 if TYPE_CHECKING:
     from trnsim.demo.compile_step import CompileStep
@@ -28,42 +31,46 @@ def print_compile(console: Console, step: CompileStep) -> None:
     prof = step.profile
     console.print(f"[bold]2/4 torch.compile(model, backend='trnsim'): {step.model_name}[/]")
     console.print(prof.summary(top=8))
-    fallback = sorted({r.op for r in prof.host_fallback})
     console.print(
         f"  sentence embeddings vs eager: min cosine {step.min_cosine:.6f}, max |error| {step.max_abs_error:.1e}; "
         f"{step.tokens} tokens in {prof.device_time_us:.0f} µs of device time, MFU {prof.mfu:.1%}"
     )
-    if fallback:
-        console.print(f"  ran on the host CPU (no lowering; listed in the profile): {', '.join(fallback)}")
     console.print()
 
 
 def print_serving(console: Console, step: ServingStep) -> None:
     cmp = step.comparison
     slo = cmp.slo
-    table = Table(title=f"{cmp.model}: highest load meeting TTFT <= {slo.ttft_ms:g} ms, TPOT <= {slo.tpot_ms:g} ms")
-    for col in ("hardware", "req/s", "tok/s", "TTFT p50/p99 ms", "TPOT p50/p99 ms", "$/Mtok", "J/tok", "cost ratio"):
-        table.add_column(col, justify="left" if col == "hardware" else "right")
+    title = f"{cmp.model}: highest load meeting TTFT <= {slo.ttft_ms:g} ms, TPOT <= {slo.tpot_ms:g} ms"
+    table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    headers = ("hardware", "req/s", "tok/s", "TTFT ms\np50 / p99", "TPOT ms\np50 / p99", "$/Mtok", "J/tok", "vs\nfirst")
+    for col in headers:
+        table.add_column(col, justify="left" if col == "hardware" else "right", no_wrap=True)
     for row in comparison_rows(cmp):
         table.add_row(
-            row["name"],
-            f"{row['rate req/s']:.2f}",
+            _short(row["name"]),
+            f"{row['rate req/s']:.3g}",
             f"{row['throughput_tok_s']:,.0f}",
-            f"{row['ttft_ms_p50']:.0f} / {row['ttft_ms_p99']:.0f}",
+            f"{row['ttft_ms_p50']:,.0f} / {row['ttft_ms_p99']:,.0f}",
             f"{row['tpot_ms_p50']:.1f} / {row['tpot_ms_p99']:.1f}",
             _money(row["usd_per_mtok"]),
             f"{row['j_per_tok']:.3f}" if row["j_per_tok"] is not None else "–",
-            f"{row['cost ratio']:.2f}" if row["cost ratio"] is not None else "–",
+            f"{row['cost ratio']:.2f}x" if row["cost ratio"] is not None else "–",
         )
     console.print(table)
     for hw, why in cmp.unmet.items():
         console.print(f"  {hw}: no load meets the SLO ({why})")
-    plans = Table(title="4/4 capacity plan: fleets serving 1,000,000 output tokens/s")
-    for col in ("hardware", "instances", "chips", "racks", "facility MW (peak)", "$/year", "$/Mtok"):
-        plans.add_column(col, justify="left" if col == "hardware" else "right")
+    plans = Table(
+        title="4/4 capacity plan: fleets serving 1,000,000 output tokens/s",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        collapse_padding=True,
+    )
+    for col in ("hardware", "instances", "chips", "racks", "MW (peak)", "$/year", "$/Mtok"):
+        plans.add_column(col, justify="left" if col == "hardware" else "right", no_wrap=True)
     for hw, p in step.plans.items():
         plans.add_row(
-            hw,
+            _short(hw),
             f"{p.instances:,}",
             f"{p.chips:,}",
             f"{p.racks:,}",
@@ -72,9 +79,11 @@ def print_serving(console: Console, step: ServingStep) -> None:
             _money(p.usd_per_mtok),
         )
     console.print(plans)
-    console.print(
-        "  prices and power are from src/trnsim/cost/*.toml, each with its source or marked as an assumption\n"
-    )
+    console.print("  MW: facility power at full load (IT power x PUE). Prices (src/trnsim/cost/prices.toml):")
+    for hw in step.plans:
+        entry = load_prices().instance(hw.partition(":")[0])
+        console.print(f"    {hw_text(hw)}: ${entry.usd_per_hour:,.2f}/h as of {entry.as_of} ({entry.basis})")
+    console.print()
 
 
 def write_report(path: Path, kernel: KernelStep, compiled: CompileStep, serving: ServingStep) -> Path:
@@ -118,6 +127,12 @@ def print_paths(console: Console, paths: dict[str, Path], seconds: float) -> Non
     console.print(f"  trace    {paths['trace']}  (drag onto https://ui.perfetto.dev, or `trnsim trace summarize`)")
     console.print(f"  timeline {paths['timeline']}")
     console.print(f"  numbers  {paths['summary']}")
+
+
+def _short(hw: str) -> str:
+    """'trn2 tp=4' for 'trn2.48xlarge:tp=4': the instance family and the replica's tensor parallelism."""
+    instance, _, rest = hw.partition(":")
+    return f"{instance.split('.')[0]} {rest}".strip()
 
 
 def _money(value: float | None) -> str:

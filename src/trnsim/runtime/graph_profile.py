@@ -209,9 +209,7 @@ class GraphProfile:
         if self.host_fallback:
             ops = sorted({r.op for r in self.host_fallback})
             table.add_row(
-                "host fallback",
-                f"{len(self.host_fallback)}",
-                f"({fmt_time_us(self.host_time_us)} on CPU)",
-                escape(", ".join(ops)[:60]),
+                "host fallback", f"{len(self.host_fallback)}", f"({fmt_time_us(self.host_time_us)} on CPU)", ""
             )
+            table.caption = escape(f"ran on the host CPU (no lowering): {', '.join(ops)}")
         return table
