@@ -93,8 +93,9 @@ def write_report(path: Path, kernel: KernelStep, compiled: CompileStep, serving:
     report = Report("trnsim demo: Llama-3.1-8B on Trainium2 and H100")
     report.story.ask(
         "Workload",
-        f"serving: {REQUESTS} requests per simulation, {PROMPT} prompt and {OUTPUT} output tokens, Poisson "
-        f"arrivals at the highest rate that meets the SLO; fleet: {DEMAND_TOKENS_PER_S:,.0f} output tokens/s",
+        f"serving: {PROMPT} prompt and {OUTPUT} output tokens per request, Poisson arrivals at the highest rate at "
+        f"which 90% of requests meet the SLO (searched from {REQUESTS}-request runs); fleet: "
+        f"{DEMAND_TOKENS_PER_S:,.0f} output tokens/s",
     )
     report.set_slo(cmp.slo.ttft_ms, cmp.slo.tpot_ms)
     report.add_comparison(cmp.to_dict())
