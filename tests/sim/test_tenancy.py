@@ -63,9 +63,30 @@ def attack_sbuf_to_sbuf_dma(x: Any, mine: Any) -> None:
     nisa.dma_copy(dst=LEAK["sbuf"], src=mine)
 
 
+def attack_load(x: Any, mine: Any) -> None:
+    mine[...] = nl.load(LEAK["hbm_in"])
+
+
+def attack_store(x: Any, mine: Any) -> None:
+    nl.store(LEAK["hbm_out"], value=mine)
+
+
+def attack_as_an_operand(x: Any, mine: Any) -> None:
+    nisa.tensor_tensor(dst=mine, data1=mine, data2=LEAK["sbuf"], op=nl.add)
+
+
 ATTACKS: dict[str, Callable[[Any, Any], None]] = {
     f.__name__: f
-    for f in (attack_read_hbm, attack_write_hbm, attack_read_sbuf, attack_write_sbuf, attack_sbuf_to_sbuf_dma)
+    for f in (
+        attack_read_hbm,
+        attack_write_hbm,
+        attack_read_sbuf,
+        attack_write_sbuf,
+        attack_sbuf_to_sbuf_dma,
+        attack_load,
+        attack_store,
+        attack_as_an_operand,
+    )
 }
 
 
@@ -96,7 +117,7 @@ def fuzz_settings(examples: int) -> Callable[[Any], Any]:
     return wrap
 
 
-@fuzz_settings(12)
+@fuzz_settings(16)
 @given(
     attack=st.sampled_from(sorted(ATTACKS)),
     mode=st.sampled_from(["functional", "timing"]),
