@@ -163,3 +163,17 @@ def _prod(shape: list[int]) -> int:
     for d in shape:
         out *= d
     return out
+
+
+def test_moe_facts_use_the_expert_width_and_mla_latent_cache() -> None:
+    qwen = model_facts("qwen3-235b-a22b")
+    assert qwen.intermediate_size == 1536  # moe_intermediate_size, not the unused dense 12288
+    assert qwen.kv_bytes_per_token(2) == 2 * 94 * 4 * 128 * 2  # GQA: K and V of 4 heads of 128
+    ds = model_facts("deepseek-v3")
+    assert (ds.intermediate_size, ds.head_dim, ds.kv_latent_dim) == (2048, 128 + 64, 512 + 64)
+    # MLA caches one compressed vector per token and layer: 61 x (kv_lora_rank 512 + rope key 64) x 2 bytes
+    assert ds.kv_bytes_per_token(2) == 61 * 576 * 2
+    model = build_model("deepseek-v3", num_layers=1)
+    attn = model.model.layers[0].self_attn
+    assert attn.kv_a_proj_with_mqa.out_features == ds.kv_latent_dim  # what the layer writes per token
+    assert model_facts("mixtral-8x22b").intermediate_size == 16384

@@ -25,7 +25,10 @@ class ModelFacts:
     """Architecture facts of one model. Sizes are counts of elements; bytes come from the methods.
 
     `max_position` is the longest sequence the model accepts (for ViT: patches + [CLS]); `vocab_size` is 0 for
-    models without a token vocabulary (ViT).
+    models without a token vocabulary (ViT). `intermediate_size` is the MLP width, for mixture-of-experts
+    models one routed expert's. `kv_latent_dim` is non-zero for multi-head latent attention (DeepSeek's MLA):
+    the width of the one compressed vector per token and layer that the KV cache holds (KV latent + the
+    shared RoPE key), from which every head's K and V are expanded; `head_dim` is then the query/key head.
     """
 
     name: str
@@ -43,15 +46,19 @@ class ModelFacts:
     experts_per_token: int
     max_position: int
     is_decoder: bool
+    kv_latent_dim: int = 0
 
     def weight_bytes(self, bytes_per_param: float = 2) -> int:
         """Bytes of all weights at `bytes_per_param` (2 = bf16/fp16, 1 = fp8, 0.5 = int4)."""
         return math.ceil(self.n_params * bytes_per_param)
 
     def kv_bytes_per_token(self, bytes_per_elem: float = 2) -> int:
-        """KV-cache bytes one token adds: 2 (K and V) x layers x kv_heads x head_dim x bytes; 0 for encoders."""
+        """KV-cache bytes one token adds: 2 (K and V) x layers x kv_heads x head_dim x bytes, or with MLA
+        layers x kv_latent_dim x bytes (as vLLM and SGLang cache DeepSeek); 0 for encoders."""
         if not self.is_decoder:
             return 0
+        if self.kv_latent_dim:
+            return math.ceil(self.n_layers * self.kv_latent_dim * bytes_per_elem)
         return math.ceil(2 * self.n_layers * self.n_kv_heads * self.head_dim * bytes_per_elem)
 
 
@@ -91,6 +98,11 @@ def model_facts(model: str | Path | PretrainedConfig) -> ModelFacts:
     intermediate = getattr(config, "intermediate_size", None) or getattr(config, "n_inner", None)
     if intermediate is None and config.model_type == "gpt2":
         intermediate = 4 * config.hidden_size  # GPT-2's default when n_inner is unset
+    if n_experts > 1 and getattr(config, "moe_intermediate_size", None):
+        intermediate = config.moe_intermediate_size  # Qwen-MoE, DeepSeek: experts narrower than dense layers
+    latent = getattr(config, "kv_lora_rank", None)
+    kv_latent = int(latent) + int(config.qk_rope_head_dim) if latent else 0
+    heads_dim = int(config.qk_nope_head_dim) + int(config.qk_rope_head_dim) if latent else head_dim(config)
     return ModelFacts(
         name=str(getattr(config, "name_or_path", "") or config.model_type),
         model_type=config.model_type,
@@ -100,11 +112,12 @@ def model_facts(model: str | Path | PretrainedConfig) -> ModelFacts:
         hidden_size=config.hidden_size,
         n_heads=config.num_attention_heads,
         n_kv_heads=kv_heads(config),
-        head_dim=head_dim(config),
+        head_dim=heads_dim,
         intermediate_size=int(intermediate or 0),
         vocab_size=int(getattr(config, "vocab_size", 0) or 0),
         n_experts=n_experts,
         experts_per_token=per_token,
         max_position=_max_position(config),
         is_decoder=is_causal_lm(config),
+        kv_latent_dim=kv_latent,
     )
