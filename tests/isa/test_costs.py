@@ -361,6 +361,24 @@ def test_fused_reduce_and_max8(target: str, n: int) -> None:
     assert issued(target, lambda: nisa.max8(sbuf((128, 8)), sbuf((128, n))), Opcode.MAX8).cycles == n
 
 
+@covers(Opcode.TENSOR_COPY_PREDICATED, Opcode.NONZERO_WITH_COUNT)
+@pytest.mark.parametrize("target", ("trn2", "trn3"))
+@pytest.mark.parametrize("n", [8, 64, 1000])
+def test_predicated_copy_and_nonzero(target: str, n: int) -> None:
+    """tensor_copy_predicated: max(MIN_II, N) on VectorE; nonzero_with_count: GpSimd start-up + N."""
+    c = core_of(target)
+
+    def copy() -> None:
+        nisa.tensor_copy_predicated(sbuf((128, n)), sbuf((128, n)), sbuf((128, n), nl.uint8))
+
+    assert issued(target, copy, Opcode.TENSOR_COPY_PREDICATED).cycles == max(c.vector.min_ii_cycles, n)
+
+    def nonzero() -> None:
+        nisa.nonzero_with_count(sbuf((128, n + 1)), sbuf((128, n)))
+
+    assert issued(target, nonzero, Opcode.NONZERO_WITH_COUNT).cycles == c.gpsimd.start_cycles + n
+
+
 # -- DMA and Sync -----------------------------------------------------------------------------------
 @covers(Opcode.DMA_COPY)
 @pytest.mark.parametrize("target", TARGETS)

@@ -14,7 +14,7 @@ import trnsim.nki as nki
 import trnsim.nki.isa as nisa
 import trnsim.nki.language as nl
 import trnsim.nki.legacy_isa as lisa
-from trnsim.errors import ShapeMismatchError, TileShapeError, UsageError
+from trnsim.errors import DtypeError, ShapeMismatchError, TileShapeError, UsageError
 from trnsim.isa.opcodes import Opcode
 
 SPEC = nki.get_target_spec("trn2")
@@ -145,3 +145,78 @@ def test_rules_are_clear_errors_in_both_modes(which: str, error: type[Exception]
     with pytest.raises(error) as info:
         nki.profile(bad, target="trn2", mode=mode)(x, which)  # type: ignore[arg-type]
     assert words in str(info.value) and "test_surface_isa_fused.py" in str(info.value)
+
+
+@nki.jit
+def predicated(x, pred, reverse):
+    d = nl.load(x)
+    p = nl.load(pred)
+    nisa.tensor_copy_predicated(dst=d, src=7.0, predicate=p, reverse_pred=reverse)
+    out = nl.ndarray(x.shape, dtype=x.dtype, buffer=nl.shared_hbm)
+    nl.store(out, d)
+    return out
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_tensor_copy_predicated_copies_where_the_predicate_holds(rng: np.random.Generator, reverse: bool) -> None:
+    p, n = int(rng.integers(1, 129)), int(rng.integers(1, 200))
+    x = rng.standard_normal((p, n)).astype(np.float32)
+    pred = rng.integers(0, 2, size=(p, n)).astype(np.uint8)
+    prof = nki.profile(predicated, target="trn2")(x, pred, reverse)
+    take = (pred == 0) if reverse else (pred != 0)
+    np.testing.assert_array_equal(prof.outputs, np.where(take, np.float32(7.0), x))
+    (ins,) = [i for i in prof.instructions if i.opcode is Opcode.TENSOR_COPY_PREDICATED]
+    assert ins.cycles == max(MIN_II, n)  # §3.6
+
+
+@nki.jit
+def nonzeros(x, offset):
+    t = nl.load(x)
+    d = nl.zeros((x.shape[0], x.shape[1] + 1), dtype=nl.float32, buffer=nl.sbuf)
+    nisa.nonzero_with_count(dst=d, src=t, index_offset=offset, padding_val=-1)
+    out = nl.ndarray((x.shape[0], x.shape[1] + 1), dtype=nl.float32, buffer=nl.shared_hbm)
+    nl.store(out, d)
+    return out
+
+
+def test_nonzero_with_count_per_gpsimd_core(rng: np.random.Generator) -> None:
+    p, n = 128, int(rng.integers(1, 64))
+    x = (rng.uniform(size=(p, n)) < 0.4).astype(np.float32) * rng.standard_normal((p, n)).astype(np.float32)
+    offset = int(rng.integers(0, 100))
+    prof = nki.profile(nonzeros, target="trn2")(x, offset)
+    want = np.zeros((p, n + 1), np.float32)  # partitions other than 0, 16, ... keep the memset zeros
+    for r in range(0, p, 16):
+        idx = np.flatnonzero(x[r])
+        want[r] = -1
+        want[r, : idx.size] = idx + offset
+        want[r, n] = idx.size
+    np.testing.assert_array_equal(prof.outputs, want)
+    (ins,) = [i for i in prof.instructions if i.opcode is Opcode.NONZERO_WITH_COUNT]
+    c = SPEC.core.gpsimd
+    assert ins.cycles == c.start_cycles + n  # GpSimd start-up + N (§3.6)
+
+
+@nki.jit
+def bad_data_moves(x, which):
+    t = nl.load(x)
+    if which == "pred-dtype":
+        nisa.tensor_copy_predicated(dst=t, src=1.0, predicate=t)
+    elif which == "nonzero-shape":
+        nisa.nonzero_with_count(dst=nl.ndarray(x.shape, dtype=nl.float32, buffer=nl.sbuf), src=t)
+    elif which == "nonzero-trn1":
+        nisa.nonzero_with_count(dst=nl.ndarray((x.shape[0], x.shape[1] + 1), nl.float32, buffer=nl.sbuf), src=t)
+    return x
+
+
+@pytest.mark.parametrize(
+    ("which", "target", "error", "words"),
+    [
+        ("pred-dtype", "trn2", DtypeError, "predicate must be uint8"),
+        ("nonzero-shape", "trn2", ShapeMismatchError, "one more element"),
+        ("nonzero-trn1", "trn1", UsageError, "NeuronCore-v3"),
+    ],
+)
+def test_data_move_rules(which: str, target: str, error: type[Exception], words: str) -> None:
+    with pytest.raises(error) as info:
+        nki.profile(bad_data_moves, target=target)(np.zeros((16, 8), np.float32), which)
+    assert words in str(info.value)

@@ -44,6 +44,8 @@ class Opcode(IntEnum):
     RECIPROCAL = 17
     TENSOR_SCALAR_REDUCE = 18
     MAX8 = 19
+    TENSOR_COPY_PREDICATED = 20
+    NONZERO_WITH_COUNT = 21
     # multi-rank instructions (sim/instance_timing.py adds the wait for partners and the link time)
     SENDRECV = 40
     CORE_BARRIER = 41

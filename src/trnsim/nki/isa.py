@@ -8,7 +8,16 @@ import numpy as np
 
 from trnsim.errors import ShapeMismatchError, UsageError
 from trnsim.isa.alu import BINARY_OPS
-from trnsim.nki import emit_arith, emit_matmul, emit_movement, emit_ranks, emit_reduce, emit_reduce_fused, emit_select
+from trnsim.nki import (
+    emit_arith,
+    emit_matmul,
+    emit_movement,
+    emit_predicated,
+    emit_ranks,
+    emit_reduce,
+    emit_reduce_fused,
+    emit_select,
+)
 from trnsim.nki.context import user_location
 from trnsim.nki.isa_enums import (
     dge_mode,
@@ -50,6 +59,7 @@ __all__ = [
     "nc_matmul",
     "nc_transpose",
     "nc_version",
+    "nonzero_with_count",
     "oob_mode",
     "reciprocal",
     "reduce_cmd",
@@ -57,6 +67,7 @@ __all__ = [
     "scalar_tensor_tensor",
     "select",
     "tensor_copy",
+    "tensor_copy_predicated",
     "tensor_engine",
     "tensor_reduce",
     "tensor_scalar",
@@ -320,3 +331,15 @@ def get_nc_sub_version() -> int:
     """The NeuronCore's sub-version within its generation (0 for the chips trnsim models: no revisions)."""
     get_nc_version()  # the same context rules as get_nc_version
     return 0
+
+
+def tensor_copy_predicated(
+    dst: NkiTensor, src: Any, predicate: NkiTensor, reverse_pred: bool = False, name: Any = None
+) -> None:
+    emit_predicated.tensor_copy_predicated(dst, src, predicate, reverse_pred=reverse_pred)
+
+
+def nonzero_with_count(
+    dst: NkiTensor, src: NkiTensor, index_offset: int = 0, padding_val: Any = -1, name: Any = None
+) -> None:
+    emit_predicated.nonzero_with_count(dst, src, index_offset=index_offset, padding_val=padding_val)

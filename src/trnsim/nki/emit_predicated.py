@@ -1,0 +1,80 @@
+"""Builders for data movement decided by the data: tensor_copy_predicated and nonzero_with_count.
+
+Each turns kernel arguments into tiles and issues one instruction through nki/issue.py; the records in
+isa/instructions/ say what the instruction is and costs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from trnsim.isa.instruction import Instruction
+from trnsim.isa.instructions.nonzero_with_count import PARTITIONS_PER_GPSIMD_CORE
+from trnsim.isa.opcodes import Opcode
+from trnsim.nki.context import current, user_location
+from trnsim.nki.issue import issue
+from trnsim.nki.operands import check_tile, read_masked, require_tensor, same_elements
+from trnsim.nki.tensor import NkiTensor
+
+
+def tensor_copy_predicated(
+    dst: Any, src: Any, predicate: Any, reverse_pred: bool = False, location: str | None = None
+) -> Instruction:
+    """dst = src where predicate is nonzero (zero with reverse_pred); elsewhere dst keeps its values."""
+    ctx = current()
+    loc = location or user_location()
+    dst = require_tensor(dst, "tensor_copy_predicated dst", loc)
+    pred = require_tensor(predicate, "tensor_copy_predicated predicate", loc)
+    inputs = {"predicate": pred, "prior": dst}
+    if isinstance(src, NkiTensor):
+        inputs["src"] = src
+    for t in (dst, *inputs.values()):
+        check_tile(ctx, t, "tensor_copy_predicated operand", loc)
+        same_elements(dst, t, "tensor_copy_predicated", loc)
+
+    def values(_: Any) -> dict[str, Any]:
+        return {
+            "src": read_masked(ctx, src, None, loc).reshape(dst.shape) if isinstance(src, NkiTensor) else float(src),
+            "predicate": read_masked(ctx, pred, None, loc).reshape(dst.shape),
+            "prior": read_masked(ctx, dst, None, loc),
+            "reverse_pred": reverse_pred,
+        }
+
+    return issue(Opcode.TENSOR_COPY_PREDICATED, dst, inputs, values, loc, label="tensor_copy_predicated")
+
+
+def nonzero_with_count(
+    dst: Any, src: Any, index_offset: int = 0, padding_val: float = -1, location: str | None = None
+) -> Instruction:
+    """Per GpSimd core (partitions 0, 16, ..., 112): nonzero indices + index_offset, padding, then the count."""
+    ctx = current()
+    loc = location or user_location()
+    dst = require_tensor(dst, "nonzero_with_count dst", loc)
+    src = require_tensor(src, "nonzero_with_count src", loc)
+    check_tile(ctx, dst, "nonzero_with_count dst", loc, allow_psum=False)
+    check_tile(ctx, src, "nonzero_with_count src", loc, allow_psum=False)
+    # only the first partition of each GpSimd core's 16 is written; the others keep their values
+    rows = np.zeros(dst.shape, dtype=bool)
+    rows[::PARTITIONS_PER_GPSIMD_CORE] = True
+
+    def values(_: Any) -> dict[str, Any]:
+        return {
+            "src": read_masked(ctx, src, None, loc),
+            "prior": np.zeros(dst.shape, dtype=np.float32),  # masked out: never written
+            "index_offset": int(index_offset),
+            "padding_val": float(padding_val),
+        }
+
+    return issue(
+        Opcode.NONZERO_WITH_COUNT,
+        dst,
+        {"src": src},
+        values,
+        loc,
+        mask=rows,
+        src_mask=np.ones(src.shape, dtype=bool),
+        extent=(src.partition_size(), src.free_size()),
+        label="nonzero_with_count",
+    )
