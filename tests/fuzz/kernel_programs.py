@@ -278,10 +278,65 @@ def break_program(prog: Program, rng: random.Random) -> Broken:
             "compute into hbm",
         ),
     ]
+    mistakes += [
+        (
+            [f"bad = nl.ndarray(({p}, {f + 1}), nl.float32, buffer=nl.shared_hbm)", f"nl.store(bad, {t})"],
+            errors.ShapeMismatchError,
+            "store shape",
+        ),
+        (
+            [
+                f"bad = nl.ndarray(({p}, 2), nl.float32, buffer=nl.sbuf)",
+                f"nisa.tensor_reduce(dst=bad, op=nl.add, data={t}, axis=1)",
+            ],
+            errors.ShapeMismatchError,
+            "reduce dst",
+        ),
+        (
+            ["bad = [nl.ndarray((128, 512), nl.float32, buffer=nl.psum) for _ in range(9)]"],
+            errors.CapacityError,
+            "psum full",
+        ),
+        (["bad = nl.ndarray((128, 70000), nl.float32, buffer=nl.sbuf)"], errors.CapacityError, "sbuf full"),
+        (
+            [
+                f"bad = nl.ndarray(({p}, {f}), nl.float32, buffer=nl.sbuf)",
+                "nisa.activation(dst=bad, op=nl.exp, data=in0)",
+            ],
+            errors.UsageError,
+            "compute from hbm",
+        ),
+        ([f"bad = {t}[{p}:{p + 2}, :]"], errors.BoundsError, "index past tile"),
+        ([f"bad = nl.ndarray(({p}, {f}), 'complex64', buffer=nl.sbuf)"], errors.DtypeError, "unknown dtype"),
+        ([f"bad = nl.ndarray(({p}, -3), nl.float32, buffer=nl.sbuf)"], errors.UsageError, "negative dim"),
+    ]
     if f <= 128:  # matmul mistakes need a legal stationary free size
-        mm_dst = f"bad = nl.ndarray(({f}, {f}), nl.float32, buffer=nl.{{}})"
-        mistakes.append(([mm_dst.format("sbuf"), f"nisa.nc_matmul(bad, {t}, {t})"], errors.UsageError, "mm to sbuf"))
-        mistakes.append(([mm_dst.format("psum"), f"nisa.nc_matmul(bad, {t}, in0)"], errors.UsageError, "mm from hbm"))
+        mm_dst = f"bad = nl.ndarray(({f}, {f}), nl.{{}}, buffer=nl.{{}})"
+        mistakes += [
+            ([mm_dst.format("float32", "sbuf"), f"nisa.nc_matmul(bad, {t}, {t})"], errors.UsageError, "mm to sbuf"),
+            ([mm_dst.format("float32", "psum"), f"nisa.nc_matmul(bad, {t}, in0)"], errors.UsageError, "mm from hbm"),
+            ([mm_dst.format("bfloat16", "psum"), f"nisa.nc_matmul(bad, {t}, {t})"], errors.DtypeError, "mm into bf16"),
+            (
+                [
+                    f"st = nl.ndarray(({p}, {f}), nl.bfloat16, buffer=nl.sbuf)",
+                    f"nisa.tensor_copy(dst=st, src={t})",
+                    mm_dst.format("float32", "psum"),
+                    f"nisa.nc_matmul(bad, st, {t})",
+                ],
+                errors.DtypeError,
+                "mm mixes fp32 and bf16",
+            ),
+            (
+                [
+                    f"st = nl.ndarray(({p}, {f}), nl.int32, buffer=nl.sbuf)",
+                    "nisa.memset(dst=st, value=1)",
+                    mm_dst.format("float32", "psum"),
+                    "nisa.nc_matmul(bad, st, st)",
+                ],
+                errors.DtypeError,
+                "mm on int32",
+            ),
+        ]
     if f <= 128 and p > 1:
         mistakes.append(
             (
