@@ -17,6 +17,7 @@ import trnsim.nki.collectives as ncc
 import trnsim.nki.isa as nisa
 import trnsim.nki.language as nl
 from trnsim.errors import IsolationError, UsageError
+from trnsim.hw.presets import get_spec
 from trnsim.sim.tenancy import parse_cores
 
 INSTANCE = "trn2.48xlarge"
@@ -228,3 +229,46 @@ def test_neighbours_on_one_hbm_stack_interfere_and_others_do_not() -> None:
         assert shared[name].latency_us > alone * 1.005
     # and the demand over the stack's share bounds the slowdown: at most 736/725 - 1 plus the fixed costs
     assert max(shared[n].latency_us for n in "ab") < alone * 1.05
+
+
+@tn.jit
+def reduce_all(x, group):
+    s = nl.ndarray(x.shape, dtype=x.dtype, buffer=nl.shared_hbm)
+    d = nl.ndarray(x.shape, dtype=x.dtype, buffer=nl.shared_hbm)
+    nisa.dma_copy(dst=s, src=x)
+    ncc.all_reduce([s], [d], group, nl.add)
+    return d
+
+
+def collective_ns(prof: Any) -> float:
+    """How long rank 0's all-reduce held its engine (all ranks arrive together here)."""
+    p = prof.ranks[0]
+    (i,) = [k for k, ins in enumerate(p.instructions) if ins.opcode.key == "collective"]
+    m = p.timeline.slice_instr == i
+    return float(p.timeline.slice_end[m].max() - p.timeline.slice_start[m].min())
+
+
+def test_tenants_whose_collectives_cross_the_same_chip_share_its_links() -> None:
+    """trn2 at LNC=2 (4 NeuronCores per chip): 'a' = cores 2-5 spans chips 0-1, 'b' = 6-9 spans chips 1-2, so
+    their all-reduces share chip 1's links and each gets half their bandwidth; 'c' = 10-13 (chips 2-3) shares
+    no chip with 'a'. Closed form: 2 ranks per chip through HBM, then a ring of 2 chips."""
+    spec = get_spec("trn2")
+    inst = spec.instance(INSTANCE)
+    x = tn.TensorSpec((128, 2048), "float32")
+    b = 128 * 2048 * 4
+    g = ncc.ReplicaGroup([[0, 1, 2, 3]])
+
+    def launch(name: str, cores: str) -> tn.TenantLaunch:
+        return tn.TenantLaunch(name, reduce_all, cores, [(x, g)] * 4)
+
+    alone = run([launch("a", "2-5")], "timing", lnc=2)["a"]
+    shared = run([launch("a", "2-5"), launch("b", "6-9")], "timing", lnc=2)
+    apart = run([launch("a", "2-5"), launch("c", "10-13")], "timing", lnc=2)
+    sync = spec.core.sync.min_ii_cycles / spec.core.sync.clock_ghz
+    fixed = sync + 2 * (1 / 2) * 2 * b / spec.chip.hbm_bytes_per_ns + 2 * 1 * inst.hop_latency_ns
+    wire = 2 * (1 / 2) * b / inst.link_bytes_per_ns
+    assert collective_ns(alone) == pytest.approx(fixed + wire, rel=1e-9)
+    assert collective_ns(apart["a"]) == pytest.approx(fixed + wire, rel=1e-9)
+    assert collective_ns(apart["c"]) == pytest.approx(fixed + wire, rel=1e-9)
+    for name in ("a", "b"):
+        assert collective_ns(shared[name]) == pytest.approx(fixed + 2 * wire, rel=1e-9)

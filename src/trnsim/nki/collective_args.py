@@ -15,6 +15,7 @@ from trnsim.nki.nki_object import NKIObject
 from trnsim.nki.operands import op_name, read_stored
 from trnsim.nki.rank_exchange import Me, check_members
 from trnsim.nki.tensor import NkiTensor
+from trnsim.sim.collective_costs import Kind, LinkTime, collective_ns, link_time, permute_ns
 from trnsim.sim.instance import InstanceLayout, layout
 from trnsim.sim.memory import MemoryKind
 
@@ -99,3 +100,14 @@ def layout_of(who: Me) -> InstanceLayout:
         return who.layout
     spec = who.ctx.machine.spec
     return layout(spec, 1, spec.chip.default_lnc)
+
+
+def group_link(who: Me, kind: Kind, group: Sequence[int], nbytes: float) -> LinkTime:
+    """A collective's link time over the group's chips (sim/collective_costs.py)."""
+    return link_time(layout_of(who), group, lambda lay: collective_ns(lay, kind, group, nbytes))
+
+
+def pairs_link(who: Me, pairs: Sequence[tuple[int, int]], nbytes: float) -> LinkTime:
+    """Point-to-point transfers between rank pairs, all at once: the slowest pair decides."""
+    members = sorted({r for pair in pairs for r in pair})
+    return link_time(layout_of(who), members, lambda lay: permute_ns(lay, pairs, nbytes))

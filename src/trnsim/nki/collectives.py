@@ -16,7 +16,7 @@ import numpy as np
 from trnsim import dtypes
 from trnsim.errors import BoundsError, ShapeMismatchError, UsageError
 from trnsim.isa.opcodes import Opcode
-from trnsim.nki.collective_args import ReplicaGroup, chunks, layout_of, prepare, reduce_op, values
+from trnsim.nki.collective_args import ReplicaGroup, chunks, group_link, prepare, reduce_op, values
 from trnsim.nki.collectives_permute import (
     collective_permute,
     collective_permute_implicit,
@@ -27,7 +27,7 @@ from trnsim.nki.context import user_location
 from trnsim.nki.operands import read_stored, write
 from trnsim.nki.rank_exchange import Me, emit_sync, exchange, me, record_sync
 from trnsim.nki.tensor import NkiTensor
-from trnsim.sim.collective_costs import Kind, collective_ns
+from trnsim.sim.collective_costs import Kind
 from trnsim.sim.memory import MemoryKind
 
 __all__ = [
@@ -67,7 +67,7 @@ def all_reduce(srcs: Any, dsts: Any, replica_group: Any, op: Any, priority: Any 
         for k, b in enumerate(d):
             parts = [np.asarray(got[r][k], dtype=np.float64 if dtypes.is_float(b.dtype) else np.int64) for r in grp]
             write(b, ufunc.reduce(np.stack(parts), axis=0), None)
-    record_sync(who, idx, key, collective_ns(layout_of(who), Kind.ALL_REDUCE, grp, sum(t.nbytes for t in s)))
+    record_sync(who, idx, key, group_link(who, Kind.ALL_REDUCE, grp, sum(t.nbytes for t in s)))
 
 
 def all_gather(
@@ -90,7 +90,7 @@ def all_gather(
     if who.ctx.machine.functional:
         for k, b in enumerate(d):
             write(b, np.concatenate([got[r][k] for r in grp], axis=collective_dim), None)
-    record_sync(who, idx, key, collective_ns(layout_of(who), Kind.ALL_GATHER, grp, sum(t.nbytes for t in d)))
+    record_sync(who, idx, key, group_link(who, Kind.ALL_GATHER, grp, sum(t.nbytes for t in d)))
 
 
 def reduce_scatter(
@@ -113,7 +113,7 @@ def reduce_scatter(
         for k, b in enumerate(d):
             parts = [np.split(np.asarray(got[r][k], dtype=np.float64), p, axis=collective_dim)[mine] for r in grp]
             write(b, ufunc.reduce(np.stack(parts), axis=0), None)
-    record_sync(who, idx, key, collective_ns(layout_of(who), Kind.REDUCE_SCATTER, grp, sum(t.nbytes for t in s)))
+    record_sync(who, idx, key, group_link(who, Kind.REDUCE_SCATTER, grp, sum(t.nbytes for t in s)))
 
 
 def all_to_all(
@@ -136,7 +136,7 @@ def all_to_all(
         for k, b in enumerate(d):
             pieces = [np.split(got[r][k], p, axis=collective_dim)[mine] for r in grp]
             write(b, np.concatenate(pieces, axis=collective_dim), None)
-    record_sync(who, idx, key, collective_ns(layout_of(who), Kind.ALL_TO_ALL, grp, sum(t.nbytes for t in s)))
+    record_sync(who, idx, key, group_link(who, Kind.ALL_TO_ALL, grp, sum(t.nbytes for t in s)))
 
 
 def _metadata(who: Me, meta: Any, p: int, has_rdispls: bool, what: str, loc: str) -> np.ndarray | None:
@@ -210,7 +210,7 @@ def _variable(
         who,
         idx,
         key,
-        collective_ns(layout_of(who), Kind.ALL_TO_ALL if kind == "all_to_all_v" else Kind.ALL_GATHER, grp, dst.nbytes),
+        group_link(who, Kind.ALL_TO_ALL if kind == "all_to_all_v" else Kind.ALL_GATHER, grp, dst.nbytes),
     )
 
 

@@ -15,12 +15,11 @@ import numpy as np
 
 from trnsim.errors import ShapeMismatchError, UsageError
 from trnsim.isa.opcodes import Opcode
-from trnsim.nki.collective_args import ReplicaGroup, layout_of, prepare, reduce_op, tensors
+from trnsim.nki.collective_args import ReplicaGroup, pairs_link, prepare, reduce_op, tensors
 from trnsim.nki.context import user_location
 from trnsim.nki.operands import read_stored, write
 from trnsim.nki.rank_exchange import Me, check_members, emit_sync, exchange, me, record_sync
 from trnsim.nki.tensor import NkiTensor
-from trnsim.sim.collective_costs import permute_ns
 from trnsim.sim.memory import MemoryKind
 
 MAX_CHANNELS = 4  # "at most 4 for replica groups containing all devices inside a node" (NKI docstring)
@@ -59,7 +58,7 @@ def collective_permute(
     got, key = exchange(who, "collective_permute", world, payload, loc)
     if who.ctx.machine.functional and source is not None:
         write(dst, got[source], None)
-    record_sync(who, idx, key, permute_ns(layout_of(who), pairs, src.nbytes))
+    record_sync(who, idx, key, pairs_link(who, pairs, src.nbytes))
 
 
 def _channels(
@@ -101,7 +100,7 @@ def _ring(
         for c, d in enumerate(dsts):
             write(d, got[pred][c], None)
     pairs = [(grp[k], grp[(k + 1) % p]) for k in range(p)] if p > 1 else []
-    record_sync(who, idx, key, permute_ns(layout_of(who), pairs, sum(d.nbytes for d in dsts)))
+    record_sync(who, idx, key, pairs_link(who, pairs, sum(d.nbytes for d in dsts)))
 
 
 def collective_permute_implicit(

@@ -88,7 +88,7 @@ def sendrecv(
         compute=(lambda: np.asarray(got)) if functional else None,
         label=f"sendrecv(->{send_to_rank}, <-{recv_from_rank})",
     )
-    record_sync(who, len(who.ctx.machine.instructions) - 1, key, 0.0)
+    record_sync(who, len(who.ctx.machine.instructions) - 1, key)
 
 
 def core_barrier(data: Any, cores: Any, engine: Engine | None, loc: str) -> None:
@@ -112,4 +112,4 @@ def core_barrier(data: Any, cores: Any, engine: Engine | None, loc: str) -> None
     # It reads `data` (it waits for this core's writes into it, and later writes wait for it) and writes
     # none of it: a write here would chain the partners' barriers one after the other.
     ins.reads, ins.writes = ins.writes, ()
-    record_sync(who, len(who.ctx.machine.instructions) - 1, key, 0.0)
+    record_sync(who, len(who.ctx.machine.instructions) - 1, key)

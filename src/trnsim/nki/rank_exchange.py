@@ -18,6 +18,7 @@ from trnsim.isa.opcodes import Engine, Opcode
 from trnsim.isa.registry import RECORDS
 from trnsim.nki.context import TraceContext, current
 from trnsim.nki.tensor import NkiTensor
+from trnsim.sim.collective_costs import LinkTime
 from trnsim.sim.instance import InstanceLayout
 from trnsim.sim.memory import MemoryKind
 from trnsim.sim.rank_session import RankSession, SyncPoint, current_session
@@ -109,6 +110,6 @@ def emit_sync(
     return len(machine.instructions) - 1
 
 
-def record_sync(who: Me, index: int, key: tuple[Any, ...], link_ns: float) -> None:
+def record_sync(who: Me, index: int, key: tuple[Any, ...], link: LinkTime | None = None) -> None:
     if who.session is not None:
-        who.session.record_sync(index, SyncPoint(tuple(key), link_ns))
+        who.session.record_sync(index, SyncPoint(tuple(key), link or LinkTime()))

@@ -18,8 +18,10 @@ point-to-point transfer is taken to use all of them (the preset gives no per-lin
 
 from __future__ import annotations
 
+import math
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from trnsim.hw.spec import Topology
@@ -95,3 +97,30 @@ def point_to_point_ns(lay: InstanceLayout, src_rank: int, dst_rank: int, nbytes:
 def permute_ns(lay: InstanceLayout, pairs: Sequence[tuple[int, int]], nbytes: float) -> float:
     """All pairs move at once: the slowest pair decides."""
     return max((point_to_point_ns(lay, s, t, nbytes) for s, t in pairs), default=0.0)
+
+
+@dataclass(frozen=True)
+class LinkTime:
+    """A collective's time split into what chip-to-chip link bandwidth decides (`wire_ns`, stretched when other
+    exchanges use the same chips' links at the same time) and the rest (`fixed_ns`: hop latencies, HBM)."""
+
+    fixed_ns: float = 0.0
+    wire_ns: float = 0.0
+    chips: frozenset[int] = frozenset()  # chips whose links it uses (none when it stays on one chip)
+
+    @property
+    def total_ns(self) -> float:
+        return self.fixed_ns + self.wire_ns
+
+
+def link_time(lay: InstanceLayout, members: Sequence[int], cost: Callable[[InstanceLayout], float]) -> LinkTime:
+    """Split `cost(lay)` into its link-bandwidth part and the rest (the same cost with unlimited links)."""
+    total = cost(lay)
+    chips = frozenset(lay.ranks[r].chip for r in members)
+    if lay.instance is None or len(chips) <= 1:
+        return LinkTime(total, 0.0)
+    unlimited = lay.instance.model_copy(
+        update={"link_bytes_per_ns": math.inf, "inter_node_link_bytes_per_ns": math.inf}
+    )
+    free = cost(replace(lay, instance=unlimited))
+    return LinkTime(free, total - free, chips)

@@ -4,10 +4,12 @@ The cores that share an HBM stack (sim/instance.py) compete for its bandwidth, s
 go through one scheduler run (sim/scheduler.py) with the stack's share of the chip's HBM bandwidth; stacks
 share nothing else, so they are scheduled apart. What ties them together are the sync points (collectives,
 sendrecv, core_barrier): all participants start the exchange when the last one arrives, and it takes the
-exchange's link time. A sync instruction occupies its engine from its arrival to the common end (the
-engine waits on a semaphore meanwhile), so its cycles are set to the wait plus the link time plus its own
-issue cost, and the streams are rescheduled until every sync point's arrivals stop moving. Each round fixes
-at least the earliest unsettled sync point, so this ends after at most (sync points + 1) rounds.
+exchange's link time. Exchanges that use the same chip's links at the same time share their bandwidth (the
+link-bandwidth part of each one's time is multiplied by how many there are: tenants or replica groups
+spanning the same chips slow each other down). A sync instruction occupies its engine from its arrival to
+the common end (the engine waits on a semaphore meanwhile), so its cycles are set to the wait plus the link
+time plus its own issue cost, and the streams are rescheduled until every sync point's arrivals stop moving
+(each round settles at least the earliest unsettled one; rounds are capped at twice the sync points).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import numpy as np
 
 from trnsim.isa.cost import engine_clock_ghz
 from trnsim.isa.instruction import Instruction
+from trnsim.sim.collective_costs import LinkTime
 from trnsim.sim.memory import AllocationRecord
 from trnsim.sim.rank_session import Launch
 from trnsim.sim.scheduler import schedule
@@ -70,31 +73,60 @@ def time_instance(launches: list[Launch]) -> dict[tuple[int, int], Timeline]:
     )
     domains = _domains(launches)
     n_cores = lay.cores_per_stack
-    # where each sync instruction sits: (domain, index) per key, and its base cycles
-    sites: dict[tuple[Any, ...], list[tuple[int, int, float]]] = defaultdict(list)
+    # where each sync instruction sits: (domain, index) per key, and what its exchange costs
+    sites: dict[tuple[Any, ...], list[tuple[int, int]]] = defaultdict(list)
+    links: dict[tuple[Any, ...], LinkTime] = {}
     for d, dom in enumerate(domains):
         for j, (li, rank, k) in enumerate(dom.origin):
             point = launches[li].syncs[rank].get(k)
             if point is not None:
-                sites[point.key].append((d, j, point.link_ns))
-    base = {(d, j): domains[d].instrs[j].cycles for group in sites.values() for d, j, _ in group}
+                sites[point.key].append((d, j))
+                links[point.key] = point.link
+    base = {(d, j): domains[d].instrs[j].cycles for group in sites.values() for d, j in group}
+    spans: dict[tuple[Any, ...], tuple[float, float]] = {}  # each exchange's time on the links, last round
     timelines: list[Timeline] = []
-    for _ in range(len(sites) + 2):
+    for _ in range(2 * len(sites) + 2):
         timelines = [schedule(dom.instrs, stack_spec, n_cores, dom.reuse, dom.allocations) for dom in domains]
         moved = False
-        for group in sites.values():
-            arrivals = [float(timelines[d].instr_start[j]) for d, j, _ in group]
+        new_spans: dict[tuple[Any, ...], tuple[float, float]] = {}
+        for key, group in sites.items():
+            arrivals = [float(timelines[d].instr_start[j]) for d, j in group]
             release = max(arrivals)
-            for (d, j, link_ns), arrival in zip(group, arrivals):
+            link = links[key]
+            took = link.fixed_ns + link.wire_ns * _sharers(key, link, release, spans, links)
+            new_spans[key] = (release, release + took)
+            for (d, j), arrival in zip(group, arrivals):
                 ins = domains[d].instrs[j]
                 clock = engine_clock_ghz(spec.core, ins.engine)
-                cycles = base[(d, j)] + (release - arrival + link_ns) * clock
+                cycles = base[(d, j)] + (release - arrival + took) * clock
                 if abs(cycles - ins.cycles) > _SETTLED_NS * clock:
                     ins.cycles = cycles
                     moved = True
+        spans = new_spans
         if not moved:
             break
     return _split(launches, domains, timelines)
+
+
+def _sharers(
+    key: tuple[Any, ...],
+    link: LinkTime,
+    release: float,
+    spans: dict[tuple[Any, ...], tuple[float, float]],
+    links: dict[tuple[Any, ...], LinkTime],
+) -> int:
+    """How many exchanges (this one included) use a chip's links that this one uses while it runs: each gets
+    that share of the links' bandwidth (from the previous round's spans)."""
+    if not link.chips or key not in spans:
+        return 1
+    start, end = release, max(spans[key][1], release)
+    per_chip: dict[int, int] = {c: 1 for c in link.chips}
+    for other, (s, e) in spans.items():
+        if other == key or e <= start or s >= end:
+            continue
+        for c in links[other].chips & link.chips:
+            per_chip[c] += 1
+    return max(per_chip.values())
 
 
 def _split(

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from trnsim.errors import IsolationError
+from trnsim.sim.collective_costs import LinkTime
 from trnsim.sim.cooperative import Cooperative
 from trnsim.sim.instance import InstanceLayout
 from trnsim.sim.machine import Machine
@@ -22,10 +23,11 @@ from trnsim.sim.machine import Machine
 
 @dataclass(frozen=True)
 class SyncPoint:
-    """An instruction that waits for its partners: the same `key` on each; `link_ns` once all have arrived."""
+    """An instruction that waits for its partners (the same `key` on each), then takes `link` once all have
+    arrived."""
 
     key: tuple[Any, ...]
-    link_ns: float
+    link: LinkTime
 
 
 @dataclass(frozen=True)
