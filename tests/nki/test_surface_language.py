@@ -172,3 +172,25 @@ def test_tensor_copy_dtype_from_nki_beta_runs_and_warns_once(rng: np.random.Gene
         versions.set_api_version(versions.CURRENT)
     with pytest.raises(UsageError, match="unknown NKI version"):
         versions.set_api_version("0.9")
+
+
+HOST_CONSTANTS: dict[str, np.ndarray] = {}  # host arrays the kernel embeds (as kernels use module globals)
+
+
+@nki.jit
+def add_constant(x, key, dtype):
+    c = nl.shared_constant(HOST_CONSTANTS[key], dtype=dtype)
+    out = nl.ndarray(x.shape, dtype=nl.float32, buffer=nl.shared_hbm)
+    nl.store(out, nl.add(nl.load(x), nl.load(c), dtype=nl.float32))
+    return out
+
+
+def test_shared_constant_is_in_hbm_before_the_kernel_runs(rng: np.random.Generator) -> None:
+    x = rng.standard_normal((32, 16)).astype(np.float32)
+    const = rng.integers(-5, 5, size=(32, 16)).astype(np.int8)
+    HOST_CONSTANTS.update(table=const, scalar=np.array(3))
+    prof = nki.profile(add_constant)(x, "table", nl.float32)
+    np.testing.assert_allclose(prof.outputs, x + const.astype(np.float32), rtol=1e-6)
+    assert sum(i.opcode.key == "dma_copy" for i in prof.instructions) == 3  # two loads and a store: no upload
+    with pytest.raises(UsageError, match="numeric array"):
+        nki.simulate(add_constant)(x, "scalar", None)

@@ -35,6 +35,7 @@ from trnsim.nki.language_surface import float8_e8m0fnu as float8_e8m0fnu
 from trnsim.nki.language_surface import fori_loop as fori_loop
 from trnsim.nki.language_surface import loop_reduce as loop_reduce
 from trnsim.nki.language_surface import no_reorder as no_reorder
+from trnsim.nki.language_surface import shared_constant as shared_constant
 from trnsim.nki.language_surface import spmd_dim as spmd_dim
 from trnsim.nki.language_surface import while_loop as while_loop
 from trnsim.nki.ops import BINARY as _BINARY

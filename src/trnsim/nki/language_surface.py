@@ -1,5 +1,5 @@
 """nki.language names beyond the core set: NKIObject, the MX dtypes, DType, spmd_dim, loop_reduce,
-no_reorder and the dynamic loops (dynamic_range, fori_loop, while_loop).
+no_reorder, shared_constant and the dynamic loops (dynamic_range, fori_loop, while_loop).
 
 `nki.language` re-exports everything here.
 
@@ -21,10 +21,11 @@ from trnsim import dtypes as _dt
 from trnsim.errors import ShapeMismatchError, UsageError
 from trnsim.nki import emit_arith
 from trnsim.nki.compiler import no_reorder as no_reorder
-from trnsim.nki.context import user_location
+from trnsim.nki.context import current, user_location
 from trnsim.nki.indexing import NcDim
 from trnsim.nki.nki_object import NKIObject as NKIObject
 from trnsim.nki.tensor import NkiTensor
+from trnsim.sim.memory import MemoryKind
 
 DType = np.dtype
 float8_e8m0fnu = _dt.float8_e8m0fnu
@@ -148,3 +149,25 @@ def while_loop(init: Any, body_fun: Callable[[Any], Any]) -> Any:
 
 def _bounded() -> Iterator[int]:
     yield from range(1 << 20)  # a runaway data-dependent loop becomes an error, not a hang
+
+
+def shared_constant(constant: Any, dtype: Any = None) -> NkiTensor:
+    """An HBM tensor holding `constant` (an array, or the path of a .npy file), cast to `dtype` if given.
+
+    The data is part of the compiled kernel and in HBM before it starts (NKI docs), so making it costs no
+    instruction.
+    """
+    ctx = current()
+    loc = user_location()
+    try:
+        data = np.load(constant) if isinstance(constant, str) else np.asarray(constant)
+    except (OSError, ValueError) as err:
+        raise UsageError(f"nl.shared_constant could not read {constant!r}: {err}", loc) from None
+    if data.dtype == object or data.ndim == 0:
+        raise UsageError(f"nl.shared_constant takes a numeric array of at least one dim, got {constant!r}", loc)
+    dt = data.dtype if dtype is None else _dt.resolve(dtype)
+    alloc = ctx.machine.allocate(MemoryKind.HBM, tuple(data.shape), dt, "shared_constant", ctx.core, loc)
+    if alloc.storage is not None:
+        alloc.storage[...] = data.astype(dt)
+    alloc.mark_all_written()
+    return NkiTensor(alloc)
