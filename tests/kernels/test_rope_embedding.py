@@ -12,6 +12,7 @@ import torch
 
 import trnsim.nki as nki
 from trnsim.errors import DtypeError, ShapeMismatchError, UsageError
+from trnsim.hw.presets import load_preset
 from trnsim.kernels.embedding import embedding, runs
 from trnsim.kernels.rope import rope
 from trnsim.nki import TensorSpec
@@ -89,12 +90,16 @@ def test_embedding(rng: np.random.Generator, dtype: Any) -> None:
 
 
 def test_embedding_list_ids_timing() -> None:
-    """Ids as a list work in timing mode; one row per DMA runs near the DMA rate for 8 KiB rows."""
+    """Ids as a list work in timing mode; one row per DMA (one queue each) runs at the transfer rate: 16 queues,
+    each transfer holding its queue max(per-transfer overhead, data time) (issue 11)."""
     ids = list(np.random.default_rng(0).integers(0, 32000, 512))
     prof = nki.profile(embedding, target="trn2", mode="timing", cores=1)(ids, TensorSpec((32000, 4096), "bfloat16"))
     assert prof.outputs.shape == (512, 4096)
-    roofline_us = 512 * 4096 * 2 / (16 * 23.0) / 1000
-    assert roofline_us / prof.latency_us > 0.7
+    dma = load_preset("trn2").core.dma
+    row = 4096 * 2
+    data_ns = row / (dma.queue_bytes_per_ns * row / (row + dma.descriptor_overhead_bytes))
+    rate_bound_us = 512 / dma.queues * max(dma.transfer_overhead_ns, data_ns) / 1000
+    assert rate_bound_us <= prof.latency_us < 1.2 * rate_bound_us
 
 
 def test_embedding_errors() -> None:

@@ -90,6 +90,14 @@ class DmaSpec(_Spec):
     saturating_row_bytes: PositiveInt = Field(
         description="contiguous bytes per partition at which a transfer saturates the queue (planners' preferred run)"
     )
+    transfer_overhead_ns: float = Field(
+        default=0.0,
+        ge=0,
+        description=(
+            "per-transfer descriptor/semaphore processing that occupies a queue: one transfer holds its queue for "
+            "max(this, data time), so small transfers are bound by the transfer rate, not bandwidth (0: not modelled)"
+        ),
+    )
 
 
 class CoreSpec(_Spec):

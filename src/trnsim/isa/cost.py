@@ -10,7 +10,14 @@ from __future__ import annotations
 from dataclasses import replace
 
 from trnsim.hw.spec import CoreSpec
-from trnsim.isa.cost_rules import CostArgs, dma_efficiency, dma_transfer_ns, engine_clock_ghz, pipeline_latency_ns
+from trnsim.isa.cost_rules import (
+    CostArgs,
+    dma_efficiency,
+    dma_queue_occupancy_ns,
+    dma_transfer_ns,
+    engine_clock_ghz,
+    pipeline_latency_ns,
+)
 from trnsim.isa.opcodes import Engine, Opcode
 from trnsim.isa.registry import RECORDS
 
@@ -18,6 +25,7 @@ __all__ = [
     "CostArgs",
     "compute_cycles",
     "dma_efficiency",
+    "dma_queue_occupancy_ns",
     "dma_transfer_ns",
     "engine_clock_ghz",
     "pipeline_latency_ns",

@@ -120,6 +120,14 @@ def dma_transfer_ns(dma: DmaSpec, nbytes: float, row_bytes: int, rate_bytes_per_
     return nbytes / rate
 
 
+def dma_queue_occupancy_ns(dma: DmaSpec, data_ns: float) -> float:
+    """How long one transfer (a queue's piece of a DMA) holds its queue: its data time, but at least the
+    per-transfer descriptor/semaphore processing (DMA bandwidth guide: small transfers are bound by the
+    transfer rate). The two overlap (max, not sum): the throughput-vs-payload curve of the DMA overview is
+    proportional to the payload below its knee and flat above it."""
+    return max(data_ns, dma.transfer_overhead_ns)
+
+
 def engine_clock_ghz(core: CoreSpec, engine: Engine) -> float:
     return {
         Engine.TENSOR: core.tensor.clock_ghz,

@@ -7,8 +7,10 @@ isa/cost.py; nothing here decides a cycle count.
 
 DMA transfers are split by partition (descriptor) groups over the core's queues. Each piece moves at
 the queue's rate times the descriptor efficiency, capped by its share of the chip's HBM bandwidth
-among the transfers in flight when it starts (fair share, fixed at start). The fixed DMA latency
-delays the result, not the queue, so it overlaps across queues and back-to-back transfers.
+among the transfers in flight when it starts (fair share, fixed at start). A piece holds its queue for
+at least the per-transfer overhead (isa/cost.py dma_queue_occupancy_ns): many small transfers are
+bound by the transfer rate. The fixed DMA latency delays the result (data time + latency after the
+start), not the queue, so it overlaps across queues and back-to-back transfers.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from bisect import bisect_right
 import numpy as np
 
 from trnsim.hw.spec import HardwareSpec
-from trnsim.isa.cost import dma_transfer_ns, engine_clock_ghz, pipeline_latency_ns
+from trnsim.isa.cost import dma_queue_occupancy_ns, dma_transfer_ns, engine_clock_ghz, pipeline_latency_ns
 from trnsim.isa.instruction import Instruction, Region
 from trnsim.isa.opcodes import COMPUTE_ENGINES, Engine
 from trnsim.sim.memory import AllocationRecord
@@ -108,6 +110,7 @@ def schedule(
     # last TensorE write per allocation: (region, result time, issue end) - see _accumulation_chain
     accum_chain: dict[int, tuple[Region, float, float]] = {}
     dur_cache: dict[tuple[int, int, int, float], float] = {}  # tiles repeat: same transfer, same time
+    occ_cache: dict[float, float] = {}  # data time -> queue occupancy
     order = interleave_cores(instrs, n_cores)
     reuse = reuse or {}
     predecessors = {p for preds in reuse.values() for p in preds}
@@ -231,13 +234,17 @@ def schedule(
             dur = dur_cache.get(key)
             if dur is None:
                 dur = dur_cache[key] = dma_transfer_ns(dma, ins.dma_bytes / pieces, ins.dma_row_bytes, rate)
+            occ = occ_cache.get(dur)
+            if occ is None:
+                occ = occ_cache[dur] = dma_queue_occupancy_ns(dma, dur)
             lv = level[c]
             if pieces == nq and lv is not None:
                 # Fast path: every queue of the core frees at the same time (the common case), so the
                 # transfer is one group of identical pieces on all queues.
                 first = lv if lv > ready else ready
-                last = first + dur
+                last = first + occ
                 level[c] = last
+                data_end = first + dur
                 g_instr.append(i)
                 g_core.append(c)
                 g_start.append(first)
@@ -246,13 +253,13 @@ def schedule(
                 qf = queue_free[c] if lv is None else [lv] * nq
                 if pieces == nq:
                     starts = [f if f > ready else ready for f in qf]
-                    ends = [t + dur for t in starts]
+                    ends = [t + occ for t in starts]
                     units = dma_units
                     qf = ends[:]
                 else:  # fewer descriptors than queues: the earliest-free queues take them
                     chosen = sorted(range(nq), key=qf.__getitem__)[:pieces]
                     starts = [qf[q] if qf[q] > ready else ready for q in chosen]
-                    ends = [t + dur for t in starts]
+                    ends = [t + occ for t in starts]
                     for q, t in zip(chosen, ends):
                         qf[q] = t
                     units = [N_ENGINES + q for q in chosen]
@@ -265,11 +272,12 @@ def schedule(
                 s_end.extend(ends)
                 first = min(starts)
                 last = max(ends)
-            if ins.hbm_bytes:
-                k = bisect_right(hbm_ends, last)
-                hbm_ends.insert(k, last)
+                data_end = max(starts) + dur
+            if ins.hbm_bytes:  # HBM is in use while the data moves, not for the rest of the overhead
+                k = bisect_right(hbm_ends, data_end)
+                hbm_ends.insert(k, data_end)
                 hbm_pieces.insert(k, pieces)
-            done = last + latency[DMA]
+            done = data_end + latency[DMA]
             instr_start[i] = first
             if first > newest_start:
                 newest_start = first
