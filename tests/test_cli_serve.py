@@ -269,7 +269,21 @@ def test_heads_are_padded_when_tp_does_not_divide_them(tiny: str) -> None:
 def test_serve_saves_a_benchmark_result(tiny: str, tmp_path: Path) -> None:
     path = tmp_path / "result.json"
     args = ["--hw", "p5.48xlarge", "--tp", "1", "--rate", "5", "--burstiness", "0.5", *WORK]
-    out = run("serve", "--model", tiny, *args, "--percentiles", "50,99.9", "--save-result", str(path))
+    timeline = tmp_path / "serve_trace.json"
+    out = run(
+        "serve",
+        "--model",
+        tiny,
+        *args,
+        "--percentiles",
+        "50,99.9",
+        "--save-result",
+        str(path),
+        "--timeline",
+        str(timeline),
+    )
+    names = {e["name"] for e in json.loads(timeline.read_text())["traceEvents"]}
+    assert {"queued", "prefill", "decode", "batch", "queue depth", "KV cache used %"} <= names
     saved = json.loads(path.read_text())
     assert saved["schema"] == "trnsim.serve.result/1" and saved["burstiness"] == 0.5
     assert (saved["total_input_tokens"], saved["total_output_tokens"]) == (24 * 40, 24 * 8)

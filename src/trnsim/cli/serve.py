@@ -76,6 +76,9 @@ def serve_command(
     save_result: Path | None = typer.Option(
         None, "--save-result", help="write vLLM-benchmark-style metrics as JSON here (docs/serving_and_cost.md)"
     ),
+    timeline: Path | None = typer.Option(
+        None, "--timeline", help="write a Perfetto timeline (requests, steps, batch/queue/KV counters) here"
+    ),
     as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
     report: str | None = typer.Option(None, "--report", help="also write a self-contained HTML report here"),
     deployment: Path | None = typer.Option(
@@ -117,7 +120,19 @@ def serve_command(
     )
     status = Console(stderr=True).status(f"simulating {requests} requests on {hw} (tp={tp}) ...")
     with status if not as_json else contextlib.nullcontext():
-        result = simulate(setup.model, setup.replica, work, scheduler, slo=slo, record_token_times=keep_tokens)
+        result = simulate(
+            setup.model,
+            setup.replica,
+            work,
+            scheduler,
+            slo=slo,
+            record_token_times=keep_tokens,
+            record_steps=timeline is not None,
+        )
+    if timeline is not None:
+        from trnsim.serve.serving_trace import write_serving_trace
+
+        Console(stderr=True).print(f"timeline: {write_serving_trace(result, timeline)}", highlight=False)
     out = result.to_dict() | {
         "hw": hw,
         "tp": tp,

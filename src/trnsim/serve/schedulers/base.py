@@ -52,6 +52,8 @@ class StepRecord:
     tokens_per_seq: int  # tokens each decoding sequence gains (k+1 at most with speculative decoding)
     prefill_seqs: int
     prefill_tokens: int
+    queue_depth: int = 0  # requests waiting on this replica when the step started
+    kv_used_blocks: int = 0  # KV blocks held when the step started
 
 
 def check_positive_int(owner: str, name: str, value: int) -> None:
@@ -215,6 +217,8 @@ class ReplicaScheduler(ABC):
                     tokens_per_seq,
                     len(prefills),
                     sum(chunk for _, chunk in prefills),
+                    len(self.waiting),
+                    self.kv.used_blocks,
                 )
             )
         return seconds
