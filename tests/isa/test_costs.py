@@ -361,7 +361,7 @@ def test_fused_reduce_and_max8(target: str, n: int) -> None:
     assert issued(target, lambda: nisa.max8(sbuf((128, 8)), sbuf((128, n))), Opcode.MAX8).cycles == n
 
 
-@covers(Opcode.TENSOR_COPY_PREDICATED, Opcode.NONZERO_WITH_COUNT)
+@covers(Opcode.TENSOR_COPY_PREDICATED, Opcode.NONZERO_WITH_COUNT, Opcode.NC_STREAM_SHUFFLE)
 @pytest.mark.parametrize("target", ("trn2", "trn3"))
 @pytest.mark.parametrize("n", [8, 64, 1000])
 def test_predicated_copy_and_nonzero(target: str, n: int) -> None:
@@ -377,6 +377,11 @@ def test_predicated_copy_and_nonzero(target: str, n: int) -> None:
         nisa.nonzero_with_count(sbuf((128, n + 1)), sbuf((128, n)))
 
     assert issued(target, nonzero, Opcode.NONZERO_WITH_COUNT).cycles == c.gpsimd.start_cycles + n
+
+    def shuffle() -> None:
+        nisa.nc_stream_shuffle(sbuf((128, n)), sbuf((128, n)), list(range(32)))
+
+    assert issued(target, shuffle, Opcode.NC_STREAM_SHUFFLE).cycles == max(c.vector.min_ii_cycles, n)
 
 
 # -- DMA and Sync -----------------------------------------------------------------------------------

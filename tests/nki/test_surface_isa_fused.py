@@ -220,3 +220,32 @@ def test_data_move_rules(which: str, target: str, error: type[Exception], words:
     with pytest.raises(error) as info:
         nki.profile(bad_data_moves, target=target)(np.zeros((16, 8), np.float32), which)
     assert words in str(info.value)
+
+
+@nki.jit
+def shuffle(x, mask):
+    t = nl.load(x)
+    d = nl.zeros(x.shape, dtype=x.dtype, buffer=nl.sbuf)
+    nisa.nc_stream_shuffle(dst=d, src=t, shuffle_mask=mask)
+    out = nl.ndarray(x.shape, dtype=x.dtype, buffer=nl.shared_hbm)
+    nl.store(out, d)
+    return out
+
+
+def test_nc_stream_shuffle_moves_partitions_within_each_quadrant(rng: np.random.Generator) -> None:
+    quadrants, n = int(rng.integers(1, 5)), int(rng.integers(1, 100))
+    x = rng.standard_normal((32 * quadrants, n)).astype(np.float32)
+    mask = [int(m) for m in rng.integers(0, 32, size=32)]
+    mask[int(rng.integers(0, 32))] = 255  # that output partition keeps its (zero) value
+    prof = nki.profile(shuffle, target="trn2")(x, mask)
+    want = np.zeros_like(x)
+    for i in range(x.shape[0]):
+        if mask[i % 32] != 255:
+            want[i] = x[(i // 32) * 32 + mask[i % 32]]
+    np.testing.assert_array_equal(prof.outputs, want)
+    (ins,) = [i for i in prof.instructions if i.opcode is Opcode.NC_STREAM_SHUFFLE]
+    assert ins.cycles == max(MIN_II, n)
+    with pytest.raises(UsageError, match="32 partition indices"):
+        nki.simulate(shuffle)(x, mask[:31])
+    with pytest.raises(ShapeMismatchError, match="reads input partition"):
+        nki.simulate(shuffle)(x[:8], [31] * 32)

@@ -46,6 +46,7 @@ class Opcode(IntEnum):
     MAX8 = 19
     TENSOR_COPY_PREDICATED = 20
     NONZERO_WITH_COUNT = 21
+    NC_STREAM_SHUFFLE = 22
     # multi-rank instructions (sim/instance_timing.py adds the wait for partners and the link time)
     SENDRECV = 40
     CORE_BARRIER = 41

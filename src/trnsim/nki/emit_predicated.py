@@ -1,4 +1,5 @@
-"""Builders for data movement decided by the data: tensor_copy_predicated and nonzero_with_count.
+"""Builders for data movement decided by the data or a pattern: tensor_copy_predicated, nonzero_with_count
+and nc_stream_shuffle.
 
 Each turns kernel arguments into tiles and issues one instruction through nki/issue.py; the records in
 isa/instructions/ say what the instruction is and costs.
@@ -10,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from trnsim.errors import UsageError
 from trnsim.isa.instruction import Instruction
 from trnsim.isa.instructions.nonzero_with_count import PARTITIONS_PER_GPSIMD_CORE
 from trnsim.isa.opcodes import Opcode
@@ -77,4 +79,36 @@ def nonzero_with_count(
         src_mask=np.ones(src.shape, dtype=bool),
         extent=(src.partition_size(), src.free_size()),
         label="nonzero_with_count",
+    )
+
+
+def nc_stream_shuffle(dst: Any, src: Any, shuffle_mask: Any, location: str | None = None) -> Instruction:
+    """Per 32-partition quadrant: dst[i] = src[shuffle_mask[i]] (255: dst[i] unchanged)."""
+    ctx = current()
+    loc = location or user_location()
+    dst = require_tensor(dst, "nc_stream_shuffle dst", loc)
+    src = require_tensor(src, "nc_stream_shuffle src", loc)
+    check_tile(ctx, dst, "nc_stream_shuffle dst", loc)
+    check_tile(ctx, src, "nc_stream_shuffle src", loc)
+    try:
+        mask = tuple(int(m) for m in shuffle_mask)
+    except (TypeError, ValueError):
+        raise UsageError(f"nc_stream_shuffle shuffle_mask must be a list of ints, got {shuffle_mask!r}", loc) from None
+
+    def values(_: Any) -> dict[str, Any]:
+        return {
+            "src": read_masked(ctx, src, None, loc).reshape(src.partition_size(), -1),
+            "prior": read_masked(ctx, dst, None, loc).reshape(dst.partition_size(), -1),
+            "shuffle_mask": mask,
+        }
+
+    return issue(
+        Opcode.NC_STREAM_SHUFFLE,
+        dst,
+        {"src": src, "prior": dst},
+        values,
+        loc,
+        params={"shuffle_mask": mask},
+        extent=(dst.partition_size(), dst.free_size()),
+        label="nc_stream_shuffle",
     )

@@ -57,6 +57,7 @@ __all__ = [
     "max8",
     "memset",
     "nc_matmul",
+    "nc_stream_shuffle",
     "nc_transpose",
     "nc_version",
     "nonzero_with_count",
@@ -343,3 +344,7 @@ def nonzero_with_count(
     dst: NkiTensor, src: NkiTensor, index_offset: int = 0, padding_val: Any = -1, name: Any = None
 ) -> None:
     emit_predicated.nonzero_with_count(dst, src, index_offset=index_offset, padding_val=padding_val)
+
+
+def nc_stream_shuffle(dst: NkiTensor, src: NkiTensor, shuffle_mask: Any, name: Any = None) -> None:
+    emit_predicated.nc_stream_shuffle(dst, src, shuffle_mask)
