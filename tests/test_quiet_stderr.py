@@ -53,6 +53,6 @@ def test_library_estimate_is_quiet(tmp_path: Path) -> None:
 def test_sweep_workers_are_quiet(tmp_path: Path, runner: list[str]) -> None:
     res = _run(["-m", "trnsim", *SWEEP, *runner, "--out", str(tmp_path / "out")], tmp_path)
     assert res.returncode == 0, res.stderr
-    # the sweep's own lines: where it wrote its files
-    assert _foreign_lines(res.stderr, ours=("wrote ",)) == []
+    # the sweep's own lines: where it wrote its files, and its note on the offered load
+    assert _foreign_lines(res.stderr, ours=("wrote ", "note: ")) == []
     assert "sweep.csv" in res.stderr
