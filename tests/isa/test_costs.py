@@ -347,7 +347,7 @@ def test_compound_vector_instructions(target: str, n: int) -> None:
     assert recip.cycles == max(ii, 8 * n)
 
 
-@covers(Opcode.TENSOR_SCALAR_REDUCE, Opcode.MAX8)
+@covers(Opcode.TENSOR_SCALAR_REDUCE, Opcode.MAX8, Opcode.NC_FIND_INDEX8, Opcode.NC_MATCH_REPLACE8)
 @pytest.mark.parametrize("target", TARGETS)
 @pytest.mark.parametrize("n", [8, 64, 63, 1000])
 def test_fused_reduce_and_max8(target: str, n: int) -> None:
@@ -359,6 +359,15 @@ def test_fused_reduce_and_max8(target: str, n: int) -> None:
 
     assert issued(target, tsr, Opcode.TENSOR_SCALAR_REDUCE).cycles == max(ii, n) + ii
     assert issued(target, lambda: nisa.max8(sbuf((128, 8)), sbuf((128, n))), Opcode.MAX8).cycles == n
+
+    def find() -> None:
+        nisa.nc_find_index8(sbuf((128, 8), nl.uint32), sbuf((128, n)), sbuf((128, 8)))
+
+    def replace() -> None:
+        nisa.nc_match_replace8(sbuf((128, n)), sbuf((128, n)), sbuf((128, 8)), 0.0)
+
+    assert issued(target, find, Opcode.NC_FIND_INDEX8).cycles == n
+    assert issued(target, replace, Opcode.NC_MATCH_REPLACE8).cycles == min(ii, n)  # as §3.6 writes it
 
 
 @covers(Opcode.TENSOR_COPY_PREDICATED, Opcode.NONZERO_WITH_COUNT, Opcode.NC_STREAM_SHUFFLE)

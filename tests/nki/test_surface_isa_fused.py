@@ -249,3 +249,53 @@ def test_nc_stream_shuffle_moves_partitions_within_each_quadrant(rng: np.random.
         nki.simulate(shuffle)(x, mask[:31])
     with pytest.raises(ShapeMismatchError, match="reads input partition"):
         nki.simulate(shuffle)(x[:8], [31] * 32)
+
+
+@nki.jit
+def find_and_replace(x, vals, idx_dtype):
+    t = nl.load(x)
+    v = nl.load(vals)
+    found = nl.ndarray((x.shape[0], 8), dtype=idx_dtype, buffer=nl.sbuf)
+    nisa.nc_find_index8(dst=found, data=t, vals=v)
+    replaced = nl.ndarray(x.shape, dtype=nl.float32, buffer=nl.sbuf)
+    where = nl.ndarray((x.shape[0], 8), dtype=idx_dtype, buffer=nl.sbuf)
+    nisa.nc_match_replace8(dst=replaced, data=t, vals=v, imm=-100.0, dst_idx=where)
+    outs = [nl.ndarray(a.shape, dtype=a.dtype, buffer=nl.shared_hbm) for a in (found, replaced, where)]
+    for o, a in zip(outs, (found, replaced, where)):
+        nl.store(o, a)
+    return tuple(outs)
+
+
+def pair(row: np.ndarray, vals: np.ndarray, order: list[int]) -> list[int]:
+    """Reference matching written out again: each val takes the first position no earlier val took."""
+    taken: list[int] = []
+    got = [-1] * 8
+    for i in order:
+        for j, v in enumerate(row):
+            if v == vals[i] and j not in taken:
+                got[i] = j
+                taken.append(j)
+                break
+    return got
+
+
+@pytest.mark.parametrize("idx_dtype", [nl.uint32, nl.uint16])
+def test_find_index8_and_match_replace8(rng: np.random.Generator, idx_dtype: object) -> None:
+    p, n = int(rng.integers(1, 33)), int(rng.integers(8, 64))
+    x = rng.integers(0, 6, size=(p, n)).astype(np.float32)  # small alphabet: duplicates and misses happen
+    vals = rng.integers(0, 8, size=(p, 8)).astype(np.float32)
+    prof = nki.profile(find_and_replace, target="trn2")(x, vals, idx_dtype)
+    found, replaced, where = prof.outputs
+    none = np.iinfo(np.dtype(idx_dtype)).max  # type: ignore[arg-type]
+    want_replaced = x.copy()
+    for r in range(p):
+        asc, desc = pair(x[r], vals[r], list(range(8))), pair(x[r], vals[r], list(range(7, -1, -1)))
+        np.testing.assert_array_equal(found[r], [none if j < 0 else j for j in asc])
+        np.testing.assert_array_equal(where[r], [none if j < 0 else j for j in desc])
+        want_replaced[r, [j for j in desc if j >= 0]] = -100.0
+    np.testing.assert_array_equal(replaced, want_replaced)
+    (f,) = [i for i in prof.instructions if i.opcode is Opcode.NC_FIND_INDEX8]
+    (m,) = [i for i in prof.instructions if i.opcode is Opcode.NC_MATCH_REPLACE8]
+    assert f.cycles == n and m.cycles == min(MIN_II, n)  # §3.6, match_replace8's formula as the table writes it
+    with pytest.raises(DtypeError, match="uint16 or uint32"):
+        nki.simulate(find_and_replace)(x, vals, nl.float32)

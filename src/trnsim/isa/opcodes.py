@@ -47,6 +47,8 @@ class Opcode(IntEnum):
     TENSOR_COPY_PREDICATED = 20
     NONZERO_WITH_COUNT = 21
     NC_STREAM_SHUFFLE = 22
+    NC_FIND_INDEX8 = 23
+    NC_MATCH_REPLACE8 = 24
     # multi-rank instructions (sim/instance_timing.py adds the wait for partners and the link time)
     SENDRECV = 40
     CORE_BARRIER = 41

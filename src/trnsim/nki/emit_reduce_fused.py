@@ -1,4 +1,5 @@
-"""Builders for reductions fused into compute (tensor_scalar_reduce) and per-partition top-8 (max8).
+"""Builders for reductions fused into compute (tensor_scalar_reduce) and the top-8 family (max8,
+nc_find_index8, nc_match_replace8).
 
 Each turns kernel arguments into tiles and issues one instruction through nki/issue.py; the records in
 isa/instructions/ say what the instruction is and costs.
@@ -14,6 +15,7 @@ from trnsim.errors import UsageError
 from trnsim.isa import semantics as sem
 from trnsim.isa.alu import BINARY_OPS, REDUCE_OPS
 from trnsim.isa.instruction import Instruction
+from trnsim.isa.instructions.nc_match_replace8 import match_indices8
 from trnsim.isa.opcodes import Opcode
 from trnsim.nki.context import current, user_location
 from trnsim.nki.issue import issue
@@ -112,3 +114,67 @@ def max8(dst: Any, src: Any, location: str | None = None) -> Instruction:
         extent=(src.partition_size(), src.free_size()),
         label="max8",
     )
+
+
+def _sentinel(t: NkiTensor) -> int:
+    """All ones of an index tile's integer width: 'value not found'."""
+    return int(np.iinfo(t.dtype).max) if t.dtype.kind in "iu" else -1
+
+
+def nc_find_index8(dst: Any, data: Any, vals: Any, location: str | None = None) -> Instruction:
+    """dst[P, 8] = the index in each partition of data of each of its 8 vals."""
+    ctx = current()
+    loc = location or user_location()
+    dst, data, vals = (
+        require_tensor(t, f"nc_find_index8 {w}", loc) for t, w in ((dst, "dst"), (data, "data"), (vals, "vals"))
+    )
+    for t in (dst, data, vals):
+        check_tile(ctx, t, "nc_find_index8 operand", loc)
+    return issue(
+        Opcode.NC_FIND_INDEX8,
+        dst,
+        {"data": data, "vals": vals},
+        lambda _: {
+            "data": read_masked(ctx, data, None, loc),
+            "vals": read_masked(ctx, vals, None, loc),
+            "sentinel": _sentinel(dst),
+        },
+        loc,
+        extent=(data.partition_size(), data.free_size()),
+        label="nc_find_index8",
+    )
+
+
+def nc_match_replace8(
+    dst: Any, data: Any, vals: Any, imm: float, dst_idx: Any = None, location: str | None = None
+) -> Instruction:
+    """dst = data with the first match of each of the 8 vals replaced by imm; dst_idx gets the positions."""
+    ctx = current()
+    loc = location or user_location()
+    dst, data, vals = (
+        require_tensor(t, f"nc_match_replace8 {w}", loc) for t, w in ((dst, "dst"), (data, "data"), (vals, "vals"))
+    )
+    outputs: dict[str, NkiTensor] = {}
+    if dst_idx is not None:
+        outputs["dst_idx"] = require_tensor(dst_idx, "nc_match_replace8 dst_idx", loc)
+    for t in (dst, data, vals, *outputs.values()):
+        check_tile(ctx, t, "nc_match_replace8 operand", loc)
+    ins = issue(
+        Opcode.NC_MATCH_REPLACE8,
+        dst,
+        {"data": data, "vals": vals},
+        lambda _: {
+            "data": read_masked(ctx, data, None, loc).reshape(dst.shape),
+            "vals": read_masked(ctx, vals, None, loc),
+            "imm": float(imm),
+        },
+        loc,
+        outputs=outputs,
+        extent=(data.partition_size(), data.free_size()),
+        label="nc_match_replace8",
+    )
+    if outputs and ctx.machine.functional:
+        idx = outputs["dst_idx"]
+        positions = match_indices8(read_masked(ctx, data, None, loc), read_masked(ctx, vals, None, loc), _sentinel(idx))
+        write(idx, positions, None)
+    return ins

@@ -56,6 +56,8 @@ __all__ = [
     "matmul_perf_mode",
     "max8",
     "memset",
+    "nc_find_index8",
+    "nc_match_replace8",
     "nc_matmul",
     "nc_stream_shuffle",
     "nc_transpose",
@@ -348,3 +350,13 @@ def nonzero_with_count(
 
 def nc_stream_shuffle(dst: NkiTensor, src: NkiTensor, shuffle_mask: Any, name: Any = None) -> None:
     emit_predicated.nc_stream_shuffle(dst, src, shuffle_mask)
+
+
+def nc_find_index8(dst: NkiTensor, data: NkiTensor, vals: NkiTensor, name: Any = None) -> None:
+    emit_reduce_fused.nc_find_index8(dst, data, vals)
+
+
+def nc_match_replace8(
+    dst: NkiTensor, data: NkiTensor, vals: NkiTensor, imm: float, dst_idx: NkiTensor | None = None, name: Any = None
+) -> None:
+    emit_reduce_fused.nc_match_replace8(dst, data, vals, imm, dst_idx=dst_idx)
