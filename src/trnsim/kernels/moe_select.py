@@ -107,7 +107,7 @@ def where(cond, on_true, on_false):
     name = "where"
     require(cond.ndim == 2, f"{name}: cond must be [rows, columns], got {list(cond.shape)}")
     tensors = [t for t in (on_true, on_false) if not isinstance(t, int | float)]
-    require(tensors, f"{name}: at least one branch must be a tensor")
+    require(bool(tensors), f"{name}: at least one branch must be a tensor")
     for t in (cond, *tensors):
         require(tuple(t.shape) == tuple(cond.shape), f"{name}: operands must all be {list(cond.shape)}")
         require_dtype("operand", t, ROW_DTYPES, name)
