@@ -1,19 +1,22 @@
 """Hypothesis settings for the fuzz suites: a fixed slice of examples per CI run, or new ones on request.
 
 By default every run draws the same examples (derandomize), so CI is reproducible and fast. Set
-TRNSIM_FUZZ_SEED=<int> to draw a different slice and TRNSIM_FUZZ_SCALE=<x> for x times as many examples;
-a failure prints the falsifying example (a generated kernel's source) and how to reproduce it.
+TRNSIM_FUZZ_SEED=<int> to draw a different slice, TRNSIM_FUZZ_SEED=random for a fresh one (pytest's header
+prints the seed it drew), and TRNSIM_FUZZ_SCALE=<x> for x times as many examples. A failure prints the
+falsifying example (a generated kernel's source) and how to reproduce it.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 from collections.abc import Callable
 from typing import Any
 
 from hypothesis import HealthCheck, seed, settings
 
-SEED = os.environ.get("TRNSIM_FUZZ_SEED")
+_SEED_TEXT = os.environ.get("TRNSIM_FUZZ_SEED")
+SEED = str(secrets.randbits(32)) if _SEED_TEXT == "random" else _SEED_TEXT
 SCALE = float(os.environ.get("TRNSIM_FUZZ_SCALE", "1"))
 
 
