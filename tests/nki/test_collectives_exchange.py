@@ -242,3 +242,31 @@ def test_sendrecv_to_a_core_that_runs_nothing_is_named() -> None:
     with pytest.raises(UsageError, match=r"rank 0 waits at sendrecv from core 1") as info:
         tn.run_ranks(swap_kernel, [(x,)], target="trn2", lnc=2)  # one program: core 1 of the pair is idle
     assert info.value.rule == "collective-mismatch"
+
+
+@nki.jit
+def ring_all_gather(x, group, n):
+    """The ring all-gather nki-library's fine_grained_allgather does: pass the block along the ring n - 1
+    times, and store each received block at the row of the rank it came from (a register offset in .ap)."""
+    m, k = x.shape
+    result = nl.ndarray((n, m, k), dtype=x.dtype, buffer=nl.shared_hbm)  # indexed by rank, as fg_allgather's
+    bufs = [nl.ndarray((m, k), dtype=x.dtype, buffer=nl.shared_hbm) for _ in range(2)]
+    nisa.dma_copy(dst=bufs[0], src=x)
+    for step in range(n):
+        cur = bufs[step % 2]
+        owner = ncc.collective_permute_implicit_current_processing_rank_id(iteration_id=step, replica_group=group)
+        tile = nl.ndarray((m, k), dtype=x.dtype, buffer=nl.sbuf)
+        nisa.dma_copy(dst=tile, src=cur)
+        nisa.dma_copy(dst=result.ap(pattern=[[k, m], [1, k]], offset=0, scalar_offset=owner, indirect_dim=0), src=tile)
+        if step < n - 1:
+            ncc.collective_permute_implicit([[cur]], [[bufs[(step + 1) % 2]]], group)
+    return result
+
+
+@pytest.mark.parametrize("n", [2, 4, 8])
+def test_ring_all_gather_with_register_offsets_as_nki_library_writes_it(n: int) -> None:
+    m, k = 4, 16
+    xs = [rng().standard_normal((m, k)).astype(np.float32) for _ in range(n)]
+    prof = tn.run_ranks(ring_all_gather, [(x, ReplicaGroup([list(range(n))]), n) for x in xs], target="trn2")
+    for out in prof.outputs:
+        np.testing.assert_array_equal(out, np.stack(xs))

@@ -178,6 +178,8 @@ class TensorViews:
         if scalar_offset is None and vector_offset is None:
             return self._pattern_view(pairs, start, dt, loc)
         dyn_stride = self._indirect_stride(indirect_dim, dt, loc)
+        if isinstance(scalar_offset, int | np.integer):  # a register value, e.g. a rank id from nki.collectives
+            return self._pattern_view(pairs, start + int(scalar_offset) * dyn_stride, dt, loc)
         if scalar_offset is not None:
             if tuple(scalar_offset.shape) != (1, 1):
                 raise ShapeMismatchError(
