@@ -7,10 +7,10 @@
 For each hardware: without a fixed load, the highest Poisson arrival rate sustained in steady state at which
 `goodput_fraction` of the requests meet the SLO (`find_max_rate`: warm-up, measurement window, saturation
 check; `requests` is only its smallest run) and the metrics at that rate, with the search's confidence;
-with a rate or a concurrency, the metrics at that load. Then a latency-vs-load curve per side
-(`load_curve`, at `curve_fractions` of that rate), and each side's $/Mtok relative to the first side's
-that met the SLO. A hardware on which no rate meets the SLO is listed in `unmet`; when none does,
-SloUnreachableError says why for each.
+with a rate or a concurrency, the metrics at that load. Then, if `curve_fractions` are given (`trnsim
+compare` passes load_curve.DEFAULT_FRACTIONS), a latency-vs-load curve per side at those fractions of that
+rate; and each side's $/Mtok relative to the first side's that met the SLO. A hardware on which no rate
+meets the SLO is listed in `unmet`; when none does, SloUnreachableError says why for each.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import Any
 
 from trnsim.cost import load_power, load_prices
 from trnsim.serve.errors import ServeError, SloUnreachableError
-from trnsim.serve.load_curve import DEFAULT_FRACTIONS, load_curve
+from trnsim.serve.load_curve import load_curve
 from trnsim.serve.metrics import SLO
 from trnsim.serve.options import make_workload
 from trnsim.serve.rate_search import RateSearch, find_max_rate
@@ -130,7 +130,7 @@ def compare_hardware(
     on_side: Callable[[str], None] | None = None,
     prices: str | Path | None = None,
     power_table: str | Path | None = None,
-    curve_fractions: Sequence[float] = DEFAULT_FRACTIONS,
+    curve_fractions: Sequence[float] = (),
 ) -> Comparison:
     """Serve `model` on each hardware ("INSTANCE:tp=N") under `slo`; see the module docstring."""
     if not hardware:
