@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from trnsim.isa.opcodes import Engine
+from trnsim.report.perfetto import instance_trace_document
 from trnsim.runtime.printable import PrintableTable
 from trnsim.runtime.profile import Profile
 from trnsim.runtime.units import fmt_time_us
@@ -84,8 +85,6 @@ class InstanceProfile:
 
     def to_perfetto(self, path: str | Path) -> Path:
         """One trace, a process per rank's core (plus its HBM counters)."""
-        from trnsim.report.perfetto import instance_trace_document
-
         out = Path(path)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(instance_trace_document(list(zip(self.names(), self.ranks)))))
