@@ -177,3 +177,22 @@ def test_report_reads_top_to_bottom_within_1400px_in_chromium(command_jsons, tmp
     assert seen["view"] == 1400 and seen["width"] <= 1400, seen  # no horizontal overflow
     assert seen["sections"] == ["asked", "answer", "evidence"]
     assert seen["images"] and all(seen["images"])
+
+
+def test_a_serving_result_states_its_slo_and_request_lengths(rng) -> None:
+    from trnsim.serve import SLO, Poisson, Replica, RooflineStepCost, ServedModel
+    from trnsim.serve.lengths import Uniform
+    from trnsim.serve.simulate import simulate
+    from trnsim.serve.workload import Workload
+
+    model = ServedModel("toy-1b", weight_bytes=2e9, kv_bytes_per_token=65536.0, params=1e9)
+    cost = RooflineStepCost(2e9, 2e9, 65536.0, 100e12, 1e12, fixed_overhead_s=1e-4)
+    work = Workload(int(rng.integers(20, 60)), Poisson(float(rng.uniform(5, 50))), Uniform(16, 256), Uniform(2, 64))
+    slo = SLO(ttft_ms=float(rng.integers(100, 900)), tpot_ms=float(rng.integers(10, 90)))
+    result = simulate(model, Replica(40e9, cost, price_per_hour=3.0, power_w=500.0), work, "continuous", slo=slo)
+    report = Report("one run").add_serving("toy", result)
+    asked = dict(report.story.ordered_asked())
+    assert asked["SLO"] == [f"TTFT ≤ {slo.ttft_ms:,.0f} ms, TPOT ≤ {slo.tpot_ms:,.0f} ms"]
+    prompts = result.prompt_tokens
+    assert asked["Workload"][0].startswith(f"{len(prompts):,} requests; prompt {prompts.min():,}-{prompts.max():,}")
+    assert report.slo_ms == {"ttft": slo.ttft_ms, "tpot": slo.tpot_ms}  # drawn on the CDFs

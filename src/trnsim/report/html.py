@@ -146,8 +146,19 @@ class Report:
         return self
 
     def add_serving(self, name: str, result: Any) -> Report:
-        """A ServeResult: its metrics in the summary, its per-request latencies as CDFs."""
+        """A ServeResult: its metrics in the summary, its per-request latencies as CDFs, its SLO and the
+        lengths of its requests as what was asked."""
         self.latencies[name] = latency_samples(result)
+        slo = getattr(result, "slo", None)
+        if slo is not None:
+            self.set_slo(slo.ttft_ms, slo.tpot_ms)
+        prompts, outputs = getattr(result, "prompt_tokens", None), getattr(result, "output_tokens", None)
+        if prompts is not None and outputs is not None and len(prompts):
+            self.story.ask(
+                "Workload",
+                f"{len(prompts):,} requests; prompt {stories.length_range(prompts)}, output "
+                f"{stories.length_range(outputs)} tokens",
+            )
         return self.add_serving_numbers(name, result.to_dict())
 
     def add_serving_numbers(self, name: str, d: dict[str, Any]) -> Report:

@@ -48,6 +48,13 @@ def money(value: Any) -> str:
     return "–" if value is None else f"${value:,.3g}" if abs(value) < 1000 else f"${value:,.0f}"
 
 
+def length_range(lengths: Any) -> str:
+    """'2,048' for equal lengths, else 'LOW-HIGH (mean M)'."""
+    lo, hi = int(min(lengths)), int(max(lengths))
+    mean = sum(int(v) for v in lengths) / len(lengths)
+    return f"{lo:,}" if lo == hi else f"{lo:,}-{hi:,} (mean {mean:,.0f})"
+
+
 def slo_text(slo: dict[str, Any] | None) -> str:
     if not slo:
         return ""
