@@ -7,8 +7,8 @@ nobody wrote (surfaced by `nki.simulate` as warnings), and a PSUM tile reused ac
 
 from __future__ import annotations
 
+import inspect
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,10 +22,10 @@ TARGET = "trn2"
 
 
 def marked_line(kernel, marker: str) -> str:
-    """'file:line' of the line of this file that ends with `# marker`."""
-    path = kernel.fn.__code__.co_filename
-    lines = Path(path).read_text().splitlines()
-    return f"{path}:{next(i for i, s in enumerate(lines, 1) if s.endswith(f'# {marker}'))}"
+    """'file:line' of the line of `kernel`'s source that ends with `# marker`."""
+    lines, start = inspect.getsourcelines(kernel.fn)
+    line = next(start + i for i, s in enumerate(lines) if s.rstrip().endswith(f"# {marker}"))
+    return f"{kernel.fn.__code__.co_filename}:{line}"
 
 
 def simulate(kernel, *args):
@@ -244,3 +244,20 @@ def test_explicit_accumulate_true_keeps_adding_after_a_read(rng: np.random.Gener
     out, _ = simulate(explicit_accumulate_flag, a_t, b, 3)
     np.testing.assert_allclose(out[0], 3 * a_t.T @ b, rtol=1e-4, atol=1e-3)
     np.testing.assert_allclose(out[1], 6 * a_t.T @ b, rtol=1e-4, atol=1e-3)
+
+
+@nki.jit
+def accumulate_transposed_shape(a, b):
+    out = nl.ndarray((a.shape[0], b.shape[1] // 2), nl.float32, buffer=nl.shared_hbm)
+    ps = nl.zeros((a.shape[0], b.shape[1] // 2), nl.float32, buffer=nl.psum)
+    ps += nl.matmul(nl.load(a), nl.load(b), transpose_x=True)  # ERR
+    nl.store(out, nl.copy(ps))
+    return out
+
+
+def test_accumulating_a_same_size_other_shape_product_raises(rng: np.random.Generator) -> None:
+    a = rng.standard_normal((128, 64)).astype(np.float32)
+    b = rng.standard_normal((128, 128)).astype(np.float32)  # a.T @ b is [64, 128]; ps is [128, 64]
+    with pytest.raises(ShapeMismatchError) as err:
+        nki.simulate(accumulate_transposed_shape, target=TARGET)(a, b)
+    assert err.value.location == marked_line(accumulate_transposed_shape, "ERR")
