@@ -11,11 +11,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from trnsim.isa.cost import CostArgs, compute_cycles
+from trnsim.isa.cost import CostArgs, compute_cycles, engine_clock_ghz
 from trnsim.isa.cost_rules import operand_facts
 from trnsim.isa.opcodes import Engine, Opcode
+from trnsim.isa.operand import PSUM
 from trnsim.kernels._common import core
 from trnsim.nki.operands import describe
+
+
+def instruction_ns(op: Opcode, engine: Engine, n: int, **facts: Any) -> float:
+    """ns one `op` over n elements per partition keeps `engine` busy on the target, by the ISA's cost
+    (for plans made before any tile exists: `facts` are CostArgs fields such as all_bf16, n_inputs, alu_op)."""
+    c = core()
+    cycles = compute_cycles(op, engine, c, CostArgs(n=n, p=c.sbuf.partitions, **facts))
+    return cycles / engine_clock_ghz(c, engine)
 
 
 class EngineLoad:
@@ -62,7 +71,10 @@ class EngineLoad:
 
     # -- cycle estimates: the ISA's cost of the instruction each step issues ------------------------------
     def _cost(self, op: Opcode, engine: Engine, n: int, tiles: tuple[Any, ...], **facts: Any) -> float:
-        described = operand_facts(self._spec, [describe(t, "tile") for t in tiles]) if tiles else {}
+        operands = [describe(t, "tile") for t in tiles]
+        described = operand_facts(self._spec, operands) if tiles else {}
+        if facts.get("n_inputs", 1) > 1:  # a two-input op reads PSUM at its own rate
+            described["psum_input"] = any(t.buffer == PSUM for t in operands)
         return compute_cycles(op, engine, self._spec, CostArgs(n=n, p=self._spec.sbuf.partitions, **described, **facts))
 
     def scalar_cycles(self, n: int) -> float:
@@ -77,21 +89,22 @@ class EngineLoad:
         """One VectorE scalar_tensor_tensor, (x op0 scalar) op1 tile, `ops` = "op0,op1"."""
         return self._cost(Opcode.SCALAR_TENSOR_TENSOR, Engine.VECTOR, n, tiles, n_inputs=2, alu_op=ops)
 
+    def vector_scalar_reduce_cycles(self, n: int, *tiles: Any, ops: str = "multiply") -> float:
+        """One VectorE tensor_scalar_reduce: a tensor_scalar pass with a free-axis reduction of its result."""
+        return self._cost(Opcode.TENSOR_SCALAR_REDUCE, Engine.VECTOR, n, tiles, alu_op=ops)
+
     def vector_scalar_cycles(self, n: int, *tiles: Any) -> float:
         """A VectorE tensor_scalar (or tensor_copy) over n elements per partition of `tiles`."""
         return self._cost(Opcode.TENSOR_SCALAR, Engine.VECTOR, n, tiles, alu_op="multiply")
 
-    def vector_tensor_cycles(self, n: int, *tiles: Any, fast_op: bool = True) -> float:
-        """A VectorE tensor_tensor; `fast_op` says its op is one of the ops bf16 runs at 1 element/cycle
-        (add/subtract/multiply), the others stand in as divide."""
-        return self._cost(
-            Opcode.TENSOR_TENSOR, Engine.VECTOR, n, tiles, n_inputs=2, alu_op="add" if fast_op else "divide"
-        )
+    def vector_tensor_cycles(self, n: int, *tiles: Any, op: str = "add") -> float:
+        """A VectorE tensor_tensor `op` over `tiles` (dst and inputs; one in PSUM counts as a PSUM input)."""
+        return self._cost(Opcode.TENSOR_TENSOR, Engine.VECTOR, n, tiles, n_inputs=2, alu_op=op)
 
     def vector_reduce_cycles(self, n: int, *tiles: Any) -> float:
         """A VectorE add/max tensor_reduce over n elements per partition."""
         return self._cost(Opcode.TENSOR_REDUCE, Engine.VECTOR, n, tiles, alu_op="add")
 
-    def gpsimd_tensor_cycles(self, n: int) -> float:
-        """A GpSimd tensor_tensor (two inputs)."""
-        return self._cost(Opcode.TENSOR_TENSOR, Engine.GPSIMD, n, (), n_inputs=2)
+    def gpsimd_tensor_cycles(self, n: int, *tiles: Any) -> float:
+        """A GpSimd tensor_tensor (two inputs) over `tiles`."""
+        return self._cost(Opcode.TENSOR_TENSOR, Engine.GPSIMD, n, tiles, n_inputs=2)

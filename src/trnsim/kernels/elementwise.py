@@ -307,13 +307,13 @@ def _tensor_step(st: _Step, src: Any, dst: Any, other: Any, load: EngineLoad) ->
     p, k, d = src.shape
     n = k * d
     op = getattr(nl, st.op)
-    fast = st.op in ("add", "subtract", "multiply")
-    tt = load.vector_tensor_cycles(n, dst, src, other, fast_op=fast)
+    tt = load.vector_tensor_cycles(n, dst, src, other, op=st.op)
     if (st.scale, st.bias) == (1.0, 0.0):
-        ways = {"vector": {"vector": tt}, "gpsimd": {"gpsimd": load.gpsimd_tensor_cycles(n)}}
+        gp = load.gpsimd_tensor_cycles(n, dst, src, other)
+        ways = {"vector": {"vector": tt}, "gpsimd": {"gpsimd": gp}}
         if st.op == "power":  # power runs on GpSimd only
             del ways["vector"]
-        elif not (fast and load.gpsimd_helps()):
+        elif not load.gpsimd_helps():
             del ways["gpsimd"]
         engine = list(ways)[load.choose(*ways.values())]
         a, b = (other, src) if st.reverse else (src, other)
@@ -321,7 +321,7 @@ def _tensor_step(st: _Step, src: Any, dst: Any, other: Any, load: EngineLoad) ->
         return
     pre_op, c = (nl.multiply, st.scale) if st.bias == 0.0 else (nl.add, st.bias)
     ways = {
-        "fused": {"vector": 2.0 * n},  # scalar_tensor_tensor: two inputs, no bf16 perf mode
+        "fused": {"vector": load.fused_cycles(n, dst, src, other, ops=f"{pre_op.__name__},{st.op}")},
         "scalar+vector": {"scalar": load.scalar_cycles(n), "vector": tt},
         "vector": {"vector": load.vector_scalar_cycles(n, src, dst) + tt},
     }

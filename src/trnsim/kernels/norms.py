@@ -67,7 +67,7 @@ class _RmsNorm:
         ss, junk = stats
         _, k, cs = chunk.shape
         for j in range(k):
-            load.add("scalar", load.scalar_cycles(cs) + 64)
+            load.add("scalar", load.activation_cycles(cs, reduce=True))
             nisa.activation(
                 dst=junk[:, :cs],
                 op=nl.square,
@@ -96,7 +96,7 @@ class _RmsNorm:
             "vector": {"vector": load.vector_scalar_cycles(cs, row)},
         }
         # or both multiplies in one VectorE scalar_tensor_tensor: (x * rstd) * gamma
-        fused = {"vector": 2.0 * cs} if gamma is not None else None
+        fused = {"vector": load.fused_cycles(cs, row, gamma.sbuf)} if gamma is not None else None
         how, gamma_how = _choose_steps(load, scale_ways, [gamma.ways(load, row, c0)] if gamma else [], fused)
         if how == "fused":
             g = gamma.sbuf[: row.shape[0], c0 : c0 + cs]
@@ -192,9 +192,10 @@ class _RowVector:
         cs = row.shape[1]
         ways = {"vector": {"vector": load.vector_tensor_cycles(cs, row, self.sbuf)}}
         if load.gpsimd_helps():
-            ways["gpsimd"] = {"gpsimd": load.gpsimd_tensor_cycles(cs)}
-        if self.psum:
-            ways["psum"] = {"vector": float(cs + 64 * (len(self._pieces(c0, cs)) - 1))}
+            ways["gpsimd"] = {"gpsimd": load.gpsimd_tensor_cycles(cs, row, self.sbuf)}
+        if self.psum:  # one tensor_tensor per PSUM tile the columns cross
+            pieces = [load.vector_tensor_cycles(b - a, row, tile) for a, b, tile, _ in self._pieces(c0, cs)]
+            ways["psum"] = {"vector": sum(pieces)}
         return ways
 
     def apply(self, row: Any, c0: int, op: Any, how: str) -> None:

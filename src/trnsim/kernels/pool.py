@@ -16,7 +16,9 @@ import trnsim.nki as nki
 import trnsim.nki.isa as nisa
 import trnsim.nki.language as nl
 from trnsim import dtypes
-from trnsim.kernels._common import cdiv, core, pmax, require, require_dtype, sbuf_bytes_per_partition
+from trnsim.isa.opcodes import Engine, Opcode
+from trnsim.kernels._common import cdiv, pmax, require, require_dtype, sbuf_bytes_per_partition
+from trnsim.kernels._engine_load import instruction_ns
 from trnsim.kernels._spatial import input_rows, load_slab, out_extent, pair, tap_view
 
 POOL_DTYPES = (dtypes.float32, dtypes.bfloat16)
@@ -32,15 +34,13 @@ def _split(lo: int, hi: int, size: int) -> list[tuple[int, int]]:
 def _gpsimd_taps(taps: int, elems: int, dtype: Any, kind: str) -> int:
     """How many of `taps` taps (each two row halves of `elems` elements) to give GpSimd.
 
-    Estimated from the documented costs with the target's clocks, so both engines take about as long:
-    VectorE takes 2 cycles per element for a two-input op (1 in its bf16 perf mode, which an all-bf16
-    max gets; sums go to fp32) and adds the final combine; GpSimd takes a start-up plus one cycle per
-    element per input.
+    Estimated from the ISA's cost of the tensor_tensor each tap issues on either engine (with the
+    target's clocks), so both engines take about as long; VectorE also does the final combine. An
+    all-bf16 max runs in VectorE's bf16 mode; sums accumulate in fp32.
     """
-    c = core()
-    fast = dtype == dtypes.bfloat16 and kind == "max"
-    v_ns = 2 * max(c.vector.min_ii_cycles, elems * (2.0 / c.vector.bf16_speedup if fast else 2.0)) / c.vector.clock_ghz
-    g_ns = 2 * (c.gpsimd.start_cycles + 2.0 * elems) / c.gpsimd.clock_ghz
+    args = {"n_inputs": 2, "alu_op": kind, "all_bf16": dtype == dtypes.bfloat16 and kind == "max"}
+    v_ns = 2 * instruction_ns(Opcode.TENSOR_TENSOR, Engine.VECTOR, elems, **args)
+    g_ns = 2 * instruction_ns(Opcode.TENSOR_TENSOR, Engine.GPSIMD, elems, **args)
     return min(range(taps), key=lambda n_gp: max((taps - n_gp + 1) * v_ns, n_gp * g_ns))
 
 

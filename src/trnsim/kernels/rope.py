@@ -6,8 +6,9 @@ rotate_half(x) = cat(-x[..., D/2:], x[..., :D/2]). D must be even; fp32, bf16 or
 
 RoPE is elementwise per token, so any token -> partition mapping works as long as cos and sin follow it.
 Each partition takes r consecutive tokens (token p * r + j at [p, j]), so every DMA row is r * D
-contiguous elements (>= 4 KiB where the sequence allows) and x streams near the full DMA rate; cos and sin
-are loaded once per block of tokens, with -sin on the first half, and reused for every batch and head.
+contiguous elements (the DMA's saturating row size, 4 KiB, where the sequence allows) and x streams near
+the full DMA rate; cos and sin are loaded once per block of tokens, with -sin on the first half, and
+reused for every batch and head.
 Per tile, four elementwise instructions on VectorE: x * cos, the two halves of rotate_half(x) * sin, and
 the sum; x * cos goes to the otherwise idle GpSimd for a share of the tiles that balances the two engines
 (none on NC-v2, where GpSimd and VectorE share an SBUF port).
@@ -21,12 +22,13 @@ import trnsim.nki as nki
 import trnsim.nki.isa as nisa
 import trnsim.nki.language as nl
 from trnsim import dtypes
-from trnsim.kernels._common import cdiv, core, pmax, require, require_dtype
+from trnsim.isa.opcodes import Engine, Opcode
+from trnsim.kernels._common import cdiv, pmax, require, require_dtype, saturating_dma_row_bytes
+from trnsim.kernels._engine_load import instruction_ns
 from trnsim.kernels._pipeline import run_pipelined
 from trnsim.kernels._ports import share_port
 
 ROPE_DTYPES = (dtypes.float32, dtypes.bfloat16, dtypes.float16)
-DMA_ROW_BYTES = 4096  # contiguous bytes per partition per load: >= 4 KiB approaches the full DMA rate
 STAGES = {"load": 0, "compute": 2, "store": 4}  # pipeline stages of a tile (see run_pipelined)
 
 
@@ -90,16 +92,20 @@ class _Tile:
 def _gpsimd_share(n: int, dtype: Any) -> float:
     """Share of the tiles whose x * cos runs on GpSimd, so that it and VectorE finish together.
 
-    Per the cost model: VectorE takes n cycles per bf16 product or sum (2n for fp32; n / 2 with its bf16
-    mode), GpSimd ~150 + 2n cycles for a product (two inputs), at their own clocks.
+    Each engine's time per tile is the ISA's cost of the tensor_tensor instructions it issues (with the
+    operands' dtype, at the target's clocks).
     """
-    c = core()
     if share_port("vector", "gpsimd", "sbuf"):  # NC-v2: they would take turns on the SBUF port
         return 0.0
-    low = dtypes.resolve(dtype).itemsize == 2
-    per_op = (n / c.vector.bf16_speedup if low else 2.0 * n) / c.vector.clock_ghz
-    vector_rest = 2 * per_op  # the two halves of rotate_half(x) * sin (n / 2 each) and the sum
-    gpsimd = (c.gpsimd.start_cycles + 2 * n) / c.gpsimd.clock_ghz
+    low = dtypes.resolve(dtype) in dtypes.LOW_PRECISION_FLOATS
+
+    def tensor_tensor_ns(engine: Engine, elems: int, op: str) -> float:
+        return instruction_ns(Opcode.TENSOR_TENSOR, engine, elems, n_inputs=2, alu_op=op, all_bf16=low)
+
+    per_op = tensor_tensor_ns(Engine.VECTOR, n, "multiply")  # x * cos
+    # the two halves of rotate_half(x) * sin (n / 2 each) and the sum
+    vector_rest = 2 * tensor_tensor_ns(Engine.VECTOR, n // 2, "multiply") + tensor_tensor_ns(Engine.VECTOR, n, "add")
+    gpsimd = tensor_tensor_ns(Engine.GPSIMD, n, "multiply")
     # VectorE: rest + (1 - f) * per_op == GpSimd: f * gpsimd
     return min(1.0, max(0.0, (vector_rest + per_op) / (per_op + gpsimd)))
 
@@ -129,7 +135,7 @@ def rope(x, cos, sin):
     require(d % 2 == 0, f"{name}: head dim {d} must be even (rotate_half splits it in two)")
     dtype = x.dtype
     out = nl.ndarray(x.shape, dtype, buffer=nl.shared_hbm)
-    r_max = max(1, cdiv(DMA_ROW_BYTES, d * dtypes.resolve(dtype).itemsize))
+    r_max = max(1, cdiv(saturating_dma_row_bytes(), d * dtypes.resolve(dtype).itemsize))
 
     share = _gpsimd_share(r_max * d, dtype)
 
