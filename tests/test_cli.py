@@ -102,3 +102,15 @@ def test_hw_show_fits_80_columns_in_human_units_with_a_source_legend() -> None:
     legend = res.stdout[res.stdout.index("sources") :]
     tags = set(re.findall(r"\[[a-z0-9]+\]", res.stdout[: res.stdout.index("sources")]))
     assert tags and all(tag in legend for tag in tags), tags
+
+
+def test_hw_list_shows_the_modelled_and_published_peak() -> None:
+    env = {**os.environ, "COLUMNS": "80"}
+    res = subprocess.run(
+        [sys.executable, "-m", "trnsim", "hw", "list"], capture_output=True, text=True, timeout=120, env=env
+    )
+    assert res.returncode == 0, res.stderr
+    assert max(len(line) for line in res.stdout.splitlines()) <= 80
+    trn2 = next(line for line in res.stdout.splitlines() if line.strip().startswith("trn2 "))
+    # 128 x 128 PEs x 2 FLOP x 2.4 GHz x 8 cores = 629 TFLOPS simulated; AWS publishes 667 ([chip2])
+    assert "629 / 667" in trn2 and "2.9 TB/s" in trn2 and "96 GiB" in trn2

@@ -7,12 +7,14 @@ import re
 from typing import Any
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
 from trnsim.cli.hw_show_table import legend_table, source_legend, spec_table
 from trnsim.hw import get_spec, list_presets, load_preset, preset_sources
 from trnsim.hw.presets import PRESET_DIR, TARGET_ALIASES
+from trnsim.runtime.units import fmt_bandwidth
 
 app = typer.Typer(help="Hardware presets.", no_args_is_help=True)
 console = Console()
@@ -38,18 +40,24 @@ def list_cmd(as_json: bool = typer.Option(False, "--json", help="machine-readabl
     if as_json:
         print(json.dumps(rows, indent=2))
         return
-    table = Table(title="trnsim hardware presets")
-    for col in ("name", "cores", "TensorE GHz", "HBM", "HBM GB/s", "instances"):
-        table.add_column(col)
-    for r in rows:
+    table = Table(title="trnsim hardware presets", box=box.SIMPLE_HEAD)
+    for col in ("name", "cores", "bf16 TFLOPS", "HBM", "HBM bandwidth", "instances"):
+        table.add_column(col, justify="left" if col in ("name", "instances") else "right")
+    for r, name in zip(rows, list_presets()):
+        s = load_preset(name)
+        tensor = s.core.tensor
+        modelled = tensor.pe_rows * tensor.pe_cols * 2 * tensor.clock_ghz * s.chip.physical_cores / 1000.0
         table.add_row(
             r["name"],
             str(r["cores"]),
-            f"{r['tensor_clock_ghz']:g}",
+            f"{modelled:,.0f} / {s.chip.dense_bf16_tflops:,.0f}",
             f"{r['hbm_gib']:g} GiB",
-            f"{r['hbm_gbps']:g}",
+            fmt_bandwidth(r["hbm_gbps"] * 1e9),
             ", ".join(r["instances"]),
         )
+    table.caption = (
+        "bf16 TFLOPS: what the simulator runs at (PE array x TensorE clock x cores) / the published chip figure"
+    )
     console.print(table)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -29,10 +30,12 @@ def ops_command(
         typer.echo(as_markdown(), nl=False)
         return
     rows = coverage()
-    table = Table(title=f"{len(rows)} ops lower to the simulated chip (others run on the host CPU)")
-    table.add_column("op", overflow="fold")
-    for col in ("lowering", "library kernels", "kind"):
-        table.add_column(col, overflow="fold")
+    title = f"{len(rows)} ops lower to the simulated chip (others run on the host CPU)"
+    table = Table(title=title, box=box.SIMPLE_HEAD)
+    table.add_column("op", overflow="fold", min_width=24)  # a few very long names fold; most stay whole
+    table.add_column("lowering", overflow="fold", min_width=14)
+    table.add_column("library kernels", min_width=14)
+    table.add_column("kind", no_wrap=True)
     for r in rows:
         kernels = ", ".join(r.kernels) or "-"
         if r.detail and r.kernels:
