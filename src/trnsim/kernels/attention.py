@@ -42,8 +42,10 @@ import trnsim.nki as nki
 import trnsim.nki.isa as nisa
 import trnsim.nki.language as nl
 from trnsim import dtypes
-from trnsim.kernels._common import cdiv, core, moving_fmax, pmax, psum_fmax, require, require_dtype
+from trnsim.isa.opcodes import Engine, Opcode
+from trnsim.kernels._common import cdiv, moving_fmax, pmax, psum_fmax, require, require_dtype
 from trnsim.kernels._common import sbuf_bytes_per_partition as sbuf_bytes
+from trnsim.kernels._engine_load import instruction_ns
 from trnsim.kernels._flash_tiles import (
     KV,
     Consts,
@@ -87,7 +89,8 @@ SCHEDULE = {
 }
 INTERLEAVE = 2  # query tiles in turn, so a tile's consecutive units (chained by its softmax state) are 2 steps apart
 PREFETCH = 8  # units before a KV group ends that the next group's K/V loads start (when two groups fit)
-SBUF_RESERVE = 16 * 1024  # bytes per partition kept for per-unit tiles when deciding if K/V stay resident
+# Planner policy, not hardware: bytes per partition kept for per-unit tiles when deciding if K/V stay resident
+SBUF_RESERVE = 16 * 1024
 PSUM_BANKS_FOR_UNITS = 6  # of 8 banks: scores and P^T of the units in flight; the rest: O ring, transposes
 
 
@@ -285,21 +288,22 @@ def _banks_per_unit(kb: int, itemsize: int) -> int:
 def _evac_share(plan: Plan) -> float:
     """Share of the P^T copies for ScalarE so that it and VectorE carry equal work per block of 512 keys.
 
-    VectorE: the row max (one score per lane per cycle). ScalarE: exp and its row sum, alpha and the O
-    rescale. The copies out of PSUM balance the two at each engine's copy speed (VectorE copies bf16 2x
-    faster on NC-v3+); where the two share a PSUM port (NC-v2) their PSUM reads serialise anyway, so all
-    copies go to the faster one. Clocks and speedups come from the target.
+    VectorE: the row max of the fp32 scores in PSUM. ScalarE: exp with its row sum, alpha and the O
+    rescale. The copies of P^T out of PSUM balance the two, each at its engine's copy cost; where the two
+    share a PSUM port (NC-v2) their PSUM reads serialise anyway, so all copies go to the faster one. Every
+    time is the ISA's cost of the instruction on the target.
     """
-    c = core()
-    v_ns, s_ns = 1.0 / c.vector.clock_ghz, 1.0 / c.scalar.clock_ghz
-    low = dtypes.resolve(plan.dtype).itemsize == 2
-    copy_v = plan.kb * v_ns / (c.vector.bf16_speedup if low else 1.0)
-    copy_s = plan.kb * s_ns
+    low = dtypes.resolve(plan.dtype) in dtypes.LOW_PRECISION_FLOATS
+    from_psum = {"sbuf_only": False, "psum_input": True, "all_bf16": low}
+    copy_v = instruction_ns(Opcode.TENSOR_COPY, Engine.VECTOR, plan.kb, **from_psum)
+    copy_s = instruction_ns(Opcode.ACTIVATION, Engine.SCALAR, plan.kb, sbuf_only=False)
     if share_port("vector", "scalar", "psum"):
         return 1.0 if copy_s < copy_v else 0.0
-    mii = c.scalar.min_ii_cycles
-    vector = plan.kb * v_ns
-    scalar = (plan.kb + 2 * mii + plan.d) * s_ns
+    vector = instruction_ns(Opcode.TENSOR_REDUCE, Engine.VECTOR, plan.kb, sbuf_only=False, alu_op="max")
+    scalar = sum(
+        instruction_ns(Opcode.ACTIVATION, Engine.SCALAR, n, sbuf_only=False, reduce=reduce)
+        for n, reduce in ((plan.kb, True), (1, False), (plan.d, False))  # exp + row sum, alpha, O rescale
+    )
     return min(1.0, max(0.0, (vector + copy_v - scalar) / (copy_v + copy_s)))
 
 

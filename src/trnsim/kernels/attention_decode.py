@@ -34,16 +34,25 @@ import trnsim.nki as nki
 import trnsim.nki.isa as nisa
 import trnsim.nki.language as nl
 from trnsim import dtypes
-from trnsim.kernels._common import cdiv, moving_fmax, pmax, psum_fmax, require, require_dtype
+from trnsim.kernels._common import (
+    cdiv,
+    moving_fmax,
+    pmax,
+    psum_fmax,
+    require,
+    require_dtype,
+    saturating_dma_row_bytes,
+)
 from trnsim.kernels._common import sbuf_bytes_per_partition as sbuf_bytes
 from trnsim.kernels._host_values import host_ints
 from trnsim.kernels._online_softmax import OnlineSoftmax
 from trnsim.kernels._pipeline import run_pipelined
 
 DECODE_DTYPES = (dtypes.float32, dtypes.bfloat16, dtypes.float16)
-DMA_ROW_BYTES = 4096  # contiguous bytes per partition per K/V load: >= 4 KiB approaches the full DMA rate
-SBUF_RESERVE = 48 * 1024  # bytes per partition kept for everything but K/V blocks and output staging
-OUT_WAVE_BYTES = 16 * 1024  # per partition: results of a wave of row tiles wait here for their stores
+# Planner policy, not hardware: bytes per partition kept for everything but K/V blocks and output staging,
+# and (per partition) for the results of a wave of row tiles waiting for their stores
+SBUF_RESERVE = 48 * 1024
+OUT_WAVE_BYTES = 16 * 1024
 STORE_LAG = 8  # steps after a wave's last result that its stores are issued, so they do not wait in the
 # (in-order) DMA queues ahead of later loads
 
@@ -91,7 +100,8 @@ class _Plan:
         """(KV heads per row tile, keys per partition of a K/V block), as large as SBUF allows.
 
         A block stays live while its chunks pass the pipeline up to their P V, and the next block is loaded
-        meanwhile: blocks live = chunks in flight / chunks per block + 2. Rows of DMA_ROW_BYTES come first,
+        meanwhile: blocks live = chunks in flight / chunks per block + 2. Rows of the DMA's saturating row size
+        (the preset's) come first,
         then as many KV heads per row tile as fit (a divisor of Hkv, so row tiles are alike).
         """
         itemsize = dtypes.resolve(self.dtype).itemsize
@@ -101,7 +111,7 @@ class _Plan:
         def live(r: int) -> int:
             return cdiv(hold, cdiv(r, self.slots_per_chunk) + 1) + 2
 
-        r = max(1, DMA_ROW_BYTES // (self.d * itemsize))
+        r = max(1, saturating_dma_row_bytes() // (self.d * itemsize))
         per_head = 2 * r * self.d * itemsize * live(r)  # K + V bytes per partition
         fit = min(self.kv_heads, self.p // self.group, max(1, budget // per_head))
         kv = max(n for n in range(1, fit + 1) if self.kv_heads % n == 0)
