@@ -194,3 +194,45 @@ def test_shared_constant_is_in_hbm_before_the_kernel_runs(rng: np.random.Generat
     assert sum(i.opcode.key == "dma_copy" for i in prof.instructions) == 3  # two loads and a store: no upload
     with pytest.raises(UsageError, match="numeric array"):
         nki.simulate(add_constant)(x, "scalar", None)
+
+
+# Public parameter names of NKI 0.6 (aws-neuron-sdk nki/api/nki/language/__init__.py), as kernels pass them.
+NKI_06_PARAMETERS = {
+    "zeros_like": ["x", "dtype", "buffer", "name"],
+    "empty_like": ["x", "dtype", "buffer", "name"],
+    "copy": ["x", "dtype"],
+    "expand_dims": ["x", "axis"],
+    "broadcast_to": ["x", "shape", "dtype"],
+    "affine_range": ["start", "stop", "step"],
+    "sequential_range": ["start", "stop", "step"],
+    "static_range": ["start", "stop", "step"],
+    "ndarray": ["shape", "dtype", "buffer", "name", "address"],
+    "device_print": ["print_prefix", "tensor"],
+}
+
+
+def test_language_functions_take_the_nki_parameter_names() -> None:
+    import inspect
+
+    for fn, names in NKI_06_PARAMETERS.items():
+        params = inspect.signature(getattr(nl, fn)).parameters
+        assert [n for n in names if n not in params] == [], fn
+    assert list(nl.affine_range(3)) == [0, 1, 2] and list(nl.sequential_range(1, 7, 2)) == [1, 3, 5]
+
+
+@nki.jit
+def broadcast_cast(x, address):
+    t = nl.ndarray((1, x.shape[1]), dtype=x.dtype, buffer=nl.sbuf, address=address)
+    nisa.dma_copy(dst=t, src=x)
+    b = nl.broadcast_to(t, shape=(16, x.shape[1]), dtype=nl.bfloat16)
+    out = nl.ndarray((16, x.shape[1]), dtype=nl.bfloat16, buffer=nl.shared_hbm)
+    nl.store(out, b)
+    return out
+
+
+def test_broadcast_to_casts_and_ndarray_checks_its_address(rng: np.random.Generator) -> None:
+    x = rng.standard_normal((1, 8)).astype(np.float32)
+    got = broadcast_cast(x, (0, 0)).astype(np.float32)
+    np.testing.assert_array_equal(got, np.broadcast_to(x.astype(nl.bfloat16).astype(np.float32), (16, 8)))
+    with pytest.raises(UsageError, match="address must be non-negative ints"):
+        broadcast_cast(x, (-1, 0))

@@ -197,7 +197,13 @@ tile_size = _TileSize()
 
 
 # -- creation ----------------------------------------------------------------------------------------
-def ndarray(shape: Any, dtype: Any, buffer: Any = None, name: str = "", **_: Any) -> NkiTensor:
+def ndarray(shape: Any, dtype: Any, buffer: Any = None, name: str = "", address: Any = None, **_: Any) -> NkiTensor:
+    """A new tensor. `address` (an explicit placement, as nki.compiler placements give) is checked to be
+    non-negative ints; trnsim then allocates as usual, since a placement decides addresses, not values."""
+    if address is not None:
+        parts = address if isinstance(address, tuple | list) else (address,)
+        if not _builtins.all(isinstance(a, int | np.integer) and not isinstance(a, bool) and a >= 0 for a in parts):
+            raise UsageError(f"nl.ndarray address must be non-negative ints, got {address!r}", _loc())
     placement = buffer if isinstance(buffer, _ncc.AllocatedBuffer) else None
     buffer = _ncc.memory_kind(buffer)  # nki.compiler placements name the memory they place in
     if buffer is shared_hbm:
@@ -234,16 +240,16 @@ def ones(shape: Any, dtype: Any, buffer: Any = None, name: str = "", **kw: Any) 
     return full(shape, 1.0, dtype, buffer, name, **kw)
 
 
-def zeros_like(a: NkiTensor, dtype: Any = None, buffer: Any = None, name: str = "", **kw: Any) -> NkiTensor:
-    return zeros(a.shape, dtype or a.dtype, buffer or sbuf, name, **kw)
+def zeros_like(x: NkiTensor, dtype: Any = None, buffer: Any = None, name: str = "", **kw: Any) -> NkiTensor:
+    return zeros(x.shape, dtype or x.dtype, buffer or sbuf, name, **kw)
 
 
 def ones_like(a: NkiTensor, dtype: Any = None, buffer: Any = None, name: str = "", **kw: Any) -> NkiTensor:
     return ones(a.shape, dtype or a.dtype, buffer or sbuf, name, **kw)
 
 
-def empty_like(a: NkiTensor, dtype: Any = None, buffer: Any = None, name: str = "", **_: Any) -> NkiTensor:
-    return ndarray(a.shape, dtype or a.dtype, buffer=buffer or sbuf, name=name)
+def empty_like(x: NkiTensor, dtype: Any = None, buffer: Any = None, name: str = "", **_: Any) -> NkiTensor:
+    return ndarray(x.shape, dtype or x.dtype, buffer=buffer or sbuf, name=name)
 
 
 # -- memory ------------------------------------------------------------------------------------------
@@ -255,8 +261,8 @@ def store(dst: NkiTensor, value: Any, *, mask: Any = None, **_: Any) -> None:
     _impl.store(dst, value, mask=mask)
 
 
-def copy(src: NkiTensor, *, dtype: Any = None, mask: Any = None, **_: Any) -> NkiTensor:
-    return _impl.copy(src, dtype=dtype, mask=mask)
+def copy(x: NkiTensor, dtype: Any = None, *, mask: Any = None, **_: Any) -> NkiTensor:
+    return _impl.copy(x, dtype=dtype, mask=mask)
 
 
 def load_transpose2d(src: NkiTensor, *, mask: Any = None, dtype: Any = None, **_: Any) -> NkiTensor:
@@ -269,15 +275,16 @@ def shared_identity_matrix(n: int, dtype: Any = _dt.uint8, dst: NkiTensor | None
     return _impl.identity_matrix(n, dtype, dst)
 
 
-def expand_dims(data: NkiTensor, axis: int) -> NkiTensor:
-    """A view of `data` with a new size-1 dim at `axis` (no data moves)."""
-    if not isinstance(data, NkiTensor):
-        raise UsageError(f"nl.expand_dims takes a tensor, got {type(data).__name__}", _loc())
-    return data.expand_dims(axis)
+def expand_dims(x: NkiTensor, axis: int) -> NkiTensor:
+    """A view of `x` with a new size-1 dim at `axis` (no data moves)."""
+    if not isinstance(x, NkiTensor):
+        raise UsageError(f"nl.expand_dims takes a tensor, got {type(x).__name__}", _loc())
+    return x.expand_dims(axis)
 
 
-def broadcast_to(src: NkiTensor, shape: Any, **_: Any) -> NkiTensor:
-    return _impl.broadcast_to(src, _shape(shape))
+def broadcast_to(x: NkiTensor, shape: Any, dtype: Any = None, **_: Any) -> NkiTensor:
+    out = _impl.broadcast_to(x, _shape(shape))
+    return out if dtype is None or _dt.resolve(dtype) == out.dtype else copy(out, dtype=dtype)
 
 
 def transpose(x: NkiTensor, *, dtype: Any = None, mask: Any = None, **_: Any) -> NkiTensor:
@@ -366,22 +373,22 @@ def where(condition: NkiTensor, x: Any, y: Any, *, dtype: Any = None, mask: Any 
     return _impl.where(condition, x, y, dtype=dtype, mask=mask)
 
 
-def device_print(prefix: str, x: Any, **_: Any) -> None:
-    _impl.device_print(prefix, x)
+def device_print(print_prefix: str, tensor: Any, **_: Any) -> None:
+    _impl.device_print(print_prefix, tensor)
 
 
 # -- loops and SPMD ----------------------------------------------------------------------------------
-def affine_range(*args: int, **_: Any) -> range:
+def affine_range(start: int, stop: int | None = None, step: int = 1, **_: Any) -> range:
     """Parallel loop; the simulator runs iterations in order (a valid schedule of a parallel loop)."""
-    return range(*args)
+    return range(0, start, step) if stop is None else range(start, stop, step)
 
 
-def sequential_range(*args: int, **_: Any) -> range:
-    return range(*args)
+def sequential_range(start: int, stop: int | None = None, step: int = 1, **_: Any) -> range:
+    return range(0, start, step) if stop is None else range(start, stop, step)
 
 
-def static_range(*args: int, **_: Any) -> range:
-    return range(*args)
+def static_range(start: int, stop: int | None = None, step: int = 1, **_: Any) -> range:
+    return range(0, start, step) if stop is None else range(start, stop, step)
 
 
 def program_id(axis: int = 0) -> int:
