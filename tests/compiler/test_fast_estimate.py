@@ -1,9 +1,9 @@
-"""Loop extrapolation (compiler/loop_extrapolation.py) against full simulation.
+"""Loop and grid extrapolation (compiler/loop_extrapolation.py, grid_extrapolation.py) against full simulation.
 
-Each extended invocation is simulated in full too: the latency must agree within 1% and the counted
-quantities (instructions, FLOPs, HBM bytes) exactly. Shapes are small enough to simulate in full in a second
-or two, with ragged last blocks. Invocations without a steady state, and kernels without a loop rule, must
-come out exactly as the full simulation.
+Each extended invocation is simulated in full too: the latency must agree within 1%, FLOPs and HBM bytes exactly,
+the instruction count exactly for 1-D loops and within 1% for GEMM grids. Shapes are small enough to simulate in
+full in a second or two, with ragged last blocks. Invocations without a steady state, and kernels without a loop
+rule, must come out exactly as the full simulation.
 """
 
 from __future__ import annotations
@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 
 from trnsim import kernels
-from trnsim.compiler import loop_extrapolation
+from trnsim.compiler import grid_extrapolation, loop_extrapolation
 from trnsim.compiler.kernel_cache import KernelCache
-from trnsim.compiler.kernel_runner import extended_cost, run_kernel
+from trnsim.compiler.kernel_runner import extended_cost, grid_cost, run_kernel
 from trnsim.hw import load_preset
-from trnsim.nki.kernel import TensorSpec
+from trnsim.nki.kernel import Kernel, TensorSpec
 
 BF16 = "bfloat16"
 
@@ -54,6 +54,26 @@ def test_extended_cost_matches_full_simulation(target, kernel, args, kwargs):
     assert (out.shape, out.dtype) == (full_out.shape, full_out.dtype)
     for engine, busy in full.engine_busy_us.items():
         assert fast.engine_busy_us[engine] == pytest.approx(busy, rel=0.01, abs=0.01)
+
+
+GRIDS = [
+    # GEMMs extended over strips and blocks at once; both dims ragged
+    ("trn2", kernels.matmul, (_t(6000, 512), _t(512, 6000)), {}),
+    ("trn2", kernels.linear, (_t(6000, 512), _t(6000, 512)), {}),
+]
+
+
+@pytest.mark.parametrize(("target", "kernel", "args", "kwargs"), GRIDS, ids=lambda v: getattr(v, "name", None))
+def test_grid_extension_matches_full_simulation(target: str, kernel: Kernel, args: tuple, kwargs: dict) -> None:
+    spec = load_preset(target)
+    grid = grid_extrapolation.find_grid(f"trnsim.kernels.{kernel.name}", kernel.name, args, kwargs, spec)
+    assert grid is not None
+    fast = grid_cost(kernel, grid, spec)
+    assert fast is not None, "the grid's check probe missed: this case no longer tests the grid"
+    _, full = run_kernel(kernel, args, kwargs, spec, False, _fresh(), extrapolate=False)
+    assert fast.latency_us == pytest.approx(full.latency_us, rel=0.01)
+    assert (fast.flops, fast.hbm_bytes, fast.outputs) == (full.flops, full.hbm_bytes, full.outputs)
+    assert fast.instructions == pytest.approx(full.instructions, rel=0.01)
 
 
 def test_extension_is_deterministic_and_cached():

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from trnsim import dtypes
-from trnsim.compiler import loop_extrapolation
+from trnsim.compiler import grid_extrapolation, loop_extrapolation
 from trnsim.compiler.kernel_cache import KernelCache, KernelCost, default_cache, invocation_key
 from trnsim.errors import TrnsimError
 from trnsim.hw.spec import HardwareSpec
@@ -95,8 +95,10 @@ def extrapolation_enabled() -> bool:
 @functools.cache
 def _extrapolation_fingerprint() -> str:
     """Extended costs are cached apart from full ones, keyed by the extrapolation's own source too."""
-    source = Path(loop_extrapolation.__file__).read_bytes()
-    return hashlib.sha256(source).hexdigest()[:16]
+    h = hashlib.sha256()
+    for module in (loop_extrapolation, grid_extrapolation):
+        h.update(Path(module.__file__ or "").read_bytes())
+    return h.hexdigest()[:16]
 
 
 def run_kernel(
@@ -132,10 +134,12 @@ def run_kernel(
 def extended_cost(
     kernel: Kernel, args: tuple[Any, ...], kwargs: dict[str, Any], spec: HardwareSpec, cache: KernelCache
 ) -> tuple[Any, KernelCost] | None:
-    """The cost of a long loop extended from three short probes (loop_extrapolation), or None."""
+    """The cost of a long GEMM grid or loop extended from short probes (grid_extrapolation, loop_extrapolation),
+    or None (simulate it in full)."""
     kernel_id = _kernel_id(kernel)
+    grid = grid_extrapolation.find_grid(kernel_id, kernel.name, args, kwargs, spec)
     loop = loop_extrapolation.find_loop(kernel_id, kernel.name, args, kwargs, spec)
-    if loop is None:
+    if grid is None and loop is None:
         return None
     key = invocation_key(
         f"{kernel_id}#extended:{_extrapolation_fingerprint()}",
@@ -144,7 +148,9 @@ def extended_cost(
     )
     cost = cache.get(key, count=False)
     if cost is None:
-        cost = _probe_and_extend(kernel, loop, spec)
+        cost = None if grid is None else grid_cost(kernel, grid, spec)
+        if cost is None and loop is not None:
+            cost = _probe_and_extend(kernel, loop, spec)
         if cost is None:
             return None  # no steady state within the probes: simulate it in full
         cache.put(key, cost)
@@ -154,20 +160,36 @@ def extended_cost(
     return _decode_outputs(cost.outputs), cost
 
 
+def _probe(kernel: Kernel, probe: tuple[tuple[Any, ...], dict[str, Any]], context: Any, spec: HardwareSpec) -> Any:
+    """(outputs, cost) of one probe, traced and scheduled directly (never cached: see loop_extrapolation)."""
+    with context():
+        traced = trace(kernel, probe[0], probe[1], target=spec, mode="timing", cores=1)
+        return traced.outputs(), cost_of(traced.profile())
+
+
+def grid_cost(kernel: Kernel, grid: grid_extrapolation.Grid, spec: HardwareSpec) -> KernelCost | None:
+    """The GEMM's cost extended over its (strip, block) grid from five probes, or None if the check misses."""
+    try:
+        probed = [_probe(kernel, grid.resize(i, j), grid.probe_context, spec) for i, j in grid.probes]
+    except TrnsimError:
+        return None
+    fields = grid_extrapolation.extend_grid(grid, [c for _, c in probed])
+    if fields is None:
+        return None
+    out, first = probed[0]
+    return KernelCost(kernel=first.kernel, **fields, outputs=_encode_outputs(grid.outputs(out)))
+
+
 def _probe_and_extend(kernel: Kernel, loop: loop_extrapolation.Loop, spec: HardwareSpec) -> KernelCost | None:
     """Trace and schedule the loop's probes, window after window, until one is in steady state."""
     probed: dict[int, tuple[Any, KernelCost]] = {}  # iterations -> (outputs, cost), shared by the windows
     for counts in loop.probe_sets():
-        for n in counts:
-            if n in probed:
-                continue
-            probe_args, probe_kwargs = loop.resize(n)
-            try:
-                with loop.probe_context():
-                    traced = trace(kernel, probe_args, probe_kwargs, target=spec, mode="timing", cores=1)
-                    probed[n] = (traced.outputs(), cost_of(traced.profile()))
-            except TrnsimError:
-                return None  # a probe the kernel rejects: the full run reports (or runs) the real shapes
+        try:
+            for n in counts:
+                if n not in probed:
+                    probed[n] = _probe(kernel, loop.resize(n), loop.probe_context, spec)
+        except TrnsimError:
+            return None  # a probe the kernel rejects: the full run reports (or runs) the real shapes
         fields = loop_extrapolation.extend(loop, counts, [probed[n][1] for n in counts])
         if fields is not None:
             out, first = probed[counts[0]]

@@ -78,20 +78,20 @@ def _worth_it(count: int, first: int, step: int) -> bool:
     return sum(_probes(first, step)) <= PROBE_SHARE * count
 
 
-def _spec(shape: tuple[int, ...], like: TensorSpec) -> TensorSpec:
+def spec_like(shape: tuple[int, ...], like: TensorSpec) -> TensorSpec:
     return TensorSpec(tuple(int(s) for s in shape), like.dtype)
 
 
-def _all_specs(values: Any) -> bool:
+def all_specs(values: Any) -> bool:
     """True when no argument carries values (arrays): only then is the invocation a shapes-only timing run."""
     if isinstance(values, dict):
-        return all(_all_specs(v) for v in values.values())
+        return all(all_specs(v) for v in values.values())
     if isinstance(values, list | tuple):
-        return all(_all_specs(v) for v in values)
+        return all(all_specs(v) for v in values)
     return not hasattr(values, "shape") or isinstance(values, TensorSpec)
 
 
-def _bind(names: tuple[str, ...], args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any] | None:
+def bind_arguments(names: tuple[str, ...], args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any] | None:
     """Arguments by name (None if there are more positional arguments than names)."""
     if len(args) > len(names):
         return None
@@ -103,7 +103,7 @@ def _bind(names: tuple[str, ...], args: tuple[Any, ...], kwargs: dict[str, Any])
     return bound
 
 
-def _with_output_shape(shape: tuple[int, ...]) -> Callable[[Any], Any]:
+def with_output_shape(shape: tuple[int, ...]) -> Callable[[Any], Any]:
     def outputs(probe_out: Any) -> Any:
         return TensorSpec(shape, probe_out.dtype) if isinstance(probe_out, TensorSpec) else None
 
@@ -125,17 +125,17 @@ def _flash_attention(bound: dict[str, Any], spec: HardwareSpec) -> Loop | None:
 
     def resize(n: int) -> tuple[tuple[Any, ...], dict[str, Any]]:
         # groups run one after another in (batch, KV head) order; n of them in one batch is the same loop
-        qn = _spec((1, n * group, s_q, d), q)
-        kn = _spec((1, n, s_kv, d), k)
-        return (qn, kn, _spec((1, n, s_kv, d), v)), rest
+        qn = spec_like((1, n * group, s_q, d), q)
+        kn = spec_like((1, n, s_kv, d), k)
+        return (qn, kn, spec_like((1, n, s_kv, d), v)), rest
 
     if not _worth_it(batch * kv_heads, FIRST_PROBE, FIRST_PROBE):
         return None
-    return Loop(batch * kv_heads, resize, _with_output_shape(tuple(q.shape)))
+    return Loop(batch * kv_heads, resize, with_output_shape(tuple(q.shape)))
 
 
 # -- GEMMs: blocked like the full shape, walked over strips, blocks or batches -------------------------------------
-def _gemm_plan(
+def gemm_plan(
     spec: HardwareSpec, rows: int, cols: int, k: int, s: TensorSpec, v: TensorSpec, out: Any, v_row_major: bool
 ) -> Any:
     """The full GEMM's blocking, as kernels/matmul.py plans it (only its strip height and block width are used
@@ -156,7 +156,7 @@ def _gemm_plan(
     return plan_gemm(problem, spec.core)
 
 
-def _planned_as(**full: Any) -> Callable[[], contextlib.AbstractContextManager[Any]]:
+def planned_as(**full: Any) -> Callable[[], contextlib.AbstractContextManager[Any]]:
     """A probe context in which the GEMM kernels plan every problem as the full one (`full`: its dims)."""
 
     @contextlib.contextmanager
@@ -172,7 +172,7 @@ def _planned_as(**full: Any) -> Callable[[], contextlib.AbstractContextManager[A
     return context
 
 
-def _out_dtype(a: TensorSpec, out_dtype: Any) -> Any:
+def out_dtype_of(a: TensorSpec, out_dtype: Any) -> Any:
     if out_dtype is None:
         return dtypes.bfloat16 if a.dtype in dtypes.FP8_DTYPES else a.dtype
     try:
@@ -203,16 +203,16 @@ def _matmul(bound: dict[str, Any], spec: HardwareSpec) -> Loop | None:
         return None
     m, k = a.shape
     n = b.shape[1]
-    out = _out_dtype(a, bound.get("out_dtype"))
+    out = out_dtype_of(a, bound.get("out_dtype"))
     if out is None or b.shape[0] != k:
         return None
-    plan = _gemm_plan(spec, m, n, k, a, b, out, False)
+    plan = gemm_plan(spec, m, n, k, a, b, out, False)
     p = int(spec.core.sbuf.partitions)
     rest = {x: y for x, y in bound.items() if x not in ("a", "b")}
     # a's rows are the stationary side, taken in strips; b's columns the moving side, in blocks
-    by_rows = _walk(m, plan.strip_tiles * p, lambda rows: ((_spec((rows, k), a), b), rest))
-    by_cols = _walk(n, plan.v_block, lambda cols: ((a, _spec((k, cols), b)), rest))
-    return _cheaper(by_rows, by_cols, (m, n), _planned_as(rows=m, cols=n))
+    by_rows = _walk(m, plan.strip_tiles * p, lambda rows: ((spec_like((rows, k), a), b), rest))
+    by_cols = _walk(n, plan.v_block, lambda cols: ((a, spec_like((k, cols), b)), rest))
+    return _cheaper(by_rows, by_cols, (m, n), planned_as(rows=m, cols=n))
 
 
 def _batched_matmul(bound: dict[str, Any], spec: HardwareSpec) -> Loop | None:
@@ -225,8 +225,8 @@ def _batched_matmul(bound: dict[str, Any], spec: HardwareSpec) -> Loop | None:
         return None
     rest = {x: y for x, y in bound.items() if x not in ("a", "b")}
     # every batch is one job through the same pipeline; a job can be short, so the probes are spaced wider
-    found = _walk(nb, 1, lambda jobs: ((_spec((jobs, m, k), a), _spec((jobs, k, n), b)), rest), step=None)
-    return _cheaper(found, None, (nb, m, n), _planned_as(jobs=nb))
+    found = _walk(nb, 1, lambda jobs: ((spec_like((jobs, m, k), a), spec_like((jobs, k, n), b)), rest), step=None)
+    return _cheaper(found, None, (nb, m, n), planned_as(jobs=nb))
 
 
 def _linear(bound: dict[str, Any], spec: HardwareSpec) -> Loop | None:
@@ -239,30 +239,30 @@ def _linear(bound: dict[str, Any], spec: HardwareSpec) -> Loop | None:
     k = x.shape[-1]
     n = w.shape[0]
     m = math.prod(x.shape[:-1])
-    out = _out_dtype(x, bound.get("out_dtype"))
+    out = out_dtype_of(x, bound.get("out_dtype"))
     if out is None or w.shape[1] != k or m == 0:
         return None
     if residual is not None and tuple(residual.shape) != (*x.shape[:-1], n):
         return None
     if bias is not None and tuple(bias.shape) != (n,):
         return None
-    plan = _gemm_plan(spec, n, m, k, w, x, out, True)
+    plan = gemm_plan(spec, n, m, k, w, x, out, True)
     p = int(spec.core.sbuf.partitions)
     rest = {x_: y for x_, y in bound.items() if x_ not in ("x", "w", "bias", "residual")}
 
     def tokens(cols: int) -> tuple[tuple[Any, ...], dict[str, Any]]:
-        res = None if residual is None else _spec((cols, n), residual)
-        return (_spec((cols, k), x), w, bias), {**rest, "residual": res}
+        res = None if residual is None else spec_like((cols, n), residual)
+        return (spec_like((cols, k), x), w, bias), {**rest, "residual": res}
 
     def features(rows: int) -> tuple[tuple[Any, ...], dict[str, Any]]:
-        res = None if residual is None else _spec((m, rows), residual)
-        b = None if bias is None else _spec((rows,), bias)
-        return (_spec((m, k), x), _spec((rows, k), w), b), {**rest, "residual": res}
+        res = None if residual is None else spec_like((m, rows), residual)
+        b = None if bias is None else spec_like((rows,), bias)
+        return (spec_like((m, k), x), spec_like((rows, k), w), b), {**rest, "residual": res}
 
     # Tokens are the moving side (blocks of plan.v_block columns), features the stationary strips.
     by_tokens = _walk(m, plan.v_block, tokens)
     by_features = _walk(n, plan.strip_tiles * p, features)
-    return _cheaper(by_tokens, by_features, (*x.shape[:-1], n), _planned_as(rows=n, cols=m))
+    return _cheaper(by_tokens, by_features, (*x.shape[:-1], n), planned_as(rows=n, cols=m))
 
 
 def _cheaper(
@@ -275,7 +275,7 @@ def _cheaper(
     found = min((f for f in (one, other) if f is not None), key=lambda f: sum(f.probes) / f.count, default=None)
     if found is None:
         return None
-    return dataclasses.replace(found, outputs=_with_output_shape(out_shape), probe_context=probe_context)
+    return dataclasses.replace(found, outputs=with_output_shape(out_shape), probe_context=probe_context)
 
 
 _RULES: dict[str, tuple[tuple[str, ...], Callable[[dict[str, Any], HardwareSpec], Loop | None]]] = {
@@ -290,10 +290,10 @@ def find_loop(
     kernel_id: str, name: str, args: tuple[Any, ...], kwargs: dict[str, Any], spec: HardwareSpec
 ) -> Loop | None:
     """The outer loop of a library-kernel invocation worth extending, or None (simulate it in full)."""
-    if not kernel_id.startswith("trnsim.kernels.") or name not in _RULES or not _all_specs((args, kwargs)):
+    if not kernel_id.startswith("trnsim.kernels.") or name not in _RULES or not all_specs((args, kwargs)):
         return None
     names, rule = _RULES[name]
-    bound = _bind(names, args, kwargs)
+    bound = bind_arguments(names, args, kwargs)
     if bound is None:
         return None
     try:
