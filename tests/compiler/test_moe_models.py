@@ -14,7 +14,7 @@ import trnsim
 from trnsim.errors import TrnsimWarning
 
 # The kernels a MoE layer's routing and experts must land on (no host fallback for any of them).
-MOE_KERNELS = {"topk", "sort", "histogram", "cumsum", "gather_rows", "scatter_rows", "grouped_matmul"}
+MOE_KERNELS = {"topk", "sort_ranks_bounded", "histogram", "cumsum", "gather_rows", "scatter_rows", "grouped_matmul"}
 VOCAB = 300
 
 

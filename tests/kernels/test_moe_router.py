@@ -10,7 +10,7 @@ import torch
 
 import trnsim.nki as nki
 from trnsim.errors import ShapeMismatchError
-from trnsim.kernels import cumsum, histogram, sort, topk
+from trnsim.kernels import cumsum, histogram, sort, sort_ranks_bounded, topk
 from trnsim.nki import TensorSpec
 
 
@@ -44,6 +44,23 @@ def test_sort_of_expert_ids_is_torchs_stable_sort(rng: np.random.Generator, size
     np.testing.assert_array_equal(values, ref_v.numpy())
     np.testing.assert_array_equal(positions, ref_p.numpy())
     assert values.dtype == np.int32 and positions.dtype == np.int32
+
+
+@pytest.mark.parametrize("size, bound", [(48, 4), (300, 7), (1000, 128)])
+def test_counting_ranks_are_the_stable_sort_permutation(rng: np.random.Generator, size: int, bound: int) -> None:
+    ids = rng.integers(0, bound, size).astype(np.int32)
+    ranks = nki.simulate(sort_ranks_bounded)(ids, bound)
+    _, order = torch.sort(torch.from_numpy(ids), stable=True)
+    expected = np.empty(size, np.int64)
+    expected[order.numpy()] = np.arange(size)  # slot order[r] goes to position r
+    np.testing.assert_array_equal(ranks, expected)
+
+
+def test_counting_ranks_cost_grows_linearly_not_quadratically() -> None:
+    def latency(size: int) -> float:
+        return nki.profile(sort_ranks_bounded, mode="timing")(TensorSpec((size,), np.dtype(np.int32)), 64).latency_us
+
+    assert latency(8192) < 6 * latency(2048)  # 4x the slots: about 4x the work (a rank-compare sort: 16x)
 
 
 def test_sort_descending_floats(rng: np.random.Generator) -> None:

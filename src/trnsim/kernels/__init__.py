@@ -15,7 +15,7 @@ from trnsim.kernels.embedding import embedding
 from trnsim.kernels.grouped_matmul import grouped_matmul
 from trnsim.kernels.matmul import batched_matmul, linear, matmul
 from trnsim.kernels.moe_dispatch import gather_rows, index_arith, scatter_rows
-from trnsim.kernels.moe_router import cumsum, histogram, sort, topk
+from trnsim.kernels.moe_router import cumsum, histogram, sort, sort_ranks_bounded, topk
 from trnsim.kernels.moe_select import gather_last, scatter_last, where
 from trnsim.kernels.reductions import layernorm, reduce_last, rmsnorm, softmax
 from trnsim.kernels.rope import rope
@@ -47,6 +47,7 @@ __all__ = [
     "scatter_rows",
     "softmax",
     "sort",
+    "sort_ranks_bounded",
     "topk",
     "transpose",
     "unary",

@@ -268,3 +268,71 @@ def cumsum(x, out_dtype=None):
         nisa.tensor_copy(dst=cast[:n], src=run[:n])
         nisa.dma_copy(dst=out2[r0 : r0 + n], src=cast[:n])
     return out
+
+
+@nki.jit
+def sort_ranks_bounded(keys, bound):
+    """Stable sorted position of every slot of keys [S], int32 ids in 0..bound-1 (expert ids): int32 [S].
+
+    A counting sort: rank_i = (slots of smaller ids) + (earlier slots with id key_i). Slots sit on the
+    partitions and ids on the free axis as one-hot rows; TensorE sums them over the partitions: all-ones
+    (every slot: the ids' totals), strictly lower-triangular (earlier slots of the same tile), and a running
+    sum of the earlier tiles. Work grows as S x bound / 128, not S^2.
+    """
+    name = "sort_ranks_bounded"
+    require(keys.ndim == 1 and keys.shape[0] >= 1, f"{name}: keys must be a non-empty vector, got {list(keys.shape)}")
+    require_dtype("keys", keys, (np.dtype(np.int32),), name)
+    p, width = pmax(), psum_fmax()
+    require(isinstance(bound, int) and 1 <= bound <= width, f"{name}: bound must be in 1..{width}, got {bound!r}")
+    (size,) = keys.shape
+    tiles = cdiv(size, p)
+    ids = nl.ndarray((p, bound), nl.float32, buffer=nl.sbuf)
+    nisa.iota(ids, [[1, bound]], offset=0, channel_multiplier=0)
+    ones = nl.ndarray((p, p), nl.float32, buffer=nl.sbuf)
+    nisa.memset(dst=ones, value=1.0)
+    earlier = nl.ndarray((p, p), nl.float32, buffer=nl.sbuf)  # [j, i] = 1 where slot j comes before slot i
+    nisa.affine_select(
+        dst=earlier, pattern=[[1, p]], channel_multiplier=-1, on_true_tile=ones, on_false_value=0.0, cmp_op=nl.greater
+    )
+    key_col = keys.reshape((size, 1))
+
+    def onehot(t):
+        n = min(p, size - t * p)
+        raw = nl.ndarray((p, 1), nl.int32, buffer=nl.sbuf)
+        nisa.dma_copy(dst=raw[:n], src=key_col[t * p : t * p + n])
+        col = nl.ndarray((p, 1), nl.float32, buffer=nl.sbuf)
+        nisa.tensor_copy(dst=col[:n], src=raw[:n])
+        hot = nl.ndarray((p, bound), nl.float32, buffer=nl.sbuf)
+        nisa.tensor_scalar(dst=hot[:n], data=ids[:n], op0=nl.equal, operand0=col[:n])
+        return n, hot
+
+    # pass 1: every partition gets each id's total, then the exclusive running total over ids (its offset)
+    totals = nl.ndarray((p, bound), nl.float32, buffer=nl.psum)
+    for t in range(tiles):
+        n, hot = onehot(t)
+        nisa.nc_matmul(dst=totals, stationary=ones[:n], moving=hot[:n], accumulate=t > 0)
+    ones_row = nl.ndarray((p, bound), nl.float32, buffer=nl.sbuf)
+    nisa.memset(dst=ones_row, value=1.0)
+    base = nl.ndarray((p, bound), nl.float32, buffer=nl.sbuf)  # offset[e] + slots of id e in earlier tiles
+    nisa.tensor_tensor_scan(dst=base, data0=ones_row, data1=totals, initial=0.0, op0=nl.multiply, op1=nl.add)
+    nisa.tensor_tensor(dst=base, data1=base, data2=totals, op=nl.subtract)
+    ranks = nl.ndarray((size,), nl.int32, buffer=nl.shared_hbm)
+    rank_col = ranks.reshape((size, 1))
+    # pass 2: rank_i = sum over ids of onehot[i, e] * (base[e] + earlier slots of this tile with id e)
+    for t in range(tiles):
+        n, hot = onehot(t)
+        within = nl.ndarray((p, bound), nl.float32, buffer=nl.psum)
+        nisa.nc_matmul(dst=within[:n], stationary=earlier[:n, :n], moving=hot[:n])
+        where = nl.ndarray((p, bound), nl.float32, buffer=nl.sbuf)
+        nisa.tensor_tensor(dst=where[:n], data1=within[:n], data2=base[:n], op=nl.add)
+        nisa.tensor_tensor(dst=where[:n], data1=where[:n], data2=hot[:n], op=nl.multiply)
+        rank = nl.ndarray((p, 1), nl.float32, buffer=nl.sbuf)
+        nisa.tensor_reduce(dst=rank[:n], op=nl.add, data=where[:n], axis=1)
+        out = nl.ndarray((p, 1), nl.int32, buffer=nl.sbuf)
+        nisa.tensor_copy(dst=out[:n], src=rank[:n])
+        nisa.dma_copy(dst=rank_col[t * p : t * p + n], src=out[:n])
+        if t + 1 < tiles:  # this tile's slots come before every later tile's
+            seen = nl.ndarray((p, bound), nl.float32, buffer=nl.psum)
+            nisa.nc_matmul(dst=seen, stationary=ones[:n], moving=hot[:n])
+            nisa.tensor_tensor(dst=base, data1=base, data2=seen, op=nl.add)
+    return ranks

@@ -64,6 +64,9 @@ def _view(name: str) -> Any:
     strict_view = name in ("aten.view.default", "aten._unsafe_view.default")
 
     def lower(ctx: LowerContext, *args: Any, **kwargs: Any) -> Any:
+        return _keep_bound(args[0], _view_of(ctx, *args, **kwargs))
+
+    def _view_of(ctx: LowerContext, *args: Any, **kwargs: Any) -> Any:
         if strict_view and isinstance(args[0], torch.Tensor) and not args[0].is_contiguous():
             try:
                 return op(*args, **kwargs)
@@ -73,6 +76,14 @@ def _view(name: str) -> Any:
         return op(*args, **kwargs)
 
     return lower
+
+
+def _keep_bound(src: Any, out: Any) -> Any:
+    """A view of topk's indices still holds column numbers below the same bound (see moe.INDEX_BOUND)."""
+    bound = getattr(src, "_trnsim_index_bound", None)
+    if bound is not None and isinstance(out, torch.Tensor):
+        out._trnsim_index_bound = bound  # type: ignore[attr-defined]
+    return out
 
 
 def _copy(name: str) -> Any:

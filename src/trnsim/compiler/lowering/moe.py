@@ -27,6 +27,8 @@ from trnsim.compiler.lowering.elementwise import to_copy as float_cast
 from trnsim.compiler.lowering.table import registered
 
 INDEX_DTYPES = (torch.int64, torch.int32)
+# Set on topk's indices (and kept by views): they are column numbers below this bound.
+INDEX_BOUND = "_trnsim_index_bound"
 VALUE_DTYPES = (*KERNEL_DTYPES, torch.int32, torch.int64)
 
 
@@ -79,14 +81,34 @@ def topk(ctx: LowerContext, x: torch.Tensor, k: int, dim: int = -1, largest: boo
     x2 = x.reshape(-1, x.shape[-1])
     values, indices = ctx.kernel(kernels.topk, x2, int(k), largest=bool(largest))
     out_shape = (*x.shape[:-1], int(k))
-    return values.reshape(out_shape), _widen(indices, torch.int64).reshape(out_shape)
+    ids = _widen(indices, torch.int64).reshape(out_shape)
+    setattr(ids, INDEX_BOUND, int(x.shape[-1]))  # column numbers: a later sort of them can count instead
+    return values.reshape(out_shape), ids
 
 
 def _sort(ctx: LowerContext, x: torch.Tensor, dim: int, descending: bool) -> Any:
     if x.dim() != 1 or dim not in (0, -1) or x.dtype not in VALUE_DTYPES:
         raise Unsupported("sort of a vector")
+    bound = getattr(x, INDEX_BOUND, None)
+    if bound is not None and not descending and bound <= ctx.spec.core.psum.bank_bytes // 4:
+        return _counting_sort(ctx, x, bound)
     values, positions = ctx.kernel(kernels.sort, narrow_index(x), descending=bool(descending))
     return _widen(values, x.dtype), _widen(positions, torch.int64)
+
+
+def _counting_sort(ctx: LowerContext, x: torch.Tensor, bound: int) -> Any:
+    """Expert ids (topk column numbers below `bound`): counted ranks on the chip, then every id and slot
+    number DMA'd to its rank (the ranks shape those DMAs, as the gathers' indices do theirs)."""
+    keys = narrow_index(x)
+    ranks = ctx.kernel(kernels.sort_ranks_bounded, keys, int(bound))
+    size = x.shape[0]
+    device = "meta" if _meta(x) else "cpu"
+    base = torch.zeros(size, dtype=torch.int32, device=device)  # never read: the ranks cover every row
+    slots = torch.arange(size, dtype=torch.int32, device=device)  # slot numbers, a constant
+    positions = _host_indices(ranks, size)
+    values = ctx.kernel(kernels.scatter_rows, base, positions, keys)
+    perm = ctx.kernel(kernels.scatter_rows, base, positions, slots)
+    return _widen(values, x.dtype), _widen(perm, torch.int64)
 
 
 @registered("aten.sort.default")
