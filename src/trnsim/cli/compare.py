@@ -58,6 +58,7 @@ def compare_command(
     """Serve MODEL on each --hw under one SLO: max rate, latency, $/Mtok, J/token, and the cost ratio."""
     from trnsim.serve import SLO, ServeError
     from trnsim.serve.compare import compare_hardware
+    from trnsim.serve.load_curve import DEFAULT_FRACTIONS
 
     if rate is not None and concurrency is not None:
         raise ServeError("give at most one of --rate or --concurrency (neither: search each hardware's max rate)")
@@ -80,6 +81,7 @@ def compare_command(
         progress=not as_json,
         prices=prices,
         power_table=power_table,
+        curve_fractions=DEFAULT_FRACTIONS if curve else (),
         on_side=None if as_json else (lambda what: err.print(f"[dim]{escape(what)} ...[/]", highlight=False)),
     )
     out = cmp.to_dict()
