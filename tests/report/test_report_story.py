@@ -38,12 +38,27 @@ def compare_doc(rng) -> dict:
         side.update(hw=hw, tp=tp, rate_req_s=float(rng.uniform(1, 9)))
         sides.append(side)
     base = sides[0]["usd_per_mtok"]
+    curve = [
+        {
+            "hw": s["hw"],
+            "rate": s["rate_req_s"] * f,
+            "ttft_p50_ms": 100 * f,
+            "ttft_p99_ms": 200 * f,
+            "tpot_p50_ms": 10 * f,
+            "tpot_p99_ms": 20 * f,
+            "throughput_tok_s": 50 * f,
+            "sustained": f < 1.2,
+        }
+        for s in sides
+        for f in (0.25, 0.5, 1.0, 1.5)
+    ]
     return {
         "model": "toy-1b",
         "slo": {"ttft_ms": 800.0, "tpot_ms": 60.0},
         "sides": sides,
         "cost_ratio": {s["hw"]: s["usd_per_mtok"] / base for s in sides},
         "slo_unmet": {},
+        "load_curve": curve,
     }
 
 
@@ -129,6 +144,7 @@ def test_every_commands_json_gets_an_answer(command_jsons) -> None:
         assumed = any(c.startswith(f"The {entry_name} price") for c in report.story.caveats)
         assert assumed == (entry.basis == "assumption")
     text = _text(report)
+    assert "Latency against load" in text  # the load curve, drawn by report.plots.load_curve
     assert "SLO TTFT ≤ 800 ms" in text.replace("What was asked", "")  # the SLO is stated before the answer
     assert text.index("What was asked") < text.index("Answer") < text.index("Evidence")
 

@@ -111,23 +111,16 @@ def add_json_file(report: Report, path: Path) -> None:
 
 
 def add_load_curve(report: Report, doc: dict[str, Any]) -> None:
-    """A serving JSON's "load_curve" (latency against offered load), drawn by report.plots.load_curve."""
+    """A compare JSON's "load_curve" (latency against offered load per hardware), with the SLO drawn."""
     if not doc.get("load_curve"):
         return
-    try:
-        from trnsim.report.plots.load_curve import plot_load_curve  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        report.add_table("Latency against load", list(_curve_rows(doc["load_curve"])))
-        return
-    report.add_figure("Latency against load", plot_load_curve(doc["load_curve"], None))
+    from trnsim.report.plots.load_curve import plot_load_curve
 
-
-def _curve_rows(curve: Any) -> list[dict[str, Any]]:
-    if isinstance(curve, list):
-        return [r for r in curve if isinstance(r, dict)]
-    if isinstance(curve, dict):  # hw -> points
-        return [{"hw": hw, **p} for hw, points in curve.items() if isinstance(points, list) for p in points]
-    return []
+    report.add_figure(
+        "Latency against load",
+        plot_load_curve(doc["load_curve"], None, report.slo_ms or None),
+        "p50 solid, p99 dashed; crosses: offered rates the hardware could not sustain.",
+    )
 
 
 def add_sweep(report: Report, doc: dict[str, Any], name: str) -> None:
