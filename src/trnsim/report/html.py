@@ -228,6 +228,15 @@ class Report:
             )
         return self
 
+    def add_load_curve(self, points: list[dict[str, Any]]) -> Report:
+        """Latency against offered load per hardware (Comparison.to_dict()["load_curve"]), SLO drawn."""
+        from trnsim.report.plots.load_curve import plot_load_curve
+
+        if points:
+            caption = "p50 solid, p99 dashed; crosses: offered rates the hardware could not sustain."
+            self.add_figure("Latency against load", plot_load_curve(points, None, self.slo_ms or None), caption)
+        return self
+
     def add_figure(self, title: str, plot: PlotFiles, caption: str = "") -> Report:
         self.figures.append(Block(title, plot=plot, alt=title, caption=caption))
         return self

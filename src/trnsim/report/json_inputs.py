@@ -112,15 +112,8 @@ def add_json_file(report: Report, path: Path) -> None:
 
 def add_load_curve(report: Report, doc: dict[str, Any]) -> None:
     """A compare JSON's "load_curve" (latency against offered load per hardware), with the SLO drawn."""
-    if not doc.get("load_curve"):
-        return
-    from trnsim.report.plots.load_curve import plot_load_curve
-
-    report.add_figure(
-        "Latency against load",
-        plot_load_curve(doc["load_curve"], None, report.slo_ms or None),
-        "p50 solid, p99 dashed; crosses: offered rates the hardware could not sustain.",
-    )
+    if doc.get("load_curve"):
+        report.add_load_curve(doc["load_curve"])
 
 
 def add_sweep(report: Report, doc: dict[str, Any], name: str) -> None:
