@@ -9,7 +9,8 @@ Cases:
   numpy, torch or jax itself), the attention tutorial's `test_attn_tutorial("accuracy", v)` for each of its
   kernel versions, and contributed/pipelined_attention.py (which checks itself at import).
 - nki-library: each integration test file under test/integration, run by pytest in nki-library's own
-  `--test-mode simulation` (its torch/numpy goldens); a file passes when pytest collects and passes it.
+  `--test-mode simulation` (its torch/numpy goldens); a file passes when pytest collects and passes it
+  (with --library-first-case: its first runnable case).
 Each case runs in its own process with `trnsim.nki.install_aliases()` and the shims in
 bench/nki_acceptance_shims (torch_xla's device is the CPU, nki-library's CPU-simulator hook points at trnsim;
 see its README). The kernels' own files are never changed. Prints one line per case (PASS/FAIL, seconds,
@@ -24,6 +25,7 @@ import re
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,7 +79,7 @@ def sample_cases(root: Path) -> list[Case]:
     return cases
 
 
-def library_cases(root: Path) -> list[Case]:
+def library_cases(root: Path, first_case: bool = False) -> list[Case]:
     cases: list[Case] = []
     for test_file in sorted((root / "test" / "integration").rglob("test_*.py")):
         if "def test_" not in test_file.read_text(errors="replace"):
@@ -99,6 +101,8 @@ def library_cases(root: Path) -> list[Case]:
             "-W",
             "ignore",
         ]
+        if first_case:
+            argv.append("--trnsim-first-case")
         if re.search(r"platforms\(exclude=\[[^\]]*TRN2", test_file.read_text(errors="replace")):
             argv += ["--platform-target", "trn3"]  # NeuronCore-v4-only kernels (MX): run them for trn3
         cases.append(Case(f"library/{rel}", argv, root, [root / "src", root]))
@@ -145,6 +149,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--library", type=Path, help="a checkout of aws-neuron/nki-library")
     parser.add_argument("--only", default="", help="run only cases whose name contains this text")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds per case (default 300)")
+    parser.add_argument(
+        "--library-first-case",
+        action="store_true",
+        help="nki-library: run each file's first runnable test case only (all cases can take hours on 2 cores)",
+    )
+    parser.add_argument("--jobs", type=int, default=1, help="cases run at once (default 1)")
     args = parser.parse_args(argv)
     if args.samples is None and args.library is None:
         parser.error("give --samples and/or --library")
@@ -160,12 +170,12 @@ def main(argv: list[str] | None = None) -> int:
         groups[label] = [c for c in collect(root.resolve()) if args.only in c.name]
     for label, cases in groups.items():
         passed = 0
-        for case in cases:
-            outcome = run_case(case, args.timeout)
-            passed += outcome.passed
-            status = "PASS" if outcome.passed else "FAIL"
-            detail = "" if outcome.passed else f"  {outcome.error[:200]}"
-            print(f"{status} {outcome.seconds:6.1f}s {case.name}{detail}", flush=True)
+        with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:  # each case is its own process
+            for outcome in pool.map(lambda c: run_case(c, args.timeout), cases):
+                passed += outcome.passed
+                status = "PASS" if outcome.passed else "FAIL"
+                detail = "" if outcome.passed else f"  {outcome.error[:200]}"
+                print(f"{status} {outcome.seconds:6.1f}s {outcome.case.name}{detail}", flush=True)
         print(f"{label}: {passed}/{len(cases)} pass\n", flush=True)
     return 0
 

@@ -72,3 +72,26 @@ def pytest_sessionstart(session):
     orchestrator = sys.modules.get("test.utils.test_orchestrator")
     if orchestrator is not None and not hasattr(orchestrator.Orchestrator, "_compiled_kernel"):
         orchestrator.Orchestrator._compiled_kernel = None
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--trnsim-first-case",
+        action="store_true",
+        default=False,
+        help="run only the first collected, not skipped test case of each file (a quick acceptance pass)",
+    )
+
+
+def _skipped(item) -> bool:
+    return any(m.name in ("skip", "skipif") for m in item.iter_markers())
+
+
+import pytest  # noqa: E402
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(session, config, items):
+    if config.getoption("--trnsim-first-case"):
+        runnable = [i for i in items if not _skipped(i)]
+        items[:] = runnable[:1]
