@@ -90,7 +90,7 @@ def test_flash_kv_modes(rng: np.random.Generator, monkeypatch: pytest.MonkeyPatc
     b, h, hkv, s, d = 2, 4, 2, 520, 64
     if reserve == "one":  # room for one KV group: K^T, V and (while transposing) K, fp32, per partition
         per_group = s * 4 + 2 * -(-s // 128) * d * 4
-        reserve = nki_sbuf_bytes("trn2") - per_group - 16
+        reserve = nki_sbuf_bytes("trn2") - per_group - 4 * attention.QO_BLOCK_BYTES - 16  # 2 Q/result blocks
     monkeypatch.setattr(attention, "SBUF_RESERVE", reserve)
     seen = []
     choose = attention._kv_mode
@@ -200,3 +200,13 @@ def test_decode_timing_floor() -> None:
     )
     roofline_us = 2 * b * hkv * s * d * 2 / (16 * 23.0) / 1000
     assert roofline_us / prof.latency_us > 0.75
+
+
+def test_flash_query_blocks(rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Query tiles load and store in blocks (one DMA each): blocks of 2 tiles over 5 tiles, the last ragged."""
+    b, h, hkv, s, d = 1, 2, 1, 520, 64
+    monkeypatch.setattr(attention, "QO_BLOCK_BYTES", 2 * d * 4)
+    q, k, v = qkv(rng, b, h, hkv, s, s, d, np.float32)
+    for causal in (True, False):
+        out = nki.simulate(trnsim.kernels.flash_attention)(q, k, v, causal=causal)
+        assert_close(out, sdpa(q, k, v, causal), np.float32)

@@ -13,7 +13,7 @@ from typing import Any
 
 import trnsim.nki.isa as nisa
 import trnsim.nki.language as nl
-from trnsim.kernels._common import cdiv, psum_fmax
+from trnsim.kernels._common import cdiv, pmax, psum_fmax
 from trnsim.kernels._online_softmax import OnlineSoftmax
 
 # Added to the scores of future keys on the causal diagonal: exp() of it underflows to exactly 0, and it is
@@ -49,6 +49,29 @@ class Plan:
         return min(self.s_kv, q0 + rows) if self.causal else self.s_kv
 
 
+def block_rows(t: Any, b: int, h: int, r0: int, n: int) -> Any:
+    """Rows r0 + i * P + p of t[b, h] ([B, H, S, D] in HBM) seen as [P, n, D]: row p of block i at [p, i]."""
+    p, (_, heads, s, d) = pmax(), t.shape
+    return t.ap([[d, p], [p * d, n], [1, d]], offset=((b * heads + h) * s + r0) * d)
+
+
+def copy_blocks(tile: Any, t: Any, b: int, h: int, r0: int, rows: int, way: str) -> None:
+    """Rows [r0, r0 + rows) of t[b, h] <-> SBUF `tile` [P, blocks, D] (row r0 + i * P + p at [p, i]): the
+    full blocks in one DMA, a ragged last block in a second. Each DMA holds every queue it spans for at
+    least the per-transfer overhead, so one DMA for many blocks beats one per block."""
+    p = pmax()
+    full, ragged = divmod(rows, p)
+    pairs = [(tile[:, :full, :], block_rows(t, b, h, r0, full))] if full else []
+    if ragged:
+        r = r0 + full * p
+        pairs.append((tile[:ragged, full, :], t[b, h, r : r + ragged, :]))
+    for sbuf, hbm in pairs:
+        if way == "load":
+            nisa.dma_copy(dst=sbuf, src=hbm)
+        else:
+            nisa.dma_copy(dst=hbm, src=sbuf)
+
+
 class KV:
     """K^T [D, keys] and V [128 keys, blocks, D] of keys [lo, hi) of one KV head, in SBUF."""
 
@@ -60,9 +83,8 @@ class KV:
         self.blocks = [(lo + j * p, min(p, hi - lo - j * p)) for j in range(nblk)]  # (first key, keys)
         self.k_rows: Any = nl.ndarray((p, nblk, d), plan.dtype, buffer=nl.sbuf)
         self.v = nl.ndarray((p, nblk, d), plan.dtype, buffer=nl.sbuf)
-        for j, (k0, wk) in enumerate(self.blocks):
-            nisa.dma_copy(dst=self.k_rows[:wk, j, :], src=k[b, g, k0 : k0 + wk, :])
-            nisa.dma_copy(dst=self.v[:wk, j, :], src=v[b, g, k0 : k0 + wk, :])
+        for src, dst in ((k, self.k_rows), (v, self.v)):
+            copy_blocks(dst, src, b, g, lo, hi - lo, "load")
         self.kt: Any = None
 
     def transpose_k(self) -> None:
@@ -103,32 +125,61 @@ class ORing:
         return self.tile[:, slot * self.d : (slot + 1) * self.d]
 
 
-class QTile:
-    """One tile of queries of one head: Q^T, the online-softmax state and the O accumulator."""
+class QBlock:
+    """Consecutive query tiles [q0, q0 + rows) of one head: their Q loaded in one DMA when the first of them
+    starts, their results staged in SBUF and stored in one DMA when the last of them finishes."""
 
-    def __init__(self, plan: Plan, b: int, h: int, q0: int, rows: int, ring: ORing) -> None:
+    def __init__(self, plan: Plan, b: int, h: int, q0: int, rows: int) -> None:
         self.plan, self.b, self.h, self.q0, self.rows = plan, b, h, q0, rows
+        self.tiles = cdiv(rows, plan.p)
+        self.pending = self.tiles
+        self.q: Any = None
+        self.res: Any = None
+
+    def load(self, q: Any) -> None:
+        if self.q is None:
+            shape = (self.plan.p, self.tiles, self.plan.d)
+            self.q = nl.ndarray(shape, self.plan.dtype, buffer=nl.sbuf)
+            self.res = nl.ndarray(shape, self.plan.dtype, buffer=nl.sbuf)
+            copy_blocks(self.q, q, self.b, self.h, self.q0, self.rows, "load")
+
+    def finished(self, out: Any) -> None:
+        """One of its tiles has its result in `res`; the last one stores them all."""
+        self.pending -= 1
+        if self.pending == 0:
+            copy_blocks(self.res, out, self.b, self.h, self.q0, self.rows, "store")
+            self.q = self.res = None
+
+
+class QTile:
+    """One tile of queries of one head (tile `index` of its QBlock): Q^T, the online-softmax state, O."""
+
+    def __init__(self, plan: Plan, block: QBlock, index: int, ring: ORing) -> None:
+        self.plan, self.block, self.index = plan, block, index
+        self.b, self.h = block.b, block.h
+        self.q0 = block.q0 + index * plan.p
+        self.rows = min(plan.p, block.q0 + block.rows - self.q0)
         self.o = ring.take()  # [128, D] fp32 in PSUM
-        self.softmax = OnlineSoftmax(rows, plan.scale, plan.dtype)
-        self.q_rows: Any = None
+        self.softmax = OnlineSoftmax(self.rows, plan.scale, plan.dtype)
         self.qt: Any = None
         self.o_written = False
         self.units = 0  # units issued so far
 
     def load(self, q: Any) -> None:
-        plan = self.plan
-        self.q_rows = nl.ndarray((plan.p, plan.d), plan.dtype, buffer=nl.sbuf)
-        nisa.dma_copy(dst=self.q_rows[: self.rows, :], src=q[self.b, self.h, self.q0 : self.q0 + self.rows, :])
+        self.block.load(q)
 
     def transpose_q(self) -> None:
         """Q^T on TensorE through PSUM, copied out by VectorE."""
         plan = self.plan
         p, d, rows = plan.p, plan.d, self.rows
         stage = nl.ndarray((p, p), plan.dtype, buffer=nl.psum)
-        nisa.nc_transpose(dst=stage[:d, :rows], data=self.q_rows[:rows, :])
+        nisa.nc_transpose(dst=stage[:d, :rows], data=self.block.q[:rows, self.index, :])
         self.qt = nl.ndarray((p, p), plan.dtype, buffer=nl.sbuf)
         nisa.tensor_copy(dst=self.qt[:d, :rows], src=stage[:d, :rows])
-        self.q_rows = None
+
+    def result(self) -> Any:
+        """Where this tile's output rows go: [P, D] of the block's staging tile."""
+        return self.block.res[:, self.index, :]
 
 
 @dataclass

@@ -39,7 +39,6 @@ from collections.abc import Iterator
 from typing import Any, ClassVar
 
 import trnsim.nki as nki
-import trnsim.nki.isa as nisa
 import trnsim.nki.language as nl
 from trnsim import dtypes
 from trnsim.isa.opcodes import Engine, Opcode
@@ -51,6 +50,7 @@ from trnsim.kernels._flash_tiles import (
     Consts,
     ORing,
     Plan,
+    QBlock,
     QTile,
     constants,
     copy_out,
@@ -91,6 +91,8 @@ INTERLEAVE = 2  # query tiles in turn, so a tile's consecutive units (chained by
 PREFETCH = 8  # units before a KV group ends that the next group's K/V loads start (when two groups fit)
 # Planner policy, not hardware: bytes per partition kept for per-unit tiles when deciding if K/V stay resident
 SBUF_RESERVE = 16 * 1024
+# Planner policy: Q rows per partition of a block of query tiles loaded in one DMA (results stored in one)
+QO_BLOCK_BYTES = 8 * 1024
 PSUM_BANKS_FOR_UNITS = 6  # of 8 banks: scores and P^T of the units in flight; the rest: O ring, transposes
 
 
@@ -201,13 +203,12 @@ class _Unit:
 
     def finalize(self) -> None:
         if self.last:
-            self.res = nl.ndarray((self.plan.p, self.plan.d), self.plan.dtype, buffer=nl.sbuf)
+            self.res = self.qt.result()
             self.softmax.normalize(self.res, self.qt.o)
 
     def store(self) -> None:
         if self.last:
-            qt, out = self.qt, self.io[3]
-            nisa.dma_copy(dst=out[qt.b, qt.h, qt.q0 : qt.q0 + qt.rows, :], src=self.res[: qt.rows, :])
+            self.qt.block.finished(self.io[3])
 
 
 class _PrepKV:
@@ -228,21 +229,21 @@ class _PrepKV:
 
 def _group_units(plan: Plan, consts: Consts, io: Any, b: int, g: int, kv_box: list[KV], ring: ORing) -> Iterator[Any]:
     """The units of KV group (b, g): its query tiles INTERLEAVE at a time, round-robin."""
-    pending = [
-        (h, q0, min(plan.p, plan.s_q - q0))
+    per_block = max(1, QO_BLOCK_BYTES // (plan.d * dtypes.resolve(plan.dtype).itemsize)) * plan.p
+    blocks = [
+        QBlock(plan, b, h, b0, min(per_block, plan.s_q - b0))
         for h in range(g * plan.group, (g + 1) * plan.group)
-        for q0 in range(0, plan.s_q, plan.p)
-    ][::-1]
+        for b0 in range(0, plan.s_q, per_block)
+    ]
+    pending = [(block, i) for block in blocks for i in range(block.tiles)][::-1]
     span = plan.g * plan.kb
     active: list[tuple[QTile, list[tuple[int, int]]]] = []
     index = 0
     while pending or active:
         while pending and len(active) < INTERLEAVE:
-            h, q0, rows = pending.pop()
-            end = plan.key_end(q0, rows)
-            active.append(
-                (QTile(plan, b, h, q0, rows, ring), [(lo, min(end, lo + span)) for lo in range(0, end, span)])
-            )
+            qt = QTile(plan, *pending.pop(), ring)
+            end = plan.key_end(qt.q0, qt.rows)
+            active.append((qt, [(lo, min(end, lo + span)) for lo in range(0, end, span)]))
         for entry in list(active):
             qt, spans = entry
             first = qt.units == 0
@@ -315,7 +316,7 @@ def _kv_mode(plan: Plan) -> str:
     itemsize = dtypes.resolve(plan.dtype).itemsize
     k_bytes = cdiv(plan.s_kv, plan.p) * plan.d * itemsize  # natural K (and V) per partition
     kt_bytes = plan.s_kv * itemsize  # K^T per partition
-    budget = sbuf_bytes() - SBUF_RESERVE
+    budget = sbuf_bytes() - SBUF_RESERVE - 4 * QO_BLOCK_BYTES  # Q and results of two blocks in flight
     if 2 * (kt_bytes + k_bytes) + k_bytes <= budget:
         return "prefetch"
     return "resident" if kt_bytes + 2 * k_bytes <= budget else "stream"
