@@ -19,6 +19,8 @@ def estimate_command(
     tp: int = typer.Option(1, min=1, help="tensor-parallel degree (logical cores)"),
     instance: str = typer.Option(None, help="instance whose topology carries the collectives (default: smallest fit)"),
     training: bool = typer.Option(False, help="estimate a training step (forward + backward + AdamW)"),
+    decode: bool = typer.Option(False, "--decode", help="one decode step: one new token per sequence"),
+    context: int = typer.Option(2048, min=1, help="with --decode: tokens already in each sequence's KV cache"),
     as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
     report: Path | None = typer.Option(None, "--report", help="write a self-contained HTML report here"),
 ) -> None:
@@ -29,17 +31,26 @@ def estimate_command(
     from trnsim.models import build_model
 
     net = build_model(model, device="meta")
-    ids = torch.zeros(batch, prompt, dtype=torch.long, device="meta")
+    ids = torch.zeros(batch, 1 if decode else prompt, dtype=torch.long, device="meta")
     console = Console(stderr=True)
     with console.status(f"simulating {model} on {target} (tp={tp}) ..."):
-        prof = trnsim.estimate(net, (ids,), target=target, tp=tp, instance=instance, training=training, label=model)
-    tokens = batch * prompt
+        prof = trnsim.estimate(
+            net,
+            (ids,),
+            target=target,
+            tp=tp,
+            instance=instance,
+            training=training,
+            label=model,
+            decode=decode,
+            context=context if decode else None,
+        )
+    tokens = batch * ids.shape[1]
     if report is not None:
         from trnsim.report.html import Report
 
-        Report(f"{model} on {target} (tp={tp}, batch {batch} x {prompt} tokens)").add_graph_profile(
-            model, prof, tokens
-        ).write(report)
+        shape = f"decode {batch} x 1 token over {context}" if decode else f"batch {batch} x {prompt} tokens"
+        Report(f"{model} on {target} (tp={tp}, {shape})").add_graph_profile(model, prof, tokens).write(report)
     if as_json:
         d = prof.to_dict()
         d.pop("ops", None)

@@ -47,6 +47,8 @@ def estimate(
     training: bool = False,
     fold_layers: bool = True,
     label: str = "",
+    decode: bool = False,
+    context: int | None = None,
 ) -> GraphProfile:
     """Device time, per-op breakdown, MFU and HBM traffic of one forward (or training step) of `model`.
 
@@ -54,7 +56,17 @@ def estimate(
     cores; collectives are costed on `instance` (default: the smallest preset instance with enough chips).
     target: a hardware preset name, a spec file, a (possibly modified) HardwareSpec, or a GPU preset name
     ("h100", "h200", "b200") / GpuSpec, which prices the same captured graph on the GPU model.
+    decode=True: one decode step instead, the input ids [B, 1] (one new token per sequence) over a KV cache of
+    `context` tokens each (trnsim.compiler.decode_estimate).
     """
+    if decode or context is not None:
+        from trnsim.compiler.decode_estimate import decode_batch, decode_estimate
+
+        batch = decode_batch(example_inputs, example_kwargs, decode, context, training)
+        assert context is not None
+        return decode_estimate(
+            model, batch, context, target=target, tp=tp, instance=instance, fold_layers=fold_layers, label=label
+        )
     if is_gpu_target(target):
         if training:
             raise CompileError("training estimates run on Trainium-class targets only; use target='trn2' etc.")
