@@ -87,7 +87,7 @@ SCHEDULE = {
     "finalize": (12, 2.5),  # ScalarE O / l, before any P V of this step (which may reuse the O slot)
     "store": (14, 4),  # late, so a store waiting for its data does not hold up later loads on the DMA queues
 }
-INTERLEAVE = 2  # query tiles in turn, so a tile's consecutive units (chained by its softmax state) are 2 steps apart
+INTERLEAVE = 3  # query tiles in turn, so a tile's consecutive units (chained by its softmax state) are 3 steps apart
 PREFETCH = 8  # units before a KV group ends that the next group's K/V loads start (when two groups fit)
 # Planner policy, not hardware: bytes per partition kept for per-unit tiles when deciding if K/V stay resident
 SBUF_RESERVE = 16 * 1024
