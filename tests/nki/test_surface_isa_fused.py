@@ -299,3 +299,25 @@ def test_find_index8_and_match_replace8(rng: np.random.Generator, idx_dtype: obj
     assert f.cycles == n and m.cycles == min(MIN_II, n)  # §3.6, match_replace8's formula as the table writes it
     with pytest.raises(DtypeError, match="uint16 or uint32"):
         nki.simulate(find_and_replace)(x, vals, nl.float32)
+
+
+@nki.jit
+def transposed(x, axes):
+    perm = axes if axes is not None else {2: (1, 0), 3: (2, 1, 0), 4: (3, 1, 2, 0)}[len(x.shape)]
+    out = nl.ndarray(tuple(x.shape[a] for a in perm), dtype=x.dtype, buffer=nl.shared_hbm)
+    nisa.dma_transpose(dst=out, src=x, axes=axes)
+    return out
+
+
+@pytest.mark.parametrize("shape", [(16, 64), (4, 8, 32), (2, 3, 4, 16)])
+def test_dma_transpose_permutes_like_numpy(rng: np.random.Generator, shape: tuple[int, ...]) -> None:
+    x = rng.standard_normal(shape).astype(nl.bfloat16)
+    perm = {2: (1, 0), 3: (2, 1, 0), 4: (3, 1, 2, 0)}[len(shape)]
+    prof = nki.profile(transposed, target="trn2")(x, None)
+    np.testing.assert_array_equal(prof.outputs, np.transpose(x, perm))
+    (dma,) = [i for i in prof.instructions if i.opcode is Opcode.DMA_COPY]
+    assert dma.dma_row_bytes == 2  # the transposing walk moves one element per descriptor
+    with pytest.raises(UsageError, match="2-byte"):
+        nki.simulate(transposed)(x.astype(np.float32), None)
+    with pytest.raises(UsageError, match="permute"):
+        nki.simulate(transposed)(x, (0, 0, *perm[2:]))

@@ -48,6 +48,7 @@ __all__ = [
     "dge_mode",
     "dma_copy",
     "dma_engine",
+    "dma_transpose",
     "engine",
     "get_nc_sub_version",
     "get_nc_version",
@@ -360,3 +361,51 @@ def nc_match_replace8(
     dst: NkiTensor, data: NkiTensor, vals: NkiTensor, imm: float, dst_idx: NkiTensor | None = None, name: Any = None
 ) -> None:
     emit_reduce_fused.nc_match_replace8(dst, data, vals, imm, dst_idx=dst_idx)
+
+
+# dma_transpose's default permutation by rank (NKI docs, nki.isa.dma_transpose)
+_DMA_TRANSPOSE_AXES = {2: (1, 0), 3: (2, 1, 0), 4: (3, 1, 2, 0)}
+_DMA_TRANSPOSE_MAX_LAST = 128  # src.shape[-1] <= 128 (NKI docs)
+
+
+def dma_transpose(
+    dst: NkiTensor,
+    src: NkiTensor,
+    axes: Any = None,
+    priority: Any = None,
+    dge_mode: Any = dge_mode.unknown,
+    oob_mode: Any = oob_mode.error,
+    name: Any = None,
+) -> None:
+    """dst = src with its axes permuted, moved by one DMA whose access pattern does the transpose.
+
+    Its descriptors are single elements (the transposing walk), so its time is the DMA model's for that
+    pattern, as for nl.load_transpose2d.
+    """
+    loc = user_location()
+    if not isinstance(src, NkiTensor) or not isinstance(dst, NkiTensor):
+        raise UsageError("nisa.dma_transpose takes tensors dst and src", loc)
+    perm = tuple(axes) if axes is not None else _DMA_TRANSPOSE_AXES.get(src.ndim)
+    if perm is None or sorted(perm) != list(range(src.ndim)):
+        raise UsageError(
+            f"nisa.dma_transpose: src {src!r} needs axes that permute its {src.ndim} dims (2-4 dims by default)", loc
+        )
+    if src.dtype.itemsize != 2:
+        raise UsageError(f"nisa.dma_transpose moves 2-byte dtypes only, got {src!r}", loc, rule="dtype")
+    if src.shape[-1] > _DMA_TRANSPOSE_MAX_LAST:
+        raise UsageError(
+            f"nisa.dma_transpose: src's last dim must be <= {_DMA_TRANSPOSE_MAX_LAST}, got {src!r}", loc, rule="shape"
+        )
+    want = tuple(src.shape[a] for a in perm)
+    if tuple(dst.shape) != want:
+        raise ShapeMismatchError(
+            f"nisa.dma_transpose: dst must have the transposed shape {list(want)} of src, got {dst!r}",
+            loc,
+            rule="shape",
+        )
+    # index arrays: element [i_0, i_1, ...] of the view is src[...] with src's dim perm[k] indexed by i_k
+    grids = np.ix_(*[np.arange(n) for n in want])
+    index: list[Any] = [None] * src.ndim
+    for k, a in enumerate(perm):
+        index[a] = grids[k]
+    emit_movement.dma_copy(dst, src[tuple(index)], location=loc)
