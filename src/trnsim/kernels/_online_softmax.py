@@ -3,8 +3,8 @@
 For each block of scores S (fp32, in PSUM) of a set of rows:
   VectorE   row max of S, straight from PSUM
   small op  r_new = min(r_old, -scale * max): the running max kept as r = -scale * m, the exp bias
-  ScalarE   alpha = exp(r_new - r_old) = exp(scale * (m_old - m_new)), and
-            P = exp(scale * S + r_new) into SBUF, its row sums through the activation's reduce_res
+  small op  alpha = e ** (r_new - r_old) = exp(scale * (m_old - m_new))
+  ScalarE   P = exp(scale * S + r_new) into SBUF, its row sums through the activation's reduce_res
   small op  l = alpha * l + rowsum(P)
 and the caller rescales its output accumulator by alpha before adding P V. At the end, O / l.
 
@@ -14,6 +14,7 @@ where GpSimd shares VectorE's SBUF port (NC-v2).
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import trnsim.nki.isa as nisa
@@ -52,7 +53,10 @@ class OnlineSoftmax:
         return total[:rows]
 
     def running_max(self, neg_max: Any) -> tuple[Any, Any]:
-        """r_new = min(r_old, scale * -max): a larger max is a smaller r. Returns (r_old, r_new)."""
+        """r_new = min(r_old, scale * -max): a larger max is a smaller r, and alpha = exp(r_new - r_old).
+
+        Returns (alpha or None for the first block, r_new). alpha is e ** (r_new - r_old), one tensor_scalar
+        on the small-ops engine, which keeps it off ScalarE (busy with exp over every score)."""
         rows = self.rows
         r_old, r_new = self.r, self._vec()
         if r_old is None:
@@ -68,18 +72,26 @@ class OnlineSoftmax:
                 engine=self.engine,
             )
         self.r = r_new
-        return r_old, r_new
-
-    def exp(self, tiles: list[tuple[Any, int]], r_old: Any, r_new: Any, stride: int) -> tuple[Any, Any, Any]:
-        """ScalarE: P = exp(scale * S + r_new) (tile c at column c * stride) and alpha = exp(r_new - r_old).
-
-        Returns (P [128, len(tiles) * stride] in SBUF, alpha or None for the first block, rowsum(P)).
-        """
-        rows = self.rows
         alpha = None
         if r_old is not None:
             alpha = self._vec()
-            nisa.activation(dst=alpha[:rows], op=nl.exp, data=r_old[:rows], scale=-1.0, bias=r_new[:rows])
+            nisa.tensor_scalar(
+                dst=alpha[:rows],
+                data=r_old[:rows],
+                op0=nl.subtract,
+                operand0=r_new[:rows],
+                reverse0=True,
+                op1=nl.power,
+                operand1=math.e,
+                reverse1=True,
+                engine=self.engine,
+            )
+        return alpha, r_new
+
+    def exp(self, tiles: list[tuple[Any, int]], r_new: Any, stride: int) -> tuple[Any, Any]:
+        """ScalarE: P = exp(scale * S + r_new) (tile c at column c * stride) with its row sums in the same
+        instructions. Returns (P [128, len(tiles) * stride] in SBUF, rowsum(P))."""
+        rows = self.rows
         probs = nl.ndarray((pmax(), len(tiles) * stride), self.probs_dtype, buffer=nl.sbuf)
         row_sum = self._vec()
         for c, (s, w) in enumerate(tiles):
@@ -93,7 +105,7 @@ class OnlineSoftmax:
                 reduce_res=row_sum[:rows],
                 reduce_cmd=nisa.reduce_cmd.reset_reduce if c == 0 else nisa.reduce_cmd.reduce,
             )
-        return probs, alpha, row_sum
+        return probs, row_sum
 
     def update_sum(self, alpha: Any, row_sum: Any) -> None:
         """l = alpha * l + rowsum(P)."""

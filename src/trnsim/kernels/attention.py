@@ -20,15 +20,19 @@ Causal tiles stop at their diagonal: key blocks wholly in the future are never c
 is only as wide as needed (a matmul costs its moving width), so half of one 128x128 block per query tile
 is wasted. K^T and V of a KV head stay in SBUF for all query heads of its group when they fit, the next
 group's prefetched while the current one finishes if two fit; otherwise each unit loads its own keys.
+Every DMA holds each queue it spans for a fixed per-transfer time, so data moves in few large DMAs: K and V
+of a KV head in one each, Q and the results of a block of query tiles (QBlock, QO_BLOCK_BYTES) in one each.
 
 Units are software-pipelined (_pipeline.py, SCHEDULE below) so TensorE, VectorE, ScalarE and GpSimd work
 on neighbouring units at once; the P^T copies are split between VectorE and ScalarE in the proportion that
 balances them on the target (_evac_share). Per block of 128 queries x 512 keys on trn2, TensorE needs
 640 ns (S, P^T and P V; 427 ns of it useful FLOPs), while VectorE (the row max from PSUM, 533 ns, plus its
-share of the P^T copies) and ScalarE (exp 480 ns, alpha, the O rescale, its share of the copies) need about
-720 ns each: they bound the kernel, at ~52% of TensorE peak on useful FLOPs for causal bf16 prefill
-(bench/kernels_attention.py). Every score is read once by the row max and once by exp, and P^T once more
-out of PSUM, since TensorE writes only PSUM and reads only SBUF.
+share of the P^T copies) and ScalarE (exp with its row sum 480 ns, alpha, the O rescale, its share of the
+copies) need about 720 ns each: they bound the kernel, at ~50% of TensorE peak on useful FLOPs for causal
+bf16 prefill and ~55% without the mask (bench/kernels_attention.py; 427 / 720 = 59% is this design's
+ceiling, and the TensorE transposes alone cap it at 427 / 640 = 67%). Every score is read once by the row
+max and once by exp (which already sums the row in the same instruction), and P^T once more out of PSUM,
+since TensorE writes only PSUM and reads only SBUF.
 """
 
 from __future__ import annotations
@@ -76,8 +80,8 @@ SCHEDULE = {
     "prep": (2, 0),  # TensorE transposes Q (and streamed K) into PSUM; VectorE copies them to SBUF
     "scores": (4, 0),  # TensorE S = Q K^T (+ causal mask)
     "rowmax": (5, 0),  # VectorE row max of S
-    "runmax": (6, 0),  # GpSimd running max
-    "exp": (7, 0),  # ScalarE alpha = exp(m_old - m_new), P = exp(S - m) with row sums
+    "runmax": (6, 0),  # GpSimd running max and alpha = exp(m_old - m_new)
+    "exp": (7, 0),  # ScalarE P = exp(S - m) with row sums
     "transpose": (8, 1),  # TensorE P^T
     "rowsum": (8, 1),  # GpSimd l = alpha * l + rowsum(P)
     "evac": (9, 1.2),  # P^T PSUM -> SBUF
@@ -124,7 +128,7 @@ class _Unit:
         self.kv: KV | None = None
         self.tiles: Any = None
         self.neg_max: Any = None
-        self.r: tuple[Any, Any] = (None, None)
+        self.r_new: Any = None
         self.probs: Any = None
         self.alpha: Any = None
         self.row_sum: Any = None
@@ -175,10 +179,10 @@ class _Unit:
         self.neg_max = self.softmax.block_max(self.tiles)
 
     def runmax(self) -> None:
-        self.r = self.softmax.running_max(self.neg_max)
+        self.alpha, self.r_new = self.softmax.running_max(self.neg_max)
 
     def exp(self) -> None:
-        self.probs, self.alpha, self.row_sum = self.softmax.exp(self.tiles, *self.r, stride=self.plan.kb)
+        self.probs, self.row_sum = self.softmax.exp(self.tiles, self.r_new, stride=self.plan.kb)
 
     def transpose(self) -> None:
         self.pt, self.widths = transpose_probs(self.plan, self.qt, self.probs, self.k_lo, self.k_hi)
@@ -289,10 +293,10 @@ def _banks_per_unit(kb: int, itemsize: int) -> int:
 def _evac_share(plan: Plan) -> float:
     """Share of the P^T copies for ScalarE so that it and VectorE carry equal work per block of 512 keys.
 
-    VectorE: the row max of the fp32 scores in PSUM. ScalarE: exp with its row sum, alpha and the O
-    rescale. The copies of P^T out of PSUM balance the two, each at its engine's copy cost; where the two
-    share a PSUM port (NC-v2) their PSUM reads serialise anyway, so all copies go to the faster one. Every
-    time is the ISA's cost of the instruction on the target.
+    VectorE: the row max of the fp32 scores in PSUM. ScalarE: exp with its row sum and the O rescale. The
+    copies of P^T out of PSUM balance the two, each at its engine's copy cost; where the two share a PSUM
+    port (NC-v2) their PSUM reads serialise anyway, so all copies go to the faster one. Every time is the
+    ISA's cost of the instruction on the target.
     """
     low = dtypes.resolve(plan.dtype) in dtypes.LOW_PRECISION_FLOATS
     from_psum = {"sbuf_only": False, "psum_input": True, "all_bf16": low}
@@ -303,7 +307,7 @@ def _evac_share(plan: Plan) -> float:
     vector = instruction_ns(Opcode.TENSOR_REDUCE, Engine.VECTOR, plan.kb, sbuf_only=False, alu_op="max")
     scalar = sum(
         instruction_ns(Opcode.ACTIVATION, Engine.SCALAR, n, sbuf_only=False, reduce=reduce)
-        for n, reduce in ((plan.kb, True), (1, False), (plan.d, False))  # exp + row sum, alpha, O rescale
+        for n, reduce in ((plan.kb, True), (plan.d, False))  # exp + row sum, O rescale
     )
     return min(1.0, max(0.0, (vector + copy_v - scalar) / (copy_v + copy_s)))
 

@@ -61,8 +61,8 @@ SCHEDULE = {
     "k_transpose": (0, 0),  # TensorE K^T per KV head into PSUM; VectorE / ScalarE copy it out
     "scores": (1, 0),  # TensorE S = Q K^T, one matmul per KV group
     "rowmax": (2, 0),  # VectorE row max
-    "runmax": (2, 2),  # GpSimd running max
-    "exp": (3, 0),  # ScalarE alpha, P = exp(S - m) with row sums
+    "runmax": (2, 2),  # GpSimd running max and alpha
+    "exp": (3, 0),  # ScalarE P = exp(S - m) with row sums
     "transpose": (4, 1),  # TensorE P^T per slot of keys
     "rowsum": (4, 1),  # GpSimd l = alpha * l + rowsum(P)
     "evac": (5, 1),  # VectorE P^T PSUM -> SBUF
@@ -223,7 +223,7 @@ class _Chunk:
         self.kt: Any = None
         self.tiles: Any = None
         self.neg_max: Any = None
-        self.r: tuple[Any, Any] = (None, None)
+        self.r_new: Any = None
         self.probs: Any = None
         self.alpha: Any = None
         self.row_sum: Any = None
@@ -278,10 +278,10 @@ class _Chunk:
         self.neg_max = self.tile.softmax.block_max(self.tiles)
 
     def runmax(self) -> None:
-        self.r = self.tile.softmax.running_max(self.neg_max)
+        self.alpha, self.r_new = self.tile.softmax.running_max(self.neg_max)
 
     def exp(self) -> None:
-        self.probs, self.alpha, self.row_sum = self.tile.softmax.exp(self.tiles, *self.r, stride=self.tile.plan.kb)
+        self.probs, self.row_sum = self.tile.softmax.exp(self.tiles, self.r_new, stride=self.tile.plan.kb)
 
     def transpose(self) -> None:
         """P^T [keys of slot j, rows] per slot, side by side in one PSUM bank."""
