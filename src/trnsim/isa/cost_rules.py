@@ -120,6 +120,14 @@ def dma_transfer_ns(dma: DmaSpec, nbytes: float, row_bytes: int, rate_bytes_per_
     return nbytes / rate
 
 
+def dma_queue_pieces(core: CoreSpec, rows: int) -> int:
+    """How many queues a transfer of `rows` partitions is split over: each queue (DMA engine) takes
+    partitions / queues (8) adjacent partitions (DMA overview: a [4, 4096] load runs on one engine, a
+    [128, 128] load on all 16 with 8 rows each; the bandwidth guide: fewer partitions, fewer engines)."""
+    per_queue = max(1, core.sbuf.partitions // core.dma.queues)
+    return max(1, min(core.dma.queues, -(-rows // per_queue)))
+
+
 def dma_queue_occupancy_ns(dma: DmaSpec, data_ns: float) -> float:
     """How long one transfer (a queue's piece of a DMA) holds its queue: its data time, but at least the
     per-transfer descriptor/semaphore processing (DMA bandwidth guide: small transfers are bound by the

@@ -5,8 +5,8 @@ and every earlier instruction it conflicts with (RAW, WAR, WAW on overlapping me
 produced its result; that is how the Neuron compiler's semaphores order engines. Costs come from
 isa/cost.py; nothing here decides a cycle count.
 
-DMA transfers are split by partition (descriptor) groups over the core's queues. Each piece moves at
-the queue's rate times the descriptor efficiency, capped by its share of the chip's HBM bandwidth
+DMA transfers are split by partition groups (8 partitions per queue) over the core's queues. Each
+piece moves at the queue's rate times the descriptor efficiency, capped by its share of the chip's HBM bandwidth
 among the transfers in flight when it starts (fair share, fixed at start). A piece holds its queue for
 at least the per-transfer overhead (isa/cost.py dma_queue_occupancy_ns): many small transfers are
 bound by the transfer rate. The fixed DMA latency delays the result (data time + latency after the
@@ -20,7 +20,13 @@ from bisect import bisect_right
 import numpy as np
 
 from trnsim.hw.spec import HardwareSpec
-from trnsim.isa.cost import dma_queue_occupancy_ns, dma_transfer_ns, engine_clock_ghz, pipeline_latency_ns
+from trnsim.isa.cost import (
+    dma_queue_occupancy_ns,
+    dma_queue_pieces,
+    dma_transfer_ns,
+    engine_clock_ghz,
+    pipeline_latency_ns,
+)
 from trnsim.isa.instruction import Instruction, Region
 from trnsim.isa.opcodes import COMPUTE_ENGINES, Engine
 from trnsim.sim.memory import AllocationRecord
@@ -219,7 +225,7 @@ def schedule(
         else:
             # All pieces of one transfer are the same size, so they take the same time on any queue.
             rows = ins.dma_rows
-            pieces = nq if rows >= nq else (rows if rows > 0 else 1)
+            pieces = dma_queue_pieces(core, rows)  # 8 partitions per queue
             rate = queue_rate
             if ins.hbm_bytes:
                 lv0 = level[c]
