@@ -57,9 +57,14 @@ def test_extended_cost_matches_full_simulation(target, kernel, args, kwargs):
 
 
 GRIDS = [
-    # GEMMs extended over strips and blocks at once; both dims ragged
-    ("trn2", kernels.matmul, (_t(6000, 512), _t(512, 6000)), {}),
+    # linear extended over feature strips and token blocks at once; both dims ragged
     ("trn2", kernels.linear, (_t(6000, 512), _t(6000, 512)), {}),
+    (
+        "trn2",
+        kernels.linear,
+        (_t(2, 3000, 512), _t(6000, 512), _t(6000)),
+        {"residual": _t(2, 3000, 6000), "activation": "gelu"},
+    ),
 ]
 
 
@@ -74,6 +79,15 @@ def test_grid_extension_matches_full_simulation(target: str, kernel: Kernel, arg
     assert fast.latency_us == pytest.approx(full.latency_us, rel=0.01)
     assert (fast.flops, fast.hbm_bytes, fast.outputs) == (full.flops, full.hbm_bytes, full.outputs)
     assert fast.instructions == pytest.approx(full.instructions, rel=0.01)
+
+
+def test_matmul_is_not_extended_over_a_grid():
+    """Its blocks cost more past a few per strip (grid_extrapolation's docstring): only 1-D walks, each keeping
+    the other dim at full size."""
+    args = (_t(9000, 512), _t(512, 9000))
+    spec = load_preset("trn2")
+    assert grid_extrapolation.find_grid("trnsim.kernels.matmul", "matmul", args, {}, spec) is None
+    assert loop_extrapolation.find_loop("trnsim.kernels.matmul", "matmul", args, {}, spec) is not None
 
 
 def test_extension_is_deterministic_and_cached():
