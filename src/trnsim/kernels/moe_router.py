@@ -1,11 +1,10 @@
 """Mixture-of-experts routing on the chip: top-k over the experts, sorting token slots by expert, counting
 tokens per expert (histogram) and their running offsets (cumulative sum).
 
-- `topk(x, k)`: x [R, C] -> (values [R, k], indices int32 [R, k]), largest first, rows on the partitions.
-  NKI's `max8` / `nc_find_index8` give the 8 largest of a row in one VectorE pass; trnsim's ISA has no such
-  instruction yet, so each of the k rounds is a max-reduce, an equality mask against the row maximum, a
-  min-reduce of the masked column numbers (the first position holding the maximum) and a knock-out of that
-  position: the same data flow, k passes instead of ceil(k / 8).
+- `topk(x, k)`: x [R, C] -> (values [R, k], indices int32 [R, k]), largest first, rows on the partitions,
+  the NKI way: per 8 of k, `max8` (the 8 largest of each row, one VectorE pass), `nc_find_index8` (their
+  positions; equal values get distinct positions, first occurrences first) and, before the next 8,
+  `nc_match_replace8` knocking those 8 out with -inf.
 - `sort(x)`: x [S] -> (sorted values [S], indices int32 [S]), stable. Slot i's rank is
   #{j: x_j < x_i} + #{j < i: x_j = x_i}: x on the partitions (128 per tile) is compared on VectorE against x
   along the free axis, which TensorE broadcasts to all partitions once (a K = 1 matmul with a ones row); a
@@ -32,9 +31,7 @@ from trnsim.kernels._buffers import Ring
 from trnsim.kernels._common import cdiv, pmax, psum_fmax, require, require_dtype, sbuf_bytes_per_partition
 
 NUMERIC_DTYPES = (dtypes.float32, dtypes.bfloat16, dtypes.float16, np.dtype(np.int32))
-# Column numbers are offset by this before the min-reduce that finds the first maximum: exact in fp32.
-_INDEX_OFFSET = float(2**22)
-_FLOAT_MAX = float(np.finfo(np.float32).max)
+_MAX8_ELEMS = 16384  # entries per partition max8 / nc_find_index8 read (NKI docs, nki.isa.max8)
 _IN_FLIGHT = 3  # working tiles used in turn, so one engine's next write need not wait for another's read
 
 
@@ -46,47 +43,33 @@ def topk(x, k, largest=True):
     require_dtype("x", x, NUMERIC_DTYPES, name)
     rows, cols = x.shape
     require(isinstance(k, int) and 1 <= k <= cols, f"{name}: k must be in 1..{cols} (the row length), got {k!r}")
-    # a row, its working copy, the mask and the column numbers live in SBUF at once (fp32 each)
-    limit = sbuf_bytes_per_partition() // (4 * 4 * 2)
-    require(cols <= limit, f"{name}: rows of {cols} entries exceed one SBUF tile; at most {limit}")
+    require(cols <= _MAX8_ELEMS, f"{name}: rows of {cols} entries exceed what max8 reads; at most {_MAX8_ELEMS}")
+    width = max(cols, 8)  # max8 reads at least 8 entries: shorter rows are padded with -inf
+    rounds = cdiv(k, 8)
     values = nl.ndarray((rows, k), x.dtype, buffer=nl.shared_hbm)
     indices = nl.ndarray((rows, k), nl.int32, buffer=nl.shared_hbm)
     p = pmax()
-    cols_iota = nl.ndarray((p, cols), nl.float32, buffer=nl.sbuf)
-    nisa.iota(cols_iota, [[1, cols]], offset=0, channel_multiplier=0)
+    sign = 1.0 if largest else -1.0  # the smallest entries are the largest of -x
     for r0 in range(0, rows, p):
         n = min(p, rows - r0)
         raw = nl.ndarray((p, cols), x.dtype, buffer=nl.sbuf)
         nisa.dma_copy(dst=raw[:n], src=x[r0 : r0 + n])
-        work = nl.ndarray((p, cols), nl.float32, buffer=nl.sbuf)
-        sign = 1.0 if largest else -1.0  # the smallest entries are the largest of -x
-        nisa.tensor_scalar(dst=work[:n], data=raw[:n], op0=nl.multiply, operand0=sign)
-        best = nl.ndarray((p, k), nl.float32, buffer=nl.sbuf)
-        where = nl.ndarray((p, k), nl.float32, buffer=nl.sbuf)
-        mask = nl.ndarray((p, cols), nl.float32, buffer=nl.sbuf)
-        for j in range(k):
-            nisa.tensor_reduce(dst=best[:n, j : j + 1], op=nl.maximum, data=work[:n], axis=1)
-            nisa.tensor_scalar(dst=mask[:n], data=work[:n], op0=nl.equal, operand0=best[:n, j : j + 1])
-            # column - 2^22 where the maximum is, the column itself elsewhere: the min is the first maximum
-            nisa.scalar_tensor_tensor(
-                dst=mask[:n],
-                data=mask[:n],
-                op0=nl.multiply,
-                operand0=-_INDEX_OFFSET,
-                op1=nl.add,
-                operand1=cols_iota[:n],
-            )
-            nisa.tensor_reduce(dst=where[:n, j : j + 1], op=nl.minimum, data=mask[:n], axis=1)
-            nisa.tensor_scalar(dst=where[:n, j : j + 1], data=where[:n, j : j + 1], op0=nl.add, operand0=_INDEX_OFFSET)
-            if j + 1 < k:  # knock the chosen entry out of the next rounds
-                nisa.tensor_scalar(dst=mask[:n], data=cols_iota[:n], op0=nl.equal, operand0=where[:n, j : j + 1])
-                nisa.scalar_tensor_tensor(
-                    dst=work[:n], data=mask[:n], op0=nl.multiply, operand0=-_FLOAT_MAX, op1=nl.add, operand1=work[:n]
-                )
+        work = nl.ndarray((p, width), nl.float32, buffer=nl.sbuf)
+        if width > cols:
+            nisa.memset(dst=work[:n, cols:width], value=float("-inf"))
+        nisa.tensor_scalar(dst=work[:n, :cols], data=raw[:n], op0=nl.multiply, operand0=sign)
+        best = nl.ndarray((p, 8 * rounds), nl.float32, buffer=nl.sbuf)
+        where = nl.ndarray((p, 8 * rounds), nl.uint32, buffer=nl.sbuf)
+        for r in range(rounds):
+            eight = slice(8 * r, 8 * r + 8)
+            nisa.max8(dst=best[:n, eight], src=work[:n])
+            nisa.nc_find_index8(dst=where[:n, eight], data=work[:n], vals=best[:n, eight])
+            if r + 1 < rounds:  # knock these 8 out of the next round
+                nisa.nc_match_replace8(dst=work[:n], data=work[:n], vals=best[:n, eight], imm=float("-inf"))
         out_v = nl.ndarray((p, k), x.dtype, buffer=nl.sbuf)
-        nisa.tensor_scalar(dst=out_v[:n], data=best[:n], op0=nl.multiply, operand0=sign)
+        nisa.tensor_scalar(dst=out_v[:n], data=best[:n, :k], op0=nl.multiply, operand0=sign)
         out_i = nl.ndarray((p, k), nl.int32, buffer=nl.sbuf)
-        nisa.tensor_copy(dst=out_i[:n], src=where[:n])
+        nisa.tensor_copy(dst=out_i[:n], src=where[:n, :k])
         nisa.dma_copy(dst=values[r0 : r0 + n], src=out_v[:n])
         nisa.dma_copy(dst=indices[r0 : r0 + n], src=out_i[:n])
     return values, indices
