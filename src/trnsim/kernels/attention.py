@@ -11,7 +11,7 @@ and sum, and the O accumulator in PSUM rescaled whenever the max moves. Per unit
 
   TensorE  S = Q K^T: Q^T stationary [D, 128 queries], K^T moving [D, 512 keys]. On the causal diagonal a
            second matmul (identity stationary, -30000 mask moving) adds the mask into the same PSUM bank.
-  VectorE  row max of S from PSUM;  GpSimd: running max
+  VectorE  row max of S from PSUM;  GpSimd: running max and alpha = exp(scale * (m_old - m_new))
   ScalarE  P = exp(scale * S - scale * max) (the max as the activation bias), row sums through reduce_res
   TensorE  P^T per 128-key block (nc_transpose into PSUM), copied to SBUF by VectorE / ScalarE
   TensorE  O += P V: P^T stationary, V moving, accumulated in PSUM over all of the tile's keys
@@ -27,9 +27,9 @@ Units are software-pipelined (_pipeline.py, SCHEDULE below) so TensorE, VectorE,
 on neighbouring units at once; the P^T copies are split between VectorE and ScalarE in the proportion that
 balances them on the target (_evac_share). Per block of 128 queries x 512 keys on trn2, TensorE needs
 640 ns (S, P^T and P V; 427 ns of it useful FLOPs), while VectorE (the row max from PSUM, 533 ns, plus its
-share of the P^T copies) and ScalarE (exp with its row sum 480 ns, alpha, the O rescale, its share of the
-copies) need about 720 ns each: they bound the kernel, at ~50% of TensorE peak on useful FLOPs for causal
-bf16 prefill and ~55% without the mask (bench/kernels_attention.py; 427 / 720 = 59% is this design's
+share of the P^T copies) and ScalarE (exp with its row sum 480 ns, the O rescale 107 ns, its share of the
+copies) need about 715 ns each: they bound the kernel, at ~52% of TensorE peak on useful FLOPs for causal
+bf16 prefill and ~56% without the mask (bench/kernels_attention.py; 427 / 715 = 60% is this design's
 ceiling, and the TensorE transposes alone cap it at 427 / 640 = 67%). Every score is read once by the row
 max and once by exp (which already sums the row in the same instruction), and P^T once more out of PSUM,
 since TensorE writes only PSUM and reads only SBUF.
