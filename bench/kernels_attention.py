@@ -2,7 +2,7 @@
 attention prefill, S = 4096, d = 128, causal: >= 70% of TensorE peak on the useful FLOPs; decode attention,
 batch 32, context 2048: >= 70% of the HBM roofline).
 
-Run: .venv/bin/python bench/kernels_attention.py [--targets trn2,trn1] [--quick]
+Run: .venv/bin/python bench/kernels_attention.py [--targets trn2,trn1] [--quick] [--only "H8/2 S4096 D128 causal"]
 Each row is one timing-mode run on one core. Roofline time = max(useful FLOPs / TensorE peak, bytes / core
 DMA bandwidth), with peak = 128 x 128 x 2 x the TensorE clock (x 1/4 for fp32) and DMA bandwidth = 16
 queues x the queue rate (272 GB/s trn1, 368 GB/s trn2). Useful FLOPs of attention are 4 * S * S_kv * D per
@@ -119,12 +119,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--targets", default="trn2,trn1")
     parser.add_argument("--quick", action="store_true", help="only the issue's two attention targets")
+    parser.add_argument(
+        "--only", default="", help='only cases whose "kernel shape" contains this, e.g. "S4096 D128 causal"'
+    )
     args = parser.parse_args()
     print("| kernel | shape | dtype | target | simulated time | roofline time | % of roofline | goal | bottleneck |")
     print("|---|---|---|---|---:|---:|---:|---:|---|")
     for target in args.targets.split(","):
         for case in cases():
-            if args.quick and not case.goal:
+            if (args.quick and not case.goal) or args.only not in f"{case.kernel} {case.shape}":
                 continue
             t0 = time.perf_counter()
             r = measure(case, target)
