@@ -21,6 +21,9 @@ def estimate_command(
     training: bool = typer.Option(False, help="estimate a training step (forward + backward + AdamW)"),
     decode: bool = typer.Option(False, "--decode", help="one decode step: one new token per sequence"),
     context: int = typer.Option(2048, min=1, help="with --decode: tokens already in each sequence's KV cache"),
+    dtype: str = typer.Option(
+        "bf16", help="number format of the weight matmuls: bf16 or fp8 (NC-v3+: double-row rate)"
+    ),
     as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
     report: Path | None = typer.Option(None, "--report", help="write a self-contained HTML report here"),
 ) -> None:
@@ -44,6 +47,7 @@ def estimate_command(
             label=model,
             decode=decode,
             context=context if decode else None,
+            dtype=dtype,
         )
     tokens = batch * ids.shape[1]
     if report is not None:

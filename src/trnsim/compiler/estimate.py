@@ -49,6 +49,7 @@ def estimate(
     label: str = "",
     decode: bool = False,
     context: int | None = None,
+    dtype: str = "bf16",
 ) -> GraphProfile:
     """Device time, per-op breakdown, MFU and HBM traffic of one forward (or training step) of `model`.
 
@@ -58,7 +59,27 @@ def estimate(
     ("h100", "h200", "b200") / GpuSpec, which prices the same captured graph on the GPU model.
     decode=True: one decode step instead, the input ids [B, 1] (one new token per sequence) over a KV cache of
     `context` tokens each (trnsim.compiler.decode_estimate).
+    dtype: "bf16", or "fp8" for the weight matmuls in fp8 (trnsim.compiler.dtype_estimate).
     """
+    if str(dtype).lower() not in ("bf16", "bfloat16"):
+        from trnsim.compiler.dtype_estimate import estimate_in_dtype
+
+        def run() -> GraphProfile:
+            return estimate(
+                model,
+                example_inputs,
+                example_kwargs,
+                target=target,
+                tp=tp,
+                instance=instance,
+                training=training,
+                fold_layers=fold_layers,
+                label=label,
+                decode=decode,
+                context=context,
+            )
+
+        return estimate_in_dtype(run, dtype, model, gpu=is_gpu_target(target), training=training)
     if decode or context is not None:
         from trnsim.compiler.decode_estimate import decode_batch, decode_estimate
 

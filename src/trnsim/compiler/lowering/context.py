@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from trnsim import dtypes
+from trnsim.compiler.dtype_estimate import retype_operands
 from trnsim.compiler.kernel_cache import KernelCache, KernelCost
 from trnsim.compiler.kernel_runner import run_kernel
 from trnsim.compiler.move_cost import move_cost
@@ -195,7 +196,7 @@ class LowerContext:
         """
         if not free_relayout:
             self.materialize(*args, *kwargs.values())
-        kargs = tuple(self._kernel_arg(a) for a in args)
+        kargs = retype_operands(kernel, tuple(self._kernel_arg(a) for a in args))
         kkw = {k: self._kernel_arg(v) for k, v in kwargs.items()}
         with _one_blas_thread():
             out, cost = run_kernel(kernel, kargs, kkw, self.spec, functional=self.functional, cache=self.cache)
@@ -209,7 +210,7 @@ class LowerContext:
         def spec_of(a: Any) -> Any:
             return TensorSpec(tuple(a.shape), numpy_dtype(a.dtype)) if isinstance(a, torch.Tensor) else a
 
-        kargs = tuple(spec_of(a) for a in args)
+        kargs = retype_operands(kernel, tuple(spec_of(a) for a in args))
         kkw = {k: spec_of(v) for k, v in kwargs.items()}
         _, cost = run_kernel(kernel, kargs, kkw, self.spec, functional=False, cache=self.cache)
         return cost

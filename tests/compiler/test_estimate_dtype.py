@@ -1,0 +1,76 @@
+"""Estimates in fp8: the weight matmuls run at the preset's fp8 TensorE rate (double-row on NeuronCore-v3,
+the bf16 rate on v2), their weights take one byte, and formats or targets that are not modelled are clear errors."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+from transformers import LlamaConfig
+
+import trnsim
+from trnsim.errors import CompileError
+from trnsim.hw.presets import get_spec
+from trnsim.models import build_model
+
+PROMPT = 1024
+
+
+@pytest.fixture(scope="module")
+def net() -> torch.nn.Module:
+    config = LlamaConfig(
+        hidden_size=2048,
+        num_attention_heads=16,
+        num_key_value_heads=4,
+        head_dim=128,
+        intermediate_size=8192,
+        vocab_size=4096,
+        num_hidden_layers=1,
+        tie_word_embeddings=False,
+    )
+    return build_model(config, device="meta")
+
+
+def _estimate(net: torch.nn.Module, target: str, dtype: str) -> trnsim.GraphProfile:
+    ids = torch.zeros(1, PROMPT, dtype=torch.long, device="meta")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return trnsim.estimate(net, (ids,), target=target, dtype=dtype)
+
+
+def _matmul_tensor_us(prof: trnsim.GraphProfile) -> float:
+    """TensorE busy time of the weight matmuls (linear layers and the LM head)."""
+    return sum(r.engine_busy_us.get("tensor", 0.0) * r.count for r in prof.records if r.kernel in ("linear", "matmul"))
+
+
+@pytest.mark.parametrize("target", ["trn2", "trn1"])
+def test_fp8_matmuls_run_at_the_presets_fp8_rate(net: torch.nn.Module, target: str) -> None:
+    bf16, fp8 = _estimate(net, target, "bf16"), _estimate(net, target, "fp8")
+    factor = 2.0 if get_spec(target).core.tensor.fp8_double_row else 1.0  # double-row: 2x fp8 elements per cycle
+    ratio = _matmul_tensor_us(bf16) / _matmul_tensor_us(fp8)
+    assert ratio == pytest.approx(factor, rel=0.1), (target, ratio)
+    # half the weight bytes to stream, and on trn2 twice the rate: the step is faster either way
+    assert fp8.device_time_us < bf16.device_time_us
+    linear_weights = sum(m.weight.numel() for m in net.modules() if isinstance(m, torch.nn.Linear))
+    assert bf16.weight_bytes - fp8.weight_bytes == linear_weights  # 2 bytes -> 1 per linear weight
+    if factor > 1:  # compute-bound prefill: most of the double rate reaches the step time
+        assert bf16.device_time_us / fp8.device_time_us > 1.3
+
+
+@pytest.mark.parametrize(
+    ("target", "dtype", "kwargs", "match"),
+    [
+        ("trn3", "mxfp8", {}, "MX formats are not modelled"),
+        ("trn2", "mxfp4", {}, "MX formats are not modelled"),
+        ("trn2", "int4", {}, "unknown estimate dtype"),
+        ("h100", "fp8", {}, "Trainium-class"),
+        ("trn2", "fp8", {"training": True}, "inference format"),
+    ],
+)
+def test_unsupported_dtype_combinations_are_clear_errors(
+    net: torch.nn.Module, target: str, dtype: str, kwargs: dict[str, bool], match: str
+) -> None:
+    ids = torch.zeros(1, 8, dtype=torch.long, device="meta")
+    with pytest.raises(CompileError, match=match):
+        trnsim.estimate(net, (ids,), target=target, dtype=dtype, **kwargs)
