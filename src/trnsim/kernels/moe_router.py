@@ -10,8 +10,10 @@ tokens per expert (histogram) and their running offsets (cumulative sum).
   along the free axis, which TensorE broadcasts to all partitions once (a K = 1 matmul with a ones row); a
   chunk of j wholly before (after) the tile's slots takes one compare, x_j <= x_i (x_j < x_i). The
   sorted outputs are then one-hot matmuls: out[r] = sum_i [rank_i = r] * (x_i, i), so nothing is scattered
-  through data-dependent addresses. Work grows as S^2 / 128 (fine for the S = tokens x k of a routing step;
-  a counting sort over the expert ids would be S x experts).
+  through data-dependent addresses. Work grows as S^2 / 128: the general sort, for any keys.
+- `sort_ranks_bounded(keys, bound)`: the stable ranks of integer keys below `bound` (expert ids), by
+  counting; work grows as S x bound / 128. The compiler uses it for topk's indices and moves the keys and
+  slot numbers to their ranks by DMA (moe_dispatch.scatter_rows).
 - `histogram(x, bins, lo, hi)`: torch.histc: counts of x in `bins` equal bins over [lo, hi] (hi in the last
   bin, values outside ignored), as #(x >= left edge) - #(x >= next edge), summed over partitions by TensorE.
 - `cumsum(x)`: running sum along the last axis of x [L] or [R, L] (VectorE scan, rows on the partitions).
