@@ -6,7 +6,8 @@ residual stream) in bf16: the matmuls read one byte per element and TensorE runs
 double-row mode on NeuronCore-v3+, `fp8_double_row` in the hardware preset; NeuronCore-v2 has no faster fp8
 path, so there fp8 only halves the bytes). The model itself stays bf16 (eager PyTorch has no fp8 linear on
 meta tensors); while `matmul_operands(fp8)` is active the lowering hands the linear / matmul kernels fp8
-operand specs, and those kernels return bf16 as fp8 matmuls do.
+operand specs, and those kernels return bf16 as fp8 matmuls do. GPU estimates price the same GEMMs at the
+GPU's FP8 tensor-core peak (trnsim.gpu.precision) with one byte per element.
 
 MXFP8 / MXFP4 (block-scaled formats, 32-element scale groups) need the MX matmul instructions in the isa;
 until they exist they are refused with a clear error rather than priced at a guessed rate.
@@ -36,7 +37,7 @@ WEIGHT_MATMUL_KERNELS = frozenset({"linear", "matmul"})
 _OPERAND_DTYPE: contextvars.ContextVar[Any] = contextvars.ContextVar("trnsim_matmul_operand_dtype", default=None)
 
 
-def check_estimate_dtype(dtype: str, *, gpu: bool = False, training: bool = False) -> Any:
+def check_estimate_dtype(dtype: str, *, training: bool = False) -> Any:
     """The operand dtype for an estimate's `dtype` name, or a CompileError naming what is allowed."""
     name = str(dtype).lower()
     if name in NOT_YET:
@@ -47,8 +48,6 @@ def check_estimate_dtype(dtype: str, *, gpu: bool = False, training: bool = Fals
     if name not in ESTIMATE_DTYPES:
         raise CompileError(f"unknown estimate dtype {dtype!r}; use one of {', '.join(ESTIMATE_DTYPES)}")
     operand = ESTIMATE_DTYPES[name]
-    if operand is not None and gpu:
-        raise CompileError(f"dtype {dtype!r} estimates run on Trainium-class targets; GPU targets price bf16 here")
     if operand is not None and training:
         raise CompileError(f"dtype {dtype!r} is an inference format; training estimates run in bf16")
     return operand
@@ -78,12 +77,21 @@ def retype_operands(kernel: Kernel, args: tuple[Any, ...]) -> tuple[Any, ...]:
 _FLOATS = (dtypes.bfloat16, dtypes.float16, dtypes.float32)
 
 
+def gpu_gemm_format(op: str, x: torch.Tensor) -> tuple[Any, int]:
+    """(dtype, bytes per element) a GPU estimate prices a GEMM node in: the active format for the weight GEMMs
+    (linear / addmm / mm), the operand's own dtype for batched ones (attention, experts) or when none is active."""
+    operand = _OPERAND_DTYPE.get()
+    if operand is None or op == "aten.bmm.default":
+        return x.dtype, x.element_size()
+    return "float8", operand.itemsize
+
+
 def estimate_in_dtype(
-    run: Callable[[], GraphProfile], dtype: str, model: torch.nn.Module, *, gpu: bool, training: bool
+    run: Callable[[], GraphProfile], dtype: str, model: torch.nn.Module, *, training: bool
 ) -> GraphProfile:
     """`run()` (an estimate of the bf16 `model`) with its weight matmuls in `dtype`; resident weight bytes of the
     linear layers counted at the format's size."""
-    operand = check_estimate_dtype(dtype, gpu=gpu, training=training)
+    operand = check_estimate_dtype(dtype, training=training)
     if operand is None:
         return run()
     with matmul_operands(operand):
@@ -93,5 +101,6 @@ def estimate_in_dtype(
         if isinstance(module, torch.nn.Linear):
             w = module.weight
             saved += w.numel() * (w.element_size() - operand.itemsize)
-    profile.weight_bytes -= saved // max(1, profile.tp)  # tensor parallelism splits every linear over the ranks
+    if profile.weight_bytes:  # (GPU estimates do not track resident bytes)
+        profile.weight_bytes -= saved // max(1, profile.tp)  # tensor parallelism splits each linear over the ranks
     return profile

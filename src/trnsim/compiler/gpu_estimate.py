@@ -27,6 +27,7 @@ import torch.fx
 from torch.utils._pytree import tree_flatten, tree_map
 
 from trnsim.compiler.capture import capture
+from trnsim.compiler.dtype_estimate import gpu_gemm_format
 from trnsim.compiler.executor import to_meta
 from trnsim.compiler.layer_folding import folded, node_multipliers
 from trnsim.compiler.lowering.table import op_name
@@ -162,9 +163,8 @@ class _GpuPricer:
             x, w = args[0], args[1]
             k, n, batch = int(w.shape[1]), int(w.shape[2]), int(w.shape[0])
         m = max(1, x.numel() // (k * batch))
-        dtype = x.dtype
+        dtype, elt = gpu_gemm_format(op, x)  # fp8 estimates: the weight GEMMs in fp8 (compiler/dtype_estimate.py)
         seconds = self.gpu.gemm_time_s(m, n, k, dtype, batch, isolated=False) + self.relaunch_s
-        elt = x.element_size()
         self._add(
             node,
             op,
