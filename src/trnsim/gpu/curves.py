@@ -66,7 +66,7 @@ def gemm_flops(m: Any, n: Any, k: Any, batch: Any) -> Array:
     return np.asarray(2.0 * np.asarray(batch, np.float64) * m * n * np.asarray(k, np.float64))
 
 
-def gemm_bytes(m: Any, n: Any, k: Any, batch: Any, elt: int) -> Array:
+def gemm_bytes(m: Any, n: Any, k: Any, batch: Any, elt: float) -> Array:
     """Each operand read once and the result written once (the measured data's convention)."""
     m, n, k = (np.asarray(v, dtype=np.float64) for v in (m, n, k))
     return np.asarray(np.asarray(batch, np.float64) * (m * k + k * n + m * n) * elt)

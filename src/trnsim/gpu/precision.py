@@ -12,17 +12,23 @@ from trnsim.gpu.spec import GpuCompute
 @dataclass(frozen=True)
 class Precision:
     name: str
-    bytes: int
+    bytes: float  # per element (FP4 packs two in a byte)
     peak_field: str  # the GpuCompute field holding this dtype's peak
     tensor_cores: bool  # tensor-core kernels (curves "tensor") or CUDA-core kernels (curves "simt")
 
     def peak_flops(self, compute: GpuCompute) -> float:
-        return float(getattr(compute, self.peak_field)) * 1e12
+        peak = getattr(compute, self.peak_field)
+        if peak is None:  # an optional peak the preset leaves out: this GPU has no such tensor cores
+            raise GpuError(f"this GPU has no {self.name} tensor cores (its preset gives no {self.peak_field})")
+        return float(peak) * 1e12
 
 
 _BF16 = Precision("bfloat16", 2, "dense_bf16_tflops", True)
 _FP16 = Precision("float16", 2, "dense_fp16_tflops", True)
 _FP8 = Precision("float8", 1, "dense_fp8_tflops", True)
+# FP4 (NVFP4 / MXFP4 operands): half a byte per element; the block scales (one byte per 16 or 32 elements)
+# are left out of the bytes.
+_FP4 = Precision("float4", 0.5, "dense_fp4_tflops", True)
 _TF32 = Precision("tfloat32", 4, "dense_tf32_tflops", True)
 # fp32 as in the measured data (torch.backends.cuda.matmul.allow_tf32 = False): the CUDA-core FP32 peak.
 _FP32 = Precision("float32", 4, "fp32_tflops", False)
@@ -38,6 +44,10 @@ _BY_NAME = {
     "float8_e4m3fn": _FP8,
     "float8_e4m3": _FP8,
     "float8_e5m2": _FP8,
+    "float4": _FP4,
+    "fp4": _FP4,
+    "nvfp4": _FP4,
+    "mxfp4": _FP4,
     "tfloat32": _TF32,
     "tf32": _TF32,
     "float32": _FP32,

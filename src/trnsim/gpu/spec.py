@@ -21,6 +21,9 @@ class GpuCompute(_Spec):
     dense_fp16_tflops: PositiveFloat
     dense_fp8_tflops: PositiveFloat
     dense_tf32_tflops: PositiveFloat
+    dense_fp4_tflops: PositiveFloat | None = Field(
+        default=None, description="dense FP4 tensor-core peak (Blackwell and later; absent: no FP4 tensor cores)"
+    )
     fp32_tflops: PositiveFloat = Field(description="FP32 non-tensor (SIMT) peak: fp32 GEMMs with TF32 disabled")
 
 
