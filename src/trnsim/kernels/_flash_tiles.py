@@ -38,6 +38,7 @@ class Plan:
     kb: int  # keys per score block (one PSUM bank of fp32)
     g: int = 1  # score blocks per unit
     mode: str = "stream"  # "prefetch", "resident" or "stream": where K^T and V live
+    q_block_tiles: int = 1  # query tiles per QBlock (Q loaded and results stored in one DMA each)
     evac_on_scalar: float = 0.0  # share of the P^T copies given to ScalarE, the rest to VectorE
 
     @property

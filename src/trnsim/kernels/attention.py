@@ -95,7 +95,8 @@ INTERLEAVE = 3  # query tiles in turn, so a tile's consecutive units (chained by
 PREFETCH = 8  # units before a KV group ends that the next group's K/V loads start (when two groups fit)
 # Planner policy, not hardware: bytes per partition kept for per-unit tiles when deciding if K/V stay resident
 SBUF_RESERVE = 16 * 1024
-# Planner policy: Q rows per partition of a block of query tiles loaded in one DMA (results stored in one)
+# Planner policy: at most this many bytes per partition of Q rows of a block of query tiles loaded in one
+# DMA (results stored in one), where the SBUF left by K/V allows
 QO_BLOCK_BYTES = 8 * 1024
 PSUM_BANKS_FOR_UNITS = 6  # of 8 banks: scores and P^T of the units in flight; the rest: O ring, transposes
 
@@ -233,7 +234,7 @@ class _PrepKV:
 
 def _group_units(plan: Plan, consts: Consts, io: Any, b: int, g: int, kv_box: list[KV], ring: ORing) -> Iterator[Any]:
     """The units of KV group (b, g): its query tiles INTERLEAVE at a time, round-robin."""
-    per_block = max(1, QO_BLOCK_BYTES // (plan.d * dtypes.resolve(plan.dtype).itemsize)) * plan.p
+    per_block = plan.q_block_tiles * plan.p
     blocks = [
         QBlock(plan, b, h, b0, min(per_block, plan.s_q - b0))
         for h in range(g * plan.group, (g + 1) * plan.group)
@@ -317,13 +318,27 @@ def _kv_mode(plan: Plan) -> str:
 
     While K is transposed its natural-layout copy is live too, so a group peaks at K + K^T + V.
     """
+    need = _kv_bytes(plan)
+    budget = sbuf_bytes() - SBUF_RESERVE
+    if need["prefetch"] <= budget:
+        return "prefetch"
+    return "resident" if need["resident"] <= budget else "stream"
+
+
+def _kv_bytes(plan: Plan) -> dict[str, int]:
+    """SBUF bytes per partition K/V take at their peak in each mode (streamed units' keys: in the reserve)."""
     itemsize = dtypes.resolve(plan.dtype).itemsize
     k_bytes = cdiv(plan.s_kv, plan.p) * plan.d * itemsize  # natural K (and V) per partition
     kt_bytes = plan.s_kv * itemsize  # K^T per partition
-    budget = sbuf_bytes() - SBUF_RESERVE - 4 * QO_BLOCK_BYTES  # Q and results of two blocks in flight
-    if 2 * (kt_bytes + k_bytes) + k_bytes <= budget:
-        return "prefetch"
-    return "resident" if kt_bytes + 2 * k_bytes <= budget else "stream"
+    return {"prefetch": 2 * (kt_bytes + k_bytes) + k_bytes, "resident": kt_bytes + 2 * k_bytes, "stream": 0}
+
+
+def _q_block_tiles(plan: Plan) -> int:
+    """Query tiles per QBlock: up to QO_BLOCK_BYTES of Q rows per partition, in the SBUF the K/V mode leaves
+    (Q and results of two blocks are live at once); at least one tile."""
+    row = plan.d * dtypes.resolve(plan.dtype).itemsize
+    left = sbuf_bytes() - SBUF_RESERVE - _kv_bytes(plan)[plan.mode]
+    return max(1, min(QO_BLOCK_BYTES, left // 4) // row)
 
 
 @nki.jit
@@ -352,6 +367,7 @@ def flash_attention(q, k, v, causal=True, scale=None):
     plan.g = _banks_per_unit(kb, dtypes.resolve(dtype).itemsize)
     plan.evac_on_scalar = _evac_share(plan)
     plan.mode = _kv_mode(plan)
+    plan.q_block_tiles = _q_block_tiles(plan)
 
     out = nl.ndarray(q.shape, q.dtype, buffer=nl.shared_hbm)
     io = (q, k, v, out)
