@@ -31,6 +31,7 @@ def _estimates(target: str, n: int) -> dict[str, float]:
         got["stt_bf16_mul_mul"] = load.fused_cycles(n, a, b)
         got["act_reduce"] = load.activation_cycles(n, reduce=True)
         got["gpsimd_tt"] = load.gpsimd_tensor_cycles(n, a, b)
+        got["bn_stats_small"] = load.bn_stats_cycles(16, a)
         got["ns_tt_gpsimd"] = instruction_ns(Opcode.TENSOR_TENSOR, Engine.GPSIMD, n, n_inputs=2)
         return x
 
@@ -52,4 +53,5 @@ def test_estimates_follow_the_documented_costs(target: str) -> None:
     assert got["act_reduce"] == max(core.scalar.min_ii_cycles, n) + core.scalar.min_ii_cycles
     gp = core.gpsimd.start_cycles + 2 * n  # start-up + one element per cycle per input
     assert got["gpsimd_tt"] == gp
+    assert got["bn_stats_small"] == ii  # max(MIN_II, N)
     assert got["ns_tt_gpsimd"] == pytest.approx(gp / core.gpsimd.clock_ghz)

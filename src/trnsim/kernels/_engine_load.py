@@ -33,11 +33,12 @@ class EngineLoad:
     def __init__(self) -> None:
         c = core()
         self._spec = c
-        self._ghz = {"vector": c.vector.clock_ghz, "scalar": c.scalar.clock_ghz, "gpsimd": c.gpsimd.clock_ghz}
+        self._ghz = {name: engine_clock_ghz(c, Engine[name.upper()]) for name in ("vector", "scalar", "gpsimd")}
         self.busy = dict.fromkeys(self._ghz, 0.0)
 
     def _ns(self, engine: str, cycles: float) -> float:
-        return max(float(self._spec.vector.min_ii_cycles), cycles) / self._ghz[engine]
+        """Cycles (the ISA's, MIN_II floors included) to ns at the engine's clock."""
+        return cycles / self._ghz[engine]
 
     def add(self, engine: str, cycles: float) -> None:
         self.busy[engine] += self._ns(engine, cycles)
@@ -104,6 +105,10 @@ class EngineLoad:
     def vector_reduce_cycles(self, n: int, *tiles: Any) -> float:
         """A VectorE add/max tensor_reduce over n elements per partition."""
         return self._cost(Opcode.TENSOR_REDUCE, Engine.VECTOR, n, tiles, alu_op="add")
+
+    def bn_stats_cycles(self, n: int, *tiles: Any) -> float:
+        """A VectorE bn_stats over n elements per partition."""
+        return self._cost(Opcode.BN_STATS, Engine.VECTOR, n, tiles)
 
     def gpsimd_tensor_cycles(self, n: int, *tiles: Any) -> float:
         """A GpSimd tensor_tensor (two inputs) over `tiles`."""

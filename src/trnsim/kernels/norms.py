@@ -128,7 +128,7 @@ class _LayerNorm:
         for j in range(k):
             for i, s0 in enumerate(range(0, cs, self.fmax)):
                 s1 = min(cs, s0 + self.fmax)
-                load.add("vector", s1 - s0)
+                load.add("vector", load.bn_stats_cycles(s1 - s0, chunk))
                 slot = 6 * (self.first_slot[c] + i)
                 nisa.bn_stats(dst=stats[:, j, slot : slot + 6], data=chunk[:, j, s0:s1])
 
