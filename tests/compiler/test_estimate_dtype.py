@@ -78,12 +78,26 @@ def test_fp8_gpu_gemms_are_priced_at_the_fp8_peak(net: torch.nn.Module, target: 
     assert gemm_bytes(fp8) * 2 == gemm_bytes(bf16)  # every operand and result at one byte instead of two
 
 
+def test_fp4_gpu_gemms_on_b200_beat_fp8_and_h100_has_none(net: torch.nn.Module) -> None:
+    from trnsim.gpu.errors import GpuError
+
+    def gemm(prof: trnsim.GraphProfile) -> tuple[float, int]:
+        recs = [r for r in prof.records if r.kernel == "gpu_gemm"]
+        return sum(r.total_device_us for r in recs), sum(r.hbm_bytes * r.count for r in recs)
+
+    (t8, b8), (t4, b4) = gemm(_estimate(net, "b200", "fp8")), gemm(_estimate(net, "b200", "fp4"))
+    assert t4 < t8 and b4 * 2 == pytest.approx(b8, abs=4)  # half a byte per element (rounded per GEMM)
+    with pytest.raises(GpuError, match="no float4 tensor cores"):
+        _estimate(net, "h100", "fp4")
+
+
 @pytest.mark.parametrize(
     ("target", "dtype", "kwargs", "match"),
     [
         ("trn3", "mxfp8", {}, "MX formats are not modelled"),
         ("trn2", "mxfp4", {}, "MX formats are not modelled"),
         ("trn2", "int4", {}, "unknown estimate dtype"),
+        ("trn2", "fp4", {}, "NeuronCores have no fp4 matmul"),
         ("trn2", "fp8", {"training": True}, "inference format"),
     ],
 )

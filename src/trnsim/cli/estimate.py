@@ -22,7 +22,7 @@ def estimate_command(
     decode: bool = typer.Option(False, "--decode", help="one decode step: one new token per sequence"),
     context: int = typer.Option(2048, min=1, help="with --decode: tokens already in each sequence's KV cache"),
     dtype: str = typer.Option(
-        "bf16", help="number format of the weight matmuls: bf16 or fp8 (NC-v3+: double-row rate)"
+        "bf16", help="number format of the weight matmuls: bf16, fp8 (NC-v3+: double-row rate), fp4 (B200)"
     ),
     as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
     report: Path | None = typer.Option(None, "--report", help="write a self-contained HTML report here"),

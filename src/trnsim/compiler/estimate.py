@@ -59,7 +59,7 @@ def estimate(
     ("h100", "h200", "b200") / GpuSpec, which prices the same captured graph on the GPU model.
     decode=True: one decode step instead, the input ids [B, 1] (one new token per sequence) over a KV cache of
     `context` tokens each (trnsim.compiler.decode_estimate).
-    dtype: "bf16", or "fp8" for the weight matmuls in fp8 (trnsim.compiler.dtype_estimate).
+    dtype: "bf16", or "fp8" (or "fp4" on GPUs with FP4) for the weight matmuls (trnsim.compiler.dtype_estimate).
     """
     if str(dtype).lower() not in ("bf16", "bfloat16"):
         from trnsim.compiler.dtype_estimate import estimate_in_dtype
@@ -79,7 +79,7 @@ def estimate(
                 context=context,
             )
 
-        return estimate_in_dtype(run, dtype, model, training=training)
+        return estimate_in_dtype(run, dtype, model, gpu=is_gpu_target(target), training=training)
     if decode or context is not None:
         from trnsim.compiler.decode_estimate import decode_batch, decode_estimate
 

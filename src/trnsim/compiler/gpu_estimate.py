@@ -172,7 +172,7 @@ class _GpuPricer:
             "gpu_gemm",
             seconds,
             flops=2 * m * n * k * batch,
-            hbm_bytes=elt * batch * (m * k + k * n + m * n),
+            hbm_bytes=int(elt * batch * (m * k + k * n + m * n)),
             shapes=shapes,
         )
         self._collective(node, op, k, n, out)
