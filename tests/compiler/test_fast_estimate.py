@@ -59,8 +59,9 @@ def test_extended_cost_matches_full_simulation(target, kernel, args, kwargs):
 GRIDS = [
     # linear extended over feature strips and token blocks at once; both dims ragged
     ("trn2", kernels.linear, (_t(6000, 512), _t(6000, 512)), {}),
+    ("trn2", kernels.linear, (_t(6000, 1024), _t(6000, 1024)), {"activation": "silu"}),
     (
-        "trn2",
+        "trn1",
         kernels.linear,
         (_t(2, 3000, 512), _t(6000, 512), _t(6000)),
         {"residual": _t(2, 3000, 6000), "activation": "gelu"},
