@@ -92,6 +92,8 @@ def compare_command(
         doc = Report(f"{out['model']}: hardware comparison")
         for side in cmp.sides:
             doc.add_serving(side.hw, side.result)
+        if out["load_curve"]:
+            doc.add_load_curve(out["load_curve"])
         path = doc.add_cost_comparison(comparison_rows(cmp)).write(report)
         err.print(f"report: {path}", highlight=False)
     if as_json:

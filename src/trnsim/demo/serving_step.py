@@ -37,8 +37,15 @@ def run_serving_step(progress: bool = True) -> ServingStep:
 
 
 def _capacity(side: SideResult) -> ReplicaCapacity:
+    # Capacity in steady state: the found rate times the mean output length (as `trnsim plan` sizes it), not
+    # the whole run's throughput, which counts the drain after the last arrival.
+    tokens_per_s = (
+        side.rate_req_s * float(side.result.output_tokens.mean())
+        if side.searched and side.rate_req_s is not None
+        else side.result.metrics.throughput_tok_s
+    )
     return ReplicaCapacity(
-        side.result.metrics.throughput_tok_s,
+        tokens_per_s,
         side.setup.instance,
         side.setup.instances_per_replica,
         side.setup.replicas_per_instance,
