@@ -3,7 +3,6 @@ over the rank's HBM bandwidth, and bad arguments are clear errors."""
 
 from __future__ import annotations
 
-import itertools
 import warnings
 from typing import Any
 
@@ -48,15 +47,23 @@ def _decode(net: torch.nn.Module, batch: int, context: int) -> trnsim.GraphProfi
         return trnsim.estimate(net, (ids,), target="trn2", decode=True, context=context)
 
 
-def _roofline_us(net: torch.nn.Module, batch: int, context: int) -> float:
+def _roofline_bytes(net: torch.nn.Module, batch: int, context: int) -> int:
     """Closed form: every weight but the embedding table read once (the embedding only for the batch's rows),
-    plus each layer's K and V cache, over one rank's share of the chip's HBM bandwidth."""
-    spec = get_spec("trn2")
+    plus each layer's K and V cache."""
     embedding = VOCAB * HIDDEN * 2
     weights = sum(p.numel() * p.element_size() for p in net.parameters()) - embedding + batch * HIDDEN * 2
-    kv = LAYERS * 2 * batch * KV_HEADS * context * HEAD_DIM * 2
+    return weights + LAYERS * 2 * batch * KV_HEADS * context * HEAD_DIM * 2
+
+
+def _hbm_us(nbytes: float) -> float:
+    """Time to stream `nbytes` at one rank's share of trn2's HBM bandwidth."""
+    spec = get_spec("trn2")
     ranks = spec.chip.physical_cores // spec.chip.default_lnc
-    return (weights + kv) / (spec.chip.hbm_bytes_per_ns / ranks) / 1e3
+    return nbytes / (spec.chip.hbm_bytes_per_ns / ranks) / 1e3
+
+
+def _roofline_us(net: torch.nn.Module, batch: int, context: int) -> float:
+    return _hbm_us(_roofline_bytes(net, batch, context))
 
 
 def test_decode_step_follows_the_bytes_it_reads(
@@ -67,10 +74,21 @@ def test_decode_step_follows_the_bytes_it_reads(
         roof = _roofline_us(net, *p)
         # never faster than the bandwidth bound; fixed per-kernel costs and DMA efficiency keep it within 1.6x
         assert roof <= times[p] <= 1.6 * roof, (p, times[p], roof)
-    # a longer cache and a bigger batch each add about the extra KV (and embedding-row) bytes' roofline time
-    for a, b in itertools.pairwise(POINTS):
-        extra = _roofline_us(net, *b) - _roofline_us(net, *a)
-        assert extra * 0.8 <= times[b] - times[a] <= extra * 1.6, (a, b, times[a], times[b], extra)
+    # a longer cache adds the extra KV bytes' roofline time
+    (_, c0), (b1, c1) = POINTS[0], POINTS[1]
+    extra = _roofline_us(net, b1, c1) - _roofline_us(net, b1, c0)
+    assert extra * 0.8 <= times[POINTS[1]] - times[POINTS[0]] <= extra * 1.6
+    # a bigger batch: the step takes longer, its attention by about the extra KV bytes' roofline time (the
+    # rest, the weight matmuls, reads the same weights for 1 or 4 tokens)
+    assert times[POINTS[2]] > times[POINTS[1]]
+    kv_extra = 2 * LAYERS * (POINTS[2][0] - POINTS[1][0]) * KV_HEADS * POINTS[2][1] * HEAD_DIM * 2
+    kv_extra_us = _hbm_us(kv_extra)
+    att = {p: _attention_us(profiles[p]) for p in POINTS[1:]}
+    assert kv_extra_us * 0.8 <= att[POINTS[2]] - att[POINTS[1]] <= kv_extra_us * 1.6, (att, kv_extra_us)
+
+
+def _attention_us(prof: trnsim.GraphProfile) -> float:
+    return sum(r.total_device_us for r in prof.records if r.kernel == "decode_attention")
 
 
 def test_decode_profile_holds_the_kv_cache_and_one_attention_per_layer(
