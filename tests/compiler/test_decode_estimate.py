@@ -121,7 +121,16 @@ def test_bad_decode_arguments_are_clear_errors(
         trnsim.estimate(net, (ids,), target="trn2", **kwargs)
 
 
-def test_decode_on_a_gpu_target_is_refused(net: torch.nn.Module) -> None:
-    ids = torch.zeros(2, 1, dtype=torch.long, device="meta")
-    with pytest.raises(CompileError, match="Trainium-class"):
-        trnsim.estimate(net, (ids,), target="h100", decode=True, context=64)
+def test_gpu_decode_step_reads_the_kv_cache_at_hbm_speed(net: torch.nn.Module) -> None:
+    from trnsim.gpu.presets import get_gpu_spec
+
+    bw = get_gpu_spec("h100").memory.hbm_tb_per_s * 1e12
+    ids = torch.zeros(4, 1, dtype=torch.long, device="meta")
+    att = {}
+    for context in (1024, 16384):
+        prof = trnsim.estimate(net, (ids,), target="h100", decode=True, context=context)
+        (rec,) = [r for r in prof.records if r.kernel == "gpu_decode_attention"]
+        att[context] = rec.total_device_us
+    kv_extra_us = LAYERS * 2 * 4 * KV_HEADS * (16384 - 1024) * HEAD_DIM * 2 / bw * 1e6
+    # the GPU model's attention is bound by the KV bytes at long context: no faster than HBM, within 1.6x of it
+    assert kv_extra_us <= att[16384] - att[1024] <= 1.6 * kv_extra_us, (att, kv_extra_us)

@@ -8,7 +8,8 @@ The step is priced with the same parts a serving step uses (trnsim.serve.step_co
   work token by token, so packing changes nothing; the packed graph's own attention (the new tokens attending
   to each other) is not what a decode step does and is taken out.
 - attention, per layer: the library decode_attention kernel, one query per sequence over `context` cached keys
-  (StepComponents.decode_attention_s, which also extends it linearly beyond the simulated batch).
+  (StepComponents.decode_attention_s, which also extends it linearly beyond the simulated batch); on a GPU
+  target the GPU model's attention time for the same shapes.
 The KV cache the step reads is added to the rank's resident HBM next to the weights.
 """
 
@@ -68,9 +69,9 @@ def decode_estimate(
     from trnsim.serve.step_components import DTYPES, StepComponents
 
     check_decode_args(batch, context)
-    if is_gpu_target(target):
-        raise CompileError("decode estimates run on Trainium-class targets; GPU decode steps: trnsim serve")
-    assert not isinstance(target, GpuSpec)
+    gpu = is_gpu_target(target)
+    if gpu and not isinstance(target, str):
+        raise CompileError("GPU decode estimates take a GPU preset name (h100, h200, b200), not a GpuSpec object")
     config = getattr(model, "config", None)
     if config is None or not hasattr(config, "num_attention_heads"):
         raise CompileError(
@@ -82,7 +83,8 @@ def decode_estimate(
     name = label or type(model).__name__
     ids = torch.zeros(1, batch, dtype=torch.long, device="meta")
     profile = estimate(model, (ids,), target=target, tp=tp, instance=instance, fold_layers=fold_layers, label=name)
-    parts = StepComponents(config, profile.spec, tp, instance, dtype)
+    step_target: str | HardwareSpec = target if isinstance(target, str) and gpu else profile.spec
+    parts = StepComponents(config, step_target, tp, instance, dtype)
     s = parts.shape
     profile.records = [r for r in profile.records if r.op != SDPA]
     kv_bytes = 2 * batch * s.kv_heads * context * s.head_dim * DTYPES[dtype]  # one layer's K and V, this rank
@@ -90,8 +92,8 @@ def decode_estimate(
         OpRecord(
             node="decode_attention",
             op=SDPA,
-            kind="compute",
-            kernel="decode_attention",
+            kind="kernel",
+            kernel="gpu_decode_attention" if gpu else "decode_attention",
             device_us=parts.decode_attention_s(batch, context) * 1e6,
             flops=4 * batch * s.heads * context * s.head_dim,  # q.k and p.v, 2 flops per multiply-add
             hbm_bytes=kv_bytes,
@@ -99,7 +101,8 @@ def decode_estimate(
             shapes=f"q [{batch}, {s.heads}, {s.head_dim}], kv [{batch}, {s.kv_heads}, {context}, {s.head_dim}]",
         )
     )
-    profile.weight_bytes += kv_bytes * s.layers  # the KV cache stays resident next to the weights
+    if profile.weight_bytes:  # (GPU estimates do not track resident bytes)
+        profile.weight_bytes += kv_bytes * s.layers  # the KV cache stays resident next to the weights
     profile.label = f"{name} decode step"
     return profile
 
