@@ -74,7 +74,7 @@ def reduce_last(x, op):
             partial = nl.ndarray((b.p, b.k, n_chunks), partial_dtype, buffer=nl.sbuf)
         ways = [{"vector": load.vector_reduce_cycles(b.k * cs, t, partial)}]
         if alu == "add":  # ScalarE sums for free alongside an identity activation (into fp32)
-            ways.append({"scalar": b.k * (load.scalar_cycles(cs) + 64)})
+            ways.append({"scalar": b.k * load.activation_cycles(cs, reduce=True)})
         if load.choose(*ways) == 0:
             if n_chunks == 1:
                 nisa.tensor_reduce(dst=partial[:, :, 0], op=getattr(nl, alu), data=t, axis=2)
@@ -171,7 +171,7 @@ def _exp_chunk(chunk: Any, neg_max: Any, sums: Any, c: int, load: EngineLoad) ->
     load.add("vector", load.vector_reduce_cycles(k * cs, chunk, m))
     nisa.tensor_reduce(dst=m, op=nl.maximum, data=chunk, axis=2, negate=True)
     for j in range(k):
-        load.add("scalar", load.scalar_cycles(cs) + 64)
+        load.add("scalar", load.activation_cycles(cs, reduce=True))
         nisa.activation(
             dst=chunk[:, j, :],
             op=nl.exp,
