@@ -302,10 +302,10 @@ def test_find_index8_and_match_replace8(rng: np.random.Generator, idx_dtype: obj
 
 
 @nki.jit
-def transposed(x, axes):
+def transposed(x, axes, dge=nisa.dge_mode.unknown):
     perm = axes if axes is not None else {2: (1, 0), 3: (2, 1, 0), 4: (3, 1, 2, 0)}[len(x.shape)]
     out = nl.ndarray(tuple(x.shape[a] for a in perm), dtype=x.dtype, buffer=nl.shared_hbm)
-    nisa.dma_transpose(dst=out, src=x, axes=axes)
+    nisa.dma_transpose(dst=out, src=x, axes=axes, dge_mode=dge)
     return out
 
 
@@ -317,7 +317,9 @@ def test_dma_transpose_permutes_like_numpy(rng: np.random.Generator, shape: tupl
     np.testing.assert_array_equal(prof.outputs, np.transpose(x, perm))
     (dma,) = [i for i in prof.instructions if i.opcode is Opcode.DMA_COPY]
     assert dma.dma_row_bytes == 2  # the transposing walk moves one element per descriptor
+    wide = x.astype(np.float32)
+    np.testing.assert_array_equal(nki.simulate(transposed)(wide, None), np.transpose(wide, perm))
     with pytest.raises(UsageError, match="2-byte"):
-        nki.simulate(transposed)(x.astype(np.float32), None)
+        nki.simulate(transposed)(wide, None, nisa.dge_mode.hwdge)
     with pytest.raises(UsageError, match="permute"):
         nki.simulate(transposed)(x, (0, 0, *perm[2:]))

@@ -365,7 +365,8 @@ def nc_match_replace8(
 
 # dma_transpose's default permutation by rank (NKI docs, nki.isa.dma_transpose)
 _DMA_TRANSPOSE_AXES = {2: (1, 0), 3: (2, 1, 0), 4: (3, 1, 2, 0)}
-_DMA_TRANSPOSE_MAX_LAST = 128  # src.shape[-1] <= 128 (NKI docs)
+_DMA_TRANSPOSE_MAX_LAST = 128  # src.shape[-1] <= 128 for the DGE transposes (NKI docs)
+_DGE_UNKNOWN = dge_mode.unknown  # the parameter of the same name hides the enum inside dma_transpose
 
 
 def dma_transpose(
@@ -390,9 +391,10 @@ def dma_transpose(
         raise UsageError(
             f"nisa.dma_transpose: src {src!r} needs axes that permute its {src.ndim} dims (2-4 dims by default)", loc
         )
-    if src.dtype.itemsize != 2:
-        raise UsageError(f"nisa.dma_transpose moves 2-byte dtypes only, got {src!r}", loc, rule="dtype")
-    if src.shape[-1] > _DMA_TRANSPOSE_MAX_LAST:
+    dge = dge_mode not in (None, _DGE_UNKNOWN)  # the hwdge/swdge transposes have their own limits (NKI docs)
+    if dge and src.dtype.itemsize != 2:
+        raise UsageError(f"nisa.dma_transpose with a DGE mode moves 2-byte dtypes only, got {src!r}", loc, rule="dtype")
+    if dge and src.shape[-1] > _DMA_TRANSPOSE_MAX_LAST:
         raise UsageError(
             f"nisa.dma_transpose: src's last dim must be <= {_DMA_TRANSPOSE_MAX_LAST}, got {src!r}", loc, rule="shape"
         )
