@@ -273,8 +273,9 @@ def test_chunks_cover_k_in_order(n: int, per: int, ramp: bool, growth: float) ->
 def test_matmul_2048_cubed_speed(target: str) -> None:
     spec = TensorSpec((2048, 2048), "bfloat16")
     prof = nki.profile(K.matmul, target=target, mode="timing", cores=1)(spec, spec)
-    # measured 0.63 (trn1) / 0.72 (trn2) with the per-transfer DMA overhead (issue 11); >= 0.80 before
-    assert prof.mfu >= 0.60, prof.summary()
+    # measured 0.78 (trn1) / 0.83 (trn2) with the per-transfer DMA overhead (issue 11), the planner choosing
+    # wide V blocks and long S chunks for it (0.63 / 0.72 before it did)
+    assert prof.mfu >= 0.77, prof.summary()
 
 
 @pytest.mark.parametrize("target", ["trn1", "trn2"])
@@ -284,8 +285,9 @@ def test_decode_linear_speed(target: str) -> None:
     )
     dma = load_preset(target).core.dma
     roofline_us = 4096 * 4096 * 2 / (dma.queues * dma.queue_bytes_per_ns) / 1000
-    # measured 0.75 (trn1) / 0.65 (trn2) with the per-transfer DMA overhead (issue 11); >= 0.80 before
-    assert roofline_us / prof.latency_us >= 0.60, prof.summary()
+    # measured 0.86 (trn1) / 0.81 (trn2) with the per-transfer DMA overhead (issue 11) once the planner
+    # accounts for it (0.75 / 0.65 before)
+    assert roofline_us / prof.latency_us >= 0.80, prof.summary()
 
 
 def test_linear_takes_bias_and_residual_as_keywords(rng: np.random.Generator) -> None:

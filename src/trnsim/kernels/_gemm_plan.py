@@ -8,10 +8,13 @@ bank per [128, 512] fp32 tile, so strip height x block width is bounded by the P
 after the two banks the on-chip transposes double-buffer through.
 
 What the blocking changes is DMA traffic: S is read once, V once per strip (or once in all, when it
-fits in SBUF and stays resident), and every DMA runs at the ISA's efficiency for its contiguous row
-length (isa/cost.py dma_efficiency). TensorE work is the same for every plan. So the planner walks the candidate
-(strip height, block width, K chunk, V resident) choices, drops those that overflow SBUF, and keeps
-the one with the smallest estimate of max(TensorE time, DMA time) + pipeline fill and drain.
+fits in SBUF and stays resident), and every DMA holds its queues as the ISA says (isa/cost.py): its
+partitions split over ceil(P/8) queues, each piece running at the efficiency of its contiguous row length
+but holding its queue at least the per-transfer overhead. So few, large DMAs (wide V blocks, long S
+chunks) are cheaper than many small ones moving the same bytes. TensorE work is the same for every plan.
+So the planner walks the candidate (strip height, block width, K chunk, V resident) choices, drops
+those that overflow SBUF, and keeps the one with the smallest estimate of max(TensorE time, DMA time)
++ pipeline fill and drain.
 """
 
 from __future__ import annotations
@@ -19,7 +22,14 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from trnsim.hw.spec import CoreSpec
-from trnsim.isa.cost import CostArgs, compute_cycles, dma_efficiency, steady_rate
+from trnsim.isa.cost import (
+    CostArgs,
+    compute_cycles,
+    dma_queue_occupancy_ns,
+    dma_queue_pieces,
+    dma_transfer_ns,
+    steady_rate,
+)
 from trnsim.isa.opcodes import Engine, Opcode
 
 
@@ -198,25 +208,33 @@ def _evaluate(
     evac_ns = transposed / copy_rate + row_tiles * p.cols / acc_rate
     compute_ns = max(tensor_ns, evac_ns)
 
-    # DMA: bytes over all queues, each row at the ISA's DMA efficiency of the queue rate.
+    # DMA: each transfer of `rows` partitions x `part_bytes` (in contiguous runs of `run_bytes`) splits into
+    # pieces over the queues; each piece holds its queue for its data time, at least the per-transfer
+    # overhead (the ISA's rules, isa/cost.py). Time = queue busy time of all transfers / queues.
     d = core.dma
 
-    def dma_ns(nbytes: float, row_bytes: int) -> float:
-        return nbytes / (d.queues * d.queue_bytes_per_ns * dma_efficiency(d, row_bytes))
+    def dma_ns(nbytes: float, rows: int, part_bytes: int, run_bytes: int | None = None) -> float:
+        rows = max(1, min(rows, pmax))
+        pieces = dma_queue_pieces(core, rows)
+        per_piece = rows * part_bytes / pieces
+        data = dma_transfer_ns(d, per_piece, run_bytes or part_bytes, d.queue_bytes_per_ns)
+        transfers = nbytes / (rows * part_bytes)
+        return transfers * pieces * dma_queue_occupancy_ns(d, data) / d.queues
 
     # Per strip: its share of TensorE work against its DMA: its S rows, its output, and V (every strip
     # when V streams; only the first when V stays resident, which makes strip 0 the heavy one).
-    s_read = dma_ns(p.rows * p.k * ib, k_chunk * ib)
-    out_write = dma_ns(p.rows * p.cols * ob, v_block * ob)
+    s_read = dma_ns(p.rows * p.k * ib, p.rows, k_chunk * ib)
+    out_write = dma_ns(p.rows * p.cols * ob, p.rows, v_block * ob)
     v_row = v_block * ib
     v_all = p.k * p.cols * ib
+    k_rows = kstep // g  # partitions of a V k-tile (g K rows each)
     if p.v_row_major:
-        v_first = dma_ns(v_all, k_chunk * ib)
+        v_first = dma_ns(v_all, p.cols, k_chunk * ib)
         # strip 0 writes the transposed V back for the later strips to read (unless it stays resident)
-        v_later = 0.0 if v_resident or strips == 1 else dma_ns(v_all, v_row)
+        v_later = 0.0 if v_resident or strips == 1 else dma_ns(v_all, k_rows, g * v_row, v_row)
         v_first += v_later
     else:
-        v_first = dma_ns(v_all, v_row)
+        v_first = dma_ns(v_all, k_rows, g * v_row, v_row)
         v_later = 0.0 if v_resident else v_first
     # The kernel's last chunks shrink towards one k-step so little compute is left after the last load;
     # each may shrink only as fast as compute is faster than DMA, or compute falls a chunk behind.
@@ -232,8 +250,8 @@ def _evaluate(
 
     # Fill (the first chunk of S and the first V tile) and drain (the last block's stores).
     # (the first chunks ramp up from one k-step, so the fill does not grow with k_chunk).
-    fill = dma_ns(strip_rows * kstep * ib, kstep * ib) + dma_ns(pmax * v_block * ib, v_row)
-    drain = dma_ns(strip_rows * v_block * ob, v_block * ob)
+    fill = dma_ns(strip_rows * kstep * ib, strip_rows, kstep * ib) + dma_ns(kstep * v_row, k_rows, g * v_row, v_row)
+    drain = dma_ns(strip_rows * v_block * ob, strip_rows, v_block * ob)
     est = p.jobs * total + fill + drain + 2 * d.fixed_latency_ns
     # PSUM: the accumulators, twice over if that leaves the transposes their two banks; the rest for those.
     banks = int(core.psum.banks)
