@@ -18,6 +18,7 @@ from torch.utils._pytree import tree_map
 from trnsim.compiler.capture import capture
 from trnsim.compiler.executor import GraphRunner, to_meta
 from trnsim.compiler.gpu_estimate import gpu_estimate, is_gpu_target
+from trnsim.compiler.kernel_runner import extrapolation
 from trnsim.compiler.layer_folding import folded, node_multipliers
 from trnsim.compiler.logical_core import spread_over_logical_core
 from trnsim.compiler.move_cost import move_cost
@@ -50,6 +51,7 @@ def estimate(
     decode: bool = False,
     context: int | None = None,
     dtype: str = "bf16",
+    extrapolate: bool | None = None,
 ) -> GraphProfile:
     """Device time, per-op breakdown, MFU and HBM traffic of one forward (or training step) of `model`.
 
@@ -60,6 +62,8 @@ def estimate(
     decode=True: one decode step instead, the input ids [B, 1] (one new token per sequence) over a KV cache of
     `context` tokens each (trnsim.compiler.decode_estimate).
     dtype: "bf16", or "fp8" (or "fp4" on GPUs with FP4) for the weight matmuls (trnsim.compiler.dtype_estimate).
+    extrapolate: extend long kernel loops from short probes (within ~1% of full simulation, several times
+    faster at model scale; compiler/loop_extrapolation.py); None follows TRNSIM_EXTRAPOLATE (default off).
     """
     if str(dtype).lower() not in ("bf16", "bfloat16"):
         from trnsim.compiler.dtype_estimate import estimate_in_dtype
@@ -110,7 +114,7 @@ def estimate(
     fold: contextlib.AbstractContextManager[dict[str, int]] = (
         folded(rank_model) if fold_layers and not training else contextlib.nullcontext({})
     )
-    with fold as stacks:
+    with fold as stacks, extrapolation(extrapolate):
         if training:
             profile = _training(rank_model, args, kwargs, spec, plan, name)
         else:

@@ -1,12 +1,16 @@
 """Run one library-kernel invocation on the simulated core: values in functional mode, and its cost,
 looked up in the kernel cache before anything is scheduled (or traced, in timing mode). Timing runs of long
-loops are extended from two short probes (compiler/loop_extrapolation.py) unless TRNSIM_EXTRAPOLATE=0."""
+loops can be extended from short probes (compiler/loop_extrapolation.py, grid_extrapolation.py): opt-in, with
+trnsim.estimate(..., extrapolate=True) or TRNSIM_EXTRAPOLATE=1."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import os
+from collections.abc import Iterator
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -87,9 +91,27 @@ def cost_of(profile: Profile) -> KernelCost:
     )
 
 
+# Set by trnsim.estimate(..., extrapolate=...) for the estimate's own kernel invocations.
+_EXTRAPOLATE: ContextVar[bool | None] = ContextVar("trnsim_extrapolate", default=None)
+
+
 def extrapolation_enabled() -> bool:
-    """Whether long timing runs are extended from probes (TRNSIM_EXTRAPOLATE=0 simulates everything in full)."""
-    return os.environ.get("TRNSIM_EXTRAPOLATE", "1") != "0"
+    """Whether long timing runs are extended from probes: off unless an estimate asks for it or
+    TRNSIM_EXTRAPOLATE=1 (opt-in: an extended cost is within ~1% of the full one, not equal to it, so a
+    series of sizes that switches between the two need not be monotone; serving step grids rely on that)."""
+    asked = _EXTRAPOLATE.get()
+    return asked if asked is not None else os.environ.get("TRNSIM_EXTRAPOLATE", "0") == "1"
+
+
+@contextlib.contextmanager
+def extrapolation(enabled: bool | None) -> Iterator[None]:
+    """Within the block, kernel invocations are extended (True), simulated in full (False) or follow the
+    environment (None)."""
+    token = _EXTRAPOLATE.set(enabled)
+    try:
+        yield
+    finally:
+        _EXTRAPOLATE.reset(token)
 
 
 @functools.cache
