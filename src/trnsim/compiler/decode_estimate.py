@@ -62,6 +62,7 @@ def decode_estimate(
     instance: str | None = None,
     fold_layers: bool = True,
     label: str = "",
+    extrapolate: bool | None = None,
 ) -> GraphProfile:
     """Device time of one decode step of `model` (a Hugging Face decoder, meta tensors are enough)."""
     from trnsim.compiler.estimate import estimate
@@ -82,7 +83,16 @@ def decode_estimate(
         raise CompileError(f"decode estimates run in {', '.join(DTYPES)}; {type(model).__name__} is in {dtype}")
     name = label or type(model).__name__
     ids = torch.zeros(1, batch, dtype=torch.long, device="meta")
-    profile = estimate(model, (ids,), target=target, tp=tp, instance=instance, fold_layers=fold_layers, label=name)
+    profile = estimate(
+        model,
+        (ids,),
+        target=target,
+        tp=tp,
+        instance=instance,
+        fold_layers=fold_layers,
+        label=name,
+        extrapolate=extrapolate,
+    )
     step_target: str | HardwareSpec = target if isinstance(target, str) and gpu else profile.spec
     parts = StepComponents(config, step_target, tp, instance, dtype)
     s = parts.shape

@@ -81,6 +81,7 @@ def estimate(
                 label=label,
                 decode=decode,
                 context=context,
+                extrapolate=extrapolate,
             )
 
         return estimate_in_dtype(run, dtype, model, gpu=is_gpu_target(target), training=training)
@@ -90,7 +91,15 @@ def estimate(
         batch = decode_batch(example_inputs, example_kwargs, decode, context, training)
         assert context is not None
         return decode_estimate(
-            model, batch, context, target=target, tp=tp, instance=instance, fold_layers=fold_layers, label=label
+            model,
+            batch,
+            context,
+            target=target,
+            tp=tp,
+            instance=instance,
+            fold_layers=fold_layers,
+            label=label,
+            extrapolate=extrapolate,
         )
     if is_gpu_target(target):
         if training:
