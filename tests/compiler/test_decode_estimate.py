@@ -87,6 +87,18 @@ def test_decode_step_follows_the_bytes_it_reads(
     assert kv_extra_us * 0.8 <= att[POINTS[2]] - att[POINTS[1]] <= kv_extra_us * 1.6, (att, kv_extra_us)
 
 
+def test_decode_estimate_agrees_with_the_serving_step_cost(
+    net: torch.nn.Module, profiles: dict[tuple[int, int], trnsim.GraphProfile]
+) -> None:
+    """The serving simulator's step (batch new tokens over context, less its host overhead) is the same step."""
+    from trnsim.serve.step_components import StepComponents
+
+    parts = StepComponents(net.config, "trn2", 1, None, "bfloat16")  # type: ignore[arg-type]
+    step_us = (parts.step_time_s(4, 4, 4096) - parts.overhead_s) * 1e6
+    # serving computes logits of one token in its dense graph and adds the rest's LM head as a separate kernel
+    assert profiles[(4, 4096)].device_time_us == pytest.approx(step_us, rel=0.02)
+
+
 def _attention_us(prof: trnsim.GraphProfile) -> float:
     return sum(r.total_device_us for r in prof.records if r.kernel == "decode_attention")
 
