@@ -19,7 +19,8 @@ BF16 = ml_dtypes.bfloat16
 
 @pytest.mark.parametrize(
     "shape",
-    [(300, 70), (129, 1025), (1, 1), (2000, 3), (3, 257, 130), (2, 1100, 64)],
+    # (129, 1025), (100, 700), (2, 60, 1000): short output rows, so stores group several 128-row blocks per DMA
+    [(300, 70), (129, 1025), (1, 1), (2000, 3), (3, 257, 130), (2, 1100, 64), (100, 700), (2, 60, 1000)],
 )
 @pytest.mark.parametrize("dtype", [np.float32, BF16])
 def test_transpose_is_exact(rng: np.random.Generator, shape: tuple[int, ...], dtype: Any) -> None:
@@ -43,9 +44,9 @@ def test_errors() -> None:
 
 @pytest.mark.parametrize("target", ["trn1", "trn2"])
 def test_memory_bound(target: str) -> None:
-    """8 MiB in and out: TensorE transposes keep up with the DMAs (>= 60% of the roofline; measured 0.67/0.68
-    with the per-transfer DMA overhead of issue 11, >= 80% before it was modelled)."""
+    """8 MiB in and out: TensorE transposes keep up with the DMAs (>= 90% of the roofline; measured 0.92 on both
+    with the per-transfer DMA overhead of issue 11, the stores grouped so each DMA piece is data-bound)."""
     core = nki.get_target_spec(target).core
     roofline_us = 2 * 8 * 2**20 / (core.dma.queues * core.dma.queue_bytes_per_ns) / 1000
     prof = nki.profile(transpose, target=target, mode="timing", cores=1)(TensorSpec((4, 512, 1024), "float32"))
-    assert roofline_us / prof.latency_us >= 0.6, (prof.latency_us, roofline_us)
+    assert roofline_us / prof.latency_us >= 0.9, (prof.latency_us, roofline_us)

@@ -18,7 +18,8 @@ from typing import Any, TypeVar
 
 import trnsim.nki.isa as nisa
 import trnsim.nki.language as nl
-from trnsim.kernels._common import cdiv, pmax, psum_fmax, sbuf_bytes_per_partition
+from trnsim.isa.cost import dma_queue_occupancy_ns, dma_queue_pieces, dma_transfer_ns
+from trnsim.kernels._common import cdiv, core, pmax, psum_fmax, sbuf_bytes_per_partition
 
 # Contiguous bytes per partition that one DMA should move. The DMA guide: >= 2 KiB per partition
 # approaches peak and >= 4 KiB saturates; 16 KiB puts the descriptor overhead under 2%.
@@ -43,6 +44,19 @@ class RowBlock:
     @property
     def rows(self) -> int:
         return self.p * self.k
+
+
+def rows_per_transfer(partitions: int, run_bytes: int, limit: int) -> int:
+    """The fewest runs of `run_bytes` per partition (at most `limit`) that make a DMA of `partitions`
+    partitions data-bound: each of its pieces (isa/cost.py dma_queue_pieces) holds its queue for its data
+    time, not the per-transfer overhead (dma_queue_occupancy_ns)."""
+    c = core()
+    pieces = dma_queue_pieces(c, partitions)
+    for k in range(1, max(1, limit) + 1):
+        data = dma_transfer_ns(c.dma, partitions * k * run_bytes / pieces, run_bytes, c.dma.queue_bytes_per_ns)
+        if dma_queue_occupancy_ns(c.dma, data) <= data:
+            return k
+    return max(1, limit)
 
 
 def row_blocks(n_rows: int, row_bytes: int, run_bytes: int = DMA_RUN_BYTES) -> list[RowBlock]:
