@@ -17,6 +17,7 @@ from trnsim.isa.instruction import Instruction, Region
 from trnsim.isa.opcodes import Engine, Opcode
 from trnsim.isa.operand import Call
 from trnsim.isa.registry import RECORDS
+from trnsim.nki.block_banks import track
 from trnsim.nki.context import current
 from trnsim.nki.operands import describe, masked_extent, read_f32, write
 from trnsim.nki.tensor import NkiTensor
@@ -110,6 +111,7 @@ def issue(
             moved.row_bytes,
             moved.hbm_bytes,
         )
+    track([*srcs, dst] if accumulate else srcs, [dst, *outs.values()], location)
     machine.emit(ins)
     if machine.functional and (compute is not None or values is not None):
         result = compute() if compute is not None else record.semantics(**values(call))  # type: ignore[misc]

@@ -13,9 +13,10 @@ from typing import Any
 import numpy as np
 
 from trnsim import dtypes
-from trnsim.errors import DtypeError, TileShapeError, UsageError
+from trnsim.errors import CapacityError, DtypeError, TileShapeError, UsageError
 from trnsim.isa.instruction import Region
 from trnsim.isa.opcodes import Engine, Opcode
+from trnsim.nki.block_banks import allocate_blocks, track
 from trnsim.nki.context import TraceContext, current, user_location
 from trnsim.nki.indexing import ParDim
 from trnsim.nki.operands import read_f32, write
@@ -62,6 +63,15 @@ def new_tensor(
                     loc,
                     rule="psum-bank",
                 )
+    if par_axis > 0 and buffer is not MemoryKind.HBM:
+        # A legacy block tensor larger than the memory gets bytes block by block, by lifetime (block_banks).
+        space = ctx.machine.space(buffer, ctx.core)
+        if space.block_bytes(shp[par_axis:], dt) * int(np.prod(shp[:par_axis])) > space.capacity:
+            return NkiTensor(allocate_blocks(ctx.machine, buffer, shp, dt, name, ctx.core, par_axis))
+        try:
+            return NkiTensor(ctx.machine.allocate(buffer, shp, dt, name, ctx.core, loc, par_axis))
+        except CapacityError:
+            return NkiTensor(allocate_blocks(ctx.machine, buffer, shp, dt, name, ctx.core, par_axis))
     alloc = ctx.machine.allocate(buffer, shp, dt, name, ctx.core, loc, par_axis)
     return NkiTensor(alloc)
 
@@ -113,6 +123,10 @@ def _retarget(ctx: TraceContext, dst: NkiTensor, value: NkiTensor, accumulate: b
     if dst.buffer not in allowed or (accumulate and ins.opcode is not Opcode.NC_MATMUL):
         return False
     del ctx.fresh[value.alloc.id]
+    if dst.alloc.blocks is not None and value.buffer is not MemoryKind.HBM:
+        # the fresh tile is never written now: its bytes are free for the block (the compiler writes there)
+        ctx.machine.space(value.buffer, ctx.core).release_now(value.alloc)
+    track([dst] if accumulate else [], [dst], ins.location)
     # A masked producer (`nl.load(..., mask=...)`) wrote only some lanes of the fresh tile: only those lanes
     # reach `dst`, the others keep what `dst` held (they are not the fresh tile's poison).
     mask = _written_lanes(value, dst.shape)

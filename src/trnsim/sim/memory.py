@@ -47,6 +47,7 @@ class Allocation:
     __slots__ = (
         "__weakref__",
         "_root",
+        "blocks",
         "core",
         "dtype",
         "fully_written",
@@ -89,6 +90,7 @@ class Allocation:
         self.poisoned = False  # unwritten elements hold the poison value (writes only ever shrink that set)
         self.reuses: tuple[int, ...] = ()  # freed allocations whose bytes this one took over
         self._root: Allocation | None = None  # None: this is the root (no self-cycle, so refcounting frees it)
+        self.blocks: Any = None  # nki.block_banks.BlockBanks when its blocks get banks one at a time
         if functional:
             # Poisoned lazily: only memory that is read before it is written ever gets the poison value.
             self.storage = np.empty(shape, dtype=dtype)
@@ -96,7 +98,7 @@ class Allocation:
     def alias(self, shape: tuple[int, ...]) -> Allocation:
         """The same bytes seen with another shape (reshape of a whole tensor)."""
         a = Allocation.__new__(Allocation)
-        for slot in ("id", "kind", "dtype", "name", "core", "offset", "nbytes", "fully_written", "reuses"):
+        for slot in ("id", "kind", "dtype", "name", "core", "offset", "nbytes", "fully_written", "reuses", "blocks"):
             setattr(a, slot, getattr(self.root, slot))
         a._root = self.root
         a.shape = shape
@@ -159,6 +161,8 @@ class MemorySpace:
         self._recent: deque[tuple[int, int]] = deque(maxlen=RECENT_FREES)  # last freed byte ranges
         self.used = 0
         self.peak = 0
+        # Block tensors whose finished blocks give their bytes up when a new tensor or block needs them.
+        self.block_owners: weakref.WeakSet[Any] = weakref.WeakSet()
 
     def _place(self, size: int) -> int | None:
         """Lowest free address that avoids the bytes of the last few freed tensors; else the lowest at all.
@@ -201,7 +205,42 @@ class MemorySpace:
         else:
             need = prod(shape) // max(1, shape[par_axis]) * itemsize
         size = -(-max(need, 1) // self.granule) * self.granule
+        offset = self._fit(size, name, shape, dtype, location)
+        alloc = Allocation(self.kind, shape, dtype, name, self.core, offset, size, functional)
+        end = offset + size
+        alloc.reuses = tuple(aid for lo, hi, aid in self._freed if lo < end and offset < hi)
+        if alloc.reuses:  # ranges wholly under the new tensor are now reached through it
+            self._freed = [f for f in self._freed if not (offset <= f[0] and f[1] <= end)]
+        self._live[offset] = (size, name, shape, dtype)
+        self._live_ids[offset] = alloc.id
+        self.used += size
+        self.peak = max(self.peak, self.used)
+        # Free the bytes when the last reference to the tensor goes: Python liveness stands in for the
+        # compiler's buffer liveness analysis.
+        weakref.finalize(alloc, self._release, offset, alloc.id)
+        return alloc
+
+    def block_bytes(self, shape: tuple[int, ...], dtype: np.dtype[Any]) -> int:
+        """Bytes per partition one block (a partition-dim tile of `shape`) takes, in whole granules."""
+        need = prod(shape[1:]) * dtype.itemsize
+        return -(-max(need, 1) // self.granule) * self.granule
+
+    def reserve_block(
+        self, size: int, name: str, shape: tuple[int, ...], dtype: np.dtype[Any], owner: int, location: str | None
+    ) -> int:
+        """Bytes for one block of block tensor `owner` (its blocks get banks one at a time); its offset."""
+        offset = self._fit(size, name, shape, dtype, location)
+        self._live[offset] = (size, name, shape, dtype)
+        self._live_ids[offset] = owner
+        self.used += size
+        self.peak = max(self.peak, self.used)
+        return offset
+
+    def _fit(self, size: int, name: str, shape: tuple[int, ...], dtype: np.dtype[Any], location: str | None) -> int:
+        """Where `size` bytes go: a free range, else one freed by ending finished blocks; else CapacityError."""
         offset = self._place(size)
+        while offset is None and self._end_oldest_finished_block(f"{name or 'a tensor'} {list(shape)}"):
+            offset = self._place(size)
         if offset is None:
             unit = "bytes" if self.kind is MemoryKind.HBM else "bytes per partition"
             live = sorted(self._live.values(), key=lambda v: -v[0])[:5]
@@ -215,21 +254,27 @@ class MemorySpace:
                 location,
                 rule=f"{self.kind}-capacity",
             )
-        alloc = Allocation(self.kind, shape, dtype, name, self.core, offset, size, functional)
-        end = offset + size
-        alloc.reuses = tuple(aid for lo, hi, aid in self._freed if lo < end and offset < hi)
-        if alloc.reuses:  # ranges wholly under the new tensor are now reached through it
-            self._freed = [f for f in self._freed if not (offset <= f[0] and f[1] <= end)]
-        self._live[offset] = (size, name, shape, dtype)
-        self._live_ids[offset] = alloc.id
-        self.used += size
-        self.peak = max(self.peak, self.used)
-        # Free the bytes when the last reference to the tensor goes: Python liveness stands in for the
-        # compiler's buffer liveness analysis.
-        weakref.finalize(alloc, self._release, offset)
-        return alloc
+        return offset
 
-    def _release(self, offset: int) -> None:
+    def _end_oldest_finished_block(self, taker: str) -> bool:
+        """Free the least recently used block that was read since its last write (its lifetime is over)."""
+        owners = [(t, o) for o in list(self.block_owners) if (t := o.oldest_finished()) is not None]
+        if not owners:
+            return False
+        min(owners, key=lambda to: to[0])[1].end_oldest(taker)
+        return True
+
+    def release_block(self, offset: int) -> None:
+        """A block's lifetime ended: its bytes are free (new owners wait for its last access)."""
+        self._release(offset)
+
+    def release_now(self, alloc: Allocation) -> None:
+        """Free a tensor's bytes before its last Python reference goes (a fresh tile that was retargeted)."""
+        self._release(alloc.root.offset, alloc.root.id)
+
+    def _release(self, offset: int, owner: int | None = None) -> None:
+        if owner is not None and self._live_ids.get(offset) != owner:
+            return  # released already, and the bytes may belong to someone else now
         entry = self._live.pop(offset, None)
         if entry is not None:
             self.used -= entry[0]
