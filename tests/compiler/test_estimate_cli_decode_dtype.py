@@ -31,7 +31,19 @@ CONFIG = {
 def test_cli_decode_fp8_matches_the_library(tmp_path: Path) -> None:
     path = tmp_path / "config.json"
     path.write_text(json.dumps(CONFIG))
-    args = ["estimate", "--model", str(path), "--decode", "--batch", "2", "--context", "512", "--dtype", "fp8"]
+    args = [
+        "estimate",
+        "--model",
+        str(path),
+        "--decode",
+        "--batch",
+        "2",
+        "--context",
+        "512",
+        "--dtype",
+        "fp8",
+        "--exact",
+    ]
     result = CliRunner().invoke(app, [*args, "--json"])
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout[result.stdout.index("{") :])

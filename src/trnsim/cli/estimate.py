@@ -24,6 +24,12 @@ def estimate_command(
     dtype: str = typer.Option(
         "bf16", help="number format of the weight matmuls: bf16, fp8 (NC-v3+: double-row rate), fp4 (B200)"
     ),
+    extrapolate: bool = typer.Option(
+        True,
+        "--extrapolate/--exact",
+        help="extend long kernel loops from short probes (within 1% of full simulation, several times faster)"
+        " or simulate every instruction",
+    ),
     as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
     report: Path | None = typer.Option(None, "--report", help="write a self-contained HTML report here"),
 ) -> None:
@@ -48,6 +54,7 @@ def estimate_command(
             decode=decode,
             context=context if decode else None,
             dtype=dtype,
+            extrapolate=extrapolate,
         )
     tokens = batch * ids.shape[1]
     if report is not None:
