@@ -90,3 +90,31 @@ def test_bad_grids_are_refused(tmp_path) -> None:
     with pytest.raises(ServeError, match="returned"):
         StepLatencyGrid(lambda b, n, c: float("nan"), [1, 2], [1, 2], [0, 1])
     assert geometric_axis(1, 1000, 4) == [1, 10, 100, 1000]
+
+
+def test_interpolation_equals_scipy_regular_grid_linear(rng) -> None:
+    """The hand-written trilinear lookup (kept: ~3 us a call against ~75 us for scipy's, and serving calls it
+    once per simulated step) against scipy's RegularGridInterpolator, inside the grid and beyond it."""
+    from scipy.interpolate import RegularGridInterpolator
+
+    batches = sorted({int(x) for x in rng.integers(1, 64, size=5)} | {1, 80})
+    new_tokens = sorted({int(x) for x in rng.integers(1, 4096, size=4)} | {1, 5000})
+    contexts = sorted({float(x) for x in rng.uniform(1, 30000, size=4)} | {0.0})
+    values = rng.uniform(1e-4, 1e-1, size=(len(batches), len(new_tokens), len(contexts)))
+    index = {
+        (b, n, c): values[i, j, k]
+        for i, b in enumerate(batches)
+        for j, n in enumerate(new_tokens)
+        for k, c in enumerate(contexts)
+    }
+    grid = StepLatencyGrid(lambda b, n, c: index[(b, n, c)], batches, new_tokens, contexts)
+    reference = RegularGridInterpolator(
+        (batches, new_tokens, contexts), values, method="linear", bounds_error=False, fill_value=None
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # points beyond the grid warn that they extrapolate
+        for _ in range(300):
+            b, n = int(rng.integers(1, 120)), int(rng.integers(1, 8000))
+            c = float(rng.uniform(0, 45000))
+            expect = float(np.asarray(reference((b, n, c))).ravel()[0])
+            assert grid.step_time_s(b, n, c) == pytest.approx(expect, rel=1e-9, abs=1e-15)

@@ -10,6 +10,9 @@ the right choice because step time is close to *multilinear* in (batch, new_toke
 reads are constant, compute grows with new_tokens, KV reads with batch x context - and trilinear
 interpolation reproduces any such function exactly. Outside the grid it extrapolates linearly from the
 edge cell (no clamping) and warns once per axis, since a clamped step time would silently be too fast.
+This is what scipy's `RegularGridInterpolator(method="linear", fill_value=None)` computes (the tests use it as
+the reference); the lookup is written out because serving calls it once per simulated step and scipy's
+per-point call costs ~75 us against ~3 us here.
 """
 
 from __future__ import annotations
