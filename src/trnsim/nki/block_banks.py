@@ -134,6 +134,19 @@ def allocate_blocks(
     return alloc
 
 
+def track_whole(alloc: Allocation, space: MemorySpace) -> None:
+    """A PSUM tile that already holds its bytes: one block, which may give them up once finished.
+
+    Python keeps a tile alive as long as a variable names it; the compiler frees it after its last use.
+    When PSUM would otherwise be full, a tile read since its last write gives its banks up the same way a
+    finished block does (a later read of it is an error), so a stale variable does not hold PSUM.
+    """
+    banks = BlockBanks(alloc, space, 0)
+    banks.live[()] = [alloc.offset, False, next(_ticks)]
+    alloc.blocks = banks
+    space.block_owners.add(banks)
+
+
 def track(reads: list[NkiTensor], writes: list[NkiTensor], location: str) -> None:
     """Tell the block tensors among an instruction's operands which blocks it reads, then writes."""
     for t in reads:
@@ -147,7 +160,7 @@ def track(reads: list[NkiTensor], writes: list[NkiTensor], location: str) -> Non
 
 
 def _whole_view(t: NkiTensor, location: str) -> BlockBanks:
-    if t.alloc.root is not t.alloc:
+    if t.alloc.root is not t.alloc and t.alloc.blocks.par_axis > 0:
         raise CapacityError(
             f"{t.alloc.root.describe()} is larger than memory and gets bytes block by block; it cannot be "
             "reshaped (index its blocks instead)",

@@ -16,7 +16,7 @@ from trnsim import dtypes
 from trnsim.errors import CapacityError, DtypeError, TileShapeError, UsageError
 from trnsim.isa.instruction import Region
 from trnsim.isa.opcodes import Engine, Opcode
-from trnsim.nki.block_banks import allocate_blocks, track
+from trnsim.nki.block_banks import allocate_blocks, track, track_whole
 from trnsim.nki.context import TraceContext, current, user_location
 from trnsim.nki.indexing import ParDim
 from trnsim.nki.operands import read_f32, write
@@ -66,13 +66,17 @@ def new_tensor(
     if par_axis > 0 and buffer is not MemoryKind.HBM:
         # A legacy block tensor larger than the memory gets bytes block by block, by lifetime (block_banks).
         space = ctx.machine.space(buffer, ctx.core)
-        if space.block_bytes(shp[par_axis:], dt) * int(np.prod(shp[:par_axis])) > space.capacity:
+        # PSUM always: a matmul's fresh result tile needs a bank until it is retargeted into its block.
+        whole = space.block_bytes(shp[par_axis:], dt) * int(np.prod(shp[:par_axis]))
+        if buffer is MemoryKind.PSUM or whole > space.capacity:
             return NkiTensor(allocate_blocks(ctx.machine, buffer, shp, dt, name, ctx.core, par_axis))
         try:
             return NkiTensor(ctx.machine.allocate(buffer, shp, dt, name, ctx.core, loc, par_axis))
         except CapacityError:
             return NkiTensor(allocate_blocks(ctx.machine, buffer, shp, dt, name, ctx.core, par_axis))
     alloc = ctx.machine.allocate(buffer, shp, dt, name, ctx.core, loc, par_axis)
+    if buffer is MemoryKind.PSUM:
+        track_whole(alloc, ctx.machine.space(buffer, ctx.core))
     return NkiTensor(alloc)
 
 
@@ -123,14 +127,20 @@ def _retarget(ctx: TraceContext, dst: NkiTensor, value: NkiTensor, accumulate: b
     if dst.buffer not in allowed or (accumulate and ins.opcode is not Opcode.NC_MATMUL):
         return False
     del ctx.fresh[value.alloc.id]
-    if dst.alloc.blocks is not None and value.buffer is not MemoryKind.HBM:
+    if dst.alloc.blocks is not None and dst.alloc.blocks.par_axis > 0 and value.buffer is not MemoryKind.HBM:
         # the fresh tile is never written now: its bytes are free for the block (the compiler writes there)
         ctx.machine.space(value.buffer, ctx.core).release_now(value.alloc)
+    region = dst.region()  # the whole box in both modes: lanes written are known only with values
+    if ins.opcode is Opcode.NC_MATMUL:
+        # `psum[i] += nl.matmul(...)` into a location no matmul group is open on (never written, or its
+        # last sum read out) starts a group, which overwrites: NKI's rule (psum_group_open), so an
+        # uninitialised nl.ndarray PSUM accumulator works as on the hardware.
+        accumulate = accumulate and psum_group_open(ctx, region)
+        ctx.psum_touched.add(region)
     track([dst] if accumulate else [], [dst], ins.location)
     # A masked producer (`nl.load(..., mask=...)`) wrote only some lanes of the fresh tile: only those lanes
     # reach `dst`, the others keep what `dst` held (they are not the fresh tile's poison).
     mask = _written_lanes(value, dst.shape)
-    region = dst.region()  # the whole box in both modes: lanes written are known only with values
     ins.writes = (region, *ins.writes[1:])
     ins.touches_psum = ins.touches_psum or dst.buffer is MemoryKind.PSUM
     if accumulate:
