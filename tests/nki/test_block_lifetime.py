@@ -129,3 +129,51 @@ def test_rewritten_block_shows_poison_not_old_values() -> None:
     ref = a.T.astype(np.float64) @ b[:, : N // 2]
     np.testing.assert_allclose(result[:, : N // 2], ref, rtol=1e-4, atol=1e-3)
     assert np.isnan(result[:, N // 2 :]).all()  # neither block 0's first values nor block 8's
+
+
+@nki.jit
+def accumulate_into_uninitialised_blocks(a, b):
+    """acc[i] += matmul over K chunks into an nl.ndarray PSUM block tensor never zeroed (attention v8a)."""
+    out = nl.ndarray((128, BLOCKS * 128), dtype=nl.float32, buffer=nl.shared_hbm)
+    acc = nl.ndarray((BLOCKS, nl.par_dim(128), 128), dtype=nl.float32, buffer=nl.psum, name="acc")
+    for i in nl.affine_range(BLOCKS):
+        for k in nl.affine_range(2):
+            acc[i] += nisa.nc_matmul(nl.load(a[k]), nl.load(b[k, :, nl.ds(i * 128, 128)]))
+        nl.store(out[:, nl.ds(i * 128, 128)], value=nl.copy(acc[i]))
+    return out
+
+
+@nki.jit
+def stale_psum_variables(a, b):
+    """Each iteration's PSUM tile stays named by a Python variable after its last read; 12 banks in all."""
+    out = nl.ndarray((128, BLOCKS * N), dtype=nl.float32, buffer=nl.shared_hbm)
+    a_sb = nl.load(a)
+    kept = []
+    for i in nl.affine_range(BLOCKS):
+        ps = nisa.nc_matmul(a_sb, nl.load(b[:, nl.ds(i * N, N)]))
+        nl.store(out[:, nl.ds(i * N, N)], value=nl.copy(ps))
+        kept.append(ps)  # still referenced: only its lifetime (last read) frees its bank
+    return out
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_accumulate_into_uninitialised_psum_block_starts_a_group(mode: str) -> None:
+    rng = np.random.default_rng(5)
+    a = rng.standard_normal((2, 128, 128)).astype(np.float32)
+    b = rng.standard_normal((2, 128, BLOCKS * 128)).astype(np.float32)
+    result = run(accumulate_into_uninitialised_blocks, mode, a, b)
+    if mode == "functional":
+        ref = sum(a[k].T.astype(np.float64) @ b[k] for k in range(2))
+        np.testing.assert_allclose(result, ref, rtol=1e-4, atol=1e-3)
+    else:
+        assert result.latency_us > 0
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_psum_tiles_read_since_written_give_their_banks_up(mode: str) -> None:
+    a, b = inputs(6)
+    result = run(stale_psum_variables, mode, a, b)
+    if mode == "functional":
+        np.testing.assert_allclose(result, a.T.astype(np.float64) @ b, rtol=1e-4, atol=1e-3)
+    else:
+        assert result.latency_us > 0

@@ -32,7 +32,7 @@ class TraceContext:
     # The instruction whose result lives in a fresh tile, by tile allocation id (for retargeting).
     fresh: dict[int, int] = field(default_factory=dict)
     # PSUM regions some nc_matmul has written: auto-accumulate adds to them instead of overwriting.
-    psum_touched: set[tuple[int, int, int, int, int]] = field(default_factory=set)
+    psum_touched: set[tuple[int, ...]] = field(default_factory=set)  # isa.instruction.Region boxes
     # nl.shared_hbm tensors are one tensor for every SPMD program of a launch: the k-th one a program
     # creates is the k-th one program 0 created (shared list, per-program counter).
     shared_hbm: list[Any] = field(default_factory=list)
