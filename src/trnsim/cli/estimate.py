@@ -7,6 +7,8 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from trnsim.runtime.units import fmt_time_us
 
@@ -37,12 +39,23 @@ def estimate_command(
     import torch
 
     import trnsim
+    from trnsim.compiler.graph_progress import graph_progress  # trnsim.compiler imports torch: only when used
     from trnsim.models import build_model
 
     net = build_model(model, device="meta")
     ids = torch.zeros(batch, 1 if decode else prompt, dtype=torch.long, device="meta")
     console = Console(stderr=True)
-    with console.status(f"simulating {model} on {target} (tp={tp}) ..."):
+    bar = Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    )
+    task = bar.add_task(f"simulating {escape(model)} on {target} (tp={tp}): graph ops", total=None)
+    with bar, graph_progress(lambda done, total: bar.update(task, completed=done, total=total)):
         prof = trnsim.estimate(
             net,
             (ids,),

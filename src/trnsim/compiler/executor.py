@@ -16,6 +16,7 @@ import torch.fx
 from torch.utils._pytree import tree_map
 
 from trnsim.compiler import lowering  # noqa: F401  (registers the built-in lowerings)
+from trnsim.compiler.graph_progress import progress_callback
 from trnsim.compiler.kernel_cache import KernelCache, default_cache
 from trnsim.compiler.lowering.context import LowerContext, Unsupported
 from trnsim.compiler.lowering.table import lowering_for, op_name
@@ -118,6 +119,9 @@ class GraphRunner:
         resident: set[torch.fx.Node] = set()
         arg_iter = iter(args)
         result: Any = None
+        report = progress_callback()
+        total = sum(1 for n in self.gm.graph.nodes if n.op == "call_function") if report is not None else 0
+        done = 0
         for node in self.gm.graph.nodes:
             if node.op == "placeholder":
                 env[node] = next(arg_iter)
@@ -128,6 +132,9 @@ class GraphRunner:
                 resident.add(node)
             elif node.op == "call_function":
                 env[node] = self._call(node, env, profile)
+                done += 1
+                if report is not None:
+                    report(done, total)
             elif node.op == "call_module" and node.target == "_guards_fn":
                 pass  # torch.export's input guards: shapes are checked when the program is called
             elif node.op == "output":
