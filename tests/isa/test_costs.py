@@ -447,6 +447,39 @@ def test_core_barrier_and_collective_issue_in_one_min_ii(target: str) -> None:
     assert compute_cycles(Opcode.COLLECTIVE, Engine.SYNC, c, CostArgs()) == c.sync.min_ii_cycles
 
 
+@covers(Opcode.NC_MATMUL_MX)
+@pytest.mark.parametrize(("m", "n"), [(128, 512), (128, 16), (32, 16), (64, 4096)])
+def test_matmul_mx(m: int, n: int) -> None:
+    """NC-v4 MX: nc_matmul's rule with a packed moving column (4 values) at mx_speedup x the bf16 rate."""
+    t = core_of("trn3").tensor
+
+    def body() -> None:
+        k = 128
+        st, mv = sbuf((k, m), nl.float8_e4m3fn_x4), sbuf((k, n), nl.float8_e5m2_x4)
+        st_s, mv_s = sbuf((k // 8, m), nl.float8_e8m0fnu), sbuf((k // 8, n), nl.uint8)
+        nisa.nc_matmul_mx(psum((m, n)), st, mv, st_s, mv_s)
+
+    ins = issued("trn3", body, Opcode.NC_MATMUL_MX)
+    assert ins.cycles == max(min(t.min_ii_cycles, m), n * 4 / t.mx_speedup)
+    assert ins.flops == 2 * 128 * 4 * m * n
+    assert 4 / t.mx_speedup == 1  # trn3: a 4x-packed column per cycle, i.e. 4x the bf16 FLOP rate
+
+
+@covers(Opcode.QUANTIZE_MX)
+@pytest.mark.parametrize(("p", "f"), [(128, 2048), (32, 64), (64, 4)])
+def test_quantize_mx(p: int, f: int) -> None:
+    """VectorE: max(MIN_II, F / rate) with rate = 4 elements per partition per cycle (§3.6)."""
+    v = core_of("trn3").vector
+    ins = issued(
+        "trn3",
+        lambda: nisa.quantize_mx(
+            sbuf((p, f // 4), nl.float8_e4m3fn_x4), sbuf((p, f), nl.bfloat16), sbuf((p // 8, f // 4), nl.float8_e8m0fnu)
+        ),
+        Opcode.QUANTIZE_MX,
+    )
+    assert ins.cycles == max(v.min_ii_cycles, f / v.mx_quantize_elems_per_cycle)
+
+
 def test_every_opcode_has_a_closed_form_cost_test() -> None:
     assert set(RECORDS) == set(Opcode)
     missing = sorted(op.key for op in set(Opcode) - COVERED)

@@ -33,6 +33,9 @@ class TensorEngineSpec(EngineSpec):
     fp32_cost_factor: PositiveInt = Field(description="fp32/tf32 matmuls take this many times longer")
     fp8_double_row: bool = Field(description="fp8 double-row mode (2x fp8 throughput) is available")
     psum_output_dtypes: list[str] = Field(description="dtypes nc_matmul may write into PSUM")
+    mx_speedup: float = Field(
+        default=0.0, ge=0, description="nc_matmul_mx (MXFP8/MXFP4) throughput over bf16; 0 = no MX matmul"
+    )
 
 
 class VectorEngineSpec(EngineSpec):
@@ -42,6 +45,9 @@ class VectorEngineSpec(EngineSpec):
     bf16_speedup: PositiveFloat = Field(description="perf mode for other all-bf16 instructions")
     transpose_max: PositiveInt = Field(description="largest [n, n] block VectorE nc_transpose handles")
     bn_stats_fmax: PositiveInt = Field(description="elements per partition one bn_stats takes")
+    mx_quantize_elems_per_cycle: float = Field(
+        default=0.0, ge=0, description="quantize_mx elements per partition per cycle; 0 = no quantize_mx"
+    )
 
 
 class ScalarEngineSpec(EngineSpec):

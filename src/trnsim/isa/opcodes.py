@@ -49,6 +49,8 @@ class Opcode(IntEnum):
     NC_STREAM_SHUFFLE = 22
     NC_FIND_INDEX8 = 23
     NC_MATCH_REPLACE8 = 24
+    NC_MATMUL_MX = 25
+    QUANTIZE_MX = 26
     # multi-rank instructions (sim/instance_timing.py adds the wait for partners and the link time)
     SENDRECV = 40
     CORE_BARRIER = 41

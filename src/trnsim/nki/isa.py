@@ -12,6 +12,7 @@ from trnsim.nki import (
     emit_arith,
     emit_matmul,
     emit_movement,
+    emit_mx,
     emit_predicated,
     emit_ranks,
     emit_reduce,
@@ -284,6 +285,28 @@ def core_barrier(data: NkiTensor, cores: Any, engine: Any = engine.gpsimd, name:
 
 
 __all__ += ["core_barrier", "sendrecv"]
+
+
+def nc_matmul_mx(
+    dst: NkiTensor,
+    stationary: NkiTensor,
+    moving: NkiTensor,
+    stationary_scale: NkiTensor,
+    moving_scale: NkiTensor,
+    tile_position: Any = None,
+    tile_size: Any = None,
+    accumulate: bool | None = None,
+    name: Any = None,
+) -> None:
+    """NC-v4 MXFP8/MXFP4 matmul; row tiling (tile_position/tile_size) places the tile, it changes no result."""
+    emit_mx.nc_matmul_mx(dst, stationary, moving, stationary_scale, moving_scale, accumulate=accumulate)
+
+
+def quantize_mx(dst: NkiTensor, src: NkiTensor, dst_scale: NkiTensor, name: Any = None) -> None:
+    emit_mx.quantize_mx(dst, src, dst_scale)
+
+
+__all__ += ["nc_matmul_mx", "quantize_mx"]
 
 
 def activation_reduce(

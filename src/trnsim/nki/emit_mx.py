@@ -1,0 +1,106 @@
+"""Builders of NC-v4's MX instructions: nc_matmul_mx (TensorE) and quantize_mx (VectorE).
+
+MX tiles hold raw x4-packed bits, so these read stored values and unpack them (dtypes.unpack_x4) instead of
+the fp32 reads other builders use; quantize_mx writes its packed data and its scale tile itself.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from trnsim import dtypes
+from trnsim.isa.instruction import Instruction
+from trnsim.isa.instructions import mx_format as mx
+from trnsim.isa.instructions import quantize_mx as quantize_record
+from trnsim.isa.opcodes import Opcode
+from trnsim.nki.context import TraceContext, current, user_location
+from trnsim.nki.issue import issue
+from trnsim.nki.operands import read_masked, read_stored, require_tensor, write
+from trnsim.nki.tensor import NkiTensor
+from trnsim.nki.tiles import psum_group_open
+
+
+def _mx_values(ctx: TraceContext, t: NkiTensor, loc: str) -> np.ndarray:
+    """A packed [P, F] tile's values as fp32 [P, F, 4]."""
+    raw = read_stored(ctx, t, None, loc).reshape(t.partition_size(), t.free_size())
+    return dtypes.unpack_x4(raw, t.dtype).astype(np.float32).reshape(*raw.shape, mx.VALUES_PER_PACKED)
+
+
+def _scale_factors(ctx: TraceContext, t: NkiTensor, loc: str) -> np.ndarray:
+    raw = read_stored(ctx, t, None, loc).reshape(t.partition_size(), t.free_size())
+    return mx.scale_factors(mx.biased_exponents(raw))
+
+
+def nc_matmul_mx(
+    dst: Any,
+    stationary: Any,
+    moving: Any,
+    stationary_scale: Any,
+    moving_scale: Any,
+    accumulate: bool | None = None,
+    location: str | None = None,
+) -> Instruction:
+    ctx = current()
+    loc = location or user_location()
+    dst = require_tensor(dst, "nc_matmul_mx dst", loc)
+    tiles = {
+        name: require_tensor(t, f"nc_matmul_mx {name}", loc)
+        for name, t in (
+            ("stationary", stationary),
+            ("moving", moving),
+            ("stationary_scale", stationary_scale),
+            ("moving_scale", moving_scale),
+        )
+    }
+    region = dst.region(None)
+    acc = bool(accumulate) if accumulate is not None else psum_group_open(ctx, region)
+    ins = issue(
+        Opcode.NC_MATMUL_MX,
+        dst,
+        tiles,
+        lambda _: {
+            "stationary": _mx_values(ctx, tiles["stationary"], loc),
+            "moving": _mx_values(ctx, tiles["moving"], loc),
+            "stationary_scale": _scale_factors(ctx, tiles["stationary_scale"], loc),
+            "moving_scale": _scale_factors(ctx, tiles["moving_scale"], loc),
+        },
+        loc,
+        accumulate=acc,
+        label="nc_matmul_mx",
+    )
+    ctx.psum_touched.add(region)
+    return ins
+
+
+def quantize_mx(dst: Any, src: Any, dst_scale: Any, location: str | None = None) -> Instruction:
+    ctx = current()
+    loc = location or user_location()
+    dst = require_tensor(dst, "quantize_mx dst", loc)
+    src = require_tensor(src, "quantize_mx src", loc)
+    scale = require_tensor(dst_scale, "quantize_mx dst_scale", loc)
+    quantized: dict[str, np.ndarray] = {}
+
+    def compute() -> np.ndarray:
+        values = read_masked(ctx, src, None, loc).reshape(src.partition_size(), src.free_size())
+        element = dtypes.PACKED_X4.get(dst.dtype, dtypes.float8_e4m3fn)
+        rounded, quantized["scale"] = quantize_record.quantize(values, element)
+        return dtypes.pack_x4(rounded, dst.dtype).reshape(dst.shape)
+
+    ins = issue(
+        Opcode.QUANTIZE_MX,
+        dst,
+        {"src": src},
+        None,
+        loc,
+        outputs={"dst_scale": scale},
+        extent=(src.partition_size(), src.free_size()),
+        label="quantize_mx",
+        compute=compute if ctx.machine.functional else None,
+    )
+    if "scale" in quantized:
+        biased = quantized["scale"]
+        stored = biased.view(dtypes.float8_e8m0fnu) if scale.dtype == dtypes.float8_e8m0fnu else biased
+        write(scale, stored.reshape(scale.shape), None)
+    return ins
