@@ -47,6 +47,10 @@ def compare_command(
     scheduler: str = typer.Option("continuous", "--scheduler", help="continuous (vLLM), chunked (Sarathi) or static"),
     goodput: float = typer.Option(0.9, "--goodput", help="fraction of requests that must meet the SLO"),
     seed: int = typer.Option(0, "--seed", help="workload random seed"),
+    weight_format: str = typer.Option(
+        "bf16", "--dtype", help="weight format: bf16, fp8 or fp4 (GPUs with FP4 tensor cores); mxfp8/mxfp4 not yet"
+    ),
+    kv_dtype: str | None = typer.Option(None, "--kv-dtype", help="KV-cache format: bf16 or fp8 (halves KV bytes)"),
     prices: Path | None = typer.Option(None, "--prices", help="TOML overriding prices.toml entries (your quote)"),
     power_table: Path | None = typer.Option(None, "--power-table", help="TOML overriding power.toml entries"),
     curve: bool = typer.Option(
@@ -78,6 +82,8 @@ def compare_command(
         scheduler=scheduler,
         goodput_fraction=goodput,
         seed=seed,
+        weight_format=weight_format,
+        kv_dtype=kv_dtype,
         progress=not as_json,
         prices=prices,
         power_table=power_table,

@@ -1,5 +1,6 @@
 """`trnsim serve --model llama-3.1-70b --hw trn2.48xlarge --tp 64 --rate 2 --requests 200 --prompt 2048
---output 256 [--scheduler continuous|chunked|static] [--json]`: simulate serving with estimated step latencies."""
+--output 256 [--scheduler continuous|chunked|static] [--dtype bf16|fp8|fp4] [--kv-dtype bf16|fp8] [--json]`:
+simulate serving with estimated step latencies (weights and KV cache in the given number formats)."""
 
 from __future__ import annotations
 
@@ -68,6 +69,10 @@ def serve_command(
     output: str = typer.Option("256", "--output", help="output tokens: N, LOW-HIGH or zipf:S:LOW-HIGH"),
     scheduler: str = typer.Option("continuous", "--scheduler", help="continuous (vLLM), chunked (Sarathi) or static"),
     seed: int = typer.Option(0, "--seed", help="workload random seed"),
+    weight_format: str = typer.Option(
+        "bf16", "--dtype", help="weight format: bf16, fp8 or fp4 (GPUs with FP4 tensor cores); mxfp8/mxfp4 not yet"
+    ),
+    kv_dtype: str | None = typer.Option(None, "--kv-dtype", help="KV-cache format: bf16 or fp8 (halves KV bytes)"),
     slo_ttft_ms: float | None = typer.Option(None, "--slo-ttft-ms", help="TTFT target for SLO attainment"),
     slo_tpot_ms: float | None = typer.Option(None, "--slo-tpot-ms", help="TPOT target for SLO attainment"),
     prices: Path | None = typer.Option(None, "--prices", help="TOML overriding prices.toml entries (your quote)"),
@@ -113,6 +118,8 @@ def serve_command(
         model,
         hw,
         tp,
+        weight_format=weight_format,
+        kv_dtype=kv_dtype,
         bounds=grid_bounds(work, scheduler),
         progress=not as_json,
         prices=prices,
@@ -140,6 +147,8 @@ def serve_command(
         "rate_req_s": rate,
         "concurrency": concurrency,
         "burstiness": burstiness,
+        "dtype": weight_format,
+        "kv_dtype": kv_dtype or "bf16",
     }
     if concurrency is None and requests >= 2:
         out["steady_state"] = measure_steady_state(result, slo).to_dict()

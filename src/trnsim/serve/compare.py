@@ -126,13 +126,18 @@ def compare_hardware(
     goodput_fraction: float = 0.9,
     seed: int = 0,
     dtype: str = "bfloat16",
+    weight_format: str = "bf16",
+    kv_dtype: str | None = None,
     progress: bool = False,
     on_side: Callable[[str], None] | None = None,
     prices: str | Path | None = None,
     power_table: str | Path | None = None,
     curve_fractions: Sequence[float] = (),
 ) -> Comparison:
-    """Serve `model` on each hardware ("INSTANCE:tp=N") under `slo`; see the module docstring."""
+    """Serve `model` on each hardware ("INSTANCE:tp=N") under `slo`; see the module docstring.
+
+    weight_format / kv_dtype: `--dtype` / `--kv-dtype` on every side (serving_setup); a GPU side prices the weight
+    GEMMs at its FP8/FP4 tensor-core peak, a Trainium side at TensorE's fp8 rate."""
     if not hardware:
         raise ServeError("compare needs at least one hardware (e.g. trn2.48xlarge:tp=64)")
     choices = [h if isinstance(h, HwChoice) else parse_hw(h) for h in hardware]
@@ -158,6 +163,8 @@ def compare_hardware(
                 c.instance,
                 c.tp,
                 dtype=dtype,
+                weight_format=weight_format,
+                kv_dtype=kv_dtype,
                 bounds=bounds,
                 progress=progress,
                 prices=price_table,

@@ -91,6 +91,7 @@ def estimated_step_cost(
     instance: str | None = None,
     *,
     dtype: str = "bfloat16",
+    weight_format: str = "bf16",
     max_batch: int = 256,
     max_context: int = 32768,
     max_new_tokens: int = 8192,
@@ -104,10 +105,12 @@ def estimated_step_cost(
     fits). The grid spans batch 1..max_batch, new tokens 1..max_new_tokens and context 1..max_context
     (geometric); beyond it the grid extrapolates linearly with a warning. cache: reuse/extend the table in the
     user cache (serve.default_cache_path()). progress: a progress bar while grid points are computed.
+    weight_format: "bf16", "fp8" or "fp4" (GPUs with FP4 tensor cores): the weight matmuls priced in that format
+    as `trnsim estimate --dtype` does (compiler/dtype_estimate.py); each format has its own cached table.
     """
     start = time.perf_counter()
     batches, tokens, contexts = _axes(max_batch, max_context, max_new_tokens)
-    parts = StepComponents(model, target, tp, instance, dtype)
+    parts = StepComponents(model, target, tp, instance, dtype, weight_format)
     key = parts.cache_key()
     cache_path = default_cache_path() if cache else None
     missing = len(batches) * len(tokens) * len(contexts)

@@ -13,6 +13,7 @@ not fit) fail before any estimate runs, with a message saying what to change.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -109,7 +110,13 @@ def scheduler_grid_bounds(workload: Workload, config: Any) -> GridBounds:
     return GridBounds(max(2, cap_batch), max(2, longest), max(2, tokens))
 
 
-def check_request_lengths(model: str, max_request_tokens: int, tp: int = 1, memory_bytes: float | None = None) -> None:
+def check_request_lengths(
+    model: str,
+    max_request_tokens: int,
+    tp: int = 1,
+    memory_bytes: float | None = None,
+    served: ServedModel | None = None,
+) -> None:
     """Refuse, before any grid is built, a request longer than the model's context (prompt + output), or one
     whose KV cache cannot fit next to the weights in `memory_bytes`."""
     from trnsim.models import model_facts
@@ -122,7 +129,7 @@ def check_request_lengths(model: str, max_request_tokens: int, tp: int = 1, memo
             f"{facts.max_position:,}"
         )
     if memory_bytes is not None:
-        served = served_model(model, tp)
+        served = served or served_model(model, tp)
         kv_room = memory_bytes * (1 - DEFAULT_RESERVE_FRACTION) - served.weight_bytes
         need = max_request_tokens * served.kv_bytes_per_token
         if need > kv_room:
@@ -131,6 +138,17 @@ def check_request_lengths(model: str, max_request_tokens: int, tp: int = 1, memo
                 f"leaves {max(kv_room, 0) / GIB:.2f} GiB after {served.weight_bytes / GIB:.2f} GiB of weights; "
                 "shorten prompts/outputs, raise tp or use an instance with more memory"
             )
+
+
+KV_DTYPES = {"bf16": 2, "bfloat16": 2, "fp8": 1}  # KV-cache element formats and their bytes
+
+
+def kv_bytes(kv_dtype: str) -> int:
+    """Bytes per KV-cache element of `kv_dtype`, or a ServeError naming the allowed formats."""
+    size = KV_DTYPES.get(str(kv_dtype).lower())
+    if size is None:
+        raise ServeError(f"--kv-dtype {kv_dtype!r} is not a KV-cache format; use one of {', '.join(KV_DTYPES)}")
+    return size
 
 
 @dataclass(frozen=True)
@@ -146,26 +164,53 @@ class ServingSetup:
     instances_per_replica: int
 
 
-def served_model(model: str, tp: int = 1, dtype_bytes: int = 2) -> ServedModel:
+def served_model(
+    model: str, tp: int = 1, dtype_bytes: int = 2, linear_bytes: float | None = None, kv_bytes: float | None = None
+) -> ServedModel:
     """ServedModel of a preset/config.json at tensor parallelism tp: weights at dtype_bytes per parameter and
     the KV cache a token takes over all tp ranks, both with the heads as the ranks hold them
-    (`tensor_parallel.local_heads`: replicated KV heads, heads padded to a multiple of tp)."""
+    (`tensor_parallel.local_heads`: replicated KV heads, heads padded to a multiple of tp).
+
+    linear_bytes: the linear layers' weights (what `--dtype fp8` quantises) at this many bytes per parameter;
+    kv_bytes: the KV cache at this many bytes per element (fp8 KV: 1). None: dtype_bytes."""
     from trnsim.compiler.tensor_parallel import local_heads
     from trnsim.models import model_facts
 
     facts = model_facts(model)
     if not facts.n_kv_heads:
         raise ServeError(f"{facts.name} is not a decoder (no KV cache); serving needs a causal language model")
+    linear = dtype_bytes if linear_bytes is None else linear_bytes
     weights = float(facts.weight_bytes(dtype_bytes))
+    if linear != dtype_bytes:
+        weights -= float(linear_params(model)) * (dtype_bytes - linear)
     q_local, kv_local = local_heads(facts.n_heads, facts.n_kv_heads, tp) if tp > 1 else (0, 0)
     if tp > 1:  # padded query heads (q and o projections) and replicated/padded KV heads (k and v) are stored too
         extra_heads = 2 * (q_local * tp - facts.n_heads) + 2 * (kv_local * tp - facts.n_kv_heads)
-        weights += float(facts.n_layers * extra_heads * facts.head_dim * facts.hidden_size * dtype_bytes)
+        weights += float(facts.n_layers * extra_heads * facts.head_dim * facts.hidden_size * linear)
     kv_heads_total = kv_local * tp if tp > 1 else facts.n_kv_heads
-    kv_per_token = 2 * facts.n_layers * kv_heads_total * facts.head_dim * dtype_bytes
+    kv_per_token = (
+        2 * facts.n_layers * kv_heads_total * facts.head_dim * (dtype_bytes if kv_bytes is None else kv_bytes)
+    )
     if not kv_per_token:
         raise ServeError(f"{facts.name} is not a decoder (no KV cache); serving needs a causal language model")
     return ServedModel(facts.name, weights, float(kv_per_token), float(facts.n_params))
+
+
+@functools.cache
+def linear_params(model: str) -> int:
+    """Parameters held by the model's linear layers (torch.nn.Linear, the LM head included, each tensor once):
+    the weights an fp8/fp4 serving format stores at its own size, as the estimate counts them."""
+    import torch
+
+    from trnsim.models import build_model
+    from trnsim.models.config import resolve_config
+
+    net = build_model(resolve_config(model), device="meta")
+    seen: dict[int, int] = {}
+    for module in net.modules():
+        if isinstance(module, torch.nn.Linear):
+            seen[id(module.weight)] = module.weight.numel()
+    return sum(seen.values())
 
 
 def serving_setup(
@@ -174,6 +219,8 @@ def serving_setup(
     tp: int,
     *,
     dtype: str = "bfloat16",
+    weight_format: str = "bf16",
+    kv_dtype: str | None = None,
     bounds: GridBounds | None = None,
     cache: bool = True,
     progress: bool = False,
@@ -184,9 +231,15 @@ def serving_setup(
 
     bounds: the step shapes the step-latency grid spans (`grid_bounds(workload, scheduler)`); by default
     estimated_step_cost's (batch 256, context 32768, 8192 new tokens). prices / power_table: a user's TOML
-    laid over prices.toml / power.toml (as `trnsim plan --prices/--power-table`), or loaded tables."""
+    laid over prices.toml / power.toml (as `trnsim plan --prices/--power-table`), or loaded tables.
+    weight_format: "bf16", "fp8" or "fp4" (`--dtype`): the linear layers' weights stored and their matmuls priced
+    in that format (compiler/dtype_estimate.py), so the weights take less HBM and leave more KV cache.
+    kv_dtype: "bf16" or "fp8" (`--kv-dtype`): the KV cache's element size (capacity only; attention time stays
+    that of a bf16 cache). None: `dtype`."""
+    from trnsim.compiler.dtype_estimate import check_estimate_dtype
     from trnsim.cost import load_power, load_prices, server_power
     from trnsim.cost.capacity_source import chips_per_replica, replica_layout
+    from trnsim.hw.presets import list_presets
     from trnsim.serve.estimate_step_cost import DTYPES, estimated_step_cost
 
     if dtype not in DTYPES:
@@ -198,7 +251,10 @@ def serving_setup(
     target = accelerator_target(instance, prices)
     per_instance, instances_per_replica = replica_layout(instance, tp, prices)
     dtype_bytes = DTYPES[dtype]
-    served = served_model(model, tp, dtype_bytes)
+    fmt = check_estimate_dtype(weight_format, gpu=target not in list_presets())
+    served = served_model(
+        model, tp, dtype_bytes, None if fmt is None else fmt.bytes, None if kv_dtype is None else kv_bytes(kv_dtype)
+    )
     memory = chips_per_replica(entry, tp) * entry.hbm_gib_per_accelerator * GIB
     usable = memory * (1 - DEFAULT_RESERVE_FRACTION)
     if served.weight_bytes >= usable:
@@ -208,11 +264,19 @@ def serving_setup(
             f"{DEFAULT_RESERVE_FRACTION:.0%} reserve); raise tp or choose an instance with more memory"
         )
     if bounds is not None:  # refuse over-long requests before the grid is built out to their length
-        check_request_lengths(model, bounds.max_context, tp, memory)
+        check_request_lengths(model, bounds.max_context, tp, memory, served)
     spec_instances = _spec_instance(target, instance)
     limits = {} if bounds is None else vars(bounds)
     step_cost = estimated_step_cost(
-        model, target, tp, spec_instances, dtype=dtype, cache=cache, progress=progress, **limits
+        model,
+        target,
+        tp,
+        spec_instances,
+        dtype=dtype,
+        weight_format=weight_format,
+        cache=cache,
+        progress=progress,
+        **limits,
     )
     share = instances_per_replica / per_instance  # instances one replica stands for
     facility_w = server_power(instance, prices, power).peak_w * power.cooling_for(DEFAULT_COOLING).pue.value

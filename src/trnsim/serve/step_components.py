@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from trnsim.errors import TrnsimWarning
+from trnsim.errors import TrnsimError, TrnsimWarning
 from trnsim.gpu.model import GpuModel
 from trnsim.gpu.presets import get_gpu_spec
 from trnsim.hw.spec import HardwareSpec
@@ -79,6 +79,7 @@ class StepComponents:
         tp: int,
         instance: str | None,
         dtype: str,
+        weight_format: str = "bf16",
     ) -> None:
         import torch
 
@@ -119,6 +120,8 @@ class StepComponents:
             self.family = "trainium"
             self.placement = place(self.spec, tp, instance)  # tp larger than the instance: a clear SpecError
         self.overhead_s = step_overhead_s(self.family, self.target_name)
+        # weight matmuls (linears, LM head) in fp8/fp4 (compiler/dtype_estimate.py); None: in `dtype`
+        self.format = _check_format(weight_format, self.gpu)
         local = shard_config(config, tp) if tp > 1 else config
         heads = local.num_attention_heads
         self.shape = _Shape(
@@ -152,10 +155,15 @@ class StepComponents:
         digest = hashlib.sha256((config_json + spec_json).encode()).hexdigest()[:16]
         return (
             f"estimate-step v{_VERSION} model={self.model_name} target={self.target_name} tp={self.tp} "
-            f"instance={self.instance} dtype={self.dtype} overhead_s={self.overhead_s:g} hash={digest} "
+            f"instance={self.instance} dtype={self.dtype}{self._format_key()} "
+            f"overhead_s={self.overhead_s:g} hash={digest} "
             # the compiler's passes and lowerings shape dense(N) as much as the simulator does
             f"sim={source_fingerprint(('isa', 'sim', 'nki', 'kernels', 'compiler', 'gpu'))}"
         )
+
+    def _format_key(self) -> str:
+        # bf16 keys stay as they were (cached tables remain valid); another format gets its own table
+        return "" if self.format is None else f" weights={self.format.name}"
 
     # -- the parts ---------------------------------------------------------------------------------------------
     def dense_s(self, new_tokens: int) -> float:
@@ -168,6 +176,7 @@ class StepComponents:
             return hit
         import torch
 
+        from trnsim.compiler.dtype_estimate import matmul_format
         from trnsim.compiler.estimate import estimate
         from trnsim.compiler.gpu_estimate import price_rank_graph
 
@@ -176,15 +185,24 @@ class StepComponents:
         if self.gpu is not None:
             graph = self._rank_graph(new_tokens)
             overhead = self.gpu.spec.kernels.serving_kernel_overhead_s
-            profile = price_rank_graph(graph, self.gpu.spec, overhead)
+            with matmul_format(self.format):  # the weight GEMMs at the format's peak and bytes
+                profile = price_rank_graph(graph, self.gpu.spec, overhead)
         else:
             assert self.spec is not None
             with warnings.catch_warnings():
                 # The causal mask's integer ops fall back to the host and are left out of device time; in a
                 # serving step that is what is wanted, so the per-estimate warning is only noise here.
                 warnings.simplefilter("ignore", TrnsimWarning)
+                fmt = {} if self.format is None else {"dtype": self.format.name}  # fp8 weight matmuls
                 profile = estimate(
-                    self.net, (ids,), keep, target=self.spec, tp=self.tp, instance=self.instance, label=self.model_name
+                    self.net,
+                    (ids,),
+                    keep,
+                    target=self.spec,
+                    tp=self.tp,
+                    instance=self.instance,
+                    label=self.model_name,
+                    **fmt,
                 )
             self.estimate_calls += 1
         seconds = 1e-6 * sum(r.total_device_us for r in profile.records if r.kind != "host" and r.op != SDPA)
@@ -226,15 +244,17 @@ class StepComponents:
         """The logits linear (and its tp all-gather) for `rows` tokens."""
         s = self.shape
         if self.gpu is not None:
-            t = self.gpu.gemm_time_s(rows, s.vocab, s.hidden, self.dtype, isolated=False) + self._gpu_relaunch_s()
+            gemm_dtype = self.dtype if self.format is None else self.format.gpu
+            t = self.gpu.gemm_time_s(rows, s.vocab, s.hidden, gemm_dtype, isolated=False) + self._gpu_relaunch_s()
             if self.tp > 1:
                 t += self.gpu.allreduce_time_s(rows * s.vocab * self.tp * _elt(self.dtype) / 2, self.tp)
             return t
         from trnsim import kernels
         from trnsim.compiler.tensor_parallel import TPPlan
 
-        x = self._tensor((1, rows, s.hidden))
-        w = self._tensor((s.vocab, s.hidden))
+        operand = None if self.format is None else self.format.trainium  # the LM head is a weight matmul
+        x = self._tensor((1, rows, s.hidden), operand)
+        w = self._tensor((s.vocab, s.hidden), operand)
         us = self._kernel_us(kernels.linear, (x, w, None), {})
         if self.tp > 1:
             assert self.spec is not None
@@ -301,11 +321,11 @@ class StepComponents:
         return self.overhead_s + self.dense_s(new_tokens) + logits + self.shape.layers * attention
 
     # -- helpers -----------------------------------------------------------------------------------------------
-    def _tensor(self, shape: tuple[int, ...]) -> Any:
+    def _tensor(self, shape: tuple[int, ...], dtype: Any = None) -> Any:
         from trnsim import dtypes
         from trnsim.nki.kernel import TensorSpec
 
-        return TensorSpec(shape, dtypes.resolve(self.dtype))
+        return TensorSpec(shape, dtype if dtype is not None else dtypes.resolve(self.dtype))
 
     def _kernel_us(self, kernel: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> float:
         from trnsim.compiler.kernel_runner import run_kernel
@@ -314,6 +334,20 @@ class StepComponents:
         _, cost = run_kernel(kernel, args, kwargs, self.spec, functional=False)
         # a rank is a logical core whose physical cores share the kernel's work (compiler/logical_core.py)
         return float(cost.latency_us) / self.spec.chip.default_lnc
+
+
+def _check_format(weight_format: str, gpu: GpuModel | None) -> Any:
+    """The MatmulFormat of `weight_format` (None: bf16), or the project's error naming what the target lacks."""
+    from trnsim.compiler.dtype_estimate import check_estimate_dtype
+    from trnsim.gpu.precision import precision_of
+
+    fmt = check_estimate_dtype(weight_format, gpu=gpu is not None)
+    if fmt is not None and gpu is not None:
+        try:
+            precision_of(fmt.gpu).peak_flops(gpu.spec.compute)
+        except TrnsimError as exc:  # e.g. fp4 on an H100: refused before any grid point is priced
+            raise ServeError(f"dtype {weight_format!r} on {gpu.name}: {exc}") from None
+    return fmt
 
 
 def _elt(dtype: str) -> int:
