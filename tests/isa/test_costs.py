@@ -480,6 +480,23 @@ def test_quantize_mx(p: int, f: int) -> None:
     assert ins.cycles == max(v.min_ii_cycles, f / v.mx_quantize_elems_per_cycle)
 
 
+@covers(Opcode.EXPONENTIAL)
+@pytest.mark.parametrize("f", [2048, 256, 16])
+@pytest.mark.parametrize("reduce", [False, True])
+def test_exponential(f: int, reduce: bool) -> None:
+    """VectorE at exponential_speedup x ScalarE's exp: max(MIN_II, N / 4), + MIN_II reading the sum out."""
+    v = core_of("trn3").vector
+
+    def body() -> None:
+        red = sbuf((128, 1)) if reduce else None
+        cmd = nisa.reduce_cmd.reset_reduce if reduce else nisa.reduce_cmd.idle
+        nisa.exponential(sbuf((128, f)), sbuf((128, f)), max_value=1.0, reduce_res=red, reduce_cmd=cmd)
+
+    ins = issued("trn3", body, Opcode.EXPONENTIAL)
+    ii = v.min_ii_cycles
+    assert ins.cycles == max(ii, f / v.exponential_speedup) + (ii if reduce else 0)
+
+
 def test_every_opcode_has_a_closed_form_cost_test() -> None:
     assert set(RECORDS) == set(Opcode)
     missing = sorted(op.key for op in set(Opcode) - COVERED)

@@ -45,6 +45,9 @@ class VectorEngineSpec(EngineSpec):
     bf16_speedup: PositiveFloat = Field(description="perf mode for other all-bf16 instructions")
     transpose_max: PositiveInt = Field(description="largest [n, n] block VectorE nc_transpose handles")
     bn_stats_fmax: PositiveInt = Field(description="elements per partition one bn_stats takes")
+    exponential_speedup: float = Field(
+        default=0.0, ge=0, description="nisa.exponential's rate over ScalarE's activation(exp); 0 = no exponential"
+    )
     mx_quantize_elems_per_cycle: float = Field(
         default=0.0, ge=0, description="quantize_mx elements per partition per cycle; 0 = no quantize_mx"
     )

@@ -10,6 +10,7 @@ from trnsim.errors import ShapeMismatchError, UsageError
 from trnsim.isa.alu import BINARY_OPS
 from trnsim.nki import (
     emit_arith,
+    emit_exp,
     emit_matmul,
     emit_movement,
     emit_mx,
@@ -307,6 +308,28 @@ def quantize_mx(dst: NkiTensor, src: NkiTensor, dst_scale: NkiTensor, name: Any 
 
 
 __all__ += ["nc_matmul_mx", "quantize_mx"]
+
+
+def exponential(
+    dst: NkiTensor,
+    src: NkiTensor,
+    max_value: Any = 0.0,
+    reduce_res: NkiTensor | None = None,
+    reduce_cmd: Any = reduce_cmd.idle,
+    reduce_init: Any = 0.0,
+    name: Any = None,
+) -> None:
+    emit_exp.exponential(
+        dst,
+        src,
+        max_value=max_value,
+        reduce_res=reduce_res,
+        reduce_cmd=reduce_cmd.name if hasattr(reduce_cmd, "name") else str(reduce_cmd),
+        reduce_init=reduce_init,
+    )
+
+
+__all__ += ["exponential"]
 
 
 def activation_reduce(
