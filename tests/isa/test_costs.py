@@ -497,6 +497,24 @@ def test_exponential(f: int, reduce: bool) -> None:
     assert ins.cycles == max(ii, f / v.exponential_speedup) + (ii if reduce else 0)
 
 
+@covers(Opcode.ACTIVATE2)
+@pytest.mark.parametrize("f", [2048, 16])
+@pytest.mark.parametrize("reduce", [False, True])
+def test_activate2(f: int, reduce: bool) -> None:
+    """ScalarE, activation's rule: max(MIN_II, N), + MIN_II reading the accumulator into reduce_res."""
+    s = core_of("trn3").scalar
+
+    def body() -> None:
+        red = sbuf((128, 1)) if reduce else None
+        cmd = nisa.reduce_cmd.reset_reduce if reduce else nisa.reduce_cmd.idle
+        x = sbuf((128, f))
+        nisa.activate2(x, nl.exp, x, 2.0, 1.0, nl.multiply, nl.add, reduce_op=nl.add, reduce_res=red, reduce_cmd=cmd)
+
+    ins = issued("trn3", body, Opcode.ACTIVATE2)
+    ii = s.min_ii_cycles
+    assert ins.cycles == max(ii, f) + (ii if reduce else 0)
+
+
 def test_every_opcode_has_a_closed_form_cost_test() -> None:
     assert set(RECORDS) == set(Opcode)
     missing = sorted(op.key for op in set(Opcode) - COVERED)

@@ -52,6 +52,7 @@ class Opcode(IntEnum):
     NC_MATMUL_MX = 25
     QUANTIZE_MX = 26
     EXPONENTIAL = 27
+    ACTIVATE2 = 28
     # multi-rank instructions (sim/instance_timing.py adds the wait for partners and the link time)
     SENDRECV = 40
     CORE_BARRIER = 41

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from trnsim.isa.instructions import (
+    activate2,
     activation,
     affine_select,
     barrier,
@@ -69,6 +70,7 @@ RECORDS: dict[Opcode, InstructionRecord] = {
         nc_matmul_mx,
         quantize_mx,
         exponential,
+        activate2,
         sendrecv,
         core_barrier,
         collective,

@@ -1,20 +1,20 @@
 """Builder of NC-v4's exponential (VectorE): exp(src - max_value) with the engine's running-sum registers.
 
 The Vector engine keeps the sum between instructions (reduce_cmd=reduce adds to it, reduce_res=None leaves
-it unread), so the accumulator lives here per trace context (one core's program), in fp32.
+it unread): nki/engine_accumulators.py holds it.
 """
 
 from __future__ import annotations
 
-import weakref
 from typing import Any
 
 import numpy as np
 
-from trnsim.errors import ShapeMismatchError, UsageError
+from trnsim.errors import UsageError
 from trnsim.isa.instruction import Instruction
 from trnsim.isa.instructions import exponential as record
-from trnsim.isa.opcodes import Opcode
+from trnsim.isa.opcodes import Engine, Opcode
+from trnsim.nki import engine_accumulators as accumulators
 from trnsim.nki.context import TraceContext, current, user_location
 from trnsim.nki.issue import issue
 from trnsim.nki.operands import (
@@ -27,18 +27,6 @@ from trnsim.nki.operands import (
     write,
 )
 from trnsim.nki.tensor import NkiTensor
-
-_ACCUMULATORS: dict[int, np.ndarray] = {}  # id(trace context) -> the Vector engine's [P] running sums
-
-
-def _accumulator(ctx: TraceContext) -> np.ndarray | None:
-    return _ACCUMULATORS.get(id(ctx))
-
-
-def _set_accumulator(ctx: TraceContext, values: np.ndarray) -> None:
-    if id(ctx) not in _ACCUMULATORS:
-        weakref.finalize(ctx, _ACCUMULATORS.pop, id(ctx), None)
-    _ACCUMULATORS[id(ctx)] = values
 
 
 def exponential(
@@ -91,7 +79,7 @@ def exponential(
         elif reduce_cmd == record.LOAD:
             init = resolve_operand(reduce_init, ctx, loc) if reduce_init is not None else 0.0
             sums = np.asarray(init, dtype=np.float32).reshape(-1) + sums
-        _set_accumulator(ctx, sums)
+        accumulators.store(ctx, Engine.VECTOR, sums)
         if outputs:
             write(outputs["reduce_res"], sums.reshape(p, 1), None)
     return ins
@@ -99,14 +87,8 @@ def exponential(
 
 def _running(ctx: TraceContext, p: int, loc: str) -> np.ndarray:
     """The accumulator reduce_cmd=reduce adds to: zeros (with a warning) if nothing reset or loaded it."""
-    acc = _accumulator(ctx)
+    acc = accumulators.load(ctx, Engine.VECTOR, p, "exponential", loc)
     if acc is None:
         ctx.machine.warn(f"{loc}: exponential reduce_cmd=reduce before any reset_reduce/load_reduce (reads as 0)")
         return np.zeros(p, np.float32)
-    if acc.shape[0] != p:
-        raise ShapeMismatchError(
-            f"exponential reduce_cmd=reduce over {p} partitions, but the accumulator holds {acc.shape[0]}",
-            loc,
-            rule="reduce",
-        )
     return acc

@@ -9,6 +9,7 @@ import numpy as np
 from trnsim.errors import ShapeMismatchError, UsageError
 from trnsim.isa.alu import BINARY_OPS
 from trnsim.nki import (
+    emit_act2,
     emit_arith,
     emit_exp,
     emit_matmul,
@@ -330,6 +331,42 @@ def exponential(
 
 
 __all__ += ["exponential"]
+
+
+def activate2(
+    dst: NkiTensor,
+    op: Any,
+    data: NkiTensor,
+    imm0: Any,
+    imm1: Any,
+    op0: Any,
+    op1: Any,
+    relu_param: Any = 0.0,
+    reverse0: bool = False,
+    reverse1: bool = False,
+    reduce_op: Any = None,
+    reduce_res: NkiTensor | None = None,
+    reduce_cmd: Any = reduce_cmd.idle,
+    name: Any = None,
+) -> None:
+    emit_act2.activate2(
+        dst,
+        op,
+        data,
+        imm0,
+        imm1,
+        op0,
+        op1,
+        relu_param=relu_param,
+        reverse0=reverse0,
+        reverse1=reverse1,
+        reduce_op=reduce_op,
+        reduce_res=reduce_res,
+        reduce_cmd=reduce_cmd.name if hasattr(reduce_cmd, "name") else str(reduce_cmd),
+    )
+
+
+__all__ += ["activate2"]
 
 
 def activation_reduce(
