@@ -515,6 +515,21 @@ def test_activate2(f: int, reduce: bool) -> None:
     assert ins.cycles == max(ii, f) + (ii if reduce else 0)
 
 
+@covers(Opcode.TENSOR_SCALAR_CUMULATIVE)
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("f", [2048, 16])
+def test_tensor_scalar_cumulative(target: str, f: int) -> None:
+    """Undocumented; the one-input VectorE rule max(MIN_II, N)."""
+    v = core_of(target).vector
+    x = (128, f)
+    ins = issued(
+        target,
+        lambda: nisa.tensor_scalar_cumulative(sbuf(x), sbuf(x), nl.multiply, nl.add, 2.0),
+        Opcode.TENSOR_SCALAR_CUMULATIVE,
+    )
+    assert ins.cycles == max(v.min_ii_cycles, f)
+
+
 def test_every_opcode_has_a_closed_form_cost_test() -> None:
     assert set(RECORDS) == set(Opcode)
     missing = sorted(op.key for op in set(Opcode) - COVERED)

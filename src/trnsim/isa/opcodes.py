@@ -53,6 +53,7 @@ class Opcode(IntEnum):
     QUANTIZE_MX = 26
     EXPONENTIAL = 27
     ACTIVATE2 = 28
+    TENSOR_SCALAR_CUMULATIVE = 29
     # multi-rank instructions (sim/instance_timing.py adds the wait for partners and the link time)
     SENDRECV = 40
     CORE_BARRIER = 41

@@ -11,6 +11,7 @@ from trnsim.isa.alu import BINARY_OPS
 from trnsim.nki import (
     emit_act2,
     emit_arith,
+    emit_cumulative,
     emit_exp,
     emit_matmul,
     emit_movement,
@@ -367,6 +368,30 @@ def activate2(
 
 
 __all__ += ["activate2"]
+
+
+def tensor_scalar_cumulative(
+    dst: NkiTensor,
+    src: NkiTensor,
+    op0: Any,
+    op1: Any,
+    imm0: Any,
+    imm1: Any = None,
+    reduce_cmd: Any = reduce_cmd.reset_reduce,
+    name: Any = None,
+) -> None:
+    emit_cumulative.tensor_scalar_cumulative(
+        dst,
+        src,
+        op0,
+        op1,
+        imm0,
+        imm1=imm1,
+        reduce_cmd=reduce_cmd.name if hasattr(reduce_cmd, "name") else str(reduce_cmd),
+    )
+
+
+__all__ += ["tensor_scalar_cumulative"]
 
 
 def activation_reduce(
