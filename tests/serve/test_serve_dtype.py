@@ -141,6 +141,8 @@ def test_serve_and_compare_cli_take_dtype(tiny: str) -> None:
     assert out.exit_code == 0, (out.output, out.exception)
     data = json.loads(out.stdout)
     assert (data["dtype"], data["kv_dtype"]) == ("fp8", "fp8") and data["requests"] == 8
+    assert data["weight_bytes"] == pytest.approx(expected_weight_bytes(1), rel=1e-12)
+    assert data["kv_bytes_per_token"] == 2 * LAYERS * KV_HEADS * (HIDDEN // HEADS) * 1
     hw = ["--hw", "trn2.48xlarge:tp=1", "--hw", "p5.48xlarge:tp=1"]
     cmp = CliRunner().invoke(
         app,
@@ -160,4 +162,24 @@ def test_serve_and_compare_cli_take_dtype(tiny: str) -> None:
         ],
     )
     assert cmp.exit_code == 0, (cmp.output, cmp.exception)
-    assert [s["hw"] for s in json.loads(cmp.stdout)["sides"]] == ["trn2.48xlarge:tp=1", "p5.48xlarge:tp=1"]
+    sides = json.loads(cmp.stdout)["sides"]
+    assert [s["hw"] for s in sides] == ["trn2.48xlarge:tp=1", "p5.48xlarge:tp=1"]
+    assert all(s["weight_bytes"] == pytest.approx(expected_weight_bytes(1), rel=1e-12) for s in sides)
+
+
+def test_the_cli_exits_2_with_the_message(
+    tiny: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from trnsim.cli import main
+
+    args = ["trnsim", "serve", "--model", tiny, "--hw", "trn2.48xlarge", "--tp", "1", "--rate", "1", "--dtype", "mxfp4"]
+    monkeypatch.setattr("sys.argv", args)
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    assert exit_.value.code == 2
+    assert "MX formats are not modelled yet" in capsys.readouterr().err
+
+
+def test_dtype_with_a_deployment_is_refused(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["serve", "--deployment", str(tmp_path / "d.toml"), "--dtype", "fp8"])
+    assert isinstance(result.exception, TrnsimError) and "--deployment" in str(result.exception)

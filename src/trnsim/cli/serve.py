@@ -92,6 +92,10 @@ def serve_command(
 ) -> None:
     """Simulate serving MODEL on HW: latency percentiles, tokens/s, $/Mtok and J/token."""
     if deployment is not None:
+        if weight_format.lower() not in ("bf16", "bfloat16") or kv_dtype is not None:
+            from trnsim.serve.errors import ServeError
+
+            raise ServeError("--dtype/--kv-dtype are not supported with --deployment yet (its tenants serve bf16)")
         _serve_deployment(deployment, scheduler, seed, as_json)
         return
     from trnsim.serve import SLO, make_workload, simulate
@@ -149,6 +153,8 @@ def serve_command(
         "burstiness": burstiness,
         "dtype": weight_format,
         "kv_dtype": kv_dtype or "bf16",
+        "weight_bytes": setup.model.weight_bytes,
+        "kv_bytes_per_token": setup.model.kv_bytes_per_token,
     }
     if concurrency is None and requests >= 2:
         out["steady_state"] = measure_steady_state(result, slo).to_dict()

@@ -58,6 +58,8 @@ class SideResult:
             "rate_from_search": self.searched,
             "replicas_per_instance": self.setup.replicas_per_instance,
             "instances_per_replica": self.setup.instances_per_replica,
+            "weight_bytes": self.setup.model.weight_bytes,  # per replica, in the served number format (--dtype)
+            "kv_bytes_per_token": self.setup.model.kv_bytes_per_token,  # --kv-dtype
             "price_per_replica_hour": self.setup.replica.price_per_hour,
             "power_per_replica_w": self.setup.replica.power_w,
             **metrics,
