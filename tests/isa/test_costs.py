@@ -530,6 +530,24 @@ def test_tensor_scalar_cumulative(target: str, f: int) -> None:
     assert ins.cycles == max(v.min_ii_cycles, f)
 
 
+@covers(Opcode.SELECT_REDUCE)
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("f", [2048, 16])
+def test_select_reduce(target: str, f: int) -> None:
+    """max(MIN_II, N) (§3.6 select_reduce)."""
+    v = core_of(target).vector
+    x = (128, f)
+
+    def body() -> None:
+        red = sbuf((128, 1))
+        nisa.select_reduce(
+            sbuf(x), sbuf(x, nl.uint8), sbuf(x), -1.0, reduce_res=red, reduce_cmd=nisa.reduce_cmd.reset_reduce
+        )
+
+    ins = issued(target, body, Opcode.SELECT_REDUCE)
+    assert ins.cycles == max(v.min_ii_cycles, f)
+
+
 def test_every_opcode_has_a_closed_form_cost_test() -> None:
     assert set(RECORDS) == set(Opcode)
     missing = sorted(op.key for op in set(Opcode) - COVERED)

@@ -54,6 +54,7 @@ class Opcode(IntEnum):
     EXPONENTIAL = 27
     ACTIVATE2 = 28
     TENSOR_SCALAR_CUMULATIVE = 29
+    SELECT_REDUCE = 30
     # multi-rank instructions (sim/instance_timing.py adds the wait for partners and the link time)
     SENDRECV = 40
     CORE_BARRIER = 41

@@ -21,6 +21,7 @@ from trnsim.nki import (
     emit_reduce,
     emit_reduce_fused,
     emit_select,
+    emit_select_reduce,
 )
 from trnsim.nki.context import user_location
 from trnsim.nki.isa_enums import (
@@ -392,6 +393,32 @@ def tensor_scalar_cumulative(
 
 
 __all__ += ["tensor_scalar_cumulative"]
+
+
+def select_reduce(
+    dst: NkiTensor,
+    predicate: NkiTensor,
+    on_true: NkiTensor,
+    on_false: Any,
+    reduce_res: NkiTensor | None = None,
+    reduce_cmd: Any = reduce_cmd.idle,
+    reduce_op: Any = "maximum",
+    reverse_pred: bool = False,
+    name: Any = None,
+) -> None:
+    emit_select_reduce.select_reduce(
+        dst,
+        predicate,
+        on_true,
+        on_false,
+        reduce_res=reduce_res,
+        reduce_cmd=reduce_cmd.name if hasattr(reduce_cmd, "name") else str(reduce_cmd),
+        reduce_op=reduce_op,
+        reverse_pred=reverse_pred,
+    )
+
+
+__all__ += ["select_reduce"]
 
 
 def activation_reduce(
