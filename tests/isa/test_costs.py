@@ -548,6 +548,22 @@ def test_select_reduce(target: str, f: int) -> None:
     assert ins.cycles == max(v.min_ii_cycles, f)
 
 
+@covers(Opcode.RANGE_SELECT)
+@pytest.mark.parametrize("target", ["trn2", "trn3"])
+@pytest.mark.parametrize("f", [2048, 16])
+def test_range_select(target: str, f: int) -> None:
+    """max(MIN_II, N) (§3.6 range_select)."""
+    v = core_of(target).vector
+    x = (128, f)
+
+    def body() -> None:
+        b0, b1 = sbuf((128, 1)), sbuf((128, 1))
+        nisa.range_select(sbuf(x), sbuf(x), nl.greater_equal, nl.less, b0, b1, reduce_res=sbuf((128, 1)))
+
+    ins = issued(target, body, Opcode.RANGE_SELECT)
+    assert ins.cycles == max(v.min_ii_cycles, f)
+
+
 def test_every_opcode_has_a_closed_form_cost_test() -> None:
     assert set(RECORDS) == set(Opcode)
     missing = sorted(op.key for op in set(Opcode) - COVERED)

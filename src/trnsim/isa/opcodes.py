@@ -55,6 +55,7 @@ class Opcode(IntEnum):
     ACTIVATE2 = 28
     TENSOR_SCALAR_CUMULATIVE = 29
     SELECT_REDUCE = 30
+    RANGE_SELECT = 31
     # multi-rank instructions (sim/instance_timing.py adds the wait for partners and the link time)
     SENDRECV = 40
     CORE_BARRIER = 41

@@ -12,7 +12,7 @@ from trnsim.isa.instruction import Instruction
 from trnsim.isa.instructions import select_reduce as record
 from trnsim.isa.opcodes import Engine, Opcode
 from trnsim.nki import engine_accumulators as accumulators
-from trnsim.nki.context import current, user_location
+from trnsim.nki.context import TraceContext, current, user_location
 from trnsim.nki.issue import issue
 from trnsim.nki.operands import (
     check_tile,
@@ -72,16 +72,25 @@ def select_reduce(
         compute=compute,
     )
     if result and (reduce_cmd != record.IDLE or outputs):
-        acc = accumulators.load(ctx, Engine.VECTOR, p, "select_reduce", loc)
-        if reduce_cmd != record.IDLE:
-            new = result[0].reshape(p, -1).max(axis=1)
-            if reduce_cmd == record.KEEP and acc is None:
-                ctx.machine.warn(f"{loc}: select_reduce reduce_cmd=reduce before any reset_reduce (starts at -inf)")
-            acc = new if reduce_cmd == record.RESET or acc is None else np.maximum(acc, new)
-            accumulators.store(ctx, Engine.VECTOR, acc)
-        elif acc is None:
-            ctx.machine.warn(f"{loc}: select_reduce reads the Vector engine's accumulator before anything set it (0)")
-            acc = np.zeros(p, np.float32)
-        if outputs:
-            write(outputs["reduce_res"], np.asarray(acc, np.float32).reshape(p, 1), None)
+        update_running_max(ctx, "select_reduce", reduce_cmd, result[0], outputs.get("reduce_res"), loc)
     return ins
+
+
+def update_running_max(
+    ctx: TraceContext, what: str, cmd: str, result: np.ndarray, reduce_res: NkiTensor | None, loc: str
+) -> None:
+    """reset_reduce / reduce the Vector engine's running max with `result`'s per-partition max (idle leaves it),
+    then read it into reduce_res if given."""
+    p = result.shape[0]
+    acc = accumulators.load(ctx, Engine.VECTOR, p, what, loc)
+    if cmd != record.IDLE:
+        new = result.reshape(p, -1).max(axis=1)
+        if cmd == record.KEEP and acc is None:
+            ctx.machine.warn(f"{loc}: {what} reduce_cmd=reduce before any reset_reduce (starts at -inf)")
+        acc = new if cmd == record.RESET or acc is None else np.maximum(acc, new)
+        accumulators.store(ctx, Engine.VECTOR, acc)
+    elif acc is None:
+        ctx.machine.warn(f"{loc}: {what} reads the Vector engine's accumulator before anything set it (0)")
+        acc = np.zeros(p, np.float32)
+    if reduce_res is not None:
+        write(reduce_res, np.asarray(acc, np.float32).reshape(p, 1), None)

@@ -17,6 +17,7 @@ from trnsim.nki import (
     emit_movement,
     emit_mx,
     emit_predicated,
+    emit_range_select,
     emit_ranks,
     emit_reduce,
     emit_reduce_fused,
@@ -419,6 +420,40 @@ def select_reduce(
 
 
 __all__ += ["select_reduce"]
+
+_FP32_MIN = float(np.finfo(np.float32).min)  # range_select's only legal on_false_value
+
+
+def range_select(
+    dst: NkiTensor,
+    on_true_tile: NkiTensor,
+    comp_op0: Any,
+    comp_op1: Any,
+    bound0: NkiTensor,
+    bound1: NkiTensor,
+    reduce_cmd: Any = reduce_cmd.reset_reduce,
+    reduce_res: NkiTensor | None = None,
+    reduce_op: Any = "maximum",
+    range_start: Any = 0,
+    on_false_value: Any = _FP32_MIN,
+    name: Any = None,
+) -> None:
+    emit_range_select.range_select(
+        dst,
+        on_true_tile,
+        comp_op0,
+        comp_op1,
+        bound0,
+        bound1,
+        reduce_cmd=reduce_cmd.name if hasattr(reduce_cmd, "name") else str(reduce_cmd),
+        reduce_res=reduce_res,
+        reduce_op=reduce_op,
+        range_start=range_start,
+        on_false_value=on_false_value,
+    )
+
+
+__all__ += ["range_select"]
 
 
 def activation_reduce(
