@@ -95,14 +95,14 @@ class BlockBanks:
         """End the lifetime of the least recently used finished block: its bytes go to `taker`."""
         b = min((b for b, e in self.live.items() if e[1]), key=lambda b: self.live[b][2])
         offset = self.live.pop(b)[0]
-        self.space.release_block(offset)
+        self.space.release_block(offset, self.owner)
         self.lost[b] = taker
         self._poison(b)
 
     def release_all(self) -> None:
         """The tensor is gone: every block's bytes are free."""
         for offset, _, _ in self.live.values():
-            self.space.release_block(offset)
+            self.space.release_block(offset, self.owner)
         self.live.clear()
 
     def _poison(self, b: Block) -> None:
@@ -145,6 +145,7 @@ def track_whole(alloc: Allocation, space: MemorySpace) -> None:
     banks.live[()] = [alloc.offset, False, next(_ticks)]
     alloc.blocks = banks
     space.block_owners.add(banks)
+    weakref.finalize(alloc, banks.release_all)  # bytes it took again after giving its first ones up
 
 
 def track(reads: list[NkiTensor], writes: list[NkiTensor], location: str) -> None:

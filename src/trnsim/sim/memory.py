@@ -264,9 +264,9 @@ class MemorySpace:
         min(owners, key=lambda to: to[0])[1].end_oldest(taker)
         return True
 
-    def release_block(self, offset: int) -> None:
+    def release_block(self, offset: int, owner: int) -> None:
         """A block's lifetime ended: its bytes are free (new owners wait for its last access)."""
-        self._release(offset)
+        self._release(offset, owner)
 
     def release_now(self, alloc: Allocation) -> None:
         """Free a tensor's bytes before its last Python reference goes (a fresh tile that was retargeted)."""
