@@ -564,6 +564,20 @@ def test_range_select(target: str, f: int) -> None:
     assert ins.cycles == max(v.min_ii_cycles, f)
 
 
+@covers(Opcode.NC_N_GATHER)
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("n", [1024, 8])
+def test_nc_n_gather(target: str, n: int) -> None:
+    """Undocumented; the GpSimd rule GPSIMD_START + N over the gathered elements per partition."""
+    core = core_of(target)
+    ins = issued(
+        target,
+        lambda: nisa.nc_n_gather(sbuf((128, n)), sbuf((128, 300)), sbuf((128, n), nl.uint32)),
+        Opcode.NC_N_GATHER,
+    )
+    assert ins.cycles == core.gpsimd.start_cycles + n
+
+
 def test_every_opcode_has_a_closed_form_cost_test() -> None:
     assert set(RECORDS) == set(Opcode)
     missing = sorted(op.key for op in set(Opcode) - COVERED)

@@ -56,6 +56,7 @@ class Opcode(IntEnum):
     TENSOR_SCALAR_CUMULATIVE = 29
     SELECT_REDUCE = 30
     RANGE_SELECT = 31
+    NC_N_GATHER = 32
     # multi-rank instructions (sim/instance_timing.py adds the wait for partners and the link time)
     SENDRECV = 40
     CORE_BARRIER = 41

@@ -13,6 +13,7 @@ from trnsim.nki import (
     emit_arith,
     emit_cumulative,
     emit_exp,
+    emit_gather,
     emit_matmul,
     emit_movement,
     emit_mx,
@@ -454,6 +455,13 @@ def range_select(
 
 
 __all__ += ["range_select"]
+
+
+def nc_n_gather(dst: NkiTensor, data: NkiTensor, indices: NkiTensor, name: Any = None) -> None:
+    emit_gather.nc_n_gather(dst, data, indices)
+
+
+__all__ += ["nc_n_gather"]
 
 
 def activation_reduce(
