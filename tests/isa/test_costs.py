@@ -578,6 +578,15 @@ def test_nc_n_gather(target: str, n: int) -> None:
     assert ins.cycles == core.gpsimd.start_cycles + n
 
 
+@covers(Opcode.SEQUENCE_BOUNDS)
+@pytest.mark.parametrize("n", [512, 8])
+def test_sequence_bounds(n: int) -> None:
+    """Undocumented; the GpSimd rule GPSIMD_START + N over the segment ids."""
+    core = core_of("trn2")
+    ins = issued("trn2", lambda: nisa.sequence_bounds(sbuf((1, 2, n)), sbuf((1, n))), Opcode.SEQUENCE_BOUNDS)
+    assert ins.cycles == core.gpsimd.start_cycles + n
+
+
 def test_every_opcode_has_a_closed_form_cost_test() -> None:
     assert set(RECORDS) == set(Opcode)
     missing = sorted(op.key for op in set(Opcode) - COVERED)

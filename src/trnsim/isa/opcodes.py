@@ -57,6 +57,7 @@ class Opcode(IntEnum):
     SELECT_REDUCE = 30
     RANGE_SELECT = 31
     NC_N_GATHER = 32
+    SEQUENCE_BOUNDS = 33
     # multi-rank instructions (sim/instance_timing.py adds the wait for partners and the link time)
     SENDRECV = 40
     CORE_BARRIER = 41

@@ -1,4 +1,5 @@
-"""Builder of nc_n_gather (GpSimdE): a per-partition gather that keeps data's bits (no fp32 round trip)."""
+"""Builders of GpSimdE index instructions: nc_n_gather (a per-partition gather that keeps data's bits, no fp32
+round trip) and sequence_bounds (run bounds of segment ids)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from typing import Any
 
 from trnsim.isa.instruction import Instruction
 from trnsim.isa.instructions import nc_n_gather as record
+from trnsim.isa.instructions import sequence_bounds as bounds_record
 from trnsim.isa.opcodes import Opcode
 from trnsim.nki.context import current, user_location
 from trnsim.nki.issue import issue
@@ -31,4 +33,24 @@ def nc_n_gather(dst: Any, data: Any, indices: Any, location: str | None = None) 
         compute=lambda: record.semantics(
             read_stored(ctx, src, None, loc), read_stored(ctx, idx, None, loc), loc
         ).reshape(out.shape),
+    )
+
+
+def sequence_bounds(dst: Any, segment_ids: Any, location: str | None = None) -> Instruction:
+    """[1, 2, N] run bounds of a [1, N] segment-id tile (GpSimdE)."""
+    ctx = current()
+    loc = location or user_location()
+    out = require_tensor(dst, "sequence_bounds dst", loc)
+    ids = require_tensor(segment_ids, "sequence_bounds segment_ids", loc)
+    for t, what in ((out, "dst"), (ids, "segment_ids")):
+        check_tile(ctx, t, f"sequence_bounds {what}", loc)
+    return issue(
+        Opcode.SEQUENCE_BOUNDS,
+        out,
+        {"segment_ids": ids},
+        None,
+        loc,
+        extent=(1, ids.free_size()),
+        label="sequence_bounds",
+        compute=lambda: bounds_record.semantics(read_stored(ctx, ids, None, loc)).reshape(out.shape),
     )

@@ -464,6 +464,13 @@ def nc_n_gather(dst: NkiTensor, data: NkiTensor, indices: NkiTensor, name: Any =
 __all__ += ["nc_n_gather"]
 
 
+def sequence_bounds(dst: NkiTensor, segment_ids: NkiTensor, name: Any = None) -> None:
+    emit_gather.sequence_bounds(dst, segment_ids)
+
+
+__all__ += ["sequence_bounds"]
+
+
 def activation_reduce(
     dst: NkiTensor,
     op: Any,
