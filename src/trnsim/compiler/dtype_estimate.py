@@ -10,8 +10,9 @@ operand specs, and those kernels return bf16 as fp8 matmuls do. GPU estimates pr
 GPU's FP8 tensor-core peak (trnsim.gpu.precision) with one byte per element; fp4 (GPU targets with FP4
 tensor cores, B200) at the FP4 peak with half a byte.
 
-MXFP8 / MXFP4 (block-scaled formats, 32-element scale groups) need the MX matmul instructions in the isa;
-until they exist they are refused with a clear error rather than priced at a guessed rate.
+MXFP8 / MXFP4 (block-scaled formats, 32-element scale groups): the isa has nc_matmul_mx (NeuronCore-v4), but the
+library's linear/matmul kernels have no MX path yet, so estimates refuse them with a clear error rather than
+pricing them at a guessed rate.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ FORMATS = {
     "fp8": MatmulFormat("fp8", dtypes.float8_e4m3, "float8", 1.0),
     "fp4": MatmulFormat("fp4", None, "float4", 0.5),  # Blackwell's FP4 tensor cores (NVFP4)
 }
-NOT_YET = {"mxfp8", "mxfp4"}  # named by the issue; need the isa's MX matmul (nc_matmul_mx) first
+NOT_YET = {"mxfp8", "mxfp4"}  # named by the issue; need an MX path (quantize_mx + nc_matmul_mx) in the linear kernels
 # The library kernels that carry a model's weight matmuls (linear layers, the LM head); attention's own
 # matmuls read the bf16 KV cache and stay bf16.
 WEIGHT_MATMUL_KERNELS = frozenset({"linear", "matmul"})
@@ -60,8 +61,8 @@ def check_estimate_dtype(dtype: str, *, gpu: bool = False, training: bool = Fals
     name = str(dtype).lower()
     if name in NOT_YET:
         raise CompileError(
-            f"dtype {dtype!r}: MX formats are not modelled yet (the isa has no MX matmul instruction); "
-            f"use one of {_ALLOWED}"
+            f"dtype {dtype!r}: MX formats are not modelled yet in estimates (nisa.nc_matmul_mx runs in NeuronCore-v4 "
+            f"kernels, but the library's linear/matmul kernels have no MX path); use one of {_ALLOWED}"
         )
     if name in BF16:
         return None
