@@ -188,9 +188,13 @@ def served_model(
         extra_heads = 2 * (q_local * tp - facts.n_heads) + 2 * (kv_local * tp - facts.n_kv_heads)
         weights += float(facts.n_layers * extra_heads * facts.head_dim * facts.hidden_size * linear)
     kv_heads_total = kv_local * tp if tp > 1 else facts.n_kv_heads
-    kv_per_token = (
-        2 * facts.n_layers * kv_heads_total * facts.head_dim * (dtype_bytes if kv_bytes is None else kv_bytes)
-    )
+    kv_elem = dtype_bytes if kv_bytes is None else kv_bytes
+    if facts.kv_latent_dim:
+        # MLA (DeepSeek) caches one latent per token and layer, shared by all heads: under tensor parallelism
+        # every rank keeps the whole latent (vLLM and SGLang replicate it across TP ranks).
+        kv_per_token = facts.n_layers * facts.kv_latent_dim * kv_elem * max(tp, 1)
+    else:
+        kv_per_token = 2 * facts.n_layers * kv_heads_total * facts.head_dim * kv_elem
     if not kv_per_token:
         raise ServeError(f"{facts.name} is not a decoder (no KV cache); serving needs a causal language model")
     return ServedModel(facts.name, weights, float(kv_per_token), float(facts.n_params))
