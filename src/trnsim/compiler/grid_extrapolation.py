@@ -19,7 +19,6 @@ check probe agrees; its 1-D walks keep the other dim at full size.
 from __future__ import annotations
 
 import contextlib
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -28,15 +27,13 @@ from trnsim.compiler.loop_extrapolation import (
     PROBE_SHARE,
     all_specs,
     bind_arguments,
-    gemm_plan,
-    out_dtype_of,
+    linear_problem,
     planned_as,
     spec_like,
     with_output_shape,
 )
 from trnsim.errors import TrnsimError
 from trnsim.hw.spec import HardwareSpec
-from trnsim.nki.kernel import TensorSpec
 
 FIRST = (2, 2)  # (strips, blocks) of the first probe: one of each to fill the pipeline, one in steady state
 # The check probe may miss the fit by this share of its latency. Its pair count is ~4x the fit's span, so the
@@ -80,24 +77,10 @@ def _grid(
 
 
 def _linear(bound: dict[str, Any], spec: HardwareSpec) -> Grid | None:
-    x, w = bound.get("x"), bound.get("w")
-    bias, residual = bound.get("bias"), bound.get("residual")
-    if not (isinstance(x, TensorSpec) and isinstance(w, TensorSpec) and len(x.shape) >= 1 and len(w.shape) == 2):
+    lp = linear_problem(bound, spec)
+    if lp is None:
         return None
-    if not all(t is None or isinstance(t, TensorSpec) for t in (bias, residual)):
-        return None
-    k = x.shape[-1]
-    n = w.shape[0]
-    m = math.prod(x.shape[:-1])
-    out = out_dtype_of(x, bound.get("out_dtype"))
-    if out is None or w.shape[1] != k or m == 0:
-        return None
-    if residual is not None and tuple(residual.shape) != (*x.shape[:-1], n):
-        return None
-    if bias is not None and tuple(bias.shape) != (n,):
-        return None
-    plan = gemm_plan(spec, n, m, k, w, x, out, True)
-    rest = {x_: y for x_, y in bound.items() if x_ not in ("x", "w", "bias", "residual")}
+    x, w, bias, residual, m, n, k, plan, rest = (lp.x, lp.w, lp.bias, lp.residual, lp.m, lp.n, lp.k, lp.plan, lp.rest)
 
     def build(features: int, tokens: int) -> tuple[tuple[Any, ...], dict[str, Any]]:
         res = None if residual is None else spec_like((tokens, features), residual)

@@ -229,7 +229,23 @@ def _batched_matmul(bound: dict[str, Any], spec: HardwareSpec) -> Loop | None:
     return _cheaper(found, None, (nb, m, n), planned_as(jobs=nb))
 
 
-def _linear(bound: dict[str, Any], spec: HardwareSpec) -> Loop | None:
+@dataclass(frozen=True)
+class LinearProblem:
+    """A linear kernel invocation on shapes alone: x [..., k] @ w[n, k].T over m token rows, and its GEMM plan."""
+
+    x: TensorSpec
+    w: TensorSpec
+    bias: TensorSpec | None
+    residual: TensorSpec | None
+    m: int
+    n: int
+    k: int
+    plan: Any
+    rest: dict[str, Any]  # the other arguments, passed through to every probe
+
+
+def linear_problem(bound: dict[str, Any], spec: HardwareSpec) -> LinearProblem | None:
+    """The linear invocation's shapes when they are consistent (else None: no walk, full simulation)."""
     x, w = bound.get("x"), bound.get("w")
     bias, residual = bound.get("bias"), bound.get("residual")
     if not (isinstance(x, TensorSpec) and isinstance(w, TensorSpec) and len(x.shape) >= 1 and len(w.shape) == 2):
@@ -247,8 +263,16 @@ def _linear(bound: dict[str, Any], spec: HardwareSpec) -> Loop | None:
     if bias is not None and tuple(bias.shape) != (n,):
         return None
     plan = gemm_plan(spec, n, m, k, w, x, out, True)
-    p = int(spec.core.sbuf.partitions)
     rest = {x_: y for x_, y in bound.items() if x_ not in ("x", "w", "bias", "residual")}
+    return LinearProblem(x, w, bias, residual, m, n, k, plan, rest)
+
+
+def _linear(bound: dict[str, Any], spec: HardwareSpec) -> Loop | None:
+    lp = linear_problem(bound, spec)
+    if lp is None:
+        return None
+    x, w, bias, residual, m, n, k, plan, rest = (lp.x, lp.w, lp.bias, lp.residual, lp.m, lp.n, lp.k, lp.plan, lp.rest)
+    p = int(spec.core.sbuf.partitions)
 
     def tokens(cols: int) -> tuple[tuple[Any, ...], dict[str, Any]]:
         res = None if residual is None else spec_like((cols, n), residual)
