@@ -1,37 +1,11 @@
 """`nki.isa` (current NKI, 0.2+): explicit-destination instructions, `dst` first.
 
 The wrappers live in nki/isa_<family>.py (mirroring nki/emit_<family>.py); this module re-exports them
-and keeps its historical module namespace (imports included) unchanged.
+and keeps the public names (__all__) in one place.
 """
-
-# ruff: noqa: F401
 
 from __future__ import annotations
 
-from typing import Any
-
-import numpy as np
-
-from trnsim.errors import ShapeMismatchError, UsageError
-from trnsim.isa.alu import BINARY_OPS
-from trnsim.nki import (
-    emit_act2,
-    emit_arith,
-    emit_cumulative,
-    emit_exp,
-    emit_gather,
-    emit_matmul,
-    emit_movement,
-    emit_mx,
-    emit_predicated,
-    emit_range_select,
-    emit_ranks,
-    emit_reduce,
-    emit_reduce_fused,
-    emit_select,
-    emit_select_reduce,
-)
-from trnsim.nki.context import user_location
 from trnsim.nki.isa_arith import (
     activate2,
     activation,
@@ -53,11 +27,9 @@ from trnsim.nki.isa_enums import (
     matmul_perf_mode,
     nc_version,
     oob_mode,
-    pattern_values,
     reduce_cmd,
     scalar_engine,
     tensor_engine,
-    to_engine,
     unknown_engine,
     vector_engine,
 )
@@ -68,9 +40,6 @@ from trnsim.nki.isa_matmul import (
     quantize_mx,
 )
 from trnsim.nki.isa_movement import (
-    _DGE_UNKNOWN,
-    _DMA_TRANSPOSE_AXES,
-    _DMA_TRANSPOSE_MAX_LAST,
     dma_copy,
     dma_transpose,
     memset,
@@ -90,8 +59,6 @@ from trnsim.nki.isa_reduce import (
     tensor_scalar_reduce,
 )
 from trnsim.nki.isa_select import (
-    _CMP_OPS,
-    _FP32_MIN,
     affine_select,
     iota,
     nc_n_gather,
@@ -103,8 +70,6 @@ from trnsim.nki.isa_select import (
     sequence_bounds,
     tensor_copy_predicated,
 )
-from trnsim.nki.tensor import NkiTensor
-from trnsim.nki.versions import removed_dtype
 
 __all__ = [
     "activation",
