@@ -24,6 +24,8 @@ PUBLISHED = {
     "llama-3.1-70b": 70.6e9,  # meta-llama/Llama-3.1-70B (70.6B)
     "llama-3.1-405b": 405.9e9,  # meta-llama/Llama-3.1-405B (406B); Llama 3 paper "405B"
     "mistral-7b": 7.3e9,  # Mistral 7B paper (Jiang et al. 2023): "7.3B"
+    "mistral-7b-instruct-v0.2": 7.24e9,  # mistralai/Mistral-7B-Instruct-v0.2 safetensors metadata (7.24B)
+    "codellama-13b": 13.0e9,  # Code Llama paper (Roziere et al. 2023): 7B, 13B, 34B; safetensors metadata 13B
     "mixtral-8x7b": 46.7e9,  # Mixtral of Experts paper: 47B total (mistral.ai blog: 46.7B)
     "qwen2.5-7b": 7.61e9,  # Qwen2.5 technical report / model card: 7.61B
     "bert-base-uncased": 110e6,  # BERT paper (Devlin et al. 2018): BERT-base 110M
