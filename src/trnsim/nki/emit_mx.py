@@ -28,9 +28,24 @@ def _mx_values(ctx: TraceContext, t: NkiTensor, loc: str) -> np.ndarray:
     return dtypes.unpack_x4(raw, t.dtype).astype(np.float32).reshape(*raw.shape, mx.VALUES_PER_PACKED)
 
 
-def _scale_factors(ctx: TraceContext, t: NkiTensor, loc: str) -> np.ndarray:
-    raw = read_stored(ctx, t, None, loc).reshape(t.partition_size(), t.free_size())
-    return mx.scale_factors(mx.biased_exponents(raw))
+def _layout_rows(scale: NkiTensor, data_partitions: int) -> np.ndarray:
+    """The scale tile's partition of each group (the record has checked that the tile fits a layout)."""
+    rows = mx.scale_rows(data_partitions, scale.partition_size())
+    assert rows is not None
+    return rows
+
+
+def _rows_mask(scale: NkiTensor, rows: np.ndarray) -> np.ndarray:
+    mask = np.zeros(scale.shape, dtype=bool)
+    mask[rows] = True
+    return mask
+
+
+def _scale_factors(ctx: TraceContext, t: NkiTensor, data: NkiTensor, loc: str) -> np.ndarray:
+    """[P // 8, F] scale factors of `data`'s groups, read from the rows of the tile's layout."""
+    rows = _layout_rows(t, data.partition_size())
+    raw = read_stored(ctx, t, _rows_mask(t, rows), loc).reshape(t.partition_size(), t.free_size())
+    return mx.scale_factors(mx.biased_exponents(raw[rows]))
 
 
 def nc_matmul_mx(
@@ -63,8 +78,8 @@ def nc_matmul_mx(
         lambda _: {
             "stationary": _mx_values(ctx, tiles["stationary"], loc),
             "moving": _mx_values(ctx, tiles["moving"], loc),
-            "stationary_scale": _scale_factors(ctx, tiles["stationary_scale"], loc),
-            "moving_scale": _scale_factors(ctx, tiles["moving_scale"], loc),
+            "stationary_scale": _scale_factors(ctx, tiles["stationary_scale"], tiles["stationary"], loc),
+            "moving_scale": _scale_factors(ctx, tiles["moving_scale"], tiles["moving"], loc),
         },
         loc,
         accumulate=acc,
@@ -99,8 +114,11 @@ def quantize_mx(dst: Any, src: Any, dst_scale: Any, location: str | None = None)
         label="quantize_mx",
         compute=compute if ctx.machine.functional else None,
     )
-    if "scale" in quantized:
+    if "scale" in quantized:  # only the layout's rows: the others may hold another tensor's scales
         biased = quantized["scale"]
         stored = biased.view(dtypes.float8_e8m0fnu) if scale.dtype == dtypes.float8_e8m0fnu else biased
-        write(scale, stored.reshape(scale.shape), None)
+        rows = _layout_rows(scale, src.partition_size())
+        full = np.zeros((scale.partition_size(), scale.free_size()), dtype=stored.dtype)
+        full[rows] = stored
+        write(scale, full.reshape(scale.shape), _rows_mask(scale, rows))
     return ins

@@ -28,6 +28,7 @@ from trnsim.nki.context import TraceContext, activate, is_machinery, maybe_curre
 from trnsim.nki.indexing import NcDim
 from trnsim.nki.target import get_target_spec
 from trnsim.nki.tensor import NkiTensor
+from trnsim.nki.versions import older_call
 from trnsim.runtime.profile import Profile
 from trnsim.sim.machine import Machine, Mode
 from trnsim.sim.memory import MemoryKind
@@ -50,9 +51,12 @@ class TensorSpec:
 class Kernel:
     """A traced NKI kernel; `kernel[grid]` sets its SPMD launch grid."""
 
-    def __init__(self, fn: Callable[..., Any], grid: tuple[int, ...] = (1,)) -> None:
+    def __init__(
+        self, fn: Callable[..., Any], grid: tuple[int, ...] = (1,), platform_target: str | None = None
+    ) -> None:
         self.fn = fn
         self.grid = grid
+        self.platform_target = platform_target  # NKI <= 0.2's `@nki.jit(platform_target=...)`
         self.benchmark_result: BenchmarkResult | None = None
         functools.update_wrapper(self, fn)
 
@@ -67,8 +71,7 @@ class Kernel:
         g = tuple(x if isinstance(x, NcDim) else int(x) for x in dims)  # NcDim: an int that marks core dims
         if not g or any(x < 1 for x in g):
             raise UsageError(f"launch grid must be positive integers, got {grid!r}", user_location())
-        k = Kernel(self.fn, g)
-        return k
+        return Kernel(self.fn, g, self.platform_target)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if maybe_current() is not None:  # a kernel calling another kernel: trace it inline
@@ -76,11 +79,20 @@ class Kernel:
         return simulate(self)(*args, **kwargs)
 
 
-def jit(fn: Callable[..., Any] | None = None, mode: str = "auto", **_: Any) -> Any:
-    """Decorator: `@nki.jit` or `@nki.jit(mode=...)`."""
+def jit(fn: Callable[..., Any] | None = None, mode: str = "auto", platform_target: str | None = None, **_: Any) -> Any:
+    """Decorator: `@nki.jit` or `@nki.jit(mode=...)`.
+
+    `platform_target` (NKI 0.2 and earlier; NKI 0.3 moved it to NEURON_PLATFORM_TARGET_OVERRIDE) makes the
+    kernel run on that target unless a launch names one; it warns once as an older release's call.
+    """
+    if platform_target is not None:
+        get_target_spec(platform_target)  # an unknown target fails here, with the spec error
+        older_call("nki.jit", "platform_target")
     if fn is None:
-        return lambda f: Kernel(f)
-    return fn if isinstance(fn, Kernel) else Kernel(fn)
+        return lambda f: Kernel(f, platform_target=platform_target)
+    if isinstance(fn, Kernel):
+        return fn if platform_target is None else Kernel(fn.fn, fn.grid, platform_target)
+    return Kernel(fn, platform_target=platform_target)
 
 
 def _as_kernel(kernel: Any) -> Kernel:
@@ -205,7 +217,7 @@ def trace(
     cores: int | None = None,
 ) -> Traced:
     """Run every SPMD program of `kernel` on a fresh simulated chip (values in functional mode), unscheduled."""
-    spec: HardwareSpec = get_target_spec(target)
+    spec: HardwareSpec = get_target_spec(target or kernel.platform_target)
     if mode not in ("functional", "timing"):
         raise UsageError(f"mode must be 'functional' or 'timing', got {mode!r}", user_location())
     if not callable(kernel.fn):

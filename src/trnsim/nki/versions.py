@@ -36,6 +36,10 @@ class Change:
 CHANGES: dict[tuple[str, str], Change] = {
     # NKI 0.1.0 notes: "all nki.isa APIs removed dtype and mask support"; dst decides the output dtype.
     ("nki.isa.tensor_copy", "dtype"): Change("beta", "NKI 0.1.0 (Neuron 2.27)", "drop dtype=: dst's dtype decides"),
+    # NKI migration guide: `platform_target` is deprecated, "raises an error in NKI 0.3.0".
+    ("nki.jit", "platform_target"): Change(
+        "0.2", "NKI 0.3.0 (Neuron 2.29)", "set NEURON_PLATFORM_TARGET_OVERRIDE or pass target= to the launch"
+    ),
 }
 
 _declared = CURRENT

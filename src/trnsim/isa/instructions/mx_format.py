@@ -1,9 +1,13 @@
 """The OCP MX format as NC-v4 uses it: 32-element groups of 8 partitions x 4 packed values, e8m0 scales.
 
-Shared by the nc_matmul_mx and quantize_mx records (not a record itself). Scale tiles use the compact
-layout: one scale row per 8 data partitions, one column per packed element ([P // 8, F]), as the NKI
-MX deep-dive's golden model does with `use_contiguous_scale=True`; the hardware's quadrant-spread scale
-layout (each 32-partition quadrant's 4 scale rows at the quadrant's start) is not modelled.
+Shared by the nc_matmul_mx and quantize_mx records (not a record itself). A scale tile has one column per
+packed element and one scale row per 32-value group (8 data partitions). Two row layouts are accepted:
+- the hardware's: a group's scale stays in the 32-partition quadrant its data comes from, at the quadrant's
+  start, so group g sits at tile partition (g // 4) * 32 + g % 4 and a tile for data spanning several
+  quadrants is oversized ([P, F]; NKI MX deep-dive, "Scale Tensor"; Trainium3 arch guide). A view starting
+  at partition 4, 8 or 12 packs a second tensor's scales into the same allocation (deep-dive, "packed scale").
+- the compact [P // 8, F] of the deep-dive's golden model (`use_contiguous_scale=True`), for data over more
+  than one quadrant with a scale tile of exactly P // 8 partitions. For data within one quadrant both agree.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from trnsim.isa.operand import SBUF, Call, Operand
 GROUP_PARTITIONS = 8  # a scale group spans 8 partitions x one packed element (4 values) = 32 values
 VALUES_PER_PACKED = 4  # values in one x4-packed element (float8_*_x4, float4_e2m1fn_x4)
 QUADRANT = 32  # MX data tiles span whole 32-partition quadrants
+SCALE_ROWS_PER_QUADRANT = QUADRANT // GROUP_PARTITIONS  # a quadrant's 4 groups keep their scales at its start
 E8M0_BIAS = 127
 E8M0_MAX_BIASED = 254  # 0xFF is NaN
 SCALE_DTYPES = (dtypes.float8_e8m0fnu, dtypes.uint8)
@@ -44,6 +49,21 @@ def biased_exponents(raw: np.ndarray) -> np.ndarray:
 def expand_scales(scale: np.ndarray, partitions: int) -> np.ndarray:
     """[P // 8, F] scale factors -> [P, F, 1]: each applies to its 8 partitions x 4 packed values."""
     return np.repeat(scale, GROUP_PARTITIONS, axis=0)[:partitions, :, None]
+
+
+def scale_rows(data_partitions: int, scale_partitions: int) -> np.ndarray | None:
+    """The scale-tile partition of each of the data's P // 8 groups, or None when the tile fits no layout.
+
+    The hardware layout wins whenever the tile is tall enough for it; a tile of exactly P // 8 partitions for
+    data over several quadrants is read as the compact layout.
+    """
+    groups = np.arange(data_partitions // GROUP_PARTITIONS)
+    spread = (groups // SCALE_ROWS_PER_QUADRANT) * QUADRANT + groups % SCALE_ROWS_PER_QUADRANT
+    if groups.size and scale_partitions > spread[-1]:
+        return spread
+    if scale_partitions == groups.size:
+        return groups
+    return None
 
 
 def require_mx_target(call: Call, what: str, available: bool) -> None:
@@ -71,16 +91,26 @@ def require_quadrants(t: Operand, what: str, loc: str) -> None:
 
 
 def check_scale(scale: Operand, data: Operand, what: str, loc: str) -> None:
-    """A float8_e8m0fnu/uint8 SBUF tile of [P // 8, F] for data [P, F] (packed elements)."""
+    """A float8_e8m0fnu/uint8 SBUF tile of F columns for data [P, F] (packed elements) in one of the row layouts."""
     require_sbuf(scale, what, loc)
     if scale.dtype not in SCALE_DTYPES:
         raise DtypeError(
             f"{what} must be float8_e8m0fnu or uint8, got {dtypes.name(scale.dtype)}", loc, rule="mx-dtype"
         )
-    want = (data.partitions // GROUP_PARTITIONS, data.free)
-    if (scale.partitions, scale.free) != want:
+    groups = data.partitions // GROUP_PARTITIONS
+    if scale.free != data.free or scale_rows(data.partitions, scale.partitions) is None:
+        last = max(groups - 1, 0)
+        spread = last // SCALE_ROWS_PER_QUADRANT * QUADRANT + last % SCALE_ROWS_PER_QUADRANT + 1
+        layouts = (
+            f"at least [{groups}, {data.free}]"
+            if data.partitions <= QUADRANT
+            else (
+                f"at least [{spread}, {data.free}] (each quadrant's 4 scale rows at its start) or exactly "
+                f"[{groups}, {data.free}] (compact)"
+            )
+        )
         raise ShapeMismatchError(
-            f"{what} must be [{want[0]}, {want[1]}] (one scale per 8 partitions x 1 packed element of {data}), "
+            f"{what} must be {layouts}: one scale per 8 partitions x 1 packed element of {data}, "
             f"got {list(scale.shape)}",
             loc,
             rule="mx-scale-shape",
