@@ -8,7 +8,8 @@ launch + work, no lone-launch floor), the way back-to-back kernels of an eager f
 
 Per layer: norm, q/k/v projections, rotary embedding (decoders), attention, o projection, all-reduce,
 residual add, norm, MLP (gate/up/down with an activation for gated families; fc1/act/fc2 otherwise;
-mixture-of-experts: router, then the active experts as one grouped GEMM per projection), all-reduce,
+mixture-of-experts: router, then the active experts as one grouped GEMM per projection, plus the shared experts
+as one gated MLP; an MoE model's dense layers (`dense_layers` of ModelFacts) run their own gated MLP), all-reduce,
 residual add. Around the layers: embedding gather, final norm and the LM head (last token of each sequence
 by default, as serving engines compute; `logits="all"` for a plain forward that scores every position).
 """
@@ -52,6 +53,12 @@ class ModelShape(Protocol):
     def experts_per_token(self) -> int: ...
     @property
     def is_decoder(self) -> bool: ...
+    @property
+    def dense_layers(self) -> int: ...
+    @property
+    def dense_intermediate_size(self) -> int: ...
+    @property
+    def shared_expert_size(self) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -61,6 +68,7 @@ class OpTime:
     name: str
     count: int
     seconds_each: float
+    flops_each: float = 0.0  # the matmul FLOPs of one (GEMMs only; 0 for memory-bound kernels)
 
     @property
     def seconds(self) -> float:
@@ -124,48 +132,60 @@ def gpu_step_ops(
 
     ops: list[OpTime] = []
 
-    def add(name: str, count: int, seconds_each: float) -> None:
+    def add(name: str, count: int, seconds_each: float, flops_each: float = 0.0) -> None:
         if count:
-            ops.append(OpTime(name, count, seconds_each))
+            ops.append(OpTime(name, count, seconds_each, flops_each))
+
+    def add_gemm(name: str, count: int, m: int, nn: int, k: int, groups: int = 1) -> None:
+        add(name, count, gemm(m, nn, k, groups), 2.0 * m * nn * k * groups)
 
     add("embedding", 1, stream(2 * tokens * h * elt))
     add("norm", 2 * layers, stream(2 * tokens * h * elt))
-    add("q_proj", layers, gemm(tokens, heads * hd, h))
-    add("k_proj+v_proj", 2 * layers, gemm(tokens, kv_heads * hd, h))
+    add_gemm("q_proj", layers, tokens, heads * hd, h)
+    add_gemm("k_proj+v_proj", 2 * layers, tokens, kv_heads * hd, h)
     if facts.is_decoder:
         add("rope", layers, stream(2 * tokens * (heads + kv_heads) * hd * elt))
     attention = model.attention_time_s(
         batch, heads, kv_heads, new_tokens, context + new_tokens, hd, facts.is_decoder, dtype, isolated=False
     )
     add("attention", layers, attention + relaunch)
-    add("o_proj", layers, gemm(tokens, h, heads * hd))
+    add_gemm("o_proj", layers, tokens, h, heads * hd)
     add("residual_add", 2 * layers, stream(3 * tokens * h * elt))
     if n > 1:
         add("all_reduce", 2 * layers, model.allreduce_time_s(tokens * h * elt, n))
 
+    def gated_mlp(prefix: str, count: int, width: int) -> None:
+        add_gemm(f"{prefix}_gate+up", 2 * count, tokens, width, h)
+        add(f"{prefix}_act", count, stream(3 * tokens * width * elt))  # act(gate) * up: two reads, one write
+        add_gemm(f"{prefix}_down", count, tokens, h, width)
+
     if facts.n_experts > 1:
+        dense_layers = min(layers, facts.dense_layers)  # (a layer-reduced copy may keep fewer layers)
+        moe_layers = layers - dense_layers
         # Experts see tokens * k assignments; assume an even spread over the experts those assignments reach.
         assignments = tokens * facts.experts_per_token
         active = min(facts.n_experts, assignments)
         per_expert = math.ceil(assignments / active)
-        add("router", layers, gemm(tokens, facts.n_experts, h))
-        add("expert_gate+up", 2 * layers, gemm(per_expert, inter, h, active))
-        add("expert_act", layers, stream(3 * assignments * inter * elt))
-        add("expert_down", layers, gemm(per_expert, h, inter, active))
-        add("expert_combine", layers, stream((facts.experts_per_token + 1) * tokens * h * elt))
+        add_gemm("router", moe_layers, tokens, facts.n_experts, h)
+        add_gemm("expert_gate+up", 2 * moe_layers, per_expert, inter, h, active)
+        add("expert_act", moe_layers, stream(3 * assignments * inter * elt))
+        add_gemm("expert_down", moe_layers, per_expert, h, inter, active)
+        add("expert_combine", moe_layers, stream((facts.experts_per_token + 1) * tokens * h * elt))
+        if facts.shared_expert_size:  # every token also runs the shared experts (one gated MLP of their width)
+            gated_mlp("shared_expert", moe_layers, math.ceil(facts.shared_expert_size / n))
+        if dense_layers:  # the layers that keep a plain MLP (DeepSeek's first three, Llama-4's interleave)
+            gated_mlp("mlp", dense_layers, math.ceil(facts.dense_intermediate_size / n))
     elif gated:
-        add("mlp_gate+up", 2 * layers, gemm(tokens, inter, h))
-        add("mlp_act", layers, stream(3 * tokens * inter * elt))  # act(gate) * up: two reads, one write
-        add("mlp_down", layers, gemm(tokens, h, inter))
+        gated_mlp("mlp", layers, inter)
     else:
-        add("mlp_fc1", layers, gemm(tokens, inter, h))
+        add_gemm("mlp_fc1", layers, tokens, inter, h)
         add("mlp_act", layers, stream(2 * tokens * inter * elt))
-        add("mlp_fc2", layers, gemm(tokens, h, inter))
+        add_gemm("mlp_fc2", layers, tokens, h, inter)
 
     add("final_norm", 1, stream(2 * tokens * h * elt))
     if facts.vocab_size:
         rows = batch if logits == "last" else tokens
-        add("lm_head", 1, gemm(rows, math.ceil(facts.vocab_size / n), h))
+        add_gemm("lm_head", 1, rows, math.ceil(facts.vocab_size / n), h)
     return ops
 
 

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from trnsim.models.build import build_model, is_causal_lm
 from trnsim.models.config import resolve_config
 from trnsim.models.errors import ModelError
+from trnsim.models.moe_layout import MoeLayout, moe_layout
 from trnsim.models.param_count import count_params, head_dim, kv_heads, vit_tokens
 from trnsim.models.param_count_moe import MOE_FORMULA_FAMILIES
 
@@ -29,6 +30,8 @@ class ModelFacts:
     models one routed expert's. `kv_latent_dim` is non-zero for multi-head latent attention (DeepSeek's MLA):
     the width of the one compressed vector per token and layer that the KV cache holds (KV latent + the
     shared RoPE key), from which every head's K and V are expanded; `head_dim` is then the query/key head.
+    Mixture-of-experts models: `dense_layers` of the layers have a plain MLP of `dense_intermediate_size`, the
+    others route to experts and also run `shared_expert_size` of shared-expert width (models/moe_layout.py).
     """
 
     name: str
@@ -47,6 +50,9 @@ class ModelFacts:
     max_position: int
     is_decoder: bool
     kv_latent_dim: int = 0
+    dense_layers: int = 0
+    dense_intermediate_size: int = 0
+    shared_expert_size: int = 0
 
     def weight_bytes(self, bytes_per_param: float = 2) -> int:
         """Bytes of all weights at `bytes_per_param` (2 = bf16/fp16, 1 = fp8, 0.5 = int4)."""
@@ -102,6 +108,7 @@ def model_facts(model: str | Path | PretrainedConfig) -> ModelFacts:
         intermediate = config.moe_intermediate_size  # Qwen-MoE, DeepSeek: experts narrower than dense layers
     latent = getattr(config, "kv_lora_rank", None)
     kv_latent = int(latent) + int(config.qk_rope_head_dim) if latent else 0
+    layout = moe_layout(config) if n_experts > 1 else MoeLayout(0, 0, 0)
     heads_dim = int(config.qk_nope_head_dim) + int(config.qk_rope_head_dim) if latent else head_dim(config)
     return ModelFacts(
         name=str(getattr(config, "name_or_path", "") or config.model_type),
@@ -120,4 +127,7 @@ def model_facts(model: str | Path | PretrainedConfig) -> ModelFacts:
         max_position=_max_position(config),
         is_decoder=is_causal_lm(config),
         kv_latent_dim=kv_latent,
+        dense_layers=layout.dense_layers,
+        dense_intermediate_size=layout.dense_intermediate_size,
+        shared_expert_size=layout.shared_expert_size,
     )
