@@ -1,9 +1,10 @@
 """Flash attention's tiles and the instructions of each step (attention.py places them in the pipeline).
 
 Layouts: a query tile keeps Q^T [D, 128 queries] (the scores' stationary); a KV head keeps K^T [D, keys] (the
-scores' moving) and V [128 keys, blocks, D] (one key per partition, the P V moving); scores S [128 queries,
-512 keys] are one PSUM bank; P^T [128 keys, 128 queries] per key block is the P V stationary; O [128 queries,
-D] accumulates in PSUM.
+scores' moving) and V [128 keys, blocks, D + 1] (one key per partition, the P V moving; column D is ones, so
+the P V matmul also sums each row of P); scores S [128 queries, 512 keys] are one PSUM bank; P^T [128 keys,
+128 queries] per key block is the P V stationary; O [128 queries, D + 1] accumulates in PSUM, its column D the
+softmax's running row sum.
 """
 
 from __future__ import annotations
@@ -74,7 +75,11 @@ def copy_blocks(tile: Any, t: Any, b: int, h: int, r0: int, rows: int, way: str)
 
 
 class KV:
-    """K^T [D, keys] and V [128 keys, blocks, D] of keys [lo, hi) of one KV head, in SBUF."""
+    """K^T [D, keys] and V [128 keys, blocks, D + 1] of keys [lo, hi) of one KV head, in SBUF.
+
+    V's column D is ones: P V then yields rowsum(P) in O's column D, accumulated and rescaled with O, which
+    takes the row sums off ScalarE's exp (no reduce_res) and the running sum off the small-ops engine.
+    """
 
     def __init__(self, plan: Plan, k: Any, v: Any, b: int, g: int, lo: int, hi: int) -> None:
         """Issue the loads: natural layout, one key per partition (a DMA row is one key's D elements)."""
@@ -83,8 +88,9 @@ class KV:
         nblk = cdiv(hi - lo, p)
         self.blocks = [(lo + j * p, min(p, hi - lo - j * p)) for j in range(nblk)]  # (first key, keys)
         self.k_rows: Any = nl.ndarray((p, nblk, d), plan.dtype, buffer=nl.sbuf)
-        self.v = nl.ndarray((p, nblk, d), plan.dtype, buffer=nl.sbuf)
-        for src, dst in ((k, self.k_rows), (v, self.v)):
+        self.v = nl.ndarray((p, nblk, d + 1), plan.dtype, buffer=nl.sbuf)
+        nisa.memset(dst=self.v[:, :, d : d + 1], value=1.0, engine=nisa.gpsimd_engine)
+        for src, dst in ((k, self.k_rows), (v, self.v[:, :, :d])):
             copy_blocks(dst, src, b, g, lo, hi - lo, "load")
         self.kt: Any = None
 
@@ -109,26 +115,61 @@ class KV:
 
 
 class ORing:
-    """O accumulators of consecutive query tiles: slots of one PSUM bank, reused round-robin.
+    """O accumulators [128, D + 1] of consecutive query tiles: slots in PSUM banks, reused round-robin.
 
-    One allocation, so the dependency tracking sees a slot's reuse wait for its previous tile's last read.
+    One allocation per bank, so the dependency tracking sees a slot's reuse wait for its previous tile's last
+    read; at least `slots` slots (a slot never spans two banks).
     """
 
-    def __init__(self, plan: Plan) -> None:
-        self.tile = nl.ndarray((plan.p, psum_fmax()), nl.float32, buffer=nl.psum)
-        self.slots = psum_fmax() // plan.d
+    def __init__(self, plan: Plan, slots: int) -> None:
+        self.width = plan.d + 1
+        per_bank = psum_fmax() // self.width
+        self.banks = [
+            nl.ndarray((plan.p, psum_fmax()), nl.float32, buffer=nl.psum) for _ in range(cdiv(slots, per_bank))
+        ]
+        self.slots = per_bank * len(self.banks)
+        self.per_bank = per_bank
         self.next = 0
-        self.d = plan.d
 
     def take(self) -> Any:
         slot = self.next % self.slots
         self.next += 1
-        return self.tile[:, slot * self.d : (slot + 1) * self.d]
+        bank, i = divmod(slot, self.per_bank)
+        return self.banks[bank][:, i * self.width : (i + 1) * self.width]
+
+
+class StageRing:
+    """Q^T transposes' PSUM staging: the next free columns of one bank set aside for them, in turn.
+
+    A stage allocated per transpose could land on PSUM a later P^T transpose also takes, which would then
+    wait for the Q^T copy to finish reading it; in their own bank, stages are reused only after a full turn.
+    """
+
+    def __init__(self, plan: Plan) -> None:
+        self.bank = nl.ndarray((plan.p, psum_fmax()), nl.float32, buffer=nl.psum)
+        self.view = self.bank.view(plan.dtype)
+        self.cols = self.view.shape[1]
+        self.pos = 0
+
+    def take(self, cols: int) -> Any:
+        if self.pos + cols > self.cols:
+            self.pos = 0
+        self.pos += cols
+        return self.view[:, self.pos - cols : self.pos]
+
+
+@dataclass
+class Rings:
+    """The PSUM a query tile takes from rotating pools: its O accumulator and its Q^T staging."""
+
+    o: ORing
+    q_stage: StageRing
 
 
 class QBlock:
     """Consecutive query tiles [q0, q0 + rows) of one head: their Q loaded in one DMA when the first of them
-    starts, their results staged in SBUF and stored in one DMA when the last of them finishes."""
+    starts (or earlier: when the previous block's first tile starts, so a large DMA is not waited for), their
+    results staged in SBUF and stored in one DMA when the last of them finishes."""
 
     def __init__(self, plan: Plan, b: int, h: int, q0: int, rows: int) -> None:
         self.plan, self.b, self.h, self.q0, self.rows = plan, b, h, q0, rows
@@ -136,13 +177,17 @@ class QBlock:
         self.pending = self.tiles
         self.q: Any = None
         self.res: Any = None
+        self.next: QBlock | None = None  # the block whose Q this one's start prefetches
+        self.loaded = False
 
     def load(self, q: Any) -> None:
-        if self.q is None:
-            shape = (self.plan.p, self.tiles, self.plan.d)
-            self.q = nl.ndarray(shape, self.plan.dtype, buffer=nl.sbuf)
-            self.res = nl.ndarray(shape, self.plan.dtype, buffer=nl.sbuf)
-            copy_blocks(self.q, q, self.b, self.h, self.q0, self.rows, "load")
+        for block in (self, self.next):
+            if block is not None and not block.loaded:
+                shape = (self.plan.p, block.tiles, self.plan.d)
+                block.q = nl.ndarray(shape, self.plan.dtype, buffer=nl.sbuf)
+                block.res = nl.ndarray(shape, self.plan.dtype, buffer=nl.sbuf)
+                copy_blocks(block.q, q, block.b, block.h, block.q0, block.rows, "load")
+                block.loaded = True
 
     def finished(self, out: Any) -> None:
         """One of its tiles has its result in `res`; the last one stores them all."""
@@ -155,13 +200,14 @@ class QBlock:
 class QTile:
     """One tile of queries of one head (tile `index` of its QBlock): Q^T, the online-softmax state, O."""
 
-    def __init__(self, plan: Plan, block: QBlock, index: int, ring: ORing) -> None:
+    def __init__(self, plan: Plan, block: QBlock, index: int, rings: Rings) -> None:
         self.plan, self.block, self.index = plan, block, index
         self.b, self.h = block.b, block.h
         self.q0 = block.q0 + index * plan.p
         self.rows = min(plan.p, block.q0 + block.rows - self.q0)
-        self.o = ring.take()  # [128, D] fp32 in PSUM
-        self.softmax = OnlineSoftmax(self.rows, plan.scale, plan.dtype)
+        self.o = rings.o.take()  # [128, D + 1] fp32 in PSUM: O and, in column D, the row sums
+        self.stages = rings.q_stage
+        self.softmax = OnlineSoftmax(self.rows, plan.scale, plan.dtype, sum_column=plan.d)
         self.qt: Any = None
         self.o_written = False
         self.units = 0  # units issued so far
@@ -173,7 +219,7 @@ class QTile:
         """Q^T on TensorE through PSUM, copied out by VectorE."""
         plan = self.plan
         p, d, rows = plan.p, plan.d, self.rows
-        stage = nl.ndarray((p, p), plan.dtype, buffer=nl.psum)
+        stage = self.stages.take(p)
         nisa.nc_transpose(dst=stage[:d, :rows], data=self.block.q[:rows, self.index, :])
         self.qt = nl.ndarray((p, p), plan.dtype, buffer=nl.sbuf)
         nisa.tensor_copy(dst=self.qt[:d, :rows], src=stage[:d, :rows])

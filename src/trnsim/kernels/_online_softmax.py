@@ -7,6 +7,8 @@ For each block of scores S (fp32, in PSUM) of a set of rows:
   ScalarE   P = exp(scale * S + r_new) into SBUF, its row sums through the activation's reduce_res
   small op  l = alpha * l + rowsum(P)
 and the caller rescales its output accumulator by alpha before adding P V. At the end, O / l.
+With `sum_column` the caller's P V matmul keeps l itself (a ones column of V makes column `sum_column` of
+the accumulator rowsum(P), rescaled by alpha with the rest): exp skips its reduction and l its update.
 
 The [rows, 1] "small ops" run on GpSimd where it is free (it is otherwise idle in attention), on VectorE
 where GpSimd shares VectorE's SBUF port (NC-v2).
@@ -30,8 +32,9 @@ def small_ops_engine() -> Any:
 class OnlineSoftmax:
     """Running max and sum of `rows` rows (partitions 0..rows-1) of scores scaled by `scale`."""
 
-    def __init__(self, rows: int, scale: float, probs_dtype: Any) -> None:
+    def __init__(self, rows: int, scale: float, probs_dtype: Any, sum_column: int | None = None) -> None:
         self.rows, self.scale, self.probs_dtype = rows, scale, probs_dtype
+        self.sum_column = sum_column  # the column of the caller's accumulator that holds l, if any
         self.engine = small_ops_engine()
         self.r: Any = None  # -scale * running max, [rows, 1]
         self.l: Any = None  # running sum, [rows, 1]
@@ -41,11 +44,18 @@ class OnlineSoftmax:
         return nl.ndarray((pmax(), 1), nl.float32, buffer=nl.sbuf)
 
     def block_max(self, tiles: list[tuple[Any, int]]) -> Any:
-        """VectorE: -max per row over score tiles [(psum tile, width)]; returns a [rows, 1] view."""
+        """VectorE: -max per row over score tiles [(whole fp32 psum tile, width)]; returns a [rows, 1] view.
+
+        The max is read from the scores' bf16 truncations: the upper half of each little-endian fp32 is that
+        value rounded toward zero to bf16, so a bf16 view of the bank at odd positions is a bf16 copy of S for
+        free, and a bf16 max runs at twice the fp32 rate (tensor_reduce's N/2). The softmax needs only a
+        shift near the max, used consistently in P, its sum and alpha; one bf16 ulp off changes nothing.
+        """
         rows = self.rows
-        neg_max = nl.ndarray((pmax(), len(tiles)), nl.float32, buffer=nl.sbuf)
+        neg_max = nl.ndarray((pmax(), len(tiles)), nl.bfloat16, buffer=nl.sbuf)
         for c, (s, w) in enumerate(tiles):
-            nisa.tensor_reduce(dst=neg_max[:rows, c : c + 1], op=nl.maximum, data=s[:rows, :w], axis=1, negate=True)
+            upper = s.view(nl.bfloat16)[:rows, 1 : 2 * w : 2]
+            nisa.tensor_reduce(dst=neg_max[:rows, c : c + 1], op=nl.maximum, data=upper, axis=1, negate=True)
         if len(tiles) == 1:
             return neg_max[:rows, 0:1]
         total = self._vec()
@@ -90,26 +100,31 @@ class OnlineSoftmax:
 
     def exp(self, tiles: list[tuple[Any, int]], r_new: Any, stride: int) -> tuple[Any, Any]:
         """ScalarE: P = exp(scale * S + r_new) (tile c at column c * stride) with its row sums in the same
-        instructions. Returns (P [128, len(tiles) * stride] in SBUF, rowsum(P))."""
+        instructions unless the caller keeps them (sum_column). Returns (P [128, len(tiles) * stride] in
+        SBUF, rowsum(P) or None)."""
         rows = self.rows
         probs = nl.ndarray((pmax(), len(tiles) * stride), self.probs_dtype, buffer=nl.sbuf)
-        row_sum = self._vec()
+        row_sum = None if self.sum_column is not None else self._vec()
         for c, (s, w) in enumerate(tiles):
+            reduce: dict[str, Any] = {}
+            if row_sum is not None:
+                cmd = nisa.reduce_cmd.reset_reduce if c == 0 else nisa.reduce_cmd.reduce
+                reduce = {"reduce_op": nl.add, "reduce_res": row_sum[:rows], "reduce_cmd": cmd}
             nisa.activation(
                 dst=probs[:rows, c * stride : c * stride + w],
                 op=nl.exp,
                 data=s[:rows, :w],
                 bias=r_new[:rows],
                 scale=self.scale,
-                reduce_op=nl.add,
-                reduce_res=row_sum[:rows],
-                reduce_cmd=nisa.reduce_cmd.reset_reduce if c == 0 else nisa.reduce_cmd.reduce,
+                **reduce,
             )
         return probs, row_sum
 
     def update_sum(self, alpha: Any, row_sum: Any) -> None:
-        """l = alpha * l + rowsum(P)."""
+        """l = alpha * l + rowsum(P) (nothing to do where the caller's accumulator keeps l)."""
         rows = self.rows
+        if self.sum_column is not None:
+            return
         if alpha is None:
             self.l = row_sum
             return
@@ -139,3 +154,15 @@ class OnlineSoftmax:
         """ScalarE: dst = O / l (cast to dst's dtype)."""
         rows = self.rows
         nisa.activation(dst=dst[:rows], op=nl.copy, data=o[:rows], scale=self.inv_l[:rows])
+
+    def divide(self, dst: Any, o: Any) -> None:
+        """VectorE, with sum_column: dst = O / l in one instruction, l read from O's own sum column."""
+        rows, col = self.rows, self.sum_column
+        assert col is not None
+        nisa.tensor_scalar(
+            dst=dst[:rows],
+            data=o[:rows, :col],
+            op0=nl.divide,
+            operand0=o[:rows, col : col + 1],
+            engine=nisa.vector_engine,
+        )

@@ -56,6 +56,8 @@ from trnsim.kernels._flash_tiles import (
     Plan,
     QBlock,
     QTile,
+    Rings,
+    StageRing,
     constants,
     copy_out,
     pv,
@@ -83,15 +85,14 @@ SCHEDULE = {
     "runmax": (6, 0),  # GpSimd running max and alpha = exp(m_old - m_new)
     "exp": (7, 0),  # ScalarE P = exp(S - m) with row sums
     "transpose": (8, 1),  # TensorE P^T
-    "rowsum": (8, 1),  # GpSimd l = alpha * l + rowsum(P)
     "evac": (9, 1.2),  # P^T PSUM -> SBUF
     "rescale": (9, 3.5),  # ScalarE O *= alpha, after the P V of the tile's previous unit (if in this step)
     "pv": (10, 3),  # TensorE O += P V
-    "recip": (11, 0),  # VectorE 1 / l, after a tile's last unit
-    "finalize": (12, 2.5),  # ScalarE O / l, before any P V of this step (which may reuse the O slot)
+    "finalize": (11, 2.5),  # VectorE O / l after a tile's last unit (l: O's sum column), after its other work
     "store": (14, 4),  # late, so a store waiting for its data does not hold up later loads on the DMA queues
 }
 INTERLEAVE = 3  # query tiles in turn, so a tile's consecutive units (chained by its softmax state) are 3 steps apart
+O_SLOTS = 3  # O accumulators in PSUM: one per tile in flight, one more so a new tile need not wait for a result
 PREFETCH = 8  # units before a KV group ends that the next group's K/V loads start (when two groups fit)
 # Planner policy, not hardware: bytes per partition kept for per-unit tiles when deciding if K/V stay resident
 SBUF_RESERVE = 16 * 1024
@@ -132,7 +133,6 @@ class _Unit:
         self.r_new: Any = None
         self.probs: Any = None
         self.alpha: Any = None
-        self.row_sum: Any = None
         self.pt: Any = None
         self.widths: list[int] = []
         self.res: Any = None
@@ -183,13 +183,10 @@ class _Unit:
         self.alpha, self.r_new = self.softmax.running_max(self.neg_max)
 
     def exp(self) -> None:
-        self.probs, self.row_sum = self.softmax.exp(self.tiles, self.r_new, stride=self.plan.kb)
+        self.probs, _ = self.softmax.exp(self.tiles, self.r_new, stride=self.plan.kb)  # row sums: in O
 
     def transpose(self) -> None:
         self.pt, self.widths = transpose_probs(self.plan, self.qt, self.probs, self.k_lo, self.k_hi)
-
-    def rowsum(self) -> None:
-        self.softmax.update_sum(self.alpha, self.row_sum)
 
     def evac(self) -> None:
         self.pt = copy_out(self.plan, self.qt, self.pt, self.widths, self.index)
@@ -202,14 +199,10 @@ class _Unit:
         assert self.kv is not None
         pv(self.plan, self.qt, self.kv, self.pt, self.widths, self.k_lo)
 
-    def recip(self) -> None:
-        if self.last:
-            self.softmax.reciprocal()
-
     def finalize(self) -> None:
         if self.last:
             self.res = self.qt.result()
-            self.softmax.normalize(self.res, self.qt.o)
+            self.softmax.divide(self.res, self.qt.o)
 
     def store(self) -> None:
         if self.last:
@@ -232,7 +225,7 @@ class _PrepKV:
         return out
 
 
-def _group_units(plan: Plan, consts: Consts, io: Any, b: int, g: int, kv_box: list[KV], ring: ORing) -> Iterator[Any]:
+def _group_units(plan: Plan, consts: Consts, io: Any, b: int, g: int, kv_box: list[KV], rings: Rings) -> Iterator[Any]:
     """The units of KV group (b, g): its query tiles INTERLEAVE at a time, round-robin."""
     per_block = plan.q_block_tiles * plan.p
     blocks = [
@@ -240,13 +233,15 @@ def _group_units(plan: Plan, consts: Consts, io: Any, b: int, g: int, kv_box: li
         for h in range(g * plan.group, (g + 1) * plan.group)
         for b0 in range(0, plan.s_q, per_block)
     ]
+    for block, nxt in itertools.pairwise(blocks):
+        block.next = nxt  # its Q is loaded when this block's first tile starts
     pending = [(block, i) for block in blocks for i in range(block.tiles)][::-1]
     span = plan.g * plan.kb
     active: list[tuple[QTile, list[tuple[int, int]]]] = []
     index = 0
     while pending or active:
         while pending and len(active) < INTERLEAVE:
-            qt = QTile(plan, *pending.pop(), ring)
+            qt = QTile(plan, *pending.pop(), rings)
             end = plan.key_end(qt.q0, qt.rows)
             active.append((qt, [(lo, min(end, lo + span)) for lo in range(0, end, span)]))
         for entry in list(active):
@@ -259,7 +254,7 @@ def _group_units(plan: Plan, consts: Consts, io: Any, b: int, g: int, kv_box: li
                 active.remove(entry)
 
 
-def _with_prefetch(plan: Plan, consts: Consts, io: Any, groups: list[Any], make_kv: Any, ring: ORing) -> Iterator[Any]:
+def _with_prefetch(plan: Plan, consts: Consts, io: Any, groups: list[Any], make_kv: Any, rings: Rings) -> Iterator[Any]:
     """All KV groups in one pipeline; group n+1's K/V loads start PREFETCH units before group n's last."""
     boxes: list[list[KV]] = [[] for _ in groups]
     prep = SCHEDULE["prep"][0]
@@ -272,7 +267,7 @@ def _with_prefetch(plan: Plan, consts: Consts, io: Any, groups: list[Any], make_
     for n, (b, g) in enumerate(groups):
         if n >= 2:  # group n-2 has drained from the pipeline: free its K/V (SBUF is freed by liveness)
             boxes[n - 2].clear()
-        for i, unit in enumerate(_group_units(plan, consts, io, b, g, boxes[n], ring)):
+        for i, unit in enumerate(_group_units(plan, consts, io, b, g, boxes[n], rings)):
             if i == start and n + 1 < len(groups):
                 yield _PrepKV(boxes[n + 1], make_kv(*groups[n + 1]), count - i + 1 + prep)
             yield unit
@@ -305,7 +300,10 @@ def _evac_share(plan: Plan) -> float:
     copy_s = instruction_ns(Opcode.ACTIVATION, Engine.SCALAR, plan.kb, sbuf_only=False)
     if share_port("vector", "scalar", "psum"):
         return 1.0 if copy_s < copy_v else 0.0
-    vector = instruction_ns(Opcode.TENSOR_REDUCE, Engine.VECTOR, plan.kb, sbuf_only=False, alu_op="max")
+    # the row max reads the scores' bf16 upper halves (OnlineSoftmax.block_max)
+    vector = instruction_ns(
+        Opcode.TENSOR_REDUCE, Engine.VECTOR, plan.kb, sbuf_only=False, alu_op="maximum", all_bf16=True
+    )
     scalar = sum(
         instruction_ns(Opcode.ACTIVATION, Engine.SCALAR, n, sbuf_only=False, reduce=reduce)
         for n, reduce in ((plan.kb, True), (plan.d, False))  # exp + row sum, O rescale
@@ -335,10 +333,11 @@ def _kv_bytes(plan: Plan) -> dict[str, int]:
 
 def _q_block_tiles(plan: Plan) -> int:
     """Query tiles per QBlock: up to QO_BLOCK_BYTES of Q rows per partition, in the SBUF the K/V mode leaves
-    (Q and results of two blocks are live at once); at least one tile."""
+    (Q and results of three blocks are live at once: one finishing, one running, the next one's Q loading);
+    at least one tile."""
     row = plan.d * dtypes.resolve(plan.dtype).itemsize
     left = sbuf_bytes() - SBUF_RESERVE - _kv_bytes(plan)[plan.mode]
-    return max(1, min(QO_BLOCK_BYTES, left // 4) // row)
+    return max(1, min(QO_BLOCK_BYTES, left // 6) // row)
 
 
 @nki.jit
@@ -372,20 +371,20 @@ def flash_attention(q, k, v, causal=True, scale=None):
     out = nl.ndarray(q.shape, q.dtype, buffer=nl.shared_hbm)
     io = (q, k, v, out)
     consts = constants(p)
-    ring = ORing(plan)
+    rings = Rings(ORing(plan, O_SLOTS), StageRing(plan))
     groups = [(b, g) for b in range(batch) for g in range(kv_heads)]
 
     def make_kv(b: int, g: int) -> Any:
         return lambda: KV(plan, k, v, b, g, 0, s_kv)
 
     if plan.mode == "prefetch":
-        run_pipelined(_with_prefetch(plan, consts, io, groups, make_kv, ring))
+        run_pipelined(_with_prefetch(plan, consts, io, groups, make_kv, rings))
     elif plan.mode == "resident":  # one group's K/V at a time: the pipeline drains between groups
         for b, g in groups:
             box: list[KV] = []
             prep = _PrepKV(box, make_kv(b, g), 1 + SCHEDULE["prep"][0])
-            run_pipelined(itertools.chain([prep], _group_units(plan, consts, io, b, g, box, ring)))
+            run_pipelined(itertools.chain([prep], _group_units(plan, consts, io, b, g, box, rings)))
     else:
         for b, g in groups:
-            run_pipelined(_group_units(plan, consts, io, b, g, [], ring))
+            run_pipelined(_group_units(plan, consts, io, b, g, [], rings))
     return out
