@@ -19,11 +19,12 @@ share of the chip's bandwidth, so a tenant whose cores share a stack with anothe
   rate = min(D, S / (k + sum over neighbours of u_n k_n)) instead of min(D, S / k)
 per core (D: a core's DMA queues together, S: the stack's bandwidth, k: the tenant's cores on the stack,
 u_n: the neighbour's device-busy share from a first run alone). The slowest stack bounds a tensor-parallel
-step. Collective links shared between tenants spanning the same chips are not modelled.
+step. Tenants whose collectives cross the same chip's links share that bandwidth (serve/deployment_links.py).
 """
 
 from __future__ import annotations
 
+import math
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,11 +34,13 @@ from trnsim.cost import load_power, load_prices, server_power
 from trnsim.errors import TrnsimError
 from trnsim.hw.presets import list_presets, load_preset
 from trnsim.hw.spec import HardwareSpec
+from trnsim.serve.deployment_links import WireMeter, chips_of, link_factor, link_neighbours, with_link_bandwidth
 from trnsim.serve.errors import ModelDoesNotFitError, ServeError
 from trnsim.serve.model import DEFAULT_RESERVE_FRACTION, GIB, Replica
 from trnsim.serve.options import make_workload
 from trnsim.serve.setup import DEFAULT_COOLING, accelerator_target, check_request_lengths, grid_bounds, served_model
 from trnsim.serve.simulate import simulate
+from trnsim.serve.step_cost import StepCost
 from trnsim.sim.instance import check_lnc, hbm_stacks
 from trnsim.sim.tenancy import CoreRange, check_partition, parse_cores
 
@@ -175,13 +178,31 @@ def bandwidth_factor(dep: Deployment, t: TenantConfig, busy: dict[str, float]) -
     return factor, sorted(neighbours)
 
 
-def _serve(dep: Deployment, t: TenantConfig, factor: float, scheduler: str, seed: int, progress: bool) -> Any:
+def _tenant_spec(dep: Deployment, hbm: float, links: float) -> HardwareSpec:
+    """The chip as one tenant sees it: its DMA rate scaled by `hbm`, its instance's links by `links`."""
+    spec = dep.spec
+    if hbm < 1.0:
+        dma = spec.core.dma.model_copy(update={"queue_bytes_per_ns": spec.core.dma.queue_bytes_per_ns * hbm})
+        spec = spec.model_copy(update={"core": spec.core.model_copy(update={"dma": dma})})
+    if links != 1.0:
+        spec = with_link_bandwidth(spec, dep.instance, links)
+    return spec
+
+
+def _serve(
+    dep: Deployment,
+    t: TenantConfig,
+    scheduler: str,
+    seed: int,
+    progress: bool,
+    hbm: float = 1.0,
+    links: float = 1.0,
+    meter: bool = False,
+) -> tuple[Any, float]:
+    """The tenant's serve result, and (with `meter`) the share of its busy time its links are on the wire."""
     from trnsim.serve.estimate_step_cost import estimated_step_cost  # imports torch: only when a grid is needed
 
-    spec = dep.spec
-    if factor < 1.0:
-        dma = spec.core.dma.model_copy(update={"queue_bytes_per_ns": spec.core.dma.queue_bytes_per_ns * factor})
-        spec = spec.model_copy(update={"core": spec.core.model_copy(update={"dma": dma})})
+    spec = _tenant_spec(dep, hbm, links)
     tp = t.cores.count
     work = make_workload(
         t.requests, rate=t.rate, concurrency=t.concurrency, prompt=t.prompt, output=t.output, seed=seed
@@ -197,32 +218,46 @@ def _serve(dep: Deployment, t: TenantConfig, factor: float, scheduler: str, seed
             f"{t.cores} hold {memory / GIB:.1f} GiB of HBM; give it more cores"
         )
     check_request_lengths(t.model, bounds.max_context, tp, memory)
-    step = estimated_step_cost(t.model, spec, tp, dep.instance, progress=progress, **vars(bounds))
+    step: StepCost = estimated_step_cost(t.model, spec, tp, dep.instance, progress=progress, **vars(bounds))
+    if meter:
+        free = _tenant_spec(dep, hbm, math.inf)
+        step = WireMeter(step, estimated_step_cost(t.model, free, tp, dep.instance, progress=progress, **vars(bounds)))
     power = load_power()
     watts = server_power(dep.instance).peak_w * power.cooling_for(DEFAULT_COOLING).pue.value * share
     replica = Replica(memory, step, entry.usd_per_hour * share, watts, name=f"{t.name} cores {t.cores}")
-    return simulate(served, replica, work, scheduler)
+    result = simulate(served, replica, work, scheduler)
+    return result, step.wire_share if isinstance(step, WireMeter) else 0.0
 
 
 def run_deployment(
     dep: Deployment, scheduler: str = "continuous", seed: int = 0, progress: bool = False
 ) -> dict[str, dict[str, Any]]:
-    """Each tenant's serve metrics; tenants sharing HBM stacks rerun with their neighbours' load."""
-    alone = {t.name: _serve(dep, t, 1.0, scheduler, seed, progress) for t in dep.tenants}
+    """Each tenant's serve metrics; tenants sharing HBM stacks or collective links rerun with their neighbours'
+    load (each neighbour's load measured in its run alone)."""
+    alone, wire_busy = {}, {}
+    for t in dep.tenants:
+        alone[t.name], wire = _serve(dep, t, scheduler, seed, progress, meter=bool(link_neighbours(dep, t)))
+        wire_busy[t.name] = float(alone[t.name].to_dict()["utilization"]) * wire
     busy = {name: float(r.to_dict()["utilization"]) for name, r in alone.items()}
     out: dict[str, dict[str, Any]] = {}
     for t in dep.tenants:
         factor, neighbours = bandwidth_factor(dep, t, busy)
-        result = alone[t.name] if factor >= 1.0 else _serve(dep, t, factor, scheduler, seed, progress)
+        links, link_peers = link_factor(dep, t, wire_busy)
+        shared = factor < 1.0 or links < 1.0
+        result = _serve(dep, t, scheduler, seed, progress, factor, links)[0] if shared else alone[t.name]
         out[t.name] = result.to_dict() | {
             "hw": dep.instance,
             "lnc": dep.lnc,
             "cores": str(t.cores),
+            "chips": sorted(chips_of(dep, t)),
             "tp": t.cores.count,
             "rate_req_s": t.rate,
             "concurrency": t.concurrency,
             "hbm_stack_neighbours": neighbours,
             "hbm_bandwidth_factor": factor,
+            "link_neighbours": link_peers,
+            "link_bandwidth_factor": links,
+            "link_busy_alone": wire_busy[t.name],
             "tpot_ms_alone": alone[t.name].to_dict()["tpot_ms"],
             "utilization_alone": busy[t.name],
         }
