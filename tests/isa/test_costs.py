@@ -587,6 +587,120 @@ def test_sequence_bounds(n: int) -> None:
     assert ins.cycles == core.gpsimd.start_cycles + n
 
 
+# -- NKI 0.6's remaining instructions --------------------------------------------------------------------
+@covers(Opcode.TENSOR_PARTITION_REDUCE)
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("f", [512, 3])
+def test_tensor_partition_reduce(target: str, f: int) -> None:
+    """Undocumented; the GpSimd rule GPSIMD_START + N, N the elements per partition of data."""
+    g = core_of(target).gpsimd
+    ins = issued(
+        target,
+        lambda: nisa.tensor_partition_reduce(sbuf((1, f)), nl.add, sbuf((128, f))),
+        Opcode.TENSOR_PARTITION_REDUCE,
+    )
+    assert ins.engine is Engine.GPSIMD and ins.cycles == g.start_cycles + f
+
+
+@covers(Opcode.LOCAL_GATHER)
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize(
+    ("e", "v", "dt", "size"), [(1, 64, nl.float32, 4), (4, 16, nl.bfloat16, 2), (32, 5, nl.float32, 4)]
+)
+def test_local_gather(target: str, e: int, v: int, dt: Any, size: int) -> None:
+    """150 + V*E / C, C = ((28 + 4E) / (4E)) / min(4 / dtype_size, E) (legacy docstring)."""
+    g = core_of(target).gpsimd
+
+    def body() -> None:
+        nisa.local_gather(sbuf((128, v * e), dt), sbuf((128, 64), dt), sbuf((128, 8), nl.uint16), e, v)
+
+    c = ((28 + 4 * e) / (4 * e)) / min(4 / size, e)
+    assert (g.local_gather_setup_cycles, g.local_gather_t) == (28, 4)
+    assert issued(target, body, Opcode.LOCAL_GATHER).cycles == pytest.approx(g.start_cycles + v * e / c, rel=1e-12)
+
+
+@covers(Opcode.TOPK)
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize(("n", "k"), [(42, 8), (4000, 64)])
+def test_topk(target: str, n: int, k: int) -> None:
+    """4*n + K GpSimd cycles per partition (NKI 0.6 docs, nki.isa.topk)."""
+    g = core_of(target).gpsimd
+
+    def body() -> None:
+        src = sbuf((128, -(-n // 16)), nl.bfloat16)
+        nisa.topk(sbuf((128, k), nl.bfloat16), sbuf((128, k), nl.uint32), src, n)
+
+    assert g.topk_cycles_per_element == 4
+    assert issued(target, body, Opcode.TOPK).cycles == 4 * n + k
+
+
+@covers(Opcode.RNG, Opcode.RAND_SET_STATE, Opcode.RAND_GET_STATE)
+@pytest.mark.parametrize("target", ["trn2", "trn3"])
+@pytest.mark.parametrize("f", [512, 8])
+def test_rng_and_state(target: str, f: int) -> None:
+    """Undocumented; the streaming rules: max(MIN_II, N) on VectorE, GPSIMD_START + N on GpSimd (N words)."""
+    c = core_of(target)
+    vec = issued(target, lambda: nisa.rng(sbuf((128, f), nl.uint32)), Opcode.RNG)
+    gp = issued(target, lambda: nisa.rng(sbuf((128, f), nl.uint32), engine=nisa.engine.gpsimd), Opcode.RNG)
+    assert (vec.engine, vec.cycles) == (Engine.VECTOR, max(c.vector.min_ii_cycles, f))
+    assert (gp.engine, gp.cycles) == (Engine.GPSIMD, c.gpsimd.start_cycles + f)
+    st = issued(target, lambda: nisa.rand_set_state(sbuf((128, 6), nl.uint32)), Opcode.RAND_SET_STATE)
+    gt = issued(target, lambda: nisa.rand_get_state(sbuf((128, 6), nl.uint32)), Opcode.RAND_GET_STATE)
+    assert st.cycles == gt.cycles == c.gpsimd.start_cycles + 6
+
+
+@covers(Opcode.RAND2)
+@pytest.mark.parametrize("f", [1024, 16])
+def test_rand2(f: int) -> None:
+    """Undocumented; rng's VectorE rule max(MIN_II, N) (NC-v4 only)."""
+    v = core_of("trn3").vector
+    assert issued("trn3", lambda: nisa.rand2(sbuf((128, f)), 0.0, 1.0), Opcode.RAND2).cycles == max(v.min_ii_cycles, f)
+
+
+@covers(Opcode.DROPOUT, Opcode.SET_RNG_SEED)
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("f", [512, 8])
+def test_dropout_and_seed(target: str, f: int) -> None:
+    """dropout: max(MIN_II, N) (§3.6); set_rng_seed reads one element: MIN_II."""
+    v = core_of(target).vector
+    assert issued(target, lambda: nisa.dropout(sbuf((128, f)), sbuf((128, f)), 0.5), Opcode.DROPOUT).cycles == max(
+        v.min_ii_cycles, f
+    )
+    seed = issued(target, lambda: nisa.set_rng_seed(sbuf((1, 1), nl.int32)), Opcode.SET_RNG_SEED)
+    assert seed.cycles == v.min_ii_cycles
+
+
+@covers(Opcode.DMA_COMPUTE)
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("k", [1, 3])
+def test_dma_compute(target: str, k: int) -> None:
+    """A DMA: no engine cycles; one copy's bytes per source (dma_copy's rule), the SBUF side's descriptors."""
+
+    def body() -> None:
+        srcs = [nl.ndarray((128, 256), nl.bfloat16, buffer=nl.shared_hbm) for _ in range(k)]
+        nisa.dma_compute(sbuf((128, 256)), srcs, nl.add)
+
+    ins = issued(target, body, Opcode.DMA_COMPUTE)
+    n = 128 * 256
+    assert (ins.cycles, ins.dma_bytes, ins.dma_rows, ins.hbm_bytes) == (0.0, k * n * 4, 128, k * n * 2)
+
+
+@covers(Opcode.REGISTER_LOAD, Opcode.REGISTER_STORE)
+@pytest.mark.parametrize("target", TARGETS)
+def test_register_load_and_store(target: str) -> None:
+    """Undocumented; one Sync-sequencer instruction each: MIN_II."""
+    s = core_of(target).sync
+
+    def body() -> None:
+        reg = nisa.register_alloc()
+        nisa.register_load(reg, sbuf((1, 1), nl.int32))
+        nisa.register_store(sbuf((1, 1), nl.int32), reg)
+
+    for op in (Opcode.REGISTER_LOAD, Opcode.REGISTER_STORE):
+        ins = issued(target, body, op)
+        assert (ins.engine, ins.cycles) == (Engine.SYNC, s.min_ii_cycles)
+
+
 def test_every_opcode_has_a_closed_form_cost_test() -> None:
     assert set(RECORDS) == set(Opcode)
     missing = sorted(op.key for op in set(Opcode) - COVERED)

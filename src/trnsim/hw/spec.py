@@ -59,6 +59,16 @@ class ScalarEngineSpec(EngineSpec):
 
 class GpSimdEngineSpec(EngineSpec):
     start_cycles: PositiveInt = Field(description="fixed start-up of a GpSimd instruction (GPSIMD_START)")
+    # nisa.local_gather: 150 + (indices * elems)/C, C = ((setup + t*elems)/(t*elems)) / min(4/dtype_bytes, elems)
+    local_gather_setup_cycles: float = Field(
+        default=28.0, ge=0, description="local_gather's per-index setup term of C (the 28 of the legacy docstring)"
+    )
+    local_gather_t: float = Field(
+        default=4.0, gt=0, description="local_gather's software constant t of C (legacy docstring: 'currently 4')"
+    )
+    topk_cycles_per_element: float = Field(
+        default=4.0, gt=0, description="nisa.topk: cycles per snake element (4*n + K per partition, NKI 0.6 docs)"
+    )
 
 
 class SyncEngineSpec(EngineSpec):

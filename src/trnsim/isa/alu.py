@@ -47,6 +47,17 @@ def _gelu_tanh(x: Array) -> Array:
     return 0.5 * x * (1.0 + np.tanh(_SQRT_2_OVER_PI * (x + np.float32(0.044715) * x * x * x)))
 
 
+def _gelu_sigmoid_dx(x: Array) -> Array:
+    # d/dx [x * sigmoid(1.702 x)] = s + 1.702 x s (1 - s)
+    s = _sigmoid(np.float32(1.702) * x)
+    return s + np.float32(1.702) * x * s * (1.0 - s)
+
+
+def _abs_min(a: Array, b: Array) -> Array:
+    # NKI docs (nl.abs_min): the signed input with the smaller magnitude; y on ties
+    return np.where(np.abs(a) < np.abs(b), a, b)
+
+
 def _silu_dx(x: Array) -> Array:
     s = _sigmoid(x)
     return s * (1.0 + x * (1.0 - s))
@@ -72,6 +83,7 @@ ACTIVATIONS: dict[str, Unary] = {
     "gelu_dx": _gelu_dx,
     "gelu_apprx_tanh": _gelu_tanh,
     "gelu_apprx_sigmoid": lambda x: x * _sigmoid(np.float32(1.702) * x),
+    "gelu_apprx_sigmoid_dx": _gelu_sigmoid_dx,
     "silu": lambda x: x * _sigmoid(x),
     "silu_dx": _silu_dx,
     "softplus": _softplus,
@@ -136,6 +148,7 @@ BINARY_OPS: dict[str, Binary] = {
     "left_shift": _int_op(np.left_shift),
     "right_shift": _int_op(np.right_shift),
     "abs_max": lambda a, b: np.maximum(np.abs(a), np.abs(b)),
+    "abs_min": _abs_min,
 }
 
 # Ops on raw integer bits: operands are read as integers, not through fp32.

@@ -34,6 +34,9 @@ class CostArgs:
     alu_op: str = ""  # the ALU op(s), where the cost depends on them ("op0,op1" for two-op instructions)
     zero_fill: bool = False  # memset of zero
     reduce: bool = False  # activation with a free-axis reduction
+    elems_per_index: int = 1  # local_gather: contiguous elements read per index
+    dtype_bytes: int = 4  # local_gather: bytes per element of the gathered tile
+    top_k: int = 0  # topk: values selected per partition
 
 
 CycleRule = Callable[[CoreSpec, Engine, CostArgs], float]

@@ -58,6 +58,19 @@ class Opcode(IntEnum):
     RANGE_SELECT = 31
     NC_N_GATHER = 32
     SEQUENCE_BOUNDS = 33
+    # NKI 0.6's remaining public instructions (50+: room for other families to append below 40)
+    TENSOR_PARTITION_REDUCE = 50
+    LOCAL_GATHER = 51
+    TOPK = 52
+    RNG = 53
+    RAND2 = 54
+    DROPOUT = 55
+    SET_RNG_SEED = 56
+    RAND_SET_STATE = 57
+    RAND_GET_STATE = 58
+    DMA_COMPUTE = 59
+    REGISTER_LOAD = 60
+    REGISTER_STORE = 61
     # multi-rank instructions (sim/instance_timing.py adds the wait for partners and the link time)
     SENDRECV = 40
     CORE_BARRIER = 41

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from trnsim.isa.instructions import (
+from trnsim.isa.instructions import (  # NKI 0.6's remaining instructions
     activate2,
     activation,
     affine_select,
@@ -11,9 +11,12 @@ from trnsim.isa.instructions import (
     bn_stats,
     collective,
     core_barrier,
+    dma_compute,
     dma_copy,
+    dropout,
     exponential,
     iota,
+    local_gather,
     max8,
     memset,
     nc_find_index8,
@@ -25,21 +28,30 @@ from trnsim.isa.instructions import (
     nc_transpose,
     nonzero_with_count,
     quantize_mx,
+    rand2,
+    rand_get_state,
+    rand_set_state,
     range_select,
     reciprocal,
+    register_load,
+    register_store,
+    rng,
     scalar_tensor_tensor,
     select,
     select_reduce,
     sendrecv,
     sequence_bounds,
+    set_rng_seed,
     tensor_copy,
     tensor_copy_predicated,
+    tensor_partition_reduce,
     tensor_reduce,
     tensor_scalar,
     tensor_scalar_cumulative,
     tensor_scalar_reduce,
     tensor_tensor,
     tensor_tensor_scan,
+    topk,
 )
 from trnsim.isa.opcodes import Engine, Opcode
 from trnsim.isa.record import InstructionRecord
@@ -84,6 +96,18 @@ RECORDS: dict[Opcode, InstructionRecord] = {
         sendrecv,
         core_barrier,
         collective,
+        dma_compute,
+        dropout,
+        local_gather,
+        rand2,
+        rand_get_state,
+        rand_set_state,
+        register_load,
+        register_store,
+        rng,
+        set_rng_seed,
+        tensor_partition_reduce,
+        topk,
     )
 }
 

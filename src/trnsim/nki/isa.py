@@ -18,9 +18,9 @@ from trnsim.nki.isa_arith import (
     tensor_tensor,
     tensor_tensor_scan,
 )
+from trnsim.nki.isa_dma_engine import dma_engine
 from trnsim.nki.isa_enums import (
     dge_mode,
-    dma_engine,
     engine,
     get_nc_version,
     gpsimd_engine,
@@ -33,6 +33,7 @@ from trnsim.nki.isa_enums import (
     unknown_engine,
     vector_engine,
 )
+from trnsim.nki.isa_instruction import NkiInstruction, NkiValidationError
 from trnsim.nki.isa_matmul import (
     nc_matmul,
     nc_matmul_mx,
@@ -45,6 +46,8 @@ from trnsim.nki.isa_movement import (
     memset,
     tensor_copy,
 )
+from trnsim.nki.isa_partition import dma_compute, local_gather, tensor_partition_reduce, topk
+from trnsim.nki.isa_random import dropout, rand2, rand_get_state, rand_set_state, rng, set_rng_seed
 from trnsim.nki.isa_ranks import (
     core_barrier,
     sendrecv,
@@ -57,6 +60,13 @@ from trnsim.nki.isa_reduce import (
     nc_match_replace8,
     tensor_reduce,
     tensor_scalar_reduce,
+)
+from trnsim.nki.isa_registers import (
+    VirtualRegister,
+    register_alloc,
+    register_load,
+    register_move,
+    register_store,
 )
 from trnsim.nki.isa_select import (
     affine_select,
@@ -140,6 +150,11 @@ __all__ += ["nc_n_gather"]
 
 
 __all__ += ["sequence_bounds"]
+
+__all__ += ["dma_compute", "local_gather", "tensor_partition_reduce", "topk"]
+__all__ += ["dropout", "rand2", "rand_get_state", "rand_set_state", "rng", "set_rng_seed"]
+__all__ += ["VirtualRegister", "register_alloc", "register_load", "register_move", "register_store"]
+__all__ += ["NkiInstruction", "NkiValidationError"]
 
 
 def get_nc_sub_version() -> int:

@@ -24,6 +24,15 @@ from trnsim.nki.indexing import ds as ds
 from trnsim.nki.indexing import mgrid as mgrid
 from trnsim.nki.indexing import nc as nc
 from trnsim.nki.indexing import par_dim as par_dim
+from trnsim.nki.language_ops06 import abs_min as abs_min
+from trnsim.nki.language_ops06 import average as average
+from trnsim.nki.language_ops06 import bypass as bypass
+from trnsim.nki.language_ops06 import gather_flattened as gather_flattened
+from trnsim.nki.language_ops06 import gelu_apprx_sigmoid_dx as gelu_apprx_sigmoid_dx
+from trnsim.nki.language_ops06 import prelu as prelu
+from trnsim.nki.language_random import dropout as dropout
+from trnsim.nki.language_random import rand as rand
+from trnsim.nki.language_random import random_seed as random_seed
 from trnsim.nki.language_surface import DType as DType
 from trnsim.nki.language_surface import NKIObject as NKIObject
 from trnsim.nki.language_surface import SpmdDim as SpmdDim

@@ -23,6 +23,7 @@ from trnsim.nki import emit_arith
 from trnsim.nki.compiler import no_reorder as no_reorder
 from trnsim.nki.context import current, user_location
 from trnsim.nki.indexing import NcDim
+from trnsim.nki.isa_registers import VirtualRegister
 from trnsim.nki.nki_object import NKIObject as NKIObject
 from trnsim.nki.tensor import NkiTensor
 from trnsim.sim.memory import MemoryKind
@@ -98,7 +99,9 @@ def loop_reduce(x: NkiTensor, op: Any, loop_indices: Any, *, dtype: Any = None, 
 
 
 def _trip_value(v: Any, what: str) -> int:
-    """An int loop bound, or the value of a (1, 1) integer tile (functional mode)."""
+    """An int loop bound, a register's value, or the value of a (1, 1) integer tile (functional mode)."""
+    if isinstance(v, VirtualRegister):  # registers follow the same timing-mode rule (nki/isa_registers.py)
+        return v.read(f"a dynamic loop {what}")
     if isinstance(v, NkiTensor):
         loc = user_location()
         if v.size != 1 or v.dtype.kind not in "iu":
@@ -134,8 +137,8 @@ def fori_loop(lower: Any, upper: Any, body_fun: Callable[[int], Any], step: Any 
 def while_loop(init: Any, body_fun: Callable[[Any], Any]) -> Any:
     """Run `state = body_fun(state)` from `init` while the loop condition holds.
 
-    `init` is a (1, 1) integer tile (or an int): the loop runs while it is non-zero, and `body_fun` returns
-    the condition tile for the next test. Its value is read each time (functional mode).
+    `init` is a (1, 1) integer tile, a register or an int: the loop runs while it is non-zero, and
+    `body_fun` returns the condition for the next test. Its value is read each time (functional mode).
     """
     if not callable(body_fun):
         raise UsageError(f"nl.while_loop: body_fun must be callable, got {body_fun!r}", user_location())

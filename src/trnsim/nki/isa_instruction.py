@@ -1,0 +1,41 @@
+"""`nki.isa` classes: NkiInstruction (the handle an instruction call returns) and NkiValidationError."""
+
+from __future__ import annotations
+
+from trnsim.errors import KernelError, UsageError
+from trnsim.isa.instruction import Instruction
+from trnsim.nki.context import user_location
+from trnsim.nki.nki_object import NKIObject
+
+# NKI raises NkiValidationError when a call breaks a hardware rule; trnsim's rule errors (DtypeError,
+# ShapeMismatchError, TileShapeError, UsageError, ...) all derive from KernelError, so `except
+# nisa.NkiValidationError` catches every one of them.
+NkiValidationError = KernelError
+
+
+class NkiInstruction(NKIObject):
+    """The handle of one issued instruction (what trnsim recorded: opcode, engine, cycles, location)."""
+
+    def __init__(self, handle: Instruction) -> None:
+        self.handle = handle
+        self.producers: list[NkiInstruction] = []
+
+    def depends_on(self, *producers: NkiInstruction) -> NkiInstruction:
+        """Record that this instruction runs after each producer; returns self.
+
+        trnsim's scheduler orders instructions by the data they read and write and by each engine's program
+        order; an edge with no data behind it is recorded here (`producers`) but does not delay the timeline.
+        """
+        for p in producers:
+            if not isinstance(p, NkiInstruction):
+                raise UsageError(
+                    f"depends_on takes instructions returned by nki.isa calls, got {type(p).__name__}",
+                    user_location(),
+                    rule="depends-on",
+                )
+        self.producers.extend(producers)
+        return self
+
+    def __repr__(self) -> str:
+        h = self.handle
+        return f"NkiInstruction({h.label or h.opcode.key} on {h.engine.key} at {h.location})"

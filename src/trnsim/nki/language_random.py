@@ -1,0 +1,61 @@
+"""`nki.language` random numbers: rand, random_seed and dropout (NKI 0.6, experimental there).
+
+They lower to nki.isa's VectorE random instructions (nki/emit_random.py), so they draw from the same
+per-lane XORWOW state: `nl.random_seed(seed)` followed by the same calls gives the same values.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from trnsim import dtypes as _dt
+from trnsim.errors import UsageError
+from trnsim.nki import emit_arith, emit_movement, emit_random
+from trnsim.nki.compiler import memory_kind
+from trnsim.nki.context import current, user_location
+from trnsim.nki.tensor import NkiTensor
+from trnsim.nki.tiles import _mark_fresh, new_tensor
+from trnsim.sim.memory import MemoryKind
+
+RAND_BITS_DTYPE = _dt.uint16  # NKI docs (nki.isa.rng): 16 random bits as uint16, divided by 2**16
+_TWO_TO_MINUS_16 = 2.0**-16
+
+
+def rand(shape: Any, dtype: Any, buffer: Any = MemoryKind.SBUF, name: str = "") -> NkiTensor:
+    """A new tensor of uniform values in [0, 1): rng into uint16, then a multiply by 2**-16 (VectorE)."""
+    ctx = current()
+    loc = user_location()
+    dims = tuple(int(s) for s in shape) if isinstance(shape, tuple | list) else (int(shape),)
+    kind = memory_kind(buffer)
+    if not isinstance(kind, MemoryKind):  # nl.shared_hbm
+        raise UsageError("nl.rand creates an SBUF, PSUM or nl.hbm tensor; store it into shared_hbm", loc)
+    on_chip = kind if kind is not MemoryKind.HBM else MemoryKind.SBUF
+    bits = new_tensor(dims, RAND_BITS_DTYPE, on_chip, location=loc)
+    emit_random.rng(bits, location=loc)
+    out = new_tensor(dims, dtype, on_chip, name, location=loc)
+    emit_arith.tensor_scalar(out, bits, "multiply", _TWO_TO_MINUS_16, location=loc)
+    if kind is MemoryKind.HBM:
+        hbm = new_tensor(dims, dtype, MemoryKind.HBM, name, location=loc)
+        emit_movement.dma_copy(hbm, out, location=loc)
+        return hbm
+    return _mark_fresh(ctx, out)
+
+
+def random_seed(seed: Any) -> None:
+    """Seed the random values of later nl.rand / nl.dropout calls from a [1, 1] 32-bit tile."""
+    emit_random.set_rng_seed(seed, location=user_location())
+
+
+def dropout(x: Any, rate: Any, dtype: Any = None) -> NkiTensor:
+    """A new tile: x with each element zeroed with probability rate (a scalar or an [x.shape[0], 1] tile)."""
+    ctx = current()
+    loc = user_location()
+    if not isinstance(x, NkiTensor):
+        raise UsageError(f"nl.dropout takes a tile, got {type(x).__name__}", loc)
+    out = new_tensor(x.shape, x.dtype, MemoryKind.SBUF, location=loc)
+    emit_random.dropout(out, x, rate, location=loc)
+    if dtype is None or _dt.resolve(dtype) == x.dtype:
+        return _mark_fresh(ctx, out)
+    cast = new_tensor(x.shape, dtype, MemoryKind.SBUF, location=loc)
+    emit_movement.tensor_copy(cast, out, location=loc)
+    return _mark_fresh(ctx, cast)
