@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 import trnsim.kernels
-import trnsim.kernels.attention as attention
+import trnsim.kernels.attention_plan as attention_plan
 import trnsim.nki as nki
 from trnsim.errors import DtypeError, ShapeMismatchError, UsageError
 from trnsim.nki import TensorSpec
@@ -88,13 +88,13 @@ def test_flash_torch_tensors(rng: np.random.Generator) -> None:
 def test_flash_kv_modes(rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch, reserve: Any, mode: str) -> None:
     """Long sequences whose K/V do not fit SBUF stream them per unit; one group at a time when only one fits."""
     b, h, hkv, s, d = 2, 4, 2, 520, 64
-    if reserve == "one":  # room for one KV group: K^T, V and (while transposing) K, fp32, per partition
-        per_group = s * 4 + 2 * -(-s // 128) * d * 4
+    if reserve == "one":  # room for one KV group: K^T, V (with its ones column) and (while transposing) K, fp32
+        per_group = s * 4 + -(-s // 128) * (2 * d + 1) * 4
         reserve = nki_sbuf_bytes("trn2") - per_group - 16
-    monkeypatch.setattr(attention, "SBUF_RESERVE", reserve)
+    monkeypatch.setattr(attention_plan, "SBUF_RESERVE", reserve)
     seen = []
-    choose = attention._kv_mode
-    monkeypatch.setattr(attention, "_kv_mode", lambda plan: seen.append(choose(plan)) or seen[-1])
+    choose = attention_plan.kv_mode
+    monkeypatch.setattr(attention_plan, "kv_mode", lambda plan: seen.append(choose(plan)) or seen[-1])
     q, k, v = qkv(rng, b, h, hkv, s, s, d, np.float32)
     out = nki.simulate(trnsim.kernels.flash_attention)(q, k, v, causal=True)
     assert seen == [mode]
@@ -205,7 +205,7 @@ def test_decode_timing_floor() -> None:
 def test_flash_query_blocks(rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch) -> None:
     """Query tiles load and store in blocks (one DMA each): blocks of 2 tiles over 5 tiles, the last ragged."""
     b, h, hkv, s, d = 1, 2, 1, 520, 64
-    monkeypatch.setattr(attention, "QO_BLOCK_BYTES", 2 * d * 4)
+    monkeypatch.setattr(attention_plan, "QO_BLOCK_BYTES", 2 * d * 4)
     q, k, v = qkv(rng, b, h, hkv, s, s, d, np.float32)
     for causal in (True, False):
         out = nki.simulate(trnsim.kernels.flash_attention)(q, k, v, causal=causal)

@@ -41,6 +41,7 @@ class Plan:
     mode: str = "stream"  # "prefetch", "resident" or "stream": where K^T and V live
     q_block_tiles: int = 1  # query tiles per QBlock (Q loaded and results stored in one DMA each)
     evac_on_scalar: float = 0.0  # share of the P^T copies given to ScalarE, the rest to VectorE
+    mask_on_vector: bool = False  # causal mask added by VectorE (mask_scores), else by a TensorE matmul
 
     @property
     def group(self) -> int:
@@ -266,7 +267,7 @@ def scores(plan: Plan, qt: QTile, kv: KV, consts: Consts, k_lo: int, k_hi: int) 
         s = nl.ndarray((plan.p, plan.kb), nl.float32, buffer=nl.psum)
         nisa.nc_matmul(dst=s[:rows, :w], stationary=qt.qt[:d, :rows], moving=kv.kt[:d, c0 - kv.lo : c0 - kv.lo + w])
         diag_lo = max(c0, qt.q0)
-        if plan.causal and diag_lo < c0 + w:
+        if plan.causal and not plan.mask_on_vector and diag_lo < c0 + w:
             # Keys from q0 on are the diagonal block: add the mask (identity stationary, mask moving).
             nisa.nc_matmul(
                 dst=s[:rows, diag_lo - c0 : w],
@@ -276,6 +277,22 @@ def scores(plan: Plan, qt: QTile, kv: KV, consts: Consts, k_lo: int, k_hi: int) 
             )
         tiles.append((s, w))
     return tiles
+
+
+def mask_scores(plan: Plan, qt: QTile, consts: Consts, tiles: list[tuple[Any, int]], k_lo: int) -> None:
+    """VectorE: add the causal mask to the diagonal block of the scores, in PSUM (the plan's alternative to the
+    mask matmul in `scores`, where TensorE is the busier engine)."""
+    if not plan.causal:
+        return
+    rows = qt.rows
+    for c, (s, w) in enumerate(tiles):
+        c0 = k_lo + c * plan.kb
+        diag_lo = max(c0, qt.q0)
+        if diag_lo < c0 + w:
+            view = s[:rows, diag_lo - c0 : w]
+            nisa.tensor_tensor(
+                dst=view, data1=view, data2=consts.mask[:rows, : c0 + w - diag_lo], op=nl.add, engine=nisa.vector_engine
+            )
 
 
 def transpose_probs(plan: Plan, qt: QTile, probs: Any, k_lo: int, k_hi: int) -> tuple[Any, list[int]]:

@@ -45,10 +45,8 @@ from typing import Any, ClassVar
 import trnsim.nki as nki
 import trnsim.nki.language as nl
 from trnsim import dtypes
-from trnsim.isa.opcodes import Engine, Opcode
+from trnsim.kernels import attention_plan
 from trnsim.kernels._common import cdiv, moving_fmax, pmax, psum_fmax, require, require_dtype
-from trnsim.kernels._common import sbuf_bytes_per_partition as sbuf_bytes
-from trnsim.kernels._engine_load import instruction_ns
 from trnsim.kernels._flash_tiles import (
     KV,
     Consts,
@@ -60,14 +58,15 @@ from trnsim.kernels._flash_tiles import (
     StageRing,
     constants,
     copy_out,
+    mask_scores,
     pv,
     scores,
     transpose_probs,
 )
 from trnsim.kernels._online_softmax import OnlineSoftmax
 from trnsim.kernels._pipeline import run_pipelined
-from trnsim.kernels._ports import share_port
 from trnsim.kernels.attention_decode import decode_attention
+from trnsim.kernels.attention_plan import engine_split
 
 __all__ = ["decode_attention", "flash_attention"]
 
@@ -84,21 +83,16 @@ SCHEDULE = {
     "rowmax": (5, 0),  # VectorE row max of S
     "runmax": (6, 0),  # GpSimd running max and alpha = exp(m_old - m_new)
     "exp": (7, 0),  # ScalarE P = exp(S - m) with row sums
-    "transpose": (8, 1),  # TensorE P^T
-    "evac": (9, 1.2),  # P^T PSUM -> SBUF
-    "rescale": (9, 3.5),  # ScalarE O *= alpha, after the P V of the tile's previous unit (if in this step)
-    "pv": (10, 3),  # TensorE O += P V
-    "finalize": (11, 2.5),  # VectorE O / l after a tile's last unit (l: O's sum column), after its other work
-    "store": (14, 4),  # late, so a store waiting for its data does not hold up later loads on the DMA queues
+    "transpose": (9, 1),  # TensorE P^T, a step after exp so ScalarE's lag does not stall TensorE
+    "evac": (10, 1.2),  # P^T PSUM -> SBUF
+    "rescale": (10, 3.5),  # ScalarE O *= alpha, after the P V of the tile's previous unit (if in this step)
+    "pv": (11, 3),  # TensorE O += P V
+    "finalize": (12, 2.5),  # VectorE O / l after a tile's last unit (l: O's sum column), after its other work
+    "store": (15, 4),  # late, so a store waiting for its data does not hold up later loads on the DMA queues
 }
 INTERLEAVE = 3  # query tiles in turn, so a tile's consecutive units (chained by its softmax state) are 3 steps apart
 O_SLOTS = 3  # O accumulators in PSUM: one per tile in flight, one more so a new tile need not wait for a result
 PREFETCH = 8  # units before a KV group ends that the next group's K/V loads start (when two groups fit)
-# Planner policy, not hardware: bytes per partition kept for per-unit tiles when deciding if K/V stay resident
-SBUF_RESERVE = 16 * 1024
-# Planner policy: at most this many bytes per partition of Q rows of a block of query tiles loaded in one
-# DMA (results stored in one), where the SBUF left by K/V allows
-QO_BLOCK_BYTES = 8 * 1024
 PSUM_BANKS_FOR_UNITS = 6  # of 8 banks: scores and P^T of the units in flight; the rest: O ring, transposes
 
 
@@ -177,6 +171,8 @@ class _Unit:
         self.tiles = scores(self.plan, self.qt, self.kv, self.consts, self.k_lo, self.k_hi)
 
     def rowmax(self) -> None:
+        if self.plan.mask_on_vector:
+            mask_scores(self.plan, self.qt, self.consts, self.tiles, self.k_lo)
         self.neg_max = self.softmax.block_max(self.tiles)
 
     def runmax(self) -> None:
@@ -286,60 +282,6 @@ def _banks_per_unit(kb: int, itemsize: int) -> int:
     return g
 
 
-def _evac_share(plan: Plan) -> float:
-    """Share of the P^T copies for ScalarE so that it and VectorE carry equal work per block of 512 keys.
-
-    VectorE: the row max of the fp32 scores in PSUM. ScalarE: exp with its row sum and the O rescale. The
-    copies of P^T out of PSUM balance the two, each at its engine's copy cost; where the two share a PSUM
-    port (NC-v2) their PSUM reads serialise anyway, so all copies go to the faster one. Every time is the
-    ISA's cost of the instruction on the target.
-    """
-    low = dtypes.resolve(plan.dtype) in dtypes.LOW_PRECISION_FLOATS
-    from_psum = {"sbuf_only": False, "psum_input": True, "all_bf16": low}
-    copy_v = instruction_ns(Opcode.TENSOR_COPY, Engine.VECTOR, plan.kb, **from_psum)
-    copy_s = instruction_ns(Opcode.ACTIVATION, Engine.SCALAR, plan.kb, sbuf_only=False)
-    if share_port("vector", "scalar", "psum"):
-        return 1.0 if copy_s < copy_v else 0.0
-    # the row max reads the scores' bf16 upper halves (OnlineSoftmax.block_max)
-    vector = instruction_ns(
-        Opcode.TENSOR_REDUCE, Engine.VECTOR, plan.kb, sbuf_only=False, alu_op="maximum", all_bf16=True
-    )
-    scalar = sum(
-        instruction_ns(Opcode.ACTIVATION, Engine.SCALAR, n, sbuf_only=False, reduce=reduce)
-        for n, reduce in ((plan.kb, True), (plan.d, False))  # exp + row sum, O rescale
-    )
-    return min(1.0, max(0.0, (vector + copy_v - scalar) / (copy_v + copy_s)))
-
-
-def _kv_mode(plan: Plan) -> str:
-    """Where K^T and V live: resident per KV group (the next group prefetched if two fit) or streamed.
-
-    While K is transposed its natural-layout copy is live too, so a group peaks at K + K^T + V.
-    """
-    need = _kv_bytes(plan)
-    budget = sbuf_bytes() - SBUF_RESERVE
-    if need["prefetch"] <= budget:
-        return "prefetch"
-    return "resident" if need["resident"] <= budget else "stream"
-
-
-def _kv_bytes(plan: Plan) -> dict[str, int]:
-    """SBUF bytes per partition K/V take at their peak in each mode (streamed units' keys: in the reserve)."""
-    itemsize = dtypes.resolve(plan.dtype).itemsize
-    k_bytes = cdiv(plan.s_kv, plan.p) * plan.d * itemsize  # natural K (and V) per partition
-    kt_bytes = plan.s_kv * itemsize  # K^T per partition
-    return {"prefetch": 2 * (kt_bytes + k_bytes) + k_bytes, "resident": kt_bytes + 2 * k_bytes, "stream": 0}
-
-
-def _q_block_tiles(plan: Plan) -> int:
-    """Query tiles per QBlock: up to QO_BLOCK_BYTES of Q rows per partition, in the SBUF the K/V mode leaves
-    (Q and results of three blocks are live at once: one finishing, one running, the next one's Q loading);
-    at least one tile."""
-    row = plan.d * dtypes.resolve(plan.dtype).itemsize
-    left = sbuf_bytes() - SBUF_RESERVE - _kv_bytes(plan)[plan.mode]
-    return max(1, min(QO_BLOCK_BYTES, left // 6) // row)
-
-
 @nki.jit
 def flash_attention(q, k, v, causal=True, scale=None):
     """softmax(scale * Q K^T [+ causal mask]) V for q [B, H, S, D], k/v [B, Hkv, S_kv, D] -> [B, H, S, D]."""
@@ -364,9 +306,10 @@ def flash_attention(q, k, v, causal=True, scale=None):
     kb = min(moving_fmax(), psum_fmax())
     plan = Plan(batch, heads, kv_heads, s_q, s_kv, d, bool(causal), scale, dtype, p, kb)
     plan.g = _banks_per_unit(kb, dtypes.resolve(dtype).itemsize)
-    plan.evac_on_scalar = _evac_share(plan)
-    plan.mode = _kv_mode(plan)
-    plan.q_block_tiles = _q_block_tiles(plan)
+    split = engine_split(plan)
+    plan.evac_on_scalar, plan.mask_on_vector = split.evac_on_scalar, split.mask_on_vector
+    plan.mode = attention_plan.kv_mode(plan)
+    plan.q_block_tiles = attention_plan.q_block_tiles(plan)
 
     out = nl.ndarray(q.shape, q.dtype, buffer=nl.shared_hbm)
     io = (q, k, v, out)

@@ -1,0 +1,136 @@
+"""Flash attention's plan: where K/V live, how many query tiles move per DMA, and which engine takes the P^T
+copies and the causal mask, each from the ISA's cost of the instructions on the target.
+
+Per block of `kb` keys of one 128-query tile the kernel issues (attention.py):
+  TensorE  S = Q K^T (kb columns), P^T (kb / 128 transposes), P V (kb / 128 matmuls of D + 1 columns)
+  VectorE  the row max over the scores' bf16 upper halves
+  ScalarE  exp, and the O rescale (D + 1 columns)
+  either   the P^T copies out of PSUM (VectorE or ScalarE), and on the causal diagonal the mask (a TensorE
+           matmul that accumulates it into the scores, or a VectorE add of it in PSUM)
+The shared steps go where the busiest of the three engines ends least busy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from trnsim import dtypes
+from trnsim.isa.opcodes import Engine, Opcode
+from trnsim.kernels._common import cdiv
+from trnsim.kernels._common import sbuf_bytes_per_partition as sbuf_bytes
+from trnsim.kernels._engine_load import instruction_ns
+from trnsim.kernels._ports import share_port
+
+# Planner policy, not hardware: bytes per partition kept for per-unit tiles when deciding if K/V stay resident
+SBUF_RESERVE = 16 * 1024
+# Planner policy: at most this many bytes per partition of Q rows of a block of query tiles loaded in one
+# DMA (results stored in one), where the SBUF left by K/V allows
+QO_BLOCK_BYTES = 8 * 1024
+
+
+@dataclass(frozen=True)
+class EngineSplit:
+    """Which engine takes the steps more than one engine can do."""
+
+    evac_on_scalar: float  # share of the P^T copies for ScalarE, the rest VectorE
+    mask_on_vector: bool  # causal mask added by VectorE in PSUM instead of a TensorE matmul
+    bound_ns: float  # the busiest engine's time per block of kb keys under this split
+
+
+def block_costs(plan: Any) -> dict[str, float]:
+    """ns per block of kb keys x 128 queries of each step, on the target (the ISA's instruction costs)."""
+    p, kb, d = plan.p, plan.kb, plan.d
+    fp32 = dtypes.resolve(plan.dtype) == dtypes.float32
+    low = dtypes.resolve(plan.dtype) in dtypes.LOW_PRECISION_FLOATS
+    per_block = kb / p  # 128-key blocks per score block
+
+    def mm(n_moving: int, fp32_inputs: bool) -> float:
+        return instruction_ns(
+            Opcode.NC_MATMUL, Engine.TENSOR, n_moving, n_moving=n_moving, n_stationary=p, fp32_matmul=fp32_inputs
+        )
+
+    transpose = instruction_ns(Opcode.NC_TRANSPOSE, Engine.TENSOR, p)
+    psum = {"sbuf_only": False, "psum_input": True}
+    return {
+        "tensor": mm(kb, fp32) + per_block * (transpose + mm(d + 1, fp32)),
+        "vector": instruction_ns(Opcode.TENSOR_REDUCE, Engine.VECTOR, kb, alu_op="maximum", all_bf16=True, **psum),
+        "scalar": sum(instruction_ns(Opcode.ACTIVATION, Engine.SCALAR, n, sbuf_only=False) for n in (kb, d + 1)),
+        "copy_vector": instruction_ns(Opcode.TENSOR_COPY, Engine.VECTOR, kb, all_bf16=low, **psum),
+        "copy_scalar": instruction_ns(Opcode.ACTIVATION, Engine.SCALAR, kb, sbuf_only=False),
+        # the mask matmul's operands are bf16 constants; the VectorE add reads PSUM and the SBUF mask
+        "mask_tensor": mm(p, False),
+        "mask_vector": instruction_ns(Opcode.TENSOR_TENSOR, Engine.VECTOR, p, n_inputs=2, alu_op="add", **psum),
+    }
+
+
+def diagonal_share(plan: Any) -> float:
+    """Causal tiles cross the diagonal once each: diagonal blocks per score block (0 without the mask)."""
+    if not plan.causal:
+        return 0.0
+    tiles = cdiv(plan.s_q, plan.p)
+    blocks = sum(cdiv(plan.key_end(q0, min(plan.p, plan.s_q - q0)), plan.kb) for q0 in range(0, plan.s_q, plan.p))
+    return tiles / max(1, blocks)
+
+
+def engine_split(plan: Any) -> EngineSplit:
+    """The P^T copy share and the mask's engine that leave the busiest engine least busy per block.
+
+    VectorE and ScalarE balance through the copies, each at its engine's cost; where the two share a PSUM
+    port (NC-v2) everything they do here reads PSUM, so their work adds up and the copies go to the faster
+    one. Ties keep the mask on TensorE (no extra step on VectorE's chain to exp).
+    """
+    c = block_costs(plan)
+    diag = diagonal_share(plan)
+    shared = share_port("vector", "scalar", "psum")
+    best: EngineSplit | None = None
+    for on_vector in (False, True):
+        tensor = c["tensor"] + (0.0 if on_vector else diag * c["mask_tensor"])
+        vector = c["vector"] + (diag * c["mask_vector"] if on_vector else 0.0)
+        scalar = c["scalar"]
+        if shared:
+            share = 1.0 if c["copy_scalar"] < c["copy_vector"] else 0.0
+            pair = vector + scalar + min(c["copy_scalar"], c["copy_vector"])
+        else:
+            share = (vector + c["copy_vector"] - scalar) / (c["copy_vector"] + c["copy_scalar"])
+            share = min(1.0, max(0.0, share))
+            pair = max(vector + (1 - share) * c["copy_vector"], scalar + share * c["copy_scalar"])
+        split = EngineSplit(share, on_vector, max(tensor, pair))
+        if best is None or split.bound_ns < best.bound_ns:
+            best = split
+    assert best is not None
+    return best
+
+
+def kv_mode(plan: Any) -> str:
+    """Where K^T and V live: resident per KV group (the next group prefetched if two fit) or streamed.
+
+    While K is transposed its natural-layout copy is live too, so a group peaks at K + K^T + V.
+    """
+    need = kv_bytes(plan)
+    budget = sbuf_bytes() - SBUF_RESERVE
+    if need["prefetch"] <= budget:
+        return "prefetch"
+    return "resident" if need["resident"] <= budget else "stream"
+
+
+def kv_bytes(plan: Any) -> dict[str, int]:
+    """SBUF bytes per partition K/V take at their peak in each mode (streamed units' keys: in the reserve).
+
+    V carries a ones column (the row sums), so it is D + 1 wide."""
+    itemsize = dtypes.resolve(plan.dtype).itemsize
+    blocks = cdiv(plan.s_kv, plan.p)
+    k_bytes = blocks * plan.d * itemsize  # natural K per partition
+    v_bytes = blocks * (plan.d + 1) * itemsize
+    kt_bytes = plan.s_kv * itemsize  # K^T per partition
+    group = kt_bytes + v_bytes
+    return {"prefetch": 2 * group + k_bytes, "resident": group + k_bytes, "stream": 0}
+
+
+def q_block_tiles(plan: Any) -> int:
+    """Query tiles per QBlock: up to QO_BLOCK_BYTES of Q rows per partition, in the SBUF the K/V mode leaves
+    (Q and results of three blocks are live at once: one finishing, one running, the next one's Q loading);
+    at least one tile."""
+    row = plan.d * dtypes.resolve(plan.dtype).itemsize
+    left = sbuf_bytes() - SBUF_RESERVE - kv_bytes(plan)[plan.mode]
+    return max(1, min(QO_BLOCK_BYTES, left // 6) // row)
