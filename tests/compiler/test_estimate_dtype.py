@@ -92,8 +92,9 @@ def test_fp4_gpu_gemms_on_b200_beat_fp8_and_h100_has_none(net: torch.nn.Module) 
 @pytest.mark.parametrize(
     ("target", "dtype", "kwargs", "match"),
     [
-        ("trn3", "mxfp8", {}, "MX formats are not modelled"),
-        ("trn2", "mxfp4", {}, "MX formats are not modelled"),
+        ("trn2", "mxfp8", {}, "has no MX matmul"),
+        ("trn1", "mxfp4", {}, "has no MX matmul"),
+        ("trn3", "mxfp8", {"training": True}, "inference format"),
         ("trn2", "int4", {}, "unknown estimate dtype"),
         ("trn2", "fp4", {}, "NeuronCores have no fp4 matmul"),
         ("trn2", "fp8", {"training": True}, "inference format"),

@@ -116,7 +116,7 @@ def test_fp8_weights_and_kv_leave_more_cache_and_use_their_own_grid(tiny: str) -
     ("hw", "dtype", "expected"),
     [
         ("trn2.48xlarge", "fp4", "NeuronCores have no fp4 matmul"),
-        ("trn2.48xlarge", "mxfp8", "MX formats are not modelled yet"),
+        ("trn2.48xlarge", "mxfp8", "has no MX matmul"),
         ("p5.48xlarge", "fp4", "no float4 tensor cores"),
         ("trn2.48xlarge", "int3", "unknown estimate dtype"),
     ],
@@ -177,7 +177,7 @@ def test_the_cli_exits_2_with_the_message(
     with pytest.raises(SystemExit) as exit_:
         main()
     assert exit_.value.code == 2
-    assert "MX formats are not modelled yet" in capsys.readouterr().err
+    assert "has no MX matmul" in capsys.readouterr().err
 
 
 def test_dtype_with_a_deployment_is_refused(tmp_path: Path) -> None:

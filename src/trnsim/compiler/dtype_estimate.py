@@ -10,9 +10,11 @@ operand specs, and those kernels return bf16 as fp8 matmuls do. GPU estimates pr
 GPU's FP8 tensor-core peak (trnsim.gpu.precision) with one byte per element; fp4 (GPU targets with FP4
 tensor cores, B200) at the FP4 peak with half a byte.
 
-MXFP8 / MXFP4 (block-scaled formats, 32-element scale groups): the isa has nc_matmul_mx (NeuronCore-v4), but the
-library's linear/matmul kernels have no MX path yet, so estimates refuse them with a clear error rather than
-pricing them at a guessed rate.
+MXFP8 / MXFP4 (block-scaled formats, 32-element scale groups): on NeuronCore-v4 the weight matmuls of the bf16
+estimate are re-priced as MX kernels by compiler/dtype_mx.py (weights pre-quantised, activations quantised on
+chip by quantize_mx, nc_matmul_mx at the preset's mx_speedup: a roofline over the isa's instruction costs, since
+the library's GEMM kernels have no MX path yet); other NeuronCores refuse them. On GPUs MXFP8 runs at the FP8
+tensor-core peak and MXFP4 at the FP4 one, on GPUs whose tensor cores take block-scaled operands (Blackwell).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import torch
 
 from trnsim import dtypes
 from trnsim.errors import CompileError
+from trnsim.hw.spec import HardwareSpec
 from trnsim.nki.kernel import Kernel, TensorSpec
 from trnsim.runtime.graph_profile import GraphProfile
 
@@ -39,14 +42,17 @@ class MatmulFormat:
     trainium: Any  # the operand dtype NeuronCore matmuls take (None: no such matmul on a NeuronCore)
     gpu: str  # the GPU model's precision (trnsim.gpu.precision)
     bytes: float  # per element
+    mx_bits: int = 0  # MX formats: bits per element (their matmuls take the MX cost path on NeuronCore-v4)
 
 
 BF16 = ("bf16", "bfloat16")  # the model's own dtype: nothing to change
 FORMATS = {
     "fp8": MatmulFormat("fp8", dtypes.float8_e4m3, "float8", 1.0),
     "fp4": MatmulFormat("fp4", None, "float4", 0.5),  # Blackwell's FP4 tensor cores (NVFP4)
+    # MX: elements plus one e8m0 scale byte per 32 values; NeuronCore operands stay bf16 (dtype_mx re-prices them)
+    "mxfp8": MatmulFormat("mxfp8", None, "mxfp8", 1 + 1 / 32, mx_bits=8),
+    "mxfp4": MatmulFormat("mxfp4", None, "mxfp4", 0.5 + 1 / 32, mx_bits=4),
 }
-NOT_YET = {"mxfp8", "mxfp4"}  # named by the issue; need an MX path (quantize_mx + nc_matmul_mx) in the linear kernels
 # The library kernels that carry a model's weight matmuls (linear layers, the LM head); attention's own
 # matmuls read the bf16 KV cache and stay bf16.
 WEIGHT_MATMUL_KERNELS = frozenset({"linear", "matmul"})
@@ -55,15 +61,12 @@ _ALLOWED = ", ".join((*BF16, *FORMATS))
 _FORMAT: contextvars.ContextVar[MatmulFormat | None] = contextvars.ContextVar("trnsim_matmul_format", default=None)
 
 
-def check_estimate_dtype(dtype: str, *, gpu: bool = False, training: bool = False) -> MatmulFormat | None:
+def check_estimate_dtype(
+    dtype: str, *, gpu: bool = False, training: bool = False, target: Any = None
+) -> MatmulFormat | None:
     """The weight-matmul format for an estimate's `dtype` name (None: bf16), or a CompileError naming what is
-    allowed."""
+    allowed. `target` (a Trainium preset name or HardwareSpec), when given, must have an MX matmul for MX formats."""
     name = str(dtype).lower()
-    if name in NOT_YET:
-        raise CompileError(
-            f"dtype {dtype!r}: MX formats are not modelled yet in estimates (nisa.nc_matmul_mx runs in NeuronCore-v4 "
-            f"kernels, but the library's linear/matmul kernels have no MX path); use one of {_ALLOWED}"
-        )
     if name in BF16:
         return None
     fmt = FORMATS.get(name)
@@ -71,11 +74,16 @@ def check_estimate_dtype(dtype: str, *, gpu: bool = False, training: bool = Fals
         raise CompileError(f"unknown estimate dtype {dtype!r}; use one of {_ALLOWED}")
     if training:
         raise CompileError(f"dtype {dtype!r} is an inference format; training estimates run in bf16")
-    if fmt.trainium is None and not gpu:
+    if fmt.trainium is None and not fmt.mx_bits and not gpu:
         raise CompileError(
-            f"dtype {dtype!r}: NeuronCores have no {fmt.name} matmul (their 4-bit path is MXFP4, not modelled "
-            "yet); use fp8 or bf16 on Trainium-class targets, fp4 on a GPU with FP4 tensor cores (b200)"
+            f"dtype {dtype!r}: NeuronCores have no {fmt.name} matmul (their 4-bit path is MXFP4, on NeuronCore-v4); "
+            "use fp8, mxfp8, mxfp4 or bf16 on Trainium-class targets, fp4 on a GPU with FP4 tensor cores (b200)"
         )
+    if fmt.mx_bits and not gpu and target is not None:
+        from trnsim.compiler.dtype_mx import require_mx_target
+        from trnsim.hw.presets import get_spec
+
+        require_mx_target(target if isinstance(target, HardwareSpec) else get_spec(target), dtype)
     return fmt
 
 
@@ -113,15 +121,27 @@ def gpu_gemm_format(op: str, x: torch.Tensor) -> tuple[Any, float]:
 
 
 def estimate_in_dtype(
-    run: Callable[[], GraphProfile], dtype: str, model: torch.nn.Module, *, gpu: bool, training: bool
+    run: Callable[[], GraphProfile],
+    dtype: str,
+    model: torch.nn.Module,
+    *,
+    gpu: bool,
+    training: bool,
+    target: Any = None,
 ) -> GraphProfile:
     """`run()` (an estimate of the bf16 `model`) with its weight matmuls in `dtype`; resident weight bytes of the
-    linear layers counted at the format's size."""
-    fmt = check_estimate_dtype(dtype, gpu=gpu, training=training)
+    linear layers counted at the format's size. `target` (a preset name or HardwareSpec), when given, is checked
+    for an MX matmul before anything runs."""
+    fmt = check_estimate_dtype(dtype, gpu=gpu, training=training, target=target)
     if fmt is None:
         return run()
     with matmul_format(fmt):
         profile = run()
+    if fmt.mx_bits and not gpu:
+        from trnsim.compiler.dtype_mx import price_weight_matmuls_mx, require_mx_target
+
+        require_mx_target(profile.spec, dtype)
+        price_weight_matmuls_mx(profile, WEIGHT_MATMUL_KERNELS, fmt.mx_bits)
     saved = 0
     for module in model.modules():
         if isinstance(module, torch.nn.Linear):

@@ -84,7 +84,7 @@ def estimate(
                 extrapolate=extrapolate,
             )
 
-        return estimate_in_dtype(run, dtype, model, gpu=is_gpu_target(target), training=training)
+        return estimate_in_dtype(run, dtype, model, gpu=is_gpu_target(target), training=training, target=target)
     if decode or context is not None:
         from trnsim.compiler.decode_estimate import decode_batch, decode_estimate
 

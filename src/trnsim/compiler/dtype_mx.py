@@ -1,0 +1,158 @@
+"""MXFP8 / MXFP4 weight matmuls on NeuronCore-v4: a documented cost path over the isa's own instruction costs.
+
+The library's GEMM kernels have no MX path yet, so an MX estimate prices each weight matmul of the bf16
+estimate (the `linear` and `matmul` kernels, y[M, N] = x[M, K] @ W[N, K].T) as the MX kernel it would be:
+
+- W is stored pre-quantised in HBM (what MX serving's offline conversion does): `element_bits` per value plus
+  one e8m0 scale byte per 32 values, laid out in the kernel's tile order (runs of a whole strip per partition).
+- x arrives bf16 and is quantised on chip: per 128-token tile, K / 128 TensorE transposes put K on the
+  partitions (nc_transpose), then VectorE's quantize_mx packs each [128, 4 x tokens] tile once.
+- TensorE: one nc_matmul_mx per (512-value K group, 128 output features, up to 512 tokens): stationary W
+  [128 x4, <= 128], moving x [128 x4, <= 512], at the record's MX rate (mx_speedup x bf16).
+- ScalarE empties every [128, 512] fp32 PSUM tile into bf16 (activation copy, with the bias / activation of a
+  fused epilogue); VectorE adds a fused residual.
+- DMA: W's bytes, x and y (and a residual) once each, at the DMA rules of isa.cost over the core's queues.
+
+The kernel's time is the busiest of TensorE, VectorE, ScalarE and DMA plus one fixed DMA latency (the first
+load before any compute): a roofline over the isa's costs, not a simulated schedule, so it omits a real
+kernel's pipeline fill and drain (the simulated bf16 GEMM reaches ~90% of its own roofline at large shapes).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+from trnsim.errors import CompileError
+from trnsim.hw.spec import HardwareSpec
+from trnsim.isa.cost import (
+    CostArgs,
+    compute_cycles,
+    dma_queue_occupancy_ns,
+    dma_queue_pieces,
+    dma_transfer_ns,
+    engine_clock_ghz,
+)
+from trnsim.isa.opcodes import Engine, Opcode
+from trnsim.runtime.graph_profile import GraphProfile, OpRecord
+
+PARTITIONS = 128
+VALUES_PER_PACKED = 4  # an x4-packed MX element holds 4 values of the contraction
+K_GROUP = PARTITIONS * VALUES_PER_PACKED  # contraction of one nc_matmul_mx
+OUT_TILE = 128  # stationary free size (PE columns)
+TOKEN_BLOCK = 512  # moving free size: one 2 KiB PSUM bank of fp32
+SCALE_GROUP = 32  # values per e8m0 scale byte
+BF16_BYTES = 2
+WEIGHT_RUN_BYTES = 2048  # pre-laid-out weights: a strip's row per partition (the >= 2 KiB efficiency rule)
+ACT_RUN_BYTES = 4096  # x / y rows are read and written in chunks of this many bytes (or the whole row)
+
+_SHAPE = re.compile(r"\[([\d, ]*)\]:(\w+)")
+
+
+@dataclass(frozen=True)
+class MxMatmul:
+    """One weight matmul y[m, n] = x[m, k] @ W[n, k].T, with the epilogue the library kernel fused into it."""
+
+    m: int
+    n: int
+    k: int
+    residual: bool = False
+
+
+@dataclass(frozen=True)
+class MxCost:
+    latency_us: float
+    engine_busy_us: dict[str, float]
+    hbm_bytes: int
+    flops: int
+
+
+def require_mx_target(spec: HardwareSpec, dtype: str) -> None:
+    if spec.core.tensor.mx_speedup <= 0 or spec.core.vector.mx_quantize_elems_per_cycle <= 0:
+        raise CompileError(
+            f"dtype {dtype!r}: {spec.name} (NeuronCore-v{spec.core.nc_version}) has no MX matmul; MXFP8/MXFP4 run "
+            "on NeuronCore-v4 (trn3); use fp8 or bf16 here"
+        )
+
+
+def _engine_us(spec: HardwareSpec, op: Opcode, engine: Engine, args: CostArgs, count: float) -> float:
+    return count * compute_cycles(op, engine, spec.core, args) / engine_clock_ghz(spec.core, engine) / 1000.0
+
+
+def _dma_us(spec: HardwareSpec, nbytes: float, run_bytes: int) -> float:
+    """Moving `nbytes` between HBM and SBUF over all the core's queues, capped by the chip's HBM bandwidth."""
+    core = spec.core
+    pieces = dma_queue_pieces(core, PARTITIONS)
+    rate = min(core.dma.queue_bytes_per_ns, spec.chip.hbm_bytes_per_ns / pieces)
+    data_ns = dma_transfer_ns(core.dma, nbytes / pieces, run_bytes, rate)
+    return dma_queue_occupancy_ns(core.dma, data_ns) / 1000.0
+
+
+def _blocks(total: int, size: int) -> list[int]:
+    """Sizes of the blocks `total` splits into (all `size` but the last)."""
+    full, rest = divmod(total, size)
+    return [size] * full + ([rest] if rest else [])
+
+
+def mx_matmul_cost(spec: HardwareSpec, mm: MxMatmul, element_bits: int) -> MxCost:
+    """Latency and engine busy time of `mm` as an MX kernel on one physical core of `spec` (module docstring)."""
+    m, n, k = mm.m, mm.n, mm.k
+    k_groups = math.ceil(k / K_GROUP)
+    out_tiles = _blocks(n, OUT_TILE)
+    token_blocks = _blocks(m, TOKEN_BLOCK)
+    # TensorE: x's transposes (one [128 tokens, 128 K] tile each), then the MX matmuls
+    transposes = math.ceil(m / PARTITIONS) * math.ceil(k / PARTITIONS)
+    tensor = _engine_us(spec, Opcode.NC_TRANSPOSE, Engine.TENSOR, CostArgs(n=PARTITIONS, p=PARTITIONS), transposes)
+    for tokens in token_blocks:
+        for cols in out_tiles:
+            args = CostArgs(n_stationary=cols, n_moving=tokens, p=PARTITIONS)
+            tensor += _engine_us(spec, Opcode.NC_MATMUL_MX, Engine.TENSOR, args, k_groups)
+    # VectorE: quantize_mx of x^T, [128, 4 x tokens] bf16 per K group and token block; a fused residual add
+    vector = 0.0
+    for tokens in token_blocks:
+        args = CostArgs(n=VALUES_PER_PACKED * tokens, p=PARTITIONS, all_bf16=True)
+        vector += _engine_us(spec, Opcode.QUANTIZE_MX, Engine.VECTOR, args, k_groups)
+    # ScalarE: every [128 features, <= 512 tokens] fp32 PSUM tile to bf16 (with a fused bias / activation)
+    scalar = 0.0
+    for tokens in token_blocks:
+        args = CostArgs(n=tokens, p=PARTITIONS, psum_input=True, sbuf_only=False)
+        scalar += _engine_us(spec, Opcode.ACTIVATION, Engine.SCALAR, args, len(out_tiles))
+        if mm.residual:
+            add = CostArgs(n=tokens, p=PARTITIONS, n_inputs=2, all_bf16=True)
+            vector += _engine_us(spec, Opcode.TENSOR_TENSOR, Engine.VECTOR, add, len(out_tiles))
+    weight_bytes = n * k * element_bits / 8 + n * k / SCALE_GROUP
+    act_bytes = BF16_BYTES * (m * k + m * n * (2 if mm.residual else 1))
+    act_run = min(ACT_RUN_BYTES, BF16_BYTES * max(k, n))
+    dma = _dma_us(spec, weight_bytes, WEIGHT_RUN_BYTES) + _dma_us(spec, act_bytes, act_run)
+    busy = {"tensor": tensor, "vector": vector, "scalar": scalar, "dma": dma}
+    latency = max(busy.values()) + spec.core.dma.fixed_latency_ns / 1000.0
+    return MxCost(latency, busy, math.ceil(weight_bytes + act_bytes), 2 * m * n * k)
+
+
+def weight_matmul(record: OpRecord) -> MxMatmul:
+    """The matmul a library `linear` / `matmul` kernel record ran, from its operand shapes."""
+    shapes = [[int(d) for d in dims.split(",") if d.strip()] for dims, _ in _SHAPE.findall(record.shapes)]
+    if len(shapes) < 2 or len(shapes[1]) != 2 or not shapes[0]:
+        raise CompileError(f"cannot read the operand shapes of {record.kernel} node {record.node}: {record.shapes!r}")
+    x, w = shapes[0], shapes[1]
+    m = math.prod(x[:-1])
+    if record.kernel == "matmul":  # a [M, K] @ b [K, N] (a K-major weight)
+        return MxMatmul(m, w[1], w[0])
+    residual = any(len(s) >= 2 for s in shapes[2:])  # (a bias is 1-D)
+    return MxMatmul(m, w[0], w[1], residual)
+
+
+def price_weight_matmuls_mx(profile: GraphProfile, kernels: frozenset[str], element_bits: int) -> None:
+    """Re-price the profile's weight-matmul kernel records as MX kernels (per logical core, as the rest)."""
+    spec = profile.spec
+    for record in profile.records:
+        if record.kind != "kernel" or record.kernel not in kernels:
+            continue
+        cost = mx_matmul_cost(spec, weight_matmul(record), element_bits)
+        share = max(1, profile.cores_per_rank)  # the physical cores of a logical core split the work
+        record.device_us = cost.latency_us / share
+        record.engine_busy_us = {e: us / share for e, us in cost.engine_busy_us.items()}
+        record.hbm_bytes = cost.hbm_bytes
+        record.flops = cost.flops
+        record.kernel = f"{record.kernel}_mx{element_bits}"
