@@ -185,7 +185,7 @@ def test_every_priced_instance_serves(tiny: str) -> None:
     power figure and an accelerator model, so `serve` runs on it."""
     table = load_prices()
     listed = ["p5.48xlarge", "p5e.48xlarge", "p5en.48xlarge", "p6-b200.48xlarge", "trn1.32xlarge", "inf2.48xlarge"]
-    listed += ["trn2.48xlarge", "trn2-ultraserver", "trn3-ultraserver"]
+    listed += ["trn2.48xlarge", "trn2-ultraserver", "trn3-ultraserver", "trn3-ultraserver-gen2"]
     assert set(listed) <= set(table.instances)
     for name, entry in sorted(table.instances.items()):
         assert entry.basis != "assumption" or entry.note  # an assumption says why
