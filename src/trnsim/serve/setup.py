@@ -23,6 +23,7 @@ from trnsim.cost.power_table import PowerTable
 from trnsim.cost.prices import PriceTable
 from trnsim.serve.errors import ModelDoesNotFitError, ServeError
 from trnsim.serve.model import DEFAULT_RESERVE_FRACTION, GIB, Replica, ServedModel
+from trnsim.serve.serving_stack import ServingStack
 from trnsim.serve.workload import Workload
 
 _HW_FORM = re.compile(r"^\s*([A-Za-z0-9._-]+)\s*(?::\s*tp\s*=\s*(\d+)\s*)?$")
@@ -230,6 +231,8 @@ def serving_setup(
     progress: bool = False,
     prices: PriceTable | str | Path | None = None,
     power_table: PowerTable | str | Path | None = None,
+    stack: ServingStack | None = None,
+    check_lengths: bool = True,
 ) -> ServingSetup:
     """ServedModel + Replica for `model` on `instance` with `tp` ranks per replica (logical NeuronCores or GPUs).
 
@@ -239,7 +242,10 @@ def serving_setup(
     weight_format: "bf16", "fp8" or "fp4" (`--dtype`): the linear layers' weights stored and their matmuls priced
     in that format (compiler/dtype_estimate.py), so the weights take less HBM and leave more KV cache.
     kv_dtype: "bf16" or "fp8" (`--kv-dtype`): the KV cache's element size (capacity only; attention time stays
-    that of a bf16 cache). None: `dtype`."""
+    that of a bf16 cache). None: `dtype`.
+    stack: the serving stack's own behaviour laid over the step cost (`serving_stack.ServingStack`: sequence-length
+    buckets, per-step launch costs); None prices the exact shapes. check_lengths=False skips the refusal of
+    requests longer than the model's trained context (for replaying deployments that ran them anyway)."""
     from trnsim.compiler.dtype_estimate import check_estimate_dtype
     from trnsim.cost import load_power, load_prices, server_power
     from trnsim.cost.capacity_source import chips_per_replica, replica_layout
@@ -267,7 +273,7 @@ def serving_setup(
             f"{memory / GIB:.1f} GiB of HBM ({usable / GIB:.1f} GiB usable after the "
             f"{DEFAULT_RESERVE_FRACTION:.0%} reserve); raise tp or choose an instance with more memory"
         )
-    if bounds is not None:  # refuse over-long requests before the grid is built out to their length
+    if bounds is not None and check_lengths:  # refuse over-long requests before the grid is built out to their length
         check_request_lengths(model, bounds.max_context, tp, memory, served)
     spec_instances = _spec_instance(target, instance)
     limits = {} if bounds is None else vars(bounds)
@@ -282,11 +288,12 @@ def serving_setup(
         progress=progress,
         **limits,
     )
+    served_step: Any = step_cost if stack is None else stack.wrap(step_cost)
     share = instances_per_replica / per_instance  # instances one replica stands for
     facility_w = server_power(instance, prices, power).peak_w * power.cooling_for(DEFAULT_COOLING).pue.value
     replica = Replica(
         device_memory_bytes=memory,
-        step_cost=step_cost,
+        step_cost=served_step,
         price_per_hour=entry.usd_per_hour * share,
         power_w=facility_w * share,
         name=f"{instance}:tp={tp}",
