@@ -178,17 +178,24 @@ def serve_command(
 def _serve_deployment(path: Path, scheduler: str, seed: int, as_json: bool) -> None:
     """`--deployment FILE`: every tenant's serve metrics, side by side (`--json`: {"tenants": {NAME: ...}})."""
     from trnsim.serve.deployment import load_deployment, run_deployment
+    from trnsim.serve.deployment_gpu import GpuDeployment
 
     dep = load_deployment(path)
     tenants = run_deployment(dep, scheduler, seed, progress=not as_json)
+    lnc = None if isinstance(dep, GpuDeployment) else dep.lnc
     if as_json:
-        print(json.dumps({"instance": dep.instance, "lnc": dep.lnc, "tenants": tenants}, indent=2))
+        print(json.dumps({"instance": dep.instance, "lnc": lnc, "tenants": tenants}, indent=2))
         return
     for name, out in tenants.items():
-        shared = ", ".join(out["hbm_stack_neighbours"]) or "none"
-        title = f"{name}: {out['model']} on {dep.instance} cores {out['cores']} (LNC={dep.lnc}, tp={out['tp']})"
+        if lnc is None:  # GPUs: whole or a MIG slice, isolated
+            title = f"{name}: {out['model']} on {dep.instance} {out['gpus']} (tp={out['tp']})"
+            Console().print(metrics_table(title, out))
+            continue
+        title = f"{name}: {out['model']} on {dep.instance} cores {out['cores']} (LNC={lnc}, tp={out['tp']})"
         Console().print(metrics_table(title, out))
         Console().print(
-            f"  HBM stacks shared with: {shared}; DMA bandwidth x{out['hbm_bandwidth_factor']:.3f} under their load",
+            f"  HBM stacks shared with: {', '.join(out['hbm_stack_neighbours']) or 'none'}; DMA bandwidth "
+            f"x{out['hbm_bandwidth_factor']:.3f} under their load. NeuronLink shared with: "
+            f"{', '.join(out['link_neighbours']) or 'none'}; link bandwidth x{out['link_bandwidth_factor']:.3f}",
             highlight=False,
         )

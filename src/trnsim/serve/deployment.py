@@ -30,17 +30,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from trnsim.cost import load_power, load_prices, server_power
+from trnsim.cost import load_prices
 from trnsim.errors import TrnsimError
 from trnsim.hw.presets import list_presets, load_preset
 from trnsim.hw.spec import HardwareSpec
-from trnsim.serve.deployment_links import WireMeter, chips_of, link_factor, link_neighbours, with_link_bandwidth
-from trnsim.serve.errors import ModelDoesNotFitError, ServeError
-from trnsim.serve.model import DEFAULT_RESERVE_FRACTION, GIB, Replica
-from trnsim.serve.options import make_workload
-from trnsim.serve.setup import DEFAULT_COOLING, accelerator_target, check_request_lengths, grid_bounds, served_model
-from trnsim.serve.simulate import simulate
-from trnsim.serve.step_cost import StepCost
+from trnsim.serve.deployment_gpu import GpuDeployment, parse_gpu_deployment, run_gpu_deployment
+from trnsim.serve.deployment_links import chips_of, link_factor, link_neighbours, with_link_bandwidth
+from trnsim.serve.deployment_tenant import TenantLoad, serve_tenant
+from trnsim.serve.errors import ServeError
+from trnsim.serve.model import GIB
+from trnsim.serve.setup import accelerator_target
 from trnsim.sim.instance import check_lnc, hbm_stacks
 from trnsim.sim.tenancy import CoreRange, check_partition, parse_cores
 
@@ -67,7 +66,7 @@ class Deployment:
     tenants: tuple[TenantConfig, ...]
 
 
-def load_deployment(path: str | Path) -> Deployment:
+def load_deployment(path: str | Path) -> Deployment | GpuDeployment:
     """Read and check a deployment file; every mistake is one ServeError line naming the file and the key."""
     p = Path(path)
     try:
@@ -79,7 +78,7 @@ def load_deployment(path: str | Path) -> Deployment:
     return parse_deployment(data, str(p))
 
 
-def parse_deployment(data: dict[str, Any], where: str = "deployment") -> Deployment:
+def parse_deployment(data: dict[str, Any], where: str = "deployment") -> Deployment | GpuDeployment:
     unknown = set(data) - {"instance", "lnc", "tenant"}
     if unknown:
         raise ServeError(f"{where}: unknown key(s) {sorted(unknown)}; allowed: instance, lnc, [[tenant]]")
@@ -87,8 +86,8 @@ def parse_deployment(data: dict[str, Any], where: str = "deployment") -> Deploym
     if not isinstance(instance, str):
         raise ServeError(f'{where}: instance = "..." is required (e.g. "trn2.48xlarge")')
     target = accelerator_target(instance)
-    if target not in list_presets():
-        raise ServeError(f"{where}: {instance} holds {target} GPUs; a deployment partitions Trainium NeuronCores")
+    if target not in list_presets():  # a GPU instance: whole GPUs or MIG slices (serve/deployment_gpu.py)
+        return parse_gpu_deployment(data, where, instance, target)
     base = load_preset(target)
     lnc = data.get("lnc", base.chip.default_lnc)
     tenants_raw = data.get("tenant")
@@ -200,40 +199,24 @@ def _serve(
     meter: bool = False,
 ) -> tuple[Any, float]:
     """The tenant's serve result, and (with `meter`) the share of its busy time its links are on the wire."""
-    from trnsim.serve.estimate_step_cost import estimated_step_cost  # imports torch: only when a grid is needed
-
-    spec = _tenant_spec(dep, hbm, links)
     tp = t.cores.count
-    work = make_workload(
-        t.requests, rate=t.rate, concurrency=t.concurrency, prompt=t.prompt, output=t.output, seed=seed
-    )
-    bounds = grid_bounds(work, scheduler)
     entry = load_prices().instance(dep.instance)
-    share = tp * dep.lnc / (entry.accelerators * spec.chip.physical_cores)  # its cores' share of the instance
+    share = tp * dep.lnc / (entry.accelerators * dep.spec.chip.physical_cores)  # its cores' share of the instance
     memory = share * entry.accelerators * entry.hbm_gib_per_accelerator * GIB
-    served = served_model(t.model, tp)
-    if served.weight_bytes >= memory * (1 - DEFAULT_RESERVE_FRACTION):
-        raise ModelDoesNotFitError(
-            f"tenant {t.name!r}: {served.name} needs {served.weight_bytes / GIB:.1f} GiB of weights but cores "
-            f"{t.cores} hold {memory / GIB:.1f} GiB of HBM; give it more cores"
-        )
-    check_request_lengths(t.model, bounds.max_context, tp, memory)
-    step: StepCost = estimated_step_cost(t.model, spec, tp, dep.instance, progress=progress, **vars(bounds))
-    if meter:
-        free = _tenant_spec(dep, hbm, math.inf)
-        step = WireMeter(step, estimated_step_cost(t.model, free, tp, dep.instance, progress=progress, **vars(bounds)))
-    power = load_power()
-    watts = server_power(dep.instance).peak_w * power.cooling_for(DEFAULT_COOLING).pue.value * share
-    replica = Replica(memory, step, entry.usd_per_hour * share, watts, name=f"{t.name} cores {t.cores}")
-    result = simulate(served, replica, work, scheduler)
-    return result, step.wire_share if isinstance(step, WireMeter) else 0.0
+    free = _tenant_spec(dep, hbm, math.inf) if meter else None
+    load = TenantLoad(t.name, t.model, t.rate, t.concurrency, t.requests, t.prompt, t.output)
+    spec = _tenant_spec(dep, hbm, links)
+    where = f"cores {t.cores}"
+    return serve_tenant(load, dep.instance, spec, tp, share, memory, where, scheduler, seed, progress, free)
 
 
 def run_deployment(
-    dep: Deployment, scheduler: str = "continuous", seed: int = 0, progress: bool = False
+    dep: Deployment | GpuDeployment, scheduler: str = "continuous", seed: int = 0, progress: bool = False
 ) -> dict[str, dict[str, Any]]:
     """Each tenant's serve metrics; tenants sharing HBM stacks or collective links rerun with their neighbours'
     load (each neighbour's load measured in its run alone)."""
+    if isinstance(dep, GpuDeployment):
+        return run_gpu_deployment(dep, scheduler, seed, progress)
     alone, wire_busy = {}, {}
     for t in dep.tenants:
         alone[t.name], wire = _serve(dep, t, scheduler, seed, progress, meter=bool(link_neighbours(dep, t)))

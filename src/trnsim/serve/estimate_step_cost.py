@@ -31,6 +31,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from trnsim.gpu.spec import GpuSpec
 from trnsim.hw.spec import HardwareSpec
 from trnsim.serve.errors import ServeError
 from trnsim.serve.step_components import DTYPES, StepComponents, prefill_pairs
@@ -86,7 +87,7 @@ def _axes(max_batch: int, max_context: int, max_new_tokens: int) -> tuple[list[i
 
 def estimated_step_cost(
     model: str,
-    target: str | HardwareSpec = "trn2",
+    target: str | HardwareSpec | GpuSpec = "trn2",
     tp: int = 1,
     instance: str | None = None,
     *,
@@ -100,9 +101,9 @@ def estimated_step_cost(
 ) -> EstimatedStepCost:
     """A StepCost for `model` (preset name or config.json path) served on `target` with tensor parallelism tp.
 
-    target: a Trainium-class preset name, a (possibly modified) HardwareSpec, or a GPU preset ("h100", "h200",
-    "b200"). instance: the instance whose topology carries the collectives (Trainium; default the smallest that
-    fits). The grid spans batch 1..max_batch, new tokens 1..max_new_tokens and context 1..max_context
+    target: a Trainium-class preset name, a (possibly modified) HardwareSpec, a GPU preset ("h100", "h200",
+    "b200") or GpuSpec. instance: the instance whose topology carries the collectives (Trainium; default the smallest
+    that fits). The grid spans batch 1..max_batch, new tokens 1..max_new_tokens and context 1..max_context
     (geometric); beyond it the grid extrapolates linearly with a warning. cache: reuse/extend the table in the
     user cache (serve.default_cache_path()). progress: a progress bar while grid points are computed.
     weight_format: "bf16", "fp8" or "fp4" (GPUs with FP4 tensor cores): the weight matmuls priced in that format

@@ -19,6 +19,7 @@ from typing import Any
 from trnsim.errors import TrnsimError, TrnsimWarning
 from trnsim.gpu.model import GpuModel
 from trnsim.gpu.presets import get_gpu_spec
+from trnsim.gpu.spec import GpuSpec
 from trnsim.hw.spec import HardwareSpec
 from trnsim.serve.errors import ServeError
 from trnsim.serve.step_grid_store import StepLatencyStore
@@ -75,7 +76,7 @@ class StepComponents:
     def __init__(
         self,
         model: str,
-        target: str | HardwareSpec,
+        target: str | HardwareSpec | GpuSpec,
         tp: int,
         instance: str | None,
         dtype: str,
@@ -102,7 +103,7 @@ class StepComponents:
         self.gpu: GpuModel | None = None
         self.spec: HardwareSpec | None = None
         if is_gpu_target(target):
-            assert isinstance(target, str)
+            assert not isinstance(target, HardwareSpec)  # a GPU preset name or a GpuSpec (e.g. a MIG slice)
             self.gpu = GpuModel(get_gpu_spec(target))
             self.target_name = self.gpu.name
             self.family = "gpu"
@@ -115,6 +116,7 @@ class StepComponents:
             from trnsim.hw.presets import get_spec
             from trnsim.sim.collectives import place
 
+            assert not isinstance(target, GpuSpec)  # is_gpu_target took those
             self.spec = get_spec(target)
             self.target_name = self.spec.name
             self.family = "trainium"
