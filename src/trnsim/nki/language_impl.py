@@ -181,9 +181,29 @@ def unary(op: str, x: NkiTensor, dtype: Any = None, mask: Any = None) -> NkiTens
     return _mark_fresh(ctx, out)
 
 
+def _reusable(ctx: Any, tile: Any, shape: tuple[int, ...], dtype: np.dtype[Any]) -> bool:
+    """Whether a dying temporary can hold a result: a whole, fresh SBUF tile of the result's shape and dtype."""
+    return (
+        isinstance(tile, NkiTensor)
+        and tile.alloc.id in ctx.fresh
+        and tile.is_whole
+        and tile.buffer is MemoryKind.SBUF
+        and tile.alloc.blocks is None
+        and tuple(tile.shape) == shape
+        and tile.dtype == dtype
+    )
+
+
 def elementwise_binary(
-    op: str, x: Any, y: Any, dtype: Any = None, mask: Any = None, out: NkiTensor | None = None
+    op: str,
+    x: Any,
+    y: Any,
+    dtype: Any = None,
+    mask: Any = None,
+    out: NkiTensor | None = None,
+    reuse: NkiTensor | None = None,
 ) -> NkiTensor:
+    """`x <op> y` into `out`, else a fresh tile: `reuse`'s bytes, when the caller knows that tile dies here."""
     ctx = current()
     loc = user_location()
     if not isinstance(x, NkiTensor) and not isinstance(y, NkiTensor):
@@ -194,7 +214,13 @@ def elementwise_binary(
         raise ShapeMismatchError(
             f"nl.{op} operands {list(x.shape)} and {list(y.shape)} do not broadcast to one shape", loc, rule="shape"
         ) from None
-    res = out if out is not None else new_tensor(shape, _result_dtype(x, y, dtype=dtype), location=loc)
+    if out is None:
+        want = _result_dtype(x, y, dtype=dtype)
+        if mask is None and reuse is not None and _reusable(ctx, reuse, shape, want):
+            out_fresh = NkiTensor(reuse.alloc)  # engines may write the tile they read (in place)
+        else:
+            out_fresh = new_tensor(shape, want, location=loc)
+    res = out if out is not None else out_fresh
     if isinstance(x, NkiTensor) and isinstance(y, NkiTensor):
         xs, ys = tuple(x.shape), tuple(y.shape)
         if xs == ys:

@@ -7,6 +7,7 @@ importing trnsim.nki always does.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
@@ -42,9 +43,57 @@ def tile_language() -> TileLanguage:
     return _installed[0]
 
 
+def _refs(x: Any) -> int:
+    return sys.getrefcount(x)
+
+
+class _Probe:
+    """Stands in for a tile in `_calibrate`: the same frames between the expression and `_refs` as `_binary`."""
+
+    alloc: Any = None
+
+    def __add__(self, o: Any) -> int:
+        return _probe_binary(self, o)
+
+
+def _probe_binary(tile: Any, other: Any) -> int:
+    return _refs(tile)
+
+
+def _calibrate() -> tuple[int, int] | None:
+    """References an operand has inside `_binary` when only the expression holds it, and its allocation's
+    when one tile holds that; None where a named tile would count the same (then nothing is reused)."""
+    named = _Probe()
+    temporary = _Probe() + 0
+    if named + 0 != temporary + 1:
+        return None
+    named.alloc = object()
+    return temporary, _refs(named.alloc)
+
+
+_SOLE_REFS = _calibrate()
+
+
+def _dying(x: Any) -> bool:
+    """Whether the expression holds the only reference to tile `x` and `x` the only one to its memory.
+
+    The caller counts x's references itself (`_refs`) at the calibrated depth; this checks the memory side.
+    """
+    assert _SOLE_REFS is not None
+    return _refs(x.alloc) == _SOLE_REFS[1]
+
+
 def _binary(tile: T, other: Any, op: str, reverse: bool = False) -> T:
+    """`tile <op> other`. A temporary operand that dies with this expression lends its bytes to the result
+    (the Neuron compiler's buffer reuse: `a * x + b * y` needs two temporaries live, not three)."""
     binary = tile_language().elementwise_binary
-    return cast(T, binary(op, other, tile) if reverse else binary(op, tile, other))
+    reuse: Any = None
+    if _SOLE_REFS is not None:
+        if _refs(tile) == _SOLE_REFS[0] and _dying(tile):
+            reuse = tile
+        elif isinstance(other, TileOperators) and _refs(other) == _SOLE_REFS[0] and _dying(other):
+            reuse = other
+    return cast(T, binary(op, other, tile, reuse=reuse) if reverse else binary(op, tile, other, reuse=reuse))
 
 
 class TileOperators:
