@@ -88,10 +88,11 @@ def test_bad_options_are_a_clear_error():
         torch.compile(Block(), backend="trnsim", options={"targt": "trn2"})(torch.randn(1, 4, 32))
     with pytest.raises(CompileError, match="tp"):
         trnsim.compile(Block(), (torch.randn(1, 4, 32),), tp=0)
-    # a compiled graph runs one rank; tensor parallelism is estimate's (it shards the model's config)
-    with pytest.raises(CompileError, match=r"tp=2 is not supported there: use trnsim.estimate"):
+    # tensor parallelism splits Hugging Face decoders (tests/compiler/test_tp_compile.py); a plain module has no
+    # head layout to split
+    with pytest.raises(CompileError, match=r"tp=2 is not supported for Block: tensor parallelism splits"):
         trnsim.compile(Block(), (torch.randn(1, 4, 32),), tp=2)
-    with pytest.raises(Exception, match=r"tp=4 is not supported there"):
+    with pytest.raises(Exception, match=r"tp=4 is not supported for Block"):
         torch.compile(Block(), backend="trnsim", options={"tp": 4})(torch.randn(1, 4, 32))
 
 

@@ -14,9 +14,10 @@ import torch
 
 from trnsim.compiler.capture import capture
 from trnsim.compiler.executor import GraphRunner
-from trnsim.compiler.options import CompileOptions, parse_options, require_one_rank
+from trnsim.compiler.options import CompileOptions, parse_options
 from trnsim.compiler.passes import run_passes
 from trnsim.compiler.scalar_inputs import inline_scalar_items, scalar_item_inputs
+from trnsim.compiler.tp_compile import tp_backend
 from trnsim.hw.presets import get_spec
 from trnsim.runtime.last_profile import set_last_profile
 
@@ -40,7 +41,8 @@ def trnsim_backend(
     gm: torch.fx.GraphModule, example_inputs: list[Any], options: dict[str, Any] | None = None, mode: Any = None
 ) -> Callable[..., Any]:
     opts = parse_options(options)
-    require_one_rank(opts, 'torch.compile(backend="trnsim")')
+    if opts.tp > 1:  # N rank copies with real collectives (trnsim.compiler.tp_compile)
+        return tp_backend(gm, opts, training=_needs_grad(example_inputs))
     if _needs_grad(example_inputs):
         return _training_backend(gm, example_inputs, opts)
     static = [getattr(t, "_dynamo_static_input_type", None) is not None for t in example_inputs]

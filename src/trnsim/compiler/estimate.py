@@ -24,7 +24,7 @@ from trnsim.compiler.logical_core import spread_over_logical_core
 from trnsim.compiler.move_cost import move_cost
 from trnsim.compiler.options import parse_options
 from trnsim.compiler.passes import run_passes
-from trnsim.compiler.tensor_parallel import TPPlan, local_model
+from trnsim.compiler.tensor_parallel import TPPlan, local_model, tp_roles
 from trnsim.errors import CompileError, TrnsimWarning
 from trnsim.gpu.spec import GpuSpec
 from trnsim.hw.presets import get_spec
@@ -116,7 +116,7 @@ def estimate(
     rank_model, config = local_model(model, opts.tp)
     hidden = getattr(config, "hidden_size", 0) if config is not None else 0
     vocab = getattr(getattr(rank_model, "config", None), "vocab_size", 0) or 0
-    plan = TPPlan(spec, placement, hidden, vocab)
+    plan = TPPlan(spec, placement, hidden, vocab, tp_roles(rank_model, opts.tp))  # collectives follow the weights
     args = tree_map(to_meta, tuple(example_inputs))
     kwargs = tree_map(to_meta, dict(example_kwargs or {}))
     name = label or type(model).__name__

@@ -22,6 +22,7 @@ from trnsim.compiler.lowering.context import LowerContext, Unsupported
 from trnsim.compiler.lowering.table import lowering_for, op_name
 from trnsim.compiler.memory_plan import MemoryPlan, plan_memory, value_bytes
 from trnsim.compiler.source_lines import source_of
+from trnsim.compiler.tensor_parallel import weight_role
 from trnsim.errors import CompileError, InternalError, KernelError, TrnsimWarning, UnsupportedOpError
 from trnsim.hw.spec import HardwareSpec
 from trnsim.runtime.graph_profile import GraphProfile
@@ -68,6 +69,13 @@ class GraphRunner:
         tp_plan: Any = None,
     ) -> None:
         self.tp_plan = tp_plan
+        # a plan that knows which weights end in a collective: the role of each node reading one
+        roles = getattr(tp_plan, "roles", None)
+        self.weight_roles: dict[torch.fx.Node, str] = {}
+        if roles is not None:
+            for node in gm.graph.nodes:
+                if node.op == "call_function" and (role := weight_role(node, roles)) is not None:
+                    self.weight_roles[node] = role
         self.gm = gm
         self.tp = tp
         self.spec = spec
@@ -169,11 +177,14 @@ class GraphRunner:
         if not self.functional:
             args, kwargs = tree_map(to_meta, (args, kwargs))
         plan = self.plans[node]
-        ctx = LowerContext(self.spec, self.functional, self.cache, node.name, plan.op, plan.source, profile.records)
+        ctx = self._context(node, plan, profile)
         ctx.used_outputs = plan.used_outputs
         ctx.tp_plan = self.tp_plan
         reason = "no lowering to the simulated chip"
         if plan.lowering is not None:
+            roles = getattr(self.tp_plan, "roles", None)
+            if roles is not None:
+                roles.current = self.weight_roles.get(node)
             try:
                 return plan.lowering(ctx, *args, **kwargs)
             except Unsupported as why:
@@ -182,9 +193,16 @@ class GraphRunner:
                 raise
             except KernelError as err:
                 reason = f"the library kernel rejected it ({err})"
+            finally:
+                if roles is not None:
+                    roles.current = None
         if self.strict:
             self._unsupported(plan, reason)
         return self._host(ctx, plan, node, args, kwargs, reason)
+
+    def _context(self, node: torch.fx.Node, plan: _NodePlan, profile: GraphProfile) -> LowerContext:
+        """The lowering context of one node (a tensor-parallel rank's runner adds its exchanges)."""
+        return LowerContext(self.spec, self.functional, self.cache, node.name, plan.op, plan.source, profile.records)
 
     def _host(
         self, ctx: LowerContext, plan: _NodePlan, node: torch.fx.Node, args: Any, kwargs: Any, reason: str

@@ -31,14 +31,3 @@ def parse_options(options: dict[str, Any] | None, **overrides: Any) -> CompileOp
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors())
         allowed = ", ".join(CompileOptions.model_fields)
         raise CompileError(f"invalid trnsim options: {problems} (allowed options: {allowed})") from None
-
-
-def require_one_rank(opts: CompileOptions, where: str) -> None:
-    """Compiled models run on one rank: tensor parallelism is priced by estimate, which can rebuild a model's
-    rank from its Hugging Face config (a compiled graph carries no config to shard)."""
-    if opts.tp > 1:
-        raise CompileError(
-            f"{where} runs a model on one rank, so tp={opts.tp} is not supported there: use "
-            f"trnsim.estimate(model, inputs, tp={opts.tp}) or `trnsim estimate --tp {opts.tp}`, which shard Hugging "
-            "Face decoder configs over tp logical cores and add the collectives"
-        )

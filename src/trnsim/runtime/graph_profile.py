@@ -60,6 +60,9 @@ class GraphProfile:
     activation_peak_bytes: int = 0
     activation_arena_bytes: int = 0
     reused_buffers: int = 0
+    # device time of each tensor-parallel rank of a compiled tp run (empty: one rank, or an estimate, whose
+    # ranks run the same program by construction)
+    rank_device_us: list[float] = field(default_factory=list)
 
     # -- headline numbers ---------------------------------------------------------------------------------
     @property
@@ -163,6 +166,7 @@ class GraphProfile:
             "device_time_us": self.device_time_us,
             "host_time_us": self.host_time_us,
             "collective_us": self.collective_us,
+            "rank_device_us": list(self.rank_device_us),
             "flops_per_rank": self.flops,
             "hbm_bytes_per_rank": self.hbm_bytes,
             "mfu": self.mfu,

@@ -1,0 +1,227 @@
+"""Where each decoder family keeps its attention and MLP weights, and how one rank's slice of them is cut.
+
+One function per layout, found by the attention / MLP module's attributes (the Hugging Face code reads
+its head count from the weights' shapes (a -1 in its views) or from the attributes set here):
+
+- separate q/k/v/o projections (Llama, Mistral, Qwen2/3, Gemma, OPT, GPT-J): rows of q/k/v per head,
+  columns of the output projection;
+- GPT-2's fused Conv1D c_attn ([in, q|k|v]) and c_proj;
+- GPT-NeoX's fused query_key_value, per head [q, k, v];
+- Falcon's fused query_key_value: multi-query [q heads | k | v] or per head [q, k, v];
+- MLPs: gate/up/down (Llama-like), fc1/fc2 (OPT), fc_in/fc_out (GPT-J), dense_h_to_4h/dense_4h_to_h
+  (NeoX, Falcon), c_fc/c_proj (GPT-2).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from trnsim.compiler.tp_shard import ROW, VOCAB, HeadSplit, Sharder, blocks, rank0_bias, set_param, span
+from trnsim.errors import CompileError
+
+# model_type -> what its layers hold; BLOOM's ALiBi slopes are built for all heads outside the attention
+# modules, so a rank would need its heads' slopes: not split here.
+FAMILIES = (
+    "llama",
+    "mistral",
+    "qwen2",
+    "qwen3",
+    "gemma",
+    "gemma2",
+    "phi3",
+    "gpt2",
+    "gptj",
+    "gpt_neox",
+    "opt",
+    "falcon",
+)
+
+
+_ATTENTION = ("self_attn", "attn", "attention", "self_attention")  # names of a layer's attention module
+_MLPS = ("mlp", "feed_forward")
+
+
+def _heads(config: Any, tp: int) -> HeadSplit:
+    heads = getattr(config, "num_attention_heads", None) or config.n_head
+    kv = getattr(config, "num_key_value_heads", None) or heads
+    if getattr(config, "model_type", "") == "falcon":
+        if getattr(config, "new_decoder_architecture", False):
+            raise CompileError(
+                f"tp={tp}: Falcon's new decoder architecture (grouped fused QKV) is not split yet; use tp=1"
+            )
+        kv = 1 if config.multi_query else heads
+    return HeadSplit(heads, kv, tp)
+
+
+def _set_heads(attn: Any, q: int, kv: int) -> None:
+    for name in ("num_heads", "num_attention_heads"):
+        if isinstance(getattr(attn, name, None), int):
+            setattr(attn, name, q)
+    for name in ("num_key_value_heads", "num_kv_heads"):
+        if isinstance(getattr(attn, name, None), int):
+            setattr(attn, name, kv)
+    if isinstance(getattr(attn, "num_key_value_groups", None), int):
+        attn.num_key_value_groups = q // kv
+
+
+def _separate_qkv(attn: Any, split: HeadSplit, s: Sharder, d: int) -> None:
+    out = getattr(attn, "o_proj", None) or attn.out_proj
+    qs, kvs = split.q_slots(s.rank), split.kv_slots(s.rank)
+    s.linear_rows(attn.q_proj, qs, d)
+    s.linear_rows(attn.k_proj, kvs, d)
+    s.linear_rows(attn.v_proj, kvs, d)
+    s.linear_cols(out, qs, d)
+
+
+def _phi3_qkv(attn: Any, split: HeadSplit, s: Sharder, d: int) -> None:
+    w, h, kv = attn.qkv_proj.weight, split.heads * d, split.kv_heads * d
+    qs, kvs = split.q_slots(s.rank), split.kv_slots(s.rank)
+    set_param(
+        attn.qkv_proj,
+        "weight",
+        torch.cat([blocks(w[:h], 0, qs, d), blocks(w[h : h + kv], 0, kvs, d), blocks(w[h + kv :], 0, kvs, d)]),
+    )
+    s.linear_cols(attn.o_proj, qs, d)
+
+
+def _gpt2_attention(attn: Any, split: HeadSplit, s: Sharder, d: int) -> None:
+    w, b, h = attn.c_attn.weight, attn.c_attn.bias, split.heads * d  # Conv1D: weight [in, out]
+    qs = split.q_slots(s.rank)
+    set_param(attn.c_attn, "weight", torch.cat([blocks(w[:, i * h : (i + 1) * h], 1, qs, d) for i in range(3)], 1))
+    set_param(attn.c_attn, "bias", torch.cat([blocks(b[i * h : (i + 1) * h], 0, qs, d) for i in range(3)]))
+    attn.c_attn.nf = attn.c_attn.weight.shape[1]
+    attn.split_size = len(qs) * d
+    set_param(attn.c_proj, "weight", blocks(attn.c_proj.weight, 0, qs, d))
+    rank0_bias(attn.c_proj, s.rank)
+    s.roles.collective[s.path(attn.c_proj) + ".weight"] = ROW
+
+
+def _fused_per_head(attn: Any, split: HeadSplit, s: Sharder, d: int) -> None:
+    """query_key_value rows grouped per head as [q, k, v] (GPT-NeoX, Falcon without multi-query)."""
+    s.linear_rows(attn.query_key_value, split.q_slots(s.rank), 3 * d)
+    s.linear_cols(attn.dense, split.q_slots(s.rank), d)
+
+
+def _falcon_multi_query(attn: Any, split: HeadSplit, s: Sharder, d: int) -> None:
+    """Multi-query Falcon: query_key_value rows are [q heads | k | v], one K/V head every rank keeps."""
+    lin, h = attn.query_key_value, split.heads * d
+    qs, kvs = split.q_slots(s.rank), split.kv_slots(s.rank)
+
+    def cut(t: torch.Tensor) -> torch.Tensor:
+        return torch.cat([blocks(t[:h], 0, qs, d), blocks(t[h : h + d], 0, kvs, d), blocks(t[h + d :], 0, kvs, d)])
+
+    set_param(lin, "weight", cut(lin.weight))
+    if lin.bias is not None:
+        set_param(lin, "bias", cut(lin.bias))
+    lin.out_features = lin.weight.shape[0]
+    s.linear_cols(attn.dense, qs, d)
+
+
+def _attention(attn: Any, split: HeadSplit, s: Sharder) -> bool:
+    d = getattr(attn, "head_dim", None) or getattr(attn, "head_size", None)
+    if not isinstance(d, int):
+        return False
+    if hasattr(attn, "q_proj") and hasattr(attn, "k_proj"):
+        _separate_qkv(attn, split, s, d)
+    elif hasattr(attn, "qkv_proj"):
+        _phi3_qkv(attn, split, s, d)
+    elif hasattr(attn, "c_attn") and hasattr(attn, "split_size"):
+        _gpt2_attention(attn, split, s, d)
+    elif hasattr(attn, "query_key_value") and getattr(attn, "multi_query", False):
+        _falcon_multi_query(attn, split, s, d)
+    elif hasattr(attn, "query_key_value"):
+        _fused_per_head(attn, split, s, d)
+    else:
+        return False
+    _set_heads(attn, *split.local)
+    return True
+
+
+def _mlp(mlp: Any, s: Sharder) -> bool:
+    pairs = (
+        (("gate_proj", "up_proj"), "down_proj"),
+        (("fc1",), "fc2"),
+        (("fc_in",), "fc_out"),
+        (("dense_h_to_4h",), "dense_4h_to_h"),
+    )
+    for ups, down in pairs:
+        if all(isinstance(getattr(mlp, u, None), torch.nn.Linear) for u in ups) and hasattr(mlp, down):
+            for u in ups:
+                s.span_rows(getattr(mlp, u))
+            s.span_cols(getattr(mlp, down))
+            return True
+    if hasattr(mlp, "gate_up_proj") and hasattr(mlp, "down_proj"):  # Phi-3: [gate | up]
+        w = mlp.gate_up_proj.weight
+        half = w.shape[0] // 2
+        set_param(
+            mlp.gate_up_proj, "weight", torch.cat([span(w[:half], 0, s.rank, s.tp), span(w[half:], 0, s.rank, s.tp)])
+        )
+        s.span_cols(mlp.down_proj)
+        return True
+    if hasattr(mlp, "c_fc") and hasattr(mlp, "c_proj"):  # GPT-2 Conv1D: weight [in, out]
+        set_param(mlp.c_fc, "weight", span(mlp.c_fc.weight, 1, s.rank, s.tp))
+        set_param(mlp.c_fc, "bias", span(mlp.c_fc.bias, 0, s.rank, s.tp))
+        mlp.c_fc.nf = mlp.c_fc.weight.shape[1]
+        set_param(mlp.c_proj, "weight", span(mlp.c_proj.weight, 0, s.rank, s.tp))
+        rank0_bias(mlp.c_proj, s.rank)
+        s.roles.collective[s.path(mlp.c_proj) + ".weight"] = ROW
+        return True
+    return False
+
+
+def shard_blocks(model: torch.nn.Module, config: Any, s: Sharder) -> None:
+    """Slice every decoder layer's attention and MLP of `model` (a deep copy) in place for rank s.rank."""
+    model_type = getattr(config, "model_type", "")
+    if model_type not in FAMILIES:
+        raise CompileError(
+            f"tp={s.tp} sharding is implemented for the decoder families {', '.join(FAMILIES)}, not "
+            f"{model_type or type(model).__name__}; use tp=1 for this model"
+        )
+    split = _heads(config, s.tp)
+    attns = mlps = 0
+    for name, module in list(model.named_modules()):
+        leaf = name.rsplit(".", 1)[-1]
+        if leaf in _ATTENTION and _attention(module, split, s):
+            attns += 1
+        elif (leaf in _MLPS or (leaf.isdigit() and hasattr(module, "fc1"))) and _mlp(module, s):
+            mlps += 1  # OPT keeps fc1/fc2 on the decoder layer itself
+    layers = getattr(config, "num_hidden_layers", None) or getattr(config, "n_layer", 0)
+    if attns != layers or mlps != layers:
+        raise CompileError(
+            f"tp={s.tp}: found {attns} attention and {mlps} MLP blocks to split in {type(model).__name__}, expected "
+            f"{layers} of each; its layout is not one trnsim knows how to shard"
+        )
+
+
+_ATTENTION_OUT = ("o_proj", "out_proj", "dense", "c_proj")
+_MLP_DOWN = ("down_proj", "fc2", "fc_out", "dense_4h_to_h", "c_proj")
+
+
+def collective_roles(model: Any, config: Any) -> dict[str, str] | None:
+    """The row-parallel and LM-head weights of an already split rank (by module name), or None where the
+    layers are not all found (e.g. MoE experts): then the collectives are placed by shape."""
+    roles: dict[str, str] = {}
+    attns = mlps = 0
+    for name, module in model.named_modules():
+        leaf = name.rsplit(".", 1)[-1]
+        if leaf in _ATTENTION:
+            out = next((c for c in _ATTENTION_OUT if isinstance(getattr(module, c, None), torch.nn.Module)), None)
+            if out is not None:
+                roles[f"{name}.{out}.weight"] = ROW
+                attns += 1
+        elif leaf in _MLPS or (leaf.isdigit() and hasattr(module, "fc2")):
+            down = next((c for c in _MLP_DOWN if isinstance(getattr(module, c, None), torch.nn.Module)), None)
+            if down is not None:
+                roles[f"{name}.{down}.weight"] = ROW
+                mlps += 1
+    layers = getattr(config, "num_hidden_layers", None) or getattr(config, "n_layer", 0)
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    weight = getattr(head, "weight", None)
+    if attns != layers or mlps != layers or not isinstance(weight, torch.Tensor):
+        return None
+    for name, param in model.named_parameters(remove_duplicate=False):
+        if param is weight:  # a tied embedding may name the head's weight after the embedding
+            roles[name] = VOCAB
+    return roles
