@@ -998,12 +998,6 @@ def m_iterate_tile(x):
         pass
 
 
-def m_tile_truth(x):
-    t = nl.load(x)
-    if t:  # BAD
-        pass
-
-
 def m_reshape_sizes_differ(x):
     t = nl.load(x)
     return t.reshape((3, 5))  # BAD
@@ -1119,7 +1113,6 @@ SWEEP = [
     m_mixed_index_expr_and_slice,
     m_bad_mask_shape,
     m_iterate_tile,
-    m_tile_truth,
     m_reshape_sizes_differ,
     m_reshape_string,
     m_program_id_axis,

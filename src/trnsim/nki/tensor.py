@@ -112,9 +112,9 @@ class NkiTensor(TileOperators, TensorViews):
         raise UsageError("NKI tensors cannot be iterated over; index them with slices inside a loop", user_location())
 
     def __bool__(self) -> bool:
-        raise UsageError(
-            "an NKI tensor has no truth value at trace time (data-dependent control flow)", user_location()
-        )
+        """`if tensor:` is a presence test (a tensor, not None), as in NKI: its NkiTensor defines no truth
+        value, so Python's default holds. Branching on data needs nl.fori_loop/while_loop or registers."""
+        return True
 
     # -- indexing ------------------------------------------------------------------------------------
     def __getitem__(self, index: Any) -> NkiTensor:
