@@ -35,7 +35,7 @@ from trnsim.kernels._buffers import ChunkRing, Ring
 from trnsim.kernels._common import cdiv, pmax, psum_fmax
 from trnsim.kernels._evacuate import Evacuator
 from trnsim.kernels._gemm_operands import KMajor, KStep, RowMajor, k_steps, tiles
-from trnsim.kernels._gemm_plan import GemmPlan, defer_steps, staging_cols, strip_sets
+from trnsim.kernels._gemm_plan import GemmPlan, defer_steps, staging_cols, strip_sets, v_group_slots
 
 
 @dataclass
@@ -122,6 +122,7 @@ class _Pipeline:
                 job.scratch = nl.ndarray((job.k, job.cols), job.v.dtype, buffer=nl.hbm)
                 strip0_steps = len(self.vblocks[ji]) * len(self.ksteps[ji])
                 self.ahead_d = max(self.ahead_t, min(self.ahead_d, self.ahead_t + strip0_steps - 1))
+        self.v_group_of = self._v_groups()
         self._allocate()
         self.s_chunks: dict[tuple[int, int, int], int] = {}  # chunk -> its first column in s_ring
         self.v_chunks: dict[tuple[int, int, int], int] = {}
@@ -152,11 +153,40 @@ class _Pipeline:
             self.s_stream = Ring(self.ahead_t + 2, s_shape, job.s.dtype)
         # V's tiles: one of its own per k-tile when V stays resident, else a few in turn.
         self.v_resident = plan.v_resident and len(self.strips[0]) > 1
-        self.v_stream = None if self.v_resident else Ring(self.ahead_d + 2, (p, g, plan.v_block), job.v.dtype)
+        if self.v_resident:
+            self.v_stream = None
+        elif self.v_group_of:  # grouped loads: each slot holds v_group k-steps, loaded by one DMA
+            depth = v_group_slots(self.ahead_d, plan.v_group)
+            self.v_stream = Ring(depth, (p, plan.v_group, plan.v_block), job.v.dtype)
+        else:
+            self.v_stream = Ring(self.ahead_d + 2, (p, g, plan.v_block), job.v.dtype)
         # PSUM accumulators: two sets in turn when the banks allow (plan.acc_sets), so a block need not
         # wait for the previous block's evacuation to finish reading its banks.
         n_acc = plan.strip_tiles * cdiv(plan.v_block, psum_fmax())
         self.acc_sets = [Ring(n_acc, (p, psum_fmax()), nl.float32, buffer=nl.psum) for _ in range(plan.acc_sets)]
+
+    def _v_groups(self) -> dict[int, tuple[int, int, int]]:
+        """Step -> (group, index in it, group size) for V k-tiles loaded v_group at a time by one DMA.
+
+        Only K-major V in plain 128-row k-steps (no double-row) is grouped; a group never spans two
+        blocks, and a block's ragged last k-step stays on its own. Empty: every k-tile is its own DMA."""
+        v_group = self.plan.v_group
+        if v_group <= 1 or self.double_row or not all(isinstance(j.v, KMajor) for j in self.jobs):
+            return {}
+        out: dict[int, tuple[int, int, int]] = {}
+        gid = 0
+        u = 0
+        while u < len(self.steps):
+            st = self.steps[u]
+            ksteps = self.ksteps[st.job]
+            n = 1
+            while n < v_group and st.kk + n < len(ksteps) and ksteps[st.kk + n].size == ksteps[st.kk].size == pmax():
+                n += 1
+            for i in range(n):
+                out[u + i] = (gid, i, n)
+            gid += 1
+            u += n
+        return out
 
     def _chunk_maps(self) -> dict[tuple[int, int], list[tuple[int, int, int]]]:
         """(job, strip) -> for each k-step, the (index, first K column, width) of its row-major chunk.
@@ -209,6 +239,11 @@ class _Pipeline:
     def _v_tile(self, u: int) -> Any:
         """Where step u's V tile goes: a resident tile of its own, or the next stream buffer."""
         st = self.steps[u]
+        if u in self.v_group_of:
+            gid, i, _ = self.v_group_of[u]
+            if self.v_stream is not None:
+                return self.v_stream.slot(gid)[:, i : i + 1, :]
+            return self.v_cache[(st.job, st.vblk, st.kk)]
         if self.v_stream is None:
             g = 2 if self.double_row else 1
             tile = nl.ndarray((pmax(), g, self.plan.v_block), self.jobs[st.job].v.dtype, buffer=nl.sbuf)
@@ -235,11 +270,27 @@ class _Pipeline:
             else:  # V from the scratch copy strip 0 wrote: its stores must come first in program order
                 self.flush(None)
                 src = KMajor(job.scratch)
-            src.load(self._v_tile(u)[: step.rows, : step.g, : blk.csz], blk.c0, blk.csz, step)
+            if u not in self.v_group_of:
+                src.load(self._v_tile(u)[: step.rows, : step.g, : blk.csz], blk.c0, blk.csz, step)
+            elif self.v_group_of[u][1] == 0:
+                self._load_v_group(u, src, blk)
         elif mode == "transpose" and self._chunk_start(st):
             assert isinstance(job.v, RowMajor) and self.v_ring is not None
             key = (st.job, st.vblk, c)
             self.v_chunks[key] = job.v.load_chunk(self.v_ring, key, blk.c0, blk.csz, k0, ksz)
+
+    def _load_v_group(self, u: int, src: KMajor, blk: Block) -> None:
+        """One DMA for the V k-tiles of the group starting at step u (into a stream slot or resident tiles)."""
+        gid, _, n = self.v_group_of[u]
+        st = self.steps[u]
+        if self.v_stream is not None:
+            tile = self.v_stream.slot(gid)
+        else:
+            tile = nl.ndarray((pmax(), n, self.plan.v_block), self.jobs[st.job].v.dtype, buffer=nl.sbuf)
+            for i in range(n):
+                self.v_cache[(st.job, st.vblk, st.kk + i)] = tile[:, i : i + 1, :]
+        step = self.ksteps[st.job][st.kk]
+        src.load_group(tile[: step.rows, :n, : blk.csz], blk.c0, blk.csz, step.k0, step.rows, n)
 
     def transpose(self, u: int) -> None:
         st = self.steps[u]
@@ -276,7 +327,7 @@ class _Pipeline:
             if st.strip + 1 == len(self.strips[st.job]):
                 del self.v_cache[(st.job, st.vblk, st.kk)]
         else:
-            v_tile = self.v_stream.slot(t)
+            v_tile = self._v_tile(t)
         for i, (m0, msz) in enumerate(blk.row_tiles):
             ms = slice(m0 - blk.r0, m0 - blk.r0 + msz)
             for j, (n0, nsz) in enumerate(blk.col_tiles):

@@ -62,6 +62,12 @@ class KMajor:
         """dst [rows, g, csz] <- the k-step's rows; for g = 2 row k0 + 2p + j lands at partition p, slot j."""
         nisa.dma_copy(dst=dst, src=self.hbm[step.k0 : step.k0 + step.size, c0 : c0 + csz])
 
+    def load_group(self, dst: Any, c0: int, csz: int, k0: int, rows: int, n: int) -> None:
+        """dst [rows, n, csz] <- n k-tiles of `rows` rows from row k0 (all full but a lone ragged one), in one
+        DMA: row k0 + 128 i + p lands at [p, i]."""
+        p, row = pmax(), self.hbm.strides[0]  # elements between consecutive K rows (columns are unit stride)
+        nisa.dma_copy(dst=dst, src=self.hbm.ap([[row, rows], [p * row, n], [1, csz]], offset=k0 * row + c0))
+
 
 class RowMajor:
     """An HBM matrix stored [rows, K]: k-tiles [k, rows] are made on chip by TensorE transposes."""

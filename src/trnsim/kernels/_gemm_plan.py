@@ -65,6 +65,7 @@ class GemmPlan:
     transpose_ahead: int  # k-steps the on-chip transposes run ahead of the matmuls
     sbuf_bytes: int  # estimated SBUF use per partition
     estimate_ns: float  # estimated kernel time
+    v_group: int = 1  # k-steps of a K-major V loaded per DMA (one transfer per queue piece for them all)
 
 
 # Bytes per contiguous row the on-chip-transpose loads may use: longer rows run closer to the DMA
@@ -79,6 +80,15 @@ _TRANSPOSE_BANKS = 2
 _OVERLAP_LOSS = 0.1
 # Time from a TensorE transpose to the matmul that reads its copy in SBUF, in ns.
 _ROUND_TRIP_NS = 600.0
+# k-steps of a K-major V per DMA the planner tries: a [128, v_block] k-tile alone is near the per-transfer
+# overhead's knee (8 rows x v_block per queue piece), several in one DMA move the same bytes in fewer transfers.
+_V_GROUPS = (1, 2, 4, 8)
+
+
+def v_group_slots(dma_ahead: int, v_group: int) -> int:
+    """Grouped V tiles in a streaming V ring: the steps loaded ahead plus the two being read, in whole
+    groups, and one more group since a group is loaded at once when its first step is due."""
+    return _cdiv(dma_ahead + 2, v_group) + 1
 
 
 def staging_cols(dma_ahead: int, transpose_ahead: int, kstep: int, k_chunk: int) -> int:
@@ -122,11 +132,13 @@ def plan_gemm(p: GemmProblem, core: CoreSpec) -> GemmPlan:
             for row_bytes in _CHUNK_ROW_BYTES:
                 k_chunk = min(_cdiv(p.k, kstep) * kstep, max(kstep, row_bytes // p.in_bytes // kstep * kstep))
                 for v_resident in (False, True):
-                    plan = _evaluate(p, core, mt, v_block, k_chunk, v_resident, kstep)
-                    if plan is None:
-                        continue
-                    if best is None or (plan.estimate_ns, plan.sbuf_bytes) < (best.estimate_ns, best.sbuf_bytes):
-                        best = plan
+                    # grouped V loads: K-major V (not linear's x) in plain k-steps (not double-row)
+                    for v_group in _V_GROUPS if not (p.v_row_major or p.double_row) else (1,):
+                        plan = _evaluate(p, core, mt, v_block, k_chunk, v_resident, kstep, v_group)
+                        if plan is None:
+                            continue
+                        if best is None or (plan.estimate_ns, plan.sbuf_bytes) < (best.estimate_ns, best.sbuf_bytes):
+                            best = plan
     if best is None:  # nothing fits the estimate's budget: the smallest blocking, and let allocation decide
         k_chunk = kstep
         best = GemmPlan(1, min(p.cols, fmax), k_chunk, False, 2, 2.0, 1, int(core.psum.banks) - 1, 1, 0, 0.0)
@@ -134,7 +146,14 @@ def plan_gemm(p: GemmProblem, core: CoreSpec) -> GemmPlan:
 
 
 def _evaluate(
-    p: GemmProblem, core: CoreSpec, mt: int, v_block: int, k_chunk: int, v_resident: bool, kstep: int
+    p: GemmProblem,
+    core: CoreSpec,
+    mt: int,
+    v_block: int,
+    k_chunk: int,
+    v_resident: bool,
+    kstep: int,
+    v_group: int = 1,
 ) -> GemmPlan | None:
     pmax = int(core.sbuf.partitions)
     row_tiles = _cdiv(p.rows, pmax)
@@ -172,8 +191,12 @@ def _evaluate(
         s_bytes = (transpose_ahead + 2) * g * strip_rows * ib
     stage = staging_cols(dma_ahead, transpose_ahead, kstep, k_chunk) * ib
     s_bytes += min(mt, row_tiles) * stage
+    if v_group > 1 and ksteps < 2 * v_group:
+        return None  # too few k-steps to group
     if v_resident:
-        v_bytes = _cdiv(p.cols, v_block) * ksteps * g * v_block * ib
+        v_bytes = _cdiv(p.cols, v_block) * _cdiv(ksteps, v_group) * v_group * g * v_block * ib
+    elif v_group > 1:
+        v_bytes = v_group_slots(dma_ahead, v_group) * v_group * v_block * ib
     else:
         v_bytes = (dma_ahead + 2) * g * v_block * ib
     if p.v_row_major:
@@ -234,7 +257,7 @@ def _evaluate(
         v_later = 0.0 if v_resident or strips == 1 else dma_ns(v_all, k_rows, g * v_row, v_row)
         v_first += v_later
     else:
-        v_first = dma_ns(v_all, k_rows, g * v_row, v_row)
+        v_first = dma_ns(v_all, k_rows, v_group * g * v_row, v_row)
         v_later = 0.0 if v_resident else v_first
     # The kernel's last chunks shrink towards one k-step so little compute is left after the last load;
     # each may shrink only as fast as compute is faster than DMA, or compute falls a chunk behind.
@@ -250,7 +273,8 @@ def _evaluate(
 
     # Fill (the first chunk of S and the first V tile) and drain (the last block's stores).
     # (the first chunks ramp up from one k-step, so the fill does not grow with k_chunk).
-    fill = dma_ns(strip_rows * kstep * ib, strip_rows, kstep * ib) + dma_ns(kstep * v_row, k_rows, g * v_row, v_row)
+    fill = dma_ns(strip_rows * kstep * ib, strip_rows, kstep * ib)
+    fill += dma_ns(v_group * kstep * v_row, k_rows, v_group * g * v_row, v_row)
     drain = dma_ns(strip_rows * v_block * ob, strip_rows, v_block * ob)
     est = p.jobs * total + fill + drain + 2 * d.fixed_latency_ns
     # PSUM: the accumulators, twice over if that leaves the transposes their two banks; the rest for those.
@@ -259,5 +283,16 @@ def _evaluate(
     acc_sets = 2 if 2 * n_acc + _TRANSPOSE_BANKS <= banks else 1
     transient = banks - acc_sets * n_acc
     return GemmPlan(
-        mt, v_block, k_chunk, v_resident, dma_ahead, tail_growth, acc_sets, transient, transpose_ahead, sbuf, est
+        mt,
+        v_block,
+        k_chunk,
+        v_resident,
+        dma_ahead,
+        tail_growth,
+        acc_sets,
+        transient,
+        transpose_ahead,
+        sbuf,
+        est,
+        v_group,
     )
