@@ -53,9 +53,9 @@ FORMATS = {
     "mxfp8": MatmulFormat("mxfp8", None, "mxfp8", 1 + 1 / 32, mx_bits=8),
     "mxfp4": MatmulFormat("mxfp4", None, "mxfp4", 0.5 + 1 / 32, mx_bits=4),
 }
-# The library kernels that carry a model's weight matmuls (linear layers, the LM head); attention's own
-# matmuls read the bf16 KV cache and stay bf16.
-WEIGHT_MATMUL_KERNELS = frozenset({"linear", "matmul"})
+# The library kernels that carry a model's weight matmuls (linear layers, the LM head, a mixture-of-experts
+# model's experts); attention's own matmuls read the bf16 KV cache and stay bf16.
+WEIGHT_MATMUL_KERNELS = frozenset({"linear", "matmul", "grouped_matmul"})
 _ALLOWED = ", ".join((*BF16, *FORMATS))
 
 _FORMAT: contextvars.ContextVar[MatmulFormat | None] = contextvars.ContextVar("trnsim_matmul_format", default=None)
@@ -146,6 +146,9 @@ def estimate_in_dtype(
     for module in model.modules():
         if isinstance(module, torch.nn.Linear):
             w = module.weight
+            saved += int(w.numel() * (w.element_size() - fmt.bytes))
+    for name, w in model.named_parameters():
+        if ".experts." in name and w.dim() == 3:  # the experts' stacked weights [E, K, N] (grouped matmuls)
             saved += int(w.numel() * (w.element_size() - fmt.bytes))
     if profile.weight_bytes:  # (GPU estimates do not track resident bytes)
         profile.weight_bytes -= saved // max(1, profile.tp)  # tensor parallelism splits each linear over the ranks

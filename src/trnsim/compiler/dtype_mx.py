@@ -48,6 +48,7 @@ WEIGHT_RUN_BYTES = 2048  # pre-laid-out weights: a strip's row per partition (th
 ACT_RUN_BYTES = 4096  # x / y rows are read and written in chunks of this many bytes (or the whole row)
 
 _SHAPE = re.compile(r"\[([\d, ]*)\]:(\w+)")
+GROUPED = "grouped_matmul"  # the experts' matmul (kernels/grouped_matmul.py)
 
 
 @dataclass(frozen=True)
@@ -97,12 +98,22 @@ def _blocks(total: int, size: int) -> list[int]:
 
 def mx_matmul_cost(spec: HardwareSpec, mm: MxMatmul, element_bits: int) -> MxCost:
     """Latency and engine busy time of `mm` as an MX kernel on one physical core of `spec` (module docstring)."""
-    m, n, k = mm.m, mm.n, mm.k
+    return _mx_cost(spec, [mm.m], mm.n, mm.k, element_bits, mm.residual)
+
+
+def mx_grouped_cost(spec: HardwareSpec, group_rows: list[int], n: int, k: int, element_bits: int) -> MxCost:
+    """An experts' grouped matmul as MX: group g's rows times its own weight [K, N], all in one kernel (the
+    weights of every group streamed once, x and y once)."""
+    return _mx_cost(spec, group_rows, n, k, element_bits, False)
+
+
+def _mx_cost(spec: HardwareSpec, group_rows: list[int], n: int, k: int, element_bits: int, residual: bool) -> MxCost:
     k_groups = math.ceil(k / K_GROUP)
     out_tiles = _blocks(n, OUT_TILE)
-    token_blocks = _blocks(m, TOKEN_BLOCK)
+    m = sum(group_rows)
+    token_blocks = [t for rows in group_rows for t in _blocks(rows, TOKEN_BLOCK)]
     # TensorE: x's transposes (one [128 tokens, 128 K] tile each), then the MX matmuls
-    transposes = math.ceil(m / PARTITIONS) * math.ceil(k / PARTITIONS)
+    transposes = sum(math.ceil(rows / PARTITIONS) for rows in group_rows) * math.ceil(k / PARTITIONS)
     tensor = _engine_us(spec, Opcode.NC_TRANSPOSE, Engine.TENSOR, CostArgs(n=PARTITIONS, p=PARTITIONS), transposes)
     for tokens in token_blocks:
         for cols in out_tiles:
@@ -118,11 +129,12 @@ def mx_matmul_cost(spec: HardwareSpec, mm: MxMatmul, element_bits: int) -> MxCos
     for tokens in token_blocks:
         args = CostArgs(n=tokens, p=PARTITIONS, psum_input=True, sbuf_only=False)
         scalar += _engine_us(spec, Opcode.ACTIVATION, Engine.SCALAR, args, len(out_tiles))
-        if mm.residual:
+        if residual:
             add = CostArgs(n=tokens, p=PARTITIONS, n_inputs=2, all_bf16=True)
             vector += _engine_us(spec, Opcode.TENSOR_TENSOR, Engine.VECTOR, add, len(out_tiles))
-    weight_bytes = n * k * element_bits / 8 + n * k / SCALE_GROUP
-    act_bytes = BF16_BYTES * (m * k + m * n * (2 if mm.residual else 1))
+    groups = sum(1 for rows in group_rows if rows)  # an expert no token reached is not loaded
+    weight_bytes = groups * (n * k * element_bits / 8 + n * k / SCALE_GROUP)
+    act_bytes = BF16_BYTES * (m * k + m * n * (2 if residual else 1))
     act_run = min(ACT_RUN_BYTES, BF16_BYTES * max(k, n))
     dma = _dma_us(spec, weight_bytes, WEIGHT_RUN_BYTES) + _dma_us(spec, act_bytes, act_run)
     busy = {"tensor": tensor, "vector": vector, "scalar": scalar, "dma": dma}
@@ -130,9 +142,22 @@ def mx_matmul_cost(spec: HardwareSpec, mm: MxMatmul, element_bits: int) -> MxCos
     return MxCost(latency, busy, math.ceil(weight_bytes + act_bytes), 2 * m * n * k)
 
 
+def _shapes(record: OpRecord) -> list[list[int]]:
+    return [[int(d) for d in dims.split(",") if d.strip()] for dims, _ in _SHAPE.findall(record.shapes)]
+
+
+def grouped_dims(record: OpRecord) -> tuple[int, int, tuple[int, int, int]]:
+    """(rows, K, w [G, K, N]) of a grouped_matmul kernel record."""
+    shapes = _shapes(record)
+    if len(shapes) < 2 or len(shapes[0]) != 2 or len(shapes[1]) != 3:
+        raise CompileError(f"cannot read the grouped matmul shapes of node {record.node}: {record.shapes!r}")
+    (rows, k), (g, wk, n) = shapes[0], shapes[1]
+    return rows, k, (g, wk, n)
+
+
 def weight_matmul(record: OpRecord) -> MxMatmul:
     """The matmul a library `linear` / `matmul` kernel record ran, from its operand shapes."""
-    shapes = [[int(d) for d in dims.split(",") if d.strip()] for dims, _ in _SHAPE.findall(record.shapes)]
+    shapes = _shapes(record)
     if len(shapes) < 2 or len(shapes[1]) != 2 or not shapes[0]:
         raise CompileError(f"cannot read the operand shapes of {record.kernel} node {record.node}: {record.shapes!r}")
     x, w = shapes[0], shapes[1]
@@ -144,12 +169,19 @@ def weight_matmul(record: OpRecord) -> MxMatmul:
 
 
 def price_weight_matmuls_mx(profile: GraphProfile, kernels: frozenset[str], element_bits: int) -> None:
-    """Re-price the profile's weight-matmul kernel records as MX kernels (per logical core, as the rest)."""
+    """Re-price the profile's weight-matmul kernel records (linear, matmul, the experts' grouped_matmul) as MX
+    kernels (per logical core, as the rest)."""
     spec = profile.spec
     for record in profile.records:
         if record.kind != "kernel" or record.kernel not in kernels:
             continue
-        cost = mx_matmul_cost(spec, weight_matmul(record), element_bits)
+        if record.kernel == GROUPED:
+            rows, k, (groups, _, n) = grouped_dims(record)
+            # as the timing-mode lowering spreads them: rows evenly over the groups (lowering/moe.py)
+            split = [rows * (g + 1) // groups - rows * g // groups for g in range(groups)]
+            cost = mx_grouped_cost(spec, split, n, k, element_bits)
+        else:
+            cost = mx_matmul_cost(spec, weight_matmul(record), element_bits)
         share = max(1, profile.cores_per_rank)  # the physical cores of a logical core split the work
         record.device_us = cost.latency_us / share
         record.engine_busy_us = {e: us / share for e, us in cost.engine_busy_us.items()}
