@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from typer._click.exceptions import MissingParameter
 
 console = Console()
 
@@ -58,9 +59,10 @@ def _print_table(title: str, fleet: Any, sources: dict[str, str]) -> None:
 
 
 def plan_command(
-    model: str = typer.Option(..., "--model", help="model preset (e.g. llama-3.1-70b) or a config.json path"),
-    hw: str = typer.Option(..., "--hw", help="instance type, e.g. trn2.48xlarge or p5.48xlarge"),
-    tp: int = typer.Option(..., "--tp", help="tensor-parallel ranks per replica (logical NeuronCores or GPUs)"),
+    ctx: typer.Context,
+    model: str | None = typer.Option(None, "--model", help="model preset (e.g. llama-3.1-70b) or a config.json path"),
+    hw: str | None = typer.Option(None, "--hw", help="instance type, e.g. trn2.48xlarge or p5.48xlarge"),
+    tp: int | None = typer.Option(None, "--tp", help="tensor-parallel ranks per replica (logical NeuronCores or GPUs)"),
     power: str | None = typer.Option(None, "--power", help="facility power budget, e.g. 2GW, 500MW, '1.5 kW'"),
     tokens_per_s: float | None = typer.Option(None, "--tokens-per-s", help="demand to serve, tokens/s"),
     cooling: str = typer.Option("air", "--cooling", help="air or liquid (sets PUE and rack density)"),
@@ -78,6 +80,9 @@ def plan_command(
     power_file: Path | None = typer.Option(None, "--power-table", help="TOML overriding power.toml entries"),
     usd_per_kwh: float | None = typer.Option(None, "--usd-per-kwh", help="electricity price (default from power.toml)"),
     as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
+    deployment: Path | None = typer.Option(
+        None, "--deployment", help="TOML: several models packed on one instance (docs/instances.md); plans copies of it"
+    ),
 ) -> None:
     """Size a fleet for MODEL on HW: replicas, chips, racks, MW and $/year, from a power budget or a demand."""
     from trnsim.cost import CostError, Slo, capacity_from_user, load_power, load_prices, plan, replica_capacity
@@ -88,6 +93,15 @@ def plan_command(
         raise CostError("give exactly one of --power (e.g. 2GW) or --tokens-per-s")
     prices = load_prices(prices_file)
     power_table = load_power(power_file)
+    if deployment is not None:
+        from trnsim.cli.plan_tenants import plan_packed
+
+        plan_packed(deployment, power, tokens_per_s, cooling, usd_per_kwh, prices, power_table, as_json)
+        return
+    for option, value in (("--model", model), ("--hw", hw), ("--tp", tp)):
+        if value is None:  # required unless --deployment: the usage error typer gives for a missing option
+            raise MissingParameter(ctx=ctx, param_hint=f"'{option}'", param_type="option")
+    assert model is not None and hw is not None and tp is not None
     facts = model_facts(model)
     check_weights_fit(facts.weight_bytes(2), hw, tp, prices)
     slo = Slo(slo_ttft_ms, slo_tpot_ms)

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from trnsim.report.plots import Roof, roof_of
+from trnsim.report.tenants import add_tenants
 from trnsim.runtime.units import fmt_time_us
 
 if TYPE_CHECKING:
@@ -21,7 +22,7 @@ COMPARE_KEYS = {"sides", "cost_ratio"}
 PLAN_KEYS = {"replicas", "instances", "sized_by"}
 SWEEP_KEYS = {"rows", "pareto", "step_cost"}
 KNOWN = (
-    "the --json of `trnsim kernel`, `estimate`, `serve`, `compare`, `plan` or `sweep`, a trace (--trace), "
+    "the --json of `trnsim kernel`, `estimate`, `serve` (also --deployment), `compare`, `plan` or `sweep`, a trace, "
     "a serving result (ServeResult.to_dict()) or a list of cost rows (name + usd_per_mtok / j_per_tok)"
 )
 
@@ -87,6 +88,11 @@ def add_json_file(report: Report, path: Path) -> None:
         if keys >= COMPARE_KEYS:
             report.add_comparison(doc)
             add_load_curve(report, doc)
+            return
+        if isinstance(doc.get("tenants"), dict):  # serve/plan --deployment: tenants of one instance side by side
+            if keys >= PLAN_KEYS:
+                report.add_plan(doc)
+            add_tenants(report, doc, name)
             return
         if keys >= PLAN_KEYS:
             report.add_plan(doc)
