@@ -121,70 +121,97 @@ class NkiTensor(TileOperators, TensorViews):
         return NkiTensor(self.alloc, self._compose(index))
 
     def _compose(self, index: Any) -> tuple[Entry, ...]:
+        """The key of `self[index]`: each visible dim's entry narrowed by its index (bounds-checked)."""
+        index = self._full_index(index)
+        if self.has_index_arrays:
+            return self._compose_expression(index)
+        visible = [d for d, k in enumerate(self.key) if isinstance(k, tuple)]
+        key: list[Entry] = list(self.key)
+        for pos, (d, idx) in enumerate(zip(visible, index)):
+            start, stop, step = self.key[d]  # type: ignore[misc]
+            rel = self._relative(idx, _slice_len((start, stop, step)), pos)
+            if isinstance(rel, tuple):
+                key[d] = (start + rel[0] * step, start + rel[1] * step, step * rel[2])
+            else:
+                key[d] = start + rel * step  # an int, or an index array (bounds checked at use, under masks)
+        return tuple(key)
+
+    def _compose_expression(self, index: tuple[Any, ...]) -> tuple[Entry, ...]:
+        """`self[index]` for a view made of index arrays (an index expression or `.ap()` pattern): the index
+        picks positions of this view, and each array entry keeps the allocation indices at those positions."""
+        rel = tuple(self._relative(idx, n, pos) for pos, (idx, n) in enumerate(zip(index, self.shape)))
+        for pos, (r, n) in enumerate(zip(rel, self.shape)):
+            if isinstance(r, np.ndarray) and r.size and (r.min() < 0 or r.max() >= n):
+                raise BoundsError(
+                    f"index expression reaches {int(r.min())}..{int(r.max())} in dim {pos} of {self!r} "
+                    f"(allowed 0..{n - 1})",
+                    user_location(),
+                    rule="bounds",
+                )
+        picks = tuple(slice(*r) if isinstance(r, tuple) else r for r in rel)
+        return tuple(
+            np.array(np.broadcast_to(k, self.shape)[picks]) if isinstance(k, np.ndarray) else k for k in self.key
+        )
+
+    def _full_index(self, index: Any) -> tuple[Any, ...]:
+        """`index` as one entry per visible dim (Ellipsis expanded, missing dims whole); no mixing of index
+        expressions with slices."""
         if not isinstance(index, tuple):
             index = (index,)
-        if self.has_index_arrays:
-            raise UsageError("a tensor indexed with index expressions cannot be indexed again", user_location())
-        visible = [d for d, k in enumerate(self.key) if isinstance(k, tuple)]
+        ndim = len(self.shape)
         if any(i is Ellipsis for i in index):
             pos = next(i for i, v in enumerate(index) if v is Ellipsis)
-            fill = len(visible) - (len(index) - 1)
+            fill = ndim - (len(index) - 1)
             index = index[:pos] + (slice(None),) * fill + index[pos + 1 :]
-        if len(index) > len(visible):
-            raise BoundsError(
-                f"too many indices for {self!r}: got {len(index)}, it has {len(visible)} dims", user_location()
-            )
-        index = index + (slice(None),) * (len(visible) - len(index))
-        arrays = [np.asarray(i) for i in index if isinstance(i, np.ndarray) or _is_index_expr(i)]
-        has_slice = any(isinstance(i, slice | DynSlice) for i in index)
-        if arrays and has_slice:
+        if len(index) > ndim:
+            raise BoundsError(f"too many indices for {self!r}: got {len(index)}, it has {ndim} dims", user_location())
+        index = index + (slice(None),) * (ndim - len(index))
+        arrays = [i for i in index if isinstance(i, np.ndarray) or _is_index_expr(i)]
+        if arrays and any(isinstance(i, slice | DynSlice) for i in index):
             raise UsageError(
                 "mixing index expressions (nl.arange/nl.mgrid) with slices in one index is not supported: "
                 "use an index expression for every dim",
                 user_location(),
             )
-        key: list[Entry] = list(self.key)
-        for d, idx in zip(visible, index):
-            start, stop, step = self.key[d]  # type: ignore[misc]
-            length = _slice_len((start, stop, step))
-            dim_name = _DimName(visible.index(d), self)  # formatted only when an error message needs it
-            if isinstance(idx, DynSlice):
-                if idx.start < 0 or idx.size < 0 or idx.start + (idx.size - 1) * idx.step >= length + (idx.size == 0):
-                    raise BoundsError(
-                        f"nl.ds({idx.start}, {idx.size}) is out of bounds for {dim_name} (size {length})",
-                        user_location(),
-                        rule="bounds",
-                    )
-                key[d] = (start + idx.start * step, start + (idx.start + idx.size * idx.step) * step, step * idx.step)
-            elif isinstance(idx, slice):
-                a, b, c = idx.start, idx.stop, idx.step
-                c = 1 if c is None else int(c)
-                if c <= 0:
-                    raise UsageError(f"slice step must be positive, got {c}", user_location())
-                a = 0 if a is None else int(a) + (length if int(a) < 0 else 0)
-                b = length if b is None else int(b) + (length if int(b) < 0 else 0)
-                if not (0 <= a <= length and 0 <= b <= length):
-                    raise BoundsError(
-                        f"slice {idx.start}:{idx.stop} is out of bounds for {dim_name} (size {length})",
-                        user_location(),
-                        rule="bounds",
-                    )
-                b = max(a, b)
-                key[d] = (start + a * step, start + b * step, step * c)
-            elif isinstance(idx, np.ndarray) or _is_index_expr(idx):
-                key[d] = start + np.asarray(idx, dtype=np.int64) * step  # bounds checked at use (masks)
-            else:
-                try:
-                    i = operator.index(idx)
-                except TypeError:
-                    raise UsageError(f"unsupported index {idx!r} for {dim_name}", user_location()) from None
-                i = i + length if i < 0 else i
-                if not 0 <= i < length:
-                    raise BoundsError(
-                        f"index {idx} is out of bounds for {dim_name} (size {length})", user_location(), rule="bounds"
-                    )
-                key[d] = start + i * step
-        return tuple(key)
+        return index
+
+    def _relative(self, idx: Any, length: int, pos: int) -> Slice | int | np.ndarray:
+        """One dim's index against a dim of `length`: a (start, stop, step) slice, an int or an index array."""
+        dim_name = _DimName(pos, self)  # formatted only when an error message needs it
+        if isinstance(idx, DynSlice):
+            if idx.start < 0 or idx.size < 0 or idx.start + (idx.size - 1) * idx.step >= length + (idx.size == 0):
+                raise BoundsError(
+                    f"nl.ds({idx.start}, {idx.size}) is out of bounds for {dim_name} (size {length})",
+                    user_location(),
+                    rule="bounds",
+                )
+            return (idx.start, idx.start + idx.size * idx.step, idx.step)
+        if isinstance(idx, slice):
+            a, b, c = idx.start, idx.stop, idx.step
+            c = 1 if c is None else int(c)
+            if c <= 0:
+                raise UsageError(f"slice step must be positive, got {c}", user_location())
+            a = 0 if a is None else int(a) + (length if int(a) < 0 else 0)
+            b = length if b is None else int(b) + (length if int(b) < 0 else 0)
+            if not (0 <= a <= length and 0 <= b <= length):
+                raise BoundsError(
+                    f"slice {idx.start}:{idx.stop} is out of bounds for {dim_name} (size {length})",
+                    user_location(),
+                    rule="bounds",
+                )
+            return (a, max(a, b), c)
+        if isinstance(idx, np.ndarray) or _is_index_expr(idx):
+            return np.asarray(idx, dtype=np.int64)
+        try:
+            i = operator.index(idx)
+        except TypeError:
+            raise UsageError(f"unsupported index {idx!r} for {dim_name}", user_location()) from None
+        i = i + length if i < 0 else i
+        if not 0 <= i < length:
+            raise BoundsError(
+                f"index {idx} is out of bounds for {dim_name} (size {length})", user_location(), rule="bounds"
+            )
+        return i
 
     def __setitem__(self, index: Any, value: Any) -> None:
         if hasattr(value, "reduce_into"):  # nl.loop_reduce(...): the destination is the other operand
