@@ -38,6 +38,18 @@ def test_all_to_all_on_a_switched_trn3_ultraserver_is_the_closed_form(rng: np.ra
     assert got == pytest.approx((intra_ns + inter_ns) / 1000, rel=1e-12)
 
 
+def test_all_to_all_on_a_trn2_torus_relays_along_each_ring(rng: np.random.Generator) -> None:
+    spec = get_spec("trn2")
+    placement = place(spec, 64)  # 16 chips of 4 ranks: the 4 x 4 torus of a trn2.48xlarge
+    inst = placement.instance
+    assert inst is not None and list(inst.topology_dims) == [4, 4]
+    nbytes, r = float(rng.integers(1, 64)) * 2**20, 4
+    # ring relay per dimension: (p - 1) / 2 of the chip's r buffers per link direction, p - 1 hops
+    ring_ns = 3 / 2 * r * nbytes / inst.link_bytes_per_ns + 3 * inst.hop_latency_ns
+    want_ns = 2 * (r - 1) * nbytes / spec.chip.hbm_bytes_per_ns + 2 * ring_ns
+    assert all_to_all_us(spec, placement, nbytes) == pytest.approx(want_ns / 1000, rel=1e-12)
+
+
 def test_all_to_all_of_one_rank_is_free() -> None:
     spec = get_spec("trn2")
     assert all_to_all_us(spec, place(spec, 1), 1e6) == 0.0

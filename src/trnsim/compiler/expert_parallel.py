@@ -15,7 +15,7 @@ with the rows the routing of the whole EP group's tokens (ep x the rank's) sends
 `expert_parallel_routing` (a sampled top-k routing, not an even split). The routing's other per-row work on
 the chip (gathers, the experts' activation, the weighted combine) stays as the rank's graph priced it for its
 own tokens x k rows, the mean of what the ranks receive. Dispatch and combine are costed over the instance
-topology with the collective model of sim/collectives.py; the resident weights hold only the rank's experts.
+topology with its all-to-all closed form (hw/topology.py); the resident weights hold only the rank's experts.
 """
 
 from __future__ import annotations
@@ -34,9 +34,10 @@ from trnsim.compiler.expert_parallel_routing import Routing, check_ep, sampled_r
 from trnsim.errors import CompileError
 from trnsim.hw.presets import get_spec
 from trnsim.hw.spec import HardwareSpec
+from trnsim.hw.topology import CollectiveKind, collective_ns, fabric_of
 from trnsim.nki.kernel import TensorSpec
 from trnsim.runtime.graph_profile import GraphProfile, OpRecord
-from trnsim.sim.collectives import Placement, all_gather_us, place
+from trnsim.sim.collectives import Placement, place
 
 _EXPERT_FIELDS = ("num_local_experts", "num_experts", "n_routed_experts")
 
@@ -44,15 +45,19 @@ _EXPERT_FIELDS = ("num_local_experts", "num_experts", "n_routed_experts")
 def all_to_all_us(spec: HardwareSpec, placement: Placement, nbytes_per_rank: float) -> float:
     """Time of an all-to-all in which every rank sends 1/p of an `nbytes_per_rank` buffer to each rank.
 
-    The pairwise exchange moves (p-1)/p of each rank's buffer, as an all-gather of the same per-rank share does
-    (sim/collective_costs.py); a chip carries the buffers of all its ranks, so the all-gather cost is taken on
-    the chip's total: r x B for r ranks per chip (inside a chip 2 (r-1) B through HBM, between chips
-    (c-1)/c x r B over its links, plus the topology's hop latencies).
+    A chip carries the buffers of all its r ranks: inside the chip they swap (r-1)/r of them through HBM, each
+    byte read and written (2 (r-1) B at HBM bandwidth); between chips the instance topology's all-to-all closed
+    form (hw/topology.py: switch, ring relay, torus per dimension, UltraServer node ring) on the chip's r x B.
     """
     if placement.tp <= 1 or nbytes_per_rank <= 0:
         return 0.0
     per_chip = min(placement.tp, placement.ranks_per_chip)
-    return all_gather_us(spec, placement, per_chip * nbytes_per_rank)
+    intra_ns = 2 * (per_chip - 1) * nbytes_per_rank / spec.chip.hbm_bytes_per_ns
+    inter_ns = 0.0
+    if placement.instance is not None and placement.chips > 1:
+        fabric = fabric_of(placement.instance)
+        inter_ns = collective_ns(fabric, CollectiveKind.ALL_TO_ALL, per_chip * nbytes_per_rank, placement.chips)
+    return (intra_ns + inter_ns) / 1000.0
 
 
 def moe_config(model: torch.nn.Module) -> tuple[int, int]:
