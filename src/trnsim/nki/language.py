@@ -16,7 +16,6 @@ from trnsim.nki import emit_movement as _movement
 from trnsim.nki import language_impl as _impl
 from trnsim.nki import tiles as _tiles
 from trnsim.nki.context import current as _current
-from trnsim.nki.context import maybe_current as _maybe_current
 from trnsim.nki.context import user_location as _loc
 from trnsim.nki.indexing import ParDim as _ParDim
 from trnsim.nki.indexing import arange as arange
@@ -24,6 +23,16 @@ from trnsim.nki.indexing import ds as ds
 from trnsim.nki.indexing import mgrid as mgrid
 from trnsim.nki.indexing import nc as nc
 from trnsim.nki.indexing import par_dim as par_dim
+from trnsim.nki.language_buffers import MemoryRegion as MemoryRegion
+from trnsim.nki.language_buffers import hbm as hbm
+from trnsim.nki.language_buffers import is_hbm as is_hbm
+from trnsim.nki.language_buffers import is_on_chip as is_on_chip
+from trnsim.nki.language_buffers import is_psum as is_psum
+from trnsim.nki.language_buffers import is_sbuf as is_sbuf
+from trnsim.nki.language_buffers import private_hbm as private_hbm
+from trnsim.nki.language_buffers import psum as psum
+from trnsim.nki.language_buffers import sbuf as sbuf
+from trnsim.nki.language_buffers import shared_hbm as shared_hbm
 from trnsim.nki.language_ops06 import abs_min as abs_min
 from trnsim.nki.language_ops06 import average as average
 from trnsim.nki.language_ops06 import bypass as bypass
@@ -47,9 +56,9 @@ from trnsim.nki.language_surface import no_reorder as no_reorder
 from trnsim.nki.language_surface import shared_constant as shared_constant
 from trnsim.nki.language_surface import spmd_dim as spmd_dim
 from trnsim.nki.language_surface import while_loop as while_loop
+from trnsim.nki.language_tile_size import tile_size as tile_size
 from trnsim.nki.ops import BINARY as _BINARY
 from trnsim.nki.ops import UNARY as _UNARY
-from trnsim.nki.target import get_target_spec
 from trnsim.nki.tensor import NkiTensor
 from trnsim.sim.memory import MemoryKind
 
@@ -83,22 +92,6 @@ def finfo(dtype: Any) -> Any:
         raise DtypeError(f"nl.finfo takes a float dtype, got {_dt.name(dt)}; use np.iinfo for integers", _loc())
     return _ml.finfo(dt)
 
-
-# -- buffers -----------------------------------------------------------------------------------------
-sbuf = MemoryKind.SBUF
-psum = MemoryKind.PSUM
-hbm = MemoryKind.HBM
-private_hbm = MemoryKind.HBM
-
-
-class _SharedHbm:
-    """nl.shared_hbm: HBM visible to every SPMD program (kernel outputs live here)."""
-
-    def __repr__(self) -> str:
-        return "nl.shared_hbm"
-
-
-shared_hbm = _SharedHbm()
 
 # -- ops ---------------------------------------------------------------------------------------------
 # Every ALU op and activation function is both a function (`nl.exp(x)`) and an `op=` value.
@@ -157,52 +150,6 @@ bitwise_xor = _BINARY["bitwise_xor"]
 left_shift = _BINARY["left_shift"]
 right_shift = _BINARY["right_shift"]
 abs_max = _BINARY["abs_max"]
-
-
-class _TileSize:
-    """nl.tile_size: hardware tile limits of the current target."""
-
-    def _core(self) -> Any:
-        ctx = _maybe_current()
-        if ctx is not None:
-            return ctx.machine.spec.core
-        return get_target_spec().core
-
-    @property
-    def pmax(self) -> int:
-        return int(self._core().sbuf.partitions)
-
-    @property
-    def psum_fmax(self) -> int:
-        c = self._core()
-        return int(c.psum.bank_bytes // 4)
-
-    psum_bank_fmax = psum_fmax
-
-    @property
-    def psum_num_banks(self) -> int:
-        return int(self._core().psum.banks)
-
-    @property
-    def gemm_stationary_fmax(self) -> int:
-        return int(self._core().tensor.pe_cols)
-
-    @property
-    def gemm_moving_fmax(self) -> int:
-        return int(self._core().tensor.moving_fmax)
-
-    @property
-    def bn_stats_fmax(self) -> int:
-        return int(self._core().vector.bn_stats_fmax)
-
-    @property
-    def sbuf_size_bytes(self) -> int:
-        return int(self._core().sbuf.partition_bytes)
-
-    total_available_sbuf_size = sbuf_size_bytes
-
-
-tile_size = _TileSize()
 
 
 # -- creation ----------------------------------------------------------------------------------------
@@ -435,36 +382,9 @@ def static_cast(arr: Any, dtype: Any) -> np.ndarray:
     return np.asarray(arr).astype(_dt.resolve(dtype))
 
 
-class MemoryRegion:
-    """nl.MemoryRegion: the memories a tensor can live in."""
-
-    sbuf = sbuf
-    psum = psum
-    private_hbm = private_hbm
-    shared_hbm = shared_hbm
-
-
-def _memory(buffer: Any) -> Any:
-    return buffer.buffer if isinstance(buffer, NkiTensor) else _ncc.memory_kind(buffer)
-
-
-def is_hbm(buffer: Any) -> bool:
-    """True for nl.hbm / nl.private_hbm / nl.shared_hbm (or a tensor there)."""
-    kind = _memory(buffer)
-    return kind is hbm or kind is shared_hbm
-
-
-def is_on_chip(buffer: Any) -> bool:
-    return _memory(buffer) in (sbuf, psum)
-
-
-def is_psum(buffer: Any) -> bool:
-    return _memory(buffer) is psum
-
-
-def is_sbuf(buffer: Any) -> bool:
-    return _memory(buffer) is sbuf
-
+# `for i in nl.range(n)` (nkilib): NKI's loop helpers are aliases of Python's range (NKI docs,
+# nki.language.affine_range), so nl.range is Python's range itself.
+range = _builtins.range
 
 __all__ = [n for n in list(globals()) if not n.startswith("_") and n not in ("annotations", "os", "Any", "np")]
 _ = os
