@@ -79,6 +79,10 @@ def test_which_tenants_share_links() -> None:
     assert link_factor(dep, chat, {"batch": 0.25}) == (pytest.approx(1 / 1.25), ["batch"])
     apart = parse_deployment(deployment("llama-3.1-8b", "0-5", "8-13"))
     assert all(link_neighbours(apart, t) == {} for t in apart.tenants)
+    # tp=4 fits one chip, so the estimate prices "2-5" on one chip (ranks packed) though the range straddles two
+    straddle = parse_deployment(deployment("llama-3.1-8b", "2-5", "6-13"))
+    assert chips_of(straddle, straddle.tenants[0]) == {0, 1}
+    assert all(link_neighbours(straddle, t) == {} for t in straddle.tenants)
     one_chip = parse_deployment(deployment("llama-3.1-8b", "0-3", "4-5"))  # on one chip each: no links used
     assert all(link_factor(one_chip, t, {"chat": 1.0, "batch": 1.0}) == (1.0, []) for t in one_chip.tenants)
 

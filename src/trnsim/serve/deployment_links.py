@@ -35,7 +35,11 @@ def chips_of(dep: Deployment, t: TenantConfig) -> frozenset[int]:
 
 
 def uses_links(dep: Deployment, t: TenantConfig) -> bool:
-    return len(chips_of(dep, t)) > 1
+    """Whether the tenant's step cost has link time: its cores span chips and its tp needs more than one chip.
+    (The estimate packs tp ranks onto as few chips as possible, so a tenant whose tp fits one chip but whose
+    range straddles two, e.g. LNC=2 cores 2-5, is priced on one chip: it neither loads links nor feels them.)"""
+    per_chip = dep.spec.chip.physical_cores // dep.lnc
+    return len(chips_of(dep, t)) > 1 and t.cores.count > per_chip
 
 
 def link_neighbours(dep: Deployment, t: TenantConfig) -> dict[str, frozenset[int]]:
