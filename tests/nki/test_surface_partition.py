@@ -118,8 +118,8 @@ def test_topk_finds_each_snakes_largest_values_in_ascending_order(rng: np.random
     n = int(rng.integers(8, 2000))
     k = int(rng.integers(1, min(n, 64) + 1))
     cols = -(-n // 16) + int(rng.integers(0, 3))
-    x = rng.permutation(np.arange(16 * groups * cols)).reshape(16 * groups, cols).astype(np.float32) / 8
-    x = x.astype(ml_dtypes.bfloat16)  # distinct bf16 values (multiples of 1/8 below 2^8 are exact)
+    bits = rng.choice(np.arange(1, 0x7F80, dtype=np.uint16), size=16 * groups * cols, replace=False)
+    x = bits.reshape(16 * groups, cols).view(ml_dtypes.bfloat16)  # distinct positive finite bf16 values
     vals, idx = nki.simulate(topk_kernel)(x, n, k)
     for g in range(groups):
         snake = x[16 * g : 16 * (g + 1)].astype(np.float32).T.reshape(-1)[:n]  # element s: partition s % 16

@@ -55,10 +55,14 @@ prelu = OpValue("prelu", "an activation op whose negative slope is relu_param")
 bypass = OpValue("bypass", "op0/op1 of nisa.activate2 or tensor_scalar-style stages: skip the stage")
 
 
-def gather_flattened(data: Any, indices: Any, axis: int = 0, dtype: Any = None) -> NkiTensor:
+def gather_flattened(
+    data: Any, indices: Any, axis: int = 0, dtype: Any = None, *, mask: Any = None, **_: Any
+) -> NkiTensor:
     """out[p, j] = data[p, indices[p, j]] over each partition's flattened free elements (nc_n_gather)."""
     ctx = current()
     loc = user_location()
+    if mask is not None:
+        raise UsageError("nl.gather_flattened: mask= is not supported; slice the tiles instead", loc)
     for t, what in ((data, "data"), (indices, "indices")):
         if not isinstance(t, NkiTensor):
             raise UsageError(f"nl.gather_flattened {what} must be a tile, got {type(t).__name__}", loc)

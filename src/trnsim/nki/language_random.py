@@ -19,10 +19,17 @@ from trnsim.sim.memory import MemoryKind
 
 RAND_BITS_DTYPE = _dt.uint16  # NKI docs (nki.isa.rng): 16 random bits as uint16, divided by 2**16
 _TWO_TO_MINUS_16 = 2.0**-16
+EXACT_MEMSET_INT = 2**24  # memset computes in fp32: integers up to 2**24 are exact
 
 
-def rand(shape: Any, dtype: Any, buffer: Any = MemoryKind.SBUF, name: str = "") -> NkiTensor:
-    """A new tensor of uniform values in [0, 1): rng into uint16, then a multiply by 2**-16 (VectorE)."""
+def _no_mask(mask: Any, what: str, loc: str) -> None:
+    if mask is not None:
+        raise UsageError(f"{what}: mask= is not supported; slice the tiles instead", loc)
+
+
+def rand(shape: Any, dtype: Any = _dt.float32, buffer: Any = MemoryKind.SBUF, name: str = "", **_: Any) -> NkiTensor:
+    """A new tensor of uniform values in [0, 1): rng into uint16, then a multiply by 2**-16 (VectorE).
+    (dtype defaults to float32, legacy neuronxcc's default; NKI 0.6 always passes it.)"""
     ctx = current()
     loc = user_location()
     dims = tuple(int(s) for s in shape) if isinstance(shape, tuple | list) else (int(shape),)
@@ -41,15 +48,29 @@ def rand(shape: Any, dtype: Any, buffer: Any = MemoryKind.SBUF, name: str = "") 
     return _mark_fresh(ctx, out)
 
 
-def random_seed(seed: Any) -> None:
-    """Seed the random values of later nl.rand / nl.dropout calls from a [1, 1] 32-bit tile."""
-    emit_random.set_rng_seed(seed, location=user_location())
+def random_seed(seed: Any, *, mask: Any = None, **_: Any) -> None:
+    """Seed the random values of later nl.rand / nl.dropout calls from a [1, 1] 32-bit tile (NKI 0.6), or
+    from an int (legacy neuronxcc), which a memset writes into a [1, 1] int32 tile first."""
+    loc = user_location()
+    _no_mask(mask, "nl.random_seed", loc)
+    if not isinstance(seed, NkiTensor):
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= EXACT_MEMSET_INT:
+            raise UsageError(
+                f"nl.random_seed takes a [1, 1] 32-bit tile, or an int in 0..{EXACT_MEMSET_INT} (written by a "
+                f"memset, which computes in fp32); got {seed!r}",
+                loc,
+            )
+        tile = new_tensor((1, 1), _dt.int32, MemoryKind.SBUF, location=loc)
+        emit_movement.memset(tile, seed, location=loc)
+        seed = tile
+    emit_random.set_rng_seed(seed, location=loc)
 
 
-def dropout(x: Any, rate: Any, dtype: Any = None) -> NkiTensor:
+def dropout(x: Any, rate: Any, dtype: Any = None, *, mask: Any = None, **_: Any) -> NkiTensor:
     """A new tile: x with each element zeroed with probability rate (a scalar or an [x.shape[0], 1] tile)."""
     ctx = current()
     loc = user_location()
+    _no_mask(mask, "nl.dropout", loc)
     if not isinstance(x, NkiTensor):
         raise UsageError(f"nl.dropout takes a tile, got {type(x).__name__}", loc)
     out = new_tensor(x.shape, x.dtype, MemoryKind.SBUF, location=loc)
