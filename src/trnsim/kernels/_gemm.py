@@ -35,7 +35,7 @@ from trnsim.kernels._buffers import ChunkRing, Ring
 from trnsim.kernels._common import cdiv, pmax, psum_fmax
 from trnsim.kernels._evacuate import Evacuator
 from trnsim.kernels._gemm_operands import KMajor, KStep, RowMajor, k_steps, tiles
-from trnsim.kernels._gemm_plan import GemmPlan, defer_steps, staging_cols, strip_sets, v_group_slots
+from trnsim.kernels._gemm_plan import GemmPlan, defer_steps, staging_cols, strip_sets
 
 
 @dataclass
@@ -156,7 +156,9 @@ class _Pipeline:
         if self.v_resident:
             self.v_stream = None
         elif self.v_group_of:  # grouped loads: each slot holds v_group k-steps, loaded by one DMA
-            depth = v_group_slots(self.ahead_d, plan.v_group)
+            # a group is overwritten while the steps up to ahead_d later load: every group those touch
+            gids = [self.v_group_of[u][0] for u in range(len(self.steps))]
+            depth = max(gids[min(len(gids) - 1, u + self.ahead_d + 1)] - gids[u] for u in range(len(gids))) + 2
             self.v_stream = Ring(depth, (p, plan.v_group, plan.v_block), job.v.dtype)
         else:
             self.v_stream = Ring(self.ahead_d + 2, (p, g, plan.v_block), job.v.dtype)

@@ -85,10 +85,12 @@ _ROUND_TRIP_NS = 600.0
 _V_GROUPS = (1, 2, 4, 8)
 
 
-def v_group_slots(dma_ahead: int, v_group: int) -> int:
-    """Grouped V tiles in a streaming V ring: the steps loaded ahead plus the two being read, in whole
-    groups, and one more group since a group is loaded at once when its first step is due."""
-    return _cdiv(dma_ahead + 2, v_group) + 1
+def v_group_slots(dma_ahead: int, v_group: int, ksteps: int) -> int:
+    """Grouped V tiles a streaming V ring needs at most: groups touched by the steps loaded ahead plus the
+    two being read (a group is loaded at once when its first step is due), where every block of `ksteps`
+    k-steps in that window may end in a short group of its own."""
+    window = dma_ahead + 2
+    return _cdiv(window, v_group) + _cdiv(window, ksteps) + 1
 
 
 def staging_cols(dma_ahead: int, transpose_ahead: int, kstep: int, k_chunk: int) -> int:
@@ -196,7 +198,7 @@ def _evaluate(
     if v_resident:
         v_bytes = _cdiv(p.cols, v_block) * _cdiv(ksteps, v_group) * v_group * g * v_block * ib
     elif v_group > 1:
-        v_bytes = v_group_slots(dma_ahead, v_group) * v_group * v_block * ib
+        v_bytes = v_group_slots(dma_ahead, v_group, ksteps) * v_group * v_block * ib
     else:
         v_bytes = (dma_ahead + 2) * g * v_block * ib
     if p.v_row_major:

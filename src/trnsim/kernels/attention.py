@@ -6,33 +6,38 @@ dtype (fp32, bf16, fp16). Causal masking is top-left aligned, like
 `torch.nn.functional.scaled_dot_product_attention(is_causal=True)`: query i sees keys 0..i.
 
 The score matrix never exists in full. Each tile of 128 queries visits its keys in units of `g` blocks of
-512 keys (one PSUM bank of fp32 scores each) with an online softmax (_online_softmax.py): running row max
-and sum, and the O accumulator in PSUM rescaled whenever the max moves. Per unit:
+512 keys (one PSUM bank of fp32 scores each) with an online softmax (_online_softmax.py): running row max,
+and the O accumulator in PSUM rescaled whenever the max moves. Per unit:
 
-  TensorE  S = Q K^T: Q^T stationary [D, 128 queries], K^T moving [D, 512 keys]. On the causal diagonal a
-           second matmul (identity stationary, -30000 mask moving) adds the mask into the same PSUM bank.
-  VectorE  row max of S from PSUM;  GpSimd: running max and alpha = exp(scale * (m_old - m_new))
-  ScalarE  P = exp(scale * S - scale * max) (the max as the activation bias), row sums through reduce_res
+  TensorE  S = Q K^T: Q^T stationary [D, 128 queries], K^T moving [D, 512 keys]. On the causal diagonal the
+           mask (-30000 above it) is added into the same PSUM bank, by a second matmul (identity
+           stationary, mask moving) or by a VectorE add, whichever engine has room (attention_plan.py).
+  VectorE  row max of S, read as bf16 (the upper halves of the fp32 scores: half the fp32 read time)
+  GpSimd   running max and alpha = exp(scale * (m_old - m_new))
+  ScalarE  P = exp(scale * S - scale * max) (the max as the activation bias), straight from PSUM
   TensorE  P^T per 128-key block (nc_transpose into PSUM), copied to SBUF by VectorE / ScalarE
-  TensorE  O += P V: P^T stationary, V moving, accumulated in PSUM over all of the tile's keys
+  TensorE  O += P [V | 1]: P^T stationary, V with a ones column moving, accumulated in PSUM over all of the
+           tile's keys; the ones column makes O's last column the softmax's row sum l, rescaled with O,
+           so exp needs no reduction and l no update. At the end one VectorE divide: O / l.
 
 Causal tiles stop at their diagonal: key blocks wholly in the future are never computed and the last block
 is only as wide as needed (a matmul costs its moving width), so half of one 128x128 block per query tile
 is wasted. K^T and V of a KV head stay in SBUF for all query heads of its group when they fit, the next
 group's prefetched while the current one finishes if two fit; otherwise each unit loads its own keys.
 Every DMA holds each queue it spans for a fixed per-transfer time, so data moves in few large DMAs: K and V
-of a KV head in one each, Q and the results of a block of query tiles (QBlock, QO_BLOCK_BYTES) in one each.
+of a KV head in one each, Q and the results of a block of query tiles (QBlock, QO_BLOCK_BYTES) in one each,
+the next block's Q loaded when the current block starts.
 
 Units are software-pipelined (_pipeline.py, SCHEDULE below) so TensorE, VectorE, ScalarE and GpSimd work
 on neighbouring units at once; the P^T copies are split between VectorE and ScalarE in the proportion that
-balances them on the target (_evac_share). Per block of 128 queries x 512 keys on trn2, TensorE needs
-640 ns (S, P^T and P V; 427 ns of it useful FLOPs), while VectorE (the row max from PSUM, 533 ns, plus its
-share of the P^T copies) and ScalarE (exp with its row sum 480 ns, the O rescale 107 ns, its share of the
-copies) need about 715 ns each: they bound the kernel, at ~52% of TensorE peak on useful FLOPs for causal
-bf16 prefill and ~56% without the mask (bench/kernels_attention.py; 427 / 715 = 60% is this design's
-ceiling, and the TensorE transposes alone cap it at 427 / 640 = 67%). Every score is read once by the row
-max and once by exp (which already sums the row in the same instruction), and P^T once more out of PSUM,
-since TensorE writes only PSUM and reads only SBUF.
+balances them on the target (attention_plan.py). Per block of 128 queries x 512 keys on trn2, TensorE needs
+640 ns (S, P^T and P V; 427 ns of it useful FLOPs), VectorE 533 ns (the row max, 267 ns, and the P^T
+copies) and ScalarE 587 ns (exp 480 ns, the O rescale 107 ns): TensorE bounds the kernel, at 58% of its
+peak on useful FLOPs for causal bf16 prefill and 64% without the mask (bench/kernels_attention.py). The
+P^T transposes cap it at 427 / 640 = 67% (63% causal, with the diagonal's waste): P must be transposed for
+P V (the keys are its contraction dim), TensorE writes only PSUM and reads only SBUF, and a transposed-score
+formulation (S^T = K Q^T, no transposes) needs the row max across partitions and a per-column bias that
+costs TensorE as much as the transposes it saves.
 """
 
 from __future__ import annotations
@@ -79,10 +84,10 @@ ATTENTION_DTYPES = (dtypes.float32, dtypes.bfloat16, dtypes.float16)
 SCHEDULE = {
     "load": (0, 0),  # DMA the query tile (first unit of a tile); K/V too when streaming
     "prep": (2, 0),  # TensorE transposes Q (and streamed K) into PSUM; VectorE copies them to SBUF
-    "scores": (4, 0),  # TensorE S = Q K^T (+ causal mask)
-    "rowmax": (5, 0),  # VectorE row max of S
+    "scores": (4, 0),  # TensorE S = Q K^T (+ causal mask, where the plan puts it here)
+    "rowmax": (5, 0),  # VectorE row max of S (after adding the causal mask, where the plan puts it here)
     "runmax": (6, 0),  # GpSimd running max and alpha = exp(m_old - m_new)
-    "exp": (7, 0),  # ScalarE P = exp(S - m) with row sums
+    "exp": (7, 0),  # ScalarE P = exp(S - m) (its row sums come from P V: V's ones column)
     "transpose": (9, 1),  # TensorE P^T, a step after exp so ScalarE's lag does not stall TensorE
     "evac": (10, 1.2),  # P^T PSUM -> SBUF
     "rescale": (10, 3.5),  # ScalarE O *= alpha, after the P V of the tile's previous unit (if in this step)
