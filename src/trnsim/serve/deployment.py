@@ -1,4 +1,5 @@
-"""`trnsim serve --deployment FILE`: several tenants served on one Trainium instance, each on its own cores.
+"""`trnsim serve --deployment FILE`: several tenants served on one instance, each on its own NeuronCores
+(here) or its own GPUs / MIG slices (serve/deployment_gpu.py, when the instance holds GPUs).
 
     instance = "trn2.48xlarge"
     lnc = 1
