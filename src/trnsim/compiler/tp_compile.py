@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy as copymod
 import re
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -50,11 +51,13 @@ class TPExecutable:
         self.label = opts.label or type(model).__name__
         self.captured: list[Captured] = []
         runners = []
+        # one capture; each rank's copy of its graph gets the rank's own parameters and buffers, then the passes
+        # (so what they fold, e.g. BLOOM's per-rank ALiBi rows, comes from that rank's tensors)
         first = capture(ranks[0], args, kwargs)
-        run_passes(first.gm)
         for rank_model in ranks:
-            captured = first if rank_model is ranks[0] else Captured(_rebind(first.gm, rank_model), first.in_spec,
-                                                                        first.out_spec)  # fmt: skip
+            gm = _rebind(first.gm, rank_model)
+            run_passes(gm)
+            captured = Captured(gm, first.in_spec, first.out_spec)
             self.captured.append(captured)
             plan = rank_plan(spec, placement, int(getattr(model.config, "hidden_size", 0) or 0), roles)
             runners.append(
@@ -75,11 +78,14 @@ class TPExecutable:
 
 
 def _rebind(gm: torch.fx.GraphModule, rank_model: torch.nn.Module) -> torch.fx.GraphModule:
-    """Rank 0's graph with another rank's weights: every rank runs the same program (same shapes), and the
-    passes never fold a parameter into a derived constant (constant_fold.py skips parameters), so swapping
-    the parameters is capturing that rank's copy."""
-    copy = torch.fx.GraphModule(gm, gm.graph)  # shares rank 0's graph; attributes rebound below
-    for name, value in rank_model.named_parameters():
+    """A copy of the captured graph reading `rank_model`'s parameters and buffers. Every rank runs the same
+    program on tensors of the same shapes (tp_shard.py keeps whatever differs between ranks in tensors), so
+    this is what capturing that rank's copy would give, without tracing it again."""
+    with warnings.catch_warnings():  # torch's own notice when copying a graph's pytree specs: not the user's
+        warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)", category=FutureWarning)
+        copy = torch.fx.GraphModule(gm, copymod.deepcopy(gm.graph))
+    tensors = [*rank_model.named_parameters(), *rank_model.named_buffers()]
+    for name, value in tensors:
         *parents, leaf = name.split(".")
         owner: Any = copy
         for part in parents:
@@ -103,7 +109,8 @@ def _set_attr(root: torch.nn.Module, parents: list[str], leaf: str, value: torch
             child = _shallow(child)
             setattr(owner, part, child)
         owner = child
-    owner._parameters.pop(leaf, None) if isinstance(owner, torch.nn.Module) else None
+    owner._parameters.pop(leaf, None)
+    owner._buffers.pop(leaf, None)
     setattr(owner, leaf, value)
 
 

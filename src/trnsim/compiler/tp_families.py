@@ -8,6 +8,7 @@ its head count from the weights' shapes (a -1 in its views) or from the attribut
 - GPT-2's fused Conv1D c_attn ([in, q|k|v]) and c_proj;
 - GPT-NeoX's fused query_key_value, per head [q, k, v];
 - Falcon's fused query_key_value: multi-query [q heads | k | v] or per head [q, k, v];
+- BLOOM's fused query_key_value per head [q, k, v], with each rank's rows of the ALiBi biases;
 - MLPs: gate/up/down (Llama-like), fc1/fc2 (OPT), fc_in/fc_out (GPT-J), dense_h_to_4h/dense_4h_to_h
   (NeoX, Falcon), c_fc/c_proj (GPT-2).
 """
@@ -21,9 +22,8 @@ import torch
 from trnsim.compiler.tp_shard import ROW, VOCAB, HeadSplit, Sharder, blocks, rank0_bias, set_param, span
 from trnsim.errors import CompileError
 
-# model_type -> what its layers hold; BLOOM's ALiBi slopes are built for all heads outside the attention
-# modules, so a rank would need its heads' slopes: not split here.
 FAMILIES = (
+    "bloom",
     "llama",
     "mistral",
     "qwen2",
@@ -83,7 +83,13 @@ def _phi3_qkv(attn: Any, split: HeadSplit, s: Sharder, d: int) -> None:
         "weight",
         torch.cat([blocks(w[:h], 0, qs, d), blocks(w[h : h + kv], 0, kvs, d), blocks(w[h + kv :], 0, kvs, d)]),
     )
+    attn.qkv_proj.out_features = attn.qkv_proj.weight.shape[0]
     s.linear_cols(attn.o_proj, qs, d)
+    # Phi-3 cuts q/k/v out of the fused output by its config's head count: the rank copy's config says the
+    # rank's heads (head_dim pinned first, as the rotary embedding derives it from the head count otherwise)
+    cfg = attn.config
+    cfg.head_dim = d
+    cfg.num_attention_heads, cfg.num_key_value_heads = split.local
 
 
 def _gpt2_attention(attn: Any, split: HeadSplit, s: Sharder, d: int) -> None:
@@ -119,6 +125,36 @@ def _falcon_multi_query(attn: Any, split: HeadSplit, s: Sharder, d: int) -> None
     s.linear_cols(attn.dense, qs, d)
 
 
+_ALIBI_CLASSES: dict[type, type] = {}
+
+
+def _rank_alibi(attn: Any, slots: list[int | None], heads: int) -> None:
+    """BLOOM builds its ALiBi biases ([batch * heads, 1, keys]) for all heads outside the attention modules: a
+    rank's attention keeps the rows of its own heads (zeros for a padding head). The heads are picked by an
+    index buffer, so every rank's graph is the same program on its own tensors."""
+    base = type(attn)
+    if base not in _ALIBI_CLASSES:
+
+        def forward(self: Any, *args: Any, **kwargs: Any) -> Any:
+            def local(alibi: torch.Tensor) -> torch.Tensor:
+                per_head = alibi.reshape(-1, self._trnsim_heads, *alibi.shape[1:])
+                padded = torch.cat([per_head, torch.zeros_like(per_head[:, :1])], 1)  # index `heads`: a zero row
+                return padded.index_select(1, self._trnsim_head_index).reshape(-1, *alibi.shape[1:])
+
+            if "alibi" in kwargs:
+                kwargs["alibi"] = local(kwargs["alibi"])
+            else:  # forward(hidden_states, residual, alibi, ...)
+                args = (*args[:2], local(args[2]), *args[3:])
+            return base.forward(self, *args, **kwargs)
+
+        _ALIBI_CLASSES[base] = type(f"Rank{base.__name__}", (base,), {"forward": forward})
+    attn.__class__ = _ALIBI_CLASSES[base]
+    attn._trnsim_heads = heads
+    device = attn.query_key_value.weight.device  # meta for an estimate
+    index = torch.tensor([heads if g is None else g for g in slots], dtype=torch.long, device=device)
+    attn.register_buffer("_trnsim_head_index", index, persistent=False)
+
+
 def _attention(attn: Any, split: HeadSplit, s: Sharder) -> bool:
     d = getattr(attn, "head_dim", None) or getattr(attn, "head_size", None)
     if not isinstance(d, int):
@@ -133,6 +169,8 @@ def _attention(attn: Any, split: HeadSplit, s: Sharder) -> bool:
         _falcon_multi_query(attn, split, s, d)
     elif hasattr(attn, "query_key_value"):
         _fused_per_head(attn, split, s, d)
+        if type(attn).__name__ == "BloomAttention":
+            _rank_alibi(attn, split.q_slots(s.rank), split.heads)
     else:
         return False
     _set_heads(attn, *split.local)
