@@ -212,16 +212,45 @@ def test_flash_query_blocks(rng: np.random.Generator, monkeypatch: pytest.Monkey
         assert_close(out, sdpa(q, k, v, causal), np.float32)
 
 
-@pytest.mark.parametrize("share, mask_on_vector", [(0.0, False), (1.0, True), (0.5, True)])
+SPLITS = [(0.0, False, False), (1.0, True, False), (0.5, True, False), (0.0, False, True)]
+
+
+@pytest.mark.parametrize("share, mask_on_vector, transposed", SPLITS)
 @pytest.mark.parametrize("dtype", [np.float32, BF16])
-def test_flash_engine_splits(rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch, share, mask_on_vector, dtype):
+def test_flash_engine_splits(
+    rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch, share, mask_on_vector, transposed, dtype
+):
     """Every placement of the P^T copies (VectorE, ScalarE, both) and of the causal mask (TensorE matmul or
-    VectorE add in PSUM) computes the same attention; the planner picks among them by speed alone."""
-    split = attention_plan.EngineSplit(share, mask_on_vector, 0.0)
+    VectorE add in PSUM), and the transposed-scores variant, compute the same attention; the planner picks
+    among them by speed alone. Ragged tiles, GQA, a causal diagonal inside a unit."""
+    split = attention_plan.EngineSplit(share, mask_on_vector, 0.0, transposed)
     monkeypatch.setattr(attention, "engine_split", lambda plan: split)
     q, k, v = qkv(rng, 1, 4, 2, 300, 300, 128, dtype)
     out = nki.simulate(trnsim.kernels.flash_attention)(q, k, v, causal=True)
     assert_close(out, sdpa(q, k, v, True), dtype)
+
+
+@pytest.mark.parametrize("case", [(1, 2, 1, 600, 300, 64, True), (1, 4, 2, 130, 700, 96, False)])
+def test_flash_transposed_shapes(rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch, case) -> None:
+    """Transposed scores with S_q > S_kv causal (tiles past the last key) and S_q < S_kv without the mask."""
+    monkeypatch.setattr(attention, "engine_split", lambda plan: attention_plan.EngineSplit(0.0, False, 0.0, True))
+    b, h, hkv, s, s_kv, d, causal = case
+    q, k, v = qkv(rng, b, h, hkv, s, s_kv, d, np.float32)
+    out = nki.simulate(trnsim.kernels.flash_attention)(q, k, v, causal=causal)
+    assert_close(out, sdpa(q, k, v, causal), np.float32)
+
+
+def test_flash_transposed_where_psum_port_is_shared() -> None:
+    """On NeuronCore-v2 (VectorE and ScalarE share one PSUM port) the planner takes transposed scores: the
+    copies of P^T out of PSUM would queue behind exp at that port, TensorE has room for S^T and the bias."""
+    from trnsim.kernels._flash_tiles import Plan
+
+    def split() -> Any:
+        return attention_plan.engine_split(Plan(1, 8, 2, 4096, 4096, 128, True, 0.1, BF16, 128, 512))
+
+    probe = nki.jit(lambda x: split())
+    assert nki.simulate(probe, target="trn1")(np.zeros((1, 1), np.float32)).transposed
+    assert not nki.simulate(probe, target="trn2")(np.zeros((1, 1), np.float32)).transposed
 
 
 def test_flash_large_logits(rng: np.random.Generator) -> None:

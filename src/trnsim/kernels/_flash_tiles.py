@@ -42,6 +42,7 @@ class Plan:
     q_block_tiles: int = 1  # query tiles per QBlock (Q loaded and results stored in one DMA each)
     evac_on_scalar: float = 0.0  # share of the P^T copies given to ScalarE, the rest to VectorE
     mask_on_vector: bool = False  # causal mask added by VectorE (mask_scores), else by a TensorE matmul
+    transposed: bool = False  # the transposed-scores variant (attention_transposed.py)
 
     @property
     def group(self) -> int:
@@ -201,14 +202,16 @@ class QBlock:
 class QTile:
     """One tile of queries of one head (tile `index` of its QBlock): Q^T, the online-softmax state, O."""
 
-    def __init__(self, plan: Plan, block: QBlock, index: int, rings: Rings) -> None:
+    def __init__(
+        self, plan: Plan, block: QBlock, index: int, rings: Rings, softmax: type[OnlineSoftmax] = OnlineSoftmax
+    ) -> None:
         self.plan, self.block, self.index = plan, block, index
         self.b, self.h = block.b, block.h
         self.q0 = block.q0 + index * plan.p
         self.rows = min(plan.p, block.q0 + block.rows - self.q0)
         self.o = rings.o.take()  # [128, D + 1] fp32 in PSUM: O and, in column D, the row sums
         self.stages = rings.q_stage
-        self.softmax = OnlineSoftmax(self.rows, plan.scale, plan.dtype, sum_column=plan.d)
+        self.softmax = softmax(self.rows, plan.scale, plan.dtype, sum_column=plan.d)
         self.qt: Any = None
         self.o_written = False
         self.units = 0  # units issued so far
@@ -234,6 +237,7 @@ class QTile:
 class Consts:
     identity: Any  # [128, 128] bf16
     mask: Any  # [128, 128] bf16: 0 where key <= query, MASK_VALUE above the diagonal
+    transposed: Any = None  # attention_transposed.TransposedConsts, for that variant
 
 
 def constants(p: int) -> Consts:

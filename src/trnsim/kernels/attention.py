@@ -72,6 +72,11 @@ from trnsim.kernels._online_softmax import OnlineSoftmax
 from trnsim.kernels._pipeline import run_pipelined
 from trnsim.kernels.attention_decode import decode_attention
 from trnsim.kernels.attention_plan import engine_split
+from trnsim.kernels.attention_transposed import (
+    TransposedSoftmax,
+    scores_transposed,
+    transposed_constants,
+)
 
 __all__ = ["decode_attention", "flash_attention"]
 
@@ -95,6 +100,21 @@ SCHEDULE = {
     "finalize": (12, 2.5),  # VectorE O / l after a tile's last unit (l: O's sum column), after its other work
     "store": (15, 4),  # late, so a store waiting for its data does not hold up later loads on the DMA queues
 }
+# The transposed-scores variant (attention_transposed.py): S only for the row max, S^T - m after the running
+# max, exp straight to P^T; no P^T transposes or copies.
+SCHEDULE_T = {
+    "load": (0, 0),
+    "prep": (2, 0),
+    "scores": (4, 0),  # TensorE S = Q K^T (+ causal mask), for the row max
+    "rowmax": (5, 0),  # VectorE row max of S
+    "runmax": (6, 0),  # small ops: running -m (bf16), alpha, diag(-m)
+    "scores_t": (7, 1),  # TensorE S^T - m (+ transposed causal mask)
+    "exp": (8, 0),  # ScalarE P^T = exp(scale * (S^T - m)) into SBUF
+    "rescale": (9, 3.5),  # ScalarE O *= alpha, after the P V of the tile's previous unit (if in this step)
+    "pv": (10, 3),  # TensorE O += P V
+    "finalize": (11, 2.5),  # VectorE O / l after a tile's last unit
+    "store": (14, 4),
+}
 INTERLEAVE = 3  # query tiles in turn, so a tile's consecutive units (chained by its softmax state) are 3 steps apart
 O_SLOTS = 3  # O accumulators in PSUM: one per tile in flight, one more so a new tile need not wait for a result
 PREFETCH = 8  # units before a KV group ends that the next group's K/V loads start (when two groups fit)
@@ -117,6 +137,7 @@ def check_attention_dtypes(kernel: str, **tensors: Any) -> Any:
 class _Unit:
     """One query tile x one key range [k_lo, k_hi): its work as the ops of SCHEDULE."""
 
+    SCHEDULE: ClassVar[dict[str, tuple[int, float]]] = SCHEDULE
     # buffer attribute -> the op that reads it last; it is released at the start of the next stage
     LAST_USE: ClassVar[dict[str, str]] = {"tiles": "exp", "probs": "transpose", "pt": "pv", "kv": "pv", "res": "store"}
 
@@ -135,14 +156,14 @@ class _Unit:
         self.pt: Any = None
         self.widths: list[int] = []
         self.res: Any = None
-        self.stages = max(stage for stage, _ in SCHEDULE.values()) + 1
+        self.stages = max(stage for stage, _ in self.SCHEDULE.values()) + 1
 
     def ops(self, stage: int) -> list[tuple[float, Any]]:
         out: list[tuple[float, Any]] = []
-        releases = [attr for attr, op in self.LAST_USE.items() if SCHEDULE[op][0] + 1 == stage]
+        releases = [attr for attr, op in self.LAST_USE.items() if self.SCHEDULE[op][0] + 1 == stage]
         if releases:
             out.append((-1.0, lambda: self._release(self, releases)))
-        out.extend((prio, getattr(self, op)) for op, (st, prio) in SCHEDULE.items() if st == stage)
+        out.extend((prio, getattr(self, op)) for op, (st, prio) in self.SCHEDULE.items() if st == stage)
         return out
 
     @staticmethod
@@ -210,6 +231,38 @@ class _Unit:
             self.qt.block.finished(self.io[3])
 
 
+class _TransposedUnit(_Unit):
+    """A unit of the transposed-scores variant: the ops of SCHEDULE_T (attention_transposed.py)."""
+
+    SCHEDULE: ClassVar[dict[str, tuple[int, float]]] = SCHEDULE_T
+    LAST_USE: ClassVar[dict[str, str]] = {
+        "tiles": "rowmax",
+        "diag": "scores_t",
+        "st": "exp",
+        "pt": "pv",
+        "kv": "pv",
+        "res": "store",
+    }
+
+    def runmax(self) -> None:
+        softmax = self.softmax
+        assert isinstance(softmax, TransposedSoftmax)
+        self.alpha, self.r_new = softmax.running_max(self.neg_max)
+        self.diag = softmax.bias_matrix(self.r_new, self.consts.identity)
+
+    def scores_t(self) -> None:
+        assert self.kv is not None and self.consts.transposed is not None
+        span = (self.k_lo, self.k_hi)
+        self.st, self.widths = scores_transposed(
+            self.plan, self.qt, self.kv, self.consts, self.consts.transposed, self.diag, span
+        )
+
+    def exp(self) -> None:
+        softmax = self.softmax
+        assert isinstance(softmax, TransposedSoftmax)
+        self.pt = softmax.exp_transposed(self.st, self.widths, self.plan.dtype)
+
+
 class _PrepKV:
     """A pipeline unit that loads a KV group's K and V, and transposes K `wait` steps later: in the step the
     group's first unit reaches "prep"."""
@@ -242,14 +295,15 @@ def _group_units(plan: Plan, consts: Consts, io: Any, b: int, g: int, kv_box: li
     index = 0
     while pending or active:
         while pending and len(active) < INTERLEAVE:
-            qt = QTile(plan, *pending.pop(), rings)
+            qt = QTile(plan, *pending.pop(), rings, TransposedSoftmax if plan.transposed else OnlineSoftmax)
             end = plan.key_end(qt.q0, qt.rows)
             active.append((qt, [(lo, min(end, lo + span)) for lo in range(0, end, span)]))
         for entry in list(active):
             qt, spans = entry
             first = qt.units == 0
             qt.units += 1
-            yield _Unit(plan, consts, io, qt, kv_box, spans.pop(0), (first, not spans, index))
+            unit = _TransposedUnit if plan.transposed else _Unit
+            yield unit(plan, consts, io, qt, kv_box, spans.pop(0), (first, not spans, index))
             index += 1
             if not spans:
                 active.remove(entry)
@@ -313,12 +367,17 @@ def flash_attention(q, k, v, causal=True, scale=None):
     plan.g = _banks_per_unit(kb, dtypes.resolve(dtype).itemsize)
     split = engine_split(plan)
     plan.evac_on_scalar, plan.mask_on_vector = split.evac_on_scalar, split.mask_on_vector
+    plan.transposed = split.transposed
+    if plan.transposed:
+        plan.g = 1  # a unit's S^T blocks fill one PSUM bank
     plan.mode = attention_plan.kv_mode(plan)
     plan.q_block_tiles = attention_plan.q_block_tiles(plan)
 
     out = nl.ndarray(q.shape, q.dtype, buffer=nl.shared_hbm)
     io = (q, k, v, out)
     consts = constants(p)
+    if plan.transposed:
+        consts.transposed = transposed_constants(p)
     rings = Rings(ORing(plan, O_SLOTS), StageRing(plan))
     groups = [(b, g) for b in range(batch) for g in range(kv_heads)]
 

@@ -36,11 +36,13 @@ class EngineSplit:
     evac_on_scalar: float  # share of the P^T copies for ScalarE, the rest VectorE
     mask_on_vector: bool  # causal mask added by VectorE in PSUM instead of a TensorE matmul
     bound_ns: float  # the busiest engine's time per block of kb keys under this split
+    transposed: bool = False  # transposed scores (attention_transposed.py): no P^T transposes or copies
 
 
 def block_costs(plan: Any) -> dict[str, float]:
     """ns per block of kb keys x 128 queries of each step, on the target (the ISA's instruction costs)."""
     p, kb, d = plan.p, plan.kb, plan.d
+    small = Engine.VECTOR if share_port("vector", "gpsimd", "sbuf") else Engine.GPSIMD
     fp32 = dtypes.resolve(plan.dtype) == dtypes.float32
     low = dtypes.resolve(plan.dtype) in dtypes.LOW_PRECISION_FLOATS
     per_block = kb / p  # 128-key blocks per score block
@@ -61,6 +63,10 @@ def block_costs(plan: Any) -> dict[str, float]:
         # the mask matmul's operands are bf16 constants; the VectorE add reads PSUM and the SBUF mask
         "mask_tensor": mm(p, False),
         "mask_vector": instruction_ns(Opcode.TENSOR_TENSOR, Engine.VECTOR, p, n_inputs=2, alu_op="add", **psum),
+        # transposed scores: S^T and the bias matmul (bf16 ones and diag(-m)) per 128-key block instead of the
+        # P^T transpose; exp straight to P^T; diag(-m) built once per unit by the small-ops engine
+        "tensor_t": mm(kb, fp32) + per_block * (mm(p, fp32) + mm(p, False) + mm(d + 1, fp32)),
+        "diag": instruction_ns(Opcode.TENSOR_SCALAR, small, p, all_bf16=True),
     }
 
 
@@ -99,7 +105,12 @@ def engine_split(plan: Any) -> EngineSplit:
         if best is None or split.bound_ns < best.bound_ns:
             best = split
     assert best is not None
-    return best
+    # transposed scores: the masks both by TensorE (S for the max, S^T for exp), no copies
+    tensor = c["tensor_t"] + 2 * diag * c["mask_tensor"]
+    vector = c["vector"] + (c["diag"] if shared else 0.0)
+    pair = vector + c["scalar"] if shared else max(vector, c["scalar"])
+    transposed = EngineSplit(0.0, False, max(tensor, pair), transposed=True)
+    return transposed if transposed.bound_ns < best.bound_ns else best
 
 
 def kv_mode(plan: Any) -> str:
