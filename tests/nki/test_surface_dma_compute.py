@@ -97,3 +97,55 @@ def test_dma_compute_rules_are_clear_errors_in_both_modes(which: str, error: Any
     with pytest.raises(error) as info:
         nki.profile(bad, target="trn2", mode=mode)(which, x)  # type: ignore[arg-type]
     assert words in str(info.value) and "test_surface_dma_compute.py" in str(info.value)
+
+
+@nki.jit
+def fold_halves(x):
+    """nki-library's MoE reduction: output[0:T] += output[T:2T] through static .ap() views of one HBM tensor."""
+    out = nl.ndarray(x.shape, dtype=x.dtype, buffer=nl.shared_hbm)
+    nisa.dma_copy(out, x)
+    t, h = x.shape[0] // 2, x.shape[1]
+    first = out.ap(pattern=[[h, t], [1, h]], offset=0)
+    nisa.dma_compute(dst=first, srcs=[first, out.ap(pattern=[[h, t], [1, h]], offset=t * h)], reduce_op=nl.add)
+    return out
+
+
+def test_dma_compute_through_access_patterns(rng: np.random.Generator) -> None:
+    x = rng.standard_normal((2 * int(rng.integers(1, 64)), int(rng.integers(1, 200)))).astype(np.float32)
+    want = x.copy()
+    want[: x.shape[0] // 2] += x[x.shape[0] // 2 :]
+    np.testing.assert_allclose(nki.simulate(fold_halves)(x), want, rtol=1e-6)
+
+
+@nki.jit
+def gather_rmw(table, idx, acc):
+    """Gather RMW: acc(SBUF) = acc + table(HBM)[indices] (a vector_offset source)."""
+    a, i = nl.load(acc), nl.load(idx)
+    rows = table.ap(pattern=[[table.shape[1], idx.shape[0]], [1, table.shape[1]]], offset=0, vector_offset=i)
+    nisa.dma_compute(a, [a, rows], nl.add)
+    out = nl.ndarray(acc.shape, dtype=acc.dtype, buffer=nl.shared_hbm)
+    nl.store(out, a)
+    return out
+
+
+@nki.jit
+def scatter_rmw(table, idx, upd):
+    """Scatter RMW: table(HBM)[indices] = table[indices] + upd(SBUF)."""
+    out = nl.ndarray(table.shape, dtype=table.dtype, buffer=nl.shared_hbm)
+    nisa.dma_copy(out, table)
+    i, u = nl.load(idx), nl.load(upd)
+    rows = out.ap(pattern=[[table.shape[1], idx.shape[0]], [1, table.shape[1]]], offset=0, vector_offset=i)
+    nisa.dma_compute(rows, [rows, u], nl.add)
+    return out
+
+
+def test_dma_compute_gather_and_scatter_read_modify_write(rng: np.random.Generator) -> None:
+    n, h = int(rng.integers(2, 200)), int(rng.integers(1, 100))
+    k = int(rng.integers(1, min(n, 128) + 1))
+    table = rng.standard_normal((n, h)).astype(np.float32)
+    ix = rng.permutation(n)[:k].reshape(k, 1).astype(np.int32)  # unique, as NKI 0.6 requires
+    acc = rng.standard_normal((k, h)).astype(np.float32)
+    np.testing.assert_allclose(nki.simulate(gather_rmw)(table, ix, acc), acc + table[ix[:, 0]], rtol=1e-6)
+    want = table.copy()
+    want[ix[:, 0]] += acc
+    np.testing.assert_allclose(nki.simulate(scatter_rmw)(table, ix, acc), want, rtol=1e-6)

@@ -2,8 +2,10 @@
 
 NKI docs (nki.isa.dma_compute): only add, only scales of 1.0 (or None); up to 16 sources, each with dst's
 element count; HBM or SBUF operands; the DMA casts every source to fp32, computes, and casts to dst's
-dtype. The transfer streams every source through the queue and writes dst once, so it moves the bytes
-of one copy per source (assumption: the docs give no cost; this is dma_copy's rule per source read).
+dtype. Sources and dst may be access-pattern views, including `.ap(vector_offset=...)` ones: that is the
+docs' gather (dst in SBUF += HBM rows) and scatter (HBM rows += SBUF) read-modify-write. The transfer
+streams every source through the queue and writes dst once, so it moves the bytes of one copy per source
+(assumption: the docs give no cost; this is dma_copy's rule per source read).
 """
 
 from __future__ import annotations
