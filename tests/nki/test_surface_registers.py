@@ -147,3 +147,17 @@ def test_register_rules_are_clear_errors_in_both_modes(which: str, error: Any, w
 def test_an_unset_register_as_a_loop_bound_is_an_error() -> None:
     with pytest.raises(UsageError, match="never set"):
         nki.simulate(bad)("unset")
+
+
+@nki.jit
+def hbm_round_trip(v):
+    reg = nisa.register_alloc()
+    nisa.register_load(reg, v)  # straight from the HBM argument
+    out = nl.ndarray((1,), dtype=nl.int32, buffer=nl.shared_hbm)
+    nisa.register_store(out, reg)
+    return out
+
+
+def test_registers_load_from_and_store_to_hbm(rng: np.random.Generator) -> None:
+    v = int(rng.integers(-(2**31), 2**31))
+    assert int(nki.simulate(hbm_round_trip)(np.array([v], np.int32))[0]) == v
