@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -24,7 +25,22 @@ def estimate_command(
     decode: bool = typer.Option(False, "--decode", help="one decode step: one new token per sequence"),
     context: int = typer.Option(2048, min=1, help="with --decode: tokens already in each sequence's KV cache"),
     dtype: str = typer.Option(
-        "bf16", help="number format of the weight matmuls: bf16, fp8 (NC-v3+: double-row rate), fp4 (B200)"
+        "bf16",
+        help="number format of the weight matmuls: bf16, fp8 (NC-v3+: double-row rate), mxfp8 / mxfp4 (NC-v4: trn3;"
+        " block-scaled GPUs: b200), fp4 (B200)",
+    ),
+    ep: int = typer.Option(
+        1,
+        min=1,
+        help="expert-parallel ranks of a mixture-of-experts model: attention data-parallel (--batch is per rank),"
+        " the routed experts split over ep ranks, dispatch/combine all-to-all over the instance",
+    ),
+    routing_skew: float = typer.Option(
+        0.0,
+        "--routing-skew",
+        min=0.0,
+        help="with --ep: Zipf exponent of the router's expert popularity (0: a balanced router; the imbalance"
+        " then comes from routing a finite batch)",
     ),
     extrapolate: bool = typer.Option(
         True,
@@ -54,21 +70,47 @@ def estimate_command(
         console=console,
         transient=True,
     )
-    task = bar.add_task(f"simulating {escape(model)} on {target} (tp={tp}): graph ops", total=None)
-    with bar, graph_progress(lambda done, total: bar.update(task, completed=done, total=total)):
-        prof = trnsim.estimate(
-            net,
-            (ids,),
-            target=target,
-            tp=tp,
-            instance=instance,
-            training=training,
-            label=model,
-            decode=decode,
-            context=context if decode else None,
-            dtype=dtype,
-            extrapolate=extrapolate,
+    if ep > 1 and tp > 1:
+        from trnsim.errors import CompileError
+
+        raise CompileError(
+            f"--ep {ep} with --tp {tp}: expert parallelism runs attention data-parallel (one rank each); use --tp 1"
         )
+    layout = f"ep={ep}" if ep > 1 else f"tp={tp}"
+    task = bar.add_task(f"simulating {escape(model)} on {target} ({layout}): graph ops", total=None)
+    ep_result = None
+    with bar, graph_progress(lambda done, total: bar.update(task, completed=done, total=total)):
+        if ep > 1:
+            from trnsim.compiler.expert_parallel import ep_estimate
+
+            ep_result = ep_estimate(
+                net,
+                (ids,),
+                ep=ep,
+                target=target,
+                instance=instance,
+                skew=routing_skew,
+                label=model,
+                decode=decode,
+                context=context if decode else None,
+                dtype=dtype,
+                extrapolate=extrapolate,
+            )
+            prof = ep_result.profile
+        else:
+            prof = trnsim.estimate(
+                net,
+                (ids,),
+                target=target,
+                tp=tp,
+                instance=instance,
+                training=training,
+                label=model,
+                decode=decode,
+                context=context if decode else None,
+                dtype=dtype,
+                extrapolate=extrapolate,
+            )
     tokens = batch * ids.shape[1]
     if report is not None:
         from trnsim.report.html import Report
@@ -80,6 +122,8 @@ def estimate_command(
         d.pop("ops", None)
         d["tokens"] = tokens
         d["tokens_per_s"] = tokens / (prof.device_time_us / 1e6) if prof.device_time_us else 0.0
+        if ep_result is not None:
+            d["expert_parallel"] = _ep_summary(ep_result)
         print(json.dumps(d, indent=2))
         return
     Console().print(prof.summary())
@@ -89,5 +133,28 @@ def estimate_command(
         f"{tokens / device_s if device_s else 0.0:,.0f} tokens/s; collectives {fmt_time_us(prof.collective_us)}; "
         f"simulated in {prof.compile_seconds:.1f} s (kernel cache: {prof.cache_hits} hits, {prof.cache_misses} misses)"
     )
+    if ep_result is not None:
+        e = _ep_summary(ep_result)
+        Console().print(
+            f"expert parallel over {ep} ranks ({e['experts_per_rank']} experts each): the busiest rank runs "
+            f"{e['busiest_rank_rows']:,} expert rows, {e['imbalance']:.2f}x the mean of {e['mean_rank_rows']:,.0f} "
+            f"(routing of {e['group_tokens']:,} tokens, skew {routing_skew:g}); dispatch + combine "
+            f"{e['dispatch_bytes'] / 2**20:,.2f} MiB per rank and MoE layer each"
+        )
     if report is not None:
         Console().print(f"report written to {report} (open it in a browser)")
+
+
+def _ep_summary(result: Any) -> dict[str, Any]:
+    routing = result.routing
+    rows = routing.rank_rows
+    return {
+        "ep": result.ep,
+        "experts_per_rank": routing.experts_per_rank,
+        "rank_tokens": result.rank_tokens,
+        "group_tokens": result.rank_tokens * result.ep,
+        "busiest_rank_rows": result.busiest_rows,
+        "mean_rank_rows": sum(rows) / len(rows),
+        "imbalance": routing.imbalance,
+        "dispatch_bytes": result.dispatch_bytes,
+    }
