@@ -43,6 +43,20 @@ def test_tiny_llama_matches_eager_fp32(tp):
     assert prof.collective_us > 0 and prof.to_dict()["rank_device_us"] == prof.rank_device_us
 
 
+def test_ranks_on_two_chips_exchange_over_the_links():
+    # trn2 has 4 logical cores per chip: 8 ranks span two chips of a trn2.48xlarge
+    model = _llama(heads=8, kv_heads=2)
+    ids = torch.randint(0, 300, (1, 8))
+    exe = trnsim.compile(model, (ids,), tp=8, instance="trn2.48xlarge")
+    with torch.no_grad():
+        torch.testing.assert_close(exe(ids).logits, model(ids).logits, rtol=1e-4, atol=1e-4)
+    two_chips = trnsim.last_profile()
+    one_chip = trnsim.estimate(model, (ids,), tp=4)
+    assert two_chips is not None and two_chips.tp == 8
+    assert two_chips.collective_us == pytest.approx(trnsim.estimate(model, (ids,), tp=8).collective_us, rel=1e-12)
+    assert two_chips.collective_us > 10 * one_chip.collective_us  # link hops, not the chip's own HBM
+
+
 def test_padded_heads_and_vocabulary_match_eager():
     # 6 heads over 4 ranks run as 8 (two zero heads), a vocabulary of 301 as 4 x 76, intermediate 80 as 4 x 20
     model = _llama(heads=6, kv_heads=6, hidden=48, inter=80, vocab=301)

@@ -24,6 +24,7 @@ def compile(
     mode: str | None = None,
     strict: bool | None = None,
     tp: int | None = None,
+    instance: str | None = None,
     options: dict[str, Any] | None = None,
 ) -> Executable | TPExecutable:
     """Capture `model` with torch.export, lower it to library kernels and return an Executable.
@@ -32,7 +33,7 @@ def compile(
     mode='timing'); its `.profile` is the GraphProfile of the latest call. tp > 1 splits a Hugging Face decoder
     over tp simulated ranks that exchange values through collectives (a TPExecutable, called the same way).
     """
-    opts = parse_options(options, target=target, mode=mode, strict=strict, tp=tp)
+    opts = parse_options(options, target=target, mode=mode, strict=strict, tp=tp, instance=instance)
     if opts.tp > 1:  # N rank copies run together with real collectives (trnsim.compiler.tp_compile)
         return TPExecutable(model, tuple(example_inputs), dict(example_kwargs or {}), opts)
     captured = capture(model, tuple(example_inputs), example_kwargs)

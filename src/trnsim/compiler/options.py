@@ -19,6 +19,9 @@ class CompileOptions(BaseModel):
     mode: Literal["functional", "timing"] = "functional"
     strict: bool = Field(False, description="an op with no lowering is an error instead of a host fallback")
     tp: int = Field(1, ge=1, description="tensor-parallel degree (logical cores the model is sharded over)")
+    instance: str | None = Field(
+        None, description="instance preset whose topology carries the tp collectives (default: smallest that fits)"
+    )
     label: str = ""
 
 

@@ -132,7 +132,7 @@ def _surgery_model(model: torch.nn.Module, config: Any, tp: int, dtype: torch.dt
         full = type(model)(config)
     local: Any
     local, roles = shard_model(full.to(dtype), tp, 0)
-    local.config = copy.deepcopy(config)  # the rank's LM head holds a slice of the vocabulary
+    # the rank's LM head holds a slice of the vocabulary (its config is the copy's own, shared by its modules)
     local.config.vocab_size = roles.vocab_local
     local._trnsim_tp_roles = dict(roles.collective)
     return local

@@ -44,7 +44,7 @@ class TPExecutable:
     ) -> None:
         spec = get_spec(opts.target)
         try:
-            placement = place(spec, opts.tp)
+            placement = place(spec, opts.tp, opts.instance)
         except SpecError as err:
             raise CompileError(f"tp={opts.tp} on {spec.name}: {err}") from None
         ranks, roles = shard_all(model, opts.tp)
