@@ -100,10 +100,12 @@ def topk(val_dst: Any, idx_dst: Any, src: Any, n: Any, location: str | None = No
     except (TypeError, ValueError):
         raise UsageError(f"topk n must be an int, got {n!r}", loc) from None
 
+    k = val.free_size()  # every output snake position below K is written; the rest keep their values
+
     def values() -> np.ndarray:
-        vals, positions = topk_rec.semantics(read_stored(ctx, s, None, loc), count, val.free_size())
-        write(idx, positions, None)
-        return vals
+        vals, positions = topk_rec.semantics(read_stored(ctx, s, None, loc), count, k)
+        write(idx, positions.reshape(idx.shape), topk_rec.written(idx.partition_size(), k).reshape(idx.shape))
+        return vals.reshape(val.shape)
 
     return issue(
         Opcode.TOPK,
@@ -113,6 +115,8 @@ def topk(val_dst: Any, idx_dst: Any, src: Any, n: Any, location: str | None = No
         loc,
         params={"n": count},
         outputs={"idx_dst": idx},
+        mask=topk_rec.written(val.partition_size(), k).reshape(val.shape),
+        extent=(val.partition_size(), k),
         compute=values,
         label="topk",
     )

@@ -1,10 +1,13 @@
 """topk: the K largest values of each 16-partition "snake" and their positions (GpSimd, NKI 0.6).
 
 NKI docs (nki.isa.topk): a group of 16 partitions holds one snake of n bf16 elements, element s at
-partition s % 16 of free column s // 16. The instruction writes the K largest values in ascending order
-(val_dst, bf16) and their 0-based snake positions (idx_dst, uint32), K = val_dst's free size. The docs
-give each output as [par_dim, K]: trnsim writes the group's result to each of its 16 partitions
-(assumption: the docs do not say how the 16 rows differ). Equal values keep the lower position first.
+partition s % 16 of free column s // 16. The instruction finds the K largest (K = val_dst's free size) and
+writes them in ascending order with their 0-based snake positions (idx_dst, uint32). The outputs are
+snakes too: nki-library's gpsimd_topk (experimental/topk) de-snakes them, reading output position pos at
+partition pos % 16, column pos // 16 of its group, and notes that only positions [0, K) are written and
+that NKI's simulator writes a plain ascending snake (the hardware's order differs; kernels must not rely
+on it). trnsim writes that ascending snake and leaves the other elements of val_dst/idx_dst as they were.
+Equal values keep the lower position first.
 """
 
 from __future__ import annotations
@@ -30,12 +33,25 @@ def snakes(src: np.ndarray, n: int) -> np.ndarray:
     return np.stack([flat[g : g + GROUP].T.reshape(-1)[:n] for g in range(0, flat.shape[0], GROUP)])
 
 
+def written(partitions: int, k: int) -> np.ndarray:
+    """[partitions, K] bool: the elements an output snake of K positions occupies in each group."""
+    p, c = np.meshgrid(np.arange(partitions) % GROUP, np.arange(k), indexing="ij")
+    return c * GROUP + p < k
+
+
 def semantics(src: np.ndarray, n: int, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """(values [P, K] ascending, positions [P, K]) of each group's K largest, repeated over its partitions."""
+    """(values, positions), each [P, K]: group g's K largest in ascending order at output snake positions
+    0..K-1 (partition 16g + pos % 16, column pos // 16); zeros elsewhere (not written)."""
     s = snakes(src, n)
     order = np.argsort(-s, axis=1, kind="stable")[:, :k][:, ::-1]  # largest K, lowest position first on ties
     vals = np.take_along_axis(s, order, axis=1)
-    return np.repeat(vals, GROUP, axis=0), np.repeat(order, GROUP, axis=0).astype(np.uint32)
+    out_v = np.zeros((src.shape[0], k), vals.dtype)
+    out_i = np.zeros((src.shape[0], k), np.uint32)
+    pos = np.arange(k)
+    for g in range(s.shape[0]):
+        out_v[g * GROUP + pos % GROUP, pos // GROUP] = vals[g]
+        out_i[g * GROUP + pos % GROUP, pos // GROUP] = order[g]
+    return out_v, out_i
 
 
 def check(call: Call) -> None:
