@@ -234,6 +234,8 @@ def bad(which):
         nisa.dropout(nl.ndarray((128, 64), dtype=nl.bfloat16, buffer=nl.sbuf), f, 0.5)
     elif which == "dropout-prob-shape":
         nisa.dropout(f, f, f)
+    elif which == "dropout-prob-range":
+        nisa.dropout(f, f, 1.5)
     elif which == "seed-shape":
         nisa.set_rng_seed(u)
     elif which == "state-words":
@@ -254,6 +256,7 @@ def bad(which):
         ("rand2-v3", UsageError, "NeuronCore-v4"),
         ("dropout-dtype", DtypeError, "must have data's dtype"),
         ("dropout-prob-shape", ShapeMismatchError, "scalar or a [128, 1]"),
+        ("dropout-prob-range", UsageError, "probability in [0, 1]"),
         ("seed-shape", ShapeMismatchError, "[1, 1]"),
         ("state-words", ShapeMismatchError, "6 XORWOW state words"),
         ("state-dtype", DtypeError, "uint32"),

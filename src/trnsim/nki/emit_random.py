@@ -81,7 +81,8 @@ def dropout(dst: Any, data: Any, prob: Any, location: str | None = None) -> Inst
         x = read_stored(ctx, data, None, loc).reshape(p, -1)
         return dropout_rec.semantics(x, pr, bits)
 
-    return issue(Opcode.DROPOUT, dst, inputs, None, loc, compute=values, label="dropout")
+    params = {} if p_tiles else {"prob_value": pv}
+    return issue(Opcode.DROPOUT, dst, inputs, None, loc, params=params, compute=values, label="dropout")
 
 
 def set_rng_seed(src_seeds: Any, location: str | None = None) -> Instruction:

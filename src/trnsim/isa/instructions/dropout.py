@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from trnsim import dtypes
-from trnsim.errors import DtypeError, ShapeMismatchError
+from trnsim.errors import DtypeError, ShapeMismatchError, UsageError
 from trnsim.hw.spec import CoreSpec
 from trnsim.isa.cost_rules import CostArgs, streaming, streaming_args
 from trnsim.isa.opcodes import Engine, Opcode
@@ -38,6 +38,9 @@ def check(call: Call) -> None:
         )
     if tuple(dst.shape) != tuple(data.shape):
         raise ShapeMismatchError(f"dropout dst {dst} and data {data} differ in shape", call.location, rule="shape")
+    value = call.param("prob_value")
+    if value is not None and not 0.0 <= value <= 1.0:
+        raise UsageError(f"dropout prob is a probability in [0, 1], got {value}", call.location, rule="prob")
     prob = call.inputs.get("prob")
     if prob is None:
         return
