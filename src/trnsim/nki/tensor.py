@@ -9,6 +9,7 @@ in functional mode, its values.
 from __future__ import annotations
 
 import operator
+import weakref
 from math import prod
 from typing import Any
 
@@ -127,9 +128,14 @@ class NkiTensor(TileOperators, TensorViews):
             return self._compose_expression(index)
         visible = [d for d, k in enumerate(self.key) if isinstance(k, tuple)]
         key: list[Entry] = list(self.key)
+        blocks = self.alloc.blocks
+        leading_blocks = self.alloc.root in BLOCK_TENSORS or (blocks is not None and blocks.par_axis > 0)
+        keeps_partition = self.alloc.kind is not MemoryKind.HBM and not leading_blocks
         for pos, (d, idx) in enumerate(zip(visible, index)):
             start, stop, step = self.key[d]  # type: ignore[misc]
             rel = self._relative(idx, _slice_len((start, stop, step)), pos)
+            if d == 0 and keeps_partition and isinstance(rel, int):
+                rel = (rel, rel + 1, 1)  # NKI: an int on an on-chip tile's partition dim keeps it, size 1
             if isinstance(rel, tuple):
                 key[d] = (start + rel[0] * step, start + rel[1] * step, step * rel[2])
             else:
@@ -421,6 +427,11 @@ class NkiTensor(TileOperators, TensorViews):
 
 
 _alias = alias_allocation
+
+
+# Legacy block tensors ([blocks..., par_dim(P), free...]) allocated whole: their dim 0 is a block dim, which an
+# int index drops (tiles.new_tensor registers them; block-by-block ones carry alloc.blocks).
+BLOCK_TENSORS: weakref.WeakSet[Allocation] = weakref.WeakSet()
 
 
 def _is_index_expr(x: Any) -> bool:

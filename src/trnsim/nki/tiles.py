@@ -20,7 +20,7 @@ from trnsim.nki.block_banks import allocate_blocks, track, track_whole
 from trnsim.nki.context import TraceContext, current, user_location
 from trnsim.nki.indexing import ParDim
 from trnsim.nki.operands import read_f32, write
-from trnsim.nki.tensor import NkiTensor
+from trnsim.nki.tensor import BLOCK_TENSORS, NkiTensor
 from trnsim.sim.memory import MemoryKind
 
 
@@ -71,7 +71,9 @@ def new_tensor(
         if buffer is MemoryKind.PSUM or whole > space.capacity:
             return NkiTensor(allocate_blocks(ctx.machine, buffer, shp, dt, name, ctx.core, par_axis))
         try:
-            return NkiTensor(ctx.machine.allocate(buffer, shp, dt, name, ctx.core, loc, par_axis))
+            alloc = ctx.machine.allocate(buffer, shp, dt, name, ctx.core, loc, par_axis)
+            BLOCK_TENSORS.add(alloc)
+            return NkiTensor(alloc)
         except CapacityError:
             return NkiTensor(allocate_blocks(ctx.machine, buffer, shp, dt, name, ctx.core, par_axis))
     alloc = ctx.machine.allocate(buffer, shp, dt, name, ctx.core, loc, par_axis)
