@@ -20,7 +20,10 @@ float4_e2m1fn_x4 = _d.float4_e2m1fn_x4
 def static_cast(array: Any, dtype: Any) -> np.ndarray:
     """Round-to-nearest-even cast (what the hardware's converters do), saturating for fp8."""
     target = _d.resolve(dtype)
-    return np.asarray(array).astype(target)
+    values = np.asarray(array)
+    if target in _d.PACKED_X4 and values.dtype != target:
+        return _d.pack_x4(values, target)  # x4 types: four values of the last dim per element, as nkilib unpacks
+    return values.astype(target)
 
 
 def sizeinbytes(dtype: Any) -> int:

@@ -31,6 +31,11 @@ _KERNEL_DTYPE_NAMES = (
     "uint16",
     "int32",
     "uint32",
+    # MX: packed x4 data (four fp8/fp4 values per element, raw bits) and e8m0 scales (nkilib passes them)
+    "float8_e4m3fn_x4",
+    "float8_e5m2_x4",
+    "float4_e2m1fn_x4",
+    "float8_e8m0fnu",
 )
 _KERNEL_DTYPES = frozenset(dtypes.resolve(n) for n in _KERNEL_DTYPE_NAMES) | {np.dtype(np.bool_)}
 # 64-bit integers (torch's default for ids and indices) are narrowed to 32 bits, as the Neuron compiler does
