@@ -2,6 +2,10 @@
 
 - `import nki` resolves to trnsim before nki-library's conftest runs (on a Neuron machine `nki` is an
   installed package; here trnsim.nki.install_aliases() stands in for it).
+- nki-library's `trace_only` tests trace a kernel with NKI's compiler frontend (`nki.compiler.frontend`,
+  ParserFrontend.compile) and check what the kernel asserts while it is traced. The stand-in traces the
+  kernel with trnsim instead (a timing-mode launch: the kernel's Python runs, shapes only), so its
+  assertions and trnsim's rules are checked; there is no MLIR module to hand back.
 - nki-library's test utilities import two modules the public repository does not ship:
   `test.utils.scripts.remote_lock_scripts` (locks NeuronCores on remote Trainium hosts) and
   `test.utils.perf_analysis_private` (analyses hardware profiler traces). Stand-ins are registered under
@@ -62,6 +66,25 @@ def analyze_trace(**kwargs):
 _perf = types.ModuleType("test.utils.perf_analysis_private")
 _perf.analyze_trace = analyze_trace
 sys.modules.setdefault("test.utils.perf_analysis_private", _perf)
+
+
+class NKIFrontend:
+    """What nki-library's kernel_tracer type-annotates its frontend argument with."""
+
+    def compile(self, kernel, inputs, target="trn2", lnc=1, **_unused):
+        jitted = trnsim.nki.jit(kernel)  # a plain function or an @nki.jit kernel
+        prof = trnsim.nki.profile(jitted[lnc] if lnc > 1 else jitted, target=str(target), mode="timing")
+        return types.SimpleNamespace(profile=prof(**inputs), module=None)
+
+
+class ParserFrontend(NKIFrontend):
+    pass
+
+
+_frontend = types.ModuleType("nki.compiler.frontend")
+_frontend.NKIFrontend = NKIFrontend
+_frontend.ParserFrontend = ParserFrontend
+sys.modules.setdefault("nki.compiler.frontend", _frontend)
 
 
 def pytest_sessionstart(session):
