@@ -83,8 +83,9 @@ class KV:
     takes the row sums off ScalarE's exp (no reduce_res) and the running sum off the small-ops engine.
     """
 
-    def __init__(self, plan: Plan, k: Any, v: Any, b: int, g: int, lo: int, hi: int) -> None:
-        """Issue the loads: natural layout, one key per partition (a DMA row is one key's D elements)."""
+    def __init__(self, plan: Plan, k: Any, v: Any, b: int, g: int, lo: int, hi: int, defer_v: bool = False) -> None:
+        """Issue the loads: natural layout, one key per partition (a DMA row is one key's D elements). With
+        `defer_v` V's load waits for transpose_k, so loads issued in between (the first Q) go first."""
         self.plan, self.lo, self.hi = plan, lo, hi
         p, d = plan.p, plan.d
         nblk = cdiv(hi - lo, p)
@@ -92,12 +93,21 @@ class KV:
         self.k_rows: Any = nl.ndarray((p, nblk, d), plan.dtype, buffer=nl.sbuf)
         self.v = nl.ndarray((p, nblk, d + 1), plan.dtype, buffer=nl.sbuf)
         nisa.memset(dst=self.v[:, :, d : d + 1], value=1.0, engine=nisa.gpsimd_engine)
-        for src, dst in ((k, self.k_rows), (v, self.v[:, :, :d])):
-            copy_blocks(dst, src, b, g, lo, hi - lo, "load")
+        copy_blocks(self.k_rows, k, b, g, lo, hi - lo, "load")
+        self.v_source: Any = (v, b, g)
+        if not defer_v:
+            self.load_v()
         self.kt: Any = None
+
+    def load_v(self) -> None:
+        if self.v_source is not None:
+            v, b, g = self.v_source
+            copy_blocks(self.v[:, :, : self.plan.d], v, b, g, self.lo, self.hi - self.lo, "load")
+            self.v_source = None
 
     def transpose_k(self) -> None:
         """K^T on TensorE, 128 keys at a time into a PSUM bank, copied out by VectorE a bank at a time."""
+        self.load_v()
         plan = self.plan
         p, d, kb = plan.p, plan.d, plan.kb
         self.kt = nl.ndarray((p, self.hi - self.lo), plan.dtype, buffer=nl.sbuf)
@@ -170,7 +180,7 @@ class Rings:
 
 class QBlock:
     """Consecutive query tiles [q0, q0 + rows) of one head: their Q loaded in one DMA when the first of them
-    starts (or earlier: when the previous block's first tile starts, so a large DMA is not waited for), their
+    starts (or earlier: when the previous block's middle tile starts, so a large DMA is not waited for), their
     results staged in SBUF and stored in one DMA when the last of them finishes."""
 
     def __init__(self, plan: Plan, b: int, h: int, q0: int, rows: int) -> None:
@@ -182,8 +192,9 @@ class QBlock:
         self.next: QBlock | None = None  # the block whose Q this one's start prefetches
         self.loaded = False
 
-    def load(self, q: Any) -> None:
-        for block in (self, self.next):
+    def load(self, q: Any, prefetch: bool) -> None:
+        """Load this block's Q (if not yet), and with `prefetch` the next block's."""
+        for block in (self, self.next if prefetch else None):
             if block is not None and not block.loaded:
                 shape = (self.plan.p, block.tiles, self.plan.d)
                 block.q = nl.ndarray(shape, self.plan.dtype, buffer=nl.sbuf)
@@ -217,7 +228,9 @@ class QTile:
         self.units = 0  # units issued so far
 
     def load(self, q: Any) -> None:
-        self.block.load(q)
+        """The block's Q; halfway through the block, the next block's too (well before it is needed, and
+        after the first group's V, which is loaded when its K is transposed)."""
+        self.block.load(q, prefetch=self.index == self.block.tiles // 2)
 
     def transpose_q(self) -> None:
         """Q^T on TensorE through PSUM, copied out by VectorE."""

@@ -313,7 +313,7 @@ def _with_prefetch(plan: Plan, consts: Consts, io: Any, groups: list[Any], make_
     """All KV groups in one pipeline; group n+1's K/V loads start PREFETCH units before group n's last."""
     boxes: list[list[KV]] = [[] for _ in groups]
     prep = SCHEDULE["prep"][0]
-    yield _PrepKV(boxes[0], make_kv(*groups[0]), 1 + prep)
+    yield _PrepKV(boxes[0], make_kv(*groups[0], defer_v=True), 1 + prep)
     count = sum(
         cdiv(plan.key_end(q0, min(plan.p, plan.s_q - q0)), plan.g * plan.kb) for q0 in range(0, plan.s_q, plan.p)
     )
@@ -381,8 +381,8 @@ def flash_attention(q, k, v, causal=True, scale=None):
     rings = Rings(ORing(plan, O_SLOTS), StageRing(plan))
     groups = [(b, g) for b in range(batch) for g in range(kv_heads)]
 
-    def make_kv(b: int, g: int) -> Any:
-        return lambda: KV(plan, k, v, b, g, 0, s_kv)
+    def make_kv(b: int, g: int, defer_v: bool = False) -> Any:
+        return lambda: KV(plan, k, v, b, g, 0, s_kv, defer_v)
 
     if plan.mode == "prefetch":
         run_pipelined(_with_prefetch(plan, consts, io, groups, make_kv, rings))
