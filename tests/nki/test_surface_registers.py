@@ -161,3 +161,16 @@ def hbm_round_trip(v):
 def test_registers_load_from_and_store_to_hbm(rng: np.random.Generator) -> None:
     v = int(rng.integers(-(2**31), 2**31))
     assert int(nki.simulate(hbm_round_trip)(np.array([v], np.int32))[0]) == v
+
+
+def test_a_while_register_that_never_changes_is_an_error_not_a_hang() -> None:
+    @nki.jit
+    def forever():
+        reg = nisa.register_alloc(1)
+        while reg:
+            pass
+        out = nl.ndarray((1, 1), dtype=nl.float32, buffer=nl.shared_hbm)
+        return out
+
+    with pytest.raises(UsageError, match="stayed non-zero for 1048576 iterations"):
+        nki.simulate(forever)()

@@ -23,6 +23,7 @@ from trnsim.nki.nki_object import NKIObject
 from trnsim.nki.tensor import NkiTensor
 
 _INT32 = (-(2**31), 2**32 - 1)  # a register holds 32 bits: signed or unsigned values of that width
+MAX_WHILE_ITERATIONS = 1 << 20  # as nl.while_loop's bound (nki/language_surface.py)
 
 
 class VirtualRegister(NKIObject):
@@ -31,6 +32,7 @@ class VirtualRegister(NKIObject):
     def __init__(self, state: Any = None, frozen: bool = False) -> None:
         self.value: int | None = None if state is None else _register_int(state, "VirtualRegister state")
         self.frozen = bool(frozen)
+        self._true_tests = 0  # consecutive `while reg:` tests that found it non-zero
 
     def set(self, value: int | None, what: str) -> None:
         if self.frozen:
@@ -52,7 +54,16 @@ class VirtualRegister(NKIObject):
         return self.value
 
     def __bool__(self) -> bool:  # `while reg:` (NKI's parser frontend)
-        return self.read("while <register>") != 0
+        true = self.read("while <register>") != 0
+        self._true_tests = self._true_tests + 1 if true else 0
+        if self._true_tests > MAX_WHILE_ITERATIONS:  # a loop whose body never reloads it: an error, not a hang
+            raise UsageError(
+                f"while <register> stayed non-zero for {MAX_WHILE_ITERATIONS} iterations; reload the register "
+                "(nisa.register_load) in the loop body",
+                user_location(),
+                rule="dynamic-loop",
+            )
+        return true
 
     def __index__(self) -> int:
         return self.read("a register used as an int")
@@ -100,9 +111,8 @@ def register_move(dst: Any, src: Any) -> None:
 def register_load(dst: Any, src: NkiTensor) -> None:
     """dst = the one element of src (HBM or SBUF)."""
     reg = _require_register(dst, "register_load dst")
-    if reg.frozen:
-        reg.set(None, "register_load")
-    reg.value = emit_registers.register_load(src)
+    reg.set(reg.value, "register_load")  # a frozen register refuses before the instruction is issued
+    reg.set(emit_registers.register_load(src), "register_load")
 
 
 def register_store(dst: NkiTensor, src: Any) -> None:
