@@ -275,3 +275,19 @@ def test_rng_on_gpsimd_needs_neuroncore_v3() -> None:
     like = np.zeros((4, 4), np.uint32)
     with pytest.raises(KernelError, match="NeuronCore-v3"):
         nki.simulate(bits_after_seed, target="trn1")(np.array([[1]], np.int32), like, like, nisa.engine.gpsimd)
+
+
+@nki.jit
+def drop_with_one_rate(x, rate):
+    out = nl.ndarray(x.shape, dtype=x.dtype, buffer=nl.shared_hbm)
+    nl.store(out, nl.dropout(nl.load(x), nl.load(rate)))
+    return out
+
+
+def test_nl_dropout_takes_a_one_element_rate_tile(rng: np.random.Generator) -> None:
+    x = (rng.random((128, 512)) + 0.5).astype(np.float32)
+    rate = float(rng.uniform(0.1, 0.9))
+    got = nki.simulate(drop_with_one_rate)(x, np.array([[rate]], np.float32))
+    kept = got != 0
+    np.testing.assert_array_equal(got[kept], x[kept])
+    assert abs((1 - kept.mean()) - rate) < 6 * np.sqrt(rate * (1 - rate) / x.size)

@@ -73,6 +73,11 @@ def dropout(x: Any, rate: Any, dtype: Any = None, *, mask: Any = None, **_: Any)
     _no_mask(mask, "nl.dropout", loc)
     if not isinstance(x, NkiTensor):
         raise UsageError(f"nl.dropout takes a tile, got {type(x).__name__}", loc)
+    p = x.partition_size()
+    if isinstance(rate, NkiTensor) and rate.size == 1 and p > 1:  # legacy: "a tile with 1 element"
+        per_partition = new_tensor((p, 1), _dt.float32, MemoryKind.SBUF, location=loc)
+        emit_movement.broadcast_copy(per_partition, rate, loc)  # one GpSimd partition broadcast
+        rate = per_partition
     out = new_tensor(x.shape, x.dtype, MemoryKind.SBUF, location=loc)
     emit_random.dropout(out, x, rate, location=loc)
     if dtype is None or _dt.resolve(dtype) == x.dtype:
