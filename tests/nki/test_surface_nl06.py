@@ -102,3 +102,15 @@ def test_op_values_are_ops_not_functions(rng: np.random.Generator) -> None:
     for op in (nl.average, nl.prelu, nl.bypass):
         with pytest.raises(UsageError, match="is an op value"):
             op(x)
+
+
+def test_gelu_apprx_sigmoid_dx_takes_a_tile() -> None:
+    @nki.jit
+    def on_a_number():
+        nl.gelu_apprx_sigmoid_dx(1.0)
+        out = nl.ndarray((1, 1), dtype=nl.float32, buffer=nl.shared_hbm)
+        return out
+
+    with pytest.raises(UsageError, match=r"nl\.gelu_apprx_sigmoid_dx") as info:
+        nki.simulate(on_a_number)()
+    assert "test_surface_nl06.py" in str(info.value)

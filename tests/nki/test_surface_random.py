@@ -291,3 +291,20 @@ def test_nl_dropout_takes_a_one_element_rate_tile(rng: np.random.Generator) -> N
     kept = got != 0
     np.testing.assert_array_equal(got[kept], x[kept])
     assert abs((1 - kept.mean()) - rate) < 6 * np.sqrt(rate * (1 - rate) / x.size)
+
+
+@nki.jit
+def rand_in(where):
+    buffer = {"hbm": nl.hbm, "psum": nl.psum, "shared": nl.shared_hbm}[where]
+    r = nl.rand((64, 32), nl.float32, buffer=buffer)
+    out = nl.ndarray((64, 32), dtype=nl.float32, buffer=nl.shared_hbm)
+    nisa.dma_copy(out, r) if where == "hbm" else nl.store(out, nl.copy(r))
+    return out
+
+
+def test_nl_rand_in_hbm_and_psum_and_not_in_shared_hbm() -> None:
+    for where in ("hbm", "psum"):
+        u = nki.simulate(rand_in)(where)
+        assert u.min() >= 0.0 and u.max() < 1.0 and len(np.unique(u)) > 0.9 * u.size
+    with pytest.raises(UsageError, match="store it into shared_hbm"):
+        nki.simulate(rand_in)("shared")
