@@ -3,37 +3,28 @@ split over `tp` logical cores; the row-parallel projections (attention output, M
 all-reduce and the logits in an all-gather, costed over the instance topology (sim/collectives.py).
 
 The per-rank model is built from the Hugging Face config with heads / KV heads / intermediate size /
-vocabulary divided by tp, so every kernel is simulated at exactly the shape one rank runs. When tp does not
-divide the heads, they are padded to the next multiple of tp, as transformers-neuronx and NxD Inference do
-(e.g. Llama-2-70B's 64 heads at tp=24 run as 72, three per rank): the padded heads' FLOPs, weights and KV
-cache are paid for. KV heads fewer than tp are replicated (each rank keeps one, NxD's
-REPLICATE_TO_TP_DEGREE); more than tp but not a multiple are padded likewise. A rank whose query heads do
-not group evenly over its KV heads keeps one KV head per query head (NxD's CONVERT_TO_MHA).
+vocabulary divided by tp (families whose head layout is in the config), or cut module by module from the
+model (tp_families.py: GPT-2, GPT-J, GPT-NeoX, OPT, Falcon, BLOOM), so every kernel is simulated at exactly
+the shape one rank runs. Heads are padded and KV heads replicated as tp_heads.py says: the padded heads'
+FLOPs, weights and KV cache are paid for. Compiled tp runs (tp_compile.py) split real weights by the same
+rule, and the collective after a linear follows its weight (`WeightRoles`) in both.
 """
 
 from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.fx
 
+from trnsim.compiler.tp_families import collective_roles, shard_model
+from trnsim.compiler.tp_heads import WeightRoles, local_heads
 from trnsim.errors import CompileError
 from trnsim.hw.spec import HardwareSpec
 from trnsim.sim.collectives import Placement, all_gather_us, all_reduce_us
-
-
-@dataclass
-class WeightRoles:
-    """Which weights (get_attr paths of the captured graph) end in which collective ('all_reduce' after a
-    row-parallel projection, 'all_gather' after the LM head); `current` is the role of the node being lowered
-    (set by the GraphRunner), so a linear's collective follows its weight rather than its shape."""
-
-    collective: dict[str, str] = field(default_factory=dict)
-    current: str | None = None
 
 
 @dataclass(frozen=True)
@@ -71,18 +62,18 @@ class TPPlan:
 
 # families whose rank is rebuilt from a config with fewer heads; the others (tp_families.py) are cut module by
 # module from the model itself
+__all__ = [
+    "SHARDABLE",
+    "TPPlan",
+    "WeightRoles",
+    "local_heads",
+    "local_model",
+    "shard_config",
+    "tp_roles",
+    "weight_role",
+]
+
 SHARDABLE = ("llama", "mistral", "mixtral", "qwen2", "qwen3", "gemma", "gemma2", "phi3")
-
-
-def local_heads(heads: int, kv_heads: int, tp: int) -> tuple[int, int]:
-    """(query heads, KV heads) one rank holds, padding included (see the module docstring)."""
-    if tp < 1 or heads < 1 or kv_heads < 1:
-        raise CompileError(f"heads ({heads}), KV heads ({kv_heads}) and tp ({tp}) must be >= 1")
-    q = -(-heads // tp)  # heads padded up to a multiple of tp
-    kv = -(-kv_heads // tp)  # fewer than tp: one replica per rank; else padded up to a multiple of tp
-    if q % kv:
-        kv = q  # no even grouping on this rank: one KV head per query head
-    return q, kv
 
 
 def shard_config(config: Any, tp: int) -> Any:
@@ -126,8 +117,6 @@ def local_model(model: torch.nn.Module, tp: int) -> tuple[torch.nn.Module, Any]:
 def _surgery_model(model: torch.nn.Module, config: Any, tp: int, dtype: torch.dtype) -> torch.nn.Module:
     """One rank of a family whose head layout is not in its config alone (GPT-2, GPT-J, GPT-NeoX, OPT,
     Falcon): the model's modules cut as a compiled tp run cuts them (tp_shard.py), on the meta device."""
-    from trnsim.compiler.tp_shard import shard_model  # tp_shard builds on local_heads above
-
     with torch.device("meta"):
         full = type(model)(config)
     local: Any
@@ -144,8 +133,6 @@ def tp_roles(rank_model: torch.nn.Module, tp: int) -> WeightRoles | None:
         return None
     known = getattr(rank_model, "_trnsim_tp_roles", None)
     if known is None:
-        from trnsim.compiler.tp_families import collective_roles
-
         known = collective_roles(rank_model, getattr(rank_model, "config", None))
     return None if known is None else WeightRoles(dict(known))
 

@@ -27,8 +27,8 @@ from torch.utils import _pytree as pytree
 from trnsim.compiler.capture import Captured, capture
 from trnsim.compiler.options import CompileOptions
 from trnsim.compiler.passes import run_passes
+from trnsim.compiler.tp_families import shard_all
 from trnsim.compiler.tp_runner import RankRunner, TPRunner, rank_plan
-from trnsim.compiler.tp_shard import shard_all
 from trnsim.errors import CompileError, SpecError
 from trnsim.hw.presets import get_spec
 from trnsim.runtime.graph_profile import GraphProfile

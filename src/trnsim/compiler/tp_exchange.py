@@ -16,6 +16,7 @@ import numpy as np
 from trnsim.nki import collectives as ncc
 from trnsim.nki import isa as nisa
 from trnsim.nki import language as nl
+from trnsim.nki import run_ranks
 from trnsim.nki.collectives import ReplicaGroup
 from trnsim.nki.kernel import jit
 
@@ -47,8 +48,6 @@ def all_gather_kernel(part: Any, replica_group: Any) -> Any:
 
 
 def _run(kernel: Any, parts: list[np.ndarray], target: Any, instance: str | None) -> list[np.ndarray]:
-    from trnsim.runtime.instance_launch import run_ranks
-
     group = ReplicaGroup([list(range(len(parts)))])
     flat = [np.ascontiguousarray(p.reshape(-1, p.shape[-1])) for p in parts]
     prof = run_ranks(kernel, [(p, group) for p in flat], target=target, instance=instance)

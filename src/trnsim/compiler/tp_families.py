@@ -15,11 +15,22 @@ its head count from the weights' shapes (a -1 in its views) or from the attribut
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import torch
 
-from trnsim.compiler.tp_shard import ROW, VOCAB, HeadSplit, Sharder, blocks, rank0_bias, set_param, span
+from trnsim.compiler.tp_shard import (
+    ROW,
+    VOCAB,
+    HeadSplit,
+    Sharder,
+    ShardRoles,
+    blocks,
+    rank0_bias,
+    set_param,
+    span,
+)
 from trnsim.errors import CompileError
 
 FAMILIES = (
@@ -263,3 +274,26 @@ def collective_roles(model: Any, config: Any) -> dict[str, str] | None:
         if param is weight:  # a tied embedding may name the head's weight after the embedding
             roles[name] = VOCAB
     return roles
+
+
+def shard_model(model: torch.nn.Module, tp: int, rank: int) -> tuple[torch.nn.Module, ShardRoles]:
+    """Rank `rank`'s copy of `model` (a Hugging Face decoder) split over `tp` ranks."""
+    config = getattr(model, "config", None)
+    if config is None:
+        raise CompileError(
+            f"tp={tp} is not supported for {type(model).__name__}: tensor parallelism splits the heads and MLP of "
+            "Hugging Face decoders (a model with .config); use tp=1 for it"
+        )
+    local = copy.deepcopy(model)
+    roles = ShardRoles()
+    sharder = Sharder(tp, rank, roles, {id(m): p for p, m in local.named_modules()})
+    with torch.no_grad():
+        shard_blocks(local, config, sharder)
+        sharder.lm_head(local)
+    return local.eval(), roles
+
+
+def shard_all(model: torch.nn.Module, tp: int) -> tuple[list[torch.nn.Module], ShardRoles]:
+    """Every rank's copy, and the roles (the same on every rank)."""
+    ranks = [shard_model(model, tp, r) for r in range(tp)]
+    return [m for m, _ in ranks], ranks[0][1]

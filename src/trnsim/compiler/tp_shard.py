@@ -8,20 +8,21 @@ columns get zero weights, so they add nothing. The embedding stays whole on ever
 rows it reads, not the table's size). Biases of row-parallel projections stay on rank 0 only: they are
 added once, before the all-reduce.
 
-`shard_model(model, tp, rank)` returns a deep copy with sliced weights (real tensors for compiled runs,
-meta tensors for estimates) and `ShardRoles`: which weights end in which collective.
+This module holds the cutting tools (which global head each slot holds, blocks and spans of a weight, the
+record of which weights end in which collective); tp_families.py applies them to each family's layout and
+`tp_families.shard_model(model, tp, rank)` returns a rank's deep copy with sliced weights (real tensors for
+compiled runs, meta tensors for estimates).
 """
 
 from __future__ import annotations
 
-import copy
 import math
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from trnsim.compiler.tensor_parallel import WeightRoles, local_heads
+from trnsim.compiler.tp_heads import WeightRoles, local_heads
 from trnsim.errors import CompileError
 
 ROW = "all_reduce"  # a row-parallel projection: partial sums all-reduced
@@ -151,31 +152,6 @@ class Sharder:
             set_param(head, "bias", span(head.bias, 0, self.rank, self.tp))
         head.out_features = head.weight.shape[0]
         self.roles.collective[self.path(head) + ".weight"] = VOCAB
-
-
-def shard_model(model: torch.nn.Module, tp: int, rank: int) -> tuple[torch.nn.Module, ShardRoles]:
-    """Rank `rank`'s copy of `model` (a Hugging Face decoder) split over `tp` ranks."""
-    from trnsim.compiler.tp_families import shard_blocks
-
-    config = getattr(model, "config", None)
-    if config is None:
-        raise CompileError(
-            f"tp={tp} is not supported for {type(model).__name__}: tensor parallelism splits the heads and MLP of "
-            "Hugging Face decoders (a model with .config); use tp=1 for it"
-        )
-    local = copy.deepcopy(model)
-    roles = ShardRoles()
-    sharder = Sharder(tp, rank, roles, {id(m): p for p, m in local.named_modules()})
-    with torch.no_grad():
-        shard_blocks(local, config, sharder)
-        sharder.lm_head(local)
-    return local.eval(), roles
-
-
-def shard_all(model: torch.nn.Module, tp: int) -> tuple[list[torch.nn.Module], ShardRoles]:
-    """Every rank's copy, and the roles (the same on every rank)."""
-    ranks = [shard_model(model, tp, r) for r in range(tp)]
-    return [m for m, _ in ranks], ranks[0][1]
 
 
 def head_split(config: Any, tp: int) -> HeadSplit:
