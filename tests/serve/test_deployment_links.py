@@ -112,4 +112,5 @@ def test_shared_links_slow_both_tenants_and_disjoint_chips_do_not(tiny: str, tmp
         assert s["link_bandwidth_factor"] == pytest.approx(1 / (1 + u))
         # ... and it shows in the tenant's own latencies: every decode step waits on its all-reduces
         assert s["tpot_ms"]["p50"] > s["tpot_ms_alone"]["p50"]
+        assert s["ttft_ms"]["p50"] >= s["ttft_ms_alone"]["p50"]
         assert s["tpot_ms_alone"] == a["tpot_ms_alone"]  # alone, the placement is all that differs: same chips count

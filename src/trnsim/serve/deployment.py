@@ -243,6 +243,7 @@ def run_deployment(
             "link_bandwidth_factor": links,
             "link_busy_alone": wire_busy[t.name],
             "tpot_ms_alone": alone[t.name].to_dict()["tpot_ms"],
+            "ttft_ms_alone": alone[t.name].to_dict()["ttft_ms"],
             "utilization_alone": busy[t.name],
         }
     return out
