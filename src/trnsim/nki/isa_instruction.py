@@ -21,10 +21,12 @@ class NkiInstruction(NKIObject):
         self.producers: list[NkiInstruction] = []
 
     def depends_on(self, *producers: NkiInstruction) -> NkiInstruction:
-        """Record that this instruction runs after each producer; returns self.
+        """Make this instruction run after each producer completes; returns self.
 
-        trnsim's scheduler orders instructions by the data they read and write and by each engine's program
-        order; an edge with no data behind it is recorded here (`producers`) but does not delay the timeline.
+        trnsim orders instructions by the memory they read and write, so the edge becomes a read of what the
+        producer writes: this instruction then waits for the producer's result, as a semaphore wait would. A
+        producer that writes no memory (set_rng_seed, register_load, a barrier) gives nothing to wait for;
+        its edge is kept in `producers` and orders the two only on the same engine (program order).
         """
         for p in producers:
             if not isinstance(p, NkiInstruction):
@@ -33,6 +35,9 @@ class NkiInstruction(NKIObject):
                     user_location(),
                     rule="depends-on",
                 )
+            if p is self:
+                raise UsageError("an instruction cannot depend on itself", user_location(), rule="depends-on")
+            self.handle.reads = (*self.handle.reads, *p.handle.writes)
         self.producers.extend(producers)
         return self
 
