@@ -78,6 +78,12 @@ def test_mig_slices_serve_on_their_share_of_the_gpu(tiny: str, tmp_path: Path) -
     assert t["small"]["tpot_ms"]["p50"] > t["large"]["tpot_ms"]["p50"] > t["whole"]["tpot_ms"]["p50"]
     # each pays its compute share of one of the instance's eight GPUs
     assert t["small"]["instance_share"] == pytest.approx(3 / 7 / 8) and t["whole"]["instance_share"] == 1 / 8
+    # `trnsim report` shows the tenants side by side
+    saved, html = tmp_path / "mig.json", tmp_path / "mig.html"
+    saved.write_text(result.stdout)
+    assert CliRunner().invoke(app, ["report", str(saved), "-o", str(html)]).exit_code == 0
+    page = html.read_text()
+    assert "tenants of each p5.48xlarge, side by side" in page and "<th>Small</th>" in page and "3g.40gb" in page
 
 
 def test_slices_that_do_not_fit_and_other_bad_files_are_one_line(tiny: str, tmp_path: Path) -> None:
