@@ -174,3 +174,27 @@ def test_a_while_register_that_never_changes_is_an_error_not_a_hang() -> None:
 
     with pytest.raises(UsageError, match="stayed non-zero for 1048576 iterations"):
         nki.simulate(forever)()
+
+
+@nki.jit
+def countdown_while_loop(v):
+    cur = nl.load(v)
+    count = nl.ndarray((1, 1), dtype=nl.int32, buffer=nl.sbuf)
+    nisa.memset(count, 0)
+    reg = nisa.register_alloc(cur)
+
+    def body(r):
+        nisa.tensor_scalar(cur, cur, nl.subtract, 1)
+        nisa.tensor_scalar(count, count, nl.add, 1)
+        nisa.register_load(r, cur)
+        return r
+
+    nl.while_loop(reg, body)
+    out = nl.ndarray((1, 1), dtype=nl.int32, buffer=nl.shared_hbm)
+    nl.store(out, count)
+    return out
+
+
+def test_nl_while_loop_on_a_register(rng: np.random.Generator) -> None:
+    n = int(rng.integers(0, 20))
+    assert int(nki.simulate(countdown_while_loop)(np.array([[n]], np.int32))[0, 0]) == n
