@@ -77,13 +77,23 @@ def test_bf16_matches_eager_within_bf16_tolerance():
     torch.testing.assert_close(out, ref, rtol=0.1, atol=0.1)
 
 
-def test_torch_compile_backend_runs_tp_ranks():
-    model = _llama()
-    ids = torch.randint(0, 300, (1, 8))
+def _gpt2():
+    cfg = transformers.GPT2Config(n_layer=1, n_embd=64, n_head=4, vocab_size=300, n_positions=64, use_cache=False)
+    return transformers.GPT2LMHeadModel(cfg).eval()
+
+
+@pytest.mark.parametrize("make", [_llama, _gpt2], ids=["llama", "gpt2"])
+def test_torch_compile_backend_runs_tp_ranks(make):
+    # Dynamo compiles a different frame for each (Llama: wrapper(*args, **kwargs) with the model first, GPT-2:
+    # wrapper(self, *args, **kwargs)); the call's tensors, keyword ones included, reach every rank
+    model = make()
+    ids = torch.randint(0, 300, (2, 8))
+    mask = torch.ones(2, 8, dtype=torch.long)
+    mask[1, 6:] = 0  # the second sequence is two tokens shorter
     compiled = torch.compile(model, backend="trnsim", options={"tp": 2})
     with torch.no_grad():
-        out = compiled(ids).logits
-        ref = model(ids).logits
+        out = compiled(ids, attention_mask=mask).logits
+        ref = model(ids, attention_mask=mask).logits
     torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4)
     prof = trnsim.last_profile()
     assert prof is not None and prof.tp == 2 and len(prof.rank_device_us) == 2
@@ -106,6 +116,12 @@ def test_profile_prices_collectives_and_kernels_like_estimate():
         assert got[kernel]["count"] == want[kernel]["count"], kernel
         assert got[kernel]["device_us"] == pytest.approx(want[kernel]["device_us"], rel=1e-9), kernel
     assert compiled.device_time_us <= estimated.device_time_us < 1.15 * compiled.device_time_us
+    # shapes only: the same ranks' timelines, the logits as a meta tensor of the whole vocabulary
+    logits = trnsim.compile(model, (ids,), tp=2, mode="timing")(ids).logits
+    assert logits.device.type == "meta" and tuple(logits.shape) == (1, 16, 300)
+    timing = trnsim.last_profile()
+    assert timing is not None and timing.mode == "timing"
+    assert timing.device_time_us == pytest.approx(compiled.device_time_us, rel=1e-9)
 
 
 def test_bad_tensor_parallel_options_are_clear_errors():

@@ -16,9 +16,11 @@ call the model with use_cache=False (a KV cache per rank holds only that rank's 
 from __future__ import annotations
 
 import copy as copymod
+import inspect
 import re
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -135,33 +137,53 @@ def _path(source_name: str) -> list[str | int] | None:
     return [int(m[1]) if m[1] else (m[0] or m[2]) for m in _TOKEN.findall(source_name[1:])]
 
 
-def _frame(tp: int) -> tuple[torch.nn.Module, dict[str, Any]]:
+@dataclass(frozen=True)
+class _Frame:
+    """The function Dynamo is compiling: its locals at entry and how its parameters are laid out."""
+
+    model: torch.nn.Module
+    f_locals: dict[str, Any]
+    names: tuple[str, ...]  # named parameters, in order
+    varargs: str | None  # the *args parameter's name
+    varkw: str | None  # the **kwargs parameter's name
+
+    def call(self, loc: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """The model's (args, kwargs) from the frame's locals: forward(self, ...) or a wrapper (*args, **kw)
+        whose first positional argument is the model."""
+        extra = list(loc.get(self.varargs) or ()) if self.varargs else []
+        kwargs = dict(loc.get(self.varkw) or {}) if self.varkw else {}
+        names = list(self.names)
+        if names and loc[names[0]] is self.model:
+            names = names[1:]
+        elif extra and extra[0] is self.model:
+            extra = extra[1:]
+        return tuple(extra), {**{n: loc[n] for n in names}, **kwargs}
+
+
+def _frame(tp: int) -> _Frame:
     from torch._dynamo.symbolic_convert import InstructionTranslator
 
     tx = InstructionTranslator.current_tx()
+    code = getattr(tx, "f_code", None)
     f_locals = dict(getattr(tx, "f_locals", None) or {})
-    for value in (f_locals.get("self"), *(f_locals.get("args") or ())[:1]):
-        if isinstance(value, torch.nn.Module):
-            if getattr(value, "config", None) is None:
+    if code is not None:
+        n = code.co_argcount + code.co_kwonlyargcount
+        varargs = code.co_varnames[n] if code.co_flags & inspect.CO_VARARGS else None
+        varkw = code.co_varnames[n + (varargs is not None)] if code.co_flags & inspect.CO_VARKEYWORDS else None
+        names = tuple(code.co_varnames[:n])
+        first = f_locals.get(names[0]) if names else (f_locals.get(varargs) or (None,))[0] if varargs else None
+        if isinstance(first, torch.nn.Module):
+            if getattr(first, "config", None) is None:
                 raise CompileError(
-                    f"tp={tp} is not supported for {type(value).__name__}: tensor parallelism splits the heads and "
+                    f"tp={tp} is not supported for {type(first).__name__}: tensor parallelism splits the heads and "
                     "MLP of Hugging Face decoders (a model with .config); use tp=1 for it"
                 )
-            return value, f_locals
+            return _Frame(first, f_locals, names, varargs, varkw)
     raise CompileError(
         'torch.compile(backend="trnsim", options={"tp": N}) shards a Hugging Face model: compile the model '
         "itself (torch.compile(model, ...)), whose forward Dynamo then captures; this graph comes from "
-        f"{getattr(getattr(tx, 'f_code', None), 'co_name', 'an unknown function')}"
+        f"{getattr(code, 'co_name', 'an unknown function')}"
     )
-
-
-def _arguments(model: torch.nn.Module, loc: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
-    """The model's call from a frame's locals: forward(self, ...) or a wrapper(*args, **kwargs)."""
-    extra = dict(loc.get("kwargs") or {})
-    if loc.get("self") is model:
-        named = {k: v for k, v in loc.items() if k not in ("self", "__class__", "args", "kwargs")}
-        return (), {**named, **extra}
-    return tuple(loc["args"][1:]), extra
 
 
 def _put(tree: Any, path: list[str | int], value: Any) -> Any:
@@ -179,7 +201,7 @@ def _put(tree: Any, path: list[str | int], value: Any) -> Any:
 
 
 def tp_backend(gm: torch.fx.GraphModule, opts: CompileOptions, training: bool = False) -> Callable[..., Any]:
-    model, f_locals = _frame(opts.tp)
+    frame = _frame(opts.tp)
     if training:
         raise CompileError(
             f"tp={opts.tp}: tensor-parallel compiled runs are inference only (no gradients); run the model under "
@@ -188,11 +210,11 @@ def tp_backend(gm: torch.fx.GraphModule, opts: CompileOptions, training: bool = 
     outputs = pytree.tree_leaves(gm.graph.output_node().args[0])
     if len(outputs) != 1:
         raise CompileError(
-            f"tp={opts.tp}: the compiled forward of {type(model).__name__} returns {len(outputs)} tensors; a "
+            f"tp={opts.tp}: the compiled forward of {type(frame.model).__name__} returns {len(outputs)} tensors; a "
             "tensor-parallel run returns the logits only: call the model with use_cache=False (or set "
             "model.config.use_cache = False)"
         )
-    inputs: list[tuple[int, list[str | int]]] = []
+    inputs: list[tuple[int, list[str | int]]] = []  # graph inputs that are the call's (not the model's weights)
     for i, node in enumerate(n for n in gm.graph.nodes if n.op == "placeholder"):
         source = getattr(node.meta.get("grapharg"), "source", None)
         path = _path(source.name) if source is not None else None
@@ -201,13 +223,13 @@ def tp_backend(gm: torch.fx.GraphModule, opts: CompileOptions, training: bool = 
     compiled: dict[Any, TPExecutable] = {}
 
     def run(*gm_args: Any) -> Any:
-        loc: Any = f_locals
+        loc: Any = frame.f_locals
         for i, path in inputs:
             loc = _put(loc, path, gm_args[i])
-        args, kwargs = _arguments(model, loc)
+        args, kwargs = frame.call(loc)
         key = tuple((tuple(a.shape), a.dtype) for a in gm_args if isinstance(a, torch.Tensor))
         if key not in compiled:
-            compiled[key] = TPExecutable(model, args, kwargs, opts)
+            compiled[key] = TPExecutable(frame.model, args, kwargs, opts)
         out = compiled[key](*args, **kwargs)
         logits = [t for t in pytree.tree_leaves(out) if isinstance(t, torch.Tensor)]
         return (logits[0],)
