@@ -10,32 +10,29 @@ own sequences; the routed experts are split into `ep` contiguous blocks, one per
 4. combines: the expert outputs go back to their tokens' ranks, another all-to-all of the same size.
 
 `ep_estimate` prices a rank as `trnsim.estimate` of the whole model on the rank's batch (everything the rank
-runs on its own tokens), then replaces the experts' grouped matmuls by the busiest rank's: its E / ep experts
-with the rows the routing of the whole EP group's tokens (ep x the rank's) sends them, from
-`expert_parallel_routing` (a sampled top-k routing, not an even split). The routing's other per-row work on
-the chip (gathers, the experts' activation, the weighted combine) stays as the rank's graph priced it for its
-own tokens x k rows, the mean of what the ranks receive. Dispatch and combine are costed over the instance
-topology with its all-to-all closed form (hw/topology.py); the resident weights hold only the rank's experts.
+runs on its own tokens), with the experts' grouped matmuls launched at the busiest rank's shapes
+(lowering/moe.py, while `local_expert_rows` is active): its E / ep experts with the rows the routing of the
+whole EP group's tokens (ep x the rank's) sends them, from `expert_parallel_routing` (a sampled top-k routing,
+not an even split). The routing's other per-row work on the chip (gathers, the experts' activation, the
+weighted combine) stays as the rank's graph prices it for its own tokens x k rows, the mean of what the ranks
+receive. Dispatch and combine are costed over the instance topology with its all-to-all closed form
+(hw/topology.py); the resident weights hold only the rank's experts.
 """
 
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass
-from itertools import accumulate
 from typing import Any
 
 import torch
 
-from trnsim import dtypes, kernels
 from trnsim.compiler.dtype_mx import GROUPED, grouped_dims, mx_grouped_cost
-from trnsim.compiler.expert_parallel_routing import Routing, check_ep, sampled_routing
+from trnsim.compiler.expert_parallel_routing import Routing, check_ep, local_expert_rows, sampled_routing
 from trnsim.errors import CompileError
 from trnsim.hw.presets import get_spec
 from trnsim.hw.spec import HardwareSpec
 from trnsim.hw.topology import CollectiveKind, collective_ns, fabric_of
-from trnsim.nki.kernel import TensorSpec
 from trnsim.runtime.graph_profile import GraphProfile, OpRecord
 from trnsim.sim.collectives import Placement, place
 
@@ -117,28 +114,33 @@ def ep_estimate(
     spec = target if isinstance(target, HardwareSpec) else get_spec(target)
     fmt = check_estimate_dtype(dtype, target=spec)
     placement = place(spec, ep, instance)  # ep ranks over the instance (a clear SpecError when it is too small)
-    profile = estimate(
-        model,
-        example_inputs,
-        example_kwargs,
-        target=spec,
-        tp=1,
-        label=label,
-        decode=decode,
-        context=context,
-        dtype=dtype,
-        extrapolate=extrapolate,
-    )
-    grouped = [r for r in profile.records if r.kind == "kernel" and r.kernel.startswith(GROUPED)]
-    if not grouped:
-        raise CompileError(f"no expert matmul (grouped_matmul) in {label or type(model).__name__}'s graph to spread")
-    x_rows, hidden, _ = grouped_dims(grouped[0])
-    rank_tokens = x_rows // top_k  # the rank's own tokens, each routed to k experts
+    ids = example_inputs[0] if example_inputs else None
+    if not isinstance(ids, torch.Tensor) or ids.dim() != 2:
+        raise CompileError("an expert-parallel estimate takes one rank's input ids [batch, tokens]")
+    rank_tokens = ids.numel()  # prefill: batch x tokens; decode: one new token per sequence
     routing = sampled_routing(ep * rank_tokens, experts, top_k, ep, skew)
     local = routing.rank_experts(routing.busiest_rank)
-    for record in grouped:
-        _price_local_experts(record, spec, local, experts, profile.cores_per_rank, fmt)
-    moe_layers = sum(r.count for r in grouped) // 2  # two expert matmuls per layer: gate/up, then down
+    with local_expert_rows(local):  # the lowering runs the experts at the busiest rank's shapes
+        profile = estimate(
+            model,
+            example_inputs,
+            example_kwargs,
+            target=spec,
+            tp=1,
+            label=label,
+            decode=decode,
+            context=context,
+            dtype=dtype,
+            extrapolate=extrapolate,
+        )
+    grouped = [r for r in profile.records if r.kind == "kernel" and r.kernel.startswith(GROUPED)]
+    if not grouped and sum(local) > 0:
+        raise CompileError(f"no expert matmul (grouped_matmul) in {label or type(model).__name__}'s graph to spread")
+    hidden = int(getattr(getattr(model, "config", None), "hidden_size", 0))
+    if fmt is not None and fmt.mx_bits:  # the MX cost path at the local experts' exact rows
+        for record in grouped:
+            _price_local_experts_mx(record, spec, local, profile.cores_per_rank, fmt.mx_bits)
+    moe_layers = _moe_layers(model)
     elt = 2  # the hidden states travel in bf16
     dispatch = max(rank_tokens * top_k, sum(local)) * hidden * elt
     us = all_to_all_us(spec, placement, dispatch)
@@ -160,30 +162,19 @@ def ep_estimate(
     return EPEstimate(profile, ep, routing, rank_tokens, top_k, dispatch)
 
 
-def _price_local_experts(
-    record: OpRecord, spec: HardwareSpec, local: tuple[int, ...], experts: int, cores: int, fmt: Any
+def _price_local_experts_mx(
+    record: OpRecord, spec: HardwareSpec, local: tuple[int, ...], cores: int, bits: int
 ) -> None:
-    """Re-price a grouped_matmul record as the busiest rank's: its experts, with the rows routed to them."""
-    from trnsim.compiler.kernel_runner import run_kernel
-
-    _, k, (g, _, n) = grouped_dims(record)
-    if g != experts:
-        raise CompileError(f"grouped matmul {record.node} has {g} groups, the model {experts} experts")
-    rows = sum(local)
+    """An MX grouped-matmul record at the busiest rank's exact rows per expert (dtype_mx's cost path)."""
+    _, k, (_, _, n) = grouped_dims(record)
     share = max(1, cores)  # a rank is a logical core: its physical cores split the work
-    if rows == 0:
-        record.device_us, record.flops, record.hbm_bytes, record.engine_busy_us = 0.0, 0, 0, {}
-    elif fmt is not None and fmt.mx_bits:
-        mx = mx_grouped_cost(spec, list(local), n, k, fmt.mx_bits)
-        _set_cost(record, mx.latency_us / share, mx.flops, mx.hbm_bytes, mx.engine_busy_us, share)
-    else:
-        operand = dtypes.bfloat16 if fmt is None or fmt.trainium is None else fmt.trainium
-        args = (TensorSpec((rows, k), operand), TensorSpec((len(local), k, n), operand), list(accumulate(local)))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            _, cost = run_kernel(kernels.grouped_matmul, args, {"out_dtype": dtypes.bfloat16}, spec, functional=False)
-        _set_cost(record, cost.latency_us / share, cost.flops, cost.hbm_bytes, cost.engine_busy_us, share)
-    record.shapes = f"[{rows}, {k}]:bfloat16, [{len(local)}, {k}, {n}]:bfloat16 (busiest of the EP ranks)"
+    mx = mx_grouped_cost(spec, list(local), n, k, bits)
+    _set_cost(record, mx.latency_us / share, mx.flops, mx.hbm_bytes, mx.engine_busy_us, share)
+
+
+def _moe_layers(model: torch.nn.Module) -> int:
+    """Layers with routed experts (each has one dispatch and one combine)."""
+    return sum(1 for name, _ in model.named_modules() if name.endswith(".experts") and "layers." in name)
 
 
 def _set_cost(record: OpRecord, us: float, flops: int, nbytes: int, busy: dict[str, float], share: int) -> None:

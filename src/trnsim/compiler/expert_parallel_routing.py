@@ -16,7 +16,10 @@ prices.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -110,3 +113,23 @@ def sampled_routing(tokens: int, experts: int, top_k: int, ep: int, skew: float 
     """The routing of `tokens` tokens (all the EP group's tokens of one step) drawn as the module docstring says."""
     check_ep(ep, experts)
     return routing_of(route_tokens(tokens, experts, top_k, skew), experts, ep)
+
+
+# While an expert-parallel estimate runs: the rows each of the busiest rank's experts receives. The experts'
+# grouped matmul is then launched at that rank's shapes (lowering/moe.py), so the whole model's experts are
+# never simulated only to be replaced.
+_LOCAL_ROWS: contextvars.ContextVar[tuple[int, ...] | None] = contextvars.ContextVar("trnsim_ep_rows", default=None)
+
+
+@contextlib.contextmanager
+def local_expert_rows(rows: tuple[int, ...]) -> Iterator[None]:
+    token = _LOCAL_ROWS.set(rows)
+    try:
+        yield
+    finally:
+        _LOCAL_ROWS.reset(token)
+
+
+def active_local_expert_rows() -> tuple[int, ...] | None:
+    """The busiest rank's rows per local expert while an expert-parallel estimate runs, else None."""
+    return _LOCAL_ROWS.get()

@@ -17,11 +17,13 @@ spread evenly over the experts (balanced groups). Functional runs use the real r
 
 from __future__ import annotations
 
+from itertools import accumulate
 from typing import Any
 
 import torch
 
 from trnsim import kernels
+from trnsim.compiler.expert_parallel_routing import active_local_expert_rows
 from trnsim.compiler.lowering.context import KERNEL_DTYPES, LowerContext, Unsupported, numpy_dtype
 from trnsim.compiler.lowering.elementwise import to_copy as float_cast
 from trnsim.compiler.lowering.table import registered
@@ -235,6 +237,16 @@ def _grouped(ctx: LowerContext, x: torch.Tensor, w: torch.Tensor, offs: Any, out
     if x.dim() != 2 or w.dim() != 3 or x.dtype not in KERNEL_DTYPES or w.dtype != x.dtype:
         raise Unsupported("grouped_mm of 2-D tokens by 3-D expert weights of one float dtype")
     odt = None if out_dtype in (None, x.dtype) else numpy_dtype(out_dtype)
+    local = active_local_expert_rows()
+    if local is not None and _meta(x):
+        # an expert-parallel estimate (compiler/expert_parallel.py): the busiest rank's experts on the rows the
+        # routing sends them; the graph's own [rows, N] result stays a shape for the ops after it
+        n = w.shape[2]
+        if sum(local):
+            rank_x = torch.empty((sum(local), x.shape[1]), dtype=x.dtype, device="meta")
+            rank_w = torch.empty((len(local), *w.shape[1:]), dtype=w.dtype, device="meta")
+            ctx.kernel(kernels.grouped_matmul, rank_x, rank_w, list(accumulate(local)), out_dtype=odt)
+        return torch.empty((x.shape[0], n), dtype=out_dtype or x.dtype, device="meta")
     return ctx.kernel(kernels.grouped_matmul, x, w, _group_ends(offs, x.shape[0]), out_dtype=odt)
 
 
