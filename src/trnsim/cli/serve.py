@@ -67,7 +67,9 @@ def serve_command(
     requests: int = typer.Option(200, "--requests", min=1, help="requests to simulate"),
     prompt: str = typer.Option("2048", "--prompt", help="prompt tokens: N, LOW-HIGH or zipf:S:LOW-HIGH"),
     output: str = typer.Option("256", "--output", help="output tokens: N, LOW-HIGH or zipf:S:LOW-HIGH"),
-    scheduler: str = typer.Option("continuous", "--scheduler", help="continuous (vLLM), chunked (Sarathi) or static"),
+    scheduler: str = typer.Option(
+        "continuous", "--scheduler", help="continuous (vLLM), chunked (Sarathi), static or disaggregated"
+    ),
     seed: int = typer.Option(0, "--seed", help="workload random seed"),
     weight_format: str = typer.Option(
         "bf16", "--dtype", help="weight format: bf16, fp8 or fp4 (GPUs with FP4 tensor cores); mxfp8/mxfp4 not yet"
@@ -89,6 +91,12 @@ def serve_command(
     deployment: Path | None = typer.Option(
         None, "--deployment", help="TOML: several tenants on one instance's NeuronCores (docs/instances.md)"
     ),
+    prefill_tp: int | None = typer.Option(
+        None, "--prefill-tp", help="--scheduler disaggregated: ranks of the prefill pool (docs/serving_parallelism.md)"
+    ),
+    decode_tp: int | None = typer.Option(
+        None, "--decode-tp", help="--scheduler disaggregated: ranks of the decode pool"
+    ),
 ) -> None:
     """Simulate serving MODEL on HW: latency percentiles, tokens/s, $/Mtok and J/token."""
     if deployment is not None:
@@ -97,6 +105,34 @@ def serve_command(
 
             raise ServeError("--dtype/--kv-dtype are not supported with --deployment yet (its tenants serve bf16)")
         _serve_deployment(deployment, scheduler, seed, as_json)
+        return
+    if scheduler.strip().lower() == "disaggregated" or prefill_tp is not None or decode_tp is not None:
+        from trnsim.cli.serve_parallel import serve_disaggregated
+
+        serve_disaggregated(
+            ctx,
+            model=model,
+            hw=hw,
+            tp=tp,
+            scheduler=scheduler,
+            prefill_tp=prefill_tp,
+            decode_tp=decode_tp,
+            workload_options={
+                "rate": rate,
+                "concurrency": concurrency,
+                "burstiness": burstiness,
+                "seed": seed,
+                "requests": requests,
+                "prompt": prompt,
+                "output": output,
+            },
+            weight_format=weight_format,
+            kv_dtype=kv_dtype,
+            slo=(slo_ttft_ms, slo_tpot_ms),
+            tables=(prices, power_table),
+            unsupported={"--save-result": save_result, "--timeline": timeline, "--report": report},
+            as_json=as_json,
+        )
         return
     from trnsim.serve import SLO, make_workload, simulate
     from trnsim.serve.benchmark_metrics import SCHEMA, benchmark_metrics, parse_percentiles
