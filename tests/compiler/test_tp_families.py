@@ -43,6 +43,16 @@ FAMILIES = {
     "falcon": lambda: transformers.FalconForCausalLM(
         transformers.FalconConfig(hidden_size=64, num_hidden_layers=1, num_attention_heads=4, vocab_size=VOCAB)
     ),
+    "falcon_grouped": lambda: transformers.FalconForCausalLM(
+        transformers.FalconConfig(
+            hidden_size=64,
+            num_hidden_layers=1,
+            num_attention_heads=8,
+            num_kv_heads=2,
+            new_decoder_architecture=True,
+            vocab_size=VOCAB,
+        )
+    ),
     "bloom": lambda: transformers.BloomForCausalLM(
         transformers.BloomConfig(hidden_size=64, n_layer=1, n_head=4, vocab_size=VOCAB)
     ),

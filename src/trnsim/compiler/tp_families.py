@@ -7,7 +7,8 @@ its head count from the weights' shapes (a -1 in its views) or from the attribut
   columns of the output projection;
 - GPT-2's fused Conv1D c_attn ([in, q|k|v]) and c_proj;
 - GPT-NeoX's fused query_key_value, per head [q, k, v];
-- Falcon's fused query_key_value: multi-query [q heads | k | v] or per head [q, k, v];
+- Falcon's fused query_key_value: multi-query [q heads | k | v], per head [q, k, v], or per KV group
+  [queries, k, v] (the new decoder architecture);
 - BLOOM's fused query_key_value per head [q, k, v], with each rank's rows of the ALiBi biases;
 - MLPs: gate/up/down (Llama-like), fc1/fc2 (OPT), fc_in/fc_out (GPT-J), dense_h_to_4h/dense_4h_to_h
   (NeoX, Falcon), c_fc/c_proj (GPT-2).
@@ -58,11 +59,15 @@ def _heads(config: Any, tp: int) -> HeadSplit:
     heads = getattr(config, "num_attention_heads", None) or config.n_head
     kv = getattr(config, "num_key_value_heads", None) or heads
     if getattr(config, "model_type", "") == "falcon":
-        if getattr(config, "new_decoder_architecture", False):
+        if getattr(config, "alibi", False):
             raise CompileError(
-                f"tp={tp}: Falcon's new decoder architecture (grouped fused QKV) is not split yet; use tp=1"
+                f"tp={tp}: Falcon with ALiBi adds its per-head biases to the attention mask for all heads; "
+                "splitting it is not implemented, use tp=1"
             )
-        kv = 1 if config.multi_query else heads
+        if config.new_decoder_architecture:
+            kv = config.num_kv_heads
+        else:
+            kv = 1 if config.multi_query else heads
     return HeadSplit(heads, kv, tp)
 
 
@@ -139,6 +144,23 @@ def _falcon_multi_query(attn: Any, split: HeadSplit, s: Sharder, d: int) -> None
 _ALIBI_CLASSES: dict[type, type] = {}
 
 
+def _falcon_grouped(attn: Any, split: HeadSplit, s: Sharder, d: int) -> None:
+    """Falcon's new decoder architecture: query_key_value rows are, per KV head, its query heads then its K
+    and V ([kv, queries per kv + 2, head_dim]); a rank's rows keep that layout over its own KV slots."""
+    lin = attn.query_key_value
+    share = split.heads // split.kv_heads
+    q, kv = split.local
+    qs, kvs = split.q_slots(s.rank), split.kv_slots(s.rank)
+    group, stride = q // kv, share + 2  # stride: rows per KV head in the full layout
+    rows: list[int | None] = []
+    for slot, g in enumerate(kvs):
+        for h in qs[slot * group : (slot + 1) * group]:
+            rows.append(None if h is None else (h // share) * stride + h % share)
+        rows += [None, None] if g is None else [g * stride + share, g * stride + share + 1]
+    s.linear_rows(lin, rows, d)
+    s.linear_cols(attn.dense, qs, d)
+
+
 def _rank_alibi(attn: Any, slots: list[int | None], heads: int) -> None:
     """BLOOM builds its ALiBi biases ([batch * heads, 1, keys]) for all heads outside the attention modules: a
     rank's attention keeps the rows of its own heads (zeros for a padding head). The heads are picked by an
@@ -176,6 +198,8 @@ def _attention(attn: Any, split: HeadSplit, s: Sharder) -> bool:
         _phi3_qkv(attn, split, s, d)
     elif hasattr(attn, "c_attn") and hasattr(attn, "split_size"):
         _gpt2_attention(attn, split, s, d)
+    elif hasattr(attn, "query_key_value") and getattr(attn, "new_decoder_architecture", False):
+        _falcon_grouped(attn, split, s, d)
     elif hasattr(attn, "query_key_value") and getattr(attn, "multi_query", False):
         _falcon_multi_query(attn, split, s, d)
     elif hasattr(attn, "query_key_value"):
