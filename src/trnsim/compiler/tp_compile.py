@@ -1,11 +1,11 @@
 """Compiled models with tp > 1: `trnsim.compile(model, inputs, tp=N)` and
 `torch.compile(model, backend="trnsim", options={"tp": N})`.
 
-The model is split into N rank copies (tp_shard.py, the rule trnsim.estimate prices), each captured with
-torch.export and lowered like any compiled model, and the N graphs run together on the simulated instance
-with real collectives between them (tp_runner.py). The result is the model's output with the logits
-gathered from the ranks; `trnsim.last_profile()` is rank 0's GraphProfile with `tp`, `rank_device_us` and
-the collectives' time (`collective_us`).
+The model is split into N rank copies (tp_families.py, the rule trnsim.estimate prices), captured once with
+torch.export, the graph re-bound to each rank's weights and lowered like any compiled model, and the N
+graphs run together on the simulated instance with real collectives between them (tp_runner.py). The
+result is the model's output with the logits gathered from the ranks; `trnsim.last_profile()` is rank 0's
+GraphProfile with `tp`, `rank_device_us` and the collectives' time (`collective_us`).
 
 torch.compile hands the backend Dynamo's graph of the model's forward, not the model; for tp > 1 the backend
 takes the model and the call's arguments from the frame Dynamo is compiling (the Hugging Face model whose
