@@ -164,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     groups: dict[str, list[Case]] = {}
     for label, root, collect in (
         ("nki-samples", args.samples, sample_cases),
-        ("nki-library", args.library, library_cases),
+        ("nki-library", args.library, lambda root: library_cases(root, args.library_first_case)),
     ):
         if root is None:
             continue

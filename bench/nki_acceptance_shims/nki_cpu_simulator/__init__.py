@@ -12,6 +12,7 @@ from typing import Any
 
 import trnsim.nki as _trn_nki
 from trnsim.nki import Kernel, jit, simulate
+from trnsim.runtime.instance_launch import run_ranks
 
 _trn_nki.install_aliases()
 
@@ -29,7 +30,16 @@ class _CpuSimulate:
         self._kernel = kernel if isinstance(kernel, Kernel) else jit(kernel)  # the simulator takes plain functions
 
     def __getitem__(self, lnc: int) -> Any:
-        return simulate(self._kernel[lnc], target=_target())
+        if lnc <= 1:
+            return simulate(self._kernel[lnc], target=_target())
+
+        def run_together(*args: Any, **kwargs: Any) -> Any:
+            # an LNC=2 kernel's two programs exchange data (sendrecv, core_barrier): they run together, as one
+            # rank of trnsim's instance launcher, instead of one after the other
+            prof = run_ranks(self._kernel[lnc], [args], target=_target(), lnc=lnc, kwargs=kwargs)
+            return prof.outputs[0]
+
+        return run_together
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return simulate(self._kernel, target=_target())(*args, **kwargs)
