@@ -10,8 +10,9 @@ fixed compiled batch: transformers-neuronx on trn1/inf2; the trn2 rows are batch
 It prints published vs trnsim TTFT p50 and TPOT p50, the relative error of each, and the median |error| per
 instance kind and overall. Rows trnsim cannot run are listed with the reason.
 
-Each row runs twice on the same step grid: at the exact shapes, and with the serving stack's behaviour
-(serve/serving_stack.py: the sequence-length buckets it compiles and pads to), so the table shows what it changes.
+Each row runs in two variants (--mode): "exact", the shapes as given on PyTorch's weight layout; and "stack",
+with the Neuron serving stack's behaviour (serve/serving_stack.py: the sequence-length buckets it compiles and
+pads to; serve/weight_layout.py: weights in the layout its decode kernels stream best).
 The published numbers are only compared against, never used to set a constant.
 """
 
@@ -36,6 +37,7 @@ BATCHES_PER_ROW = 2  # requests = batches x batch: every request in a full stati
 # warns). Past it, a static batch's prefill is several prompt-long sequences, whose dense work and attention
 # pairs grow in proportion to their number, so the extrapolation holds; it saves estimates of 32k-64k tokens.
 PREFILL_GRID_CAP = 16384
+MODES = ("exact", "stack")
 
 
 @dataclass(frozen=True)
@@ -210,41 +212,38 @@ def group_bounds(rows: list[PublishedRow]) -> Any:
     )
 
 
-def run_group(rows: list[PublishedRow]) -> dict[str, list[RowResult]]:
-    """Serve each row's workload on one trnsim setup, with the serving stack ("stack") and without ("exact"
-    shapes), and read TTFT p50 and TPOT p50 (vLLM's definition)."""
-    from dataclasses import replace
-
+def run_group(rows: list[PublishedRow], modes: tuple[str, ...] = MODES) -> dict[str, list[RowResult]]:
+    """Serve each row's workload at exact shapes on PyTorch's weight layout ("exact") and with the Neuron serving
+    stack ("stack": its buckets and weight layout), one replica setup per mode for the whole group, and read
+    TTFT p50 and TPOT p50 (vLLM's definition)."""
     from trnsim.errors import TrnsimError
     from trnsim.serve import ClosedLoop, Fixed, StaticBatching, Workload, simulate
     from trnsim.serve.setup import serving_setup
 
     first = rows[0]
-    start = time.perf_counter()
-    try:
-        setup = serving_setup(
-            first.model,
-            first.instance,
-            first.tp,
-            weight_format=weight_format(first),
-            bounds=group_bounds(rows),
-            check_lengths=False,  # AWS served some rows past the preset's trained context (e.g. Llama-2 at 8192)
-        )
-    except (TrnsimError, ValueError) as exc:
-        refused = [RowResult(row, refused=str(exc), seconds=time.perf_counter() - start) for row in rows]
-        return {"stack": refused, "exact": refused}
-    replicas = {
-        "stack": replace(setup.replica, step_cost=_stack(first).wrap(setup.replica.step_cost)),
-        "exact": setup.replica,
-    }
-    results: dict[str, list[RowResult]] = {mode: [] for mode in replicas}
-    for row in rows:
-        work = Workload(
-            BATCHES_PER_ROW * row.batch, ClosedLoop(row.batch), prompt=Fixed(row.prompt), output=Fixed(row.output)
-        )
-        for mode, replica in replicas.items():
+    results: dict[str, list[RowResult]] = {}
+    for mode in modes:
+        start = time.perf_counter()
+        try:
+            setup = serving_setup(
+                first.model,
+                first.instance,
+                first.tp,
+                weight_format=weight_format(first),
+                bounds=group_bounds(rows),
+                stack=_stack(first) if mode == "stack" else None,
+                check_lengths=False,  # AWS served some rows past the preset's trained context (Llama-2 at 8192)
+            )
+        except (TrnsimError, ValueError) as exc:
+            results[mode] = [RowResult(row, refused=str(exc), seconds=time.perf_counter() - start) for row in rows]
+            continue
+        results[mode] = []
+        for row in rows:
+            work = Workload(
+                BATCHES_PER_ROW * row.batch, ClosedLoop(row.batch), prompt=Fixed(row.prompt), output=Fixed(row.output)
+            )
             try:
-                m = simulate(setup.model, replica, work, StaticBatching(max_batch=row.batch)).metrics
+                m = simulate(setup.model, setup.replica, work, StaticBatching(max_batch=row.batch)).metrics
             except TrnsimError as exc:
                 results[mode].append(RowResult(row, refused=str(exc), seconds=time.perf_counter() - start))
                 continue
@@ -264,20 +263,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--only", help="instance kind (trn1, inf2, trn2) or model preset to run alone")
     parser.add_argument("--json", type=Path, help="write the rows and the summaries as JSON")
+    parser.add_argument("--mode", choices=(*MODES, "both"), default="both", help="which trnsim variant(s) to run")
     args = parser.parse_args(argv)
+    modes = MODES if args.mode == "both" else (args.mode,)
     rows = [r for r in load_rows(args.data) if args.only in (None, r.kind, r.model)]
     groups: dict[tuple[Any, ...], list[PublishedRow]] = {}
     for row in rows:
         groups.setdefault(group_key(row), []).append(row)
-    by_row: dict[str, dict[int, RowResult]] = {"stack": {}, "exact": {}}
+    by_row: dict[str, dict[int, RowResult]] = {mode: {} for mode in modes}
     for members in groups.values():
-        for mode, results in run_group(members).items():
+        for mode, results in run_group(members, modes).items():
             for res in results:
-                if mode == "stack":
-                    print(f"{res.row.label}: {res.seconds:.1f} s", file=sys.stderr, flush=True)
+                print(f"{mode} {res.row.label}: {res.seconds:.1f} s", file=sys.stderr, flush=True)
                 by_row[mode][id(res.row)] = res
     payload: dict[str, Any] = {}
-    for mode, title in (("exact", "exact shapes (no serving-stack behaviour)"), ("stack", "with the serving stack")):
+    titles = {"exact": "exact shapes, PyTorch's weight layout", "stack": "with the Neuron serving stack"}
+    for mode in modes:
+        title = titles[mode]
         results = [by_row[mode][id(row)] for row in rows]  # in the data file's order
         print(f"\n== trnsim {title}\n")
         print(format_table(results))

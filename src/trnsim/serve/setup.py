@@ -24,6 +24,7 @@ from trnsim.cost.prices import PriceTable
 from trnsim.serve.errors import ModelDoesNotFitError, ServeError
 from trnsim.serve.model import DEFAULT_RESERVE_FRACTION, GIB, Replica, ServedModel
 from trnsim.serve.serving_stack import ServingStack
+from trnsim.serve.step_components import weight_layout_for
 from trnsim.serve.workload import Workload
 
 _HW_FORM = re.compile(r"^\s*([A-Za-z0-9._-]+)\s*(?::\s*tp\s*=\s*(\d+)\s*)?$")
@@ -243,8 +244,9 @@ def serving_setup(
     in that format (compiler/dtype_estimate.py), so the weights take less HBM and leave more KV cache.
     kv_dtype: "bf16" or "fp8" (`--kv-dtype`): the KV cache's element size (capacity only; attention time stays
     that of a bf16 cache). None: `dtype`.
-    stack: the serving stack's own behaviour laid over the step cost (`serving_stack.ServingStack`: sequence-length
-    buckets, per-step launch costs); None prices the exact shapes. check_lengths=False skips the refusal of
+    stack: the Neuron serving stack's own behaviour (`serving_stack.ServingStack`): its sequence-length buckets laid
+    over the step cost, and weights in the layout the stacks store (serve/weight_layout.py); None prices the exact
+    shapes on PyTorch's layout. check_lengths=False skips the refusal of
     requests longer than the model's trained context (for replaying deployments that ran them anyway)."""
     from trnsim.compiler.dtype_estimate import check_estimate_dtype
     from trnsim.cost import load_power, load_prices, server_power
@@ -277,17 +279,18 @@ def serving_setup(
         check_request_lengths(model, bounds.max_context, tp, memory, served)
     spec_instances = _spec_instance(target, instance)
     limits = {} if bounds is None else vars(bounds)
-    step_cost = estimated_step_cost(
-        model,
-        target,
-        tp,
-        spec_instances,
-        dtype=dtype,
-        weight_format=weight_format,
-        cache=cache,
-        progress=progress,
-        **limits,
-    )
+    with weight_layout_for("pytorch" if stack is None else "stack"):
+        step_cost = estimated_step_cost(
+            model,
+            target,
+            tp,
+            spec_instances,
+            dtype=dtype,
+            weight_format=weight_format,
+            cache=cache,
+            progress=progress,
+            **limits,
+        )
     served_step: Any = step_cost if stack is None else stack.wrap(step_cost)
     share = instances_per_replica / per_instance  # instances one replica stands for
     facility_w = server_power(instance, prices, power).peak_w * power.cooling_for(DEFAULT_COOLING).pue.value

@@ -6,12 +6,15 @@ lm_head(1) + layers x [decode(B, C) + prefill(N - B, C)]; this module computes e
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 import hashlib
 import json
 import math
 import tomllib
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +26,7 @@ from trnsim.gpu.spec import GpuSpec
 from trnsim.hw.spec import HardwareSpec
 from trnsim.serve.errors import ServeError
 from trnsim.serve.step_grid_store import StepLatencyStore
+from trnsim.serve.weight_layout import relaid_seconds
 
 OVERHEAD_FILE = Path(__file__).with_name("step_overhead.toml")
 SDPA = "aten.scaled_dot_product_attention.default"
@@ -31,6 +35,30 @@ DTYPES = {"bfloat16": 2, "float16": 2, "float32": 4}  # served dtypes and their 
 DECODE_SIM_BATCH = 8
 # The flash-attention shape whose simulated time per (query, key) pair prices prefill attention.
 FLASH_REF_Q, FLASH_REF_KV = 512, 1024
+# "pytorch": linears priced on nn.Linear's [out, in] weights; "stack": each at its better layout, as the Neuron
+# serving stacks lay weights out at load time (serve/weight_layout.py). Trainium targets only.
+WEIGHT_LAYOUTS = ("pytorch", "stack")
+# Linear kernels of up to this many tokens are re-priced in the stack layout. Beyond one partition tile each
+# weight tile serves 128+ tokens and the GEMM is compute-bound, so the layout's DMA cost is hidden (and
+# simulating the big GEMMs twice would only slow the grid).
+RELAYOUT_MAX_TOKENS = 128
+# The layout StepComponents uses when not given one: set by `weight_layout_for(...)` around a grid build
+# (serving_setup does so for a Neuron serving stack), so the builder's signature stays as it is.
+_LAYOUT: contextvars.ContextVar[str] = contextvars.ContextVar("serving_weight_layout", default="pytorch")
+
+
+@contextlib.contextmanager
+def weight_layout_for(layout: str) -> Iterator[None]:
+    """Step components built inside this block price linears in `layout` (one of WEIGHT_LAYOUTS)."""
+    if layout not in WEIGHT_LAYOUTS:
+        raise ServeError(f"weight_layout {layout!r} is not one of {', '.join(WEIGHT_LAYOUTS)}")
+    token = _LAYOUT.set(layout)
+    try:
+        yield
+    finally:
+        _LAYOUT.reset(token)
+
+
 _VERSION = "3"  # bump when the decomposition changes, so cached tables are recomputed
 # Captured rank graphs of GPU estimates, by (config digest, tp, dtype, new tokens): H100 and H200 share them.
 _RANK_GRAPHS: dict[tuple[str, int, str, int], Any] = {}
@@ -81,6 +109,7 @@ class StepComponents:
         instance: str | None,
         dtype: str,
         weight_format: str = "bf16",
+        weight_layout: str | None = None,
     ) -> None:
         import torch
 
@@ -93,6 +122,10 @@ class StepComponents:
             raise ServeError(f"dtype {dtype!r} is not supported for step estimates; use one of {', '.join(DTYPES)}")
         if isinstance(tp, bool) or not isinstance(tp, int) or tp < 1:
             raise ServeError(f"tp must be a positive integer, got {tp!r}")
+        weight_layout = weight_layout or _LAYOUT.get()
+        if weight_layout not in WEIGHT_LAYOUTS:
+            raise ServeError(f"weight_layout {weight_layout!r} is not one of {', '.join(WEIGHT_LAYOUTS)}")
+        self.weight_layout = weight_layout
         self.model_name = model
         self.tp = tp
         self.instance = instance
@@ -164,8 +197,9 @@ class StepComponents:
         )
 
     def _format_key(self) -> str:
-        # bf16 keys stay as they were (cached tables remain valid); another format gets its own table
-        return "" if self.format is None else f" weights={self.format.name}"
+        # bf16 keys stay as they were (cached tables remain valid); another format or layout gets its own table
+        layout = "" if self.weight_layout == "pytorch" else f" layout={self.weight_layout}"
+        return ("" if self.format is None else f" weights={self.format.name}") + layout
 
     # -- the parts ---------------------------------------------------------------------------------------------
     def dense_s(self, new_tokens: int) -> float:
@@ -207,7 +241,11 @@ class StepComponents:
                     **fmt,
                 )
             self.estimate_calls += 1
-        seconds = 1e-6 * sum(r.total_device_us for r in profile.records if r.kind != "host" and r.op != SDPA)
+        records = [r for r in profile.records if r.kind != "host" and r.op != SDPA]
+        if self.weight_layout == "stack" and self.gpu is None:
+            seconds = relaid_seconds(records, self._k_major_us)
+        else:
+            seconds = 1e-6 * sum(r.total_device_us for r in records)
         self._dense[new_tokens] = seconds
         if self.dense_store is not None:
             self.dense_store.save(self.dense_key(), [((0, new_tokens, 0.0), seconds)])
@@ -323,6 +361,20 @@ class StepComponents:
         return self.overhead_s + self.dense_s(new_tokens) + logits + self.shape.layers * attention
 
     # -- helpers -----------------------------------------------------------------------------------------------
+    @functools.cache  # noqa: B019
+    def _k_major_us(self, m: int, k: int, n: int, x_dtype: str, w_dtype: str) -> float | None:
+        """One x [m, k] @ w [k, n] (the weight stored transposed) on the rank, or None if not re-priced."""
+        if m > RELAYOUT_MAX_TOKENS:
+            return None
+        from trnsim import dtypes, kernels
+
+        try:
+            x = self._tensor((m, k), dtypes.resolve(x_dtype))
+            w = self._tensor((k, n), dtypes.resolve(w_dtype))
+            return self._kernel_us(kernels.matmul, (x, w), {})
+        except TrnsimError:
+            return None  # the library matmul does not take these operands: keep the estimate's own linear
+
     def _tensor(self, shape: tuple[int, ...], dtype: Any = None) -> Any:
         from trnsim import dtypes
         from trnsim.nki.kernel import TensorSpec
