@@ -29,6 +29,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from nki_acceptance_docs import docs_cases
+
 SHIMS = Path(__file__).parent / "nki_acceptance_shims"
 # Runs a script as __main__ after making `nki` / `neuronxcc.nki` resolve to trnsim.
 RUN_SCRIPT = (
@@ -150,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--samples", type=Path, help="a checkout of aws-neuron/nki-samples")
     parser.add_argument("--library", type=Path, help="a checkout of aws-neuron/nki-library")
+    parser.add_argument("--docs", type=Path, help="the NKI docs' nki/ folder (see bench/nki_acceptance_docs.py)")
     parser.add_argument("--only", default="", help="run only cases whose name contains this text")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds per case (default 300)")
     parser.add_argument(
@@ -159,12 +162,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--jobs", type=int, default=1, help="cases run at once (default 1)")
     args = parser.parse_args(argv)
-    if args.samples is None and args.library is None:
-        parser.error("give --samples and/or --library")
+    if args.samples is None and args.library is None and args.docs is None:
+        parser.error("give --samples, --library and/or --docs")
     groups: dict[str, list[Case]] = {}
     for label, root, collect in (
         ("nki-samples", args.samples, sample_cases),
         ("nki-library", args.library, lambda root: library_cases(root, args.library_first_case)),
+        ("nki-docs", args.docs, lambda root: [Case(*c) for c in docs_cases(root)]),
     ):
         if root is None:
             continue

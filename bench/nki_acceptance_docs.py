@@ -1,0 +1,41 @@
+"""The NKI documentation's own tests, run unmodified through trnsim (`bench/nki_acceptance.py --docs DIR`).
+
+The NKI docs (aws-neuron/aws-neuron-sdk, folder nki/) carry one runnable test per instruction under nki/test
+(test_nki_isa_*.py, test_nki_nl_*.py, the mask, memory-semantics, SPMD-grid and modulo-allocation tests),
+each checking NKI's documented semantics against numpy, and example scripts under nki/examples. Give
+`--docs` the extracted nki/ folder (or its test/ folder):
+    git --git-dir=<aws-neuron-sdk>.git archive HEAD nki | tar -x -C /tmp/sdk
+    .venv/bin/python bench/nki_acceptance.py --docs /tmp/sdk/nki
+
+Cases: each nki/test file run by pytest (its unittest classes) in its own process, after
+`trnsim.nki.install_aliases()` so that `neuronxcc.nki` resolves to trnsim; each nki/examples script that
+has a `__main__` run as a script the same way. The docs' files are never changed.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# pytest on one file; the plugin (bench/nki_acceptance_shims) makes `nki` / `neuronxcc.nki` resolve to trnsim.
+PYTEST_ARGS = ["-q", "-p", "no:cacheprovider", "-p", "trnsim_nki_plugin", "-W", "ignore"]
+RUN_SCRIPT = (
+    "import runpy, sys; import trnsim.nki; trnsim.nki.install_aliases(); "
+    "sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')"
+)
+
+
+def docs_cases(root: Path) -> list[tuple[str, list[str], Path, list[Path]]]:
+    """(name, argv, cwd, pythonpath) of every docs case under `root` (the docs' nki/ folder or its test/)."""
+    test_dir = root / "test" if (root / "test").is_dir() else root
+    cases: list[tuple[str, list[str], Path, list[Path]]] = []
+    for test_file in sorted(test_dir.glob("test_*.py")):
+        argv = [sys.executable, "-m", "pytest", test_file.name, *PYTEST_ARGS]
+        cases.append((f"docs/test/{test_file.name}", argv, test_dir, [test_dir]))
+    examples = root / "examples"
+    for script in sorted(examples.rglob("*.py")) if examples.is_dir() else []:
+        if "__main__" not in script.read_text(errors="replace"):
+            continue  # a code fragment included by the docs, not a runnable example
+        argv = [sys.executable, "-c", RUN_SCRIPT, str(script)]
+        cases.append((f"docs/{script.relative_to(root)}", argv, script.parent, [script.parent]))
+    return cases
