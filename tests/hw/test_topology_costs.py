@@ -18,8 +18,9 @@ from trnsim.sim.collectives import Placement, all_gather_us, all_reduce_us
 SIZES = np.random.default_rng().uniform(1e3, 1e9, size=4)
 
 
-@pytest.mark.parametrize("nbytes", SIZES)
-def test_trn2_ultraserver_four_tori_in_a_ring(nbytes: float) -> None:
+@pytest.mark.parametrize("draw", range(len(SIZES)))  # ids by index: xdist workers draw different sizes
+def test_trn2_ultraserver_four_tori_in_a_ring(draw: int) -> None:
+    nbytes = float(SIZES[draw])
     inst = get_spec("trn2").instance("trn2-ultraserver")  # 4x4 torus per node, 4 nodes in a ring
     bw, inter, h = inst.link_bytes_per_ns, inst.inter_node_link_bytes_per_ns, inst.hop_latency_ns
     assert (inst.chips, inst.topology_dims, inter < bw) == (64, [4, 4, 4], True)
