@@ -21,7 +21,11 @@ def static_cast(array: Any, dtype: Any) -> np.ndarray:
     """Round-to-nearest-even cast (what the hardware's converters do), saturating for fp8."""
     target = _d.resolve(dtype)
     values = np.asarray(array)
-    if target in _d.PACKED_X4 and values.dtype != target:
+    if values.dtype == target:
+        return values.copy()
+    if values.dtype in _d.PACKED_X4:  # x4 -> values: each element gives four along the last dim (nkilib's tests)
+        values = np.asarray(_d.unpack_x4(values, values.dtype)).astype(np.float32)
+    if target in _d.PACKED_X4:
         return _d.pack_x4(values, target)  # x4 types: four values of the last dim per element, as nkilib unpacks
     return values.astype(target)
 
