@@ -6,6 +6,10 @@
   ParserFrontend.compile) and check what the kernel asserts while it is traced. The stand-in traces the
   kernel with trnsim instead (a timing-mode launch: the kernel's Python runs, shapes only), so its
   assertions and trnsim's rules are checked; there is no MLIR module to hand back.
+- Collective tests (`InferenceArgs(collective_ranks=N)`) run on N ranks of trnsim's instance launcher
+  (run_ranks; each rank its own inputs from a PerRankLazyInputGenerator); nki-library's simulation hook
+  launches one kernel call, so the plugin wraps run_simulator_inference for them. Rank 0's outputs are
+  validated, as nki-library does for a single golden.
 - nki-library's test utilities import two modules the public repository does not ship:
   `test.utils.scripts.remote_lock_scripts` (locks NeuronCores on remote Trainium hosts) and
   `test.utils.perf_analysis_private` (analyses hardware profiler traces). Stand-ins are registered under
@@ -87,11 +91,57 @@ _frontend.ParserFrontend = ParserFrontend
 sys.modules.setdefault("nki.compiler.frontend", _frontend)
 
 
+def _simulate_ranks(kernel_func, kernel_input, lnc, ranks):
+    """nki-library's simulate_kernel for a collective test: every rank runs together (run_ranks)."""
+    import inspect
+
+    from nki_cpu_simulator import _target
+
+    from trnsim.runtime.instance_launch import run_ranks
+
+    kernel = trnsim.nki.jit(kernel_func)
+    signature = inspect.signature(kernel.fn)
+    bound = []
+    for rank in range(ranks):
+        inputs = kernel_input.for_rank(rank) if hasattr(kernel_input, "for_rank") else kernel_input
+        bound.append(signature.bind(**{k.removesuffix(".must_alias_input"): v for k, v in inputs.items()}))
+    launched = kernel[lnc] if lnc > 1 else kernel
+    prof = run_ranks(launched, [b.args for b in bound], target=_target(), lnc=lnc, kwargs=bound[0].kwargs)
+    result = prof.outputs[0]
+    if result is None:
+        return []
+    return list(result) if isinstance(result, list | tuple) else [result]
+
+
+def _run_collectives_on_ranks() -> None:
+    try:
+        import importlib
+
+        simulation = importlib.import_module("test.utils.simulation_setup")
+    except ImportError:
+        return  # not nki-library
+    one_call = simulation.simulate_kernel
+    run_inference = simulation.run_simulator_inference
+
+    def run_simulator_inference(kernel_under_test):
+        ranks = getattr(getattr(kernel_under_test, "inference_args", None), "collective_ranks", 1) or 1
+        if ranks <= 1:
+            return run_inference(kernel_under_test)
+        simulation.simulate_kernel = lambda fn, inputs, lnc: _simulate_ranks(fn, inputs, lnc, ranks)
+        try:
+            return run_inference(kernel_under_test)
+        finally:
+            simulation.simulate_kernel = one_call
+
+    simulation.run_simulator_inference = run_simulator_inference
+
+
 def pytest_sessionstart(session):
     """Upstream bug: in --test-mode simulation nki-library never sets Orchestrator._compiled_kernel (compilation
     is skipped) but reads it after every simulated run (_rename_neff_outputs_to_python_names), so every test
     fails there after its kernel ran. A class default of None (no NEFF outputs to rename) is what that code
     expects when nothing was compiled."""
+    _run_collectives_on_ranks()
     orchestrator = sys.modules.get("test.utils.test_orchestrator")
     if orchestrator is not None and not hasattr(orchestrator.Orchestrator, "_compiled_kernel"):
         orchestrator.Orchestrator._compiled_kernel = None
