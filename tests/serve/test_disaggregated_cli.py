@@ -4,10 +4,12 @@ fabric, the same metrics keys as the other schedulers; bad pools as one line."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 
 import pytest
 from typer.testing import CliRunner
 
+import trnsim.serve.estimate_step_cost as esc
 from trnsim.cli import app
 from trnsim.errors import TrnsimError
 from trnsim.hw.topology_instances import instance_fabric
@@ -15,6 +17,21 @@ from trnsim.serve.disaggregated_setup import check_pools, kv_link
 from trnsim.serve.errors import ServeError
 
 GPU_WORK = ["--requests", "40", "--prompt", "512-2048", "--output", "32", "--rate", "4"]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def small_grids(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Private step-latency caches and a 2-point grid per axis (as tests/test_cli_serve.py), to stay fast."""
+    from trnsim.compiler.kernel_cache import reset_default_cache
+
+    root = tmp_path_factory.mktemp("disaggregated_cli")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TRNSIM_CACHE_DIR", str(root / "kernels"))
+        mp.setenv("XDG_CACHE_HOME", str(root / "xdg"))
+        mp.setattr(esc, "GRID_RATIO", {"batches": 1 << 30, "new_tokens": 1 << 30, "contexts": 1 << 30})
+        reset_default_cache(None)
+        yield
+        reset_default_cache(None)
 
 
 def test_serve_disaggregated_json_on_gpus() -> None:

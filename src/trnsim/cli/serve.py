@@ -97,6 +97,9 @@ def serve_command(
     decode_tp: int | None = typer.Option(
         None, "--decode-tp", help="--scheduler disaggregated: ranks of the decode pool"
     ),
+    pp: int | None = typer.Option(
+        None, "--pp", help="pipeline stages per replica, each --tp ranks (docs/serving_parallelism.md)"
+    ),
 ) -> None:
     """Simulate serving MODEL on HW: latency percentiles, tokens/s, $/Mtok and J/token."""
     if deployment is not None:
@@ -109,6 +112,10 @@ def serve_command(
     if scheduler.strip().lower() == "disaggregated" or prefill_tp is not None or decode_tp is not None:
         from trnsim.cli.serve_parallel import serve_disaggregated
 
+        if pp is not None:
+            from trnsim.serve.errors import ServeError
+
+            raise ServeError("--pp is not supported with --scheduler disaggregated yet (each pool is one tp group)")
         serve_disaggregated(
             ctx,
             model=model,
@@ -154,17 +161,33 @@ def serve_command(
     # Inter-token latencies need every token's time: kept when asked for and bounded (8 bytes a token).
     keep_tokens = save_result is not None and requests * work.max_request_tokens <= MAX_RECORDED_TOKENS
     slo = SLO(slo_ttft_ms, slo_tpot_ms) if slo_ttft_ms is not None or slo_tpot_ms is not None else None
-    setup = serving_setup(
-        model,
-        hw,
-        tp,
-        weight_format=weight_format,
-        kv_dtype=kv_dtype,
-        bounds=grid_bounds(work, scheduler),
-        progress=not as_json,
-        prices=prices,
-        power_table=power_table,
-    )
+    if pp is not None:  # pipeline stages of tp ranks each (docs/serving_parallelism.md)
+        from trnsim.serve.pipeline_setup import pipeline_setup
+
+        setup = pipeline_setup(
+            model,
+            hw,
+            tp,
+            pp,
+            weight_format=weight_format,
+            kv_dtype=kv_dtype,
+            bounds=grid_bounds(work, scheduler),
+            progress=not as_json,
+            prices=prices,
+            power_table=power_table,
+        )
+    else:
+        setup = serving_setup(
+            model,
+            hw,
+            tp,
+            weight_format=weight_format,
+            kv_dtype=kv_dtype,
+            bounds=grid_bounds(work, scheduler),
+            progress=not as_json,
+            prices=prices,
+            power_table=power_table,
+        )
     status = Console(stderr=True).status(f"simulating {requests} requests on {hw} (tp={tp}) ...")
     with status if not as_json else contextlib.nullcontext():
         result = simulate(
@@ -183,6 +206,7 @@ def serve_command(
     out = result.to_dict() | {
         "hw": hw,
         "tp": tp,
+        "pp": pp or 1,
         "target": setup.target,
         "rate_req_s": rate,
         "concurrency": concurrency,
@@ -208,7 +232,8 @@ def serve_command(
     if as_json:
         print(json.dumps(out, indent=2))
         return
-    Console().print(metrics_table(f"{out['model']} on {hw}, tp={tp} ({result.scheduler})", out))
+    stages = f", pp={pp}" if pp is not None else ""
+    Console().print(metrics_table(f"{out['model']} on {hw}, tp={tp}{stages} ({result.scheduler})", out))
 
 
 def _serve_deployment(path: Path, scheduler: str, seed: int, as_json: bool) -> None:
