@@ -34,10 +34,15 @@ EXTENDED = [
     ("trn2", kernels.linear, (_t(9300, 1024), _t(256, 1024)), {}),
     # batched matmul walked over its batch (attention's P V at 512 keys)
     ("trn2", kernels.batched_matmul, (_t(48, 512, 512), _t(48, 512, 128)), {}),
-    # matmul walked over strips of a's rows (12000 rows: a ragged last strip)
-    ("trn1", kernels.matmul, (_t(12000, 1024), _t(1024, 512)), {}),
+    # matmul walked over strips of a's rows (40000 rows: a ragged last strip; strips of 8 k-steps, shorter than
+    # the look-ahead, so the probes start 16 strips in)
+    ("trn1", kernels.matmul, (_t(40000, 1024), _t(1024, 512)), {}),
     # flash attention walked over (batch, head) groups, causal
     ("trn1", kernels.flash_attention, (_t(2, 12, 1024, 64),) * 3, {}),
+    # decode-shaped linears walked over feature strips shorter than the DMA look-ahead: their cost per strip
+    # settles late (probes of 2-4 strips extended these 9% and 4% too fast)
+    ("trn2", kernels.linear, (_t(16, 2048), _t(32768, 2048)), {}),
+    ("trn2", kernels.linear, (_t(1, 1024), _t(65536, 1024)), {}),
 ]
 
 
@@ -160,6 +165,9 @@ def test_unsteady_probes_are_rejected():
     assert loop_extrapolation.extend(loop, (2, 4, 6), [Cost(10.0), Cost(14.0), Cost(20.0)]) is None
     # the window moves on while all probes stay within half the loop: 2 + 4 + ... + 12 = 42, with 14 it is 56
     assert list(loop.probe_sets()) == [(2, 4, 6), (4, 6, 8), (6, 8, 10), (8, 10, 12)]
+    doubling = loop_extrapolation.Loop(100, lambda n: ((), {}), lambda out: None, first=2, doubling=True)
+    # 2 + 4 + 8 + 16 = 30 <= 50, with 32 it is 62
+    assert list(doubling.probe_sets()) == [(2, 4, 8), (4, 8, 16)]
 
 
 def test_extension_is_opt_in(monkeypatch):

@@ -36,6 +36,9 @@ from trnsim.nki.kernel import TensorSpec
 FIRST_PROBE = 2  # the fewest iterations in the first probe: one to fill the pipeline, one in steady state
 PROBE_SHARE = 0.5  # all probes tried may cost at most this share of the full loop's iterations
 SLOPE_TOLERANCE = 0.02  # the two probe slopes may differ by this much of their mean: the error stays below ~1%
+# A GEMM walk whose iterations are shorter than the DMA look-ahead starts its probes this many look-aheads of
+# k-steps in: measured on trn2, decode-shaped linears settle after 128-512 k-steps at 64 ahead (_short_iterations)
+SETTLE_LOOKAHEADS = 8
 
 
 @dataclass(frozen=True)
@@ -47,35 +50,63 @@ class Loop:
     outputs: Callable[[Any], Any]  # the full invocation's outputs (TensorSpecs) from a probe's
     first: int = FIRST_PROBE  # a: the probes run a, a + step and a + 2 step iterations
     step: int = FIRST_PROBE
+    # probes a, 2a, 4a instead: iterations shorter than the pipeline's look-ahead (see _short_iterations)
+    doubling: bool = False
     # entered around each probe's trace (a GEMM's: plan it as the full shape)
     probe_context: Callable[[], contextlib.AbstractContextManager[Any]] = field(default=contextlib.nullcontext)
 
     @property
     def probes(self) -> tuple[int, int, int]:
         """The first (cheapest) set of probes."""
-        return _probes(self.first, self.step)
+        return _probes(self.first, self.step, self.doubling)
 
     def probe_sets(self) -> Iterator[tuple[int, int, int]]:
         """Sets of probes to try in turn, each one step further than the one before (a pipeline that has not
-        settled within the first iterations may a few later): (a, a+s, a+2s), (a+s, a+2s, a+3s), ...; each set
-        adds one probe, and all probes together stay within PROBE_SHARE of the loop."""
-        first, step = self.first, self.step
-        spent = sum(_probes(first, step)) - (first + 2 * step)
+        settled within the first iterations may a few later): (a, a+s, a+2s), (a+s, a+2s, a+3s), ... or, doubling,
+        (a, 2a, 4a), (2a, 4a, 8a), ...; each set adds one probe, and all probes together stay within PROBE_SHARE
+        of the loop."""
+        first = self.first
+        spent = sum(self.probes[:2])
         while True:
-            probes = _probes(first, step)
+            probes = _probes(first, self.step, self.doubling)
             spent += probes[2]
             if spent > PROBE_SHARE * self.count:
                 return
             yield probes
-            first += step
+            first = probes[1]
 
 
-def _probes(first: int, step: int) -> tuple[int, int, int]:
+def _probes(first: int, step: int, doubling: bool = False) -> tuple[int, int, int]:
+    if doubling:
+        return (first, 2 * first, 4 * first)
     return (first, first + step, first + 2 * step)
 
 
-def _worth_it(count: int, first: int, step: int) -> bool:
-    return sum(_probes(first, step)) <= PROBE_SHARE * count
+def _worth_it(count: int, first: int, step: int, doubling: bool = False) -> bool:
+    return sum(_probes(first, step, doubling)) <= PROBE_SHARE * count
+
+
+def _short_iterations(plan: Any, steps_per_iteration: int) -> bool:
+    """Whether the GEMM pipeline's DMA look-ahead (plan.dma_ahead k-steps) spans a whole iteration or more.
+
+    Then the loads of several iterations are in flight at once and the cost per iteration wobbles for many
+    iterations before it settles: a decode-shaped linear over [14336, 4096] on trn2 (32 k-steps per strip of
+    features, 64 ahead) costs 2.94, 3.48, 2.94, 3.27 us per strip over strips 4-16 and 3.10 from there on, so
+    probes of 4, 5 and 6 strips agreed on a slope 5% too low. Such walks probe a, 2a, 4a: each slope then
+    averages over the wobble, and the window must reach the settled stretch before they agree. Even so, the
+    slope of [16, 32768] x [2048] strips is 1.51 us per strip over the first 8 and 1.68 beyond 16 (-9% when
+    extended from 2-8), so the first probe starts SETTLE_LOOKAHEADS look-aheads in (_strip_walk)."""
+    return int(plan.dma_ahead) >= steps_per_iteration
+
+
+def _strip_walk(
+    full: int, unit: int, build: Callable[[int], tuple[tuple[Any, ...], dict]], plan: Any, strip_steps: int
+) -> Loop | None:
+    """A GEMM walk over strips of `strip_steps` k-steps each (doubling and settled probes when they are short)."""
+    if not _short_iterations(plan, strip_steps):
+        return _walk(full, unit, build)
+    first = max(FIRST_PROBE, math.ceil(SETTLE_LOOKAHEADS * int(plan.dma_ahead) / max(1, strip_steps)))
+    return _walk(full, unit, build, doubling=True, first=first)
 
 
 def spec_like(shape: tuple[int, ...], like: TensorSpec) -> TensorSpec:
@@ -182,19 +213,25 @@ def out_dtype_of(a: TensorSpec, out_dtype: Any) -> Any:
 
 
 def _walk(
-    full: int, unit: int, build: Callable[[int], tuple[tuple[Any, ...], dict]], step: int | None = 1
+    full: int,
+    unit: int,
+    build: Callable[[int], tuple[tuple[Any, ...], dict]],
+    step: int | None = 1,
+    doubling: bool = False,
+    first: int = FIRST_PROBE,
 ) -> Loop | None:
     """A dimension of `full` elements walked in iterations of `unit`. The ragged rest (if any) stays in every
     probe, so that the last, partial iteration is the same one. step None spaces the probes a apart (for short
-    iterations, whose cost wobbles). The caller fills in outputs and probe_context."""
+    iterations, whose cost wobbles); doubling probes a, 2a, 4a from a = first (_short_iterations). The caller
+    fills in outputs and probe_context."""
     if unit <= 0:
         return None
     count = full // unit
     rest = full - count * unit
     spacing = step or FIRST_PROBE
-    if not _worth_it(count, FIRST_PROBE, spacing):
+    if not _worth_it(count, first, spacing, doubling):
         return None
-    return Loop(count, lambda n: build(rest + n * unit), lambda out: None, FIRST_PROBE, spacing)
+    return Loop(count, lambda n: build(rest + n * unit), lambda out: None, first, spacing, doubling)
 
 
 def _matmul(bound: dict[str, Any], spec: HardwareSpec) -> Loop | None:
@@ -211,7 +248,8 @@ def _matmul(bound: dict[str, Any], spec: HardwareSpec) -> Loop | None:
     rest = {x: y for x, y in bound.items() if x not in ("a", "b")}
     # a's rows are the stationary side, walked in strips. Not b's columns (the moving side's blocks): a block
     # costs more once a strip has more than a few (see grid_extrapolation), so few-block probes under-estimate.
-    by_rows = _walk(m, plan.strip_tiles * p, lambda rows: ((spec_like((rows, k), a), b), rest))
+    strip_steps = math.ceil(n / plan.v_block) * math.ceil(k / p)
+    by_rows = _strip_walk(m, plan.strip_tiles * p, lambda rows: ((spec_like((rows, k), a), b), rest), plan, strip_steps)
     return _cheaper(by_rows, None, (m, n), planned_as(rows=m, cols=n))
 
 
@@ -285,7 +323,8 @@ def _linear(bound: dict[str, Any], spec: HardwareSpec) -> Loop | None:
 
     # Tokens are the moving side (blocks of plan.v_block columns), features the stationary strips.
     by_tokens = _walk(m, plan.v_block, tokens)
-    by_features = _walk(n, plan.strip_tiles * p, features)
+    strip_steps = math.ceil(m / plan.v_block) * math.ceil(k / p)  # k-steps of one strip (fewer if double-row)
+    by_features = _strip_walk(n, plan.strip_tiles * p, features, plan, strip_steps)
     return _cheaper(by_tokens, by_features, (*x.shape[:-1], n), planned_as(rows=n, cols=m))
 
 
