@@ -63,7 +63,8 @@ def estimate(
     `context` tokens each (trnsim.compiler.decode_estimate).
     dtype: "bf16", or "fp8" (or "fp4" on GPUs with FP4) for the weight matmuls (trnsim.compiler.dtype_estimate).
     extrapolate: extend long kernel loops from short probes (within ~1% of full simulation, several times
-    faster at model scale; compiler/loop_extrapolation.py); None follows TRNSIM_EXTRAPOLATE (default off).
+    faster at model scale; compiler/loop_extrapolation.py); None: as an enclosing kernel_runner.extrapolation()
+    block says, else TRNSIM_EXTRAPOLATE (default off).
     """
     if str(dtype).lower() not in ("bf16", "bfloat16"):
         from trnsim.compiler.dtype_estimate import estimate_in_dtype

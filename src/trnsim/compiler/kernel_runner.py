@@ -105,8 +105,11 @@ def extrapolation_enabled() -> bool:
 
 @contextlib.contextmanager
 def extrapolation(enabled: bool | None) -> Iterator[None]:
-    """Within the block, kernel invocations are extended (True), simulated in full (False) or follow the
-    environment (None)."""
+    """Within the block, kernel invocations are extended (True), simulated in full (False) or, with None, as the
+    enclosing block says (outside any block: the environment)."""
+    if enabled is None:  # inherit: an estimate's default must not undo a caller's choice around it
+        yield
+        return
     token = _EXTRAPOLATE.set(enabled)
     try:
         yield

@@ -31,10 +31,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from trnsim.compiler.kernel_runner import extrapolation
+from trnsim.compiler.unpriced import unpriced_ops
 from trnsim.gpu.spec import GpuSpec
 from trnsim.hw.spec import HardwareSpec
 from trnsim.serve.errors import ServeError
-from trnsim.serve.step_components import DTYPES, StepComponents, prefill_pairs
+from trnsim.serve.step_components import DTYPES, SDPA, StepComponents, prefill_pairs
 from trnsim.serve.step_grid import StepLatencyGrid
 from trnsim.serve.step_grid_store import StepLatencyStore, default_cache_path
 
@@ -119,6 +121,8 @@ def estimated_step_cost(
         parts.dense_store = StepLatencyStore(cache_path)
         known = parts.dense_store.load(key)
         missing = sum(1 for b in batches for n in tokens for c in contexts if (b, n, float(c)) not in known)
+    if missing:
+        _dense_parts(parts, tokens)
     fn: Callable[[int, int, float], float] = parts.step_time_s
     if progress and missing:
         fn = _ProgressStep(parts, missing)
@@ -138,6 +142,18 @@ def estimated_step_cost(
         build_seconds=time.perf_counter() - start,
         components=lambda: parts,
     )
+
+
+def _dense_parts(parts: StepComponents, tokens: list[int]) -> None:
+    """dense(N) for every new-tokens point, before the grid asks for them (dense_s keeps them).
+
+    Two shortcuts, each measured or exact: long kernel loops are extended from short probes (within 1% of full
+    simulation, tests/compiler/test_fast_estimate.py; the points are 2-4x apart in N, so that error cannot
+    reorder them), and the attention op's kernel is not simulated, since dense_s leaves its time out anyway
+    (compiler/unpriced.py)."""
+    with extrapolation(True), unpriced_ops({SDPA}):
+        for n in tokens:
+            parts.dense_s(n)
 
 
 class _ProgressStep:

@@ -21,6 +21,7 @@ from trnsim.compiler.dtype_estimate import retype_operands
 from trnsim.compiler.kernel_cache import KernelCache, KernelCost
 from trnsim.compiler.kernel_runner import run_kernel
 from trnsim.compiler.move_cost import move_cost
+from trnsim.compiler.unpriced import is_unpriced, unpriced_outputs
 from trnsim.hw.spec import HardwareSpec
 from trnsim.nki.kernel import Kernel, TensorSpec
 from trnsim.runtime.graph_profile import OpRecord
@@ -194,6 +195,10 @@ class LowerContext:
 
         free_relayout: the kernel reads its non-contiguous inputs in place (its DMAs take the strides).
         """
+        if not self.functional and is_unpriced(self.op):
+            shapes = unpriced_outputs(kernel.name, *self._specs(kernel, args, kwargs))
+            if shapes is not None:  # the caller drops this op's time: no simulation, nothing recorded
+                return self._from_kernel(shapes)
         if not free_relayout:
             self.materialize(*args, *kwargs.values())
         kargs = retype_operands(kernel, tuple(self._kernel_arg(a) for a in args))
@@ -207,13 +212,18 @@ class LowerContext:
         """What launching `kernel` on these shapes would cost (shapes only, through the kernel cache; nothing is
         recorded): for lowerings that choose between kernels by the cost model."""
 
+        kargs, kkw = self._specs(kernel, args, kwargs)
+        _, cost = run_kernel(kernel, kargs, kkw, self.spec, functional=False, cache=self.cache)
+        return cost
+
+    @staticmethod
+    def _specs(kernel: Kernel, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[tuple[Any, ...], dict]:
+        """The kernel's arguments as shapes alone (TensorSpecs for tensors)."""
+
         def spec_of(a: Any) -> Any:
             return TensorSpec(tuple(a.shape), numpy_dtype(a.dtype)) if isinstance(a, torch.Tensor) else a
 
-        kargs = retype_operands(kernel, tuple(spec_of(a) for a in args))
-        kkw = {k: spec_of(v) for k, v in kwargs.items()}
-        _, cost = run_kernel(kernel, kargs, kkw, self.spec, functional=False, cache=self.cache)
-        return cost
+        return retype_operands(kernel, tuple(spec_of(a) for a in args)), {k: spec_of(v) for k, v in kwargs.items()}
 
     def _record_kernel(self, kernel: Kernel, cost: KernelCost, args: tuple[Any, ...]) -> None:
         shapes = ", ".join(
