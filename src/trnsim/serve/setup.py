@@ -204,8 +204,9 @@ def served_model(
 
 @functools.cache
 def linear_params(model: str) -> int:
-    """Parameters held by the model's linear layers (torch.nn.Linear, the LM head included, each tensor once):
-    the weights an fp8/fp4 serving format stores at its own size, as the estimate counts them."""
+    """Parameters held by the model's linear layers (torch.nn.Linear, the LM head included, each tensor once) and
+    its experts' stacked weights: the weights an fp8/fp4/MX serving format stores at its own size, as the estimate
+    counts them (compiler/dtype_estimate.py)."""
     import torch
 
     from trnsim.models import build_model
@@ -216,6 +217,9 @@ def linear_params(model: str) -> int:
     for module in net.modules():
         if isinstance(module, torch.nn.Linear):
             seen[id(module.weight)] = module.weight.numel()
+    for name, w in net.named_parameters():
+        if ".experts." in name and w.dim() == 3:  # a MoE model's stacked expert weights (its grouped matmuls)
+            seen[id(w)] = w.numel()
     return sum(seen.values())
 
 
