@@ -7,7 +7,7 @@ each checking NKI's documented semantics against numpy, and example scripts unde
     git --git-dir=<aws-neuron-sdk>.git archive HEAD nki | tar -x -C /tmp/sdk
     .venv/bin/python bench/nki_acceptance.py --docs /tmp/sdk/nki
 
-Cases: each nki/test file run by pytest (its unittest classes) in its own process, after
+Cases: each nki/test file run by unittest (its TestCase classes) in its own process, after
 `trnsim.nki.install_aliases()` so that `neuronxcc.nki` resolves to trnsim; each nki/examples script that
 has a `__main__` run as a script the same way. The docs' files are never changed.
 """
@@ -17,8 +17,13 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-# pytest on one file; the plugin (bench/nki_acceptance_shims) makes `nki` / `neuronxcc.nki` resolve to trnsim.
-PYTEST_ARGS = ["-q", "-p", "no:cacheprovider", "-p", "trnsim_nki_plugin", "-W", "ignore"]
+# The docs' tests are unittest.TestCase classes, run by unittest as the docs run them (pytest would also collect
+# their kernels named test_*). A file whose tests all ran and passed exits 0; one that ran none fails.
+RUN_UNITTEST = (
+    "import sys, unittest; import trnsim.nki; trnsim.nki.install_aliases(); "
+    "r = unittest.main(module=sys.argv[1], argv=['unittest'], exit=False).result; "
+    "print(f'ran {r.testsRun} tests'); sys.exit(0 if r.wasSuccessful() and r.testsRun else 1)"
+)
 RUN_SCRIPT = (
     "import runpy, sys; import trnsim.nki; trnsim.nki.install_aliases(); "
     "sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')"
@@ -30,7 +35,7 @@ def docs_cases(root: Path) -> list[tuple[str, list[str], Path, list[Path]]]:
     test_dir = root / "test" if (root / "test").is_dir() else root
     cases: list[tuple[str, list[str], Path, list[Path]]] = []
     for test_file in sorted(test_dir.glob("test_*.py")):
-        argv = [sys.executable, "-m", "pytest", test_file.name, *PYTEST_ARGS]
+        argv = [sys.executable, "-c", RUN_UNITTEST, test_file.stem]
         cases.append((f"docs/test/{test_file.name}", argv, test_dir, [test_dir]))
     examples = root / "examples"
     for script in sorted(examples.rglob("*.py")) if examples.is_dir() else []:

@@ -37,6 +37,17 @@ from trnsim.nki.isa_enums import (
     unknown_engine,
     vector_engine,
 )
+from trnsim.nki.isa_legacy_returns import (  # names added after NKI Beta 1
+    dma_transpose,
+    nc_find_index8,
+    nc_match_replace8,
+    nc_stream_shuffle,
+    range_select,
+    select_reduce,
+    sequence_bounds,
+    tensor_copy_predicated,
+    tensor_scalar_cumulative,
+)
 from trnsim.nki.language_impl import _axes
 from trnsim.nki.operands import require_tensor
 from trnsim.nki.tensor import NkiTensor
@@ -416,3 +427,14 @@ def local_gather(
 
 
 __all__ += ["dropout", "local_gather", "tensor_partition_reduce"]
+__all__ += [
+    "dma_transpose",
+    "nc_find_index8",
+    "nc_match_replace8",
+    "nc_stream_shuffle",
+    "range_select",
+    "select_reduce",
+    "sequence_bounds",
+    "tensor_copy_predicated",
+    "tensor_scalar_cumulative",
+]
