@@ -26,18 +26,19 @@ is wasted. K^T and V of a KV head stay in SBUF for all query heads of its group 
 group's prefetched while the current one finishes if two fit; otherwise each unit loads its own keys.
 Every DMA holds each queue it spans for a fixed per-transfer time, so data moves in few large DMAs: K and V
 of a KV head in one each, Q and the results of a block of query tiles (QBlock, QO_BLOCK_BYTES) in one each,
-the next block's Q loaded when the current block starts.
+the next block's Q loaded halfway through the current block.
 
 Units are software-pipelined (_pipeline.py, SCHEDULE below) so TensorE, VectorE, ScalarE and GpSimd work
 on neighbouring units at once; the P^T copies are split between VectorE and ScalarE in the proportion that
 balances them on the target (attention_plan.py). Per block of 128 queries x 512 keys on trn2, TensorE needs
 640 ns (S, P^T and P V; 427 ns of it useful FLOPs), VectorE 533 ns (the row max, 267 ns, and the P^T
-copies) and ScalarE 587 ns (exp 480 ns, the O rescale 107 ns): TensorE bounds the kernel, at 58% of its
-peak on useful FLOPs for causal bf16 prefill and 64% without the mask (bench/kernels_attention.py). The
+copies) and ScalarE 587 ns (exp 480 ns, the O rescale 107 ns): TensorE bounds the kernel, at 59% of its
+peak on useful FLOPs for causal bf16 prefill and 65% without the mask (bench/kernels_attention.py). The
 P^T transposes cap it at 427 / 640 = 67% (63% causal, with the diagonal's waste): P must be transposed for
-P V (the keys are its contraction dim), TensorE writes only PSUM and reads only SBUF, and a transposed-score
-formulation (S^T = K Q^T, no transposes) needs the row max across partitions and a per-column bias that
-costs TensorE as much as the transposes it saves.
+P V (the keys are its contraction dim) and TensorE writes only PSUM and reads only SBUF. The
+transposed-score variant (attention_transposed.py: S^T = K Q^T, exp straight to P^T) needs no transposes
+but a bias matmul for the per-query max that costs TensorE as much; the planner takes it where VectorE and
+ScalarE, not TensorE, are the limit (NeuronCore-v2, whose two share a PSUM port: trn1 at 43%).
 """
 
 from __future__ import annotations
