@@ -2,7 +2,8 @@
 
 The rank model is captured exactly as for Trainium (torch.export, layer stacks folded, trnsim's graph passes)
 and then walked on meta tensors. Every node that computes is one GPU kernel, as in an eager forward pass:
-- matrix products (linear, addmm, mm, bmm): `GpuModel.gemm_time_s` (M x N x K, batched for bmm);
+- matrix products (linear, addmm, mm, bmm, the experts' grouped_mm): `GpuModel.gemm_time_s` (M x N x K, batched
+  for bmm, one group per expert for grouped_mm);
 - scaled_dot_product_attention: `GpuModel.attention_time_s` (flash attention, grouped-query heads);
 - every other computing op (norms, elementwise, copies, embedding gathers): `GpuModel.memory_time_s` of the
   bytes it reads and writes;
@@ -43,7 +44,9 @@ from trnsim.runtime.graph_profile import GraphProfile, OpRecord
 # Matrix products; the matmul-epilogue pass's fused linear (w [N, K], activation/residual in the epilogue, as
 # cuBLAS/CUTLASS epilogues run them) counts as the GEMM it contains.
 _LINEAR_LAYOUT = {"aten.linear.default", "matmul_epilogue.linear_epilogue"}
-_GEMMS = _LINEAR_LAYOUT | {"aten.addmm.default", "aten.mm.default", "aten.bmm.default"}
+# A mixture-of-experts layer's experts: x [rows, K] sorted by expert times w [experts, K, N] (grouped GEMM).
+_GROUPED = {"aten._grouped_mm.default", "transformers.grouped_mm_fallback.default"}
+_GEMMS = _LINEAR_LAYOUT | _GROUPED | {"aten.addmm.default", "aten.mm.default", "aten.bmm.default"}
 _SDPA = "aten.scaled_dot_product_attention.default"
 # Ops that only make a tensor from constants (no input read); cheap fills, priced by their output bytes.
 _NO_INPUT_READS = {"aten.arange.start_step", "aten.arange.default", "aten.arange.start", "aten.full.default"}
@@ -159,10 +162,13 @@ class _GpuPricer:
         elif op == "aten.mm.default":
             x, w = args[0], args[1]
             k, n, batch = int(w.shape[0]), int(w.shape[1]), 1
+        elif op in _GROUPED:  # x [rows, K], w [G, K, N]: rows spread evenly over the experts (as the lowering's)
+            x, w = args[0], args[1]
+            k, n, batch = int(w.shape[1]), int(w.shape[2]), int(w.shape[0])
         else:  # bmm [b, m, k] @ [b, k, n]
             x, w = args[0], args[1]
             k, n, batch = int(w.shape[1]), int(w.shape[2]), int(w.shape[0])
-        m = max(1, x.numel() // (k * batch))
+        m = max(1, -(-x.numel() // (k * batch)))
         dtype, elt = gpu_gemm_format(op, x)  # fp8 estimates: the weight GEMMs in fp8 (compiler/dtype_estimate.py)
         seconds = self.gpu.gemm_time_s(m, n, k, dtype, batch, isolated=False) + self.relaunch_s
         self._add(
