@@ -131,6 +131,8 @@ def test_bad_tensor_parallel_options_are_clear_errors():
         trnsim.compile(_llama(heads=6, kv_heads=2, hidden=48), (ids,), tp=4)
     with pytest.raises(CompileError, match=r"tp=4096 on trn2: .*the largest trn2 instance has"):
         trnsim.compile(_llama(), (ids,), tp=4096)
+    with pytest.raises(CompileError, match=r"tp=2: a rank holds one slice of the vocabulary.*without labels"):
+        trnsim.compile(_llama(), (ids,), {"labels": ids}, tp=2)
     model = _llama()
     model.config.use_cache = True  # the graph then returns each layer's K/V too
     with (

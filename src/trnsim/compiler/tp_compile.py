@@ -49,6 +49,11 @@ class TPExecutable:
             placement = place(spec, opts.tp, opts.instance)
         except SpecError as err:
             raise CompileError(f"tp={opts.tp} on {spec.name}: {err}") from None
+        if kwargs.get("labels") is not None:
+            raise CompileError(
+                f"tp={opts.tp}: a rank holds one slice of the vocabulary, so the model cannot compute its loss from "
+                "labels: call it without labels and compute the loss from the returned logits"
+            )
         ranks, roles = shard_all(model, opts.tp)
         self.label = opts.label or type(model).__name__
         self.captured: list[Captured] = []

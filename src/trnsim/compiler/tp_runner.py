@@ -100,6 +100,13 @@ class TPRunner:
         self.roles = roles
         self.target = target
         self.instance = instance
+        self.vocab_outputs = _vocab_outputs(runners[0])  # outputs that are the LM head's vocabulary slices
+        if not self.vocab_outputs:
+            raise CompileError(
+                f"tp={self.tp}: no output of {runners[0].label or 'the model'} is its LM head's logits (a loss or "
+                "a sampled token computed from them would see one rank's slice of the vocabulary); return the "
+                "logits and compute the rest from them"
+            )
 
     @property
     def tp(self) -> int:
@@ -143,7 +150,7 @@ class TPRunner:
         anything else is the same on every rank, taken from rank 0."""
         full = []
         for i, first in enumerate(rank_outputs[0]):
-            if isinstance(first, torch.Tensor) and self.roles.vocab and first.shape[-1] == self.roles.vocab_local:
+            if i in self.vocab_outputs:
                 if first.device.type == "meta":
                     shape = (*first.shape[:-1], self.roles.vocab)
                     full.append(torch.empty(shape, dtype=first.dtype, device="meta"))
@@ -154,3 +161,43 @@ class TPRunner:
             else:
                 full.append(first)
         return full
+
+
+# what may come between the LM head and an output, elementwise or a view: applied to a slice of the vocabulary
+# it gives that slice of the result (a softmax, a loss or an argmax would not)
+_PER_LOGIT = (
+    "aten.view.default",
+    "aten._unsafe_view.default",
+    "aten.reshape.default",
+    "aten.alias.default",
+    "aten.clone.default",
+    "aten._to_copy.default",
+    "aten.tanh.default",
+    "aten.mul.Tensor",
+    "aten.div.Tensor",
+    "elementwise_chains.elementwise_chain",
+)
+
+
+def _vocab_outputs(runner: RankRunner) -> set[int]:
+    """Indices of the graph outputs computed from the LM head by per-logit ops only; anything else that
+    reads the logits (a loss, a softmax) is an error, as one rank holds only a slice of the vocabulary."""
+    out_node = runner.gm.graph.output_node()
+    outs = out_node.args[0]
+    outs = list(outs) if isinstance(outs, list | tuple) else [outs]
+    found: set[int] = set()
+    todo = [n for n, role in runner.weight_roles.items() if role == VOCAB]
+    while todo:
+        node = todo.pop()
+        for user in node.users:
+            if user is out_node:
+                found |= {i for i, o in enumerate(outs) if o is node}
+            elif runner.plans[user].op in _PER_LOGIT and user.all_input_nodes == [node]:
+                todo.append(user)
+            else:
+                raise CompileError(
+                    f"tp={runner.tp}: {runner.plans[user].op} ({runner.plans[user].source or user.name}) reads the "
+                    "logits, of which a rank holds one slice of the vocabulary: return the logits (no labels) and "
+                    "compute losses or sampling from them"
+                )
+    return found
