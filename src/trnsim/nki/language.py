@@ -167,7 +167,10 @@ def ndarray(shape: Any, dtype: Any, buffer: Any = None, name: str = "", address:
     if buffer is not None and not isinstance(buffer, MemoryKind):
         raise UsageError(f"unknown buffer {buffer!r}; use nl.sbuf, nl.psum, nl.hbm or nl.shared_hbm", _loc())
     dims = shape if isinstance(shape, tuple | list) else (shape,)
-    t = _tiles.new_tensor(dims, dtype, buffer or sbuf, name)
+    if address is None:
+        t = _tiles.new_tensor(dims, dtype, buffer or sbuf, name)
+    else:  # the kernel placed it: an earlier tile at this address is over (tiles.new_placed_tensor)
+        t = _tiles.new_placed_tensor(dims, dtype, buffer or sbuf, name, tuple(int(a) for a in parts))
     if placement is not None:
         par_axis = next((i for i, s in enumerate(dims) if isinstance(s, _ParDim)), 0)
         placement.check(tuple(t.alloc.shape), t.dtype.itemsize, par_axis, _current().machine.spec.core)

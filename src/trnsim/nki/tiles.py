@@ -8,6 +8,7 @@ there directly, as the Neuron compiler does, instead of paying for a copy.
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 import numpy as np
@@ -80,6 +81,27 @@ def new_tensor(
     if buffer is MemoryKind.PSUM:
         track_whole(alloc, ctx.machine.space(buffer, ctx.core))
     return NkiTensor(alloc)
+
+
+# Tiles a kernel placed itself (nl.ndarray(..., address=...)), per memory space and address.
+_PLACED: weakref.WeakKeyDictionary[Any, dict[tuple[int, ...], weakref.ref[Any]]] = weakref.WeakKeyDictionary()
+
+
+def new_placed_tensor(shape: Any, dtype: Any, buffer: MemoryKind, name: str, address: tuple[int, ...]) -> NkiTensor:
+    """`nl.ndarray(..., address=...)`: the kernel places the tile itself, so a tile it placed earlier at the same
+    address is over and its bytes go to the new one (e.g. one PSUM bank per loop iteration, allocated anew each
+    time while the last iteration's tile is still referenced). The new tile waits for the old one's last access."""
+    if buffer is MemoryKind.HBM:
+        return new_tensor(shape, dtype, buffer, name)
+    ctx = current()
+    space = ctx.machine.space(buffer, ctx.core)
+    placed = _PLACED.setdefault(space, {})
+    earlier = placed.get(address)
+    if earlier is not None and (alloc := earlier()) is not None:
+        space.release_now(alloc)
+    t = new_tensor(shape, dtype, buffer, name)
+    placed[address] = weakref.ref(t.alloc.root)
+    return t
 
 
 def _dtype(dtype: Any, loc: str) -> np.dtype[Any]:
