@@ -3,7 +3,8 @@
 from trnsim.nki import compiler, language
 from trnsim.nki import legacy_isa as isa
 from trnsim.nki import typing as typing
-from trnsim.nki.kernel import Kernel, TensorSpec, baremetal, benchmark, jit, profile, simulate, simulate_kernel
+from trnsim.nki.kernel import Kernel, TensorSpec, baremetal, benchmark, jit, profile, simulate
+from trnsim.nki.legacy_launch import simulate_kernel, trace
 from trnsim.nki.tensor import NkiTensor as tensor
 
 __all__ = [
@@ -19,5 +20,6 @@ __all__ = [
     "simulate",
     "simulate_kernel",
     "tensor",
+    "trace",
     "typing",
 ]

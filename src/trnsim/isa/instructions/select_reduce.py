@@ -33,7 +33,8 @@ def semantics(
 def check(call: Call) -> None:
     loc = call.location
     pred, on_true = call.inputs["predicate"], call.inputs["on_true"]
-    if pred.dtype not in PREDICATE_DTYPES:
+    # a numpy bool array (the docs' own example's predicate) is NKI's bool_: one byte, as uint8
+    if (dtypes.uint8 if pred.dtype == np.bool_ else pred.dtype) not in PREDICATE_DTYPES:
         names = ", ".join(dtypes.name(d) for d in PREDICATE_DTYPES)
         raise DtypeError(f"select_reduce predicate must be {names}, got {dtypes.name(pred.dtype)}", loc, rule="dtype")
     if on_true.dtype in NO_ON_TRUE:

@@ -12,6 +12,8 @@ from trnsim.isa.operand import PSUM, Call
 from trnsim.isa.record import InstructionRecord
 
 PREDICATE_DTYPES = ("uint8", "uint16", "uint32")  # NKI docs, nki.isa.tensor_copy_predicated
+# A numpy bool array (the docs' own example passes np.less_equal(a, b)) is NKI's bool_: one byte, as uint8.
+BOOL_AS = "uint8"
 
 
 def semantics(
@@ -24,7 +26,7 @@ def semantics(
 
 def check(call: Call) -> None:
     pred, src = call.inputs["predicate"], call.inputs.get("src")
-    if str(pred.dtype) not in PREDICATE_DTYPES:
+    if (BOOL_AS if pred.dtype == np.bool_ else str(pred.dtype)) not in PREDICATE_DTYPES:
         raise DtypeError(
             f"tensor_copy_predicated predicate must be {', '.join(PREDICATE_DTYPES)}, got {pred.dtype}",
             call.location,
