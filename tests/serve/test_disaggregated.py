@@ -132,3 +132,8 @@ def test_bad_input_is_refused(model: ServedModel, make_replica: Callable[..., Re
     work = Workload(4, ClosedLoop(2), Fixed(1000), Fixed(1000))
     with pytest.raises(ModelDoesNotFitError, match="decode pool"):
         simulate_disaggregated(model, make_replica(_cost(0.5), 5000), make_replica(_cost(0.5), 1500), work, KVLink(1e9))
+
+
+def test_simulate_points_to_the_disaggregated_entry_point(model: ServedModel, replica: Replica) -> None:
+    with pytest.raises(ServeError, match="simulate_disaggregated"):
+        simulate(model, replica, Workload(2, ClosedLoop(1), Fixed(10), Fixed(2)), "disaggregated")

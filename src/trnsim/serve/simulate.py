@@ -59,6 +59,11 @@ def simulate(
     if scheduler is None:
         scheduler = ContinuousBatching()
     elif isinstance(scheduler, str):
+        if scheduler.strip().lower() == "disaggregated":  # two pools, not replicas: its own entry point
+            raise ServeError(
+                "the disaggregated scheduler serves with a prefill pool and a decode pool: call "
+                "trnsim.serve.disaggregated.simulate_disaggregated(model, prefill, decode, workload, link)"
+            )
         scheduler = scheduler_from_name(scheduler)
     if not isinstance(scheduler, StaticBatching | ContinuousBatching | ChunkedPrefill):
         raise ServeError(
