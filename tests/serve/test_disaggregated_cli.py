@@ -48,6 +48,7 @@ def test_serve_disaggregated_json_on_gpus() -> None:
     for key in ("ttft_ms", "tpot_ms", "e2e_ms"):
         assert 0 < out[key]["p50"] <= out[key]["p99"]
     assert out["pool_busy"]["prefill"] > 0 and out["pool_busy"]["decode"] > 0
+    assert "long_enough" in out["steady_state"]  # the steady-state window, as for the other schedulers
 
 
 @pytest.mark.parametrize(

@@ -99,6 +99,10 @@ def serve_disaggregated(
         "kv_link_gb_s": setup.link.bytes_per_s / 1e9,
         "kv_link_latency_us": setup.link.latency_s * 1e6,
     }
+    if concurrency is None and opts["requests"] >= 2:  # as `trnsim serve` reports for the other schedulers
+        from trnsim.serve.steady_state import measure_steady_state
+
+        out["steady_state"] = measure_steady_state(result, goal).to_dict()
     if as_json:
         print(json.dumps(out, indent=2))
         return
