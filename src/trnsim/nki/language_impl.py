@@ -225,9 +225,9 @@ def elementwise_binary(
         xs, ys = tuple(x.shape), tuple(y.shape)
         if xs == ys:
             emit_arith.tensor_tensor(res, x, y, op, mask=mask, location=loc)
-        elif ys == (shape[0], 1) or (ys[0] == shape[0] and int(np.prod(ys[1:])) == 1):
+        elif xs == shape and (ys == (shape[0], 1) or (ys[0] == shape[0] and int(np.prod(ys[1:])) == 1)):
             emit_arith.tensor_scalar(res, x, op, y, mask=mask, location=loc)  # per-partition operand
-        elif xs[0] == shape[0] and int(np.prod(xs[1:])) == 1:
+        elif ys == shape and xs[0] == shape[0] and int(np.prod(xs[1:])) == 1:
             emit_arith.tensor_scalar(res, y, op, x, reverse0=True, mask=mask, location=loc)
         else:
             bx = broadcast_to(x, shape) if xs != shape else x
