@@ -219,7 +219,7 @@ def load(src: NkiTensor, *, mask: Any = None, dtype: Any = None, **_: Any) -> Nk
 def store(dst: NkiTensor, value: Any, *, mask: Any = None, **_: Any) -> None:
     """`value` (a tile) into `dst`; a scalar value fills `dst` (the NKI docs: "effectively a memset")."""
     if isinstance(value, int | float | np.number) and isinstance(dst, NkiTensor):
-        value = full(dst.shape, float(value), dtype=dst.dtype)
+        value = full(dst.shape, value, dtype=dst.dtype)  # type: ignore[arg-type]  # ints stay exact
     _impl.store(dst, value, mask=mask)
 
 
