@@ -9,7 +9,8 @@ each checking NKI's documented semantics against numpy, and example scripts unde
 
 Cases: each nki/test file run by unittest (its TestCase classes) in its own process, after
 `trnsim.nki.install_aliases()` so that `neuronxcc.nki` resolves to trnsim; each nki/examples script that
-has a `__main__` run as a script the same way. The docs' files are never changed.
+has a `__main__` run as a script the same way (one that demonstrates a broken rule passes when trnsim rejects it
+with the matching error, EXPECTED_ERRORS). The docs' files are never changed.
 """
 
 from __future__ import annotations
@@ -29,6 +30,19 @@ RUN_SCRIPT = (
     "sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')"
 )
 
+# Examples that show a rule being broken: they pass when trnsim rejects them with this error (its class name).
+# layout-violation.py loads a [256, 512] tile ("Previously (128, 512)"): more partitions than SBUF has.
+EXPECTED_ERRORS = {"layout-violation.py": "TileShapeError"}
+RUN_EXPECTING_ERROR = (
+    "import runpy, sys; import trnsim.nki; trnsim.nki.install_aliases(); want = sys.argv.pop(1); "
+    "sys.argv = sys.argv[1:]\n"
+    "try:\n    runpy.run_path(sys.argv[0], run_name='__main__')\n"
+    "except Exception as err:\n"
+    "    if type(err).__name__ != want:\n        raise\n"
+    "    print(f'rejected as expected: {err}'); sys.exit(0)\n"
+    "sys.exit(f'expected a {want}, but the example ran')"
+)
+
 
 def docs_cases(root: Path) -> list[tuple[str, list[str], Path, list[Path]]]:
     """(name, argv, cwd, pythonpath) of every docs case under `root` (the docs' nki/ folder or its test/)."""
@@ -41,6 +55,8 @@ def docs_cases(root: Path) -> list[tuple[str, list[str], Path, list[Path]]]:
     for script in sorted(examples.rglob("*.py")) if examples.is_dir() else []:
         if "__main__" not in script.read_text(errors="replace"):
             continue  # a code fragment included by the docs, not a runnable example
-        argv = [sys.executable, "-c", RUN_SCRIPT, str(script)]
+        want = EXPECTED_ERRORS.get(script.name)
+        argv = [sys.executable, "-c", RUN_EXPECTING_ERROR, want, str(script)] if want else []
+        argv = argv or [sys.executable, "-c", RUN_SCRIPT, str(script)]
         cases.append((f"docs/{script.relative_to(root)}", argv, script.parent, [script.parent]))
     return cases
