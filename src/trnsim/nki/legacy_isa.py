@@ -129,7 +129,8 @@ def nc_matmul(
     perf_mode: Any = None,
     **_: Any,
 ) -> NkiTensor:
-    double = perf_mode in (matmul_perf_mode.double_row, "double_row")
+    # "double_row_gen3": the legacy string for it (NeuronCore-v3's FP8 double-row mode; the NKI docs' own test)
+    double = perf_mode in (matmul_perf_mode.double_row, "double_row", "double_row_gen3")
     stationary = _tile(stationary, "nc_matmul stationary")
     moving = _tile(moving, "nc_matmul moving")
     m = stationary.shape[-1] if double else stationary.free_size()

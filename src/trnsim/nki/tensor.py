@@ -393,6 +393,8 @@ class NkiTensor(TileOperators, TensorViews):
             dt = dtypes.resolve(dtype)
         except DtypeError as err:
             raise DtypeError(err.bare_message, loc, rule="dtype") from None
+        if dt == self.dtype:
+            return self  # a view as its own dtype (the NKI docs' nc_matmul example) reinterprets nothing
         if self.buffer is MemoryKind.HBM or not self.is_whole or self.ndim < 2:
             raise UsageError(
                 f"view({dtypes.name(dt)}) reinterprets a whole on-chip tile, got {self!r}"
