@@ -180,6 +180,8 @@ class TensorViews:
         dyn_stride = self._indirect_stride(indirect_dim, dt, loc)
         if isinstance(scalar_offset, int | np.integer):  # a register value, e.g. a rank id from nki.collectives
             return self._pattern_view(pairs, start + int(scalar_offset) * dyn_stride, dt, loc)
+        if not hasattr(scalar_offset, "shape") and hasattr(scalar_offset, "__index__"):  # a VirtualRegister
+            return self._pattern_view(pairs, start + operator.index(scalar_offset) * dyn_stride, dt, loc)
         if scalar_offset is not None:
             if tuple(scalar_offset.shape) != (1, 1):
                 raise ShapeMismatchError(
