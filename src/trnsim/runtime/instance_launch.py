@@ -12,17 +12,12 @@ from __future__ import annotations
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from trnsim.errors import UsageError
 from trnsim.hw.spec import HardwareSpec
-from trnsim.nki.context import TraceContext, activate
-from trnsim.nki.indexing import NcDim
-from trnsim.nki.kernel import Kernel, _as_kernel, _bind, _input_tensor, _internal_errors_reported, _output
-from trnsim.nki.kernel import _warn_unwritten_outputs as warn_unwritten
-from trnsim.nki.target import get_target_spec
 from trnsim.runtime.instance_profile import InstanceProfile
 from trnsim.runtime.profile import Profile
 from trnsim.sim.instance import InstanceLayout, check_lnc, layout
@@ -31,6 +26,13 @@ from trnsim.sim.machine import Machine, Mode
 from trnsim.sim.memory import MemoryKind, MemorySpace
 from trnsim.sim.rank_session import Launch, RankSession, Worker
 from trnsim.sim.tenancy import CoreRange, TenantMachine, check_lnc_match, check_partition, parse_cores
+
+if TYPE_CHECKING:
+    from trnsim.nki.context import TraceContext
+    from trnsim.nki.kernel import Kernel
+
+# trnsim.nki's package __init__ re-exports this module's launchers, so the nki imports below sit at their use sites:
+# importing them at module level made `import trnsim.runtime.instance_launch` (before trnsim.nki) a circular import.
 
 
 @dataclass
@@ -58,6 +60,8 @@ def run_ranks(
     """Run `kernel` on len(rank_args) ranks (NeuronCores at `lnc`, default the chip's), rank r with rank_args[r]."""
     if not rank_args:
         raise UsageError("run_ranks needs the arguments of at least one rank (a list with one tuple per rank)")
+    from trnsim.nki.target import get_target_spec
+
     tenant = TenantLaunch("", kernel, f"0-{len(rank_args) - 1}", rank_args, kwargs or {})
     return _run(get_target_spec(target), [tenant], lnc, instance, mode)[""]
 
@@ -74,12 +78,18 @@ def run_tenants(
     names = [t.name for t in tenants]
     if not tenants or any(not n for n in names) or len(set(names)) != len(names):
         raise UsageError(f"tenants need distinct non-empty names, got {names}")
+    from trnsim.nki.target import get_target_spec
+
     return _run(get_target_spec(target), list(tenants), lnc, instance, mode)
 
 
 def _run(
     spec: HardwareSpec, tenants: list[TenantLaunch], lnc: int | None, instance: str | None, mode: Mode
 ) -> dict[str, InstanceProfile]:
+    from trnsim.nki.context import TraceContext
+    from trnsim.nki.kernel import _as_kernel, _bind, _input_tensor, _output
+    from trnsim.nki.kernel import _warn_unwritten_outputs as warn_unwritten
+
     if mode not in ("functional", "timing"):
         raise UsageError(f"mode must be 'functional' or 'timing', got {mode!r}")
     lnc = spec.chip.default_lnc if lnc is None else lnc
@@ -163,6 +173,8 @@ def _run(
 
 def _programs(kernel: Kernel, lay: InstanceLayout) -> tuple[int, list[tuple[tuple[int, ...], int]]]:
     """The rank's cores in use and each SPMD program's (program id, core), as a one-chip launch spreads them."""
+    from trnsim.nki.indexing import NcDim
+
     grid = kernel.grid
     n_programs = int(np.prod(grid))
     nc_axes = [i for i, g in enumerate(grid) if isinstance(g, NcDim)]
@@ -191,6 +203,9 @@ def _task(
     program: int,
     as_torch: bool,
 ) -> Any:
+    from trnsim.nki.context import activate
+    from trnsim.nki.kernel import _internal_errors_reported
+
     def run() -> None:
         with activate(ctx), _internal_errors_reported():
             ret = kernel.fn(*args, **kw)
