@@ -61,16 +61,32 @@ def _explicit(ctx: LowerContext, q: Any, k: Any, v: Any, mask: Any, is_causal: b
         causal = torch.ones(s_q, s_kv, dtype=torch.bool).tril()
         mask = causal if mask is None else (mask & causal if mask.dtype == torch.bool else mask)
     ops: list[tuple[str, Any]] = [("multiply", scale)]
+    keep_rows = None
     if mask is not None:
         if mask.dtype == torch.bool:
             additive = torch.zeros(mask.shape, dtype=q.dtype, device=mask.device).masked_fill(~mask, float("-inf"))
         else:
             additive = mask.to(q.dtype)
+        additive, keep_rows = _without_fully_masked_rows(additive)
         if additive.device.type != scores.device.type:
             additive = additive.to(scores.device)
         ops.append(("add", additive))
     scores = ctx.kernel(kernels.fused_chain, scores, ops)
     probs = ctx.kernel(kernels.softmax, scores)
-    return ctx.kernel(kernels.batched_matmul, probs.reshape(b * h, s_q, s_kv), v.reshape(b * h, s_kv, dv)).reshape(
+    out = ctx.kernel(kernels.batched_matmul, probs.reshape(b * h, s_q, s_kv), v.reshape(b * h, s_kv, dv)).reshape(
         b, h, s_q, dv
     )
+    if keep_rows is not None:
+        out = ctx.kernel(kernels.fused_chain, out, [("multiply", keep_rows.to(out.device))])
+    return out
+
+
+def _without_fully_masked_rows(additive: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """torch's SDPA gives 0 for a query that may attend to no key (a left-padded prompt's pad positions), where a
+    softmax over a row of -inf is NaN. Such rows get a finite mask row (any: their output is discarded) and a
+    [..., S_q, 1] factor of 0 for them, 1 elsewhere, to multiply the output by; (additive, None) when no row is
+    fully masked, so ordinary masks cost no extra pass."""
+    fully_masked = torch.isneginf(additive).all(dim=-1, keepdim=True)
+    if not bool(fully_masked.any()):
+        return additive, None
+    return additive.masked_fill(fully_masked, 0.0), (~fully_masked).to(additive.dtype)
