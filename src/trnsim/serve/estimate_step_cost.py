@@ -127,7 +127,8 @@ def estimated_step_cost(
     if progress and missing:
         fn = _ProgressStep(parts, missing)
     try:
-        grid = StepLatencyGrid(fn, batches, tokens, contexts, cache_path=cache_path, key=key)
+        with extrapolation(True):  # the LM head over batches too: its walk is within 1% as well
+            grid = StepLatencyGrid(fn, batches, tokens, contexts, cache_path=cache_path, key=key)
     finally:
         stop = getattr(fn, "stop", None)
         if stop is not None:
@@ -149,8 +150,8 @@ def _dense_parts(parts: StepComponents, tokens: list[int]) -> None:
 
     Two shortcuts, each measured or exact: long kernel loops are extended from short probes (within 1% of full
     simulation, tests/compiler/test_fast_estimate.py; the points are 2-4x apart in N, so that error cannot
-    reorder them), and the attention op's kernel is not simulated, since dense_s leaves its time out anyway
-    (compiler/unpriced.py)."""
+    reorder them; the grid's other kernels are extended too), and the attention op's kernel is not simulated,
+    since dense_s leaves its time out anyway (compiler/unpriced.py)."""
     with extrapolation(True), unpriced_ops({SDPA}):
         for n in tokens:
             parts.dense_s(n)
