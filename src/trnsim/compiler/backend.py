@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from trnsim.compiler import backend_guard
 from trnsim.compiler.capture import capture
 from trnsim.compiler.executor import GraphRunner
 from trnsim.compiler.options import CompileOptions, parse_options
@@ -40,6 +41,7 @@ def _needs_grad(example_inputs: list[Any]) -> bool:
 def trnsim_backend(
     gm: torch.fx.GraphModule, example_inputs: list[Any], options: dict[str, Any] | None = None, mode: Any = None
 ) -> Callable[..., Any]:
+    backend_guard.install()  # notice Dynamo giving up on a function (recompile limit) instead of missing its work
     opts = parse_options(options)
     if opts.tp > 1:  # N rank copies with real collectives (trnsim.compiler.tp_compile)
         return tp_backend(gm, opts, training=_needs_grad(example_inputs))

@@ -63,6 +63,9 @@ class GraphProfile:
     # device time of each tensor-parallel rank of a compiled tp run (empty: one rank, or an estimate, whose
     # ranks run the same program by construction)
     rank_device_us: list[float] = field(default_factory=list)
+    # functions Dynamo stopped compiling (its recompile limit) that run eagerly while this profile was recorded:
+    # their work is not in it (trnsim.compiler.backend_guard)
+    eager_fallback: list[str] = field(default_factory=list)
 
     # -- headline numbers ---------------------------------------------------------------------------------
     @property
@@ -185,6 +188,7 @@ class GraphProfile:
             "host_fallback": [
                 {"op": r.op, "node": r.node, "host_us": r.host_us, "source": r.source} for r in self.host_fallback
             ],
+            "eager_fallback": list(self.eager_fallback),
             "kernel_cache": {"hits": self.cache_hits, "misses": self.cache_misses},
             "compile_seconds": self.compile_seconds,
             "ops": [asdict(r) for r in self.records],
@@ -216,4 +220,8 @@ class GraphProfile:
                 "host fallback", f"{len(self.host_fallback)}", f"({fmt_time_us(self.host_time_us)} on CPU)", ""
             )
             table.caption = escape(f"ran on the host CPU (no lowering): {', '.join(ops)}")
+        if self.eager_fallback:  # Dynamo ran these eagerly: the table is missing their work
+            table.add_row("partly eager", f"{len(self.eager_fallback)}", "not in this profile", "")
+            notes = "; ".join(self.eager_fallback)
+            table.caption = escape(f"{table.caption}; {notes}" if table.caption else notes)
         return table

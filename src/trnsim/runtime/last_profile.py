@@ -3,16 +3,25 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from trnsim.runtime.graph_profile import GraphProfile
 
 _last: GraphProfile | None = None
 _sinks: list[list[GraphProfile]] = []
+_annotators: list[Callable[[GraphProfile], None]] = []
+
+
+def add_profile_annotator(annotate: Callable[[GraphProfile], None]) -> None:
+    """Call `annotate` on every profile as it is recorded (the compiler notes work Dynamo ran eagerly)."""
+    if annotate not in _annotators:
+        _annotators.append(annotate)
 
 
 def set_last_profile(profile: GraphProfile) -> None:
     global _last
+    for annotate in _annotators:
+        annotate(profile)
     _last = profile
     for sink in _sinks:
         sink.append(profile)
