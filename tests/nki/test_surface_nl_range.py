@@ -10,7 +10,7 @@ import trnsim.nki.language as nl
 
 @nki.jit
 def row_blocks_doubled(x, block):
-    p, f = x.shape
+    f = x.shape[1]
     out = nl.ndarray(x.shape, dtype=x.dtype, buffer=nl.shared_hbm)
     for b in nl.range(f // block):
         t = nl.load(x[:, nl.ds(b * block, block)])
