@@ -42,3 +42,12 @@ def test_simulate_kernel_writes_keyword_output_arguments(rng: np.random.Generato
 def test_simulate_kernel_reports_a_wrong_call_as_a_usage_error() -> None:
     with pytest.raises(UsageError, match="cannot be called"):
         legacy_nki.simulate_kernel(partition_sum_into, np.zeros((128, 4), np.float32))
+
+
+def test_the_current_module_simulate_kernel_writes_back_too(rng: np.random.Generator) -> None:
+    import trnsim.nki as nki
+
+    a = rng.standard_normal((32, 16)).astype(np.float32)
+    out = np.zeros_like(a)
+    nki.simulate_kernel(scaled_copy_into, a, out)
+    np.testing.assert_allclose(out, a * 2.0, rtol=1e-6)

@@ -16,8 +16,8 @@ from trnsim.nki.kernel import (
     launch,
     profile,
     simulate,
-    simulate_kernel,
 )
+from trnsim.nki.legacy_launch import simulate_kernel  # writes what the kernel stored back into numpy arguments
 from trnsim.nki.target import get_target_spec, set_target
 from trnsim.nki.tensor import NkiTensor
 from trnsim.runtime.instance_launch import TenantLaunch, run_ranks, run_tenants
