@@ -10,10 +10,10 @@ import torch.nn.functional as F
 transformers = pytest.importorskip("transformers")
 
 
-def _compiled(fn):
+def _compiled(fn, **options):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # host-fallback notices for the mask ops are expected here
-        return torch.compile(fn, backend="trnsim")
+        return torch.compile(fn, backend="trnsim", options=options or None)
 
 
 @pytest.mark.parametrize("kind", ["bool", "additive"])
@@ -36,8 +36,8 @@ def test_sdpa_row_with_no_allowed_key_is_zero_like_eager(kind):
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("side", ["left", "right"])
-def test_gpt2_padded_batch_matches_eager(side):
+@pytest.mark.parametrize(("side", "tp"), [("left", 1), ("right", 1), ("left", 2)])
+def test_gpt2_padded_batch_matches_eager(side, tp):
     torch.manual_seed(0)
     cfg = transformers.GPT2Config(n_layer=1, n_embd=64, n_head=4, vocab_size=128, n_positions=32)
     model = transformers.GPT2LMHeadModel(cfg).eval()
@@ -48,7 +48,8 @@ def test_gpt2_padded_batch_matches_eager(side):
     else:
         mask[0, 5:] = 0
     with torch.no_grad():
-        expected = model(input_ids=ids, attention_mask=mask).logits
-        got = _compiled(model)(input_ids=ids, attention_mask=mask).logits
+        expected = model(input_ids=ids, attention_mask=mask, use_cache=False).logits
+        compiled = _compiled(model, tp=tp) if tp > 1 else _compiled(model)
+        got = compiled(input_ids=ids, attention_mask=mask, use_cache=False).logits
     assert not expected.isnan().any()  # eager is defined on the pad positions too, so compare every position
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
