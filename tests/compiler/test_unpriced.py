@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F
 
 import trnsim.compiler.kernel_runner as kernel_runner
+from trnsim import kernels
 from trnsim.compiler.estimate import estimate
+from trnsim.compiler.kernel_cache import KernelCache
 from trnsim.compiler.kernel_runner import extrapolation, extrapolation_enabled
-from trnsim.compiler.unpriced import is_unpriced, unpriced_ops
+from trnsim.compiler.unpriced import is_unpriced, unpriced_ops, unpriced_outputs
+from trnsim.hw import load_preset
+from trnsim.nki.kernel import TensorSpec
 
 SDPA = "aten.scaled_dot_product_attention.default"
 
@@ -50,10 +55,34 @@ def test_unpriced_attention_is_not_simulated_and_the_rest_is_unchanged(monkeypat
     full, launched_full = _run(monkeypatch, unpriced=False)
     fast, launched_fast = _run(monkeypatch, unpriced=True)
     assert "flash_attention" in launched_full and "flash_attention" not in launched_fast
-    assert any(r.op == SDPA for r in full) and not any(r.op == SDPA for r in fast)
+    assert any(r.op == SDPA and r.kind == "kernel" for r in full)
+    assert not any(r.op == SDPA and r.kind == "kernel" for r in fast)
     kept = [(r.op, r.kernel, r.device_us, r.flops, r.hbm_bytes) for r in full if r.op != SDPA]
-    assert kept == [(r.op, r.kernel, r.device_us, r.flops, r.hbm_bytes) for r in fast]
+    assert kept == [(r.op, r.kernel, r.device_us, r.flops, r.hbm_bytes) for r in fast if r.op != SDPA]
     assert not is_unpriced(SDPA)
+
+
+def _t(*shape: int, dtype: str = "bfloat16") -> TensorSpec:
+    return TensorSpec(shape, dtype)
+
+
+# Attention with an explicit mask lowers to these; each rule must give what the kernel itself returns.
+RULES = [
+    (kernels.flash_attention, (_t(1, 4, 256, 64), _t(1, 2, 256, 64), _t(1, 2, 256, 64)), {"causal": True}),
+    (kernels.batched_matmul, (_t(3, 200, 128), _t(3, 128, 300)), {}),
+    (kernels.batched_matmul, (_t(2, 128, 64), _t(2, 64, 256)), {"out_dtype": "float32"}),
+    (kernels.softmax, (_t(2, 4, 100, 300),), {}),
+    (kernels.fused_chain, (_t(2, 100, 300), [("multiply", 0.5), ("add", _t(100, 300))]), {}),
+    (kernels.fused_chain, (_t(2, 100, 300), [("exp", None)]), {"dtype": "float32"}),
+]
+
+
+@pytest.mark.parametrize(("kernel", "args", "kwargs"), RULES, ids=lambda v: getattr(v, "name", None))
+def test_shape_rules_match_the_kernels_outputs(kernel, args, kwargs) -> None:
+    out, _ = kernel_runner.run_kernel(kernel, args, kwargs, load_preset("trn2"), False, KernelCache(use_disk=False))
+    rule = unpriced_outputs(kernel.name, args, kwargs)
+    assert rule is not None
+    assert (tuple(rule.shape), rule.dtype) == (tuple(out.shape), out.dtype)
 
 
 def test_an_estimates_default_inherits_the_enclosing_extrapolation(monkeypatch) -> None:

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextvars import ContextVar
 from typing import Any
 
+from trnsim.errors import TrnsimError
 from trnsim.nki.kernel import TensorSpec
 
 _UNPRICED: ContextVar[frozenset[str]] = ContextVar("trnsim_unpriced_ops", default=frozenset())
@@ -54,9 +55,41 @@ def _flash_attention(args: tuple[Any, ...], kwargs: dict[str, Any]) -> TensorSpe
     return TensorSpec(tuple(q.shape), q.dtype) if consistent else None
 
 
-# kernel name -> its outputs from the arguments' shapes (None: not recognised, simulate it)
+def _batched_matmul(args: tuple[Any, ...], kwargs: dict[str, Any]) -> TensorSpec | None:
+    """batched_matmul(a [B, M, K], b [B, K, N], out_dtype) writes [B, M, N] (kernels/matmul.py _result_dtype)."""
+    from trnsim.compiler.loop_extrapolation import out_dtype_of
+
+    a, b = (list(args) + [kwargs.get(n) for n in ("a", "b")[len(args) :]])[:2]
+    if not (isinstance(a, TensorSpec) and isinstance(b, TensorSpec) and len(a.shape) == 3 and len(b.shape) == 3):
+        return None
+    out = out_dtype_of(a, kwargs.get("out_dtype", args[2] if len(args) > 2 else None))
+    if out is None or b.shape[0] != a.shape[0] or b.shape[1] != a.shape[2]:
+        return None
+    return TensorSpec((a.shape[0], a.shape[1], b.shape[2]), out)
+
+
+def _like_input(args: tuple[Any, ...], kwargs: dict[str, Any]) -> TensorSpec | None:
+    """softmax(x) and fused_chain(x, ops, dtype) write x's shape, in x's dtype or `dtype`
+    (kernels/reductions.py, elementwise.py)."""
+    from trnsim import dtypes
+
+    x = args[0] if args else kwargs.get("x")
+    if not isinstance(x, TensorSpec):
+        return None
+    dtype = kwargs.get("dtype", args[2] if len(args) > 2 else None)
+    try:
+        return TensorSpec(tuple(x.shape), x.dtype if dtype is None else dtypes.resolve(dtype))
+    except TrnsimError:  # a dtype the kernel would reject: let it run and say so
+        return None
+
+
+# kernel name -> its outputs from the arguments' shapes (None: not recognised, simulate it); attention with an
+# explicit mask lowers to batched matmuls around a fused scale + mask and a softmax (lowering/attention.py)
 _OUTPUTS: dict[str, Callable[[tuple[Any, ...], dict[str, Any]], TensorSpec | None]] = {
     "flash_attention": _flash_attention,
+    "batched_matmul": _batched_matmul,
+    "softmax": _like_input,
+    "fused_chain": _like_input,
 }
 
 
