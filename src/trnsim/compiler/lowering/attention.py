@@ -86,6 +86,8 @@ def _without_fully_masked_rows(additive: torch.Tensor) -> tuple[torch.Tensor, to
     softmax over a row of -inf is NaN. Such rows get a finite mask row (any: their output is discarded) and a
     [..., S_q, 1] factor of 0 for them, 1 elsewhere, to multiply the output by; (additive, None) when no row is
     fully masked, so ordinary masks cost no extra pass."""
+    if additive.device.type == "meta":  # shapes only (timing mode): no values to find such rows in
+        return additive, None
     fully_masked = torch.isneginf(additive).all(dim=-1, keepdim=True)
     if not bool(fully_masked.any()):
         return additive, None
