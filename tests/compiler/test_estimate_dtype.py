@@ -3,6 +3,7 @@ the bf16 rate on v2), their weights take one byte, and formats or targets that a
 
 from __future__ import annotations
 
+import re
 import warnings
 
 import pytest
@@ -44,12 +45,34 @@ def _matmul_tensor_us(prof: trnsim.GraphProfile) -> float:
     return sum(r.engine_busy_us.get("tensor", 0.0) * r.count for r in prof.records if r.kernel in ("linear", "matmul"))
 
 
+def _same_kernel_pairs(bf16: trnsim.GraphProfile, fp8: trnsim.GraphProfile) -> list[tuple[str, tuple[float, float]]]:
+    """(bf16, fp8) TensorE busy time of each weight matmul that both runs priced with the same kernel."""
+
+    def by_layer(prof: trnsim.GraphProfile) -> dict[tuple[str, str], float]:
+        out: dict[tuple[str, str], float] = {}
+        for r in prof.records:
+            if r.kernel in ("linear", "matmul"):
+                dims = re.sub(r":\w+", "", r.shapes)  # the shapes without their dtypes
+                out[(r.kernel, dims)] = r.engine_busy_us.get("tensor", 0.0)
+        return out
+
+    a, b = by_layer(bf16), by_layer(fp8)
+    return [(key[0], (a[key], b[key])) for key in a.keys() & b.keys()]
+
+
 @pytest.mark.parametrize("target", ["trn2", "trn1"])
 def test_fp8_matmuls_run_at_the_presets_fp8_rate(net: torch.nn.Module, target: str) -> None:
     bf16, fp8 = _estimate(net, target, "bf16"), _estimate(net, target, "fp8")
     factor = 2.0 if get_spec(target).core.tensor.fp8_double_row else 1.0  # double-row: 2x fp8 elements per cycle
+    # The heaviest K-major weight matmul (the matmul kernel: no weight transposes) priced in both runs runs at the
+    # fp8 rate. The whole sum is looser: TensorE also transposes activations and [out, in] weights, and those
+    # identity matmuls gain nothing from double-row, so the total lies between 1 and the rate factor (and the
+    # planner may pick the other kernel per dtype).
+    pairs = [pair for kernel, pair in _same_kernel_pairs(bf16, fp8) if kernel == "matmul"]
+    b16, f8 = max(pairs, key=lambda pair: pair[0])
+    assert b16 / f8 == pytest.approx(factor, rel=0.1), (target, b16, f8)
     ratio = _matmul_tensor_us(bf16) / _matmul_tensor_us(fp8)
-    assert ratio == pytest.approx(factor, rel=0.1), (target, ratio)
+    assert 0.99 < ratio <= factor * 1.02, (target, ratio)
     # half the weight bytes to stream, and on trn2 twice the rate: the step is faster either way
     assert fp8.device_time_us < bf16.device_time_us
     linear_weights = sum(m.weight.numel() for m in net.modules() if isinstance(m, torch.nn.Linear))
