@@ -117,7 +117,9 @@ def estimate(
     rank_model, config = local_model(model, opts.tp)
     hidden = getattr(config, "hidden_size", 0) if config is not None else 0
     vocab = getattr(getattr(rank_model, "config", None), "vocab_size", 0) or 0
-    plan = TPPlan(spec, placement, hidden, vocab, tp_roles(rank_model, opts.tp))  # collectives follow the weights
+    top_k = int(getattr(config, "num_experts_per_tok", None) or 1) if config is not None else 1
+    # collectives follow the weights
+    plan = TPPlan(spec, placement, hidden, vocab, tp_roles(rank_model, opts.tp), moe_top_k=top_k)
     args = tree_map(to_meta, tuple(example_inputs))
     kwargs = tree_map(to_meta, dict(example_kwargs or {}))
     name = label or type(model).__name__

@@ -34,6 +34,7 @@ class TPPlan:
     hidden: int  # model width: row-parallel projections produce it
     vocab_local: int  # vocabulary slice of one rank (lm_head output)
     roles: WeightRoles | None = None  # None: decide by shape (serving's step costs, which have no graph)
+    moe_top_k: int = 1  # experts per token: a grouped expert matmul's rows are tokens x top-k
 
     @property
     def tp(self) -> int:
@@ -73,7 +74,22 @@ __all__ = [
     "weight_role",
 ]
 
-SHARDABLE = ("llama", "mistral", "mixtral", "qwen2", "qwen3", "gemma", "gemma2", "phi3")
+SHARDABLE = (
+    "llama",
+    "mistral",
+    "mixtral",
+    "qwen2",
+    "qwen3",
+    "gemma",
+    "gemma2",
+    "phi3",
+    "qwen2_moe",
+    "qwen3_moe",
+    "deepseek_v3",
+    "gpt_oss",
+)  # not llama4_text: its routed experts are bmm's, whose all-reduce the shape rule cannot place
+# MLP widths a rank holds 1/tp of: dense MLP, routed experts (each expert column-split), shared experts
+_FFN_WIDTHS = ("intermediate_size", "moe_intermediate_size", "shared_expert_intermediate_size", "intermediate_size_mlp")
 
 
 def shard_config(config: Any, tp: int) -> Any:
@@ -91,7 +107,9 @@ def shard_config(config: Any, tp: int) -> Any:
     local = copy.deepcopy(config)
     local.head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
     local.num_attention_heads, local.num_key_value_heads = local_heads(heads, kv, tp)
-    local.intermediate_size = math.ceil(config.intermediate_size / tp)
+    for width in _FFN_WIDTHS:
+        if isinstance(getattr(config, width, None), int):
+            setattr(local, width, math.ceil(getattr(config, width) / tp))
     local.vocab_size = math.ceil(config.vocab_size / tp)
     return local
 

@@ -140,6 +140,16 @@ class LowerContext:
                 )
             )
 
+    def after_experts(self, k: int, n: int, out: torch.Tensor) -> None:
+        """The all-reduce after a tensor-parallel MoE block: each rank holds every expert's 1/tp column slice, so
+        the down projection's combined [tokens, hidden] output is partial on each rank. The grouped matmul's rows
+        are tokens x top-k; the all-reduce moves the combined tokens' rows (priced here, at the down matmul)."""
+        plan = self.tp_plan
+        if plan is None or plan.tp == 1 or plan.roles is not None:
+            return  # roles are only known for dense families; MoE ranks place collectives by shape
+        tokens = -(-int(out.shape[0]) // max(1, plan.moe_top_k))
+        self.after_linear(k, n, torch.empty((tokens, int(out.shape[1])), dtype=out.dtype, device="meta"))
+
     def output_used(self, index: int) -> bool:
         return self.used_outputs is None or index in self.used_outputs
 
