@@ -37,15 +37,13 @@ from trnsim.isa.cost import (
 from trnsim.isa.opcodes import Engine, Opcode
 from trnsim.runtime.graph_profile import GraphProfile, OpRecord
 
-PARTITIONS = 128
 VALUES_PER_PACKED = 4  # an x4-packed MX element holds 4 values of the contraction
-K_GROUP = PARTITIONS * VALUES_PER_PACKED  # contraction of one nc_matmul_mx
-OUT_TILE = 128  # stationary free size (PE columns)
-TOKEN_BLOCK = 512  # moving free size: one 2 KiB PSUM bank of fp32
 SCALE_GROUP = 32  # values per e8m0 scale byte
 BF16_BYTES = 2
-WEIGHT_RUN_BYTES = 2048  # pre-laid-out weights: a strip's row per partition (the >= 2 KiB efficiency rule)
-ACT_RUN_BYTES = 4096  # x / y rows are read and written in chunks of this many bytes (or the whole row)
+FP32_BYTES = 4
+# The tile sizes come from the core's preset: partitions (contraction rows), PE columns (stationary free size),
+# one PSUM bank of fp32 (moving free size); weights laid out for the kernel move in runs of the preset's
+# efficient row, x / y rows in its saturating row (or the whole row when shorter).
 
 _SHAPE = re.compile(r"\[([\d, ]*)\]:(\w+)")
 GROUPED = "grouped_matmul"  # the experts' matmul (kernels/grouped_matmul.py)
@@ -84,7 +82,7 @@ def _engine_us(spec: HardwareSpec, op: Opcode, engine: Engine, args: CostArgs, c
 def _dma_us(spec: HardwareSpec, nbytes: float, run_bytes: int) -> float:
     """Moving `nbytes` between HBM and SBUF over all the core's queues, capped by the chip's HBM bandwidth."""
     core = spec.core
-    pieces = dma_queue_pieces(core, PARTITIONS)
+    pieces = dma_queue_pieces(core, core.sbuf.partitions)
     rate = min(core.dma.queue_bytes_per_ns, spec.chip.hbm_bytes_per_ns / pieces)
     data_ns = dma_transfer_ns(core.dma, nbytes / pieces, run_bytes, rate)
     return dma_queue_occupancy_ns(core.dma, data_ns) / 1000.0
@@ -108,35 +106,37 @@ def mx_grouped_cost(spec: HardwareSpec, group_rows: list[int], n: int, k: int, e
 
 
 def _mx_cost(spec: HardwareSpec, group_rows: list[int], n: int, k: int, element_bits: int, residual: bool) -> MxCost:
-    k_groups = math.ceil(k / K_GROUP)
-    out_tiles = _blocks(n, OUT_TILE)
+    core = spec.core
+    partitions = core.sbuf.partitions
+    k_groups = math.ceil(k / (partitions * VALUES_PER_PACKED))  # contraction of one nc_matmul_mx
+    out_tiles = _blocks(n, core.tensor.pe_cols)
     m = sum(group_rows)
-    token_blocks = [t for rows in group_rows for t in _blocks(rows, TOKEN_BLOCK)]
+    token_blocks = [t for rows in group_rows for t in _blocks(rows, core.psum.bank_bytes // FP32_BYTES)]
     # TensorE: x's transposes (one [128 tokens, 128 K] tile each), then the MX matmuls
-    transposes = sum(math.ceil(rows / PARTITIONS) for rows in group_rows) * math.ceil(k / PARTITIONS)
-    tensor = _engine_us(spec, Opcode.NC_TRANSPOSE, Engine.TENSOR, CostArgs(n=PARTITIONS, p=PARTITIONS), transposes)
+    transposes = sum(math.ceil(rows / partitions) for rows in group_rows) * math.ceil(k / partitions)
+    tensor = _engine_us(spec, Opcode.NC_TRANSPOSE, Engine.TENSOR, CostArgs(n=partitions, p=partitions), transposes)
     for tokens in token_blocks:
         for cols in out_tiles:
-            args = CostArgs(n_stationary=cols, n_moving=tokens, p=PARTITIONS)
+            args = CostArgs(n_stationary=cols, n_moving=tokens, p=partitions)
             tensor += _engine_us(spec, Opcode.NC_MATMUL_MX, Engine.TENSOR, args, k_groups)
     # VectorE: quantize_mx of x^T, [128, 4 x tokens] bf16 per K group and token block; a fused residual add
     vector = 0.0
     for tokens in token_blocks:
-        args = CostArgs(n=VALUES_PER_PACKED * tokens, p=PARTITIONS, all_bf16=True)
+        args = CostArgs(n=VALUES_PER_PACKED * tokens, p=partitions, all_bf16=True)
         vector += _engine_us(spec, Opcode.QUANTIZE_MX, Engine.VECTOR, args, k_groups)
     # ScalarE: every [128 features, <= 512 tokens] fp32 PSUM tile to bf16 (with a fused bias / activation)
     scalar = 0.0
     for tokens in token_blocks:
-        args = CostArgs(n=tokens, p=PARTITIONS, psum_input=True, sbuf_only=False)
+        args = CostArgs(n=tokens, p=partitions, psum_input=True, sbuf_only=False)
         scalar += _engine_us(spec, Opcode.ACTIVATION, Engine.SCALAR, args, len(out_tiles))
         if residual:
-            add = CostArgs(n=tokens, p=PARTITIONS, n_inputs=2, all_bf16=True)
+            add = CostArgs(n=tokens, p=partitions, n_inputs=2, all_bf16=True)
             vector += _engine_us(spec, Opcode.TENSOR_TENSOR, Engine.VECTOR, add, len(out_tiles))
     groups = sum(1 for rows in group_rows if rows)  # an expert no token reached is not loaded
     weight_bytes = groups * (n * k * element_bits / 8 + n * k / SCALE_GROUP)
     act_bytes = BF16_BYTES * (m * k + m * n * (2 if residual else 1))
-    act_run = min(ACT_RUN_BYTES, BF16_BYTES * max(k, n))
-    dma = _dma_us(spec, weight_bytes, WEIGHT_RUN_BYTES) + _dma_us(spec, act_bytes, act_run)
+    act_run = min(core.dma.saturating_row_bytes, BF16_BYTES * max(k, n))
+    dma = _dma_us(spec, weight_bytes, core.dma.efficient_row_bytes) + _dma_us(spec, act_bytes, act_run)
     busy = {"tensor": tensor, "vector": vector, "scalar": scalar, "dma": dma}
     latency = max(busy.values()) + spec.core.dma.fixed_latency_ns / 1000.0
     return MxCost(latency, busy, math.ceil(weight_bytes + act_bytes), 2 * m * n * k)
