@@ -27,7 +27,10 @@ def test_load_curve_from_light_load_to_overload(model, cost, replica, rng, tmp_p
     assert light["ttft_p50_ms"] == pytest.approx(lone_ttft * 1e3, rel=1e-6)  # nobody else in the system
     assert light["tpot_p50_ms"] == pytest.approx(lone_tpot * 1e3, rel=1e-6)
     assert middle["sustained"] and middle["ttft_p50_ms"] >= light["ttft_p50_ms"] * (1 - 1e-9)
-    assert middle["throughput_tok_s"] == pytest.approx(middle["offered_req_s"] * output, rel=0.08)
+    assert middle["throughput_tok_s"] == pytest.approx(middle["completed_req_s"] * output, rel=1e-12)
+    # Completions in the window's second half differ from its arrivals by the change in the number in the
+    # system, which a batching server swings in bursts (up to ~10% of a 200-request half seen over seeds).
+    assert middle["completed_req_s"] == pytest.approx(middle["offered_req_s"], rel=0.2)
     assert not over["sustained"] and over["throughput_tok_s"] < over["rate"] * output * 0.7
 
     files = plot_load_curve(points + [p | {"hw": "other"} for p in points], tmp_path / "curve", {"ttft": 500.0})
