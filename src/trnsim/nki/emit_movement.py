@@ -24,23 +24,29 @@ from trnsim.nki.operands import (
     same_shape_tiles,
 )
 from trnsim.nki.tensor import NkiTensor
+from trnsim.nki.tensor_indirect import skip_out_of_bounds
 
 
-def dma_copy(dst: Any, src: Any, mask: Any = None, location: str | None = None) -> Instruction:
+def dma_copy(dst: Any, src: Any, mask: Any = None, location: str | None = None, oob_skip: bool = False) -> Instruction:
+    """`oob_skip` (oob_mode.skip): elements whose index-tile row is out of bounds are left out."""
     loc = location or user_location()
     ctx = current()
     dst = require_tensor(dst, "dma_copy dst", loc)
     src = require_tensor(src, "dma_copy src", loc)
     m = broadcast_mask(mask, dst.shape, loc)
+    src_m = m if src.shape == dst.shape else None
+    if oob_skip:
+        m, src_m = skip_out_of_bounds(dst, src, m)
     # A DMA moves bytes: same-dtype copies are bit-exact; a dtype change goes through fp32.
     read = read_stored if src.dtype == dst.dtype else read_f32
     return issue(
         Opcode.DMA_COPY,
         dst,
         {"src": src},
-        lambda _: {"src": read(ctx, src, m if src.shape == dst.shape else None, loc)},
+        lambda _: {"src": read(ctx, src, src_m, loc)},
         loc,
         mask=m,
+        src_mask=src_m,
         label=f"dma {src.buffer}->{dst.buffer}",
     )
 

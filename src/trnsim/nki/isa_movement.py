@@ -20,6 +20,8 @@ from trnsim.nki.isa_enums import (
 from trnsim.nki.tensor import NkiTensor
 from trnsim.nki.versions import removed_dtype
 
+_OOB_SKIP = oob_mode.skip  # the parameter of the same name hides the enum inside dma_copy
+
 
 def dma_copy(
     dst: NkiTensor,
@@ -30,7 +32,7 @@ def dma_copy(
     engine: Any = engine.unknown,
     name: Any = None,
 ) -> None:
-    emit_movement.dma_copy(dst, src)
+    emit_movement.dma_copy(dst, src, oob_skip=oob_mode is _OOB_SKIP)
 
 
 def tensor_copy(

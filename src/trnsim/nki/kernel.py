@@ -279,6 +279,8 @@ def _internal_errors_reported() -> Iterator[None]:
     except TrnsimError:
         raise
     except Exception as err:
+        if isinstance(err.__cause__, TrnsimError):
+            raise  # an exception NKI's simulator raises (e.g. IndexError), on purpose, from trnsim's own error
         frames = traceback.extract_tb(err.__traceback__)
         if not frames or not is_machinery(frames[-1].filename):
             raise

@@ -12,6 +12,7 @@ from trnsim.isa.instructions.nc_matmul import check_matmul_limits
 from trnsim.isa.opcodes import Engine
 from trnsim.nki import (
     emit_arith,
+    emit_dma_compute,
     emit_matmul,
     emit_movement,
     emit_partition,
@@ -94,6 +95,9 @@ def _fresh(shape: Any, dtype: Any, buffer: MemoryKind = MemoryKind.SBUF) -> NkiT
     return new_tensor(tuple(shape), dtype, buffer, location=user_location())
 
 
+_OOB_SKIP = oob_mode.skip  # dma_copy's parameter of the same name hides the enum
+
+
 def _done(t: NkiTensor) -> NkiTensor:
     return _mark_fresh(current(), t)
 
@@ -113,7 +117,16 @@ def dma_copy(
     dge_mode: Any = None,
     **_: Any,
 ) -> None:
-    emit_movement.dma_copy(dst, src, mask=mask)
+    skip = oob_mode is _OOB_SKIP
+    if dst_rmw_op is not None:  # NKI 0.2 docs: dst = dst + src ("only np.add"; nisa.dma_compute since 0.3.0)
+        if mask is not None or skip:
+            raise UsageError(
+                "nisa.dma_copy with dst_rmw_op takes no mask and only oob_mode=oob_mode.error (NKI docs)",
+                user_location(),
+            )
+        emit_dma_compute.dma_compute(dst, [src, dst], dst_rmw_op)
+        return
+    emit_movement.dma_copy(dst, src, mask=mask, oob_skip=skip)
 
 
 def nc_matmul(

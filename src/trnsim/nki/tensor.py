@@ -20,6 +20,7 @@ from trnsim.errors import BoundsError, UsageError
 from trnsim.isa.instruction import Region
 from trnsim.nki.boxes import _box3, _to_root_box
 from trnsim.nki.context import user_location
+from trnsim.nki.tensor_indirect import check_in_bounds, indirect_key
 from trnsim.nki.tensor_ops import TileOperators, tile_language
 from trnsim.nki.tensor_reshapes import TensorReshapes
 from trnsim.nki.tensor_views import TensorViews
@@ -53,6 +54,7 @@ class NkiTensor(TileOperators, TensorViews, TensorReshapes):
 
     __slots__ = ("__weakref__", "_region", "alloc", "key", "shape")
     __array_priority__ = 1000  # numpy defers binary operators to us
+    is_indirect_dma = False  # rows from an index tile (IndirectTensor)
 
     def __init__(self, alloc: Allocation, key: tuple[Entry, ...] | None = None) -> None:
         self.alloc = alloc
@@ -120,7 +122,10 @@ class NkiTensor(TileOperators, TensorViews, TensorReshapes):
 
     # -- indexing ------------------------------------------------------------------------------------
     def __getitem__(self, index: Any) -> NkiTensor:
-        return NkiTensor(self.alloc, self._compose(index))
+        entries = index if isinstance(index, tuple) else (index,)
+        if any(isinstance(i, NkiTensor) for i in entries):  # an index tile: indirect DMA rows (tensor_indirect.py)
+            return IndirectTensor(self.alloc, indirect_key(self, entries, NkiTensor))
+        return type(self)(self.alloc, self._compose(index))
 
     def _compose(self, index: Any) -> tuple[Entry, ...]:
         """The key of `self[index]`: each visible dim's entry narrowed by its index (bounds-checked)."""
@@ -343,6 +348,17 @@ class NkiTensor(TileOperators, TensorViews, TensorReshapes):
             # SBUF/PSUM: every partition is its own run
             run = min(run, self.free_size())
         return max(1, run) * self.dtype.itemsize
+
+
+class IndirectTensor(NkiTensor):
+    """A view of an HBM tensor whose rows come from an index tile (gather/scatter DMA): its rows are
+    checked when a DMA uses it, under the DMA's oob_mode (tensor_indirect.py)."""
+
+    __slots__ = ()
+    is_indirect_dma = True
+
+    def check_bounds(self, mask: np.ndarray | None, location: str) -> None:
+        check_in_bounds(self, mask, location)
 
 
 # Legacy block tensors ([blocks..., par_dim(P), free...]) allocated whole: their dim 0 is a block dim, which an
