@@ -282,6 +282,8 @@ def _internal_errors_reported() -> Iterator[None]:
         if isinstance(err.__cause__, TrnsimError):
             raise  # an exception NKI's simulator raises (e.g. IndexError), on purpose, from trnsim's own error
         frames = traceback.extract_tb(err.__traceback__)
+        if frames and not is_machinery(frames[-1].filename) and "truth value of an array" in str(err):
+            raise _truth_value_error(frames[-1]) from err
         if not frames or not is_machinery(frames[-1].filename):
             raise
         user = next((f for f in reversed(frames) if not is_machinery(f.filename)), None)
@@ -294,6 +296,19 @@ def _internal_errors_reported() -> Iterator[None]:
             where,
             rule="internal",
         ) from err
+
+
+def _truth_value_error(frame: traceback.FrameSummary) -> UsageError:
+    """numpy's "truth value of an array is ambiguous", raised on a kernel line: almost always `and`/`or`/`not` on
+    mask predicates. NKI 0.1 evaluated kernels in Python too (NKI docs, migration guide), so `a and b` there is
+    Python's: `b` alone when `a`'s predicate object is truthy. trnsim refuses rather than drop a condition."""
+    return UsageError(
+        "a comparison of index expressions (nl.arange/nl.mgrid) is an array of conditions with no single truth "
+        "value, so Python's `and`, `or`, `not` and `if` cannot combine or test it: combine mask predicates with "
+        "`&`, `|` and `~`, e.g. mask=(ix < n) & (iy < m), as NKI's masking docs write them",
+        f"{frame.filename}:{frame.lineno}",
+        rule="mask",
+    )
 
 
 def _bind(kernel: Kernel, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
