@@ -36,6 +36,11 @@ class TensorEngineSpec(EngineSpec):
     mx_speedup: float = Field(
         default=0.0, ge=0, description="nc_matmul_mx (MXFP8/MXFP4) throughput over bf16; 0 = no MX matmul"
     )
+    transpose_mode_fp32_speedup: float = Field(
+        default=0.0,
+        ge=0,
+        description="nc_matmul(is_transpose=True) on fp32 over a plain fp32 matmul; 0 = no transpose mode (NC-v2)",
+    )
 
 
 class VectorEngineSpec(EngineSpec):

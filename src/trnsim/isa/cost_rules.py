@@ -26,6 +26,7 @@ class CostArgs:
     n_stationary: int = 0  # nc_matmul: stationary free size
     n_moving: int = 0  # nc_matmul: moving free size
     fp32_matmul: bool = False  # nc_matmul with fp32/tf32 inputs
+    transpose: bool = False  # nc_matmul in the PE array's transpose mode (is_transpose=True, NC-v3 on)
     n_inputs: int = 1  # tensor inputs read by the engine
     all_bf16: bool = False  # every operand bf16/fp16
     sbuf_only: bool = True  # every operand in SBUF (none in PSUM)

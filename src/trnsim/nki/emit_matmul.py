@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from trnsim.isa.instruction import Instruction
+from trnsim.isa.instructions.nc_matmul import transpose_mode
 from trnsim.isa.opcodes import Engine, Opcode
 from trnsim.nki.context import current, user_location
 from trnsim.nki.issue import issue
@@ -20,7 +21,9 @@ def nc_matmul(
     double_row: bool = False,
     mask: Any = None,
     location: str | None = None,
+    is_transpose: bool = False,
 ) -> Instruction:
+    """dst[M, N] = stationary.T @ moving; is_transpose: the PE array's transpose mode (NC-v3 on, see the record)."""
     ctx = current()
     loc = location or user_location()
     dst = require_tensor(dst, "nc_matmul dst", loc)
@@ -38,9 +41,11 @@ def nc_matmul(
             "stationary": read_masked(ctx, st, None, loc),
             "moving": read_masked(ctx, mv, None, loc),
             "double_row": double_row,
+            "is_transpose": transpose_mode(ctx.machine.spec.core, {"is_transpose": is_transpose}),
+            "location": loc,
         },
         loc,
-        params={"double_row": double_row},
+        params={"double_row": double_row, "is_transpose": is_transpose},
         mask=m,
         accumulate=acc,
         label="nc_matmul",

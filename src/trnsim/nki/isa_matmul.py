@@ -30,7 +30,12 @@ def nc_matmul(
     name: Any = None,
 ) -> None:
     emit_matmul.nc_matmul(
-        dst, stationary, moving, accumulate=accumulate, double_row=perf_mode == matmul_perf_mode.double_row
+        dst,
+        stationary,
+        moving,
+        accumulate=accumulate,
+        double_row=perf_mode == matmul_perf_mode.double_row,
+        is_transpose=bool(is_transpose),
     )
 
 
