@@ -159,6 +159,12 @@ BINARY_OPS: dict[str, Binary] = {
 # Ops on raw integer bits: operands are read as integers, not through fp32.
 INT_OPS = frozenset({"bitwise_and", "bitwise_or", "bitwise_xor", "left_shift", "right_shift"})
 
+# The ALU's unary arithmetic ops (NKI docs, "Supported Math Operators for NKI ISA", "Arithmetic Unary"):
+# tensor_scalar / tensor_scalar_reduce take them as op0/op1 with the operand None or 0, which they ignore.
+UNARY_ALU_OPS: dict[str, Unary] = {k: ACTIVATIONS[k] for k in ("abs", "square", "relu", "rsqrt", "reciprocal")}
+# Every op a tensor_scalar-style slot (op0/op1 with a scalar or [P, 1] operand) takes.
+SCALAR_SLOT_OPS: dict[str, object] = {**BINARY_OPS, **UNARY_ALU_OPS}
+
 # Ops legal as reductions (trainium.md §3.3) and their numpy reduction.
 REDUCE_OPS: dict[str, Callable[..., Array]] = {
     "add": np.add.reduce,

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from trnsim.isa.alu import ACTIVATIONS, BINARY_OPS, INT_OPS, REDUCE_OPS
+from trnsim.isa.alu import ACTIVATIONS, BINARY_OPS, INT_OPS, REDUCE_OPS, UNARY_ALU_OPS
 
 Array = np.ndarray
 F32 = np.float32
@@ -71,9 +71,12 @@ def tensor_scalar(
     operand1: Array | float | None = None,
     reverse1: bool = False,
 ) -> Array:
-    """(data op0 operand0) op1 operand1; operands are scalars or [P, 1] vectors broadcast along free."""
+    """(data op0 operand0) op1 operand1; operands are scalars or [P, 1] vectors broadcast along free.
+    A unary ALU op (abs, square, relu, rsqrt, reciprocal) applies to its input alone; its operand is unused."""
 
     def apply(x: Array, op: str, operand: Array | float, reverse: bool) -> Array:
+        if op in UNARY_ALU_OPS:
+            return UNARY_ALU_OPS[op](x.astype(F32, copy=False))
         if isinstance(operand, np.ndarray):
             v: Any = operand.reshape(x.shape[0], *([1] * (x.ndim - 1)))
         else:

@@ -11,8 +11,9 @@ from typing import Any
 
 import numpy as np
 
+from trnsim.errors import UsageError
 from trnsim.isa import semantics as sem
-from trnsim.isa.alu import ACTIVATIONS, BINARY_OPS, REDUCE_OPS
+from trnsim.isa.alu import ACTIVATIONS, BINARY_OPS, REDUCE_OPS, SCALAR_SLOT_OPS, UNARY_ALU_OPS
 from trnsim.isa.instruction import Instruction
 from trnsim.isa.opcodes import Engine, Opcode
 from trnsim.isa.rules import ARITH_OPS
@@ -37,6 +38,22 @@ from trnsim.nki.tensor import NkiTensor
 def _named(**tiles: list[NkiTensor]) -> dict[str, NkiTensor]:
     """The optional tile operands that were passed (scalars are parameters, not tiles)."""
     return {k: v[0] for k, v in tiles.items() if v}
+
+
+def slot_operand(ctx: Any, op: str, operand: Any, p: int, what: str, loc: str) -> tuple[Any, list[NkiTensor]]:
+    """The operand of a tensor_scalar-style op slot: a scalar or a [P, 1] tile; for a unary ALU op (abs,
+    square, relu, rsqrt, reciprocal) None or 0, which the op ignores (NKI docs, nki.isa.tensor_scalar)."""
+    if op not in UNARY_ALU_OPS:
+        return vector_operand(ctx, operand, p, what, loc)
+    try:
+        unused = operand is None or (not isinstance(operand, NkiTensor) and float(operand) == 0.0)
+    except (TypeError, ValueError):
+        unused = False
+    if not unused:
+        raise UsageError(
+            f"{what} must be None or 0 when its op is the unary {op}, got {operand!r}", loc, rule="unary-operand"
+        )
+    return 0.0, []
 
 
 def activation(
@@ -145,13 +162,13 @@ def tensor_scalar(
     loc = location or user_location()
     dst, data = same_shape_tiles(ctx, "tensor_scalar", loc, dst=dst, data=data)
     p = data.partition_size()
-    n0 = op_name(op0, BINARY_OPS, "tensor_scalar op0", loc)
-    v0, t0 = vector_operand(ctx, operand0, p, "tensor_scalar operand0", loc)
+    n0 = op_name(op0, SCALAR_SLOT_OPS, "tensor_scalar op0", loc)
+    v0, t0 = slot_operand(ctx, n0, operand0, p, "tensor_scalar operand0", loc)
     n1, v1 = None, None
     t1: list[NkiTensor] = []
     if op1 is not None:
-        n1 = op_name(op1, BINARY_OPS, "tensor_scalar op1", loc)
-        v1, t1 = vector_operand(ctx, operand1, p, "tensor_scalar operand1", loc)
+        n1 = op_name(op1, SCALAR_SLOT_OPS, "tensor_scalar op1", loc)
+        v1, t1 = slot_operand(ctx, n1, operand1, p, "tensor_scalar operand1", loc)
     m = broadcast_mask(mask, dst.shape, loc)
 
     def values(_: Any) -> dict[str, Any]:

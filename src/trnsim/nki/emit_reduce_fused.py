@@ -13,11 +13,12 @@ import numpy as np
 
 from trnsim.errors import UsageError
 from trnsim.isa import semantics as sem
-from trnsim.isa.alu import BINARY_OPS, REDUCE_OPS
+from trnsim.isa.alu import REDUCE_OPS, SCALAR_SLOT_OPS
 from trnsim.isa.instruction import Instruction
 from trnsim.isa.instructions.nc_match_replace8 import match_indices8
 from trnsim.isa.opcodes import Opcode
 from trnsim.nki.context import current, user_location
+from trnsim.nki.emit_arith import slot_operand
 from trnsim.nki.issue import issue
 from trnsim.nki.operands import (
     check_tile,
@@ -28,7 +29,6 @@ from trnsim.nki.operands import (
     require_tensor,
     resolve_operand,
     same_shape_tiles,
-    vector_operand,
     write,
 )
 from trnsim.nki.tensor import NkiTensor
@@ -55,9 +55,9 @@ def tensor_scalar_reduce(
     loc = location or user_location()
     dst, data = same_shape_tiles(ctx, "tensor_scalar_reduce", loc, dst=dst, data=data)
     p = data.partition_size()
-    n0 = op_name(op0, BINARY_OPS, "tensor_scalar_reduce op0", loc)
+    n0 = op_name(op0, SCALAR_SLOT_OPS, "tensor_scalar_reduce op0", loc)
     rop = op_name(reduce_op, REDUCE_OPS, "tensor_scalar_reduce reduce_op", loc)
-    v0, t0 = vector_operand(ctx, operand0, p, "tensor_scalar_reduce operand0", loc)
+    v0, t0 = slot_operand(ctx, n0, operand0, p, "tensor_scalar_reduce operand0", loc)
     outputs: dict[str, NkiTensor] = {}
     if reduce_res is not None:
         red = require_tensor(reduce_res, "tensor_scalar_reduce reduce_res", loc)
@@ -159,15 +159,20 @@ def nc_match_replace8(
         outputs["dst_idx"] = require_tensor(dst_idx, "nc_match_replace8 dst_idx", loc)
     for t in (dst, data, vals, *outputs.values()):
         check_tile(ctx, t, "nc_match_replace8 operand", loc)
+    # The positions are matched in the data as read, before dst is written: kernels replace in place
+    # (dst=data, as nki-library's topk does), and matching after the write finds nothing.
+    read: list[tuple[np.ndarray, np.ndarray]] = []
+
+    def values(_: Any) -> dict[str, Any]:
+        # copies: a read may be a view of the tile's storage, which the write below changes
+        read.append((read_masked(ctx, data, None, loc).copy(), read_masked(ctx, vals, None, loc).copy()))
+        return {"data": read[0][0].reshape(dst.shape), "vals": read[0][1], "imm": float(imm)}
+
     ins = issue(
         Opcode.NC_MATCH_REPLACE8,
         dst,
         {"data": data, "vals": vals},
-        lambda _: {
-            "data": read_masked(ctx, data, None, loc).reshape(dst.shape),
-            "vals": read_masked(ctx, vals, None, loc),
-            "imm": float(imm),
-        },
+        values,
         loc,
         outputs=outputs,
         extent=(data.partition_size(), data.free_size()),
@@ -175,6 +180,5 @@ def nc_match_replace8(
     )
     if outputs and ctx.machine.functional:
         idx = outputs["dst_idx"]
-        positions = match_indices8(read_masked(ctx, data, None, loc), read_masked(ctx, vals, None, loc), _sentinel(idx))
-        write(idx, positions, None)
+        write(idx, match_indices8(*read[0], _sentinel(idx)), None)
     return ins

@@ -5,6 +5,7 @@ from __future__ import annotations
 from trnsim.errors import UsageError
 from trnsim.hw.spec import CoreSpec
 from trnsim.isa import semantics as sem
+from trnsim.isa.alu import UNARY_ALU_OPS
 from trnsim.isa.cost_rules import CostArgs, streaming
 from trnsim.isa.instructions.tensor_scalar import cost_args
 from trnsim.isa.opcodes import Engine, Opcode
@@ -18,7 +19,7 @@ REDUCE_OPS = ("add", "multiply", "maximum", "minimum")
 
 def check(call: Call) -> None:
     op0, reduce_op = call.param("op0"), call.param("reduce_op")
-    if op0 not in ARITH_OPS:
+    if op0 not in ARITH_OPS and op0 not in UNARY_ALU_OPS:
         raise UsageError(
             f"tensor_scalar_reduce op0 must be an arithmetic op, got {op0} (bitvec ops are not supported)",
             call.location,
