@@ -13,10 +13,9 @@ from typing import Any
 
 import pytest
 import torch
-from transformers import DeepseekV3Config, GptOssConfig, Llama4TextConfig, MixtralConfig, Qwen3MoeConfig
+from transformers import DeepseekV3Config, GptOssConfig, MixtralConfig, Qwen3MoeConfig
 
 import trnsim
-from trnsim.errors import CompileError
 from trnsim.models import build_model
 
 HIDDEN, HEADS, KV = 256, 8, 4
@@ -94,21 +93,3 @@ def test_moe_blocks_end_in_one_all_reduce_per_rank(family: str) -> None:
     local = math.ceil(inter / tp)
     want = 2 * tokens * k * (HIDDEN * 2 * local + local * HIDDEN) * layers
     assert sum(r.flops * r.count for r in grouped) == want, family
-
-
-def test_llama4_tp_is_refused_with_the_reason() -> None:
-    """Llama-4's routed experts are batched matmuls over a 3-D weight, whose all-reduce is not placed yet."""
-    config = Llama4TextConfig(
-        hidden_size=HIDDEN,
-        num_attention_heads=HEADS,
-        num_key_value_heads=KV,
-        intermediate_size=96,
-        intermediate_size_mlp=192,
-        num_local_experts=4,
-        head_dim=32,
-        num_hidden_layers=1,
-        vocab_size=512,
-    )
-    net = build_model(config, device="meta")
-    with pytest.raises(CompileError, match="llama4_text"):
-        trnsim.estimate(net, (torch.zeros(1, 16, dtype=torch.long, device="meta"),), target="trn2", tp=2)

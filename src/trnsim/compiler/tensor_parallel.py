@@ -20,8 +20,9 @@ from typing import Any
 import torch
 import torch.fx
 
-from trnsim.compiler.tp_families import collective_roles, shard_model
+from trnsim.compiler.tp_families import FAMILIES, collective_roles, shard_model
 from trnsim.compiler.tp_heads import WeightRoles, local_heads
+from trnsim.compiler.tp_llama4 import EXPERTS_REDUCE, estimate_roles
 from trnsim.errors import CompileError
 from trnsim.hw.spec import HardwareSpec
 from trnsim.sim.collectives import Placement, all_gather_us, all_reduce_us
@@ -54,8 +55,8 @@ class TPPlan:
 
     def collective(self, kind: str | None, out_bytes: int) -> tuple[str, float] | None:
         """The time of `kind` after a linear whose (per-rank) output is `out_bytes`."""
-        if kind == "all_reduce":
-            return kind, all_reduce_us(self.spec, self.placement, out_bytes)
+        if kind in ("all_reduce", EXPERTS_REDUCE):  # EXPERTS_REDUCE: a Llama-4 MoE block's, at its experts
+            return "all_reduce", all_reduce_us(self.spec, self.placement, out_bytes)
         if kind == "all_gather":
             return kind, all_gather_us(self.spec, self.placement, out_bytes * self.tp)
         return None
@@ -71,6 +72,7 @@ __all__ = [
     "local_model",
     "shard_config",
     "tp_roles",
+    "unsupported_family",
     "weight_role",
 ]
 
@@ -87,7 +89,9 @@ SHARDABLE = (
     "qwen3_moe",
     "deepseek_v3",
     "gpt_oss",
-)  # not llama4_text: its routed experts are bmm's, whose all-reduce the shape rule cannot place
+    "llama4_text",  # routed experts are bmm's: their all-reduce follows the weight (tp_llama4.py)
+)
+MOE_FAMILIES = ("mixtral", "qwen2_moe", "qwen3_moe", "deepseek_v3", "gpt_oss", "llama4_text")
 # MLP widths a rank holds 1/tp of: dense MLP, routed experts (each expert column-split), shared experts
 _FFN_WIDTHS = ("intermediate_size", "moe_intermediate_size", "shared_expert_intermediate_size", "intermediate_size_mlp")
 
@@ -98,10 +102,7 @@ def shard_config(config: Any, tp: int) -> Any:
         return config
     model_type = getattr(config, "model_type", "")
     if model_type not in SHARDABLE:
-        raise CompileError(
-            f"tp={tp} sharding is implemented for decoder models with an explicit head layout "
-            f"({', '.join(SHARDABLE)}), not {model_type or type(config).__name__}; use tp=1 for this model"
-        )
+        raise CompileError(unsupported_family(tp, model_type or type(config).__name__))
     heads = config.num_attention_heads
     kv = getattr(config, "num_key_value_heads", None) or heads
     local = copy.deepcopy(config)
@@ -111,7 +112,21 @@ def shard_config(config: Any, tp: int) -> Any:
         if isinstance(getattr(config, width, None), int):
             setattr(local, width, math.ceil(getattr(config, width) / tp))
     local.vocab_size = math.ceil(config.vocab_size / tp)
+    pad = getattr(config, "pad_token_id", None)
+    if isinstance(pad, int) and pad >= local.vocab_size:
+        # the rank's embedding is built at the vocabulary slice's size (a lookup costs the rows it reads);
+        # its padding row only masks gradients, so a pad id past the slice is dropped (Llama-4: 201134)
+        local.pad_token_id = None
     return local
+
+
+def unsupported_family(tp: int, family: str) -> str:
+    """The refusal of tp > 1 for a family neither path shards, naming those that are."""
+    dense = [f for f in dict.fromkeys((*SHARDABLE, *FAMILIES)) if f not in MOE_FAMILIES]
+    return (
+        f"tp={tp} sharding is implemented for the decoder families {', '.join(dense)} and the mixture-of-experts "
+        f"families {', '.join(MOE_FAMILIES)}, not {family}; use tp=1 for this model"
+    )
 
 
 def local_model(model: torch.nn.Module, tp: int) -> tuple[torch.nn.Module, Any]:
@@ -125,7 +140,10 @@ def local_model(model: torch.nn.Module, tp: int) -> tuple[torch.nn.Module, Any]:
             f"{type(model).__name__} has no config - estimate it with tp=1"
         )
     dtype = next((p.dtype for p in model.parameters()), torch.bfloat16)
-    if getattr(config, "model_type", "") not in SHARDABLE:
+    family = getattr(config, "model_type", "")
+    if family not in SHARDABLE and family not in FAMILIES:
+        raise CompileError(unsupported_family(tp, family or type(model).__name__))
+    if family not in SHARDABLE:
         return _surgery_model(model, config, tp, dtype), config
     with torch.device("meta"):
         local = type(model)(shard_config(config, tp))
@@ -150,7 +168,9 @@ def tp_roles(rank_model: torch.nn.Module, tp: int) -> WeightRoles | None:
     if tp == 1:
         return None
     known = getattr(rank_model, "_trnsim_tp_roles", None)
-    if known is None:
+    if known is None and getattr(getattr(rank_model, "config", None), "model_type", "") == "llama4_text":
+        known = estimate_roles(rank_model)  # the experts' bmm is placed by its weight, not by shape
+    elif known is None:
         known = collective_roles(rank_model, getattr(rank_model, "config", None))
     return None if known is None else WeightRoles(dict(known))
 

@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from trnsim.compiler.tp_llama4 import is_moe_block, shard_moe
 from trnsim.compiler.tp_shard import (
     ROW,
     VOCAB,
@@ -48,6 +49,7 @@ FAMILIES = (
     "gpt_neox",
     "opt",
     "falcon",
+    "llama4_text",  # its MoE blocks: tp_llama4.py
 )
 
 
@@ -258,6 +260,9 @@ def shard_blocks(model: torch.nn.Module, config: Any, s: Sharder) -> None:
         leaf = name.rsplit(".", 1)[-1]
         if leaf in _ATTENTION and _attention(module, split, s):
             attns += 1
+        elif leaf in _MLPS and is_moe_block(module):
+            shard_moe(module, s, _mlp)
+            mlps += 1
         elif (leaf in _MLPS or (leaf.isdigit() and hasattr(module, "fc1"))) and _mlp(module, s):
             mlps += 1  # OPT keeps fc1/fc2 on the decoder layer itself
     layers = getattr(config, "num_hidden_layers", None) or getattr(config, "n_layer", 0)

@@ -21,6 +21,7 @@ from trnsim.compiler.dtype_estimate import retype_operands
 from trnsim.compiler.kernel_cache import KernelCache, KernelCost
 from trnsim.compiler.kernel_runner import run_kernel
 from trnsim.compiler.move_cost import move_cost
+from trnsim.compiler.tp_llama4 import EXPERTS_REDUCE
 from trnsim.compiler.unpriced import is_unpriced, unpriced_outputs
 from trnsim.hw.spec import HardwareSpec
 from trnsim.nki.kernel import Kernel, TensorSpec
@@ -149,6 +150,18 @@ class LowerContext:
             return  # roles are only known for dense families; MoE ranks place collectives by shape
         tokens = -(-int(out.shape[0]) // max(1, plan.moe_top_k))
         self.after_linear(k, n, torch.empty((tokens, int(out.shape[1])), dtype=out.dtype, device="meta"))
+
+    def after_expert_bmm(self, k: int, n: int, out: torch.Tensor) -> None:
+        """The collective after a batched matmul over a tensor-parallel weight (Llama-4's routed experts, each
+        rank holding every expert's 1/tp slice; compiler/tp_llama4.py): an estimate prices its MoE block's one
+        all-reduce of the combined [tokens, hidden] (out is [experts, tokens, hidden]); a compiled rank
+        all-reduces the product itself. Nothing for a bmm that reads no such weight."""
+        roles = getattr(self.tp_plan, "roles", None)
+        if roles is None or roles.current is None:
+            return
+        if roles.current == EXPERTS_REDUCE:
+            out = torch.empty((int(out.shape[-2]), n), dtype=out.dtype, device="meta")
+        self.after_linear(k, n, out)
 
     def output_used(self, index: int) -> bool:
         return self.used_outputs is None or index in self.used_outputs
