@@ -1,4 +1,4 @@
-"""What the Neuron serving stacks do to a step beyond the model's kernels: sequence-length buckets.
+"""What the Neuron serving stacks do to a step beyond the model's kernels.
 
 Neuron compiles static shapes, so transformers-neuronx (trn1, inf2) and NxD Inference (trn2) compile one graph
 per *bucket* and pad every step to the smallest bucket that holds it:
@@ -8,8 +8,12 @@ per *bucket* and pad every step to the smallest bucket that holds it:
 - token generation (decode) attends over the next token-generation bucket of the KV length, not the exact
   length (the cache is a static tensor and the bucket says how much of it a step reads).
 
-Both stacks default to powers of two from 128 up to the sequence length, the sequence length itself being the
-last bucket (serving_stack.toml, with the documents it comes from); a deployment can list its own buckets.
+Token-generation buckets are powers of two from 128 up to the sequence length, the sequence length itself
+being the last. Context buckets are half of those on transformers-neuronx and powers of two from 128 on NxD
+Inference; a deployment can list its own (serving_stack.toml, with the documents each comes from).
+transformers-neuronx runs prompt tokens past its largest context bucket one at a time through the
+token-generation graph, and (at Neuron 2.18, the published benchmarks' release) computes context attention
+unfused, every pair through HBM (serve/stack_attention.py).
 
 `ServingStack.wrap(step_cost)` lays this over any step cost: a prefill step (new tokens > batch) is priced at
 its padded prompt length, a decode step (one token per sequence) at its bucketed context. The stacks run
@@ -21,11 +25,12 @@ from __future__ import annotations
 
 import math
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from trnsim.serve.errors import ServeError
+from trnsim.serve.stack_attention import UnfusedContextAttention
 
 STACK_FILE = Path(__file__).with_name("serving_stack.toml")
 
@@ -55,13 +60,21 @@ def bucket_of(length: float, buckets: tuple[int, ...]) -> float:
     return float(length)
 
 
+CONTEXT_ATTENTION = ("flash", "unfused")
+
+
 @dataclass(frozen=True)
 class ServingStack:
-    """A serving stack's bucketing: the sorted context-encoding and token-generation bucket sizes (tokens)."""
+    """A serving stack's step behaviour: the sorted context-encoding and token-generation bucket sizes (tokens);
+    whether prompt tokens past the largest context bucket run one at a time through token generation
+    (`leftover_by_token_generation`); and how context attention is computed ("flash": on chip, causal pairs
+    only, as trnsim's step cost prices it; "unfused": every pair through HBM, serve/stack_attention.py)."""
 
     name: str
     context_buckets: tuple[int, ...]
     token_buckets: tuple[int, ...]
+    leftover_by_token_generation: bool = False
+    context_attention: str = "flash"
 
     def __post_init__(self) -> None:
         for label, buckets in (("context", self.context_buckets), ("token-generation", self.token_buckets)):
@@ -69,28 +82,70 @@ class ServingStack:
                 raise ServeError(
                     f"{self.name}: {label} buckets must be increasing positive token counts, got {list(buckets)}"
                 )
+        if self.context_attention not in CONTEXT_ATTENTION:
+            raise ServeError(
+                f"{self.name}: context_attention must be one of {', '.join(CONTEXT_ATTENTION)}, "
+                f"got {self.context_attention!r}"
+            )
 
     def padded_step(self, batch: int, new_tokens: int, context: float) -> tuple[int, int, float]:
-        """The (batch, new tokens, context) the stack's compiled graph actually runs for a step."""
+        """The (batch, new tokens, context) the stack's compiled graph actually runs for a step. A prompt past the
+        largest context bucket gives that bucket's step when the stack encodes the rest token by token."""
         if new_tokens <= batch:  # token generation: one token per sequence over the bucketed KV length
             return batch, new_tokens, bucket_of(math.ceil(context), self.token_buckets)
         per_sequence = math.ceil(new_tokens / batch)  # context encoding: each prompt padded to its bucket
+        largest = self.context_buckets[-1]
+        if self.leftover_by_token_generation and per_sequence > largest:  # the largest bucket, then token by token
+            return batch, batch * largest, float(largest)
         padded = bucket_of(per_sequence, self.context_buckets)
         return batch, int(batch * padded), max(padded, float(context))
 
+    def leftover_positions(self, batch: int, new_tokens: int) -> range:
+        """Cache positions (0-based) of the prompt tokens the token-generation graph encodes one at a time."""
+        per_sequence = math.ceil(new_tokens / batch)
+        if new_tokens <= batch or not self.leftover_by_token_generation:
+            return range(0)
+        return range(min(per_sequence, self.context_buckets[-1]), per_sequence)
+
     def wrap(self, step_cost: _StepCost) -> BucketedStepCost:
-        return BucketedStepCost(step_cost, self)
+        """`step_cost` priced at this stack's shapes. Unfused context attention needs the compiler's step
+        components (`step_cost.components()`, as `estimated_step_cost` gives on Trainium); a step cost without
+        them keeps its own attention."""
+        attention = None
+        components = getattr(step_cost, "components", None)
+        if self.context_attention == "unfused" and components is not None:
+            parts = components()
+            if getattr(parts, "spec", None) is not None:
+                attention = UnfusedContextAttention(parts)
+        return BucketedStepCost(step_cost, self, attention)
 
 
 @dataclass(frozen=True)
 class BucketedStepCost:
-    """A step cost priced at the shapes `stack` pads each step to."""
+    """A step cost priced at the shapes `stack` pads each step to, with its context attention."""
 
     inner: _StepCost
     stack: ServingStack
+    attention: UnfusedContextAttention | None = None
 
     def step_time_s(self, batch: int, new_tokens: int, context: float) -> float:
-        return self.inner.step_time_s(*self.stack.padded_step(batch, new_tokens, context))
+        b, n, c = self.stack.padded_step(batch, new_tokens, context)
+        seconds = self.inner.step_time_s(b, n, c)
+        if n > b and self.attention is not None:
+            seconds += self._unfused_minus_flash_s(b, n, c)
+        for position in self.stack.leftover_positions(batch, new_tokens):
+            seconds += self.inner.step_time_s(batch, batch, bucket_of(position + 1, self.stack.token_buckets))
+        return seconds
+
+    def _unfused_minus_flash_s(self, batch: int, new_tokens: int, context: float) -> float:
+        """What unfused context attention adds to a prefill step over the flash attention the step cost holds:
+        every layer, every sequence, all queries x all keys of the padded prompt."""
+        assert self.attention is not None
+        parts = self.attention.parts
+        c = max(1, round(context))
+        flash = parts.decode_attention_s(batch, c) + parts.prefill_attention_s(new_tokens - batch, c)
+        unfused = batch * self.attention.seconds(new_tokens // batch, c)
+        return parts.shape.layers * (unfused - flash)
 
 
 def _stack_table() -> dict[str, dict[str, object]]:
@@ -102,10 +157,19 @@ def default_stack(stack: str, seq_len: int) -> ServingStack:
     table = _stack_table()
     if stack not in table:
         raise ServeError(f"unknown serving stack {stack!r}; known: {', '.join(sorted(table))}")
-    entry = table[stack]
-    start_ctx = int(entry["context_bucket_start"])  # type: ignore[call-overload]
-    start_tok = int(entry["token_bucket_start"])  # type: ignore[call-overload]
-    return ServingStack(stack, power_of_two_buckets(start_ctx, seq_len), power_of_two_buckets(start_tok, seq_len))
+    entry: dict[str, Any] = table[stack]
+    token = power_of_two_buckets(int(entry["token_bucket_start"]), seq_len)
+    if entry.get("context_buckets") == "half_of_token_buckets":
+        context = tuple(sorted({max(1, b // 2) for b in token}))
+    else:
+        context = power_of_two_buckets(int(entry["context_bucket_start"]), seq_len)
+    return ServingStack(
+        stack,
+        context,
+        token,
+        leftover_by_token_generation=bool(entry.get("leftover_by_token_generation", False)),
+        context_attention=str(entry.get("context_attention", "flash")),
+    )
 
 
 def stack_for(kind: str, seq_len: int, context_buckets: str = "pow2", token_buckets: str = "pow2") -> ServingStack:
@@ -125,6 +189,8 @@ def stack_for(kind: str, seq_len: int, context_buckets: str = "pow2", token_buck
         except ValueError:
             raise ServeError(f"buckets must be 'pow2' or token counts separated by spaces, got {text!r}") from None
 
-    return ServingStack(
-        base.name, parse(context_buckets, base.context_buckets), parse(token_buckets, base.token_buckets)
+    return replace(
+        base,
+        context_buckets=parse(context_buckets, base.context_buckets),
+        token_buckets=parse(token_buckets, base.token_buckets),
     )
