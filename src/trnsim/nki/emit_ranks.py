@@ -16,6 +16,7 @@ from trnsim.isa.opcodes import Engine, Opcode
 from trnsim.nki.issue import issue
 from trnsim.nki.operands import read_stored, require_tensor
 from trnsim.nki.rank_exchange import RUN_RANKS_HINT, Me, me, record_sync
+from trnsim.sim.memory import MemoryKind
 
 
 def _stack(who: Me) -> tuple[int, int, int, int]:
@@ -109,6 +110,11 @@ def core_barrier(data: Any, cores: Any, engine: Engine | None, loc: str) -> None
         key = ("core_barrier", chip, base, members, seq)
         s.exchange(key, (chip, base + mine), [(chip, p) for p in phys], None, f"core_barrier {members} ({loc})")
     ins = issue(Opcode.CORE_BARRIER, data, {}, None, loc, engine=engine, label="core_barrier")
+    if data.buffer is not MemoryKind.HBM:
+        who.ctx.machine.warn(
+            f"{loc}: core_barrier on {data.alloc.describe()} in {data.buffer.upper()}: the NKI docs ask for the "
+            "shared HBM tensor the cores synchronise on; trnsim orders the barrier after this core's writes to it"
+        )
     # It reads `data` (it waits for this core's writes into it, and later writes wait for it) and writes
     # none of it: a write here would chain the partners' barriers one after the other.
     ins.reads, ins.writes = ins.writes, ()

@@ -10,7 +10,7 @@ from trnsim.errors import UsageError
 from trnsim.hw.spec import CoreSpec
 from trnsim.isa.cost_rules import CostArgs
 from trnsim.isa.opcodes import Engine, Opcode
-from trnsim.isa.operand import HBM, Call
+from trnsim.isa.operand import HBM, SBUF, Call
 from trnsim.isa.record import InstructionRecord
 
 
@@ -26,8 +26,11 @@ def cycles(core: CoreSpec, engine: Engine, a: CostArgs) -> float:
 
 
 def check(call: Call) -> None:
+    """The docs ask for the shared HBM tensor the cores synchronise on; AWS's own kernels also pass an SBUF
+    tile (nki-library moe_cte's bwmm_shard_on_I: `core_barrier(block_idx, (0, 1))`), which the barrier only
+    orders against (it moves no data), so SBUF is taken too (the builder warns); PSUM is not."""
     assert call.dst is not None  # the builder always passes `data`
-    if call.dst.buffer != HBM:
+    if call.dst.buffer not in (HBM, SBUF):
         raise UsageError(
             f"core_barrier data must be shared HBM the cores synchronise on, got {call.dst} in {call.dst.buffer}",
             call.location,
