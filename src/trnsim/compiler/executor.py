@@ -165,7 +165,7 @@ class GraphRunner:
             obj = getattr(obj, part)
         if isinstance(obj, torch.Tensor):
             if not self.functional and obj.device.type != "meta":
-                obj = obj.to("meta")
+                obj = to_meta(obj)
             obj._trnsim_constant = True  # a parameter or buffer: laid out once at compile time
         return obj
 
@@ -222,6 +222,10 @@ class GraphRunner:
                 TrnsimWarning,
                 stacklevel=2,
             )
+        if not self.functional and "device" in kwargs:
+            # A shapes-only run keeps activations on the meta device: a host op that moves its result to a real
+            # device (`mask.to(device=x.device, dtype=torch.bool)`) would have to copy data that does not exist.
+            kwargs = {**kwargs, "device": torch.device("meta")}
         try:
             return ctx.host(node.target, *args, **kwargs)
         except Exception as err:  # the op itself failed on the host: the model's own error, with its line
@@ -241,7 +245,12 @@ def _record_memory(profile: GraphProfile, plan: MemoryPlan) -> None:
 
 
 def to_meta(x: Any) -> Any:
-    """A tensor's shapes-only twin (other values unchanged)."""
+    """A tensor's shapes-only twin with its strides (other values unchanged). Strides, because a lowering
+    prices the layout it reads: an expanded (stride-0) input needs a relayout that a contiguous twin would
+    hide, and the timing run must match the functional one."""
     if isinstance(x, torch.Tensor) and x.device.type != "meta":
-        return x.to("meta")
+        twin = torch.empty_strided(x.shape, x.stride(), dtype=x.dtype, device="meta")
+        if _is_weight(x):  # a parameter stays a compile-time constant (its layout is free), as in functional runs
+            twin._trnsim_constant = True  # type: ignore[attr-defined]
+        return twin
     return x
