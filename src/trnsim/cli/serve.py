@@ -100,8 +100,16 @@ def serve_command(
     pp: int | None = typer.Option(
         None, "--pp", help="pipeline stages per replica, each --tp ranks (docs/serving_parallelism.md)"
     ),
+    ep: int | None = typer.Option(
+        None,
+        "--ep",
+        help="expert-parallel ranks per replica of a mixture-of-experts model: attention data-parallel (--tp 1),"
+        " the routed experts split over the ranks, dispatch/combine all-to-all over the instance",
+    ),
 ) -> None:
     """Simulate serving MODEL on HW: latency percentiles, tokens/s, $/Mtok and J/token."""
+    if ep is not None:
+        tp = _check_ep_options(ep, tp, pp, deployment, scheduler, prefill_tp, decode_tp)
     if deployment is not None:
         if weight_format.lower() not in ("bf16", "bfloat16") or kv_dtype is not None:
             from trnsim.serve.errors import ServeError
@@ -161,7 +169,21 @@ def serve_command(
     # Inter-token latencies need every token's time: kept when asked for and bounded (8 bytes a token).
     keep_tokens = save_result is not None and requests * work.max_request_tokens <= MAX_RECORDED_TOKENS
     slo = SLO(slo_ttft_ms, slo_tpot_ms) if slo_ttft_ms is not None or slo_tpot_ms is not None else None
-    if pp is not None:  # pipeline stages of tp ranks each (docs/serving_parallelism.md)
+    if ep is not None and ep > 1:  # expert-parallel ranks, attention data-parallel (serve/expert_parallel_setup.py)
+        from trnsim.serve.expert_parallel_setup import ep_serving_setup
+
+        setup = ep_serving_setup(
+            model,
+            hw,
+            ep,
+            weight_format=weight_format,
+            kv_dtype=kv_dtype,
+            bounds=grid_bounds(work, scheduler),
+            progress=not as_json,
+            prices=prices,
+            power_table=power_table,
+        )
+    elif pp is not None:  # pipeline stages of tp ranks each (docs/serving_parallelism.md)
         from trnsim.serve.pipeline_setup import pipeline_setup
 
         setup = pipeline_setup(
@@ -188,7 +210,8 @@ def serve_command(
             prices=prices,
             power_table=power_table,
         )
-    status = Console(stderr=True).status(f"simulating {requests} requests on {hw} (tp={tp}) ...")
+    layout = f"ep={ep}" if ep is not None and ep > 1 else f"tp={tp}"
+    status = Console(stderr=True).status(f"simulating {requests} requests on {hw} ({layout}) ...")
     with status if not as_json else contextlib.nullcontext():
         result = simulate(
             setup.model,
@@ -207,6 +230,7 @@ def serve_command(
         "hw": hw,
         "tp": tp,
         "pp": pp or 1,
+        "ep": ep or 1,
         "target": setup.target,
         "rate_req_s": rate,
         "concurrency": concurrency,
@@ -233,7 +257,31 @@ def serve_command(
         print(json.dumps(out, indent=2))
         return
     stages = f", pp={pp}" if pp is not None else ""
-    Console().print(metrics_table(f"{out['model']} on {hw}, tp={tp}{stages} ({result.scheduler})", out))
+    Console().print(metrics_table(f"{out['model']} on {hw}, {layout}{stages} ({result.scheduler})", out))
+
+
+def _check_ep_options(
+    ep: int, tp: int | None, pp: int | None, deployment: Any, scheduler: str, prefill_tp: Any, decode_tp: Any
+) -> int:
+    """The tp of an --ep run (1), or the ServeError naming the option that expert parallelism does not combine
+    with: its ranks run attention data-parallel (each its own sequences, all heads), so tensor-parallel
+    attention, pipeline stages, tenants and disaggregated pools are not modelled with it."""
+    from trnsim.serve.errors import ServeError
+
+    if ep < 1:
+        raise ServeError(f"--ep must be >= 1 (expert-parallel ranks per replica), got {ep}")
+    if tp is not None and tp > 1 and ep > 1:
+        raise ServeError(
+            f"--ep {ep} with --tp {tp}: expert-parallel replicas run attention data-parallel (each rank all heads of "
+            "its own sequences); tensor-parallel attention inside an expert-parallel group is not modelled, use --tp 1"
+        )
+    others = {"--pp": pp, "--deployment": deployment, "--prefill-tp": prefill_tp, "--decode-tp": decode_tp}
+    if scheduler.strip().lower() == "disaggregated":
+        others["--scheduler disaggregated"] = True
+    given = [name for name, value in others.items() if value is not None]
+    if given and ep > 1:
+        raise ServeError(f"--ep {ep} does not combine with {', '.join(given)} yet; serve one expert-parallel replica")
+    return 1 if tp is None else tp
 
 
 def _serve_deployment(path: Path, scheduler: str, seed: int, as_json: bool) -> None:

@@ -37,6 +37,7 @@ from trnsim.gpu.spec import GpuSpec
 from trnsim.hw.spec import HardwareSpec
 from trnsim.serve.errors import ServeError
 from trnsim.serve.step_components import DTYPES, SDPA, StepComponents, prefill_pairs
+from trnsim.serve.step_components_ep import EPStepComponents
 from trnsim.serve.step_grid import StepLatencyGrid
 from trnsim.serve.step_grid_store import StepLatencyStore, default_cache_path
 
@@ -100,6 +101,7 @@ def estimated_step_cost(
     max_new_tokens: int = 8192,
     cache: bool = True,
     progress: bool = False,
+    ep: int = 1,
 ) -> EstimatedStepCost:
     """A StepCost for `model` (preset name or config.json path) served on `target` with tensor parallelism tp.
 
@@ -110,10 +112,15 @@ def estimated_step_cost(
     user cache (serve.default_cache_path()). progress: a progress bar while grid points are computed.
     weight_format: "bf16", "fp8" or "fp4" (GPUs with FP4 tensor cores): the weight matmuls priced in that format
     as `trnsim estimate --dtype` does (compiler/dtype_estimate.py); each format has its own cached table.
+    ep > 1 (with tp 1): a mixture-of-experts replica of ep expert-parallel ranks (serve/step_components_ep.py).
     """
     start = time.perf_counter()
     batches, tokens, contexts = _axes(max_batch, max_context, max_new_tokens)
-    parts = StepComponents(model, target, tp, instance, dtype, weight_format)
+    parts = (
+        StepComponents(model, target, tp, instance, dtype, weight_format)
+        if ep == 1
+        else _ep_parts(model, target, tp, ep, instance, dtype, weight_format)
+    )
     key = parts.cache_key()
     cache_path = default_cache_path() if cache else None
     missing = len(batches) * len(tokens) * len(contexts)
@@ -143,6 +150,16 @@ def estimated_step_cost(
         build_seconds=time.perf_counter() - start,
         components=lambda: parts,
     )
+
+
+def _ep_parts(
+    model: str, target: str | HardwareSpec | GpuSpec, tp: int, ep: int, instance: str | None, dtype: str, fmt: str
+) -> StepComponents:
+    if tp != 1:
+        raise ServeError(f"ep={ep} with tp={tp}: expert-parallel replicas run attention data-parallel; use tp=1")
+    if isinstance(target, GpuSpec):
+        raise ServeError("expert-parallel serving is priced on Trainium-class targets (trn1, trn2, trn3, inf2)")
+    return EPStepComponents(model, target, ep, instance, dtype, fmt)
 
 
 def _dense_parts(parts: StepComponents, tokens: list[int]) -> None:
