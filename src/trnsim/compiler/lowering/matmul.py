@@ -92,4 +92,6 @@ def mm(ctx: LowerContext, a: torch.Tensor, b: torch.Tensor) -> Any:
 @registered("aten.bmm.default")
 def bmm(ctx: LowerContext, a: torch.Tensor, b: torch.Tensor) -> Any:
     _check(a, b)
-    return ctx.kernel(kernels.batched_matmul, a, b)
+    out = ctx.kernel(kernels.batched_matmul, a, b)
+    ctx.after_expert_bmm(int(b.shape[-2]), int(b.shape[-1]), out)  # tensor-parallel experts (Llama-4)
+    return out
