@@ -293,9 +293,13 @@ class StepComponents:
         from trnsim.compiler.tensor_parallel import TPPlan
 
         operand = None if self.format is None else self.format.trainium  # the LM head is a weight matmul
-        x = self._tensor((1, rows, s.hidden), operand)
-        w = self._tensor((s.vocab, s.hidden), operand)
-        us = self._kernel_us(kernels.linear, (x, w, None), {})
+        x = self._tensor((rows, s.hidden), operand)
+        # The compiler lowers this bias-free linear on a constant weight to the faster of the linear kernel on
+        # w [vocab, hidden] and the matmul kernel on the K-major w.T (compiler/lowering/matmul.py), as dense(N)'s
+        # own one-token LM head is; so lm_head(B) - lm_head(1) compares like with like.
+        us = self._kernel_us(kernels.linear, (x, self._tensor((s.vocab, s.hidden), operand), None), {})
+        with contextlib.suppress(TrnsimError):  # the matmul kernel does not take every operand dtype
+            us = min(us, self._kernel_us(kernels.matmul, (x, self._tensor((s.hidden, s.vocab), operand)), {}))
         if self.tp > 1:
             assert self.spec is not None
             plan = TPPlan(self.spec, self.placement, s.hidden, s.vocab)

@@ -22,10 +22,11 @@ def _check(*ts: torch.Tensor) -> None:
 @registered("aten.linear.default")
 def linear(ctx: LowerContext, x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = None) -> Any:
     _check(x, w, *([bias] if bias is not None else []))
-    if bias is None and is_constant(w) and x.dim() >= 2 and x.numel() > x.shape[-1]:
+    if bias is None and is_constant(w) and x.numel() > 0:
         # A weight's layout is chosen at compile time: stored K-major, it can be the moving side of the matmul
         # kernel (tokens stationary) instead of linear's stationary side. Take whichever the cost model says is
-        # faster for this shape (matmul wins for a few hundred tokens against a wide weight, e.g. an LM head).
+        # faster for this shape, one token included (matmul wins for a few hundred tokens against a wide weight,
+        # e.g. an LM head, and for most single-token decode shapes).
         ctx.materialize(x)
         x2 = x.reshape(-1, x.shape[-1])
         if ctx.cost(kernels.matmul, x2, w.t()).latency_us < ctx.cost(kernels.linear, x, w).latency_us:
