@@ -81,7 +81,12 @@ def sample_cases(root: Path) -> list[Case]:
     return cases
 
 
-def library_cases(root: Path, first_case: bool = False) -> list[Case]:
+# The NKI release the nki-library snapshot targets: its newest commit ("NKI Lib 2026-04-13") follows Neuron 2.29.0
+# (2026-04-09, NKI 0.3.0) and precedes 2.30.0 (2026-05-21); its goldens use quantize_mx's pre-0.5.0 OCP block scale.
+LIBRARY_NKI_VERSION = "0.3"
+
+
+def library_cases(root: Path, first_case: bool = False, nki_version: str = LIBRARY_NKI_VERSION) -> list[Case]:
     cases: list[Case] = []
     for test_file in sorted((root / "test" / "integration").rglob("test_*.py")):
         if "def test_" not in test_file.read_text(errors="replace"):
@@ -105,6 +110,8 @@ def library_cases(root: Path, first_case: bool = False) -> list[Case]:
         ]
         if first_case:
             argv.append("--trnsim-first-case")
+        if nki_version:
+            argv += ["--trnsim-nki-version", nki_version]
         if re.search(r"platforms\(exclude=\[[^\]]*TRN2", test_file.read_text(errors="replace")):
             argv += ["--platform-target", "trn3"]  # NeuronCore-v4-only kernels (MX): run them for trn3
         cases.append(Case(f"library/{rel}", argv, root, [root / "src", root]))
@@ -160,6 +167,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="nki-library: run each file's first runnable test case only (all cases can take hours on 2 cores)",
     )
+    parser.add_argument(
+        "--library-nki-version",
+        default=LIBRARY_NKI_VERSION,
+        help=f"nki-library: the NKI release its tests target (default {LIBRARY_NKI_VERSION}, the snapshot's); "
+        "'' for trnsim's current one",
+    )
     parser.add_argument("--jobs", type=int, default=1, help="cases run at once (default 1)")
     args = parser.parse_args(argv)
     if args.samples is None and args.library is None and args.docs is None:
@@ -167,7 +180,11 @@ def main(argv: list[str] | None = None) -> int:
     groups: dict[str, list[Case]] = {}
     for label, root, collect in (
         ("nki-samples", args.samples, sample_cases),
-        ("nki-library", args.library, lambda root: library_cases(root, args.library_first_case)),
+        (
+            "nki-library",
+            args.library,
+            lambda root: library_cases(root, args.library_first_case, args.library_nki_version),
+        ),
         ("nki-docs", args.docs, lambda root: [Case(*c) for c in docs_cases(root)]),
     ):
         if root is None:

@@ -23,6 +23,7 @@ import types
 from dataclasses import dataclass
 
 import trnsim.nki
+import trnsim.nki.versions
 
 trnsim.nki.install_aliases()
 
@@ -154,6 +155,19 @@ def pytest_addoption(parser):
         default=False,
         help="run only the first collected, not skipped test case of each file (a quick acceptance pass)",
     )
+    parser.addoption(
+        "--trnsim-nki-version",
+        default=None,
+        help="the NKI release the tests target, for trnsim.nki.versions.set_api_version (e.g. 0.3)",
+    )
+
+
+def pytest_configure(config):
+    """The NKI release the library's kernels and goldens were written for: where a call's meaning changed since
+    (quantize_mx's block scale in NKI 0.5.0), trnsim gives that release's meaning (trnsim.nki.versions)."""
+    version = config.getoption("--trnsim-nki-version", default=None)
+    if version:
+        trnsim.nki.versions.set_api_version(version)
 
 
 def _skipped(item) -> bool:

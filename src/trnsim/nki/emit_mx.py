@@ -20,6 +20,12 @@ from trnsim.nki.issue import issue
 from trnsim.nki.operands import read_masked, read_stored, require_tensor, write
 from trnsim.nki.tensor import NkiTensor
 from trnsim.nki.tiles import psum_group_open
+from trnsim.nki.versions import declared_before
+
+# NKI 0.5.0 (Neuron 2.31) release notes: quantize_mx "now uses a block scale two times larger than the sample
+# conversion algorithm described in the OCP Microscaling specification". Kernels declared for an earlier release
+# (trnsim.nki.versions.set_api_version("0.4") or older) get the OCP block scale they were written against.
+QUANTIZE_MX_SCALE_CHANGED_IN = "0.5"
 
 
 def _mx_values(ctx: TraceContext, t: NkiTensor, loc: str) -> np.ndarray:
@@ -100,7 +106,8 @@ def quantize_mx(dst: Any, src: Any, dst_scale: Any, location: str | None = None)
     def compute() -> np.ndarray:
         values = read_masked(ctx, src, None, loc).reshape(src.partition_size(), src.free_size())
         element = dtypes.PACKED_X4.get(dst.dtype, dtypes.float8_e4m3fn)
-        rounded, quantized["scale"] = quantize_record.quantize(values, element)
+        ocp = declared_before(QUANTIZE_MX_SCALE_CHANGED_IN)
+        rounded, quantized["scale"] = quantize_record.quantize(values, element, ocp_scale=ocp)
         return dtypes.pack_x4(rounded, dst.dtype).reshape(dst.shape)
 
     ins = issue(

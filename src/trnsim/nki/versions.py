@@ -92,3 +92,9 @@ def removed_dtype(function: str, dst: Any, dtype: Any) -> None:
             ),
             stacklevel=3,
         )
+
+
+def declared_before(version: str) -> bool:
+    """True if kernels are declared (set_api_version) for a release older than `version`: where a call's meaning
+    changed in `version`, they get the older meaning; by default (CURRENT) the current meaning wins."""
+    return VERSIONS.index(_declared) < VERSIONS.index(version)

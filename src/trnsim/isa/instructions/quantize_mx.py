@@ -3,6 +3,11 @@
 Each 32-value group (8 partitions x 4 values) gets the block scale X = 2^(floor(log2 max|v|) - (E_max - 1)),
 2^-127 for an all-zero group, and its values become clip(v / X) in the element type (NKI docs,
 nki.isa.quantize_mx). Scales are [P // 8, F // 4] (mx_format.py).
+
+That scale is NKI 0.5.0's (Neuron 2.31 release notes: quantize_mx "now uses a block scale two times larger than
+the sample conversion algorithm described in the OCP Microscaling specification"). Before 0.5.0 it was the OCP
+sample rule X = 2^(floor(log2 max|v|) - E_max) (OCP MX v1.0 §6.3), which `ocp_scale=True` gives; the kernel
+language picks the rule by the NKI version a kernel is declared for (nki/emit_mx.py).
 """
 
 from __future__ import annotations
@@ -24,13 +29,16 @@ SRC_DTYPES = (dtypes.bfloat16, dtypes.float16)
 DST_DTYPES = (dtypes.float8_e4m3fn_x4, dtypes.float8_e5m2_x4)
 
 
-def quantize(src: np.ndarray, element_dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
-    """src [P, F] (fp32 values) -> (values [P, F] rounded to `element_dtype`, biased exponents [P // 8, F // 4])."""
+def quantize(src: np.ndarray, element_dtype: np.dtype, ocp_scale: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """src [P, F] (fp32 values) -> (values [P, F] rounded to `element_dtype`, biased exponents [P // 8, F // 4]).
+
+    `ocp_scale`: the OCP sample rule (before NKI 0.5.0), a block scale half as large (see the module docstring)."""
     p, f = src.shape
     groups = np.abs(src.astype(np.float32)).reshape(p // mx.GROUP_PARTITIONS, mx.GROUP_PARTITIONS, f // 4, 4)
     amax = groups.max(axis=(1, 3))
     _, e = np.frexp(amax)  # amax = m 2^e with m in [0.5, 1): floor(log2 amax) = e - 1
-    biased = (e - 1) - (mx.MAX_EXPONENT[element_dtype] - 1) + mx.E8M0_BIAS
+    headroom = mx.MAX_EXPONENT[element_dtype] - (0 if ocp_scale else 1)
+    biased = (e - 1) - headroom + mx.E8M0_BIAS
     biased = np.where(amax > 0, np.clip(biased, 0, mx.E8M0_MAX_BIASED), 0).astype(np.uint8)
     scale = mx.expand_scales(mx.scale_factors(biased), p)  # [P, F // 4, 1]
     scaled = src.astype(np.float32).reshape(p, f // 4, 4) / scale
@@ -39,9 +47,9 @@ def quantize(src: np.ndarray, element_dtype: np.dtype) -> tuple[np.ndarray, np.n
     return values, biased
 
 
-def semantics(src: np.ndarray, element_dtype: np.dtype) -> np.ndarray:
+def semantics(src: np.ndarray, element_dtype: np.dtype, ocp_scale: bool = False) -> np.ndarray:
     """The quantized values as fp32 [P, F] (the builder packs them and writes the scales)."""
-    return quantize(src, element_dtype)[0].astype(np.float32)
+    return quantize(src, element_dtype, ocp_scale)[0].astype(np.float32)
 
 
 def check(call: Call) -> None:
