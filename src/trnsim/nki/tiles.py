@@ -206,6 +206,9 @@ def _same_view(a: NkiTensor, b: NkiTensor) -> bool:
     return True
 
 
+_MATMULS = (Opcode.NC_MATMUL, Opcode.NC_MATMUL_MX)  # TensorE writes that open an accumulation group
+
+
 def psum_group_open(ctx: TraceContext, region: Region) -> bool:
     """Whether an nc_matmul with accumulate=None into `region` adds to it (True) or overwrites it (False).
 
@@ -221,7 +224,7 @@ def psum_group_open(ctx: TraceContext, region: Region) -> bool:
         if ins.core != ctx.core:
             continue
         if any(_boxes_overlap(region, w) for w in ins.writes):
-            return ins.opcode is Opcode.NC_MATMUL
+            return ins.opcode in _MATMULS
         if any(_boxes_overlap(region, r) for r in ins.reads):
             return False
     return False
