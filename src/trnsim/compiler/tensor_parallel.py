@@ -20,6 +20,8 @@ from typing import Any
 import torch
 import torch.fx
 
+from trnsim.compiler.llama4_routed import FAMILY as LLAMA4
+from trnsim.compiler.llama4_routed import route_experts
 from trnsim.compiler.tp_families import FAMILIES, collective_roles, shard_model
 from trnsim.compiler.tp_heads import WeightRoles, local_heads
 from trnsim.compiler.tp_llama4 import EXPERTS_REDUCE, estimate_roles
@@ -132,6 +134,8 @@ def unsupported_family(tp: int, family: str) -> str:
 def local_model(model: torch.nn.Module, tp: int) -> tuple[torch.nn.Module, Any]:
     """One rank's model (on the meta device) and its full config."""
     config = getattr(model, "config", None)
+    if getattr(config, "model_type", "") == LLAMA4:
+        return _llama4_rank(model, config, tp), config
     if tp == 1:
         return model, config
     if config is None:
@@ -148,6 +152,15 @@ def local_model(model: torch.nn.Module, tp: int) -> tuple[torch.nn.Module, Any]:
     with torch.device("meta"):
         local = type(model)(shard_config(config, tp))
     return local.to(dtype).eval(), config
+
+
+def _llama4_rank(model: torch.nn.Module, config: Any, tp: int) -> torch.nn.Module:
+    """A Llama-4 rank on the meta device (tp = 1 included) whose MoE blocks route each token to its top-k experts
+    only, as deployments run them (compiler/llama4_routed.py); transformers' own block runs every expert."""
+    dtype = next((p.dtype for p in model.parameters()), torch.bfloat16)
+    with torch.device("meta"):
+        local = type(model)(shard_config(config, tp))
+    return route_experts(local.to(dtype).eval())
 
 
 def _surgery_model(model: torch.nn.Module, config: Any, tp: int, dtype: torch.dtype) -> torch.nn.Module:

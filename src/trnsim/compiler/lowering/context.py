@@ -144,24 +144,23 @@ class LowerContext:
     def after_experts(self, k: int, n: int, out: torch.Tensor) -> None:
         """The all-reduce after a tensor-parallel MoE block: each rank holds every expert's 1/tp column slice, so
         the down projection's combined [tokens, hidden] output is partial on each rank. The grouped matmul's rows
-        are tokens x top-k; the all-reduce moves the combined tokens' rows (priced here, at the down matmul)."""
+        are tokens x top-k; the all-reduce moves the combined tokens' rows (priced here, at the down matmul).
+        With weight roles (Llama-4: compiler/tp_llama4.py) only the down matmul marked EXPERTS_REDUCE has one."""
         plan = self.tp_plan
-        if plan is None or plan.tp == 1 or plan.roles is not None:
-            return  # roles are only known for dense families; MoE ranks place collectives by shape
+        if plan is None or plan.tp == 1:
+            return
+        if plan.roles is not None and plan.roles.current != EXPERTS_REDUCE:
+            return  # the other MoE families place their collectives by shape (no roles)
         tokens = -(-int(out.shape[0]) // max(1, plan.moe_top_k))
         self.after_linear(k, n, torch.empty((tokens, int(out.shape[1])), dtype=out.dtype, device="meta"))
 
     def after_expert_bmm(self, k: int, n: int, out: torch.Tensor) -> None:
-        """The collective after a batched matmul over a tensor-parallel weight (Llama-4's routed experts, each
-        rank holding every expert's 1/tp slice; compiler/tp_llama4.py): an estimate prices its MoE block's one
-        all-reduce of the combined [tokens, hidden] (out is [experts, tokens, hidden]); a compiled rank
-        all-reduces the product itself. Nothing for a bmm that reads no such weight."""
+        """The collective after a batched matmul over a tensor-parallel weight: a compiled rank of Llama-4
+        (compiler/tp_llama4.py), whose routed experts run as transformers' bmm's over every expert's 1/tp slice,
+        all-reduces the product. Nothing for a bmm that reads no such weight."""
         roles = getattr(self.tp_plan, "roles", None)
-        if roles is None or roles.current is None:
-            return
-        if roles.current == EXPERTS_REDUCE:
-            out = torch.empty((int(out.shape[-2]), n), dtype=out.dtype, device="meta")
-        self.after_linear(k, n, out)
+        if roles is not None and roles.current is not None:
+            self.after_linear(k, n, out)
 
     def output_used(self, index: int) -> bool:
         return self.used_outputs is None or index in self.used_outputs
