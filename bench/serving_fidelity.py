@@ -12,7 +12,9 @@ instance kind and overall. Rows trnsim cannot run are listed with the reason.
 
 Each row runs in two variants (--mode): "exact", the shapes as given on PyTorch's weight layout; and "stack",
 with the Neuron serving stack's behaviour (serve/serving_stack.py: the sequence-length buckets it compiles and
-pads to; serve/weight_layout.py: weights in the layout its decode kernels stream best).
+pads to, transformers-neuronx's unfused context attention and token-by-token prompt leftovers, NxD Inference's
+sequence-parallel context encoding where the deployment enabled it; serve/weight_layout.py: weights in the
+layout its decode kernels stream best).
 The published numbers are only compared against, never used to set a constant.
 """
 
@@ -59,6 +61,7 @@ class PublishedRow:
     context_buckets: str
     token_buckets: str
     source: str
+    sequence_parallel: bool = False
 
     @property
     def kind(self) -> str:
@@ -111,6 +114,7 @@ def load_rows(path: Path = DATA) -> list[PublishedRow]:
                 context_buckets=r["context_buckets"],
                 token_buckets=r["token_buckets"],
                 source=r["source"],
+                sequence_parallel=r.get("sequence_parallel", "no") == "yes",
             )
         )
     return rows
@@ -193,7 +197,16 @@ def weight_format(row: PublishedRow) -> str:
 
 def group_key(row: PublishedRow) -> tuple[Any, ...]:
     """Rows that share one replica setup (and so one step-latency grid)."""
-    return (row.model, row.instance, row.tp, row.weight_storage, row.seq_len, row.context_buckets, row.token_buckets)
+    return (
+        row.model,
+        row.instance,
+        row.tp,
+        row.weight_storage,
+        row.seq_len,
+        row.context_buckets,
+        row.token_buckets,
+        row.sequence_parallel,
+    )
 
 
 def group_bounds(rows: list[PublishedRow]) -> Any:
@@ -255,7 +268,9 @@ def run_group(rows: list[PublishedRow], modes: tuple[str, ...] = MODES) -> dict[
 def _stack(row: PublishedRow) -> Any:
     from trnsim.serve.serving_stack import stack_for
 
-    return stack_for(row.kind, row.seq_len, row.context_buckets, row.token_buckets)
+    return stack_for(
+        row.kind, row.seq_len, row.context_buckets, row.token_buckets, sequence_parallel=row.sequence_parallel
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

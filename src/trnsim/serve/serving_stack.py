@@ -31,6 +31,7 @@ from typing import Any, Protocol
 
 from trnsim.serve.errors import ServeError
 from trnsim.serve.stack_attention import UnfusedContextAttention
+from trnsim.serve.stack_sequence_parallel import SequenceParallelSaving
 
 STACK_FILE = Path(__file__).with_name("serving_stack.toml")
 
@@ -67,14 +68,16 @@ CONTEXT_ATTENTION = ("flash", "unfused")
 class ServingStack:
     """A serving stack's step behaviour: the sorted context-encoding and token-generation bucket sizes (tokens);
     whether prompt tokens past the largest context bucket run one at a time through token generation
-    (`leftover_by_token_generation`); and how context attention is computed ("flash": on chip, causal pairs
-    only, as trnsim's step cost prices it; "unfused": every pair through HBM, serve/stack_attention.py)."""
+    (`leftover_by_token_generation`); how context attention is computed ("flash": on chip, causal pairs
+    only, as trnsim's step cost prices it; "unfused": every pair through HBM, serve/stack_attention.py); and
+    whether context encoding runs sequence-parallel (`sequence_parallel`, serve/stack_sequence_parallel.py)."""
 
     name: str
     context_buckets: tuple[int, ...]
     token_buckets: tuple[int, ...]
     leftover_by_token_generation: bool = False
     context_attention: str = "flash"
+    sequence_parallel: bool = False
 
     def __post_init__(self) -> None:
         for label, buckets in (("context", self.context_buckets), ("token-generation", self.token_buckets)):
@@ -108,16 +111,18 @@ class ServingStack:
         return range(min(per_sequence, self.context_buckets[-1]), per_sequence)
 
     def wrap(self, step_cost: _StepCost) -> BucketedStepCost:
-        """`step_cost` priced at this stack's shapes. Unfused context attention needs the compiler's step
-        components (`step_cost.components()`, as `estimated_step_cost` gives on Trainium); a step cost without
-        them keeps its own attention."""
-        attention = None
+        """`step_cost` priced at this stack's shapes. Unfused context attention and sequence parallelism need the
+        compiler's step components (`step_cost.components()`, as `estimated_step_cost` gives on Trainium); a
+        step cost without them keeps its own attention and norms."""
+        attention = saving = None
         components = getattr(step_cost, "components", None)
-        if self.context_attention == "unfused" and components is not None:
-            parts = components()
-            if getattr(parts, "spec", None) is not None:
+        parts = components() if components is not None else None
+        if getattr(parts, "spec", None) is not None:  # the compiler's step components on a Trainium target
+            if self.context_attention == "unfused":
                 attention = UnfusedContextAttention(parts)
-        return BucketedStepCost(step_cost, self, attention)
+            if self.sequence_parallel:
+                saving = SequenceParallelSaving(parts)
+        return BucketedStepCost(step_cost, self, attention, saving)
 
 
 @dataclass(frozen=True)
@@ -127,12 +132,15 @@ class BucketedStepCost:
     inner: _StepCost
     stack: ServingStack
     attention: UnfusedContextAttention | None = None
+    sequence_parallel: SequenceParallelSaving | None = None
 
     def step_time_s(self, batch: int, new_tokens: int, context: float) -> float:
         b, n, c = self.stack.padded_step(batch, new_tokens, context)
         seconds = self.inner.step_time_s(b, n, c)
         if n > b and self.attention is not None:
             seconds += self._unfused_minus_flash_s(b, n, c)
+        if n > b and self.sequence_parallel is not None:
+            seconds -= self.sequence_parallel.seconds(n)
         for position in self.stack.leftover_positions(batch, new_tokens):
             seconds += self.inner.step_time_s(batch, batch, bucket_of(position + 1, self.stack.token_buckets))
         return seconds
@@ -172,9 +180,18 @@ def default_stack(stack: str, seq_len: int) -> ServingStack:
     )
 
 
-def stack_for(kind: str, seq_len: int, context_buckets: str = "pow2", token_buckets: str = "pow2") -> ServingStack:
+def stack_for(
+    kind: str,
+    seq_len: int,
+    context_buckets: str = "pow2",
+    token_buckets: str = "pow2",
+    *,
+    sequence_parallel: bool = False,
+) -> ServingStack:
     """The stack AWS serves on instance family `kind` (trn1, inf2: transformers-neuronx; trn2, trn3: NxD
-    Inference) at `seq_len`, with explicit buckets ("2048 4096 ...") or the defaults ("pow2")."""
+    Inference) at `seq_len`, with explicit buckets ("2048 4096 ...") or the defaults ("pow2").
+    sequence_parallel: the deployment compiles context encoding sequence-parallel (NxD Inference's
+    `sequence_parallel_enabled`, off by default there; transformers-neuronx has no such option)."""
     table = _stack_table()
     families = {family: name for name, entry in table.items() for family in entry["families"]}  # type: ignore[attr-defined]
     if kind not in families:
@@ -189,8 +206,11 @@ def stack_for(kind: str, seq_len: int, context_buckets: str = "pow2", token_buck
         except ValueError:
             raise ServeError(f"buckets must be 'pow2' or token counts separated by spaces, got {text!r}") from None
 
+    if sequence_parallel and base.name != "nxd-inference":
+        raise ServeError(f"sequence parallelism is an NxD Inference option; {kind} is served by {base.name}")
     return replace(
         base,
         context_buckets=parse(context_buckets, base.context_buckets),
         token_buckets=parse(token_buckets, base.token_buckets),
+        sequence_parallel=sequence_parallel,
     )
