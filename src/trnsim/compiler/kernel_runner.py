@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import inspect
 import os
 from collections.abc import Iterator
 from contextvars import ContextVar
@@ -39,9 +40,35 @@ def _signature(x: Any) -> Any:
         return ["T", list(x.shape), _torch_dtype_name(x)]
     if isinstance(x, list | tuple):
         return [_signature(v) for v in x]
+    if isinstance(x, dict):
+        return [[str(k), _signature(v)] for k, v in sorted(x.items(), key=lambda kv: str(kv[0]))]
     if isinstance(x, float | int | str | bool) or x is None:
         return x
     return repr(x)
+
+
+@functools.cache
+def _parameters(fn: Any) -> inspect.Signature | None:
+    try:
+        return inspect.signature(fn)
+    except (TypeError, ValueError):
+        return None
+
+
+def arguments_signature(kernel: Kernel, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """The arguments' part of a cache key, the same however a call spells them: bound to the kernel's parameters
+    with the defaults filled in, so linear(x, w) and linear(x, w, None) are one invocation (the kernel sees the
+    same values in both) and are simulated once."""
+    params = _parameters(kernel.fn)
+    if params is not None:
+        try:
+            bound = params.bind(*args, **kwargs)
+        except TypeError:
+            pass  # the kernel will say what is wrong when it runs
+        else:
+            bound.apply_defaults()
+            return ["bound", [[name, _signature(value)] for name, value in bound.arguments.items()]]
+    return [_signature(args), _signature(kwargs)]
 
 
 _spec_json_cache: dict[int, tuple[HardwareSpec, str]] = {}
@@ -140,7 +167,7 @@ def run_kernel(
     extrapolate: extend a long loop from three short probes in timing mode (default: extrapolation_enabled()).
     """
     cache = cache or default_cache()
-    key = invocation_key(_kernel_id(kernel), [_signature(args), _signature(kwargs)], _spec_json(spec))
+    key = invocation_key(_kernel_id(kernel), arguments_signature(kernel, args, kwargs), _spec_json(spec))
     cost = cache.get(key, count=False)
     if cost is None and not functional and (extrapolation_enabled() if extrapolate is None else extrapolate):
         extended = extended_cost(kernel, args, kwargs, spec, cache)  # counts its own hit or miss
@@ -168,7 +195,7 @@ def extended_cost(
         return None
     key = invocation_key(
         f"{kernel_id}#extended:{_extrapolation_fingerprint()}",
-        [_signature(args), _signature(kwargs)],
+        arguments_signature(kernel, args, kwargs),
         _spec_json(spec),
     )
     cost = cache.get(key, count=False)
