@@ -42,6 +42,11 @@ WEIGHT_LAYOUTS = ("pytorch", "stack")
 # weight tile serves 128+ tokens and the GEMM is compute-bound, so the layout's DMA cost is hidden (and
 # simulating the big GEMMs twice would only slow the grid).
 RELAYOUT_MAX_TOKENS = 128
+# dense(N) is taken as affine in N from this many times the roofline knee on (the tokens at which a weight matmul
+# turns compute-bound): every weight tile then serves enough tokens that its load hides under TensorE work, and the
+# other dense ops (norms, elementwise, collectives) are linear in N. Llama-3.1-8B on trn2 (BENCHMARKS.md, "Serving
+# step grid ... issue 12, helper E"): dense(4096) lies within 0.1% of the line through dense(1024) and dense(8192).
+AFFINE_KNEES = 4
 # The layout StepComponents uses when not given one: set by `weight_layout_for(...)` around a grid build
 # (serving_setup does so for a Neuron serving stack), so the builder's signature stays as it is.
 _LAYOUT: contextvars.ContextVar[str] = contextvars.ContextVar("serving_weight_layout", default="pytorch")
@@ -63,6 +68,37 @@ _VERSION = "3"  # bump when the decomposition changes, so cached tables are reco
 # Captured rank graphs of GPU estimates, by (config digest, tp, dtype, new tokens): H100 and H200 share them.
 _RANK_GRAPHS: dict[tuple[str, int, str, int], Any] = {}
 _RANK_GRAPH_CACHE_SIZE = 32
+
+
+# The trnsim packages on the path from a model to its step table, by target family; the model config and the spec's
+# values are hashed into the key apart. Trainium: the kernels' costs (isa, sim, nki, kernels), capture, passes and
+# lowering (compiler), the model definitions (models), profile records (runtime) and the hardware code (hw); not
+# gpu/. GPUs: the same and gpu/ (the GPU path may not need the simulator's packages, but that is not checked, and
+# a stale table costs more than a rebuild). The rest of the project (scheduler, CLI, sweep, docs) only reads tables.
+PRICING_PACKAGES = {
+    "trainium": ("isa", "sim", "nki", "kernels", "compiler", "models", "runtime", "hw"),
+    "gpu": ("isa", "sim", "nki", "kernels", "compiler", "models", "runtime", "hw", "gpu"),
+}
+# serve/'s own files that turn estimates into step latencies
+PRICING_FILES = ("step_components.py", "step_components_ep.py", "estimate_step_cost.py", "weight_layout.py")
+
+
+@functools.cache
+def pricing_fingerprint(family: str) -> str:
+    """Hash of everything but the config and spec that a step table of `family` depends on: the source of
+    PRICING_PACKAGES and PRICING_FILES and the versions of torch and transformers (they shape the captured graph)."""
+    import torch
+    import transformers
+
+    from trnsim.compiler.kernel_cache import source_fingerprint
+
+    h = hashlib.sha256(source_fingerprint(PRICING_PACKAGES[family]).encode())
+    for name in PRICING_FILES:
+        path = Path(__file__).with_name(name)
+        if path.exists():
+            h.update(name.encode() + path.read_bytes())
+    h.update(f"torch={torch.__version__} transformers={transformers.__version__}".encode())
+    return h.hexdigest()[:16]
 
 
 def step_overhead_s(family: str, name: str) -> float:
@@ -177,8 +213,6 @@ class StepComponents:
     # -- identity ------------------------------------------------------------------------------------------
     def cache_key(self) -> str:
         """Names everything the table depends on: model config, target spec, tp, instance, dtype, simulator."""
-        from trnsim.compiler.kernel_cache import source_fingerprint
-
         config_json = json.dumps(self.config.to_dict(), sort_keys=True, default=str)
         if self.gpu is not None:
             from trnsim.gpu.presets import curves_of
@@ -192,14 +226,29 @@ class StepComponents:
             f"estimate-step v{_VERSION} model={self.model_name} target={self.target_name} tp={self.tp} "
             f"instance={self.instance} dtype={self.dtype}{self._format_key()} "
             f"overhead_s={self.overhead_s:g} hash={digest} "
-            # the compiler's passes and lowerings shape dense(N) as much as the simulator does
-            f"sim={source_fingerprint(('isa', 'sim', 'nki', 'kernels', 'compiler', 'gpu'))}"
+            f"sim={pricing_fingerprint(self.family)}"
         )
 
     def _format_key(self) -> str:
         # bf16 keys stay as they were (cached tables remain valid); another format or layout gets its own table
         layout = "" if self.weight_layout == "pytorch" else f" layout={self.weight_layout}"
         return ("" if self.format is None else f" weights={self.format.name}") + layout
+
+    def affine_tokens(self) -> float | None:
+        """New tokens from which dense(N), and so the step, is affine in N (AFFINE_KNEES knees), or None where
+        that is not claimed: GPU targets (their grid is cheap) and mixture-of-experts models, whose experts see
+        only a share of the tokens each.
+
+        The knee is the core's TensorE peak over its memory bandwidth, in bf16 FLOPs per byte, which is tokens
+        for a bf16 weight (2 FLOPs per 2-byte weight per token). The bandwidth is the lower of the core's HBM
+        share and its DMA queues together: the lower the bandwidth the later the knee, so the claim starts late.
+        Narrower weights (fp8) or slower math (fp32) only move the knee earlier."""
+        if self.spec is None or _is_moe(self.config):
+            return None
+        chip, core = self.spec.chip, self.spec.core
+        peak_flops_per_ns = core.tensor.pe_rows * core.tensor.pe_cols * 2 * core.tensor.clock_ghz
+        bytes_per_ns = min(chip.hbm_bytes_per_ns / chip.physical_cores, core.dma.queues * core.dma.queue_bytes_per_ns)
+        return AFFINE_KNEES * peak_flops_per_ns / bytes_per_ns
 
     # -- the parts ---------------------------------------------------------------------------------------------
     def dense_s(self, new_tokens: int) -> float:
@@ -250,6 +299,16 @@ class StepComponents:
         if self.dense_store is not None:
             self.dense_store.save(self.dense_key(), [((0, new_tokens, 0.0), seconds)])
         return seconds
+
+    def dense_on_line(self, new_tokens: int, lo: int, hi: int) -> float:
+        """dense(new_tokens) on the line through dense(lo) and dense(hi), for lo < new_tokens < hi in the affine
+        regime (affine_tokens), unless already known. Kept in memory only: the store holds estimates alone."""
+        hit = self._dense.get(new_tokens)
+        if hit is not None:
+            return hit
+        a, b = self.dense_s(lo), self.dense_s(hi)
+        self._dense[new_tokens] = a + (b - a) * (new_tokens - lo) / (hi - lo)
+        return self._dense[new_tokens]
 
     def dense_key(self) -> str:
         """Store key of the dense part alone, so a grid with new batch or context points re-runs no estimate."""
@@ -406,6 +465,12 @@ def _check_format(weight_format: str, gpu: GpuModel | None) -> Any:
         except TrnsimError as exc:  # e.g. fp4 on an H100: refused before any grid point is priced
             raise ServeError(f"dtype {weight_format!r} on {gpu.name}: {exc}") from None
     return fmt
+
+
+def _is_moe(config: Any) -> bool:
+    """Whether the model routes tokens to experts (any of the Hugging Face families' expert-count fields)."""
+    fields = ("num_experts", "num_local_experts", "n_routed_experts")
+    return any((getattr(config, f, None) or 0) > 1 for f in fields)
 
 
 def _elt(dtype: str) -> int:
