@@ -1,7 +1,8 @@
 """Kernel invocations that differ only in a loop count: simulate three short versions, extend to the full count.
 
 A library kernel at model scale repeats one body over an outer loop: flash attention over (batch, KV head)
-groups, a batched matmul over its batch, the GEMM over strips of stationary rows or blocks of moving columns.
+groups, a batched matmul or transpose over its batch, the GEMM over strips of stationary rows or blocks of moving
+columns.
 Once the pipeline is full every iteration costs about the same, so the invocation's cost is affine in the loop
 count. Three probes of a, a + s and a + 2s iterations (a >= 2, past the pipeline's fill; s = a for loops of
 small iterations, whose cost per iteration wobbles, s = 1 for GEMM strips and blocks) give two slopes; where they
@@ -39,6 +40,9 @@ SLOPE_TOLERANCE = 0.02  # the two probe slopes may differ by this much of their 
 # A GEMM walk whose iterations are shorter than the DMA look-ahead starts its probes this many look-aheads of
 # k-steps in: measured on trn2, decode-shaped linears settle after 128-512 k-steps at 64 ahead (_short_iterations)
 SETTLE_LOOKAHEADS = 8
+# A batched transpose's batches are a few instructions each: probes of 2-6 batches were off by up to 4.6% (trn2
+# [100, 8, 512]); probes of 16, 32, 64 batches and on came within 0.08% (tests/compiler/test_fast_estimate_transpose.py)
+TRANSPOSE_FIRST = 16
 
 
 @dataclass(frozen=True)
@@ -90,12 +94,9 @@ def _short_iterations(plan: Any, steps_per_iteration: int) -> bool:
     """Whether the GEMM pipeline's DMA look-ahead (plan.dma_ahead k-steps) spans a whole iteration or more.
 
     Then the loads of several iterations are in flight at once and the cost per iteration wobbles for many
-    iterations before it settles: a decode-shaped linear over [14336, 4096] on trn2 (32 k-steps per strip of
-    features, 64 ahead) costs 2.94, 3.48, 2.94, 3.27 us per strip over strips 4-16 and 3.10 from there on, so
-    probes of 4, 5 and 6 strips agreed on a slope 5% too low. Such walks probe a, 2a, 4a: each slope then
-    averages over the wobble, and the window must reach the settled stretch before they agree. Even so, the
-    slope of [16, 32768] x [2048] strips is 1.51 us per strip over the first 8 and 1.68 beyond 16 (-9% when
-    extended from 2-8), so the first probe starts SETTLE_LOOKAHEADS look-aheads in (_strip_walk)."""
+    iterations before it settles ([14336, 4096] decode linear on trn2: 2.94, 3.48, 2.94, 3.27 us per strip over
+    strips 4-16, 3.10 after; probes of 4-6 strips were 5% low). Such walks probe a, 2a, 4a, from SETTLE_LOOKAHEADS
+    look-aheads in ([16, 32768] x [2048]: 1.51 us per strip over the first 8, 1.68 beyond 16)."""
     return int(plan.dma_ahead) >= steps_per_iteration
 
 
@@ -341,11 +342,22 @@ def _cheaper(
     return dataclasses.replace(found, outputs=with_output_shape(out_shape), probe_context=probe_context)
 
 
+def _transpose(bound: dict[str, Any], spec: HardwareSpec) -> Loop | None:
+    """A batched [B, M, N] transpose: the batches are one body (panels of one matrix) repeated."""
+    x = bound.get("x")
+    if not (isinstance(x, TensorSpec) and len(x.shape) == 3):
+        return None
+    b, m, n = x.shape
+    found = _walk(b, 1, lambda jobs: ((spec_like((jobs, m, n), x),), {}), doubling=True, first=TRANSPOSE_FIRST)
+    return _cheaper(found, None, (b, n, m), contextlib.nullcontext)
+
+
 _RULES: dict[str, tuple[tuple[str, ...], Callable[[dict[str, Any], HardwareSpec], Loop | None]]] = {
     "flash_attention": (("q", "k", "v", "causal", "scale"), _flash_attention),
     "matmul": (("a", "b", "out_dtype"), _matmul),
     "batched_matmul": (("a", "b", "out_dtype"), _batched_matmul),
     "linear": (("x", "w", "bias", "activation", "residual", "out_dtype"), _linear),
+    "transpose": (("x",), _transpose),
 }
 
 
