@@ -52,13 +52,14 @@ def shard_moe(block: Any, s: Sharder, shard_mlp: Any) -> None:
 def estimate_roles(model: torch.nn.Module) -> dict[str, str]:
     """The weights of an estimate's rank (built from the sharded config) that end in a collective, by name."""
     roles: dict[str, str] = {}
-    for name, module in model.named_modules():
+    for name, _ in model.named_modules():
         leaf = name.rsplit(".", 1)[-1]
         if leaf == "self_attn":
             roles[f"{name}.o_proj.weight"] = ROW
-        elif leaf == "feed_forward" and is_moe_block(module):
-            roles[f"{name}.experts.down_proj"] = EXPERTS_REDUCE  # the shared expert's partials join it
         elif leaf == "feed_forward":
+            # Both forms, whichever this layer holds: a folded stack of Maverick's alternating dense / MoE layers
+            # renumbers them (compiler/layer_folding.py), so an index does not say which kind a layer is.
+            roles[f"{name}.experts.down_proj"] = EXPERTS_REDUCE  # the shared expert's partials join it
             roles[f"{name}.down_proj.weight"] = ROW
     get_head = getattr(model, "get_output_embeddings", None)
     weight = getattr(get_head() if callable(get_head) else None, "weight", None)
