@@ -23,6 +23,7 @@ from trnsim.nki.context import user_location
 from trnsim.nki.tensor_indirect import check_in_bounds, indirect_key
 from trnsim.nki.tensor_ops import TileOperators, tile_language
 from trnsim.nki.tensor_reshapes import TensorReshapes
+from trnsim.nki.tensor_select import TensorSelect
 from trnsim.nki.tensor_views import TensorViews
 from trnsim.sim.memory import Allocation, MemoryKind
 
@@ -49,7 +50,7 @@ def _slice_len(s: Slice) -> int:
     return max(0, -(-(stop - start) // step))
 
 
-class NkiTensor(TileOperators, TensorViews, TensorReshapes):
+class NkiTensor(TileOperators, TensorViews, TensorReshapes, TensorSelect):
     """A tensor view. Shapes are numpy-like; for SBUF/PSUM tiles dim 0 is the partition dim."""
 
     __slots__ = ("__weakref__", "_region", "alloc", "key", "shape")
