@@ -87,12 +87,20 @@ def is_machinery(filename: str) -> bool:
     return filename.startswith(_MACHINERY)
 
 
+_LOCATIONS: dict[tuple[str, int], str] = {}  # one string per kernel line, shared by its instructions
+
+
 def user_location() -> str:
-    """'file:line' of the innermost frame outside the trnsim package (the kernel's own code)."""
+    """'file:line' of the innermost frame outside the trnsim package (the kernel's own code). Every instruction
+    carries one, so a line's string is made once and shared (a million-instruction trace kept ~100 MB of copies)."""
     f = sys._getframe(1)
     while f is not None:
         fname = f.f_code.co_filename
         if not fname.startswith(_MACHINERY) and not fname.startswith("<frozen"):
-            return f"{fname}:{f.f_lineno}"
+            key = (fname, f.f_lineno)
+            loc = _LOCATIONS.get(key)
+            if loc is None:
+                loc = _LOCATIONS[key] = f"{fname}:{f.f_lineno}"
+            return loc
         f = f.f_back  # type: ignore[assignment]
     return "<unknown>"

@@ -8,6 +8,7 @@ and in functional runs computes its values with the record's numpy semantics.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -101,7 +102,7 @@ def issue(
         touches_sbuf=MemoryKind.SBUF in buffers,
         accumulate=accumulate,
         location=location,
-        label=label.replace("{engine}", eng.key) if label else op.key,
+        label=sys.intern(label.replace("{engine}", eng.key)) if label else op.key,
     )
     if record.transfer is not None:
         moved = record.transfer(call)
