@@ -21,6 +21,7 @@ from trnsim.isa.instruction import Region
 from trnsim.nki.boxes import _box3, _to_root_box
 from trnsim.nki.context import user_location
 from trnsim.nki.tensor_indirect import check_in_bounds, indirect_key
+from trnsim.nki.tensor_layout_views import TensorLayoutViews
 from trnsim.nki.tensor_ops import TileOperators, tile_language
 from trnsim.nki.tensor_reshapes import TensorReshapes
 from trnsim.nki.tensor_select import TensorSelect
@@ -50,7 +51,7 @@ def _slice_len(s: Slice) -> int:
     return max(0, -(-(stop - start) // step))
 
 
-class NkiTensor(TileOperators, TensorViews, TensorReshapes, TensorSelect):
+class NkiTensor(TileOperators, TensorViews, TensorReshapes, TensorSelect, TensorLayoutViews):
     """A tensor view. Shapes are numpy-like; for SBUF/PSUM tiles dim 0 is the partition dim."""
 
     __slots__ = ("__weakref__", "_region", "alloc", "key", "shape")
