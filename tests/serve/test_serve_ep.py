@@ -1,6 +1,7 @@
 """`trnsim serve --ep N`: a mixture-of-experts replica of N expert-parallel ranks (attention data-parallel, routed
 experts split, dispatch/combine all-to-alls). Checked on a tiny Qwen3-MoE config against closed forms: a
-replica step is one rank's step at 1/N of the sequences and tokens; each MoE layer adds two all-to-alls of the
+replica step is its busiest rank's (1/N of the sequences, the step's prompt tokens) with the experts' work of
+the whole group's tokens; each MoE layer adds two all-to-alls of the
 bytes the routing sends (on one trn2 chip: every byte read and written through HBM); the replica stores the
 non-expert weights N times and the experts once. Bad combinations are refused."""
 
@@ -65,26 +66,46 @@ def tiny_moe(tmp_path_factory: pytest.TempPathFactory) -> str:
     return str(Path(folder) / "config.json")
 
 
-def test_a_replica_step_is_one_ranks_step(tiny_moe: str, rng: np.random.Generator) -> None:
+def test_a_replica_step_is_its_busiest_ranks_step(tiny_moe: str, rng: np.random.Generator) -> None:
+    """Attention, logits and overhead: one rank's at ceil(B / ep) sequences holding the step's prompt tokens."""
     ep = int(rng.choice([2, 4]))
     replica = EPStepComponents(tiny_moe, "trn2", ep, None, "bfloat16")
     rank = StepComponents(tiny_moe, "trn2", 1, None, "bfloat16")
     batch, prefill, context = int(rng.integers(1, 64)), int(rng.integers(0, 2048)), int(rng.integers(16, 4096))
     tokens = batch + prefill
-    b, n = math.ceil(batch / ep), math.ceil(tokens / ep)
-    replica._dense[tokens] = rank._dense[n] = 0.0  # the attention, logits and overhead parts only
-    assert replica.step_time_s(batch, tokens, context) == pytest.approx(rank.step_time_s(b, n, context), rel=1e-12)
+    b = math.ceil(batch / ep)
+    replica._split = {1: (0.0, 0.0), 4096: (0.0, 0.0)}  # no dense part: attention, logits and overhead only
+    rank._dense[b + prefill] = 0.0
+    assert replica.step_time_s(batch, tokens, context) == pytest.approx(
+        rank.step_time_s(b, b + prefill, context), rel=1e-12
+    )
+
+
+def test_dense_part_is_the_ranks_tokens_plus_the_groups_experts(tiny_moe: str, rng: np.random.Generator) -> None:
+    """rank(n) at the busiest rank's n tokens and experts(N / ep), each linear between the estimated points."""
+    ep = 4
+    replica = EPStepComponents(tiny_moe, "trn2", ep, None, "bfloat16")
+    lo, hi = 16, 1024
+    (r_lo, e_lo), (r_hi, e_hi) = rng.uniform(1e-4, 1e-2, 2), rng.uniform(1e-4, 1e-2, 2)
+    replica._split = {lo: (r_lo, e_lo), hi: (r_hi, e_hi)}
+    batch, prefill = 8, int(rng.integers(100, 900))
+    tokens = batch + prefill
+    n, per_rank = 2 + prefill, tokens / ep  # busiest rank: ceil(8 / 4) sequences and the prompt tokens
+    want = r_lo + (r_hi - r_lo) * (n - lo) / (hi - lo) + e_lo + (e_hi - e_lo) * (per_rank - lo) / (hi - lo)
+    replica._split[1] = (0.0, 0.0)
+    with_dense = replica.step_time_s(batch, tokens, 64)
+    replica._split = {1: (0.0, 0.0), lo: (0.0, 0.0), hi: (0.0, 0.0)}
+    assert with_dense - replica.step_time_s(batch, tokens, 64) == pytest.approx(want, rel=1e-9)
 
 
 def test_each_moe_layer_adds_dispatch_and_combine_all_to_alls(tiny_moe: str, rng: np.random.Generator) -> None:
-    ep, tokens = 2, int(rng.choice([64, 128, 256]))
+    ep, n = 2, int(rng.choice([32, 64, 128]))  # tokens on every rank
     parts = EPStepComponents(tiny_moe, "trn2", ep, None, "bfloat16")
-    profile = parts.rank_profile(tokens)
-    n = tokens // ep
+    profile = parts.rank_profile(n)
     routing = sampled_routing(ep * n, EXPERTS, TOP_K, ep)
     rows = max(n * TOP_K, max(routing.rank_rows))  # the larger of what the busiest rank sends and receives
     nbytes = rows * HIDDEN * 2
-    assert parts.dispatch_bytes[tokens] == nbytes
+    assert parts.dispatch_bytes[n] == nbytes
     spec = get_spec("trn2")
     # both ranks on one chip: each swaps half its buffer with the other through HBM, read and written
     want_us = 2 * (ep - 1) * nbytes / spec.chip.hbm_bytes_per_ns / 1000
@@ -92,7 +113,7 @@ def test_each_moe_layer_adds_dispatch_and_combine_all_to_alls(tiny_moe: str, rng
     assert sorted(r.node for r in moves) == ["ep_combine", "ep_dispatch"]
     for r in moves:
         assert r.count == LAYERS and r.device_us == pytest.approx(want_us, rel=1e-12)
-    assert parts.dense_s(tokens) >= 1e-6 * sum(r.device_us * r.count for r in moves)
+    assert parts._parts_at(n)[1] >= 1e-6 * sum(r.device_us * r.count for r in moves)  # in the experts' part
 
 
 def test_replica_stores_shared_weights_per_rank_and_experts_once(tiny_moe: str) -> None:

@@ -2,15 +2,20 @@
 parallel (each rank runs its own sequences with every non-expert weight) and the routed experts split over the
 ranks, dispatch and combine all-to-alls over the instance topology (compiler/expert_parallel.py).
 
-The scheduler batches for the whole replica; its sequences are spread evenly over the ranks, so a step of B
-sequences and N new tokens runs, on the step's slowest rank, ceil(B / ep) sequences and ceil(N / ep) tokens:
+The scheduler batches for the whole replica. Each sequence runs whole on one rank (data-parallel attention),
+so a step of B sequences and N new tokens puts b = ceil(B / ep) sequences on its busiest rank, and this rank
+is taken to hold the step's prompt tokens too: n = b + (N - B) tokens (exact for decode steps and for a step
+with one prompt among decodes, the common continuous-batching steps; pessimistic when several prompts share a
+step, as they would spread over the ranks). The routed experts see the whole group's N tokens either way:
 
-    step(B, N, C) = overhead + dense_ep(N) + lm_head(b) - lm_head(1) + layers x [decode(b, C) + prefill(n - b, C)]
+    step(B, N, C) = overhead + rank(n) + experts(N) + lm_head(b) - lm_head(1)
+                    + layers x [decode(b, C) + prefill(n - b, C)]
 
-with b = ceil(B / ep), n = ceil(N / ep). dense_ep(N) is `ep_estimate` of the model on one rank's n tokens
-(everything but attention): the experts' grouped matmuls at the busiest rank's rows under the sampled routing
-of all ep x n tokens, and the two all-to-alls per MoE layer. The attention parts are StepComponents' own at
-the rank's shapes (a rank holds all heads, as tp=1).
+Both parts come from `ep_estimate` of the model with t tokens on every rank (everything but attention),
+at the grid's new-token points t and linear between them: experts(N) is its experts' grouped matmuls (the
+busiest rank's rows under the sampled routing of ep x t tokens) and the dispatch/combine all-to-alls, at
+t = N / ep; rank(n) is the rest (the rank's own projections, norms, router, routing gathers), at t = n. The
+attention parts are StepComponents' own at the rank's shapes (a rank holds all heads, as tp=1).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import math
 import warnings
 from typing import Any
 
+from trnsim.compiler.dtype_mx import GROUPED
 from trnsim.errors import TrnsimWarning
 from trnsim.hw.spec import HardwareSpec
 from trnsim.serve.errors import ServeError
@@ -49,38 +55,57 @@ class EPStepComponents(StepComponents):
             raise ServeError("expert-parallel serving prices the PyTorch weight layout only (no serving stack yet)")
         self.ep = ep
         self.ep_instance = instance
-        self.dispatch_bytes: dict[int, int] = {}  # per rank and MoE layer, by replica new tokens N
+        self.dispatch_bytes: dict[int, int] = {}  # per rank and MoE layer, by tokens per rank
+        self._split: dict[int, tuple[float, float]] = {}  # tokens per rank -> (rank part, experts part) s
 
     def rank_shape(self, batch: int, new_tokens: int) -> tuple[int, int]:
-        """(sequences, new tokens) of the step's fullest rank."""
-        return math.ceil(batch / self.ep), math.ceil(new_tokens / self.ep)
+        """(sequences, new tokens) of the step's busiest rank (see the module docstring)."""
+        b = math.ceil(batch / self.ep)
+        return b, b + max(0, new_tokens - batch)
 
     def cache_key(self) -> str:
-        return f"{super().cache_key()} ep={self.ep} ep_instance={self.ep_instance}"
+        return f"{super().cache_key()} ep={self.ep} ep_instance={self.ep_instance} v=2"
 
     def dense_s(self, new_tokens: int) -> float:
-        """Everything but attention on one rank of a replica step of `new_tokens` tokens (see the docstring)."""
-        hit = self._dense.get(new_tokens)
+        """Everything but attention with `new_tokens` tokens on every rank: the rank's part plus the experts'."""
+        rank, experts = self._parts_at(new_tokens)
+        return rank + experts
+
+    def _parts_at(self, tokens: int) -> tuple[float, float]:
+        """(rank part, experts part) in seconds of an ep_estimate with `tokens` tokens on every rank."""
+        hit = self._split.get(tokens)
         if hit is None and self.dense_store is not None:
-            hit = self.dense_store.load(self.dense_key()).get((0, new_tokens, 0.0))
-        if hit is not None:
-            self._dense[new_tokens] = hit
-            return hit
-        records = [r for r in self.rank_profile(new_tokens).records if r.kind != "host" and r.op != SDPA]
-        seconds = 1e-6 * sum(r.total_device_us for r in records)
-        self._dense[new_tokens] = seconds
-        if self.dense_store is not None:
-            self.dense_store.save(self.dense_key(), [((0, new_tokens, 0.0), seconds)])
-        return seconds
+            known = self.dense_store.load(self.dense_key())
+            if (0, tokens, 0.0) in known and (1, tokens, 0.0) in known:
+                hit = known[(0, tokens, 0.0)], known[(1, tokens, 0.0)]
+        if hit is None:
+            records = [r for r in self.rank_profile(tokens).records if r.kind != "host" and r.op != SDPA]
+            experts = [r.kernel in (GROUPED, "all_to_all") for r in records]
+            rank_s = 1e-6 * sum(r.total_device_us for r, e in zip(records, experts, strict=True) if not e)
+            hit = rank_s, 1e-6 * sum(r.total_device_us for r, e in zip(records, experts, strict=True) if e)
+            if self.dense_store is not None:
+                self.dense_store.save(self.dense_key(), [((0, tokens, 0.0), hit[0]), ((1, tokens, 0.0), hit[1])])
+        self._split[tokens] = hit
+        return hit
+
+    def _on_points(self, tokens: float, part: int) -> float:
+        """A part at `tokens` per rank: exact at an estimated point, else linear between the nearest two (the
+        grid's new-token points, estimated first); estimated directly where none brackets it."""
+        points = sorted(self._split)
+        if tokens in self._split or not points or not points[0] <= tokens <= points[-1]:
+            return self._parts_at(max(1, math.ceil(tokens)))[part]
+        hi = next(p for p in points if p >= tokens)
+        lo = max(p for p in points if p <= tokens)
+        a, b = self._split[lo][part], self._split[hi][part]
+        return a if hi == lo else a + (b - a) * (tokens - lo) / (hi - lo)
 
     def rank_profile(self, new_tokens: int) -> Any:
-        """The expert-parallel estimate of one rank's share of `new_tokens` (logits of its last token only)."""
+        """The expert-parallel estimate with `new_tokens` tokens on every rank (logits of the last token only)."""
         import torch
 
         from trnsim.compiler.expert_parallel import ep_estimate
 
-        _, rank_tokens = self.rank_shape(1, new_tokens)
-        ids = torch.zeros(1, rank_tokens, dtype=torch.long, device="meta")
+        ids = torch.zeros(1, new_tokens, dtype=torch.long, device="meta")
         fmt = {} if self.format is None else {"dtype": self.format.name}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", TrnsimWarning)  # host-side mask ops: left out of device time anyway
@@ -103,4 +128,5 @@ class EPStepComponents(StepComponents):
         b, n = self.rank_shape(batch, new_tokens)
         attention = self.decode_attention_s(b, c) + self.prefill_attention_s(n - b, c)
         logits = self.lm_head_s(b) - self.lm_head_s(1)
-        return self.overhead_s + self.dense_s(new_tokens) + logits + self.shape.layers * attention
+        dense = self._on_points(n, 0) + self._on_points(new_tokens / self.ep, 1)
+        return self.overhead_s + dense + logits + self.shape.layers * attention
