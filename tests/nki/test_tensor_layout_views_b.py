@@ -50,6 +50,10 @@ def test_views_on_sbuf_match_numpy(rng: np.random.Generator) -> None:
     k = int(rng.integers(2, 6))
     np.testing.assert_array_equal(run(one, "broadcast", (1, k)), np.broadcast_to(one, (p, k, c)))
     np.testing.assert_array_equal(run(one, "squeeze_dim", (1,)), one[:, 0, :])
+    w = int(rng.integers(1, 7))
+    flat = rng.standard_normal((p, 4 * w)).astype(np.float32)  # the docs' example: split (h w), reorder to w, h
+    got = run(flat, "rearrange", (("b", ("h", "w")), ("b", "w", "h"), {"h": 4}))
+    np.testing.assert_array_equal(got, flat.reshape(p, 4, w).transpose(0, 2, 1))
 
 
 def test_views_on_hbm_match_numpy(rng: np.random.Generator) -> None:
@@ -58,6 +62,9 @@ def test_views_on_hbm_match_numpy(rng: np.random.Generator) -> None:
     run = nki.simulate(hbm_view)
     np.testing.assert_array_equal(run(a, "permute", ((1, 0, 2),)), a.transpose(1, 0, 2))
     np.testing.assert_array_equal(run(a[0], "reshape_dim", (1, (2, -1))), a[0].reshape(p, 2, c // 2))
+    sub = np.ascontiguousarray(a[:, : max(1, 128 // b)])  # at most 128 rows once merged
+    merged = run(sub, "rearrange", (("b", "p", "c"), (("b", "p"), "c")))
+    np.testing.assert_array_equal(merged, sub.reshape(-1, c))
 
 
 @nki.jit
@@ -73,6 +80,10 @@ def bad(a, which):
         t.reshape_dim(1, (4, 2))
     elif which == "squeeze-partition":
         t.squeeze_dim(0)
+    elif which == "rearrange-names":
+        t.rearrange(("p", "a", "b"), ("p", "a", "c"))
+    elif which == "rearrange-split":
+        t.rearrange(("p", ("a", "x"), "b"), ("p", "a", "x", "b"), {"a": 4})
 
 
 @pytest.mark.parametrize(
@@ -83,6 +94,8 @@ def bad(a, which):
         ("flatten-strided", UsageError, "not contiguous"),
         ("reshape-sizes", ShapeMismatchError, "multiply to 6"),
         ("squeeze-partition", UsageError, "partition dim"),
+        ("rearrange-names", UsageError, "each name"),
+        ("rearrange-split", UsageError, "cannot split dim 1"),
     ],
 )
 def test_layout_view_errors(which: str, error: type, words: str) -> None:
