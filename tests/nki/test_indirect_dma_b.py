@@ -181,3 +181,56 @@ def test_bad_index_tiles_are_clear_errors(which: str, error: type, words: str) -
     with pytest.raises(error, match=r"test_indirect_dma_b\.py") as info:
         nki.simulate(bad)(which, data, idx)
     assert words in str(info.value)
+
+
+@nki.jit
+def ap_scatter_skip(src, idx, rows):
+    p, m = src.shape
+    out = nl.ndarray((rows, m), dtype=src.dtype, buffer=nl.shared_hbm)
+    nl.store(out, nl.zeros((rows, m), dtype=src.dtype))
+    idx_tile = nl.ndarray((p, 1), dtype=idx.dtype, buffer=nl.sbuf)
+    nisa.dma_copy(dst=idx_tile, src=idx)
+    data = nl.ndarray((p, m), dtype=src.dtype, buffer=nl.sbuf)
+    nisa.dma_copy(dst=data, src=src)
+    # the nki-library KV-cache update: rows marked invalid with uint32 max are skipped
+    dst = out.ap(pattern=[[m, p], [1, m]], vector_offset=idx_tile, indirect_dim=0)
+    nisa.dma_copy(dst=dst, src=data, oob_mode=nisa.oob_mode.skip)
+    return out
+
+
+def test_ap_vector_offset_scatter_skips_invalid_rows(rng: np.random.Generator) -> None:
+    rows, m, p = 128, int(rng.integers(1, 200)), int(rng.integers(2, 129))
+    src = rng.standard_normal((p, m)).astype(np.float32)
+    idx = rng.permutation(rows)[:p].reshape(p, 1).astype(np.uint32)
+    invalid = rng.random(p) < 0.3
+    idx[invalid, 0] = np.iinfo(np.uint32).max
+    want = np.zeros((rows, m), np.float32)
+    want[idx[~invalid, 0].astype(np.int64)] = src[~invalid]
+    np.testing.assert_array_equal(nki.simulate(ap_scatter_skip)(src, idx, rows), want)
+
+
+@nki.jit
+def ap_gather(data, idx, skip):
+    p, m = idx.shape[0], data.shape[1]
+    idx_tile = nl.ndarray((p, 1), dtype=idx.dtype, buffer=nl.sbuf)
+    nisa.dma_copy(dst=idx_tile, src=idx)
+    t = nl.ndarray((p, m), dtype=data.dtype, buffer=nl.sbuf)
+    nisa.memset(t, -1.0)
+    src = data.ap(pattern=[[m, p], [1, m]], vector_offset=idx_tile, indirect_dim=0)
+    nisa.dma_copy(dst=t, src=src, oob_mode=nisa.oob_mode.skip if skip else nisa.oob_mode.error)
+    out = nl.ndarray((p, m), dtype=data.dtype, buffer=nl.shared_hbm)
+    nisa.dma_copy(dst=out, src=t)
+    return out
+
+
+def test_ap_vector_offset_gather_under_both_oob_modes(rng: np.random.Generator) -> None:
+    n, m, p = int(rng.integers(2, 100)), int(rng.integers(1, 200)), int(rng.integers(2, 129))
+    data = rng.standard_normal((n, m)).astype(np.float32)
+    idx = rng.integers(0, 2 * n, size=(p, 1)).astype(np.int32)
+    idx[0, 0] = n + 1
+    ok = idx[:, 0] < n
+    want = np.full((p, m), -1.0, np.float32)
+    want[ok] = data[idx[ok, 0]]
+    np.testing.assert_array_equal(nki.simulate(ap_gather)(data, idx, True), want)
+    with pytest.raises(IndexError, match=f"index {(n + 1) * m} is out of bounds for axis 0 with size {n * m}"):
+        nki.simulate(ap_gather)(data, idx, False)

@@ -129,6 +129,10 @@ class NkiTensor(TileOperators, TensorViews, TensorReshapes, TensorSelect, Tensor
             return IndirectTensor(self.alloc, indirect_key(self, entries, NkiTensor))
         return type(self)(self.alloc, self._compose(index))
 
+    def _indirect_view(self, alloc: Allocation, key: tuple[Entry, ...]) -> NkiTensor:
+        """A view whose addresses come from run-time values (checked at use: IndirectTensor)."""
+        return IndirectTensor(alloc, key)
+
     def _compose(self, index: Any) -> tuple[Entry, ...]:
         """The key of `self[index]`: each visible dim's entry narrowed by its index (bounds-checked)."""
         index = self._full_index(index)

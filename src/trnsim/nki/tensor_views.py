@@ -84,6 +84,7 @@ class TensorViews:
         def buffer(self) -> MemoryKind: ...
         @property
         def has_index_arrays(self) -> bool: ...
+        def _indirect_view(self, alloc: Allocation, key: tuple[Any, ...]) -> NkiTensor: ...
 
     def _storage_strides(self) -> list[int]:
         return [prod(self.alloc.shape[d + 1 :]) for d in range(len(self.alloc.shape))]
@@ -179,16 +180,17 @@ class TensorViews:
             return self._pattern_view(pairs, start, dt, loc)
         dyn_stride = self._indirect_stride(indirect_dim, dt, loc)
         if isinstance(scalar_offset, int | np.integer):  # a register value, e.g. a rank id from nki.collectives
-            return self._pattern_view(pairs, start + int(scalar_offset) * dyn_stride, dt, loc)
+            return self._pattern_view(pairs, start + int(scalar_offset) * dyn_stride, dt, loc, dynamic=True)
         if not hasattr(scalar_offset, "shape") and hasattr(scalar_offset, "__index__"):  # a VirtualRegister
-            return self._pattern_view(pairs, start + operator.index(scalar_offset) * dyn_stride, dt, loc)
+            return self._pattern_view(pairs, start + operator.index(scalar_offset) * dyn_stride, dt, loc, dynamic=True)
         if scalar_offset is not None:
             if tuple(scalar_offset.shape) != (1, 1):
                 raise ShapeMismatchError(
                     f"scalar_offset must be a (1, 1) tile, got shape {list(scalar_offset.shape)}", loc, rule="shape"
                 )
             vals = _dynamic_values(scalar_offset, "scalar_offset", loc)
-            return self._pattern_view(pairs, start + (0 if vals is None else int(vals[0, 0])) * dyn_stride, dt, loc)
+            at = start + (0 if vals is None else int(vals[0, 0])) * dyn_stride
+            return self._pattern_view(pairs, at, dt, loc, dynamic=True)
         if indirect_dim != 0:
             raise UsageError(f"vector_offset supports indirect_dim=0 only, got {indirect_dim}", loc)
         if vector_offset.shape[0] != pairs[0][1] or vector_offset.size != vector_offset.shape[0]:
@@ -201,7 +203,7 @@ class TensorViews:
         vals = _dynamic_values(vector_offset, "vector_offset", loc)
         rows = np.zeros(pairs[0][1], dtype=np.int64) if vals is None else vals.reshape(-1)
         # the leading step is ignored: each partition starts at its own row (NKI docs, vector dynamic access)
-        return self._pattern_view([(0, pairs[0][1]), *pairs[1:]], start, dt, loc, rows * dyn_stride)
+        return self._pattern_view([(0, pairs[0][1]), *pairs[1:]], start, dt, loc, rows * dyn_stride, dynamic=True)
 
     def _indirect_stride(self, indirect_dim: int, dt: np.dtype[Any], loc: str | None) -> int:
         self._require_affine("a dynamic offset")
@@ -223,7 +225,11 @@ class TensorViews:
         dt: np.dtype[Any],
         loc: str | None,
         partition_starts: np.ndarray | None = None,
+        dynamic: bool = False,
     ) -> NkiTensor:
+        """The view of storage elements `start + sum(i_k * step_k)`. A `dynamic` one (scalar_offset /
+        vector_offset: addresses known at run time) is an indirect view: its bounds are checked when an instruction
+        uses it, under a DMA's oob_mode (tensor_indirect.py), instead of here."""
         root = self.alloc.root
         total_bytes = prod(root.shape) * root.dtype.itemsize
         on_chip = root.kind is not MemoryKind.HBM
@@ -243,7 +249,7 @@ class TensorViews:
         if partition_starts is not None:
             flat = flat + partition_starts.reshape([-1] + [1] * (len(counts) - 1))
         n_elems = total_bytes // dt.itemsize
-        if flat.size and (flat.min() < 0 or flat.max() >= n_elems):
+        if flat.size and (flat.min() < 0 or flat.max() >= n_elems) and not dynamic:
             raise BoundsError(
                 f".ap() reaches storage elements {int(flat.min())}..{int(flat.max())} of {self.alloc.describe()}, "
                 f"which has {n_elems} {dtypes.name(dt)} elements",
@@ -267,6 +273,8 @@ class TensorViews:
             # written-element tracking is per root element; a reinterpreting view ends it (as view() does)
             root.poison_unwritten()
             root.mark_all_written()
+        if dynamic:
+            return self._indirect_view(storage, key)
         return type(self)(storage, key)  # type: ignore[call-arg,return-value]
 
 
