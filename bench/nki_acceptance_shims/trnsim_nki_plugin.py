@@ -8,8 +8,9 @@
   assertions and trnsim's rules are checked; there is no MLIR module to hand back.
 - Collective tests (`InferenceArgs(collective_ranks=N)`) run on N ranks of trnsim's instance launcher
   (run_ranks; each rank its own inputs from a PerRankLazyInputGenerator); nki-library's simulation hook
-  launches one kernel call, so the plugin wraps run_simulator_inference for them. Rank 0's outputs are
-  validated, as nki-library does for a single golden.
+  launches one kernel call, so the plugin wraps run_simulator_inference for them, and writes each rank's
+  outputs to `output_worker_<rank>/` as a hardware run returns them, where nki-library's validator reads them
+  (every rank against its own golden for a PerRankLazyGoldenGenerator, rank 0 for a single golden).
 - nki-library's test utilities import two modules the public repository does not ship:
   `test.utils.scripts.remote_lock_scripts` (locks NeuronCores on remote Trainium hosts) and
   `test.utils.perf_analysis_private` (analyses hardware profiler traces). Stand-ins are registered under
@@ -108,10 +109,57 @@ def _simulate_ranks(kernel_func, kernel_input, lnc, ranks):
         bound.append(signature.bind(**{k.removesuffix(".must_alias_input"): v for k, v in inputs.items()}))
     launched = kernel[lnc] if lnc > 1 else kernel
     prof = run_ranks(launched, [b.args for b in bound], target=_target(), lnc=lnc, kwargs=bound[0].kwargs)
+    _RANK_OUTPUTS[:] = [_as_list(out) for out in prof.outputs]
     result = prof.outputs[0]
     if result is None:
         return []
     return list(result) if isinstance(result, list | tuple) else [result]
+
+
+_RANK_OUTPUTS: list = []  # every rank's outputs of the last collective test's run, for the per-rank dump
+
+
+def _as_list(result):
+    if result is None:
+        return []
+    return list(result) if isinstance(result, list | tuple) else [result]
+
+
+def _dump_every_rank() -> None:
+    """On hardware a collective test's outputs come back per rank (`output_worker_<rank>/`), and nki-library's
+    validator reads them from there whenever collective_ranks > 1 (every rank's for a PerRankLazyGoldenGenerator,
+    rank 0's otherwise); its simulation mode writes one flat set. The stand-in also writes each rank's outputs
+    where the validator looks (same dump routine, each rank's golden dtypes)."""
+    try:
+        import importlib
+
+        orchestrator = importlib.import_module("test.utils.test_orchestrator")
+        dataclasses_ = importlib.import_module("test.utils.common_dataclasses")
+    except ImportError:
+        return  # not nki-library
+    cls = orchestrator.Orchestrator
+    one_set = cls._run_simulator_inference
+
+    def run_simulator_inference(self, kernel_under_test):
+        _RANK_OUTPUTS.clear()
+        path = one_set(self, kernel_under_test)
+        ranks = getattr(getattr(kernel_under_test, "inference_args", None), "collective_ranks", 1) or 1
+        if path is None or ranks <= 1 or not _RANK_OUTPUTS:
+            return path
+        import os
+
+        import numpy as np
+
+        golden = kernel_under_test.validation_args.golden_output
+        for rank, outputs in enumerate(_RANK_OUTPUTS):
+            gold = dataclasses_.normalize_golden_output(golden, rank)
+            tensors = {
+                name: np.asarray(out, dtype=getattr(g, "dtype", None)) for (name, g), out in zip(gold.items(), outputs)
+            }
+            self.__dump_tensors__(os.path.join(path, f"output_worker_{rank}"), tensors, lambda n: n)
+        return path
+
+    cls._run_simulator_inference = run_simulator_inference
 
 
 def _run_collectives_on_ranks() -> None:
@@ -143,6 +191,7 @@ def pytest_sessionstart(session):
     fails there after its kernel ran. A class default of None (no NEFF outputs to rename) is what that code
     expects when nothing was compiled."""
     _run_collectives_on_ranks()
+    _dump_every_rank()
     orchestrator = sys.modules.get("test.utils.test_orchestrator")
     if orchestrator is not None and not hasattr(orchestrator.Orchestrator, "_compiled_kernel"):
         orchestrator.Orchestrator._compiled_kernel = None
