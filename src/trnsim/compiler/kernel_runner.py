@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from trnsim import dtypes
-from trnsim.compiler import grid_extrapolation, loop_extrapolation
+from trnsim.compiler import grid_extrapolation, loop_extrapolation, loop_walks_moe
 from trnsim.compiler.kernel_cache import KernelCache, KernelCost, default_cache, invocation_key
 from trnsim.errors import TrnsimError
 from trnsim.hw.spec import HardwareSpec
@@ -148,7 +148,7 @@ def extrapolation(enabled: bool | None) -> Iterator[None]:
 def _extrapolation_fingerprint() -> str:
     """Extended costs are cached apart from full ones, keyed by the extrapolation's own source too."""
     h = hashlib.sha256()
-    for module in (loop_extrapolation, grid_extrapolation):
+    for module in (loop_extrapolation, grid_extrapolation, loop_walks_moe):
         h.update(Path(module.__file__ or "").read_bytes())
     return h.hexdigest()[:16]
 
@@ -190,7 +190,7 @@ def extended_cost(
     or None (simulate it in full)."""
     kernel_id = _kernel_id(kernel)
     grid = grid_extrapolation.find_grid(kernel_id, kernel.name, args, kwargs, spec)
-    loop = loop_extrapolation.find_loop(kernel_id, kernel.name, args, kwargs, spec)
+    loop = loop_extrapolation.find_loop(kernel_id, kernel.name, args, kwargs, spec, loop_walks_moe.RULES)
     if grid is None and loop is None:
         return None
     key = invocation_key(

@@ -1,7 +1,7 @@
 """Kernel invocations that differ only in a loop count: simulate three short versions, extend to the full count.
 
 A library kernel at model scale repeats one body over an outer loop: flash attention over (batch, KV head)
-groups, a batched matmul or transpose over its batch, the GEMM over strips of stationary rows or blocks of moving
+groups, a batched matmul over its batch, the GEMM over strips of stationary rows or blocks of moving
 columns.
 Once the pipeline is full every iteration costs about the same, so the invocation's cost is affine in the loop
 count. Three probes of a, a + s and a + 2s iterations (a >= 2, past the pipeline's fill; s = a for loops of
@@ -40,9 +40,6 @@ SLOPE_TOLERANCE = 0.02  # the two probe slopes may differ by this much of their 
 # A GEMM walk whose iterations are shorter than the DMA look-ahead starts its probes this many look-aheads of
 # k-steps in: measured on trn2, decode-shaped linears settle after 128-512 k-steps at 64 ahead (_short_iterations)
 SETTLE_LOOKAHEADS = 8
-# A batched transpose's batches are a few instructions each: probes of 2-6 batches were off by up to 4.6% (trn2
-# [100, 8, 512]); probes of 16, 32, 64 batches and on came within 0.08% (tests/compiler/test_fast_estimate_transpose.py)
-TRANSPOSE_FIRST = 16
 
 
 @dataclass(frozen=True)
@@ -105,9 +102,9 @@ def _strip_walk(
 ) -> Loop | None:
     """A GEMM walk over strips of `strip_steps` k-steps each (doubling and settled probes when they are short)."""
     if not _short_iterations(plan, strip_steps):
-        return _walk(full, unit, build)
+        return walk(full, unit, build)
     first = max(FIRST_PROBE, math.ceil(SETTLE_LOOKAHEADS * int(plan.dma_ahead) / max(1, strip_steps)))
-    return _walk(full, unit, build, doubling=True, first=first)
+    return walk(full, unit, build, doubling=True, first=first)
 
 
 def spec_like(shape: tuple[int, ...], like: TensorSpec) -> TensorSpec:
@@ -213,7 +210,7 @@ def out_dtype_of(a: TensorSpec, out_dtype: Any) -> Any:
         return None
 
 
-def _walk(
+def walk(
     full: int,
     unit: int,
     build: Callable[[int], tuple[tuple[Any, ...], dict]],
@@ -251,7 +248,7 @@ def _matmul(bound: dict[str, Any], spec: HardwareSpec) -> Loop | None:
     # costs more once a strip has more than a few (see grid_extrapolation), so few-block probes under-estimate.
     strip_steps = math.ceil(n / plan.v_block) * math.ceil(k / p)
     by_rows = _strip_walk(m, plan.strip_tiles * p, lambda rows: ((spec_like((rows, k), a), b), rest), plan, strip_steps)
-    return _cheaper(by_rows, None, (m, n), planned_as(rows=m, cols=n))
+    return cheaper(by_rows, None, (m, n), planned_as(rows=m, cols=n))
 
 
 def _batched_matmul(bound: dict[str, Any], spec: HardwareSpec) -> Loop | None:
@@ -264,8 +261,8 @@ def _batched_matmul(bound: dict[str, Any], spec: HardwareSpec) -> Loop | None:
         return None
     rest = {x: y for x, y in bound.items() if x not in ("a", "b")}
     # every batch is one job through the same pipeline; a job can be short, so the probes are spaced wider
-    found = _walk(nb, 1, lambda jobs: ((spec_like((jobs, m, k), a), spec_like((jobs, k, n), b)), rest), step=None)
-    return _cheaper(found, None, (nb, m, n), planned_as(jobs=nb))
+    found = walk(nb, 1, lambda jobs: ((spec_like((jobs, m, k), a), spec_like((jobs, k, n), b)), rest), step=None)
+    return cheaper(found, None, (nb, m, n), planned_as(jobs=nb))
 
 
 @dataclass(frozen=True)
@@ -323,13 +320,13 @@ def _linear(bound: dict[str, Any], spec: HardwareSpec) -> Loop | None:
         return (spec_like((m, k), x), spec_like((rows, k), w), b), {**rest, "residual": res}
 
     # Tokens are the moving side (blocks of plan.v_block columns), features the stationary strips.
-    by_tokens = _walk(m, plan.v_block, tokens)
+    by_tokens = walk(m, plan.v_block, tokens)
     strip_steps = math.ceil(m / plan.v_block) * math.ceil(k / p)  # k-steps of one strip (fewer if double-row)
     by_features = _strip_walk(n, plan.strip_tiles * p, features, plan, strip_steps)
-    return _cheaper(by_tokens, by_features, (*x.shape[:-1], n), planned_as(rows=n, cols=m))
+    return cheaper(by_tokens, by_features, (*x.shape[:-1], n), planned_as(rows=n, cols=m))
 
 
-def _cheaper(
+def cheaper(
     one: Loop | None,
     other: Loop | None,
     out_shape: tuple[int, ...],
@@ -342,32 +339,30 @@ def _cheaper(
     return dataclasses.replace(found, outputs=with_output_shape(out_shape), probe_context=probe_context)
 
 
-def _transpose(bound: dict[str, Any], spec: HardwareSpec) -> Loop | None:
-    """A batched [B, M, N] transpose: the batches are one body (panels of one matrix) repeated."""
-    x = bound.get("x")
-    if not (isinstance(x, TensorSpec) and len(x.shape) == 3):
-        return None
-    b, m, n = x.shape
-    found = _walk(b, 1, lambda jobs: ((spec_like((jobs, m, n), x),), {}), doubling=True, first=TRANSPOSE_FIRST)
-    return _cheaper(found, None, (b, n, m), contextlib.nullcontext)
-
-
-_RULES: dict[str, tuple[tuple[str, ...], Callable[[dict[str, Any], HardwareSpec], Loop | None]]] = {
+Rule = Callable[[dict[str, Any], HardwareSpec], Loop | None]
+# kernel name -> (its parameter names, the rule that finds its loop); loop_walks_moe.py has more
+RULES: dict[str, tuple[tuple[str, ...], Rule]] = {
     "flash_attention": (("q", "k", "v", "causal", "scale"), _flash_attention),
     "matmul": (("a", "b", "out_dtype"), _matmul),
     "batched_matmul": (("a", "b", "out_dtype"), _batched_matmul),
     "linear": (("x", "w", "bias", "activation", "residual", "out_dtype"), _linear),
-    "transpose": (("x",), _transpose),
 }
 
 
 def find_loop(
-    kernel_id: str, name: str, args: tuple[Any, ...], kwargs: dict[str, Any], spec: HardwareSpec
+    kernel_id: str,
+    name: str,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    spec: HardwareSpec,
+    rules: dict[str, tuple[tuple[str, ...], Rule]] | None = None,
 ) -> Loop | None:
-    """The outer loop of a library-kernel invocation worth extending, or None (simulate it in full)."""
-    if not kernel_id.startswith("trnsim.kernels.") or name not in _RULES or not all_specs((args, kwargs)):
+    """The outer loop of a library-kernel invocation worth extending, or None (simulate it in full). rules: by
+    kernel name (default RULES)."""
+    rules = RULES if rules is None else rules
+    if not kernel_id.startswith("trnsim.kernels.") or name not in rules or not all_specs((args, kwargs)):
         return None
-    names, rule = _RULES[name]
+    names, rule = rules[name]
     bound = bind_arguments(names, args, kwargs)
     if bound is None:
         return None
