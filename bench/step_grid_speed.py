@@ -2,15 +2,13 @@
 point of the README sweep (target <= 20 CPU s; issue 12).
 
 Run: .venv/bin/python -P bench/step_grid_speed.py [--model M] [--target T] [--set path=value ...] [--tp N]
-     [--parts] [--check-affine] [--profile FILE]
+     [--parts] [--profile FILE]
 (-P: bench/kernels.py would shadow the `kernels` package transformers imports.)
 The grid bounds are the README sweep's (`--rate 2 --requests 100`, continuous batching): max_batch 100,
 max_context 640, max_new_tokens 8192. Every run starts from an empty kernel cache and step-latency cache (a
 temporary TRNSIM_CACHE_DIR) and counts CPU seconds (time.process_time), not wall time, since the machine is shared.
 --parts: also the CPU seconds of each part (dense(N) per N, the LM head over batches, decode attention, the
 flash reference), measured inside the same cold build, and the dense(N) values.
---check-affine: after the build, estimate dense(N) at the new-tokens points the build put on a line
-(estimate_step_cost.affine_tail) and print how far the line is from each (not counted in the build's time).
 """
 
 from __future__ import annotations
@@ -85,7 +83,6 @@ def main() -> None:
     ap.add_argument("--set", nargs="*", default=None, help="spec overrides path=value (default the README's)")
     ap.add_argument("--tp", type=int, default=1)
     ap.add_argument("--parts", action="store_true", help="CPU seconds of each part too")
-    ap.add_argument("--check-affine", action="store_true", help="estimate the points put on a line too")
     ap.add_argument("--profile", default=None, help="write a cProfile of the build to this file")
     args = ap.parse_args()
 
@@ -115,7 +112,6 @@ def main() -> None:
             profiler.dump_stats(args.profile)
         components = cost.components()
         dense = dict(sorted(components._dense.items()))
-        checks = _check_affine(components, list(dense)) if args.check_affine else {}
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     grid = cost.grid
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}; commit {commit}")
@@ -129,31 +125,6 @@ def main() -> None:
     if parts:
         print(f"  {'rest (grid assembly, cache keys)':40s} {build - sum(parts.values()):6.1f} CPU s")
     print("dense(N), ms: " + ", ".join(f"{n}: {s * 1e3:.4f}" for n, s in dense.items()))
-    for n, (line, estimated, seconds) in checks.items():
-        print(
-            f"  dense({n}) on the line {line * 1e3:.4f} ms, estimated {estimated * 1e3:.4f} ms: "
-            f"{100 * (line / estimated - 1):+.3f}% ({seconds:.1f} CPU s to estimate)"
-        )
-
-
-def _check_affine(components: Any, tokens: list[int]) -> dict[int, tuple[float, float, float]]:
-    """{N: (dense on the line, dense estimated, CPU s)} for the points affine_tail skipped."""
-    from trnsim.compiler.kernel_runner import extrapolation
-    from trnsim.compiler.unpriced import unpriced_ops
-    from trnsim.serve.estimate_step_cost import affine_tail
-    from trnsim.serve.step_components import SDPA
-
-    kept = affine_tail(tokens, components.affine_tokens())
-    out = {}
-    for n in tokens:
-        if n in kept:
-            continue
-        line = components._dense.pop(n)
-        start = time.process_time()
-        with extrapolation(True), unpriced_ops({SDPA}):
-            estimated = components.dense_s(n)
-        out[n] = (line, estimated, time.process_time() - start)
-    return out
 
 
 @contextmanager

@@ -77,18 +77,6 @@ def _axis(bound: int, ratio: int) -> list[int]:
     return [*axis, top]
 
 
-def affine_tail(axis: list[int], affine_from: float | None) -> list[int]:
-    """The points of `axis` whose dense(N) is estimated: all of them, except those between the first point at or
-    past `affine_from` and the top, where dense(N) is affine in N (StepComponents.affine_tokens) and lies on the
-    line through those two."""
-    if affine_from is None:
-        return axis
-    for i, n in enumerate(axis[:-1]):
-        if n >= affine_from:
-            return [*axis[: i + 1], axis[-1]]
-    return axis
-
-
 def _axes(max_batch: int, max_context: int, max_new_tokens: int) -> tuple[list[int], list[int], list[int]]:
     for name, value in (("max_batch", max_batch), ("max_context", max_context), ("max_new_tokens", max_new_tokens)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 2:
@@ -177,21 +165,15 @@ def _ep_parts(
 def _dense_parts(parts: StepComponents, tokens: list[int]) -> None:
     """dense(N) for every new-tokens point, before the grid asks for them (dense_s keeps them).
 
-    Three shortcuts, each measured or exact: long kernel loops are extended from short probes (within 1% of full
+    Two shortcuts, each measured or exact: long kernel loops are extended from short probes (within 1% of full
     simulation, tests/compiler/test_fast_estimate.py; the points are 2-4x apart in N, so that error cannot
-    reorder them; the grid's other kernels are extended too); the attention op's kernel is not simulated,
-    since dense_s leaves its time out anyway (compiler/unpriced.py); and in the compute-bound regime only the
-    first point and the top are estimated, the points between on their line (affine_tail; the grid keeps every
-    point, so attention, which is not affine in N, is still computed at each: tests/serve/test_step_grid_affine.py
-    compares the two grids)."""
-    estimated = affine_tail(tokens, parts.affine_tokens())
+    reorder them; the grid's other kernels are extended too), and the attention op's kernel is not simulated,
+    since dense_s leaves its time out anyway (compiler/unpriced.py). Skipping points where dense(N) looks affine
+    was tried and measured: not exact enough (BENCHMARKS.md, issue 12, helper E: Llama-3.1-8B on trn2, tp=1,
+    the line through dense(1024) and dense(8192) passes 3.9% below dense(4096))."""
     with extrapolation(True), unpriced_ops({SDPA}):
-        for n in estimated:
+        for n in tokens:
             parts.dense_s(n)
-    lo, hi = estimated[-2:]
-    for n in tokens:
-        if lo < n < hi:
-            parts.dense_on_line(n, lo, hi)
 
 
 class _ProgressStep:

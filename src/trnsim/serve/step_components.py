@@ -42,11 +42,6 @@ WEIGHT_LAYOUTS = ("pytorch", "stack")
 # weight tile serves 128+ tokens and the GEMM is compute-bound, so the layout's DMA cost is hidden (and
 # simulating the big GEMMs twice would only slow the grid).
 RELAYOUT_MAX_TOKENS = 128
-# dense(N) is taken as affine in N from this many times the roofline knee on (the tokens at which a weight matmul
-# turns compute-bound): every weight tile then serves enough tokens that its load hides under TensorE work, and the
-# other dense ops (norms, elementwise, collectives) are linear in N. Llama-3.1-8B on trn2 (BENCHMARKS.md, "Serving
-# step grid ... issue 12, helper E"): dense(4096) lies within 0.1% of the line through dense(1024) and dense(8192).
-AFFINE_KNEES = 4
 # The layout StepComponents uses when not given one: set by `weight_layout_for(...)` around a grid build
 # (serving_setup does so for a Neuron serving stack), so the builder's signature stays as it is.
 _LAYOUT: contextvars.ContextVar[str] = contextvars.ContextVar("serving_weight_layout", default="pytorch")
@@ -234,22 +229,6 @@ class StepComponents:
         layout = "" if self.weight_layout == "pytorch" else f" layout={self.weight_layout}"
         return ("" if self.format is None else f" weights={self.format.name}") + layout
 
-    def affine_tokens(self) -> float | None:
-        """New tokens from which dense(N), and so the step, is affine in N (AFFINE_KNEES knees), or None where
-        that is not claimed: GPU targets (their grid is cheap) and mixture-of-experts models, whose experts see
-        only a share of the tokens each.
-
-        The knee is the core's TensorE peak over its memory bandwidth, in bf16 FLOPs per byte, which is tokens
-        for a bf16 weight (2 FLOPs per 2-byte weight per token). The bandwidth is the lower of the core's HBM
-        share and its DMA queues together: the lower the bandwidth the later the knee, so the claim starts late.
-        Narrower weights (fp8) or slower math (fp32) only move the knee earlier."""
-        if self.spec is None or _is_moe(self.config):
-            return None
-        chip, core = self.spec.chip, self.spec.core
-        peak_flops_per_ns = core.tensor.pe_rows * core.tensor.pe_cols * 2 * core.tensor.clock_ghz
-        bytes_per_ns = min(chip.hbm_bytes_per_ns / chip.physical_cores, core.dma.queues * core.dma.queue_bytes_per_ns)
-        return AFFINE_KNEES * peak_flops_per_ns / bytes_per_ns
-
     # -- the parts ---------------------------------------------------------------------------------------------
     def dense_s(self, new_tokens: int) -> float:
         """Everything but attention for `new_tokens` packed tokens (logits of the last token only)."""
@@ -299,16 +278,6 @@ class StepComponents:
         if self.dense_store is not None:
             self.dense_store.save(self.dense_key(), [((0, new_tokens, 0.0), seconds)])
         return seconds
-
-    def dense_on_line(self, new_tokens: int, lo: int, hi: int) -> float:
-        """dense(new_tokens) on the line through dense(lo) and dense(hi), for lo < new_tokens < hi in the affine
-        regime (affine_tokens), unless already known. Kept in memory only: the store holds estimates alone."""
-        hit = self._dense.get(new_tokens)
-        if hit is not None:
-            return hit
-        a, b = self.dense_s(lo), self.dense_s(hi)
-        self._dense[new_tokens] = a + (b - a) * (new_tokens - lo) / (hi - lo)
-        return self._dense[new_tokens]
 
     def dense_key(self) -> str:
         """Store key of the dense part alone, so a grid with new batch or context points re-runs no estimate."""
@@ -468,12 +437,6 @@ def _check_format(weight_format: str, gpu: GpuModel | None) -> Any:
         except TrnsimError as exc:  # e.g. fp4 on an H100: refused before any grid point is priced
             raise ServeError(f"dtype {weight_format!r} on {gpu.name}: {exc}") from None
     return fmt
-
-
-def _is_moe(config: Any) -> bool:
-    """Whether the model routes tokens to experts (any of the Hugging Face families' expert-count fields)."""
-    fields = ("num_experts", "num_local_experts", "n_routed_experts")
-    return any((getattr(config, f, None) or 0) > 1 for f in fields)
 
 
 def _elt(dtype: str) -> int:
