@@ -13,8 +13,8 @@ instance kind and overall. Rows trnsim cannot run are listed with the reason.
 Each row runs in two variants (--mode): "exact", the shapes as given on PyTorch's weight layout; and "stack",
 with the Neuron serving stack's behaviour (serve/serving_stack.py: the sequence-length buckets it compiles and
 pads to, transformers-neuronx's unfused context attention and token-by-token prompt leftovers, NxD Inference's
-sequence-parallel context encoding where the deployment enabled it; serve/weight_layout.py: weights in the
-layout its decode kernels stream best).
+sequence-parallel context encoding and K-major QKV/MLP kernel weights where the deployment enabled them;
+serve/weight_layout.py: decode weights in the layout its kernels stream best).
 The published numbers are only compared against, never used to set a constant.
 """
 
@@ -62,6 +62,7 @@ class PublishedRow:
     token_buckets: str
     source: str
     sequence_parallel: bool = False
+    kernel_weights: tuple[str, ...] = ()
 
     @property
     def kind(self) -> str:
@@ -115,6 +116,7 @@ def load_rows(path: Path = DATA) -> list[PublishedRow]:
                 token_buckets=r["token_buckets"],
                 source=r["source"],
                 sequence_parallel=r.get("sequence_parallel", "no") == "yes",
+                kernel_weights=tuple((r.get("kernel_weights") or "").split()),
             )
         )
     return rows
@@ -206,6 +208,7 @@ def group_key(row: PublishedRow) -> tuple[Any, ...]:
         row.context_buckets,
         row.token_buckets,
         row.sequence_parallel,
+        row.kernel_weights,
     )
 
 
@@ -269,7 +272,12 @@ def _stack(row: PublishedRow) -> Any:
     from trnsim.serve.serving_stack import stack_for
 
     return stack_for(
-        row.kind, row.seq_len, row.context_buckets, row.token_buckets, sequence_parallel=row.sequence_parallel
+        row.kind,
+        row.seq_len,
+        row.context_buckets,
+        row.token_buckets,
+        sequence_parallel=row.sequence_parallel,
+        kernel_weights=row.kernel_weights,
     )
 
 

@@ -99,6 +99,36 @@ def test_prefill_saves_all_but_one_tp_share_scaled_to_its_tokens(parts: StepComp
 
 
 def test_sequence_parallelism_is_refused_where_the_stack_has_none() -> None:
-    with pytest.raises(ServeError, match="NxD Inference option"):
+    with pytest.raises(ServeError, match="NxD Inference options"):
         stack_for("inf2", 4096, sequence_parallel=True)
     assert stack_for("trn2", 4096, sequence_parallel=True).sequence_parallel
+
+
+def test_kernel_layout_reprices_exactly_the_qkv_and_mlp_weights(parts: StepComponents) -> None:
+    """Every linear of a 512-token prefill is classified by its role in the config (q/k/v: in = hidden;
+    gate/up/down: the rank's MLP width of 1536 / 2 = 768 on one side; o_proj: in = 4 heads x 64; the LM head:
+    out = the rank's vocabulary), and only the deployment's projections are re-priced."""
+    from trnsim.serve.stack_kernel_layout import KernelWeightLayout
+    from trnsim.serve.stack_sequence_parallel import rank_records
+    from trnsim.serve.weight_layout import linear_problem
+
+    expected = {(HIDDEN, 768): "mlp", (768, HIDDEN): "mlp", (256, HIDDEN): "other", (HIDDEN, 512): "other"}
+    both = KernelWeightLayout(parts, ("qkv", "mlp"))
+    seen = set()
+    for r in rank_records(parts, 512):
+        problem = linear_problem(r.shapes) if r.kernel == "linear" else None
+        if problem is None:
+            continue
+        k, n = problem[1], problem[2]
+        role = both._projection(k, n)
+        assert role == expected.get((k, n), "qkv" if k == HIDDEN else "?"), (k, n)
+        seen.add(role)
+    assert "mlp" in seen
+    mlp_only, none = KernelWeightLayout(parts, ("mlp",)), KernelWeightLayout(parts, ())
+    assert none.seconds(8192) == 0.0 and both.seconds(128) == 0.0  # decode-sized steps are relaid already
+    assert mlp_only.seconds(8192) == pytest.approx(mlp_only.saving_s(4096) / 4096 * 8192, rel=1e-12)
+    with pytest.raises(ValueError, match="unknown kernel projections"):
+        KernelWeightLayout(parts, ("lm_head",))
+    with pytest.raises(ServeError, match="NxD Inference options"):
+        stack_for("trn1", 4096, kernel_weights=("mlp",))
+    assert stack_for("trn2", 4096, kernel_weights=("qkv", "mlp")).kernel_weights == ("qkv", "mlp")

@@ -31,6 +31,7 @@ from typing import Any, Protocol
 
 from trnsim.serve.errors import ServeError
 from trnsim.serve.stack_attention import UnfusedContextAttention
+from trnsim.serve.stack_kernel_layout import PROJECTIONS, KernelWeightLayout
 from trnsim.serve.stack_sequence_parallel import SequenceParallelSaving
 
 STACK_FILE = Path(__file__).with_name("serving_stack.toml")
@@ -70,7 +71,9 @@ class ServingStack:
     whether prompt tokens past the largest context bucket run one at a time through token generation
     (`leftover_by_token_generation`); how context attention is computed ("flash": on chip, causal pairs
     only, as trnsim's step cost prices it; "unfused": every pair through HBM, serve/stack_attention.py); and
-    whether context encoding runs sequence-parallel (`sequence_parallel`, serve/stack_sequence_parallel.py)."""
+    whether context encoding runs sequence-parallel (`sequence_parallel`, serve/stack_sequence_parallel.py); and
+    which projections' weights the deployment's kernels store K-major (`kernel_weights`: "qkv", "mlp";
+    serve/stack_kernel_layout.py)."""
 
     name: str
     context_buckets: tuple[int, ...]
@@ -78,6 +81,7 @@ class ServingStack:
     leftover_by_token_generation: bool = False
     context_attention: str = "flash"
     sequence_parallel: bool = False
+    kernel_weights: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         for label, buckets in (("context", self.context_buckets), ("token-generation", self.token_buckets)):
@@ -111,10 +115,10 @@ class ServingStack:
         return range(min(per_sequence, self.context_buckets[-1]), per_sequence)
 
     def wrap(self, step_cost: _StepCost) -> BucketedStepCost:
-        """`step_cost` priced at this stack's shapes. Unfused context attention and sequence parallelism need the
-        compiler's step components (`step_cost.components()`, as `estimated_step_cost` gives on Trainium); a
-        step cost without them keeps its own attention and norms."""
-        attention = saving = None
+        """`step_cost` priced at this stack's shapes. Unfused context attention, sequence parallelism and kernel
+        weight layouts need the compiler's step components (`step_cost.components()`, as `estimated_step_cost`
+        gives on Trainium); a step cost without them keeps its own attention, norms and layouts."""
+        attention = saving = layout = None
         components = getattr(step_cost, "components", None)
         parts = components() if components is not None else None
         if getattr(parts, "spec", None) is not None:  # the compiler's step components on a Trainium target
@@ -122,7 +126,9 @@ class ServingStack:
                 attention = UnfusedContextAttention(parts)
             if self.sequence_parallel:
                 saving = SequenceParallelSaving(parts)
-        return BucketedStepCost(step_cost, self, attention, saving)
+            if self.kernel_weights:
+                layout = KernelWeightLayout(parts, self.kernel_weights)
+        return BucketedStepCost(step_cost, self, attention, saving, layout)
 
 
 @dataclass(frozen=True)
@@ -133,6 +139,7 @@ class BucketedStepCost:
     stack: ServingStack
     attention: UnfusedContextAttention | None = None
     sequence_parallel: SequenceParallelSaving | None = None
+    kernel_layout: KernelWeightLayout | None = None
 
     def step_time_s(self, batch: int, new_tokens: int, context: float) -> float:
         b, n, c = self.stack.padded_step(batch, new_tokens, context)
@@ -141,6 +148,8 @@ class BucketedStepCost:
             seconds += self._unfused_minus_flash_s(b, n, c)
         if n > b and self.sequence_parallel is not None:
             seconds -= self.sequence_parallel.seconds(n)
+        if n > b and self.kernel_layout is not None:
+            seconds -= self.kernel_layout.seconds(n)
         for position in self.stack.leftover_positions(batch, new_tokens):
             seconds += self.inner.step_time_s(batch, batch, bucket_of(position + 1, self.stack.token_buckets))
         return seconds
@@ -187,11 +196,14 @@ def stack_for(
     token_buckets: str = "pow2",
     *,
     sequence_parallel: bool = False,
+    kernel_weights: tuple[str, ...] = (),
 ) -> ServingStack:
     """The stack AWS serves on instance family `kind` (trn1, inf2: transformers-neuronx; trn2, trn3: NxD
     Inference) at `seq_len`, with explicit buckets ("2048 4096 ...") or the defaults ("pow2").
     sequence_parallel: the deployment compiles context encoding sequence-parallel (NxD Inference's
-    `sequence_parallel_enabled`, off by default there; transformers-neuronx has no such option)."""
+    `sequence_parallel_enabled`, off by default there; transformers-neuronx has no such option).
+    kernel_weights: the projections whose NKI kernels the deployment enables, which store their weights K-major
+    ("qkv": `qkv_kernel_enabled`, "mlp": `mlp_kernel_enabled`; NxD Inference only)."""
     table = _stack_table()
     families = {family: name for name, entry in table.items() for family in entry["families"]}  # type: ignore[attr-defined]
     if kind not in families:
@@ -206,11 +218,17 @@ def stack_for(
         except ValueError:
             raise ServeError(f"buckets must be 'pow2' or token counts separated by spaces, got {text!r}") from None
 
-    if sequence_parallel and base.name != "nxd-inference":
-        raise ServeError(f"sequence parallelism is an NxD Inference option; {kind} is served by {base.name}")
+    if (sequence_parallel or kernel_weights) and base.name != "nxd-inference":
+        raise ServeError(
+            f"sequence parallelism and kernel weight layouts are NxD Inference options; {kind} is served by {base.name}"
+        )
+    unknown = set(kernel_weights) - set(PROJECTIONS)
+    if unknown:
+        raise ServeError(f"unknown kernel_weights {sorted(unknown)}; known: {', '.join(PROJECTIONS)}")
     return replace(
         base,
         context_buckets=parse(context_buckets, base.context_buckets),
         token_buckets=parse(token_buckets, base.token_buckets),
         sequence_parallel=sequence_parallel,
+        kernel_weights=tuple(kernel_weights),
     )

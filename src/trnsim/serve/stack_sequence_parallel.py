@@ -52,24 +52,31 @@ class SequenceParallelSaving:
     def token_wise_s(self, tokens: int) -> float:
         """Device seconds of the estimate's norms and residual adds over [tokens, hidden], every layer."""
         hidden = self.parts.shape.hidden
-        return 1e-6 * sum(r.total_device_us for r in self._records(tokens) if _is_token_wise(r, tokens, hidden))
+        return 1e-6 * sum(
+            r.total_device_us for r in rank_records(self.parts, tokens) if _is_token_wise(r, tokens, hidden)
+        )
 
-    def _records(self, tokens: int) -> list[Any]:
-        import torch
 
-        from trnsim.compiler.estimate import estimate
-        from trnsim.compiler.kernel_runner import extrapolation
-        from trnsim.compiler.unpriced import unpriced_ops
-        from trnsim.errors import TrnsimWarning
-        from trnsim.serve.step_components import SDPA
+@functools.lru_cache(maxsize=8)
+def rank_records(parts: Any, tokens: int) -> list[Any]:
+    """The kernel records of the compiler's estimate of the rank model in `parts` at `tokens` packed tokens, as
+    dense(N) estimates it (logits of the last token, attention unpriced, long loops extended)."""
+    import torch
 
-        p = self.parts
-        ids = torch.zeros(1, tokens, dtype=torch.long, device="meta")
-        fmt = {} if p.format is None else {"dtype": p.format.name}
-        with warnings.catch_warnings(), extrapolation(True), unpriced_ops({SDPA}):
-            warnings.simplefilter("ignore", TrnsimWarning)  # host-side mask ops, as dense(N) ignores them
-            profile = estimate(p.net, (ids,), {"logits_to_keep": 1}, target=p.spec, tp=p.tp, instance=p.instance, **fmt)
-        return [r for r in profile.records if r.kind == "kernel"]
+    from trnsim.compiler.estimate import estimate
+    from trnsim.compiler.kernel_runner import extrapolation
+    from trnsim.compiler.unpriced import unpriced_ops
+    from trnsim.errors import TrnsimWarning
+    from trnsim.serve.step_components import SDPA
+
+    ids = torch.zeros(1, tokens, dtype=torch.long, device="meta")
+    fmt = {} if parts.format is None else {"dtype": parts.format.name}
+    with warnings.catch_warnings(), extrapolation(True), unpriced_ops({SDPA}):
+        warnings.simplefilter("ignore", TrnsimWarning)  # host-side mask ops, as dense(N) ignores them
+        profile = estimate(
+            parts.net, (ids,), {"logits_to_keep": 1}, target=parts.spec, tp=parts.tp, instance=parts.instance, **fmt
+        )
+    return [r for r in profile.records if r.kind == "kernel"]
 
 
 def _is_token_wise(record: Any, tokens: int, hidden: int) -> bool:
