@@ -133,3 +133,36 @@ def test_unfused_stack_swaps_the_flash_attention_of_prefill_steps_only(parts: St
         assert got > plain.step_time_s(batch, batch * prompt, prompt)
     assert wrapped.step_time_s(4, 4, 900.0) == plain.step_time_s(4, 4, 900.0)  # decode keeps its kernel
     assert unfused.wrap(_Linear()).attention is None  # no compiler components: priced as the step cost says
+
+
+def test_decode_norms_on_hidden_major_activations(parts: StepComponents) -> None:
+    """Each of the 2 x 2 + 1 RMSNorms of a decode step is re-priced from [tokens, hidden] rows to the hidden
+    spread over the 128 partitions: the library rmsnorm run directly on both shapes gives the saving."""
+    from trnsim import dtypes, kernels
+    from trnsim.compiler.kernel_runner import extrapolation, run_kernel
+    from trnsim.nki.kernel import TensorSpec
+    from trnsim.serve.stack_hsb_norm import HsbNormSaving
+
+    assert parts.spec is not None
+    bf16 = dtypes.resolve("bfloat16")
+    hidden = parts.shape.hidden
+
+    def norm_us(shape: tuple[int, ...]) -> float:
+        with extrapolation(True):
+            args = (TensorSpec(shape, bf16), TensorSpec((shape[-1],), bf16))
+            _, cost = run_kernel(kernels.rmsnorm, args, {}, parts.spec, functional=False)
+        return float(cost.latency_us)
+
+    saving = HsbNormSaving(parts)
+    for tokens in (1, 4):
+        expected = (2 * parts.shape.layers + 1) * (
+            norm_us((1, tokens, hidden)) - norm_us((1, 128 * tokens, hidden // 128))
+        )
+        assert saving.seconds(tokens) * 1e6 == pytest.approx(expected, rel=1e-6)
+    tnx = stack_for("inf2", 4096)
+    assert tnx.hidden_major_norms and not stack_for("trn2", 4096).hidden_major_norms
+    inner = _WithParts(parts)
+    wrapped = ServingStack("t", (1024,), (1024,), hidden_major_norms=True).wrap(inner)
+    plain = ServingStack("t", (1024,), (1024,)).wrap(inner)
+    assert wrapped.step_time_s(4, 4, 900.0) == pytest.approx(plain.step_time_s(4, 4, 900.0) - saving.seconds(4))
+    assert wrapped.step_time_s(1, 700, 700) == plain.step_time_s(1, 700, 700)  # context encoding keeps its norms

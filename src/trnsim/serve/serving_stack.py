@@ -31,6 +31,7 @@ from typing import Any, Protocol
 
 from trnsim.serve.errors import ServeError
 from trnsim.serve.stack_attention import UnfusedContextAttention
+from trnsim.serve.stack_hsb_norm import HsbNormSaving
 from trnsim.serve.stack_kernel_layout import PROJECTIONS, KernelWeightLayout
 from trnsim.serve.stack_sequence_parallel import SequenceParallelSaving
 
@@ -73,7 +74,8 @@ class ServingStack:
     only, as trnsim's step cost prices it; "unfused": every pair through HBM, serve/stack_attention.py); and
     whether context encoding runs sequence-parallel (`sequence_parallel`, serve/stack_sequence_parallel.py); and
     which projections' weights the deployment's kernels store K-major (`kernel_weights`: "qkv", "mlp";
-    serve/stack_kernel_layout.py)."""
+    serve/stack_kernel_layout.py); and whether decode RMSNorms run on hidden-major activations
+    (`hidden_major_norms`, serve/stack_hsb_norm.py)."""
 
     name: str
     context_buckets: tuple[int, ...]
@@ -82,6 +84,7 @@ class ServingStack:
     context_attention: str = "flash"
     sequence_parallel: bool = False
     kernel_weights: tuple[str, ...] = ()
+    hidden_major_norms: bool = False
 
     def __post_init__(self) -> None:
         for label, buckets in (("context", self.context_buckets), ("token-generation", self.token_buckets)):
@@ -118,7 +121,7 @@ class ServingStack:
         """`step_cost` priced at this stack's shapes. Unfused context attention, sequence parallelism and kernel
         weight layouts need the compiler's step components (`step_cost.components()`, as `estimated_step_cost`
         gives on Trainium); a step cost without them keeps its own attention, norms and layouts."""
-        attention = saving = layout = None
+        attention = saving = layout = norms = None
         components = getattr(step_cost, "components", None)
         parts = components() if components is not None else None
         if getattr(parts, "spec", None) is not None:  # the compiler's step components on a Trainium target
@@ -128,7 +131,9 @@ class ServingStack:
                 saving = SequenceParallelSaving(parts)
             if self.kernel_weights:
                 layout = KernelWeightLayout(parts, self.kernel_weights)
-        return BucketedStepCost(step_cost, self, attention, saving, layout)
+            if self.hidden_major_norms:
+                norms = HsbNormSaving(parts)
+        return BucketedStepCost(step_cost, self, attention, saving, layout, norms)
 
 
 @dataclass(frozen=True)
@@ -140,6 +145,7 @@ class BucketedStepCost:
     attention: UnfusedContextAttention | None = None
     sequence_parallel: SequenceParallelSaving | None = None
     kernel_layout: KernelWeightLayout | None = None
+    hidden_major_norms: HsbNormSaving | None = None
 
     def step_time_s(self, batch: int, new_tokens: int, context: float) -> float:
         b, n, c = self.stack.padded_step(batch, new_tokens, context)
@@ -150,6 +156,8 @@ class BucketedStepCost:
             seconds -= self.sequence_parallel.seconds(n)
         if n > b and self.kernel_layout is not None:
             seconds -= self.kernel_layout.seconds(n)
+        if n <= b and self.hidden_major_norms is not None:
+            seconds -= self.hidden_major_norms.seconds(n)
         for position in self.stack.leftover_positions(batch, new_tokens):
             seconds += self.inner.step_time_s(batch, batch, bucket_of(position + 1, self.stack.token_buckets))
         return seconds
@@ -185,6 +193,7 @@ def default_stack(stack: str, seq_len: int) -> ServingStack:
         context,
         token,
         leftover_by_token_generation=bool(entry.get("leftover_by_token_generation", False)),
+        hidden_major_norms=bool(entry.get("hidden_major_norms", False)),
         context_attention=str(entry.get("context_attention", "flash")),
     )
 
