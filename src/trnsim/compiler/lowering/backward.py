@@ -155,6 +155,18 @@ def log_softmax_backward(
 
 
 # -- gradient reductions -----------------------------------------------------------------------------------
+MAX_SLICE_ADDS = 32  # a middle axis up to this long is summed as a chain of slice adds (one streamed pass)
+
+
+def _slices_stream_well(ctx: LowerContext, x: torch.Tensor, reduced: list[int]) -> bool:
+    """One reduced middle axis, short, whose slices are read in DMA-efficient runs (the kernel prices its
+    operands as contiguous, so the runs must be long enough for that to hold)."""
+    if len(reduced) != 1 or not 0 < reduced[0] < x.dim() - 1 or not 2 <= x.shape[reduced[0]] <= MAX_SLICE_ADDS:
+        return False
+    run_bytes = math.prod(x.shape[reduced[0] + 1 :]) * x.element_size()
+    return x.is_contiguous() and run_bytes >= ctx.spec.core.dma.efficient_row_bytes
+
+
 @registered("aten.sum.dim_IntList")
 def sum_dims(ctx: LowerContext, x: torch.Tensor, dims: Any = None, keepdim: bool = False, *, dtype: Any = None) -> Any:
     """Sums over trailing dimensions as before. A sum over leading dimensions (a bias gradient: [T, N] -> [N])
@@ -176,6 +188,12 @@ def sum_dims(ctx: LowerContext, x: torch.Tensor, dims: Any = None, keepdim: bool
         ctx.materialize(x)
         ones = torch.ones(1, rows, dtype=x.dtype, device=x.device)
         out = ctx.kernel(kernels.matmul, ones, x.reshape(rows, -1), free_relayout=True)
+    elif _slices_stream_well(ctx, x, reduced):
+        # A short middle axis (an MoE's top-k expert outputs [T, k, H] summed over k): k - 1 elementwise adds of
+        # its slices in one streamed pass read every element once, in runs of the trailing dims' bytes; the
+        # transposing copy below would read and write all of x first.
+        parts = [x.select(reduced[0], j) for j in range(x.shape[reduced[0]])]
+        out = ctx.kernel(kernels.fused_chain, parts[0], [("add", p) for p in parts[1:]], free_relayout=True)
     else:
         moved = x.permute(*kept, *reduced)
         ctx.materialize(moved)  # the transposing copy the reduction reads
