@@ -121,7 +121,13 @@ def test_profile_prices_collectives_and_kernels_like_estimate():
     assert logits.device.type == "meta" and tuple(logits.shape) == (1, 16, 300)
     timing = trnsim.last_profile()
     assert timing is not None and timing.mode == "timing"
-    assert timing.device_time_us == pytest.approx(compiled.device_time_us, rel=1e-9)
+    # the same kernels at the same cost, but the embedding gather: its DMA runs follow the ids' values (adjacent
+    # consecutive ids share one DMA), which a shapes-only run does not have
+    assert [(r.node, r.kernel) for r in timing.records] == [(r.node, r.kernel) for r in compiled.records]
+    for t, f in zip(timing.records, compiled.records, strict=True):
+        if t.kernel != "embedding":
+            assert t.device_us == pytest.approx(f.device_us, rel=1e-9), t.node
+    assert timing.device_time_us == pytest.approx(compiled.device_time_us, rel=1e-3)
 
 
 def test_bad_tensor_parallel_options_are_clear_errors():

@@ -4,15 +4,13 @@ pricing_fingerprint)."""
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-import transformers
 
 import trnsim
-from trnsim.compiler import kernel_cache
-from trnsim.serve import step_components
 
 ROOT = Path(trnsim.__file__).parent
 
@@ -21,14 +19,16 @@ ROOT = Path(trnsim.__file__).parent
 def fresh() -> Iterator[Callable[[str], str]]:
     """pricing_fingerprint(family), recomputed from the files on each call."""
 
+    def clear() -> None:  # the modules as loaded now (tests/test_import_cycles.py re-imports trnsim)
+        importlib.import_module("trnsim.compiler.kernel_cache").source_fingerprint.cache_clear()
+        importlib.import_module("trnsim.serve.step_components").pricing_fingerprint.cache_clear()
+
     def fingerprint(family: str) -> str:
-        kernel_cache.source_fingerprint.cache_clear()
-        step_components.pricing_fingerprint.cache_clear()
-        return step_components.pricing_fingerprint(family)
+        clear()
+        return str(importlib.import_module("trnsim.serve.step_components").pricing_fingerprint(family))
 
     yield fingerprint
-    kernel_cache.source_fingerprint.cache_clear()
-    step_components.pricing_fingerprint.cache_clear()
+    clear()
 
 
 def _edited(monkeypatch: pytest.MonkeyPatch, under: str) -> None:
@@ -61,5 +61,7 @@ def test_the_serving_side_is_not_on_the_path(monkeypatch, fresh) -> None:
     before = fresh("trainium")
     _edited(monkeypatch, "cli")
     assert fresh("trainium") == before
-    monkeypatch.setattr(transformers, "__version__", transformers.__version__ + ".post1")
+    # the module as imported now: another test may have re-imported transformers after this file imported it
+    current = importlib.import_module("transformers")
+    monkeypatch.setattr(current, "__version__", current.__version__ + ".post1")
     assert fresh("trainium") != before
