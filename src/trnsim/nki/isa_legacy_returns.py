@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from trnsim import dtypes
 from trnsim.errors import UsageError
-from trnsim.nki import isa_movement, isa_reduce, isa_select
+from trnsim.nki import emit_movement, emit_partition, emit_random, isa_movement, isa_reduce, isa_select
 from trnsim.nki.context import current, user_location
 from trnsim.nki.isa_arith import tensor_scalar_cumulative
 from trnsim.nki.isa_enums import dge_mode as _dge_mode
@@ -25,6 +26,8 @@ from trnsim.sim.memory import MemoryKind
 
 __all__ = [
     "dma_transpose",
+    "dropout",
+    "local_gather",
     "nc_find_index8",
     "nc_match_replace8",
     "nc_stream_shuffle",
@@ -32,6 +35,7 @@ __all__ = [
     "select_reduce",
     "sequence_bounds",
     "tensor_copy_predicated",
+    "tensor_partition_reduce",
     "tensor_scalar_cumulative",
 ]
 
@@ -143,4 +147,51 @@ def sequence_bounds(segment_ids: NkiTensor, *, mask: Any = None, dtype: Any = No
         raise UsageError(f"nisa.sequence_bounds: segment_ids must be [P, N], got {ids!r}", user_location())
     out = _fresh((ids.shape[0], 2, ids.shape[1]), dtype or ids.dtype)
     isa_select.sequence_bounds(out, ids)
+    return _mark_fresh(current(), out)
+
+
+# -- NKI Beta names that NKI 0.6 keeps with explicit destinations (nki/isa_random.py, nki/isa_partition.py) --
+def dropout(data: NkiTensor, prob: Any, *, mask: Any = None, dtype: Any = None, **_: Any) -> NkiTensor:
+    """A new tile: data with each element zeroed with probability prob, in `dtype` (default data's)."""
+    _no_mask(mask, "dropout")
+    data = _tile(data, "dropout data")
+    out = _fresh(data.shape, data.dtype)
+    emit_random.dropout(out, data, prob)
+    if dtype is None or dtypes.resolve(dtype) == data.dtype:
+        return _mark_fresh(current(), out)
+    cast = _fresh(data.shape, dtype)
+    emit_movement.tensor_copy(cast, out)
+    return _mark_fresh(current(), cast)
+
+
+def tensor_partition_reduce(op: Any, data: NkiTensor, *, mask: Any = None, dtype: Any = None, **_: Any) -> NkiTensor:
+    """A new [1, F...] tile: op over the partitions of data."""
+    _no_mask(mask, "tensor_partition_reduce")
+    data = _tile(data, "tensor_partition_reduce data")
+    out = _fresh((1, *data.shape[1:]), dtype or data.dtype)
+    emit_partition.tensor_partition_reduce(out, op, data)
+    return _mark_fresh(current(), out)
+
+
+def local_gather(
+    src_buffer: NkiTensor,
+    index: NkiTensor,
+    num_elem_per_idx: int = 1,
+    num_valid_indices: Any = None,
+    *,
+    mask: Any = None,
+    **_: Any,
+) -> NkiTensor:
+    """A new tile of each 16-partition group's gathered runs: [P, *index free dims, 16, E] for the default
+    index count (the docs example's [128, 4, 16, 4]), else [P, num_valid_indices, E]."""
+    _no_mask(mask, "local_gather")
+    src = _tile(src_buffer, "local_gather src_buffer")
+    idx = _tile(index, "local_gather index")
+    e = int(num_elem_per_idx)
+    default = idx.size // max(1, idx.partition_size() // 16)
+    valid = default if num_valid_indices is None else int(num_valid_indices)
+    p = src.partition_size()
+    shape = (p, *idx.shape[1:], 16, e) if valid == default else (p, valid, e)
+    out = _fresh(shape, src.dtype)
+    emit_partition.local_gather(out, src, idx, e, num_valid_indices)
     return _mark_fresh(current(), out)

@@ -15,8 +15,6 @@ from trnsim.nki import (
     emit_dma_compute,
     emit_matmul,
     emit_movement,
-    emit_partition,
-    emit_random,
     emit_reduce,
     emit_reduce_fused,
     emit_select,
@@ -38,8 +36,10 @@ from trnsim.nki.isa_enums import (
     unknown_engine,
     vector_engine,
 )
-from trnsim.nki.isa_legacy_returns import (  # names added after NKI Beta 1
+from trnsim.nki.isa_legacy_returns import (  # names added after NKI Beta 1, and Beta names kept in NKI 0.6
     dma_transpose,
+    dropout,
+    local_gather,
     nc_find_index8,
     nc_match_replace8,
     nc_stream_shuffle,
@@ -47,6 +47,7 @@ from trnsim.nki.isa_legacy_returns import (  # names added after NKI Beta 1
     select_reduce,
     sequence_bounds,
     tensor_copy_predicated,
+    tensor_partition_reduce,
     tensor_scalar_cumulative,
 )
 from trnsim.nki.language_impl import _axes
@@ -388,61 +389,10 @@ def max8(*, src: NkiTensor, dtype: Any = None, **_: Any) -> NkiTensor:
     return _done(out)
 
 
-# -- NKI Beta names that NKI 0.6 keeps with explicit destinations (nki/isa_random.py, nki/isa_partition.py) --
-def _no_mask(mask: Any, what: str) -> None:
-    if mask is not None:
-        raise UsageError(f"{what}: mask= is not supported; slice the tiles instead", user_location())
-
-
-def dropout(data: NkiTensor, prob: Any, *, mask: Any = None, dtype: Any = None, **_: Any) -> NkiTensor:
-    """A new tile: data with each element zeroed with probability prob, in `dtype` (default data's)."""
-    _no_mask(mask, "dropout")
-    data = _tile(data, "dropout data")
-    out = _fresh(data.shape, data.dtype)
-    emit_random.dropout(out, data, prob)
-    if dtype is None or dtypes.resolve(dtype) == data.dtype:
-        return _done(out)
-    cast = _fresh(data.shape, dtype)
-    emit_movement.tensor_copy(cast, out)
-    return _done(cast)
-
-
-def tensor_partition_reduce(op: Any, data: NkiTensor, *, mask: Any = None, dtype: Any = None, **_: Any) -> NkiTensor:
-    """A new [1, F...] tile: op over the partitions of data."""
-    _no_mask(mask, "tensor_partition_reduce")
-    data = _tile(data, "tensor_partition_reduce data")
-    out = _fresh((1, *data.shape[1:]), dtype or data.dtype)
-    emit_partition.tensor_partition_reduce(out, op, data)
-    return _done(out)
-
-
-def local_gather(
-    src_buffer: NkiTensor,
-    index: NkiTensor,
-    num_elem_per_idx: int = 1,
-    num_valid_indices: Any = None,
-    *,
-    mask: Any = None,
-    **_: Any,
-) -> NkiTensor:
-    """A new tile of each 16-partition group's gathered runs: [P, *index free dims, 16, E] for the default
-    index count (the docs example's [128, 4, 16, 4]), else [P, num_valid_indices, E]."""
-    _no_mask(mask, "local_gather")
-    src = _tile(src_buffer, "local_gather src_buffer")
-    idx = _tile(index, "local_gather index")
-    e = int(num_elem_per_idx)
-    default = idx.size // max(1, idx.partition_size() // 16)
-    valid = default if num_valid_indices is None else int(num_valid_indices)
-    p = src.partition_size()
-    shape = (p, *idx.shape[1:], 16, e) if valid == default else (p, valid, e)
-    out = _fresh(shape, src.dtype)
-    emit_partition.local_gather(out, src, idx, e, num_valid_indices)
-    return _done(out)
-
-
-__all__ += ["dropout", "local_gather", "tensor_partition_reduce"]
 __all__ += [
     "dma_transpose",
+    "dropout",
+    "local_gather",
     "nc_find_index8",
     "nc_match_replace8",
     "nc_stream_shuffle",
@@ -450,5 +400,6 @@ __all__ += [
     "select_reduce",
     "sequence_bounds",
     "tensor_copy_predicated",
+    "tensor_partition_reduce",
     "tensor_scalar_cumulative",
 ]
