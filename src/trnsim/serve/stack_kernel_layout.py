@@ -19,10 +19,10 @@ import functools
 from typing import Any
 
 from trnsim.serve.stack_sequence_parallel import REFERENCE_TOKENS, rank_records
+from trnsim.serve.step_components import RELAYOUT_MAX_TOKENS  # shorter steps already price their better layout
 from trnsim.serve.weight_layout import LINEAR_KERNEL, linear_problem
 
 PROJECTIONS = ("qkv", "mlp")  # the kernels whose weights NxD Inference stores K-major (o_proj stays [out, in])
-RELAID_BELOW = 128  # steps of up to this many tokens already price every linear at its better layout
 
 
 class KernelWeightLayout:
@@ -39,7 +39,7 @@ class KernelWeightLayout:
         self.projections = projections
 
     def seconds(self, new_tokens: int) -> float:
-        if new_tokens <= RELAID_BELOW or not self.projections:
+        if new_tokens <= RELAYOUT_MAX_TOKENS or not self.projections:
             return 0.0
         reference = min(REFERENCE_TOKENS, new_tokens)
         return self.saving_s(reference) / reference * new_tokens
