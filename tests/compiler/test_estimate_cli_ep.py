@@ -1,5 +1,6 @@
 """`trnsim estimate --ep N --json` on a small mixture-of-experts config.json: the JSON is the library's
-expert-parallel estimate with the routing's numbers, and --ep with --tp > 1 is the project's CompileError."""
+expert-parallel estimate with the routing's numbers, --ep with --tp > 1 runs tensor-parallel groups, and --ep with
+--training is the project's CompileError."""
 
 from __future__ import annotations
 
@@ -51,8 +52,19 @@ def test_cli_ep_matches_the_library(tmp_path: Path) -> None:
     assert e["mean_rank_rows"] == pytest.approx(256 * 2 / 4)
 
 
-def test_cli_ep_with_tp_is_refused(tmp_path: Path) -> None:
+def test_cli_ep_with_tp_runs_tensor_parallel_groups(tmp_path: Path) -> None:
     path = tmp_path / "config.json"
     path.write_text(json.dumps(CONFIG))
-    result = CliRunner().invoke(app, ["estimate", "--model", str(path), "--ep", "2", "--tp", "2"])
-    assert isinstance(result.exception, CompileError) and "data-parallel" in str(result.exception)
+    args = ["estimate", "--model", str(path), "--prompt", "64", "--ep", "2", "--tp", "2", "--exact", "--json"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    e = json.loads(result.stdout[result.stdout.index("{") :])["expert_parallel"]
+    assert (e["ep"], e["tp"], e["ranks"], e["group_tokens"]) == (2, 2, 4, 128)
+    assert e["gather_bytes"] == e["busiest_rank_rows"] * CONFIG["hidden_size"] * 2
+
+
+def test_cli_ep_with_training_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(CONFIG))
+    result = CliRunner().invoke(app, ["estimate", "--model", str(path), "--ep", "2", "--training"])
+    assert isinstance(result.exception, CompileError) and "inference" in str(result.exception)

@@ -32,8 +32,9 @@ def estimate_command(
     ep: int = typer.Option(
         1,
         min=1,
-        help="expert-parallel ranks of a mixture-of-experts model: attention data-parallel (--batch is per rank),"
-        " the routed experts split over ep ranks, dispatch/combine all-to-all over the instance",
+        help="expert-parallel groups of a mixture-of-experts model (tp x ep ranks): attention tensor-parallel over"
+        " --tp ranks inside a group and data-parallel across groups (--batch is per group), the routed experts split"
+        " over the ep groups, dispatch/combine all-to-all over the instance",
     ),
     routing_skew: float = typer.Option(
         0.0,
@@ -70,13 +71,11 @@ def estimate_command(
         console=console,
         transient=True,
     )
-    if ep > 1 and tp > 1:
+    if ep > 1 and training:
         from trnsim.errors import CompileError
 
-        raise CompileError(
-            f"--ep {ep} with --tp {tp}: expert parallelism runs attention data-parallel (one rank each); use --tp 1"
-        )
-    layout = f"ep={ep}" if ep > 1 else f"tp={tp}"
+        raise CompileError(f"--ep {ep} with --training: expert-parallel estimates price inference steps; use --ep 1")
+    layout = f"tp={tp} x ep={ep}" if ep > 1 and tp > 1 else f"ep={ep}" if ep > 1 else f"tp={tp}"
     task = bar.add_task(f"simulating {escape(model)} on {target} ({layout}): graph ops", total=None)
     ep_result = None
     with bar, graph_progress(lambda done, total: bar.update(task, completed=done, total=total)):
@@ -87,6 +86,7 @@ def estimate_command(
                 net,
                 (ids,),
                 ep=ep,
+                tp=tp,
                 target=target,
                 instance=instance,
                 skew=routing_skew,
@@ -116,7 +116,7 @@ def estimate_command(
         from trnsim.report.html import Report
 
         shape = f"decode {batch} x 1 token over {context}" if decode else f"batch {batch} x {prompt} tokens"
-        Report(f"{model} on {target} (tp={tp}, {shape})").add_graph_profile(model, prof, tokens).write(report)
+        Report(f"{model} on {target} ({layout}, {shape})").add_graph_profile(model, prof, tokens).write(report)
     if as_json:
         d = prof.to_dict()
         d.pop("ops", None)
@@ -136,10 +136,16 @@ def estimate_command(
     if ep_result is not None:
         e = _ep_summary(ep_result)
         Console().print(
-            f"expert parallel over {ep} ranks ({e['experts_per_rank']} experts each): the busiest rank runs "
+            f"expert parallel over {ep} {'groups of ' + str(tp) + ' ranks' if tp > 1 else 'ranks'} "
+            f"({e['experts_per_rank']} experts each): the busiest {'group' if tp > 1 else 'rank'} runs "
             f"{e['busiest_rank_rows']:,} expert rows, {e['imbalance']:.2f}x the mean of {e['mean_rank_rows']:,.0f} "
             f"(routing of {e['group_tokens']:,} tokens, skew {routing_skew:g}); dispatch + combine "
             f"{e['dispatch_bytes'] / 2**20:,.2f} MiB per rank and MoE layer each"
+            + (
+                f"; expert rows all-gathered / reduce-scattered in the tp group {e['gather_bytes'] / 2**20:,.2f} MiB"
+                if tp > 1
+                else ""
+            )
         )
     if report is not None:
         Console().print(f"report written to {report} (open it in a browser)")
@@ -150,6 +156,8 @@ def _ep_summary(result: Any) -> dict[str, Any]:
     rows = routing.rank_rows
     return {
         "ep": result.ep,
+        "tp": result.tp,
+        "ranks": result.ranks,
         "experts_per_rank": routing.experts_per_rank,
         "rank_tokens": result.rank_tokens,
         "group_tokens": result.rank_tokens * result.ep,
@@ -157,4 +165,5 @@ def _ep_summary(result: Any) -> dict[str, Any]:
         "mean_rank_rows": sum(rows) / len(rows),
         "imbalance": routing.imbalance,
         "dispatch_bytes": result.dispatch_bytes,
+        "gather_bytes": result.gather_bytes,
     }

@@ -1,60 +1,50 @@
-"""Expert parallelism for estimates: a mixture-of-experts model's routed experts spread over `ep` ranks.
+"""Expert parallelism for estimates: a mixture-of-experts model's routed experts spread over `ep` ranks, each
+ep group's attention run tensor-parallel over `tp` ranks (tp x ep ranks in all).
 
-The layout is DeepSeek-V3's serving one (and SGLang's / vLLM's "data-parallel attention + expert parallelism"):
-every rank holds all non-expert weights (attention, dense layers, shared experts, router) and runs them on its
-own sequences; the routed experts are split into `ep` contiguous blocks, one per rank. Each MoE layer then
+With tp = 1 the layout is DeepSeek-V3's serving one (and SGLang's / vLLM's "data-parallel attention + expert
+parallelism"): every rank holds all non-expert weights (attention, dense layers, shared experts, router) and
+runs them on its own sequences; the routed experts are split into `ep` contiguous blocks, one per rank. With
+tp > 1 each of those ranks becomes a tensor-parallel group of tp ranks that splits the non-expert layers and
+its expert block's columns (expert_parallel_comm.py has the layout and its collectives). Each MoE layer then
 
-1. routes the rank's tokens (the router on the rank's own tokens, as in the rank's own graph),
-2. dispatches every routed token row to the rank that holds its expert: an all-to-all,
-3. runs the rank's experts on the rows it received (a grouped matmul over its E / ep experts),
-4. combines: the expert outputs go back to their tokens' ranks, another all-to-all of the same size.
+1. routes the group's tokens (the router on the group's own tokens, as in the rank's own graph),
+2. dispatches every routed token row to the group that holds its expert: an all-to-all (with tp > 1, each
+   rank 1/tp of the rows, then an all-gather inside the receiving tp group),
+3. runs the group's experts on the rows it received (a grouped matmul over its E / ep experts, 1/tp of their
+   columns on each rank),
+4. combines: (tp > 1: a reduce-scatter inside the group, then) the expert outputs go back to their tokens'
+   groups, another all-to-all of the same size.
 
-`ep_estimate` prices a rank as `trnsim.estimate` of the whole model on the rank's batch (everything the rank
-runs on its own tokens), with the experts' grouped matmuls launched at the busiest rank's shapes
+`ep_estimate` prices a rank as `trnsim.estimate` of the whole model at tp on the group's batch (everything the
+rank runs on its group's tokens), with the experts' grouped matmuls launched at the busiest group's shapes
 (lowering/moe.py, while `local_expert_rows` is active): its E / ep experts with the rows the routing of the
-whole EP group's tokens (ep x the rank's) sends them, from `expert_parallel_routing` (a sampled top-k routing,
+whole EP group's tokens (ep x the group's) sends them, from `expert_parallel_routing` (a sampled top-k routing,
 not an even split). The routing's other per-row work on the chip (gathers, the experts' activation, the
-weighted combine) stays as the rank's graph prices it for its own tokens x k rows, the mean of what the ranks
-receive. Dispatch and combine are costed over the instance topology with its all-to-all closed form
-(hw/topology.py); the resident weights hold only the rank's experts.
+weighted combine) stays as the rank's graph prices it for its group's tokens x k rows, the mean of what the
+groups receive (with tp > 1 every rank of a group runs it on all of them: not split 1/tp, pessimistic).
+Dispatch and combine are costed over the instance topology with its all-to-all closed form (hw/topology.py);
+the resident weights hold only the rank's experts.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from trnsim.compiler.dtype_mx import GROUPED, grouped_dims, mx_grouped_cost
+from trnsim.compiler.expert_parallel_comm import all_to_all_us as all_to_all_us  # re-exported
+from trnsim.compiler.expert_parallel_comm import ep_layout, moe_records, moe_traffic
 from trnsim.compiler.expert_parallel_routing import Routing, check_ep, local_expert_rows, sampled_routing
-from trnsim.errors import CompileError
+from trnsim.errors import CompileError, TrnsimWarning
 from trnsim.hw.presets import get_spec
 from trnsim.hw.spec import HardwareSpec
-from trnsim.hw.topology import CollectiveKind, collective_ns, fabric_of
 from trnsim.runtime.graph_profile import GraphProfile, OpRecord
-from trnsim.sim.collectives import Placement, place
 
 _EXPERT_FIELDS = ("num_local_experts", "num_experts", "n_routed_experts")
-
-
-def all_to_all_us(spec: HardwareSpec, placement: Placement, nbytes_per_rank: float) -> float:
-    """Time of an all-to-all in which every rank sends 1/p of an `nbytes_per_rank` buffer to each rank.
-
-    A chip carries the buffers of all its r ranks: inside the chip they swap (r-1)/r of them through HBM, each
-    byte read and written (2 (r-1) B at HBM bandwidth); between chips the instance topology's all-to-all closed
-    form (hw/topology.py: switch, ring relay, torus per dimension, UltraServer node ring) on the chip's r x B.
-    """
-    if placement.tp <= 1 or nbytes_per_rank <= 0:
-        return 0.0
-    per_chip = min(placement.tp, placement.ranks_per_chip)
-    intra_ns = 2 * (per_chip - 1) * nbytes_per_rank / spec.chip.hbm_bytes_per_ns
-    inter_ns = 0.0
-    if placement.instance is not None and placement.chips > 1:
-        fabric = fabric_of(placement.instance)
-        inter_ns = collective_ns(fabric, CollectiveKind.ALL_TO_ALL, per_chip * nbytes_per_rank, placement.chips)
-    return (intra_ns + inter_ns) / 1000.0
 
 
 def moe_config(model: torch.nn.Module) -> tuple[int, int]:
@@ -76,13 +66,19 @@ class EPEstimate:
     profile: GraphProfile
     ep: int
     routing: Routing
-    rank_tokens: int  # tokens each rank routes per step
+    rank_tokens: int  # tokens each tp group (each rank when tp = 1) routes per step
     top_k: int
-    dispatch_bytes: int  # per rank and MoE layer: the larger of what the busiest rank sends and receives
+    dispatch_bytes: int  # per rank and MoE layer: the larger of what a rank sends and the busiest receives
+    tp: int = 1
+    gather_bytes: int = 0  # per MoE layer, tp > 1: the busiest group's expert rows its tp ranks all-gather
 
     @property
     def busiest_rows(self) -> int:
         return self.routing.rank_rows[self.routing.busiest_rank]
+
+    @property
+    def ranks(self) -> int:
+        return self.tp * self.ep
 
 
 def ep_estimate(
@@ -91,6 +87,7 @@ def ep_estimate(
     example_kwargs: dict[str, Any] | None = None,
     *,
     ep: int,
+    tp: int = 1,
     target: str | HardwareSpec = "trn2",
     instance: str | None = None,
     skew: float = 0.0,
@@ -100,33 +97,43 @@ def ep_estimate(
     dtype: str = "bf16",
     extrapolate: bool | None = None,
 ) -> EPEstimate:
-    """One rank of `model` run expert-parallel over `ep` ranks; `example_inputs` are one rank's batch (input
-    ids), every rank running the same shape on its own sequences. `skew` shapes the router's expert popularity
-    (expert_parallel_routing; 0 = a balanced router). Trainium-class targets only."""
+    """One rank of `model` run over tp x ep ranks (expert_parallel_comm.py's layout): `example_inputs` are one
+    tp group's batch (input ids), every group running the same shape on its own sequences; tp = 1 is the
+    data-parallel-attention layout. `skew` shapes the router's expert popularity (expert_parallel_routing;
+    0 = a balanced router). Trainium-class targets only."""
     from trnsim.compiler.dtype_estimate import check_estimate_dtype
     from trnsim.compiler.estimate import estimate
     from trnsim.compiler.gpu_estimate import is_gpu_target
 
     experts, top_k = moe_config(model)
     check_ep(ep, experts)
+    if isinstance(tp, bool) or not isinstance(tp, int) or tp < 1:
+        raise CompileError(
+            f"tp (tensor-parallel ranks of each expert-parallel group) must be an integer >= 1, got {tp!r}"
+        )
     if is_gpu_target(target):
         raise CompileError("expert-parallel estimates run on Trainium-class targets (trn1, trn2, trn3, inf2)")
     spec = target if isinstance(target, HardwareSpec) else get_spec(target)
     fmt = check_estimate_dtype(dtype, target=spec)
-    placement = place(spec, ep, instance)  # ep ranks over the instance (a clear SpecError when it is too small)
+    layout = ep_layout(spec, tp, ep, instance)  # tp x ep ranks (a clear SpecError when the instance is too small)
     ids = example_inputs[0] if example_inputs else None
     if not isinstance(ids, torch.Tensor) or ids.dim() != 2:
         raise CompileError("an expert-parallel estimate takes one rank's input ids [batch, tokens]")
     rank_tokens = ids.numel()  # prefill: batch x tokens; decode: one new token per sequence
     routing = sampled_routing(ep * rank_tokens, experts, top_k, ep, skew)
     local = routing.rank_experts(routing.busiest_rank)
-    with local_expert_rows(local):  # the lowering runs the experts at the busiest rank's shapes
+    inst = layout.placement.instance
+    with local_expert_rows(local), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        # the lowering runs the experts at the busiest group's shapes; attention is tp-sharded on the group's
+        # instance so its all-reduces are priced where the group sits
         profile = estimate(
             model,
             example_inputs,
             example_kwargs,
             target=spec,
-            tp=1,
+            tp=tp,
+            instance=inst.name if inst is not None else None,
             label=label,
             decode=decode,
             context=context,
@@ -140,26 +147,29 @@ def ep_estimate(
     if fmt is not None and fmt.mx_bits:  # the MX cost path at the local experts' exact rows
         for record in grouped:
             _price_local_experts_mx(record, spec, local, profile.cores_per_rank, fmt.mx_bits)
-    moe_layers = _moe_layers(model)
-    elt = 2  # the hidden states travel in bf16
-    dispatch = max(rank_tokens * top_k, sum(local)) * hidden * elt
-    us = all_to_all_us(spec, placement, dispatch)
-    for step in ("ep_dispatch", "ep_combine"):
-        profile.records.append(
-            OpRecord(
-                node=step,
-                op="all_to_all",
-                kind="collective",
-                kernel="all_to_all",
-                device_us=us,
-                count=moe_layers,
-                shapes=f"[{dispatch // (hidden * elt)}, {hidden}]:bfloat16 per rank, {ep} ranks",
-            )
-        )
+    traffic = moe_traffic(layout, rank_tokens, top_k, sum(local), hidden)
+    profile.records.extend(moe_records(layout, traffic, hidden, _moe_layers(model)))
     if profile.weight_bytes:
-        profile.weight_bytes -= _remote_expert_bytes(model, experts, ep, fmt)
-    profile.label = f"{profile.label} (ep={ep})"
-    return EPEstimate(profile, ep, routing, rank_tokens, top_k, dispatch)
+        profile.weight_bytes -= _remote_expert_bytes(model, experts, ep, fmt) // tp
+    _rewarn(caught, profile)
+    profile.label = f"{profile.label} ({f'tp={tp} x ' if tp > 1 else ''}ep={ep})"
+    return EPEstimate(profile, ep, routing, rank_tokens, top_k, traffic.dispatch_bytes, tp, traffic.gather_bytes)
+
+
+def _rewarn(caught: list[warnings.WarningMessage], profile: GraphProfile) -> None:
+    """The estimate's warnings again, but its HBM-capacity one judged on the rank's own experts only."""
+    for w in caught:
+        if "GiB of HBM per rank" not in str(w.message):
+            warnings.warn(w.message, w.category, stacklevel=3)
+    if profile.weight_bytes and not profile.fits_hbm:
+        warnings.warn(
+            f"trnsim: {profile.label} needs {profile.peak_hbm_bytes / 2**30:.3g} GiB of HBM per rank (weights "
+            f"{profile.weight_bytes / 2**30:.3g} GiB with its own experts only, activations "
+            f"{profile.activation_arena_bytes / 2**30:.3g} GiB), more than the {profile.hbm_capacity_bytes / 2**30:.3g}"
+            f" GiB a rank of {profile.spec.name} has: raise tp or ep, or shorten the sequence",
+            TrnsimWarning,
+            stacklevel=3,
+        )
 
 
 def _price_local_experts_mx(

@@ -246,7 +246,9 @@ def _grouped(ctx: LowerContext, x: torch.Tensor, w: torch.Tensor, offs: Any, out
             rank_x = torch.empty((sum(local), x.shape[1]), dtype=x.dtype, device="meta")
             rank_w = torch.empty((len(local), *w.shape[1:]), dtype=w.dtype, device="meta")
             ctx.kernel(kernels.grouped_matmul, rank_x, rank_w, list(accumulate(local)), out_dtype=odt)
-        return torch.empty((x.shape[0], n), dtype=out_dtype or x.dtype, device="meta")
+        out = torch.empty((x.shape[0], n), dtype=out_dtype or x.dtype, device="meta")
+        ctx.after_experts(int(w.shape[1]), int(w.shape[2]), out)  # tp x ep: the group's block all-reduce
+        return out
     out = ctx.kernel(kernels.grouped_matmul, x, w, _group_ends(offs, x.shape[0]), out_dtype=odt)
     ctx.after_experts(int(w.shape[1]), int(w.shape[2]), out)
     return out
