@@ -4,8 +4,6 @@ general path would pay before its own reduction (closed form: the DMA move of al
 
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
 
@@ -26,7 +24,7 @@ def test_sum_over_a_short_middle_axis_is_slice_adds(rng) -> None:
     torch.testing.assert_close(exe(x), x.sum(dim=1), rtol=1e-5, atol=1e-5)
     prof = exe.profile
     kernels = [r.kernel for r in prof.records if r.op == "aten.sum.dim_IntList"]
-    assert kernels == ["fused_chain"] * math.ceil((k - 1) / 3)  # passes of up to 4 tensors
+    assert kernels == ["fused_chain"]  # one streamed pass over every slice
     assert not [r for r in prof.records if r.kind == "move"]
     relayout_us, _ = move_cost(load_preset("trn2"), x.numel() * 4, 4)  # the transposing copy's strided runs
     assert sum(r.device_us for r in prof.records if r.op == "aten.sum.dim_IntList") < relayout_us
@@ -34,11 +32,11 @@ def test_sum_over_a_short_middle_axis_is_slice_adds(rng) -> None:
 
 def test_top8_expert_sum_at_deepseek_width_stays_on_the_device(rng) -> None:
     rows = int(rng.integers(100, 2048))
-    x = torch.empty(rows, 8, 7168, device="meta")  # DeepSeek-V3's hidden: one pass of all 8 overflowed SBUF
+    x = torch.empty(rows, 8, 7168, device="meta")  # DeepSeek-V3's hidden: 8 fp32 slices need shorter DMA runs
     exe = trnsim.compile(SumMiddle(), (x,), mode="timing")
     exe(x)
     records = [r for r in exe.profile.records if r.op == "aten.sum.dim_IntList"]
-    assert records and {r.kernel for r in records} == {"fused_chain"} and not exe.profile.host_fallback
+    assert [r.kernel for r in records] == ["fused_chain"] and not exe.profile.host_fallback
     relayout_us, _ = move_cost(load_preset("trn2"), x.numel() * 4, 4)
     assert sum(r.device_us for r in records) < relayout_us
 

@@ -76,15 +76,17 @@ class _Block:
         return self.p * self.k
 
 
-def _blocks(n: int, width: int, widest: int, flat: bool) -> tuple[int, list[_Block]]:
+def _blocks(n: int, width: int, widest: int, flat: bool, run_bytes: int = DMA_RUN_BYTES) -> tuple[int, list[_Block]]:
     """(row width, blocks covering the n output elements). Rows are the output's rows, or for the flat
-    layout rows of ~DMA_RUN_BYTES chosen here plus the ragged end; rows longer than that go in column chunks."""
+    layout rows of ~run_bytes chosen here plus the ragged end; rows longer than that go in column chunks."""
     pm = pmax()
-    if flat:  # rows of ~DMA_RUN_BYTES, but enough of them to fill the partitions
-        width = min(DMA_RUN_BYTES // widest, max(1, n // pm))
+    if flat:  # rows of ~run_bytes, but enough of them to fill the partitions
+        width = min(run_bytes // widest, max(1, n // pm))
     n_rows = n // width
-    chunks = col_chunks(width, widest) if width * widest > DMA_RUN_BYTES else [(0, width)]
-    blocks = [_Block(b.row, b.p, b.k, c0, cs) for b in row_blocks(n_rows, width * widest) for c0, cs in chunks]
+    chunks = col_chunks(width, widest, run_bytes) if width * widest > run_bytes else [(0, width)]
+    blocks = [
+        _Block(b.row, b.p, b.k, c0, cs) for b in row_blocks(n_rows, width * widest, run_bytes) for c0, cs in chunks
+    ]
     q, r = divmod(n - n_rows * width, pm)
     # The ragged end goes first: its small transfers then overlap with the big ones behind them.
     ends = [_Block(0, pm, 1, 0, q, elem=n_rows * width)] if q else []

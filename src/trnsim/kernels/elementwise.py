@@ -32,7 +32,10 @@ from trnsim.kernels._common import FLOAT_DTYPES, pmax, require, require_dtype, s
 from trnsim.kernels._elementwise_layout import _Block, _blocks, _broadcast_shape, _Operand, _operand, _rows_view, _view
 from trnsim.kernels._engine_load import EngineLoad
 from trnsim.kernels._stream import (
+    DMA_RUN_BYTES,
     SBUF_SHARE,
+    block_run_bytes,
+    blocks_that_fit,
     broadcast_row,
     const_column,
     prefetch,
@@ -163,7 +166,6 @@ def _stream_chain(x, chain, dtype, kernel, out_shape=None):
     widest = max(t.itemsize for t in (*tensors, out))
     # Without broadcasting the rows need not be the output's: stream the flat elements in long rows.
     flat = all(tuple(t.shape) == out_shape for t in tensors)
-    width, blocks = _blocks(n, out_shape[-1], widest, flat)
 
     primary = _operand(x, out_shape, flat)
     primary.resident = False
@@ -176,6 +178,11 @@ def _stream_chain(x, chain, dtype, kernel, out_shape=None):
         indexed_chain.append((op, operand, reverse))
     steps = _compile(indexed_chain, operands)
     work_dtype = _work_dtype(x.dtype, out_dtype)
+    work_bytes = 0 if x.dtype == work_dtype or len(steps) < 2 else work_dtype.itemsize
+    out_bytes = 0 if out_dtype == x.dtype else out.itemsize
+    width, blocks, kept, per_elem = _plan_blocks(
+        n, out_shape[-1], widest, flat, operands, x.itemsize + work_bytes + out_bytes
+    )
 
     # Operands that are the same for every row stay in SBUF, broadcast to all partitions once (if they
     # fit in half the streaming budget; else each block broadcasts its columns again).
@@ -183,17 +190,13 @@ def _stream_chain(x, chain, dtype, kernel, out_shape=None):
     resident: dict[int, Any] = {}
     reserved = 0
     for i, op in enumerate(operands):
-        size = k_max * (1 if op.per_row else width) * op.flat.itemsize
-        if op.resident and size > sbuf_bytes_per_partition() * SBUF_SHARE / 2:
+        if op.resident and i not in kept:
             op.resident, op.per_block = False, True
         if op.resident:
             resident[i] = _load_resident(op, k_max, width)
-            reserved += size
+            reserved += _resident_bytes(op, k_max, width)
 
     streamed = [i for i, op in enumerate(operands) if not op.resident]
-    work_bytes = 0 if x.dtype == work_dtype or len(steps) < 2 else work_dtype.itemsize
-    out_bytes = 0 if out_dtype == x.dtype else out.itemsize
-    per_elem = x.itemsize + work_bytes + out_bytes + sum(operands[i].flat.itemsize for i in streamed)
     depth = prefetch_depth(max(b.k * b.d for b in blocks) * per_elem, reserved)
     load = EngineLoad()
     out_flat = out.reshape((n,))
@@ -219,6 +222,31 @@ def _stream_chain(x, chain, dtype, kernel, out_shape=None):
         res = _run_steps(steps, xt, tiles, out_dtype, work_dtype, load)
         nisa.dma_copy(dst=_view(out_flat, out2, b, width), src=res)
     return out
+
+
+def _resident_bytes(op: _Operand, k: int, width: int) -> int:
+    return k * (1 if op.per_row else width) * op.flat.itemsize
+
+
+def _plan_blocks(
+    n: int, row_width: int, widest: int, flat: bool, operands: list[_Operand], fixed_bytes: int
+) -> tuple[int, list[_Block], set[int], int]:
+    """(row width, blocks, operands kept resident, SBUF bytes per streamed element). Blocks of DMA_RUN_BYTES
+    runs, unless the block in use and the next one loading would not fit in SBUF beside the resident
+    operands (many wide operands); then runs just short enough that they do. `fixed_bytes`: the primary's,
+    the intermediates' and the output's bytes per element."""
+    run = DMA_RUN_BYTES
+    while True:
+        width, blocks = _blocks(n, row_width, widest, flat, run)
+        k_max = max(b.k for b in blocks)
+        half = sbuf_bytes_per_partition() * SBUF_SHARE / 2
+        kept = {i for i, op in enumerate(operands) if op.resident and _resident_bytes(op, k_max, width) <= half}
+        reserved = sum(_resident_bytes(operands[i], k_max, width) for i in kept)
+        per_elem = fixed_bytes + sum(op.flat.itemsize for i, op in enumerate(operands) if i not in kept)
+        shorter = block_run_bytes(widest, per_elem, reserved)
+        if blocks_that_fit(max(b.k * b.d for b in blocks) * per_elem, reserved) >= 2 or shorter >= run:
+            return width, blocks, kept, per_elem
+        run = shorter  # shorter blocks keep the same operands resident (or more), so this pass fits
 
 
 def _load_resident(op: _Operand, k: int, d: int) -> Any:

@@ -155,10 +155,7 @@ def log_softmax_backward(
 
 
 # -- gradient reductions -----------------------------------------------------------------------------------
-MAX_SLICE_ADDS = 32  # a middle axis up to this long is summed as chains of slice adds (streamed passes)
-# tensors one streamed pass reads: fused_chain sizes its blocks for a few operands, and 8 fp32 slices of
-# 7,168 columns (DeepSeek-V3's top-8 sum) overflowed SBUF in one pass
-SLICES_PER_PASS = 4
+MAX_SLICE_ADDS = 32  # a middle axis up to this long is summed as one chain of slice adds (one streamed pass)
 
 
 def _slices_stream_well(ctx: LowerContext, x: torch.Tensor, reduced: list[int]) -> bool:
@@ -195,11 +192,10 @@ def sum_dims(ctx: LowerContext, x: torch.Tensor, dims: Any = None, keepdim: bool
         # A short middle axis (an MoE's top-k expert outputs [T, k, H] summed over k): k - 1 elementwise adds of
         # its slices in one streamed pass read every element once, in runs of the trailing dims' bytes; the
         # transposing copy below would read and write all of x first.
+        # fused_chain shortens its DMA runs when many operands would not fit in SBUF (8 fp32 slices of DeepSeek-V3's
+        # 7,168 columns): one pass still beats passes of a few slices, which re-read and re-write the partial sums.
         parts = [x.select(reduced[0], j) for j in range(x.shape[reduced[0]])]
-        out = parts.pop(0)
-        while parts:  # at most SLICES_PER_PASS tensors streamed per pass, so the pass's tiles fit in SBUF
-            take, parts = parts[: SLICES_PER_PASS - 1], parts[SLICES_PER_PASS - 1 :]
-            out = ctx.kernel(kernels.fused_chain, out, [("add", p) for p in take], free_relayout=True)
+        out = ctx.kernel(kernels.fused_chain, parts[0], [("add", p) for p in parts[1:]], free_relayout=True)
     else:
         moved = x.permute(*kept, *reduced)
         ctx.materialize(moved)  # the transposing copy the reduction reads
