@@ -100,11 +100,12 @@ def col_chunks(n_cols: int, itemsize: int, run_bytes: int = DMA_RUN_BYTES) -> li
     return [(c * size, min(size, n_cols - c * size)) for c in range(n)]
 
 
-def block_run_bytes(widest: int, bytes_per_elem: int, reserved_bytes: int = 0, held: int = 1) -> int:
-    """The longest DMA run per partition (bytes of the widest operand), at most DMA_RUN_BYTES, for which the
-    block being computed, the `held` ones before it and one loading ahead fit in the streaming share of SBUF
-    beside `reserved_bytes`, when each element of a block takes `bytes_per_elem` over all its tiles."""
-    budget = (int(sbuf_bytes_per_partition() * SBUF_SHARE) - reserved_bytes) // (held + 1)
+def block_run_bytes(widest: int, bytes_per_elem: int, reserved_bytes: int = 0, live_blocks: int = 2) -> int:
+    """The longest DMA run per partition (bytes of the widest operand), at most DMA_RUN_BYTES, for which
+    `live_blocks` blocks fit in the streaming share of SBUF beside `reserved_bytes`, when each element of a
+    block takes `bytes_per_elem` over all its tiles. Two blocks are live in a `prefetch` loop with nothing
+    loaded ahead (the one computed and the next loading), three with one block ahead."""
+    budget = (int(sbuf_bytes_per_partition() * SBUF_SHARE) - reserved_bytes) // live_blocks
     fitting = budget * widest // max(1, bytes_per_elem)
     return max(widest, min(DMA_RUN_BYTES, fitting - fitting % widest))
 

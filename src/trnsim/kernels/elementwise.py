@@ -28,7 +28,14 @@ import trnsim.nki.language as nl
 from trnsim import dtypes
 from trnsim.errors import DtypeError, UsageError
 from trnsim.kernels._chain import _compile, _Step
-from trnsim.kernels._common import FLOAT_DTYPES, pmax, require, require_dtype, sbuf_bytes_per_partition
+from trnsim.kernels._common import (
+    FLOAT_DTYPES,
+    efficient_dma_row_bytes,
+    pmax,
+    require,
+    require_dtype,
+    sbuf_bytes_per_partition,
+)
 from trnsim.kernels._elementwise_layout import _Block, _blocks, _broadcast_shape, _Operand, _operand, _rows_view, _view
 from trnsim.kernels._engine_load import EngineLoad
 from trnsim.kernels._stream import (
@@ -232,21 +239,28 @@ def _plan_blocks(
     n: int, row_width: int, widest: int, flat: bool, operands: list[_Operand], fixed_bytes: int
 ) -> tuple[int, list[_Block], set[int], int]:
     """(row width, blocks, operands kept resident, SBUF bytes per streamed element). Blocks of DMA_RUN_BYTES
-    runs, unless the block in use and the next one loading would not fit in SBUF beside the resident
-    operands (many wide operands); then runs just short enough that they do. `fixed_bytes`: the primary's,
-    the intermediates' and the output's bytes per element."""
+    runs when one block can load ahead of the one computed (three live blocks) beside the resident operands.
+    With many or wide operands, shorter runs: as long as three blocks fit, while runs stay at least the
+    DMA's efficient length (loads overlapping compute beat the last few % of DMA efficiency); else as long as
+    two fit (the fewest a `prefetch` loop needs). `fixed_bytes`: the primary's, the intermediates' and the
+    output's bytes per element."""
     run = DMA_RUN_BYTES
-    while True:
+    half = sbuf_bytes_per_partition() * SBUF_SHARE / 2
+    for _ in range(3):  # shorter blocks keep the same operands resident (or more), so a second try fits
         width, blocks = _blocks(n, row_width, widest, flat, run)
         k_max = max(b.k for b in blocks)
-        half = sbuf_bytes_per_partition() * SBUF_SHARE / 2
         kept = {i for i, op in enumerate(operands) if op.resident and _resident_bytes(op, k_max, width) <= half}
         reserved = sum(_resident_bytes(operands[i], k_max, width) for i in kept)
         per_elem = fixed_bytes + sum(op.flat.itemsize for i, op in enumerate(operands) if i not in kept)
-        shorter = block_run_bytes(widest, per_elem, reserved)
-        if blocks_that_fit(max(b.k * b.d for b in blocks) * per_elem, reserved) >= 2 or shorter >= run:
-            return width, blocks, kept, per_elem
-        run = shorter  # shorter blocks keep the same operands resident (or more), so this pass fits
+        fit = blocks_that_fit(max(b.k * b.d for b in blocks) * per_elem, reserved)
+        if fit >= 3:
+            break
+        ahead = block_run_bytes(widest, per_elem, reserved, live_blocks=3)
+        shorter = ahead if ahead >= efficient_dma_row_bytes() else block_run_bytes(widest, per_elem, reserved)
+        if shorter >= run or (fit >= 2 and shorter < efficient_dma_row_bytes()):
+            break
+        run = shorter
+    return width, blocks, kept, per_elem
 
 
 def _load_resident(op: _Operand, k: int, d: int) -> Any:
