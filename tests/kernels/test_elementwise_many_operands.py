@@ -11,6 +11,7 @@ import trnsim.kernels._stream as stream
 import trnsim.nki as nki
 from trnsim.hw import load_preset
 from trnsim.kernels.elementwise import fused_chain
+from trnsim.nki import TensorSpec
 
 
 def _sum_chain(x0, *rest):
@@ -42,3 +43,18 @@ def test_run_length_closed_form(rng: np.random.Generator, monkeypatch: pytest.Mo
         longer_fits = 2 * (run // widest + 1) * per_elem <= budget
         assert fits or run == widest
         assert run == stream.DMA_RUN_BYTES or not longer_fits
+
+
+@pytest.mark.parametrize("target", ["trn1", "trn2"])
+def test_time_per_byte_holds_as_operands_grow(rng: np.random.Generator, target: str) -> None:
+    """A memory-bound chain moves (operands + 2) tensors; its time per tensor moved stays within 1.5x of a
+    one-operand chain's as operands are added (before the runs shortened, 3-5 wide operands lost the load
+    ahead and took ~2x per tensor)."""
+    shape = (int(rng.integers(16, 33)) * 128, 4096)
+    dtype = str(rng.choice(["float32", "bfloat16"]))
+    per_tensor = []
+    for n_ops in (1, 3, 5):
+        specs = [TensorSpec(shape, dtype) for _ in range(n_ops + 1)]
+        prof = nki.profile(_sum_chain, target=target, mode="timing")(*specs)
+        per_tensor.append(prof.latency_us / (n_ops + 2))
+    assert all(p < 1.5 * per_tensor[0] for p in per_tensor[1:]), per_tensor
