@@ -321,16 +321,17 @@ class StepComponents:
         from trnsim.compiler.tensor_parallel import TPPlan
 
         operand = None if self.format is None else self.format.trainium  # the LM head is a weight matmul
-        # The compiler lowers this bias-free linear on a constant weight to the faster of the linear kernel on
-        # w [vocab, hidden] and the matmul kernel on the K-major w.T (compiler/lowering/matmul.py), as dense(N)'s
-        # own one-token LM head is; so lm_head(B) - lm_head(1) compares like with like. The operands are shaped as
-        # the lowering shapes them ([1, B, hidden] for linear, [B, hidden] for matmul), so lm_head(1) is a kernel
-        # cache hit on dense(N)'s LM head.
-        x = self._tensor((1, rows, s.hidden), operand)
-        us = self._kernel_us(kernels.linear, (x, self._tensor((s.vocab, s.hidden), operand), None), {})
+        # The compiler lowers this bias-free linear on a constant weight to the matmul kernel on the K-major w.T
+        # (the weight laid out offline; compiler/lowering/matmul.py), as dense(N)'s own one-token LM head is; so
+        # lm_head(B) - lm_head(1) compares like with like, and lm_head(1) is a kernel-cache hit on dense(N)'s LM
+        # head (the same [B, hidden] x [hidden, vocab] operands). The linear kernel on w [vocab, hidden] only
+        # where the matmul kernel does not take the operand dtype.
         x2 = self._tensor((rows, s.hidden), operand)
-        with contextlib.suppress(TrnsimError):  # the matmul kernel does not take every operand dtype
-            us = min(us, self._kernel_us(kernels.matmul, (x2, self._tensor((s.hidden, s.vocab), operand)), {}))
+        try:
+            us = self._kernel_us(kernels.matmul, (x2, self._tensor((s.hidden, s.vocab), operand)), {})
+        except TrnsimError:
+            x = self._tensor((1, rows, s.hidden), operand)
+            us = self._kernel_us(kernels.linear, (x, self._tensor((s.vocab, s.hidden), operand), None), {})
         if self.tp > 1:
             assert self.spec is not None
             plan = TPPlan(self.spec, self.placement, s.hidden, s.vocab)

@@ -23,16 +23,17 @@ def _check(*ts: torch.Tensor) -> None:
 def linear(ctx: LowerContext, x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = None) -> Any:
     _check(x, w, *([bias] if bias is not None else []))
     if bias is None and is_constant(w) and x.numel() > 0:
-        # A weight's layout is chosen at compile time: stored K-major, it can be the moving side of the matmul
-        # kernel (tokens stationary) instead of linear's stationary side. Take whichever the cost model says is
-        # faster for this shape, one token included (matmul wins for a few hundred tokens against a wide weight,
-        # e.g. an LM head, and for most single-token decode shapes).
+        # A constant weight is laid out once, offline, in the layout its kernel wants: NxD Inference compiles with
+        # weight layout optimization on by default (ModelBuilder's priority_model_idx=0, "enable WLO") and its
+        # QKV/MLP kernels store weights transposed on the host, so no deployment transposes a constant weight on
+        # chip at every call. Stored K-major, the weight is the moving side of the matmul kernel (tokens
+        # stationary), which streams it with no weight transposes; the linear kernel would transpose [out, in]
+        # tiles on TensorE each call. So one kernel is priced, not the faster of both (docs/compiler.md).
         ctx.materialize(x)
         x2 = x.reshape(-1, x.shape[-1])
-        if ctx.cost(kernels.matmul, x2, w.t()).latency_us < ctx.cost(kernels.linear, x, w).latency_us:
-            out = ctx.kernel(kernels.matmul, x2, w.t()).reshape(*x.shape[:-1], w.shape[0])
-            ctx.after_linear(int(w.shape[1]), int(w.shape[0]), out)
-            return out
+        out = ctx.kernel(kernels.matmul, x2, w.t()).reshape(*x.shape[:-1], w.shape[0])
+        ctx.after_linear(int(w.shape[1]), int(w.shape[0]), out)
+        return out
     return _linear(ctx, x, w, bias)
 
 
