@@ -18,6 +18,7 @@ import numpy as np
 from trnsim import dtypes
 from trnsim.errors import BoundsError, UsageError
 from trnsim.isa.instruction import Region
+from trnsim.nki import fast_paths
 from trnsim.nki.boxes import _box3, _to_root_box
 from trnsim.nki.context import user_location
 from trnsim.nki.tensor_indirect import check_in_bounds, indirect_key
@@ -25,7 +26,7 @@ from trnsim.nki.tensor_layout_views import TensorLayoutViews
 from trnsim.nki.tensor_ops import TileOperators, tile_language
 from trnsim.nki.tensor_reshapes import TensorReshapes
 from trnsim.nki.tensor_select import TensorSelect
-from trnsim.nki.tensor_views import TensorViews
+from trnsim.nki.tensor_views import TensorViews, pattern_elements
 from trnsim.sim.memory import Allocation, MemoryKind
 
 Slice = tuple[int, int, int]
@@ -54,7 +55,7 @@ def _slice_len(s: Slice) -> int:
 class NkiTensor(TileOperators, TensorViews, TensorReshapes, TensorSelect, TensorLayoutViews):
     """A tensor view. Shapes are numpy-like; for SBUF/PSUM tiles dim 0 is the partition dim."""
 
-    __slots__ = ("__weakref__", "_region", "alloc", "key", "shape")
+    __slots__ = ("__weakref__", "_arrays", "_pattern_run", "_region", "alloc", "key", "shape")
     __array_priority__ = 1000  # numpy defers binary operators to us
     is_indirect_dma = False  # rows from an index tile (IndirectTensor)
 
@@ -62,8 +63,12 @@ class NkiTensor(TileOperators, TensorViews, TensorReshapes, TensorSelect, Tensor
         self.alloc = alloc
         self.key: tuple[Entry, ...] = key if key is not None else tuple((0, d, 1) for d in alloc.shape)
         self._region: Region | None = None
-        if self.has_index_arrays:
-            arrays = [k for k in self.key if isinstance(k, np.ndarray)]
+        # contiguous run bytes of a static access-pattern view, set where it is made (tensor_views.py): its
+        # bounds were checked there, its region and runs follow from its steps and counts
+        self._pattern_run: int | None = None
+        arrays = [k for k in self.key if isinstance(k, np.ndarray)]
+        self._arrays = bool(arrays)  # the key never changes, so neither does this
+        if arrays:
             self.shape: tuple[int, ...] = tuple(np.broadcast_shapes(*(a.shape for a in arrays)))
         else:
             self.shape = tuple(_slice_len(k) for k in self.key if isinstance(k, tuple))
@@ -99,7 +104,7 @@ class NkiTensor(TileOperators, TensorViews, TensorReshapes, TensorSelect, Tensor
 
     @property
     def has_index_arrays(self) -> bool:
-        return any(isinstance(k, np.ndarray) for k in self.key)
+        return self._arrays
 
     @property
     def is_whole(self) -> bool:
@@ -132,6 +137,17 @@ class NkiTensor(TileOperators, TensorViews, TensorReshapes, TensorSelect, Tensor
     def _indirect_view(self, alloc: Allocation, key: tuple[Entry, ...]) -> NkiTensor:
         """A view whose addresses come from run-time values (checked at use: IndirectTensor)."""
         return IndirectTensor(alloc, key)
+
+    def _lazy_pattern_view(
+        self, alloc: Allocation, pairs: list[tuple[int, int]], start: int, bounds: tuple[int, int], run: int
+    ) -> NkiTensor:
+        """A static access-pattern view of HBM elements `start + sum(i_k * step_k)`, in bounds (checked by the
+        caller) from element bounds[0] to bounds[1], in contiguous runs of `run` bytes (PatternTensor)."""
+        view = PatternTensor.__new__(PatternTensor)
+        view.alloc, view.shape, view._arrays, view._pattern = alloc, tuple(n for _, n in pairs), True, (pairs, start)
+        view._region, view._pattern_run = None, run
+        view._region = view._box([bounds[0]], [bounds[1]])
+        return view
 
     def _compose(self, index: Any) -> tuple[Entry, ...]:
         """The key of `self[index]`: each visible dim's entry narrowed by its index (bounds-checked)."""
@@ -252,8 +268,8 @@ class NkiTensor(TileOperators, TensorViews, TensorReshapes, TensorSelect, Tensor
 
     def check_bounds(self, mask: np.ndarray | None, location: str) -> None:
         """Index arrays are bounds-checked where the instruction's mask lets them through."""
-        if not self.has_index_arrays:
-            return
+        if not self._arrays or (self._pattern_run is not None and fast_paths.enabled()):
+            return  # a static access pattern's elements were all checked when the view was made
         for dim, (k, d) in enumerate(zip(self.key, self.alloc.shape)):
             if isinstance(k, np.ndarray):
                 vals = np.broadcast_to(k, self.shape)
@@ -288,15 +304,20 @@ class NkiTensor(TileOperators, TensorViews, TensorReshapes, TensorSelect, Tensor
                     lo[d], hi[d] = int(vals.min()), int(vals.max())
             else:
                 lo[d] = hi[d] = k
-        if any(h < lo_ for lo_, h in zip(lo, hi)):
-            reg: Region = (self.alloc.id, 0, 0, 0, 0, 0, 0)
-        else:
-            reg = (self.alloc.id, *_box3(shape, lo, hi))
-            root = self.alloc.root
-            if root is not self.alloc:
-                reg = _to_root_box(reg, shape, root.shape, self.itemsize, root.dtype.itemsize)
+        reg = self._box(lo, hi)
         if mask is None:
             self._region = reg
+        return reg
+
+    def _box(self, lo: list[int], hi: list[int]) -> Region:
+        """The region of per-allocation-dim inclusive bounds `lo`..`hi` (empty where some hi < lo)."""
+        if any(h < lo_ for lo_, h in zip(lo, hi)):
+            return (self.alloc.id, 0, 0, 0, 0, 0, 0)
+        shape = self.alloc.shape
+        reg: Region = (self.alloc.id, *_box3(shape, lo, hi))
+        root = self.alloc.root
+        if root is not self.alloc:
+            reg = _to_root_box(reg, shape, root.shape, self.itemsize, root.dtype.itemsize)
         return reg
 
     def read(self) -> np.ndarray:
@@ -328,7 +349,9 @@ class NkiTensor(TileOperators, TensorViews, TensorReshapes, TensorSelect, Tensor
 
     def contiguous_run_bytes(self) -> int:
         """Bytes per contiguous run when this view is walked in order (a DMA descriptor's length)."""
-        if self.has_index_arrays:
+        if self._pattern_run is not None and fast_paths.enabled():
+            return self._pattern_run
+        if self._arrays:
             # runs continue only while the innermost index steps by one element
             inner = self.key[-1]
             if isinstance(inner, np.ndarray) and self.shape and self.shape[-1] > 1:
@@ -365,6 +388,31 @@ class IndirectTensor(NkiTensor):
 
     def check_bounds(self, mask: np.ndarray | None, location: str) -> None:
         check_in_bounds(self, mask, location)
+
+
+class PatternTensor(NkiTensor):
+    """A static `.ap()` view of HBM whose index array is built when its key is first read (values,
+    re-indexing): a DMA in a timing run needs only its region and runs, known from the pattern."""
+
+    __slots__ = ("_pattern",)
+    _pattern: tuple[list[tuple[int, int]], int]  # (the [step, count] pairs, the first element)
+
+    @property
+    def key(self) -> tuple[Entry, ...]:
+        try:
+            return _KEY_SLOT.__get__(self)
+        except AttributeError:
+            pairs, start = self._pattern
+            key = (pattern_elements(pairs, start),)
+            _KEY_SLOT.__set__(self, key)
+            return key
+
+    @key.setter
+    def key(self, value: tuple[Entry, ...]) -> None:
+        _KEY_SLOT.__set__(self, value)
+
+
+_KEY_SLOT: Any = NkiTensor.__dict__["key"]  # NkiTensor's slot, under PatternTensor's property
 
 
 # Legacy block tensors ([blocks..., par_dim(P), free...]) allocated whole: their dim 0 is a block dim, which an

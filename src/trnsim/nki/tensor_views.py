@@ -25,6 +25,7 @@ import numpy as np
 
 from trnsim import dtypes
 from trnsim.errors import BoundsError, DtypeError, ShapeMismatchError, UsageError
+from trnsim.nki import fast_paths
 from trnsim.nki.context import user_location
 from trnsim.sim.memory import Allocation, MemoryKind
 
@@ -85,6 +86,9 @@ class TensorViews:
         @property
         def has_index_arrays(self) -> bool: ...
         def _indirect_view(self, alloc: Allocation, key: tuple[Any, ...]) -> NkiTensor: ...
+        def _lazy_pattern_view(
+            self, alloc: Allocation, pairs: list[tuple[int, int]], start: int, bounds: tuple[int, int], run: int
+        ) -> NkiTensor: ...
 
     def _storage_strides(self) -> list[int]:
         return [prod(self.alloc.shape[d + 1 :]) for d in range(len(self.alloc.shape))]
@@ -241,25 +245,34 @@ class TensorViews:
                 rule="shape",
             )
         counts = [int(n) for _, n in pairs]
-        flat = np.full(counts, start, dtype=np.int64)
-        for axis, (step, n) in enumerate(pairs):
-            shape = [1] * len(counts)
-            shape[axis] = n
-            flat = flat + (np.arange(n, dtype=np.int64) * step).reshape(shape)
-        if partition_starts is not None:
-            flat = flat + partition_starts.reshape([-1] + [1] * (len(counts) - 1))
         n_elems = total_bytes // dt.itemsize
-        if flat.size and (flat.min() < 0 or flat.max() >= n_elems) and not dynamic:
-            raise BoundsError(
-                f".ap() reaches storage elements {int(flat.min())}..{int(flat.max())} of {self.alloc.describe()}, "
-                f"which has {n_elems} {dtypes.name(dt)} elements",
-                loc,
-                rule="bounds",
-            )
+        # A static HBM pattern in the shortcut: its bounds, region and runs follow from its steps and counts, and
+        # its index array is built only if something reads its key (values, re-indexing), not per DMA.
+        lazy = not on_chip and not dynamic and fast_paths.enabled()
+        flat = None if lazy else pattern_elements(pairs, start)
+        if flat is not None and partition_starts is not None:
+            flat = flat + partition_starts.reshape([-1] + [1] * (len(counts) - 1))
+        if not dynamic:
+            # an affine walk's extremes are the sums of each term's
+            first = start + sum(s * (n - 1) for s, n in pairs if s < 0) if flat is None else int(flat.min())
+            last = start + sum(s * (n - 1) for s, n in pairs if s > 0) if flat is None else int(flat.max())
+            if first < 0 or last >= n_elems:
+                raise BoundsError(
+                    f".ap() reaches storage elements {first}..{last} of {self.alloc.describe()}, "
+                    f"which has {n_elems} {dtypes.name(dt)} elements",
+                    loc,
+                    rule="bounds",
+                )
         if not on_chip:
             storage = alias_allocation(self.alloc, (n_elems,), dt)
+            if flat is None:
+                _finish_cast(root, dt)
+                # runs continue while the last step is one element
+                run = dt.itemsize * (counts[-1] if counts[-1] > 1 and pairs[-1][0] == 1 else 1)
+                return self._lazy_pattern_view(storage, [(int(s), int(n)) for s, n in pairs], start, (first, last), run)
             key: tuple[Any, ...] = (flat,)
         else:
+            assert flat is not None
             row = row_bytes // dt.itemsize
             if partition_starts is None and len(counts) > 1 and pairs[0][0] != row:
                 raise UsageError(
@@ -269,13 +282,28 @@ class TensorViews:
                 )
             storage = alias_allocation(self.alloc, (root.shape[0], row), dt)
             key = (flat // row, flat % row)
-        if dt != root.dtype and not root.fully_written:
-            # written-element tracking is per root element; a reinterpreting view ends it (as view() does)
-            root.poison_unwritten()
-            root.mark_all_written()
+        _finish_cast(root, dt)
         if dynamic:
             return self._indirect_view(storage, key)
         return type(self)(storage, key)  # type: ignore[call-arg,return-value]
+
+
+def pattern_elements(pairs: Any, start: int) -> np.ndarray:
+    """Storage element `start + sum(i_k * step_k)` at each [i_0, i_1, ...] of the pattern's counts."""
+    counts = [int(n) for _, n in pairs]
+    flat = np.full(counts, start, dtype=np.int64)
+    for axis, (step, n) in enumerate(pairs):
+        shape = [1] * len(counts)
+        shape[axis] = n
+        flat = flat + (np.arange(n, dtype=np.int64) * step).reshape(shape)
+    return flat
+
+
+def _finish_cast(root: Allocation, dt: np.dtype[Any]) -> None:
+    if dt != root.dtype and not root.fully_written:
+        # written-element tracking is per root element; a reinterpreting view ends it (as view() does)
+        root.poison_unwritten()
+        root.mark_all_written()
 
 
 def _resolve(dtype: Any, loc: str | None) -> np.dtype[Any]:
