@@ -9,10 +9,10 @@ Index tensors live on the chip as int32 (NKI has no 64-bit integers): an int64 i
 read as int32 and an index result leaves as the int64 the graph expects; the change of width is bookkeeping
 of this lowering, not a device op (the Neuron compiler also narrows int64 indices).
 
-In timing mode (meta tensors) the router's outputs have no values, yet the DMA streams of the gathers and
-the experts' group sizes depend on them. Those kernels are then given a stand-in routing: gathered and
-scattered rows in descending order (no two consecutive, so one DMA per row, the worst case), and tokens
-spread evenly over the experts (balanced groups). Functional runs use the real routing.
+In timing mode (meta tensors) the router's outputs have no values. The gathers and scatters do not need
+them: they move rows by indirect DMA, 128 per DMA, whatever the indices (kernels/moe_dispatch.py). The
+experts' group sizes do: tokens are then spread evenly over the experts (balanced groups), or at the
+routing an expert-parallel estimate samples. Functional runs use the real routing.
 """
 
 from __future__ import annotations
@@ -58,12 +58,11 @@ def _widen(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return t.to(dtype)
 
 
-def _host_indices(idx: torch.Tensor, rows: int) -> Any:
-    """Indices a DMA stream is shaped by: the real ones, or in timing mode the descending stand-in."""
-    if _meta(idx):
-        return [rows - 1 - (i % rows) for i in range(idx.numel())]
+def _index_vector(idx: torch.Tensor, rows: int) -> torch.Tensor:
+    """Row indices as the int32 vector the dispatch kernels load into their indirect DMAs' index tiles (in
+    timing mode a shape only: an indirect DMA stream does not depend on the values)."""
     flat = idx.reshape(-1)
-    if flat.numel() and (flat.min() < 0 or flat.max() >= rows):
+    if not _meta(flat) and flat.numel() and (flat.min() < 0 or flat.max() >= rows):
         raise Unsupported("negative or out-of-range indices")
     return narrow_index(flat)
 
@@ -100,14 +99,14 @@ def _sort(ctx: LowerContext, x: torch.Tensor, dim: int, descending: bool) -> Any
 
 def _counting_sort(ctx: LowerContext, x: torch.Tensor, bound: int) -> Any:
     """Expert ids (topk column numbers below `bound`): counted ranks on the chip, then every id and slot
-    number DMA'd to its rank (the ranks shape those DMAs, as the gathers' indices do theirs)."""
+    number moved to its rank by indirect DMA, 128 rows per DMA, as the gathers move theirs."""
     keys = narrow_index(x)
     ranks = ctx.kernel(kernels.sort_ranks_bounded, keys, int(bound))
     size = x.shape[0]
     device = "meta" if _meta(x) else "cpu"
     base = torch.zeros(size, dtype=torch.int32, device=device)  # never read: the ranks cover every row
     slots = torch.arange(size, dtype=torch.int32, device=device)  # slot numbers, a constant
-    positions = _host_indices(ranks, size)
+    positions = _index_vector(ranks, size)
     values = ctx.kernel(kernels.scatter_rows, base, positions, keys)
     perm = ctx.kernel(kernels.scatter_rows, base, positions, slots)
     return _widen(values, x.dtype), _widen(perm, torch.int64)
@@ -156,7 +155,7 @@ def index(ctx: LowerContext, x: torch.Tensor, indices: list[Any]) -> Any:
     if x.dim() not in (1, 2) or x.dtype not in VALUE_DTYPES:
         raise Unsupported("gather from a vector or matrix")
     idx = indices[0]
-    out = ctx.kernel(kernels.gather_rows, narrow_index(x), _host_indices(idx, x.shape[0]))
+    out = ctx.kernel(kernels.gather_rows, narrow_index(x), _index_vector(idx, x.shape[0]))
     return _widen(out, x.dtype).reshape(*idx.shape, *x.shape[1:])
 
 
@@ -173,7 +172,7 @@ def index_put(
     if tuple(values.shape) != (idx.shape[0], *x.shape[1:]):
         raise Unsupported("values broadcast over the indexed rows")
     chip_values = narrow_index(values.to(x.dtype) if values.dtype != x.dtype and not _meta(values) else values)
-    positions = _host_indices(idx, x.shape[0])
+    positions = _index_vector(idx, x.shape[0])
     base = x
     if x.dtype == torch.int64 and not _meta(x) and torch.unique(idx).numel() == x.shape[0]:
         # every row is overwritten (the inverse of a permutation into `empty_like`): x's own values, which
