@@ -105,39 +105,39 @@ def test_partition_dim_over_128(kernel: Any, shape: tuple[int, ...]) -> None:
     assert "129" in str(err) or "256" in str(err)
 
 
-# -- PSUM tile over one 2 KiB bank per partition ------------------------------------------------------
+# -- PSUM tile over the whole PSUM partition (8 banks of 2 KiB; one matmul's bank rule: test_psum_multibank_f) --
 @nki.jit
 def psum_bank_fp32(x):
-    ok = nl.ndarray((128, 512), nl.float32, buffer=nl.psum)  # exactly one bank
-    big = nl.ndarray((128, 513), nl.float32, buffer=nl.psum)  # ERR
+    ok = nl.ndarray((128, 8 * 512), nl.float32, buffer=nl.psum)  # exactly the 8 banks
+    big = nl.ndarray((128, 8 * 512 + 1), nl.float32, buffer=nl.psum)  # ERR
     return ok, big
 
 
 @nki.jit
 def psum_bank_bf16(x):
     ok = nl.ndarray((128, 1024), nl.bfloat16, buffer=nl.psum)  # 2 KiB of bf16
-    big = nl.ndarray((128, 2, 1024), nl.bfloat16, buffer=nl.psum)  # ERR
+    big = nl.ndarray((128, 8, 1025), nl.bfloat16, buffer=nl.psum)  # ERR
     return ok, big
 
 
 @nki.jit
 def psum_bank_legacy(x):
-    big = nl.zeros((128, 1024), nl.float32, buffer=nl.psum)  # ERR
+    big = nl.zeros((128, 8 * 1024), nl.float32, buffer=nl.psum)  # ERR
     return big
 
 
 @pytest.mark.parametrize(
     ("kernel", "needed"),
-    [(psum_bank_fp32, 513 * 4), (psum_bank_bf16, 4096), (psum_bank_legacy, 4096)],
+    [(psum_bank_fp32, (8 * 512 + 1) * 4), (psum_bank_bf16, 8 * 1025 * 2), (psum_bank_legacy, 8 * 1024 * 4)],
     ids=["isa-fp32", "isa-bf16-3d", "legacy-zeros"],
 )
-def test_psum_tile_over_one_bank(kernel: Any, needed: int) -> None:
+def test_psum_tile_over_the_psum_partition(kernel: Any, needed: int) -> None:
     expect(
         TileShapeError,
         kernel,
         hbm(8, 8),
-        rule="psum-bank",
-        says=(f"{needed} bytes per partition", f"over {BANK_BYTES}", "psum_fmax", f"= {BANK_BYTES // 4} fp32"),
+        rule="psum-partition",
+        says=(f"{needed} bytes per partition", f"over {8 * BANK_BYTES}", f"8 banks of {BANK_BYTES} B"),
     )
 
 

@@ -10,7 +10,7 @@ from trnsim.isa.opcodes import Engine, Opcode
 from trnsim.nki.context import current, user_location
 from trnsim.nki.issue import issue
 from trnsim.nki.operands import broadcast_mask, read_masked, require_tensor
-from trnsim.nki.tiles import psum_group_open
+from trnsim.nki.tiles import check_matmul_banks, psum_group_open
 
 
 def nc_matmul(
@@ -50,6 +50,7 @@ def nc_matmul(
         accumulate=acc,
         label="nc_matmul",
     )
+    check_matmul_banks(dst, loc)  # after the record's own checks, so a wrong shape or buffer is named first
     ctx.psum_touched.add(region)
     return ins
 

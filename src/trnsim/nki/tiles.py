@@ -53,16 +53,19 @@ def new_tensor(
                 rule="partition-dim",
             )
         if buffer is MemoryKind.PSUM:
-            # one block of a block tensor (dims after the partition dim) is one PSUM tile
+            # One block of a block tensor (dims after the partition dim) is one PSUM tile. A tile may span every
+            # bank of its partition (NKI architecture guide: "4K elements for PSUM" for VectorE/ScalarE access;
+            # tile_size.psum_fmax "does not represent the free-dim size per partition", NKI 0.4); only one
+            # matmul's output must fit a bank (check_matmul_banks).
             per_partition = int(np.prod(shp[par_axis + 1 :])) * dt.itemsize
-            limit = core.psum.bank_bytes * core.psum.max_tile_banks
+            limit = core.psum.partition_bytes
             if per_partition > limit:
                 raise TileShapeError(
                     f"PSUM tile {list(shp)} {dtypes.name(dt)} needs {per_partition} bytes per partition, over "
-                    f"{limit} ({core.psum.max_tile_banks} bank(s) of {core.psum.bank_bytes} B; nl.tile_size.psum_fmax "
-                    f"= {core.psum.bank_bytes // 4} fp32)",
+                    f"{limit} (the whole PSUM partition: {core.psum.banks} banks of {core.psum.bank_bytes} B, "
+                    f"{limit // 4} fp32)",
                     loc,
-                    rule="psum-bank",
+                    rule="psum-partition",
                 )
     if par_axis > 0 and buffer is not MemoryKind.HBM:
         # A legacy block tensor larger than the memory gets bytes block by block, by lifetime (block_banks).
@@ -156,6 +159,7 @@ def _retarget(ctx: TraceContext, dst: NkiTensor, value: NkiTensor, accumulate: b
         ctx.machine.space(value.buffer, ctx.core).release_now(value.alloc)
     region = dst.region()  # the whole box in both modes: lanes written are known only with values
     if ins.opcode is Opcode.NC_MATMUL:
+        check_matmul_banks(dst, ins.location)
         # `psum[i] += nl.matmul(...)` into a location no matmul group is open on (never written, or its
         # last sum read out) starts a group, which overwrites: NKI's rule (psum_group_open), so an
         # uninitialised nl.ndarray PSUM accumulator works as on the hardware.
@@ -232,3 +236,49 @@ def psum_group_open(ctx: TraceContext, region: Region) -> bool:
 
 def _boxes_overlap(a: Region, b: Region) -> bool:
     return a[0] == b[0] and all(a[i] < b[i + 1] and b[i] < a[i + 1] for i in (1, 3, 5))
+
+
+def check_matmul_banks(dst: NkiTensor, location: str) -> None:
+    """One matmul output lies within `max_tile_banks` PSUM banks (one on NC-v2/v3, all eight on NC-v4).
+
+    NKI docs (nki.isa.nc_matmul "Tile size"; architecture guide: "each nc_matmul can only write to a single PSUM
+    bank"): a PSUM tile may be wider than a bank and starts at a bank boundary, so a matmul into a column slice
+    of it is legal when the slice stays inside one bank, e.g. columns 512..1023 of a [128, 1024] fp32 tile.
+    """
+    if dst.buffer is not MemoryKind.PSUM:
+        return
+    span = _free_byte_span(dst)
+    if span is None:
+        return
+    psum = current().machine.spec.core.psum
+    lo, hi = span
+    first, last = lo // psum.bank_bytes, (hi - 1) // psum.bank_bytes
+    if last - first + 1 > psum.max_tile_banks:
+        raise TileShapeError(
+            f"nc_matmul writes bytes {lo}..{hi - 1} of each partition of {dst.alloc.root.describe()} (dst {dst}), "
+            f"across PSUM banks {first}..{last}; one matmul output must fit {psum.max_tile_banks} bank(s) of "
+            f"{psum.bank_bytes} B (nl.tile_size.psum_bank_fmax = {psum.bank_bytes // 4} fp32): start each matmul's "
+            f"columns at a multiple of {psum.bank_bytes // 4} fp32",
+            location,
+            rule="psum-bank",
+        )
+
+
+def _free_byte_span(view: NkiTensor) -> tuple[int, int] | None:
+    """Bytes [lo, hi) a view covers in each partition of its PSUM tile (of its block, for a block tensor).
+
+    Taken from the view's bounding box, so a strided view counts from its first to its last element. None
+    when the layout gives no such span (a tile without free dims, blocks over more than one leading dim).
+    """
+    root = view.alloc.root
+    par_axis = root.blocks.par_axis if root.blocks is not None else 0
+    _, r0, r1, c0, c1, e0, e1 = view.region()
+    if r1 <= r0 or c1 <= c0 or e1 <= e0:
+        return None
+    item = root.dtype.itemsize
+    if par_axis == 0 and len(root.shape) > 1:
+        rest = int(np.prod(root.shape[2:]))
+        return (c0 * rest + e0) * item, ((c1 - 1) * rest + e1) * item
+    if par_axis == 1 and len(root.shape) > 2:
+        return e0 * item, e1 * item
+    return None
