@@ -1,5 +1,6 @@
 """`trnsim compare --model llama-3.1-70b --hw trn2.48xlarge:tp=64 --hw p5.48xlarge:tp=8 --slo-ttft-ms 2000
---slo-tpot-ms 100 [--rate R | --concurrency C] [--json]`: the same model and SLO on several instance kinds."""
+--slo-tpot-ms 100 [--rate R | --concurrency C] [--serving-stack auto|exact|NAME] [--json]`: the same model and SLO
+on several instance kinds."""
 
 from __future__ import annotations
 
@@ -56,10 +57,17 @@ def compare_command(
     curve: bool = typer.Option(
         True, "--load-curve/--no-load-curve", help="also sweep the rate: latency vs load (JSON key load_curve)"
     ),
+    serving_stack: str = typer.Option(
+        "auto",
+        "--serving-stack",
+        help="auto (each Neuron side with the stack AWS documents for it, GPUs at exact shapes), exact,"
+        " transformers-neuronx or nxd-inference (docs/serving_and_cost.md)",
+    ),
     as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
     report: str | None = typer.Option(None, "--report", help="also write a self-contained HTML report here"),
 ) -> None:
     """Serve MODEL on each --hw under one SLO: max rate, latency, $/Mtok, J/token, and the cost ratio."""
+    from trnsim.cli.serve import stack_label
     from trnsim.serve import SLO, ServeError
     from trnsim.serve.compare import compare_hardware
     from trnsim.serve.load_curve import DEFAULT_FRACTIONS
@@ -88,6 +96,7 @@ def compare_command(
         prices=prices,
         power_table=power_table,
         curve_fractions=DEFAULT_FRACTIONS if curve else (),
+        serving_stack=serving_stack,
         on_side=None if as_json else (lambda what: err.print(f"[dim]{escape(what)} ...[/]", highlight=False)),
     )
     out = cmp.to_dict()
@@ -120,6 +129,7 @@ def compare_command(
         table.add_row(name, *(_fmt(s[key], form) for s in out["sides"]))
     for name, key in (("TTFT p50 / p99 ms", "ttft_ms"), ("TPOT p50 / p99 ms", "tpot_ms")):
         table.add_row(name, *(f"{_fmt(s[key]['p50'], ',.1f')} / {_fmt(s[key]['p99'], ',.1f')}" for s in out["sides"]))
+    table.add_row("serving stack", *(escape(stack_label(s["serving_stack"])) for s in out["sides"]))
     table.add_row("cost vs first", *(_fmt(out["cost_ratio"][s["hw"]], ".2f") + "x" for s in out["sides"]))
     Console().print(table)
     if out["load_curve"]:

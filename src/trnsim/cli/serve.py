@@ -1,6 +1,7 @@
 """`trnsim serve --model llama-3.1-70b --hw trn2.48xlarge --tp 64 --rate 2 --requests 200 --prompt 2048
---output 256 [--scheduler continuous|chunked|static] [--dtype bf16|fp8|fp4] [--kv-dtype bf16|fp8] [--json]`:
-simulate serving with estimated step latencies (weights and KV cache in the given number formats)."""
+--output 256 [--scheduler continuous|chunked|static] [--dtype bf16|fp8|fp4] [--kv-dtype bf16|fp8]
+[--serving-stack auto|exact|transformers-neuronx|nxd-inference] [--json]`: simulate serving with estimated step
+latencies (weights and KV cache in the given number formats, step shapes as the serving stack pads them)."""
 
 from __future__ import annotations
 
@@ -28,6 +29,13 @@ def _usd(value: float | None) -> str:
     return f"${value:,.3f}" if value is not None else "-"
 
 
+def stack_label(stack: dict[str, Any]) -> str:
+    """A StackChoice.to_dict() in one cell: "nxd-inference (seq_len 4096)" or "exact"."""
+    if stack["name"] == "exact":
+        return "exact shapes" + (f" ({stack['note'].removeprefix('exact shapes: ')})" if stack.get("note") else "")
+    return f"{stack['name']} (seq_len {stack['seq_len']:,}, buckets from {stack['context_buckets'][0]})"
+
+
 def metrics_table(title: str, out: dict[str, Any]) -> Table:
     """The headline serving metrics of one run (a ServeResult.to_dict(), plus hw/tp) as a rich table."""
     table = Table(title=escape(title))
@@ -47,6 +55,9 @@ def metrics_table(title: str, out: dict[str, Any]) -> Table:
         ("J per output token (facility)", f"{joules:,.3f}" if joules is not None else "-"),
         ("preemptions", f"{out['preemptions']:,}"),
     ]
+    stack = out.get("serving_stack")
+    if stack is not None:
+        rows.append(("serving stack", stack_label(stack)))
     if out.get("slo_attainment") is not None:
         rows.append(("SLO attainment", f"{out['slo_attainment']:.1%}"))
     for name, value in rows:
@@ -100,6 +111,13 @@ def serve_command(
     pp: int | None = typer.Option(
         None, "--pp", help="pipeline stages per replica, each --tp ranks (docs/serving_parallelism.md)"
     ),
+    serving_stack: str = typer.Option(
+        "auto",
+        "--serving-stack",
+        help="auto (the Neuron stack AWS documents for the chip: transformers-neuronx on trn1/inf2, NxD Inference on"
+        " trn2/trn3; exact on GPUs), exact (exact step shapes), transformers-neuronx or nxd-inference"
+        " (docs/serving_and_cost.md)",
+    ),
     ep: int | None = typer.Option(
         None,
         "--ep",
@@ -108,9 +126,12 @@ def serve_command(
     ),
 ) -> None:
     """Simulate serving MODEL on HW: latency percentiles, tokens/s, $/Mtok and J/token."""
+    from trnsim.serve.stack_choice import exact_only
+
     if ep is not None:
         tp = _check_ep_options(ep, tp, pp, deployment, scheduler, prefill_tp, decode_tp)
     if deployment is not None:
+        exact_only(serving_stack, "--deployment")
         if weight_format.lower() not in ("bf16", "bfloat16") or kv_dtype is not None:
             from trnsim.serve.errors import ServeError
 
@@ -120,6 +141,7 @@ def serve_command(
     if scheduler.strip().lower() == "disaggregated" or prefill_tp is not None or decode_tp is not None:
         from trnsim.cli.serve_parallel import serve_disaggregated
 
+        exact_only(serving_stack, "--scheduler disaggregated")
         if pp is not None:
             from trnsim.serve.errors import ServeError
 
@@ -153,6 +175,7 @@ def serve_command(
     from trnsim.serve.benchmark_metrics import SCHEMA, benchmark_metrics, parse_percentiles
     from trnsim.serve.errors import ServeError
     from trnsim.serve.setup import grid_bounds, serving_setup
+    from trnsim.serve.stack_choice import choose_serving_stack, stack_grid_bounds
     from trnsim.serve.steady_state import measure_steady_state
 
     for option, value in (("--model", model), ("--hw", hw), ("--tp", tp)):
@@ -172,6 +195,7 @@ def serve_command(
     if ep is not None and ep > 1:  # expert-parallel ranks, attention data-parallel (serve/expert_parallel_setup.py)
         from trnsim.serve.expert_parallel_setup import ep_serving_setup
 
+        choice = exact_only(serving_stack, "--ep")
         setup = ep_serving_setup(
             model,
             hw,
@@ -186,6 +210,7 @@ def serve_command(
     elif pp is not None:  # pipeline stages of tp ranks each (docs/serving_parallelism.md)
         from trnsim.serve.pipeline_setup import pipeline_setup
 
+        choice = exact_only(serving_stack, "--pp")
         setup = pipeline_setup(
             model,
             hw,
@@ -199,16 +224,22 @@ def serve_command(
             power_table=power_table,
         )
     else:
+        from trnsim.cost import load_prices
+        from trnsim.serve.setup import accelerator_target
+
+        price_table = load_prices(prices)
+        choice = choose_serving_stack(serving_stack, accelerator_target(hw, price_table), work, scheduler, model)
         setup = serving_setup(
             model,
             hw,
             tp,
             weight_format=weight_format,
             kv_dtype=kv_dtype,
-            bounds=grid_bounds(work, scheduler),
+            bounds=stack_grid_bounds(grid_bounds(work, scheduler), work, scheduler, choice.stack),
             progress=not as_json,
-            prices=prices,
+            prices=price_table,
             power_table=power_table,
+            stack=choice.stack,
         )
     layout = f"ep={ep}" if ep is not None and ep > 1 else f"tp={tp}"
     status = Console(stderr=True).status(f"simulating {requests} requests on {hw} ({layout}) ...")
@@ -239,6 +270,7 @@ def serve_command(
         "kv_dtype": kv_dtype or "bf16",
         "weight_bytes": setup.model.weight_bytes,
         "kv_bytes_per_token": setup.model.kv_bytes_per_token,
+        "serving_stack": choice.to_dict(),
     }
     if concurrency is None and requests >= 2:
         out["steady_state"] = measure_steady_state(result, slo).to_dict()

@@ -27,8 +27,17 @@ from trnsim.serve.metrics import SLO
 from trnsim.serve.options import make_workload
 from trnsim.serve.rate_search import RateSearch, find_max_rate
 from trnsim.serve.result import ServeResult
-from trnsim.serve.setup import GridBounds, HwChoice, ServingSetup, grid_bounds, parse_hw, serving_setup
+from trnsim.serve.setup import (
+    GridBounds,
+    HwChoice,
+    ServingSetup,
+    accelerator_target,
+    grid_bounds,
+    parse_hw,
+    serving_setup,
+)
 from trnsim.serve.simulate import simulate
+from trnsim.serve.stack_choice import DEFAULT_SERVING_STACK, StackChoice, choose_serving_stack, stack_grid_bounds
 from trnsim.serve.workload import Workload
 
 DEFAULT_START_RATE = 1.0  # req/s: where the rate search starts (it doubles or halves from here)
@@ -47,6 +56,7 @@ class SideResult:
     setup: ServingSetup = field(repr=False)
     result: ServeResult = field(repr=False)
     capacity: dict[str, Any] | None = None  # the search's confidence (RateSearch.confidence), when searched
+    stack: StackChoice | None = None  # the serving stack its steps were priced with (None: not recorded)
 
     def to_dict(self) -> dict[str, Any]:
         metrics = self.result.to_dict()
@@ -64,6 +74,7 @@ class SideResult:
             "power_per_replica_w": self.setup.replica.power_w,
             **metrics,
             "capacity": self.capacity,
+            "serving_stack": None if self.stack is None else self.stack.to_dict(),
         }
 
 
@@ -96,15 +107,18 @@ class Comparison:
         }
 
 
+def _search_probe(requests: int, prompt: str | int, output: str | int, seed: int) -> Workload:
+    return make_workload(
+        max(requests, SEARCH_BOUNDS_REQUESTS), rate=DEFAULT_START_RATE, prompt=prompt, output=output, seed=seed
+    )
+
+
 def search_bounds(
     requests: int, prompt: str | int, output: str | int, seed: int, scheduler: str = "continuous"
 ) -> GridBounds:
     """The step shapes a rate search can produce: it sizes its own runs, so the grid spans the scheduler's
     whole batch (SEARCH_BOUNDS_REQUESTS requests drawn, or the caller's count if larger)."""
-    probe = make_workload(
-        max(requests, SEARCH_BOUNDS_REQUESTS), rate=DEFAULT_START_RATE, prompt=prompt, output=output, seed=seed
-    )
-    return grid_bounds(probe, scheduler)
+    return grid_bounds(_search_probe(requests, prompt, output, seed), scheduler)
 
 
 def max_rate_under_slo(
@@ -135,11 +149,14 @@ def compare_hardware(
     prices: str | Path | None = None,
     power_table: str | Path | None = None,
     curve_fractions: Sequence[float] = (),
+    serving_stack: str = DEFAULT_SERVING_STACK,
 ) -> Comparison:
     """Serve `model` on each hardware ("INSTANCE:tp=N") under `slo`; see the module docstring.
 
     weight_format / kv_dtype: `--dtype` / `--kv-dtype` on every side (serving_setup); a GPU side prices the weight
-    GEMMs at its FP8/FP4 tensor-core peak, a Trainium side at TensorE's fp8 rate."""
+    GEMMs at its FP8/FP4 tensor-core peak, a Trainium side at TensorE's fp8 rate.
+    serving_stack: `--serving-stack` on every side (serve/stack_choice.py): "auto" prices each Neuron side with the
+    stack AWS documents for it (its buckets and weight layouts) and each GPU side at exact shapes."""
     if not hardware:
         raise ServeError("compare needs at least one hardware (e.g. trn2.48xlarge:tp=64)")
     choices = [h if isinstance(h, HwChoice) else parse_hw(h) for h in hardware]
@@ -151,12 +168,16 @@ def compare_hardware(
     # own runs (more requests than asked for), so its grid spans the scheduler's whole batch.
     if rate is None and concurrency is None:
         bounds = search_bounds(requests, prompt, output, seed, scheduler)
+        probe = _search_probe(requests, prompt, output, seed)
     else:
         probe = make_workload(requests, rate=rate, concurrency=concurrency, prompt=prompt, output=output, seed=seed)
         bounds = grid_bounds(probe, scheduler)
-    setups = []
+    setups, stacks = [], []
     for c in choices:
         assert c.tp is not None
+        stack = choose_serving_stack(
+            serving_stack, accelerator_target(c.instance, price_table), probe, scheduler, model
+        )
         if on_side is not None:
             on_side(f"step latencies for {c}")
         setups.append(
@@ -167,15 +188,17 @@ def compare_hardware(
                 dtype=dtype,
                 weight_format=weight_format,
                 kv_dtype=kv_dtype,
-                bounds=bounds,
+                bounds=stack_grid_bounds(bounds, probe, scheduler, stack.stack),
                 progress=progress,
                 prices=price_table,
                 power_table=power,
+                stack=stack.stack,
             )
         )
+        stacks.append(stack)
     sides: list[SideResult] = []
     failures: dict[str, str] = {}
-    for c, setup in zip(choices, setups):
+    for c, setup, stack in zip(choices, setups, stacks):
         if on_side is not None:
             on_side(f"serving on {c}")
         if rate is None and concurrency is None:
@@ -187,13 +210,21 @@ def compare_hardware(
                 continue
             sides.append(
                 SideResult(
-                    str(c), setup.target, setup.tp, found.rate_req_s, True, setup, found.result, found.confidence()
+                    str(c),
+                    setup.target,
+                    setup.tp,
+                    found.rate_req_s,
+                    True,
+                    setup,
+                    found.result,
+                    found.confidence(),
+                    stack,
                 )
             )
         else:
             work = make_workload(requests, rate=rate, concurrency=concurrency, prompt=prompt, output=output, seed=seed)
             result = simulate(setup.model, setup.replica, work, scheduler, slo=slo)
-            sides.append(SideResult(str(c), setup.target, setup.tp, rate, False, setup, result))
+            sides.append(SideResult(str(c), setup.target, setup.tp, rate, False, setup, result, stack=stack))
     if not sides:
         raise SloUnreachableError("no hardware meets the SLO: " + " | ".join(f"{k}: {v}" for k, v in failures.items()))
     curve: list[dict[str, Any]] = []

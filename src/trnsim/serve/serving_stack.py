@@ -16,15 +16,17 @@ token-generation graph, and (at Neuron 2.18, the published benchmarks' release) 
 unfused, every pair through HBM (serve/stack_attention.py).
 
 `ServingStack.wrap(step_cost)` lays this over any step cost: a prefill step (new tokens > batch) is priced at
-its padded prompt length, a decode step (one token per sequence) at its bucketed context. The stacks run
-context encoding and token generation as separate graphs, so a mixed step (chunked prefill) is priced as the
-prefill it holds, padded; that is an approximation for schedulers the stacks do not run.
+its padded prompt length, a decode step (one token per sequence) at its bucketed context, and a continuous-batching
+prefill step of prompts of different lengths (`prefill_step_time_s`) with each prompt at its own bucket. The stacks
+run context encoding and token generation as separate graphs, so a mixed step (chunked prefill) has no stack
+shape: `simulate` refuses chunked prefill on a stack (serve/stack_choice.py picks exact shapes for it under auto).
 """
 
 from __future__ import annotations
 
 import math
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -149,6 +151,41 @@ class BucketedStepCost:
 
     def step_time_s(self, batch: int, new_tokens: int, context: float) -> float:
         b, n, c = self.stack.padded_step(batch, new_tokens, context)
+        seconds = self._padded_step_s(b, n, c)
+        for position in self.stack.leftover_positions(batch, new_tokens):
+            seconds += self.inner.step_time_s(batch, batch, bucket_of(position + 1, self.stack.token_buckets))
+        return seconds
+
+    def prefill_step_time_s(self, prompts: Sequence[int], known: Sequence[int]) -> float:
+        """A prefill step of separate prompts (continuous batching): `prompts` are the tokens each sequence
+        computes, `known` its KV length after the step. Each prompt is padded to its own context bucket (the
+        stacks encode a prompt at its bucket's shape), the step runs their padded sum; prompt tokens past the
+        largest bucket then run token by token for the sequences that have them. With equal prompts this is
+        step_time_s(batch, batch x prompt, mean known)."""
+        stack, b = self.stack, len(prompts)
+        if not b or min(prompts) < 1:
+            raise ServeError(f"a prefill step needs one or more prompts of >= 1 token, got {list(prompts)}")
+        largest = stack.context_buckets[-1]
+        leftover = [p for p in prompts if stack.leftover_by_token_generation and p > largest]
+        padded, contexts = [], []
+        for p, k in zip(prompts, known, strict=True):
+            if stack.leftover_by_token_generation and p > largest:  # the largest bucket's graph, then token by token
+                padded.append(largest)
+                contexts.append(largest)
+            else:
+                size = int(bucket_of(p, stack.context_buckets))
+                padded.append(size)
+                contexts.append(max(size, k))
+        n = sum(padded)
+        seconds = self._padded_step_s(b, n, sum(contexts) / b)
+        for position in range(largest, max(leftover, default=largest)):
+            active = sum(1 for p in leftover if p > position)
+            seconds += self.inner.step_time_s(active, active, bucket_of(position + 1, stack.token_buckets))
+        return seconds
+
+    def _padded_step_s(self, b: int, n: int, c: float) -> float:
+        """The step at the stack's shape (b, n, c): the inner cost with the stack's attention, sequence
+        parallelism, kernel weight layouts and norms."""
         seconds = self.inner.step_time_s(b, n, c)
         if n > b and self.attention is not None:
             seconds += self._unfused_minus_flash_s(b, n, c)
@@ -158,8 +195,6 @@ class BucketedStepCost:
             seconds -= self.kernel_layout.seconds(n)
         if n <= b and self.hidden_major_norms is not None:
             seconds -= self.hidden_major_norms.seconds(n)
-        for position in self.stack.leftover_positions(batch, new_tokens):
-            seconds += self.inner.step_time_s(batch, batch, bucket_of(position + 1, self.stack.token_buckets))
         return seconds
 
     def _unfused_minus_flash_s(self, batch: int, new_tokens: int, context: float) -> float:
@@ -175,6 +210,19 @@ class BucketedStepCost:
 
 def _stack_table() -> dict[str, dict[str, object]]:
     return tomllib.loads(STACK_FILE.read_text())
+
+
+def known_stacks() -> tuple[str, ...]:
+    """The serving stacks serving_stack.toml describes."""
+    return tuple(_stack_table())
+
+
+def stack_family(accelerator: str) -> str | None:
+    """The stack AWS documents for the Neuron chip `accelerator` ("trn2" -> "nxd-inference"), or None."""
+    for name, entry in _stack_table().items():
+        if accelerator in entry["families"]:  # type: ignore[operator]
+            return name
+    return None
 
 
 def default_stack(stack: str, seq_len: int) -> ServingStack:

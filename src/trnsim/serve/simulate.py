@@ -72,6 +72,7 @@ def simulate(
     replica_list = [replicas] if isinstance(replicas, Replica) else list(replicas)
     if not replica_list:
         raise ServeError("simulate needs at least one replica")
+    _check_stack_steps(replica_list, scheduler, speculative)
     route = make_router(router)
     requests = workload.generate()
     longest = int((requests.prompt_tokens + requests.output_tokens).max())
@@ -156,3 +157,20 @@ def check_token_times(token_times: list[np.ndarray], output_tokens: np.ndarray) 
     for rid, (times, wanted) in enumerate(zip(token_times, output_tokens.tolist())):
         if len(times) != wanted or (len(times) > 1 and np.any(np.diff(times) < 0)):
             raise ServeInternalError(f"request {rid} has {len(times)} token times for {wanted} tokens, or out of order")
+
+
+def _check_stack_steps(
+    replicas: list[Replica], scheduler: StaticBatching | ContinuousBatching | ChunkedPrefill, speculative: object
+) -> None:
+    """A serving stack's step cost (serving_stack.BucketedStepCost) prices prefill-only and decode-only steps: the
+    stacks compile context encoding and token generation as separate graphs. Chunked prefill and speculative
+    decoding mix prompt and decode tokens in one step, which has no stack shape."""
+    if not any(hasattr(r.step_cost, "prefill_step_time_s") for r in replicas):
+        return
+    if isinstance(scheduler, ChunkedPrefill) or speculative is not None:
+        what = "speculative decoding" if speculative is not None else "chunked prefill"
+        raise ServeError(
+            f"{what} mixes prompt and decode tokens in one step, which the Neuron serving-stack model does not price "
+            "(its stacks run context encoding and token generation as separate graphs); serve it at exact shapes "
+            "(--serving-stack exact, or stack=None) or with the static or continuous scheduler"
+        )

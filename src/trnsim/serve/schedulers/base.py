@@ -186,13 +186,19 @@ class ReplicaScheduler(ABC):
         context_sum: float,
         tokens_per_seq: int,
         prefills: list[tuple[LiveRequest, int]],
+        separate_prompts: bool = False,
     ) -> float:
-        """Price the step (batch, new_tokens, mean context) and remember its work for `finish_step`."""
+        """Price the step (batch, new_tokens, mean context) and remember its work for `finish_step`.
+        separate_prompts: a prefill-only step whose prompts a serving stack pads each to its own bucket (the step
+        cost's `prefill_step_time_s`, serve/serving_stack.py), rather than to their mean."""
         context = context_sum / batch
         decode_seqs = self.pool.count if tokens_per_seq else 0
+        per_prompt = getattr(self.step_cost, "prefill_step_time_s", None)
         if self.speculative is not None:
             prefill_tokens = new_tokens - decode_seqs * tokens_per_seq
             seconds = self.speculative.step_time_s(self.step_cost, batch, decode_seqs, prefill_tokens, context)
+        elif separate_prompts and per_prompt is not None and prefills and not tokens_per_seq:
+            seconds = per_prompt([chunk for _, chunk in prefills], [req.known for req, _ in prefills])
         else:
             seconds = self.step_cost.step_time_s(batch, new_tokens, context)
         if not seconds > 0 or seconds == math.inf:

@@ -58,7 +58,7 @@ class ContinuousScheduler(ReplicaScheduler):
             tokens += compute
             context += known
         if admitted:
-            return self.start_step(now, len(admitted), tokens, context, 0, admitted)
+            return self.start_step(now, len(admitted), tokens, context, 0, admitted, separate_prompts=True)
         if not self.pool.count:
             return None
         per_seq = self.reserve_decode()
