@@ -1,7 +1,7 @@
 """trnsim's serving predictions against AWS's published Neuron serving measurements (issue 13, "Fidelity").
 
 Run: .venv/bin/python -W ignore::UserWarning bench/serving_fidelity.py [--data FILE] [--only trn1|MODEL]
-     [--json out.json]
+     [--mode exact,stack,cli,cli-exact | both | all] [--json out.json]
 
 For each published row (model, instance, tp, batch, prompt and output length, weight storage) it serves `batch`
 closed-loop clients through trnsim's serving API: the step cost is the compiler's estimate on the simulated
@@ -14,7 +14,10 @@ Each row runs in two variants (--mode): "exact", the shapes as given on PyTorch'
 with the Neuron serving stack's behaviour (serve/serving_stack.py: the sequence-length buckets it compiles and
 pads to, transformers-neuronx's unfused context attention and token-by-token prompt leftovers, NxD Inference's
 sequence-parallel context encoding and K-major QKV/MLP kernel weights where the deployment enabled them;
-serve/weight_layout.py: decode weights in the layout its kernels stream best).
+serve/weight_layout.py: decode weights in the layout its kernels stream best). Two more (--mode cli, cli-exact)
+run each row through `trnsim serve` itself, the public path a user takes, with `--serving-stack auto` (the stack's
+documented defaults: no per-row buckets, sequence parallelism or kernel weights; the sequence length from the
+workload) or `exact`; there the CLI refuses rows past the model's context, as it would for a user.
 The published numbers are only compared against, never used to set a constant.
 """
 
@@ -39,7 +42,12 @@ BATCHES_PER_ROW = 2  # requests = batches x batch: every request in a full stati
 # warns). Past it, a static batch's prefill is several prompt-long sequences, whose dense work and attention
 # pairs grow in proportion to their number, so the extrapolation holds; it saves estimates of 32k-64k tokens.
 PREFILL_GRID_CAP = 16384
-MODES = ("exact", "stack")
+# exact / stack: the bench's own setup (one grid per group; "stack" with each row's published deployment: its
+# buckets, sequence parallelism and kernel weights). cli / cli-exact: each row through `trnsim serve` itself, as a
+# user runs it, with `--serving-stack auto` (the stack's documented defaults, the sequence length from the
+# workload) or `--serving-stack exact`.
+MODES = ("exact", "stack", "cli", "cli-exact")
+MODE_SETS = {"both": ("exact", "stack"), "all": MODES}
 
 
 @dataclass(frozen=True)
@@ -228,10 +236,38 @@ def group_bounds(rows: list[PublishedRow]) -> Any:
     )
 
 
+def cli_args(row: PublishedRow, serving_stack: str) -> list[str]:
+    """`trnsim serve` arguments that serve the row as the bench does: `batch` closed-loop clients, two static
+    batches of requests."""
+    return [
+        "serve",
+        *("--model", row.model, "--hw", row.instance, "--tp", str(row.tp)),
+        *("--concurrency", str(row.batch), "--requests", str(BATCHES_PER_ROW * row.batch)),
+        *("--prompt", str(row.prompt), "--output", str(row.output), "--scheduler", "static"),
+        *("--dtype", weight_format(row), "--serving-stack", serving_stack, "--json"),
+    ]
+
+
+def run_cli(row: PublishedRow, serving_stack: str) -> RowResult:
+    """The row through `trnsim serve` (the typer app, in process): TTFT and TPOT p50 from its JSON."""
+    from typer.testing import CliRunner
+
+    from trnsim.cli import app
+
+    start = time.perf_counter()
+    result = CliRunner().invoke(app, cli_args(row, serving_stack))
+    seconds = time.perf_counter() - start
+    if result.exit_code != 0:
+        why = str(result.exception) if result.exception is not None else result.output.strip()
+        return RowResult(row, refused=why.splitlines()[0] if why else f"exit code {result.exit_code}", seconds=seconds)
+    out = json.loads(result.stdout)
+    return RowResult(row, out["ttft_ms"]["p50"], out["tpot_ms"]["p50"], seconds=seconds)
+
+
 def run_group(rows: list[PublishedRow], modes: tuple[str, ...] = MODES) -> dict[str, list[RowResult]]:
     """Serve each row's workload at exact shapes on PyTorch's weight layout ("exact") and with the Neuron serving
-    stack ("stack": its buckets and weight layout), one replica setup per mode for the whole group, and read
-    TTFT p50 and TPOT p50 (vLLM's definition)."""
+    stack ("stack": its buckets and weight layout), one replica setup per mode for the whole group, or through
+    `trnsim serve` row by row ("cli", "cli-exact"), and read TTFT p50 and TPOT p50 (vLLM's definition)."""
     from trnsim.errors import TrnsimError
     from trnsim.serve import ClosedLoop, Fixed, StaticBatching, Workload, simulate
     from trnsim.serve.setup import serving_setup
@@ -239,6 +275,9 @@ def run_group(rows: list[PublishedRow], modes: tuple[str, ...] = MODES) -> dict[
     first = rows[0]
     results: dict[str, list[RowResult]] = {}
     for mode in modes:
+        if mode in ("cli", "cli-exact"):
+            results[mode] = [run_cli(row, "auto" if mode == "cli" else "exact") for row in rows]
+            continue
         start = time.perf_counter()
         try:
             setup = serving_setup(
@@ -286,9 +325,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--only", help="instance kind (trn1, inf2, trn2) or model preset to run alone")
     parser.add_argument("--json", type=Path, help="write the rows and the summaries as JSON")
-    parser.add_argument("--mode", choices=(*MODES, "both"), default="both", help="which trnsim variant(s) to run")
+    parser.add_argument(
+        "--mode",
+        default="both",
+        help=f"trnsim variant(s), comma-separated: {', '.join(MODES)}; both = exact,stack; all = every one",
+    )
     args = parser.parse_args(argv)
-    modes = MODES if args.mode == "both" else (args.mode,)
+    modes = tuple(m for part in args.mode.split(",") for m in MODE_SETS.get(part.strip(), (part.strip(),)))
+    unknown = [m for m in modes if m not in MODES]
+    if unknown:
+        parser.error(f"unknown --mode {', '.join(unknown)}; use {', '.join(MODES)}, both or all")
     rows = [r for r in load_rows(args.data) if args.only in (None, r.kind, r.model)]
     groups: dict[tuple[Any, ...], list[PublishedRow]] = {}
     for row in rows:
@@ -300,7 +346,12 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{mode} {res.row.label}: {res.seconds:.1f} s", file=sys.stderr, flush=True)
                 by_row[mode][id(res.row)] = res
     payload: dict[str, Any] = {}
-    titles = {"exact": "exact shapes, PyTorch's weight layout", "stack": "with the Neuron serving stack"}
+    titles = {
+        "exact": "exact shapes, PyTorch's weight layout",
+        "stack": "with the Neuron serving stack as each row's deployment configured it",
+        "cli": "through `trnsim serve --serving-stack auto` (the CLI's default)",
+        "cli-exact": "through `trnsim serve --serving-stack exact`",
+    }
     for mode in modes:
         title = titles[mode]
         results = [by_row[mode][id(row)] for row in rows]  # in the data file's order

@@ -78,3 +78,20 @@ def test_error_sign_says_which_side_is_faster(bench: ModuleType) -> None:
     assert bench.relative_error(125.0, 100.0) == pytest.approx(0.25)
     only_refused = bench.summarize([bench.RowResult(_row(bench, "trn2.x", 1.0, 1.0), refused="no")])
     assert only_refused["trn2"]["median_abs_error"] is None
+
+
+def test_cli_mode_serves_the_row_as_trnsim_serve_and_reports_a_refusal(bench: ModuleType) -> None:
+    from typer.testing import CliRunner
+
+    from trnsim.cli import app
+
+    row = _row(bench, "trn1.32xlarge", 1.0, 1.0)
+    args = bench.cli_args(row, "auto")
+    for flag, value in (("--model", "m"), ("--concurrency", "1"), ("--requests", "2"), ("--prompt", "128")):
+        assert args[args.index(flag) + 1] == value
+    assert args[args.index("--serving-stack") + 1] == "auto" and args[args.index("--scheduler") + 1] == "static"
+    assert CliRunner().invoke(app, [*args[:-1], "--help"]).exit_code == 0  # every option is one serve knows
+    refused = bench.run_cli(bench.PublishedRow(**{**vars(row), "model": "no-such-model"}), "exact")
+    assert refused.ttft_ms is None and refused.refused and "\n" not in refused.refused
+    with pytest.raises(SystemExit):
+        bench.main(["--mode", "exact,nope"])
