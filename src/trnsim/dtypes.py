@@ -36,8 +36,13 @@ bool_ = np.dtype(np.uint8)  # NKI stores bool as uint8
 # four values, element 0 in the lowest bits (NKI docs, nki.language dtypes). They are one-field structured dtypes
 # over the raw bits, so they stay distinct from uint32/uint16 (kernels key dicts by them) and no arithmetic can
 # treat them as numbers by accident; pack_x4/unpack_x4 convert.
-float8_e4m3fn_x4 = np.dtype([("float8_e4m3fn_x4", "<u4")])
-float8_e5m2_x4 = np.dtype([("float8_e5m2_x4", "<u4")])
+# The fp8 ones hold their 32 bits in a float32 field: a host-side cast to float32 (np.asarray(out, np.float32))
+# is then a copy of the bits, which nki-library's tests expect of NKI's simulator (test_mxfp_load's golden is the
+# packed words `.view(np.float32)`, and simulation_setup casts each output to its golden's dtype), and a float32
+# copy through an engine keeps every bit (a uint32 field read as float32 would round words above 2**24).
+float8_e4m3fn_x4 = np.dtype([("float8_e4m3fn_x4", "<f4")])
+float8_e5m2_x4 = np.dtype([("float8_e5m2_x4", "<f4")])
+# fp4 keeps a uint16 field: as float16 bits, ordinary fp4 words (e.g. four values 6, -4, ...) would be NaNs.
 float4_e2m1fn_x4 = np.dtype([("float4_e2m1fn_x4", "<u2")])
 PACKED_X4: dict[np.dtype[Any], np.dtype[Any]] = {  # packed type -> the type of each of its four values
     float8_e4m3fn_x4: float8_e4m3fn,
