@@ -3,7 +3,8 @@ experts split, dispatch/combine all-to-alls). Checked on a tiny Qwen3-MoE config
 replica step is its busiest rank's (1/N of the sequences, the step's prompt tokens) with the experts' work of
 the whole group's tokens; each MoE layer adds two all-to-alls of the
 bytes the routing sends (on one trn2 chip: every byte read and written through HBM); the replica stores the
-non-expert weights N times and the experts once. Bad combinations are refused."""
+non-expert weights N times and the experts once. Bad combinations are refused (--tp with --ep:
+test_serve_tp_ep.py)."""
 
 from __future__ import annotations
 
@@ -144,7 +145,6 @@ def test_serve_cli_runs_an_expert_parallel_replica(tiny_moe: str) -> None:
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (["--tp", "4", "--ep", "2"], "tensor-parallel attention inside an expert-parallel group is not modelled"),
         (["--tp", "1", "--ep", "2", "--pp", "2"], "does not combine with --pp"),
         (["--tp", "1", "--ep", "3"], "must divide the 8 routed experts"),
     ],

@@ -121,8 +121,9 @@ def serve_command(
     ep: int | None = typer.Option(
         None,
         "--ep",
-        help="expert-parallel ranks per replica of a mixture-of-experts model: attention data-parallel (--tp 1),"
-        " the routed experts split over the ranks, dispatch/combine all-to-all over the instance",
+        help="expert-parallel groups per replica of a mixture-of-experts model, each --tp ranks (default 1):"
+        " attention tensor-parallel in a group, data-parallel across groups, the routed experts split over the"
+        " groups, dispatch/combine all-to-all over the instance",
     ),
 ) -> None:
     """Simulate serving MODEL on HW: latency percentiles, tokens/s, $/Mtok and J/token."""
@@ -200,6 +201,7 @@ def serve_command(
             model,
             hw,
             ep,
+            tp=tp,
             weight_format=weight_format,
             kv_dtype=kv_dtype,
             bounds=grid_bounds(work, scheduler),
@@ -241,7 +243,7 @@ def serve_command(
             power_table=power_table,
             stack=choice.stack,
         )
-    layout = f"ep={ep}" if ep is not None and ep > 1 else f"tp={tp}"
+    layout = f"tp={tp} x ep={ep}" if ep and ep > 1 and tp > 1 else f"ep={ep}" if ep and ep > 1 else f"tp={tp}"
     status = Console(stderr=True).status(f"simulating {requests} requests on {hw} ({layout}) ...")
     with status if not as_json else contextlib.nullcontext():
         result = simulate(
@@ -295,18 +297,12 @@ def serve_command(
 def _check_ep_options(
     ep: int, tp: int | None, pp: int | None, deployment: Any, scheduler: str, prefill_tp: Any, decode_tp: Any
 ) -> int:
-    """The tp of an --ep run (1), or the ServeError naming the option that expert parallelism does not combine
-    with: its ranks run attention data-parallel (each its own sequences, all heads), so tensor-parallel
-    attention, pipeline stages, tenants and disaggregated pools are not modelled with it."""
+    """The tp of an --ep run (tp ranks per expert-parallel group, default 1), or the ServeError naming the option
+    that expert parallelism does not combine with: pipeline stages, tenants and disaggregated pools."""
     from trnsim.serve.errors import ServeError
 
     if ep < 1:
         raise ServeError(f"--ep must be >= 1 (expert-parallel ranks per replica), got {ep}")
-    if tp is not None and tp > 1 and ep > 1:
-        raise ServeError(
-            f"--ep {ep} with --tp {tp}: expert-parallel replicas run attention data-parallel (each rank all heads of "
-            "its own sequences); tensor-parallel attention inside an expert-parallel group is not modelled, use --tp 1"
-        )
     others = {"--pp": pp, "--deployment": deployment, "--prefill-tp": prefill_tp, "--decode-tp": decode_tp}
     if scheduler.strip().lower() == "disaggregated":
         others["--scheduler disaggregated"] = True

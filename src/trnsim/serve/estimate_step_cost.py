@@ -112,7 +112,7 @@ def estimated_step_cost(
     user cache (serve.default_cache_path()). progress: a progress bar while grid points are computed.
     weight_format: "bf16", "fp8" or "fp4" (GPUs with FP4 tensor cores): the weight matmuls priced in that format
     as `trnsim estimate --dtype` does (compiler/dtype_estimate.py); each format has its own cached table.
-    ep > 1 (with tp 1): a mixture-of-experts replica of ep expert-parallel ranks (serve/step_components_ep.py).
+    ep > 1: a mixture-of-experts replica of ep expert-parallel groups of tp ranks (serve/step_components_ep.py).
     """
     start = time.perf_counter()
     batches, tokens, contexts = _axes(max_batch, max_context, max_new_tokens)
@@ -155,11 +155,9 @@ def estimated_step_cost(
 def _ep_parts(
     model: str, target: str | HardwareSpec | GpuSpec, tp: int, ep: int, instance: str | None, dtype: str, fmt: str
 ) -> StepComponents:
-    if tp != 1:
-        raise ServeError(f"ep={ep} with tp={tp}: expert-parallel replicas run attention data-parallel; use tp=1")
     if isinstance(target, GpuSpec):
         raise ServeError("expert-parallel serving is priced on Trainium-class targets (trn1, trn2, trn3, inf2)")
-    return EPStepComponents(model, target, ep, instance, dtype, fmt)
+    return EPStepComponents(model, target, ep, instance, dtype, fmt, tp=tp)  # ep groups of tp ranks
 
 
 def _dense_parts(parts: StepComponents, tokens: list[int]) -> None:

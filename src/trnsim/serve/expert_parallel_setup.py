@@ -1,15 +1,18 @@
-"""A replica of `ep` expert-parallel ranks (`trnsim serve --ep N`): its weights, KV cache, price and step cost.
+"""A replica of `tp x ep` expert-parallel ranks (`trnsim serve --ep N [--tp T]`): its weights, KV cache, price
+and step cost.
 
-The layout is the expert-parallel estimate's (compiler/expert_parallel.py, DeepSeek-V3's and SGLang/vLLM's "data-
-parallel attention + expert parallelism"): every rank holds all non-expert weights (attention, dense layers,
-shared experts, router, embedding, LM head) and 1/ep of the routed experts, and keeps the KV cache of its own
-sequences at all heads. So the replica stores
+The layout is the expert-parallel estimate's (compiler/expert_parallel_comm.py): ep groups of tp ranks; each
+group runs its own sequences with the non-expert weights (attention, dense layers, shared experts, router,
+embedding, LM head) tensor-parallel over its tp ranks, and holds 1/ep of the routed experts, each column-split
+over the tp ranks. With tp = 1 this is DeepSeek-V3's and SGLang/vLLM's "data-parallel attention + expert
+parallelism". So the replica stores
 
-    weights = ep x (W - W_experts) + W_experts,     KV per token = the model's at tp=1,
+    weights = ep x (W_tp - W_experts) + W_experts,     KV per token = the model's at tp,
 
-and a rank must hold (W - W_experts) + W_experts / ep. The scheduler sees one replica whose memory and batch
-are the ranks' together, its sequences spread evenly over the ranks; the step cost is
-serve/step_components_ep.py's. Price and power are the ep ranks' share of the instance, as for tp ranks.
+(W_tp: the model at tp, padded heads and replicated KV heads included) and a rank must hold
+(W_tp - W_experts) / tp + W_experts / (ep tp). The scheduler sees one replica whose memory and batch are the
+ranks' together, its sequences spread evenly over the groups; the step cost is serve/step_components_ep.py's.
+Price and power are the tp x ep ranks' share of the instance, as for tp ranks.
 """
 
 from __future__ import annotations
@@ -50,15 +53,17 @@ def expert_bytes(model: str, bytes_per_param: float) -> tuple[float, int]:
     return params * bytes_per_param, experts
 
 
-def ep_served_model(model: str, ep: int, dtype_bytes: int, linear_bytes: float | None, kv: float | None) -> Any:
-    """(ServedModel of the whole replica, bytes one rank holds) for `ep` expert-parallel ranks."""
-    whole = served_model(model, 1, dtype_bytes, linear_bytes, kv)
+def ep_served_model(
+    model: str, ep: int, dtype_bytes: int, linear_bytes: float | None, kv: float | None, tp: int = 1
+) -> Any:
+    """(ServedModel of the whole replica, bytes one rank holds) for `ep` expert-parallel groups of `tp` ranks."""
+    whole = served_model(model, tp, dtype_bytes, linear_bytes, kv)
     experts_b, experts = expert_bytes(model, dtype_bytes if linear_bytes is None else linear_bytes)
     if ep > experts or experts % ep:
         raise ServeError(f"--ep {ep} must divide the {experts} routed experts of {whole.name}")
-    shared = whole.weight_bytes - experts_b  # every rank keeps these
+    shared = whole.weight_bytes - experts_b  # every group keeps these, split over its tp ranks
     replica = ServedModel(whole.name, shared * ep + experts_b, whole.kv_bytes_per_token, whole.params)
-    return replica, shared + experts_b / ep
+    return replica, (shared + experts_b / ep) / tp
 
 
 def ep_serving_setup(
@@ -66,6 +71,7 @@ def ep_serving_setup(
     instance: str,
     ep: int,
     *,
+    tp: int = 1,
     dtype: str = "bfloat16",
     weight_format: str = "bf16",
     kv_dtype: str | None = None,
@@ -75,8 +81,8 @@ def ep_serving_setup(
     prices: PriceTable | str | Path | None = None,
     power_table: PowerTable | str | Path | None = None,
 ) -> ServingSetup:
-    """ServedModel + Replica for `model` on `instance` with `ep` expert-parallel ranks per replica (see the module
-    docstring); the arguments are serving_setup's."""
+    """ServedModel + Replica for `model` on `instance` with `ep` expert-parallel groups of `tp` ranks per replica
+    (see the module docstring); the arguments are serving_setup's."""
     from trnsim.compiler.dtype_estimate import check_estimate_dtype
     from trnsim.cost import load_power, load_prices, server_power
     from trnsim.cost.capacity_source import chips_per_replica, replica_layout
@@ -85,6 +91,11 @@ def ep_serving_setup(
 
     if isinstance(ep, bool) or not isinstance(ep, int) or ep < 2:
         raise ServeError(f"--ep must be an integer >= 2 (expert-parallel ranks per replica), got {ep!r}")
+    if isinstance(tp, bool) or not isinstance(tp, int) or tp < 1:
+        raise ServeError(
+            f"--tp must be an integer >= 1 (tensor-parallel ranks of each expert-parallel group), got {tp!r}"
+        )
+    ranks = tp * ep
     if dtype not in DTYPES:
         raise ServeError(f"dtype {dtype!r} is not supported; use one of {', '.join(DTYPES)}")
     if not isinstance(prices, PriceTable):
@@ -96,23 +107,24 @@ def ep_serving_setup(
         raise ServeError(f"--ep is priced on Trainium-class instances; {instance} holds {target} GPUs")
     fmt = check_estimate_dtype(weight_format, gpu=False)
     kv = None if kv_dtype is None else kv_bytes(kv_dtype)
-    served, rank_bytes = ep_served_model(model, ep, DTYPES[dtype], None if fmt is None else fmt.bytes, kv)
-    per_instance, instances_per_replica = replica_layout(instance, ep, prices)  # ep ranks as tp ranks would be
-    memory = chips_per_replica(entry, ep) * entry.hbm_gib_per_accelerator * GIB
-    rank_usable = memory / ep * (1 - DEFAULT_RESERVE_FRACTION)
+    served, rank_bytes = ep_served_model(model, ep, DTYPES[dtype], None if fmt is None else fmt.bytes, kv, tp)
+    per_instance, instances_per_replica = replica_layout(instance, ranks, prices)  # placed as tp x ep tp ranks
+    memory = chips_per_replica(entry, ranks) * entry.hbm_gib_per_accelerator * GIB
+    rank_usable = memory / ranks * (1 - DEFAULT_RESERVE_FRACTION)
     if rank_bytes >= rank_usable:
+        layout = f"tp={tp} x ep={ep}" if tp > 1 else f"ep={ep}"
         raise ModelDoesNotFitError(
-            f"an ep={ep} rank of {served.name} holds {rank_bytes / GIB:.1f} GiB of weights (all non-expert weights "
-            f"and 1/{ep} of the experts) but has {rank_usable / GIB:.1f} GiB usable on {instance}; raise ep, use a "
-            "lower-precision --dtype or an instance with more memory"
+            f"a {layout} rank of {served.name} holds {rank_bytes / GIB:.1f} GiB of weights (1/{tp} of the non-expert "
+            f"weights and 1/{ranks} of the experts) but has {rank_usable / GIB:.1f} GiB usable on {instance}; raise "
+            "ep or tp, use a lower-precision --dtype or an instance with more memory"
         )
     if bounds is not None:
-        check_request_lengths(model, bounds.max_context, 1, memory, served)
+        check_request_lengths(model, bounds.max_context, tp, memory, served)
     limits = {} if bounds is None else vars(bounds)
     step_cost = estimated_step_cost(
         model,
         target,
-        1,
+        tp,
         _spec_instance(target, instance),
         dtype=dtype,
         weight_format=weight_format,
@@ -128,6 +140,6 @@ def ep_serving_setup(
         step_cost=step_cost,
         price_per_hour=entry.usd_per_hour * share,
         power_w=facility_w * share,
-        name=f"{instance}:ep={ep}",
+        name=f"{instance}:tp={tp}xep={ep}" if tp > 1 else f"{instance}:ep={ep}",
     )
-    return ServingSetup(served, replica, instance, target, 1, per_instance, instances_per_replica)
+    return ServingSetup(served, replica, instance, target, tp, per_instance, instances_per_replica)

@@ -1,21 +1,23 @@
-"""Step parts of an expert-parallel replica: a mixture-of-experts model served on `ep` ranks, attention data-
-parallel (each rank runs its own sequences with every non-expert weight) and the routed experts split over the
-ranks, dispatch and combine all-to-alls over the instance topology (compiler/expert_parallel.py).
+"""Step parts of an expert-parallel replica: a mixture-of-experts model served on `ep` groups of `tp` ranks,
+attention data-parallel across groups (each runs its own sequences with every non-expert weight, tensor-parallel
+over its tp ranks; tp = 1: one rank, all heads) and the routed experts split over the groups, dispatch and combine
+all-to-alls over the instance topology (compiler/expert_parallel.py, expert_parallel_comm.py).
 
-The scheduler batches for the whole replica. Each sequence runs whole on one rank (data-parallel attention),
-so a step of B sequences and N new tokens puts b = ceil(B / ep) sequences on its busiest rank, and this rank
+The scheduler batches for the whole replica. Each sequence runs whole in one group (data-parallel attention),
+so a step of B sequences and N new tokens puts b = ceil(B / ep) sequences on its busiest group, and this group
 is taken to hold the step's prompt tokens too: n = b + (N - B) tokens (exact for decode steps and for a step
 with one prompt among decodes, the common continuous-batching steps; pessimistic when several prompts share a
-step, as they would spread over the ranks). The routed experts see the whole group's N tokens either way:
+step, as they would spread over the groups). The routed experts see the whole replica's N tokens either way:
 
     step(B, N, C) = overhead + rank(n) + experts(N) + lm_head(b) - lm_head(1)
                     + layers x [decode(b, C) + prefill(n - b, C)]
 
-Both parts come from `ep_estimate` of the model with t tokens on every rank (everything but attention),
+Both parts come from `ep_estimate` of the model with t tokens on every group (everything but attention),
 at the grid's new-token points t and linear between them: experts(N) is its experts' grouped matmuls (the
-busiest rank's rows under the sampled routing of ep x t tokens) and the dispatch/combine all-to-alls, at
-t = N / ep; rank(n) is the rest (the rank's own projections, norms, router, routing gathers), at t = n. The
-attention parts are StepComponents' own at the rank's shapes (a rank holds all heads, as tp=1).
+busiest group's rows under the sampled routing of ep x t tokens) and the layout's collectives (dispatch/combine
+all-to-alls; with tp > 1 the tp all-gather / reduce-scatter of the expert rows), at t = N / ep; rank(n) is the
+rest (the rank's own projections, norms, router, routing gathers, tensor-parallel all-reduces), at t = n. The
+attention parts are StepComponents' own at the rank's shapes (its tp slice of the heads).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from trnsim.serve.step_components import SDPA, StepComponents
 
 
 class EPStepComponents(StepComponents):
-    """StepComponents of a replica of `ep` expert-parallel ranks (see the module docstring)."""
+    """StepComponents of a replica of `ep` expert-parallel groups of `tp` ranks (see the module docstring)."""
 
     def __init__(
         self,
@@ -43,6 +45,7 @@ class EPStepComponents(StepComponents):
         dtype: str,
         weight_format: str = "bf16",
         weight_layout: str | None = None,
+        tp: int = 1,
     ) -> None:
         from trnsim.compiler.gpu_estimate import is_gpu_target
 
@@ -50,7 +53,7 @@ class EPStepComponents(StepComponents):
             raise ServeError(f"ep (expert-parallel ranks) must be an integer >= 2, got {ep!r}")
         if is_gpu_target(target):
             raise ServeError("expert-parallel serving is priced on Trainium-class targets (trn1, trn2, trn3, inf2)")
-        super().__init__(model, target, 1, None, dtype, weight_format, weight_layout)
+        super().__init__(model, target, tp, None, dtype, weight_format, weight_layout)
         if self.weight_layout != "pytorch":
             raise ServeError("expert-parallel serving prices the PyTorch weight layout only (no serving stack yet)")
         self.ep = ep
@@ -59,12 +62,12 @@ class EPStepComponents(StepComponents):
         self._split: dict[int, tuple[float, float]] = {}  # tokens per rank -> (rank part, experts part) s
 
     def rank_shape(self, batch: int, new_tokens: int) -> tuple[int, int]:
-        """(sequences, new tokens) of the step's busiest rank (see the module docstring)."""
+        """(sequences, new tokens) of the step's busiest group (see the module docstring)."""
         b = math.ceil(batch / self.ep)
         return b, b + max(0, new_tokens - batch)
 
     def cache_key(self) -> str:
-        return f"{super().cache_key()} ep={self.ep} ep_instance={self.ep_instance} v=2"
+        return f"{super().cache_key()} ep={self.ep} ep_instance={self.ep_instance} v=3"
 
     def dense_s(self, new_tokens: int) -> float:
         """Everything but attention with `new_tokens` tokens on every rank: the rank's part plus the experts'."""
@@ -80,7 +83,8 @@ class EPStepComponents(StepComponents):
                 hit = known[(0, tokens, 0.0)], known[(1, tokens, 0.0)]
         if hit is None:
             records = [r for r in self.rank_profile(tokens).records if r.kind != "host" and r.op != SDPA]
-            experts = [r.kernel in (GROUPED, "all_to_all") for r in records]
+            # the experts' grouped matmuls (bf16 or MX) and the layout's collectives (nodes "ep_...")
+            experts = [r.kernel.startswith(GROUPED) or r.node.startswith("ep_") for r in records]
             rank_s = 1e-6 * sum(r.total_device_us for r, e in zip(records, experts, strict=True) if not e)
             hit = rank_s, 1e-6 * sum(r.total_device_us for r, e in zip(records, experts, strict=True) if e)
             if self.dense_store is not None:
@@ -114,6 +118,7 @@ class EPStepComponents(StepComponents):
                 (ids,),
                 {"logits_to_keep": 1},
                 ep=self.ep,
+                tp=self.tp,
                 target=self.spec if self.spec is not None else "trn2",
                 instance=self.ep_instance,
                 label=self.model_name,
