@@ -21,6 +21,7 @@ from trnsim.isa.instruction import Region
 from trnsim.nki import fast_paths
 from trnsim.nki.boxes import _box3, _to_root_box
 from trnsim.nki.context import user_location
+from trnsim.nki.tensor_fast_index import TensorFastIndex
 from trnsim.nki.tensor_indirect import check_in_bounds, indirect_key
 from trnsim.nki.tensor_layout_views import TensorLayoutViews
 from trnsim.nki.tensor_ops import TileOperators, tile_language
@@ -52,7 +53,7 @@ def _slice_len(s: Slice) -> int:
     return max(0, -(-(stop - start) // step))
 
 
-class NkiTensor(TileOperators, TensorViews, TensorReshapes, TensorSelect, TensorLayoutViews):
+class NkiTensor(TileOperators, TensorViews, TensorReshapes, TensorSelect, TensorLayoutViews, TensorFastIndex):
     """A tensor view. Shapes are numpy-like; for SBUF/PSUM tiles dim 0 is the partition dim."""
 
     __slots__ = ("__weakref__", "_arrays", "_pattern_run", "_region", "alloc", "key", "shape")
@@ -129,6 +130,10 @@ class NkiTensor(TileOperators, TensorViews, TensorReshapes, TensorSelect, Tensor
 
     # -- indexing ------------------------------------------------------------------------------------
     def __getitem__(self, index: Any) -> NkiTensor:
+        if fast_paths.enabled():
+            view = self._fast_view(index)
+            if view is not None:
+                return view
         entries = index if isinstance(index, tuple) else (index,)
         if any(isinstance(i, NkiTensor) for i in entries):  # an index tile: indirect DMA rows (tensor_indirect.py)
             return IndirectTensor(self.alloc, indirect_key(self, entries, NkiTensor))
@@ -156,9 +161,7 @@ class NkiTensor(TileOperators, TensorViews, TensorReshapes, TensorSelect, Tensor
             return self._compose_expression(index)
         visible = [d for d, k in enumerate(self.key) if isinstance(k, tuple)]
         key: list[Entry] = list(self.key)
-        blocks = self.alloc.blocks
-        leading_blocks = self.alloc.root in BLOCK_TENSORS or (blocks is not None and blocks.par_axis > 0)
-        keeps_partition = self.alloc.kind is not MemoryKind.HBM and not leading_blocks
+        keeps_partition = self._keeps_partition()
         for pos, (d, idx) in enumerate(zip(visible, index)):
             start, stop, step = self.key[d]  # type: ignore[misc]
             rel = self._relative(idx, _slice_len((start, stop, step)), pos)
@@ -169,6 +172,12 @@ class NkiTensor(TileOperators, TensorViews, TensorReshapes, TensorSelect, Tensor
             else:
                 key[d] = start + rel * step  # an int, or an index array (bounds checked at use, under masks)
         return tuple(key)
+
+    def _keeps_partition(self) -> bool:
+        """Whether an int index on dim 0 keeps it (size 1): on-chip tiles whose dim 0 is the partition dim."""
+        blocks = self.alloc.blocks
+        leading_blocks = self.alloc.root in BLOCK_TENSORS or (blocks is not None and blocks.par_axis > 0)
+        return self.alloc.kind is not MemoryKind.HBM and not leading_blocks
 
     def _compose_expression(self, index: tuple[Any, ...]) -> tuple[Entry, ...]:
         """`self[index]` for a view made of index arrays (an index expression or `.ap()` pattern): the index
@@ -285,8 +294,8 @@ class NkiTensor(TileOperators, TensorViews, TensorReshapes, TensorSelect, Tensor
 
     def region(self, mask: np.ndarray | None = None) -> Region:
         """Bounding box in the allocation's 3-D view [dim 0, dim 1, flattened rest] (elements)."""
-        if mask is None and self._region is not None:
-            return self._region
+        if self._region is not None and (mask is None or (not self._arrays and fast_paths.enabled())):
+            return self._region  # a mask narrows only index arrays' boxes: slices and ints span theirs anyway
         shape = self.alloc.shape
         lo = [0] * len(shape)
         hi = [0] * len(shape)
@@ -305,7 +314,7 @@ class NkiTensor(TileOperators, TensorViews, TensorReshapes, TensorSelect, Tensor
             else:
                 lo[d] = hi[d] = k
         reg = self._box(lo, hi)
-        if mask is None:
+        if mask is None or (not self._arrays and fast_paths.enabled()):
             self._region = reg
         return reg
 
