@@ -143,3 +143,13 @@ def test_compare_reports_each_sides_stack(tiny: str) -> None:
     assert [s["serving_stack"]["name"] for s in sides] == ["nxd-inference", "exact"]
     refused = CliRunner().invoke(app, ["compare", "--model", tiny, *args, "--serving-stack", "nxd-inference"])
     assert refused.exit_code != 0 and "not a Neuron chip" in str(refused.exception)
+
+
+def test_plan_sizes_with_the_serving_stack(tiny: str) -> None:
+    args = ["plan", "--model", tiny, *TRN, "--tokens-per-s", "100000", "--slo-ttft-ms", "5000"]
+    work = ["--requests", "12", "--prompt", "40", "--output", "8"]
+    result = CliRunner().invoke(app, [*args, *work, "--json"])
+    assert result.exit_code == 0, (result.output, result.exception)
+    assert json.loads(result.stdout)["capacity_source"].endswith("(--serving-stack auto)")
+    refused = CliRunner().invoke(app, [*args, *work, "--serving-stack", "tnx"])
+    assert refused.exit_code != 0 and "not known; use one of auto" in str(refused.exception)

@@ -79,6 +79,12 @@ def plan_command(
     prices_file: Path | None = typer.Option(None, "--prices", help="TOML overriding prices.toml entries"),
     power_file: Path | None = typer.Option(None, "--power-table", help="TOML overriding power.toml entries"),
     usd_per_kwh: float | None = typer.Option(None, "--usd-per-kwh", help="electricity price (default from power.toml)"),
+    serving_stack: str = typer.Option(
+        "auto",
+        "--serving-stack",
+        help="auto (the Neuron stack AWS documents for the chip; exact on GPUs), exact, transformers-neuronx or"
+        " nxd-inference: how the serving simulator prices steps (docs/serving_and_cost.md)",
+    ),
     as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
     deployment: Path | None = typer.Option(
         None, "--deployment", help="TOML: several models packed on one instance (docs/instances.md); plans copies of it"
@@ -110,11 +116,20 @@ def plan_command(
         capacity_note = "given by --tokens-per-s-per-replica (SLO not checked)"
     else:
         capacity = replica_capacity(
-            model, hw, tp, slo, prompt=prompt, output=output, requests=requests, progress=not as_json, prices=prices
+            model,
+            hw,
+            tp,
+            slo,
+            prompt=prompt,
+            output=output,
+            requests=requests,
+            progress=not as_json,
+            prices=prices,
+            serving_stack=serving_stack,
         )
         capacity_note = (
             f"serving simulator: max Poisson rate with 90% of {requests} requests (prompt {prompt}, output {output} "
-            "tokens) within the SLO, step latencies estimated"
+            f"tokens) within the SLO, step latencies estimated (--serving-stack {serving_stack})"
         )
     fleet = plan(
         capacity,

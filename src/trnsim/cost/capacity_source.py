@@ -86,15 +86,16 @@ def replica_capacity(
     seed: int = 0,
     progress: bool = False,
     prices: PriceTable | None = None,
+    serving_stack: str = "exact",
 ) -> ReplicaCapacity:
     """Per-replica capacity of `model` on `instance` at tensor parallelism `tp` within `slo`, from the serving
     simulator: the output tokens/s one replica sustains in steady state at the highest Poisson rate at which
     goodput_fraction of the requests (prompt/output lengths as in `trnsim serve`; `requests` is the smallest
     run, the search sizes its own) meet the SLO, with step latencies from
-    the compiler's estimate (Trainium-class chips) or the GPU model (GPUs)."""
+    the compiler's estimate (Trainium-class chips) or the GPU model (GPUs). serving_stack: as `trnsim plan
+    --serving-stack` (serve/stack_choice.py: "exact" prices exact step shapes, "auto" the chip's Neuron stack)."""
     from trnsim.serve import SLO, make_workload
-    from trnsim.serve.compare import max_rate_under_slo, search_bounds
-    from trnsim.serve.setup import serving_setup
+    from trnsim.serve.compare import max_rate_under_slo, search_setup
 
     if slo.ttft_ms is None and slo.tpot_ms is None:
         raise CostError(
@@ -103,7 +104,8 @@ def replica_capacity(
         )
     per_instance, instances_per_replica = replica_layout(instance, tp, prices)
     work = make_workload(requests, rate=1.0, prompt=prompt, output=output, seed=seed)
-    bounds = search_bounds(requests, prompt, output, seed, scheduler)
-    setup = serving_setup(model, instance, tp, bounds=bounds, progress=progress)
+    setup, _ = search_setup(
+        model, instance, tp, requests, prompt, output, seed, scheduler, serving_stack, progress=progress, prices=prices
+    )
     found = max_rate_under_slo(setup, work, SLO(slo.ttft_ms, slo.tpot_ms), scheduler, goodput_fraction)
     return ReplicaCapacity(found.steady_tokens_per_s, instance, instances_per_replica, per_instance)

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from trnsim.cost import load_power, load_prices
+from trnsim.cost.prices import PriceTable
 from trnsim.serve.errors import ServeError, SloUnreachableError
 from trnsim.serve.load_curve import load_curve
 from trnsim.serve.metrics import SLO
@@ -119,6 +120,30 @@ def search_bounds(
     """The step shapes a rate search can produce: it sizes its own runs, so the grid spans the scheduler's
     whole batch (SEARCH_BOUNDS_REQUESTS requests drawn, or the caller's count if larger)."""
     return grid_bounds(_search_probe(requests, prompt, output, seed), scheduler)
+
+
+def search_setup(
+    model: str,
+    instance: str,
+    tp: int,
+    requests: int,
+    prompt: str | int,
+    output: str | int,
+    seed: int,
+    scheduler: str = "continuous",
+    serving_stack: str = DEFAULT_SERVING_STACK,
+    **setup_options: Any,
+) -> tuple[ServingSetup, StackChoice]:
+    """serving_setup for a rate search on `instance` (as `trnsim plan` sizes a replica): the step grid spans what
+    the search's runs can produce (search_bounds), padded as the chosen serving stack pads them. setup_options:
+    serving_setup's keyword arguments (prices, progress, weight_format, ...)."""
+    probe = _search_probe(requests, prompt, output, seed)
+    prices = setup_options.get("prices")
+    table = prices if isinstance(prices, PriceTable) else load_prices(prices)
+    choice = choose_serving_stack(serving_stack, accelerator_target(instance, table), probe, scheduler, model)
+    bounds = stack_grid_bounds(grid_bounds(probe, scheduler), probe, scheduler, choice.stack)
+    setup_options["prices"] = table
+    return serving_setup(model, instance, tp, bounds=bounds, stack=choice.stack, **setup_options), choice
 
 
 def max_rate_under_slo(
