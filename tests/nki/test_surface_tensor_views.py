@@ -144,8 +144,11 @@ def bad_ap(a, which):
     i = nl.ndarray((1, 1), dtype=nl.float32, buffer=nl.sbuf)
     if which == "partition-step":
         t.ap([[32, 8], [1, 16]])
-    elif which == "out-of-bounds":
-        t.ap([[16, 16], [1, 16]], offset=1)
+    elif which == "out-of-bounds":  # on chip: refused when an instruction uses it
+        dst = nl.ndarray((16, 16), dtype=nl.float32, buffer=nl.sbuf)
+        nisa.tensor_copy(dst=dst, src=t.ap([[16, 16], [1, 16]], offset=1))
+    elif which == "out-of-bounds-hbm":
+        a.ap([[2, 2], [1, 2]], offset=1)
     elif which == "both-offsets":
         t.ap([[16, 1], [1, 16]], scalar_offset=i, vector_offset=i)
     elif which == "float-offset":
@@ -161,7 +164,8 @@ def bad_ap(a, which):
     ("which", "error", "words"),
     [
         ("partition-step", UsageError, "walks the partitions"),
-        ("out-of-bounds", BoundsError, "reaches storage elements"),
+        ("out-of-bounds", BoundsError, "reaches 0..16 in dim 0"),
+        ("out-of-bounds-hbm", BoundsError, "reaches storage elements"),
         ("both-offsets", UsageError, "at most one"),
         ("float-offset", DtypeError, "must hold integers"),
         ("not-pairs", UsageError, "[step, count]"),
