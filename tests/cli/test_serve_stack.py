@@ -72,7 +72,7 @@ def test_cli_steps_are_the_public_apis(tiny: str) -> None:
     out = serve("--model", tiny, *TRN, *args)
     assert out["serving_stack"]["name"] == "nxd-inference" and out["serving_stack"]["requested"] == "auto"
     seq_len = out["serving_stack"]["seq_len"]
-    assert seq_len == 512  # the smallest power of two holding 300 + 20 tokens
+    assert seq_len == 320  # the longest request, 300 + 20 tokens
 
     work = Workload(6, ClosedLoop(2), prompt=Fixed(300), output=Fixed(20))
     stack = stack_for("trn2", seq_len)
@@ -86,9 +86,11 @@ def test_cli_steps_are_the_public_apis(tiny: str) -> None:
 
 
 def test_a_prompt_just_past_a_bucket_costs_the_next_buckets_prefill(tiny: str) -> None:
-    buckets = stack_for("trn2", 1024).context_buckets  # NxD Inference's powers of two from 128
-    assert buckets == (128, 256, 512, 1024)
-    ttft = {p: one_request(tiny, p)["ttft_ms"]["p50"] for p in (100, 128, 129, 200, 256, 257)}
+    buckets = stack_for("trn2", LONGEST).context_buckets  # NxD Inference's powers of two from 128, then seq_len
+    assert buckets == (128, 256, 512, LONGEST)
+    runs = {p: one_request(tiny, p) for p in (100, 128, 129, 200, 256, 257)}
+    assert {r["serving_stack"]["seq_len"] for r in runs.values()} == {LONGEST}
+    ttft = {p: r["ttft_ms"]["p50"] for p, r in runs.items()}
     # prompts in one bucket share a step grid (its new-tokens axis ends at the bucket) and cost the same prefill
     assert ttft[100] == pytest.approx(ttft[128], rel=1e-12)
     assert ttft[129] == pytest.approx(ttft[256], rel=1e-12) == pytest.approx(ttft[200], rel=1e-12)
@@ -96,7 +98,7 @@ def test_a_prompt_just_past_a_bucket_costs_the_next_buckets_prefill(tiny: str) -
     # closed form: one request's TTFT is one prefill step at its bucket's shape (batch 1, bucket tokens, bucket keys)
     for prompt, ms in ttft.items():
         work = Workload(1, ClosedLoop(1), prompt=Fixed(prompt), output=Fixed(LONGEST - prompt))
-        stack = stack_for("trn2", 1024)
+        stack = stack_for("trn2", LONGEST)
         bounds = stack_grid_bounds(grid_bounds(work, "static"), work, "static", stack)
         inner = serving_setup(tiny, "trn2.48xlarge", 1, bounds=bounds, stack=stack).replica.step_cost.inner
         bucket = next(b for b in buckets if b >= prompt)

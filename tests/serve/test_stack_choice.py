@@ -68,13 +68,13 @@ def test_the_sequence_length_holds_the_longest_request_and_every_prompt_in_a_con
     for _ in range(30):
         prompt, output = int(rng.integers(1, 20000)), int(rng.integers(1, 4000))
         work = _work(4, Fixed(prompt), Fixed(output))
-        for name in ("transformers-neuronx", "nxd-inference"):
-            seq_len = deployment_seq_len(name, work)
-            halves = name == "transformers-neuronx"
-            expected = _pow2_bucket(max(prompt + output, 2 * prompt if halves else 0))
-            assert seq_len == expected, (name, prompt, output)
+        assert deployment_seq_len("nxd-inference", work) == prompt + output  # as AWS's published configurations
+        tnx = deployment_seq_len("transformers-neuronx", work)
+        assert tnx == max(prompt + output, 2 * prompt), (prompt, output)
+        assert stack_for("trn1", tnx).context_buckets[-1] >= prompt
     # capped at the model's context: Llama-2's 4,096 positions leave a 3,000-token prompt past tnx's 2,048 bucket
     assert deployment_seq_len("transformers-neuronx", _work(4, Fixed(3000), Fixed(96)), "llama-2-7b") == 4096
+    assert deployment_seq_len("transformers-neuronx", _work(4, Fixed(128), Fixed(1024)), "llama-2-70b") == 1152
 
 
 def test_continuous_prefill_pads_each_prompt_to_its_own_bucket() -> None:

@@ -11,10 +11,12 @@ chip. A GPU, or a path the stack model does not cover (chunked prefill, which mi
 while the stacks compile them as separate graphs; disaggregated pools, pipeline stages, expert parallelism,
 tenants), gets exact shapes under "auto" with a note saying why, and is refused when a stack is named.
 
-The deployment's sequence length (the stacks' `n_positions` / `seq_len`, the last bucket) is the smallest power of
-two that holds the longest request, and on transformers-neuronx, whose context buckets are half the token buckets,
-also twice the longest prompt, so every prompt has a context bucket; both capped at the model's context. A user
-who sizes a deployment for a workload would compile it so; AWS's published configurations do the same.
+The deployment's sequence length (the stacks' `n_positions` / `seq_len`, the last bucket) is the longest request,
+prompt + output, as every transformers-neuronx configuration behind AWS's published trn1/inf2 numbers sets it
+(bench/data/neuron_serving_published.csv: seq_len = input + output, 1,152 for 128 + 1,024). On
+transformers-neuronx, whose context buckets are half the token buckets, it is at least twice the longest prompt, so
+that every prompt has a context bucket (a deployment would set `context_length_estimate` otherwise). Both are capped
+at the model's context.
 """
 
 from __future__ import annotations
@@ -137,16 +139,16 @@ def _longest(workload: Workload) -> tuple[int, int, int]:
 def deployment_seq_len(stack: str, workload: Workload, model: str | None = None) -> int:
     """The sequence length a deployment of `stack` compiles for `workload` (module docstring)."""
     _, longest_prompt, longest = _longest(workload)
-    limit = None
+    seq_len = longest
+    if default_stack(stack, seq_len).context_buckets[-1] < longest_prompt:  # transformers-neuronx's half buckets
+        seq_len = 2 * longest_prompt
     if model is not None:
         from trnsim.models import model_facts
 
-        limit = max(int(model_facts(model).max_position or 0), longest) or None
-    seq_len = 1 << max(longest - 1, 127).bit_length()
-    # transformers-neuronx's context buckets stop at half the sequence length: grow it until the prompt fits one
-    while default_stack(stack, seq_len).context_buckets[-1] < longest_prompt and (limit is None or seq_len < limit):
-        seq_len *= 2
-    return seq_len if limit is None else min(seq_len, limit)
+        limit = int(model_facts(model).max_position or 0)
+        if limit:
+            seq_len = min(seq_len, max(limit, longest))
+    return seq_len
 
 
 def stack_grid_bounds(
