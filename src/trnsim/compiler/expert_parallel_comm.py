@@ -86,7 +86,9 @@ class EPLayout:
 
         An ep group is an all-to-all over its ranks (all_to_all_us's closed form), but the chips are shared:
         a chip holds min(ranks, ranks per chip) ranks of all the ep groups together, so its HBM swaps and its
-        links carry all of theirs - the ep group's peers on the chip times the concurrent groups on it."""
+        links carry all of theirs - the ep group's peers on the chip times the concurrent groups on it. The
+        group's chips are priced as `ep_chips` neighbouring chips of the fabric: exact on a switch; on a ring or
+        torus a tp group wider than a chip strides its ep peers over more hops, which this leaves out."""
         if self.ep <= 1 or nbytes_per_rank <= 0:
             return 0.0
         on_chip = min(self.ranks, self.placement.ranks_per_chip)
