@@ -419,6 +419,27 @@ def test_dma_transfer(target: str, p: int, f: int, dt: Any) -> None:
     assert dma_transfer_ns(d, p * row, row, 1e9) == pytest.approx(p * row / (d.queue_bytes_per_ns * efficiency))
 
 
+@covers(Opcode.DMA_TRANSPOSE)
+@pytest.mark.parametrize("target", ("trn2", "trn3"))
+@pytest.mark.parametrize("from_hbm", [False, True])
+def test_dma_transpose_runs_at_its_documented_share_of_dma_throughput(target: str, from_hbm: bool) -> None:
+    """trainium2_arch.rst: all 16 DMA engines take part; up to 90% (HBM) / 50% (SBUF) of DMA throughput."""
+    d = core_of(target).dma
+    fraction = d.transpose_hbm_fraction if from_hbm else d.transpose_sbuf_fraction
+
+    def body() -> None:
+        src = nl.ndarray((64, 128), nl.bfloat16, buffer=nl.shared_hbm if from_hbm else nl.sbuf)
+        nisa.dma_transpose(dst=sbuf((128, 64), nl.bfloat16), src=src)
+
+    ins = issued(target, body, Opcode.DMA_TRANSPOSE)
+    nbytes = 64 * 128 * 2
+    assert (ins.cycles, ins.dma_bytes, ins.dma_rows, ins.hbm_bytes) == (0.0, nbytes, 128, nbytes if from_hbm else 0)
+    assert dma_efficiency(d, ins.dma_row_bytes) == pytest.approx(fraction, rel=1e-3)
+    assert dma_transfer_ns(d, nbytes, ins.dma_row_bytes, 1e9) == pytest.approx(
+        nbytes / (d.queue_bytes_per_ns * fraction), rel=1e-3
+    )
+
+
 @covers(Opcode.BARRIER)
 @pytest.mark.parametrize("target", TARGETS)
 def test_barrier(target: str) -> None:

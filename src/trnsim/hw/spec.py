@@ -122,6 +122,18 @@ class DmaSpec(_Spec):
             "max(this, data time), so small transfers are bound by the transfer rate, not bandwidth (0: not modelled)"
         ),
     )
+    transpose_sbuf_fraction: float = Field(
+        default=0.0,
+        ge=0,
+        lt=1,
+        description="share of DMA throughput an SBUF->SBUF dma_transpose achieves (0: no DMA transpose, before NC-v3)",
+    )
+    transpose_hbm_fraction: float = Field(
+        default=0.0,
+        ge=0,
+        lt=1,
+        description="share of DMA throughput an HBM->SBUF dma_transpose achieves (0: no DMA transpose, before NC-v3)",
+    )
 
 
 class CoreSpec(_Spec):

@@ -71,6 +71,7 @@ class Opcode(IntEnum):
     DMA_COMPUTE = 59
     REGISTER_LOAD = 60
     REGISTER_STORE = 61
+    DMA_TRANSPOSE = 62
     # multi-rank instructions (sim/instance_timing.py adds the wait for partners and the link time)
     SENDRECV = 40
     CORE_BARRIER = 41

@@ -43,6 +43,7 @@ class Plan:
     evac_on_scalar: float = 0.0  # share of the P^T copies given to ScalarE, the rest to VectorE
     mask_on_vector: bool = False  # causal mask added by VectorE (mask_scores), else by a TensorE matmul
     transposed: bool = False  # the transposed-scores variant (attention_transposed.py)
+    dma_share: float = 0.0  # share of units whose P^T the DMA engines transpose (attention_dma_transpose.py)
 
     @property
     def group(self) -> int:

@@ -98,12 +98,12 @@ class OnlineSoftmax:
             )
         return alpha, r_new
 
-    def exp(self, tiles: list[tuple[Any, int]], r_new: Any, stride: int) -> tuple[Any, Any]:
+    def exp(self, tiles: list[tuple[Any, int]], r_new: Any, stride: int, out: Any = None) -> tuple[Any, Any]:
         """ScalarE: P = exp(scale * S + r_new) (tile c at column c * stride) with its row sums in the same
         instructions unless the caller keeps them (sum_column). Returns (P [128, len(tiles) * stride] in
-        SBUF, rowsum(P) or None)."""
+        SBUF, or in `out` where given, rowsum(P) or None)."""
         rows = self.rows
-        probs = nl.ndarray((pmax(), len(tiles) * stride), self.probs_dtype, buffer=nl.sbuf)
+        probs = nl.ndarray((pmax(), len(tiles) * stride), self.probs_dtype, buffer=nl.sbuf) if out is None else out
         row_sum = None if self.sum_column is not None else self._vec()
         for c, (s, w) in enumerate(tiles):
             reduce: dict[str, Any] = {}

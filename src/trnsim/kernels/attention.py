@@ -51,7 +51,7 @@ from typing import Any, ClassVar
 import trnsim.nki as nki
 import trnsim.nki.language as nl
 from trnsim import dtypes
-from trnsim.kernels import attention_plan
+from trnsim.kernels import attention_dma_transpose, attention_plan
 from trnsim.kernels._common import cdiv, moving_fmax, pmax, psum_fmax, require, require_dtype
 from trnsim.kernels._flash_tiles import (
     KV,
@@ -264,6 +264,35 @@ class _TransposedUnit(_Unit):
         self.pt = softmax.exp_transposed(self.st, self.widths, self.plan.dtype)
 
 
+class _DmaUnit(_Unit):
+    """A unit of a plan with DMA transposes (attention_dma_transpose.py). P V and what follows it come
+    DMA_LAG steps later than in SCHEDULE, for every unit (a tile's units keep one order of rescale and P V)."""
+
+    SCHEDULE: ClassVar[dict[str, tuple[int, float]]] = attention_dma_transpose.delayed(
+        SCHEDULE, ("rescale", "pv", "finalize", "store")
+    )
+    # P stays allocated until P V: a new exp must not wait for the bytes of a transpose still queued
+    LAST_USE: ClassVar[dict[str, str]] = {**_Unit.LAST_USE, "probs": "pv"}
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.on_dma = attention_dma_transpose.on_dma(self.plan.dma_share, self.index)
+        self.partner: _DmaUnit | None = None  # the next unit, whose P shares this one's DMA transpose
+        self.leader: _DmaUnit | None = None  # the unit whose DMA transpose takes this one's P
+
+    def exp(self) -> None:
+        attention_dma_transpose.exp_and_transpose(self)
+
+    def transpose(self) -> None:
+        if not self.on_dma:
+            super().transpose()
+
+    def evac(self) -> None:
+        if not self.on_dma:
+            on_tensor = attention_dma_transpose.units_on_tensor_before(self.plan.dma_share, self.index)
+            self.pt = copy_out(self.plan, self.qt, self.pt, self.widths, on_tensor)
+
+
 class _PrepKV:
     """A pipeline unit that loads a KV group's K and V, and transposes K `wait` steps later: in the step the
     group's first unit reaches "prep"."""
@@ -294,6 +323,7 @@ def _group_units(plan: Plan, consts: Consts, io: Any, b: int, g: int, kv_box: li
     span = plan.g * plan.kb
     active: list[tuple[QTile, list[tuple[int, int]]]] = []
     index = 0
+    last_dma: Any = None  # a DMA-transposing unit waiting for a partner
     while pending or active:
         while pending and len(active) < INTERLEAVE:
             qt = QTile(plan, *pending.pop(), rings, TransposedSoftmax if plan.transposed else OnlineSoftmax)
@@ -303,8 +333,11 @@ def _group_units(plan: Plan, consts: Consts, io: Any, b: int, g: int, kv_box: li
             qt, spans = entry
             first = qt.units == 0
             qt.units += 1
-            unit = _TransposedUnit if plan.transposed else _Unit
-            yield unit(plan, consts, io, qt, kv_box, spans.pop(0), (first, not spans, index))
+            unit = _TransposedUnit if plan.transposed else _DmaUnit if plan.dma_share else _Unit
+            made = unit(plan, consts, io, qt, kv_box, spans.pop(0), (first, not spans, index))
+            if isinstance(made, _DmaUnit):
+                last_dma = attention_dma_transpose.pair(last_dma, made)
+            yield made
             index += 1
             if not spans:
                 active.remove(entry)
@@ -369,6 +402,7 @@ def flash_attention(q, k, v, causal=True, scale=None):
     split = engine_split(plan)
     plan.evac_on_scalar, plan.mask_on_vector = split.evac_on_scalar, split.mask_on_vector
     plan.transposed = split.transposed
+    plan.dma_share = split.dma_share
     if plan.transposed:
         plan.g = 1  # a unit's S^T blocks fill one PSUM bank
     plan.mode = attention_plan.kv_mode(plan)

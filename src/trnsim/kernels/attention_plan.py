@@ -12,12 +12,15 @@ The shared steps go where the busiest of the three engines ends least busy.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Any
 
 from trnsim import dtypes
+from trnsim.isa.cost import dma_queue_occupancy_ns
 from trnsim.isa.opcodes import Engine, Opcode
-from trnsim.kernels._common import cdiv
+from trnsim.kernels import attention_dma_transpose
+from trnsim.kernels._common import cdiv, core
 from trnsim.kernels._common import sbuf_bytes_per_partition as sbuf_bytes
 from trnsim.kernels._engine_load import instruction_ns
 from trnsim.kernels._ports import share_port
@@ -32,6 +35,8 @@ QO_BLOCK_BYTES = 8 * 1024
 # TensorE's (D = 64 on trn2: the mask on VectorE left VectorE at 100% of TensorE's time and ran 5% slower
 # than with it on TensorE, which the plain per-block bound preferred).
 CHAIN_SLACK = 0.05
+# Planner policy: the DMA-transpose shares tried, in steps of 1 / this
+DMA_SHARE_STEPS = 20
 
 
 @dataclass(frozen=True)
@@ -42,6 +47,7 @@ class EngineSplit:
     mask_on_vector: bool  # causal mask added by VectorE in PSUM instead of a TensorE matmul
     bound_ns: float  # the busiest engine's time per block of kb keys under this split
     transposed: bool = False  # transposed scores (attention_transposed.py): no P^T transposes or copies
+    dma_share: float = 0.0  # share of units whose P^T the DMA engines transpose (attention_dma_transpose.py)
 
 
 def block_costs(plan: Any) -> dict[str, float]:
@@ -59,7 +65,14 @@ def block_costs(plan: Any) -> dict[str, float]:
 
     transpose = instruction_ns(Opcode.NC_TRANSPOSE, Engine.TENSOR, p)
     psum = {"sbuf_only": False, "psum_input": True}
+    itemsize = dtypes.resolve(plan.dtype).itemsize
+    dma = core().dma
     return {
+        "transposes": per_block * transpose,
+        # P^T by the DMA engines: one transpose per pair of units (attention_dma_transpose.py), per block
+        "dma_transpose": attention_dma_transpose.unit_ns(plan, 2 * plan.g * kb) / (2 * plan.g),
+        # once per query tile: its Q loaded and its result stored (on the same queues)
+        "tile_dma": dma_queue_occupancy_ns(dma, 2 * p * d * itemsize / dma.queues / dma.queue_bytes_per_ns),
         "tensor": mm(kb, fp32) + per_block * (transpose + mm(d + 1, fp32)),
         "vector": instruction_ns(Opcode.TENSOR_REDUCE, Engine.VECTOR, kb, alu_op="maximum", all_bf16=True, **psum),
         "scalar": sum(instruction_ns(Opcode.ACTIVATION, Engine.SCALAR, n, sbuf_only=False) for n in (kb, d + 1)),
@@ -77,6 +90,13 @@ def block_costs(plan: Any) -> dict[str, float]:
         "tile_vector": instruction_ns(Opcode.TENSOR_COPY, Engine.VECTOR, p, all_bf16=low, **psum)
         + instruction_ns(Opcode.TENSOR_SCALAR, Engine.VECTOR, d, alu_op="divide", **psum),
     }
+
+
+def dma_shares() -> tuple[float, ...]:
+    """The shares of units the planner tries for DMA transposes: none where the core has no DMA transpose."""
+    if not attention_dma_transpose.available():
+        return (0.0,)
+    return tuple(i / DMA_SHARE_STEPS for i in range(DMA_SHARE_STEPS + 1))
 
 
 def tile_share(plan: Any) -> float:
@@ -101,19 +121,24 @@ def engine_split(plan: Any) -> EngineSplit:
     c["tensor"] += per_tile * c["tile_tensor"]
     c["tensor_t"] += per_tile * c["tile_tensor"]
     c["vector"] += per_tile * c["tile_vector"]
+    c["dma"] = per_tile * c["tile_dma"]
     best: EngineSplit | None = None
-    for on_vector in (False, True):
-        tensor = c["tensor"] + (0.0 if on_vector else diag * c["mask_tensor"])
+    for on_vector, dma_share in itertools.product((False, True), dma_shares()):
+        # the DMA share's units take no TensorE transposes and leave no P^T to copy out of PSUM
+        tensor = c["tensor"] + (0.0 if on_vector else diag * c["mask_tensor"]) - dma_share * c["transposes"]
         vector = c["vector"] + (diag * c["mask_vector"] if on_vector else 0.0)
         scalar = c["scalar"]
+        copy_v, copy_s = (1 - dma_share) * c["copy_vector"], (1 - dma_share) * c["copy_scalar"]
         if shared:
-            share = 1.0 if c["copy_scalar"] < c["copy_vector"] else 0.0
-            pair = vector + scalar + min(c["copy_scalar"], c["copy_vector"])
+            share = 1.0 if copy_s < copy_v else 0.0
+            pair = vector + scalar + min(copy_s, copy_v)
         else:
-            share = (vector + c["copy_vector"] - scalar) / (c["copy_vector"] + c["copy_scalar"])
+            share = (vector + copy_v - scalar) / (copy_v + copy_s) if copy_v + copy_s > 0 else 0.0
             share = min(1.0, max(0.0, share))
-            pair = max(vector + (1 - share) * c["copy_vector"], scalar + share * c["copy_scalar"])
-        split = EngineSplit(share, on_vector, max(tensor, pair * (1 + CHAIN_SLACK)))
+            pair = max(vector + (1 - share) * copy_v, scalar + share * copy_s)
+        dma = c["dma"] + dma_share * c["dma_transpose"]
+        bound = max(tensor, pair * (1 + CHAIN_SLACK), dma)
+        split = EngineSplit(share, on_vector, bound, dma_share=dma_share)
         if best is None or split.bound_ns < best.bound_ns:
             best = split
     assert best is not None

@@ -51,6 +51,20 @@ def dma_copy(dst: Any, src: Any, mask: Any = None, location: str | None = None, 
     )
 
 
+def dma_transpose(dst: NkiTensor, permuted: NkiTensor, location: str) -> Instruction:
+    """The DMA engines' transpose (isa/instructions/dma_transpose.py): `permuted` is the source seen in dst's
+    shape (the wrapper's permutation), copied bit-exactly."""
+    ctx = current()
+    return issue(
+        Opcode.DMA_TRANSPOSE,
+        dst,
+        {"src": permuted},
+        lambda _: {"src": read_stored(ctx, permuted, None, location)},
+        location,
+        label=f"dma_transpose {permuted.buffer}->{dst.buffer}",
+    )
+
+
 def tensor_copy(
     dst: Any, src: Any, engine: Engine | None = None, mask: Any = None, location: str | None = None
 ) -> Instruction:

@@ -7,10 +7,11 @@ from typing import Any
 import numpy as np
 
 from trnsim.errors import ShapeMismatchError, UsageError
+from trnsim.isa.instructions import dma_transpose as dma_transpose_record
 from trnsim.nki import (
     emit_movement,
 )
-from trnsim.nki.context import user_location
+from trnsim.nki.context import current, user_location
 from trnsim.nki.isa_enums import (
     dge_mode,
     engine,
@@ -19,6 +20,7 @@ from trnsim.nki.isa_enums import (
 )
 from trnsim.nki.tensor import NkiTensor
 from trnsim.nki.versions import removed_dtype
+from trnsim.sim.memory import MemoryKind
 
 _OOB_SKIP = oob_mode.skip  # the parameter of the same name hides the enum inside dma_copy
 
@@ -61,10 +63,11 @@ def dma_transpose(
     oob_mode: Any = oob_mode.error,
     name: Any = None,
 ) -> None:
-    """dst = src with its axes permuted, moved by one DMA whose access pattern does the transpose.
+    """dst = src with its axes permuted.
 
-    Its descriptors are single elements (the transposing walk), so its time is the DMA model's for that
-    pattern, as for nl.load_transpose2d.
+    Into SBUF on NeuronCore-v3+ it is the DMA engines' transpose (isa/instructions/dma_transpose.py: up to
+    90% / 50% of DMA throughput from HBM / SBUF). Elsewhere (NC-v2, or into HBM) it is one DMA whose access
+    pattern does the transpose: single-element descriptors, priced as for nl.load_transpose2d.
     """
     loc = user_location()
     if not isinstance(src, NkiTensor) or not isinstance(dst, NkiTensor):
@@ -93,4 +96,8 @@ def dma_transpose(
     index: list[Any] = [None] * src.ndim
     for k, a in enumerate(perm):
         index[a] = grids[k]
-    emit_movement.dma_copy(dst, src[tuple(index)], location=loc)
+    permuted = src[tuple(index)]
+    if dst.buffer is MemoryKind.SBUF and dma_transpose_record.supported(current().machine.spec.core):
+        emit_movement.dma_transpose(dst, permuted, loc)  # NC-v3+: the DMA engines' transpose, at its own rate
+    else:  # no DMA transpose before NC-v3, none into HBM: a DMA whose access pattern does the transpose
+        emit_movement.dma_copy(dst, permuted, location=loc)
