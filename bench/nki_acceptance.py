@@ -58,7 +58,7 @@ class Outcome:
     case: Case
     passed: bool
     seconds: float
-    error: str
+    error: str  # the first error line; for a passing pytest run, its counts ("180 passed, 4 skipped")
 
 
 def sample_cases(root: Path) -> list[Case]:
@@ -152,7 +152,19 @@ def run_case(case: Case, timeout_s: float) -> Outcome:
         return Outcome(case, False, seconds, "no test ran: " + first_error(res.stdout))
     if passed and SELF_CHECK_FAILED in res.stdout:  # a sample that prints its comparison instead of asserting
         return Outcome(case, False, seconds, f"the script's own check printed {SELF_CHECK_FAILED!r}")
-    return Outcome(case, passed, seconds, "" if passed else first_error(output))
+    return Outcome(case, passed, seconds, pytest_counts(res.stdout) if passed else first_error(output))
+
+
+_PYTEST_SUMMARY = re.compile(r"^=*\s*(\d+ (passed|failed|skipped|deselected)\b.*?) in [\d.]+s")
+
+
+def pytest_counts(stdout: str) -> str:
+    """pytest's closing count line ("180 passed, 4 skipped"), so an all-case run says how many cases ran."""
+    for line in reversed(stdout.splitlines()):
+        m = _PYTEST_SUMMARY.match(line.strip())
+        if m:
+            return m.group(1)
+    return ""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -198,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
             for outcome in pool.map(lambda c: run_case(c, args.timeout), cases):
                 passed += outcome.passed
                 status = "PASS" if outcome.passed else "FAIL"
-                detail = "" if outcome.passed else f"  {outcome.error[:200]}"
+                detail = f"  {outcome.error[:200]}" if outcome.error else ""  # a pass: pytest's counts
                 print(f"{status} {outcome.seconds:6.1f}s {outcome.case.name}{detail}", flush=True)
         print(f"{label}: {passed}/{len(cases)} pass\n", flush=True)
     return 0
