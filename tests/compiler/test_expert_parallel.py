@@ -3,6 +3,7 @@ expert matmul FLOPs under a known routing, the sampled router's spread, resident
 
 from __future__ import annotations
 
+import itertools
 import math
 import warnings
 
@@ -11,13 +12,17 @@ import pytest
 import torch
 import transformers
 
+from trnsim import dtypes
 from trnsim.compiler import expert_parallel as ep_mod
 from trnsim.compiler.dtype_mx import grouped_dims, mx_grouped_cost
 from trnsim.compiler.expert_parallel import all_to_all_us, ep_estimate
 from trnsim.compiler.expert_parallel_routing import Routing, route_tokens, routing_of, sampled_routing
+from trnsim.compiler.kernel_runner import run_kernel
 from trnsim.errors import CompileError
 from trnsim.hw.presets import get_spec
+from trnsim.kernels.mx_matmul import grouped_matmul_mx
 from trnsim.models import build_model
+from trnsim.nki.kernel import TensorSpec
 from trnsim.sim.collectives import place, ranks_per_chip
 
 HIDDEN, EXPERT_WIDTH, EXPERTS, TOP_K, LAYERS = 256, 128, 8, 2, 2
@@ -154,16 +159,24 @@ def test_fewer_experts_per_rank_means_less_expert_time(moe_net: torch.nn.Module)
     assert expert_us(_ep(moe_net, 8)) < expert_us(_ep(moe_net, 1))
 
 
-def test_mx_experts_on_trn3_are_priced_at_the_busiest_ranks_rows(moe_net: torch.nn.Module) -> None:
+def test_mx_experts_on_trn3_run_the_mx_kernel_at_the_busiest_ranks_rows(moe_net: torch.nn.Module) -> None:
     result = _ep(moe_net, 4, target="trn3", dtype="mxfp8")
     spec = get_spec("trn3")
     local = list(result.routing.rank_experts(result.routing.busiest_rank))
     grouped = [r for r in result.profile.records if r.kernel.startswith("grouped_matmul")]
-    assert grouped and all(r.kernel == "grouped_matmul_mx8" for r in grouped)
+    assert grouped and all(r.kernel == "grouped_matmul_mx" for r in grouped)
     for r in grouped:
-        _, k, (_, _, n) = grouped_dims(r)
-        want = mx_grouped_cost(spec, local, n, k, 8).latency_us / spec.chip.default_lnc
-        assert r.device_us == pytest.approx(want, rel=1e-12)
+        rows, k, (groups, _, n) = grouped_dims(r)
+        assert (rows, groups) == (sum(local), len(local))
+        args = (
+            TensorSpec((rows, k), dtypes.bfloat16),
+            TensorSpec((groups, k // 4, n), np.uint32),
+            TensorSpec((groups, k // 32, n), np.uint8),
+            list(itertools.accumulate(local)),
+        )
+        _, cost = run_kernel(grouped_matmul_mx, args, {"w_dtype": "float8_e4m3fn_x4"}, spec, functional=False)
+        assert r.device_us == pytest.approx(cost.latency_us / spec.chip.default_lnc, rel=1e-12)
+        assert cost.latency_us >= mx_grouped_cost(spec, local, n, k, 8).latency_us  # its roofline bounds it
 
 
 def test_dense_models_and_gpus_are_refused(moe_net: torch.nn.Module) -> None:

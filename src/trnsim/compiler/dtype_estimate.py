@@ -10,11 +10,13 @@ operand specs, and those kernels return bf16 as fp8 matmuls do. GPU estimates pr
 GPU's FP8 tensor-core peak (trnsim.gpu.precision) with one byte per element; fp4 (GPU targets with FP4
 tensor cores, B200) at the FP4 peak with half a byte.
 
-MXFP8 / MXFP4 (block-scaled formats, 32-element scale groups): on NeuronCore-v4 the weight matmuls of the bf16
-estimate are re-priced as MX kernels by compiler/dtype_mx.py (weights pre-quantised, activations quantised on
-chip by quantize_mx, nc_matmul_mx at the preset's mx_speedup: a roofline over the isa's instruction costs, since
-the library's GEMM kernels have no MX path yet); other NeuronCores refuse them. On GPUs MXFP8 runs at the FP8
-tensor-core peak and MXFP4 at the FP4 one, on GPUs whose tensor cores take block-scaled operands (Blackwell).
+MXFP8 / MXFP4 (block-scaled formats, 32-element scale groups): on NeuronCore-v4 the weight matmuls run as the
+library's MX GEMM kernels (kernels/mx_matmul.py: weights pre-quantised, activations quantised on chip by
+quantize_mx, nc_matmul_mx at the preset's mx_speedup), swapped in for the bf16 kernels by `format_kernel` as the
+graph is lowered (compiler/dtype_mx.py says which calls, and prices the few the kernel cannot take by its
+roofline); other NeuronCores refuse them. The estimate's MFU is then measured against the MX peak (mx_speedup x
+the bf16 peak). On GPUs MXFP8 runs at the FP8 tensor-core peak and MXFP4 at the FP4 one, on GPUs whose tensor
+cores take block-scaled operands (Blackwell).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from trnsim import dtypes
 from trnsim.errors import CompileError
 from trnsim.hw.spec import HardwareSpec
 from trnsim.nki.kernel import Kernel, TensorSpec
-from trnsim.runtime.graph_profile import GraphProfile
+from trnsim.runtime.graph_profile import GraphProfile, MfuPeak
 
 
 @dataclass(frozen=True)
@@ -111,6 +113,21 @@ def retype_operands(kernel: Kernel, args: tuple[Any, ...]) -> tuple[Any, ...]:
 _FLOATS = (dtypes.bfloat16, dtypes.float16, dtypes.float32)
 
 
+def format_kernel(
+    kernel: Kernel, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[Kernel, tuple[Any, ...], dict[str, Any]]:
+    """The kernel call that runs a weight matmul in the active format: the MX GEMM kernel for MX formats (where it
+    takes the shapes), the same kernel on fp8 operand specs for fp8, else the call unchanged."""
+    fmt = _FORMAT.get()
+    if fmt is not None and fmt.mx_bits and getattr(kernel, "name", "") in WEIGHT_MATMUL_KERNELS:
+        from trnsim.compiler.dtype_mx import mx_invocation
+
+        swapped = mx_invocation(kernel, args, kwargs, fmt.mx_bits)
+        if swapped is not None:
+            return swapped
+    return kernel, retype_operands(kernel, args), kwargs
+
+
 def gpu_gemm_format(op: str, x: torch.Tensor) -> tuple[Any, float]:
     """(dtype, bytes per element) a GPU estimate prices a GEMM node in: the active format for the weight GEMMs
     (linear / addmm / mm), the operand's own dtype for batched ones (attention, experts) or when none is active."""
@@ -141,7 +158,9 @@ def estimate_in_dtype(
         from trnsim.compiler.dtype_mx import price_weight_matmuls_mx, require_mx_target
 
         require_mx_target(profile.spec, dtype)
-        price_weight_matmuls_mx(profile, WEIGHT_MATMUL_KERNELS, fmt.mx_bits)
+        price_weight_matmuls_mx(profile, WEIGHT_MATMUL_KERNELS, fmt.mx_bits)  # what the MX kernel could not take
+        # MFU against the peak of the format the weight matmuls ran in
+        profile.mfu_peak = MfuPeak(fmt.name.upper(), profile.spec.core.tensor.mx_speedup)
     saved = 0
     for module in model.modules():
         if isinstance(module, torch.nn.Linear):

@@ -1,29 +1,39 @@
-"""MXFP8 / MXFP4 weight matmuls on NeuronCore-v4: a documented cost path over the isa's own instruction costs.
+"""MXFP8 / MXFP4 weight matmuls on NeuronCore-v4: the simulated MX GEMM kernel, and its roofline as the check.
 
-The library's GEMM kernels have no MX path yet, so an MX estimate prices each weight matmul of the bf16
-estimate (the `linear` and `matmul` kernels, y[M, N] = x[M, K] @ W[N, K].T) as the MX kernel it would be:
+While an MX format is active (dtype_estimate.matmul_format), the lowering runs each weight matmul of the bf16
+graph (the `linear` and `matmul` kernels, y[M, N] = x[M, K] @ W, and the experts' `grouped_matmul`) as the
+library's MX GEMM instead (kernels/mx_matmul.py, through the kernel runner and its cache like every kernel):
+`mx_invocation` maps the bf16 call to linear_mx / grouped_matmul_mx on shapes alone, W given as the packed x4
+values and e8m0 scales an offline conversion stores (mx_weights.py), the epilogue (bias, activation,
+residual, output dtype) carried over. A weight matmul the MX kernel cannot take (K not a multiple of 128, an
+operand not bf16 / fp16) keeps its bf16 kernel and is re-priced afterwards by the roofline below
+(price_weight_matmuls_mx; its records are named `<kernel>_mx<bits>_formula`).
 
-- W is stored pre-quantised in HBM (what MX serving's offline conversion does): `element_bits` per value plus
-  one e8m0 scale byte per 32 values, laid out in the kernel's tile order (runs of a whole strip per partition).
+The roofline (mx_matmul_cost), the MX kernel's lower bound over the isa's own costs:
+
+- W is stored pre-quantised in HBM: `element_bits` per value plus one e8m0 scale byte per 32 values, read once.
 - x arrives bf16 and is quantised on chip: per 128-token tile, K / 128 TensorE transposes put K on the
   partitions (nc_transpose), then VectorE's quantize_mx packs each [128, 4 x tokens] tile once.
-- TensorE: one nc_matmul_mx per (512-value K group, 128 output features, up to 512 tokens): stationary W
-  [128 x4, <= 128], moving x [128 x4, <= 512], at the record's MX rate (mx_speedup x bf16).
-- ScalarE empties every [128, 512] fp32 PSUM tile into bf16 (activation copy, with the bias / activation of a
-  fused epilogue); VectorE adds a fused residual.
+- TensorE: one nc_matmul_mx per (512-value K group, 128 output features, up to 512 tokens) at the record's MX
+  rate (mx_speedup x bf16).
+- ScalarE empties every [128, 512] fp32 PSUM tile (with the bias / activation of a fused epilogue); VectorE
+  adds a fused residual.
 - DMA: W's bytes, x and y (and a residual) once each, at the DMA rules of isa.cost over the core's queues.
 
-The kernel's time is the busiest of TensorE, VectorE, ScalarE and DMA plus one fixed DMA latency (the first
-load before any compute): a roofline over the isa's costs, not a simulated schedule, so it omits a real
-kernel's pipeline fill and drain (the simulated bf16 GEMM reaches ~90% of its own roofline at large shapes).
+Its time is the busiest of TensorE, VectorE, ScalarE and DMA plus one fixed DMA latency: no pipeline fill or
+drain, and W read once whatever the token count (the kernel reads it once per token strip, as PSUM allows).
+tests/kernels/test_mx_timing.py holds the kernel within ~10% above it on compute-bound shapes.
 """
 
 from __future__ import annotations
 
+import inspect
 import math
 import re
 from dataclasses import dataclass
+from typing import Any
 
+from trnsim import dtypes
 from trnsim.errors import CompileError
 from trnsim.hw.spec import HardwareSpec
 from trnsim.isa.cost import (
@@ -35,6 +45,8 @@ from trnsim.isa.cost import (
     engine_clock_ghz,
 )
 from trnsim.isa.opcodes import Engine, Opcode
+from trnsim.kernels.mx_weights import K_ALIGN, raw_dtype
+from trnsim.nki.kernel import Kernel, TensorSpec
 from trnsim.runtime.graph_profile import GraphProfile, OpRecord
 
 VALUES_PER_PACKED = 4  # an x4-packed MX element holds 4 values of the contraction
@@ -169,8 +181,8 @@ def weight_matmul(record: OpRecord) -> MxMatmul:
 
 
 def price_weight_matmuls_mx(profile: GraphProfile, kernels: frozenset[str], element_bits: int) -> None:
-    """Re-price the profile's weight-matmul kernel records (linear, matmul, the experts' grouped_matmul) as MX
-    kernels (per logical core, as the rest)."""
+    """Re-price the weight-matmul kernel records (linear, matmul, the experts' grouped_matmul) the MX kernel
+    could not take (mx_invocation) by the roofline (per logical core, as the rest)."""
     spec = profile.spec
     for record in profile.records:
         if record.kind != "kernel" or record.kernel not in kernels:
@@ -187,4 +199,55 @@ def price_weight_matmuls_mx(profile: GraphProfile, kernels: frozenset[str], elem
         record.engine_busy_us = {e: us / share for e, us in cost.engine_busy_us.items()}
         record.hbm_bytes = cost.hbm_bytes
         record.flops = cost.flops
-        record.kernel = f"{record.kernel}_mx{element_bits}"
+        record.kernel = f"{record.kernel}_mx{element_bits}_formula"
+
+
+# -- the simulated MX kernel in place of a bf16 weight matmul ------------------------------------------------
+W_DTYPES = {8: "float8_e4m3fn_x4", 4: "float4_e2m1fn_x4"}  # the weights' packed type by MX element bits
+
+
+def _bound(kernel: Kernel, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any] | None:
+    try:
+        bound = inspect.signature(kernel.fn).bind(*args, **kwargs)
+    except (TypeError, ValueError):
+        return None  # the kernel will say what is wrong when it runs
+    bound.apply_defaults()
+    return dict(bound.arguments)
+
+
+def _mx_weights(k: int, n: int, element_bits: int, groups: int | None = None) -> tuple[TensorSpec, TensorSpec]:
+    """Specs of W [K, N] (or [G, K, N]) as mx_weights stores it: packed values and scales."""
+    lead = () if groups is None else (groups,)
+    packed = raw_dtype(W_DTYPES[element_bits])
+    return TensorSpec((*lead, k // 4, n), packed), TensorSpec((*lead, k // SCALE_GROUP, n), dtypes.uint8)
+
+
+def mx_invocation(
+    kernel: Kernel, args: tuple[Any, ...], kwargs: dict[str, Any], element_bits: int
+) -> tuple[Kernel, tuple[Any, ...], dict[str, Any]] | None:
+    """The MX GEMM call standing for a bf16 weight-matmul call on shapes alone (TensorSpecs), or None (keep it)."""
+    from trnsim.kernels.mx_matmul import X_DTYPES, grouped_matmul_mx, linear_mx
+
+    name = getattr(kernel, "name", "")
+    if name not in ("linear", "matmul", GROUPED) or element_bits not in W_DTYPES:
+        return None
+    bound = _bound(kernel, args, kwargs)
+    if bound is None:
+        return None
+    x = bound.get("a" if name == "matmul" else "x")
+    w = bound.get("b" if name == "matmul" else "w")
+    if not (isinstance(x, TensorSpec) and isinstance(w, TensorSpec)) or x.dtype not in X_DTYPES:
+        return None
+    k = x.shape[-1]
+    if k % K_ALIGN:
+        return None
+    w_dtype = W_DTYPES[element_bits]
+    if name == GROUPED:
+        groups, _, n = w.shape
+        wq, ws = _mx_weights(k, n, element_bits, groups)
+        call = (x, wq, ws, bound["offsets"])
+        return grouped_matmul_mx, call, {"out_dtype": bound.get("out_dtype"), "w_dtype": w_dtype}
+    n = w.shape[1] if name == "matmul" else w.shape[0]
+    wq, ws = _mx_weights(k, n, element_bits)
+    epilogue = {key: bound.get(key) for key in ("bias", "activation", "residual", "out_dtype")}
+    return linear_mx, (x, wq, ws), {**epilogue, "w_dtype": w_dtype}

@@ -144,9 +144,10 @@ def ep_estimate(
     if not grouped and sum(local) > 0:
         raise CompileError(f"no expert matmul (grouped_matmul) in {label or type(model).__name__}'s graph to spread")
     hidden = int(getattr(getattr(model, "config", None), "hidden_size", 0))
-    if fmt is not None and fmt.mx_bits:  # the MX cost path at the local experts' exact rows
+    if fmt is not None and fmt.mx_bits:  # the MX kernel ran at the local rows; its formula stand-ins too
         for record in grouped:
-            _price_local_experts_mx(record, spec, local, profile.cores_per_rank, fmt.mx_bits)
+            if record.kernel.endswith("_formula"):  # (dtype_mx: shapes the MX kernel cannot take)
+                _price_local_experts_mx(record, spec, local, profile.cores_per_rank, fmt.mx_bits)
     traffic = moe_traffic(layout, rank_tokens, top_k, sum(local), hidden)
     profile.records.extend(moe_records(layout, traffic, hidden, _moe_layers(model)))
     if profile.weight_bytes:

@@ -43,6 +43,7 @@ def _graph_cores(d: dict[str, Any], target: str) -> int:
     from trnsim.hw import get_spec
 
     t, mfu, flops = d.get("device_time_us", 0.0), d.get("mfu", 0.0), d.get("flops_per_rank", 0)
+    mfu *= float((d.get("mfu_peak") or {}).get("speedup", 1.0))  # an MX estimate's MFU is of the MX peak
     if not (t and mfu and flops):
         return 1
     try:

@@ -42,6 +42,15 @@ class OpRecord:
         return self.device_us * self.count
 
 
+@dataclass(frozen=True)
+class MfuPeak:
+    """The TensorE rate MFU is measured against: the bf16 peak, or that of the format the weight matmuls ran in
+    (MXFP8 / MXFP4 on NeuronCore-v4: mx_speedup x bf16; compiler/dtype_estimate.py sets it)."""
+
+    dtype: str = "bf16"
+    speedup: float = 1.0
+
+
 @dataclass
 class GraphProfile:
     target: str
@@ -66,6 +75,7 @@ class GraphProfile:
     # functions Dynamo stopped compiling (its recompile limit) that run eagerly while this profile was recorded:
     # their work is not in it (trnsim.compiler.backend_guard)
     eager_fallback: list[str] = field(default_factory=list)
+    mfu_peak: MfuPeak = field(default_factory=MfuPeak)
 
     # -- headline numbers ---------------------------------------------------------------------------------
     @property
@@ -100,9 +110,9 @@ class GraphProfile:
 
     @property
     def peak_tflops(self) -> float:
-        """bf16 TensorE peak of the physical cores one rank uses."""
+        """TensorE peak of the physical cores one rank uses, in the format of `mfu_peak` (bf16 unless set)."""
         t = self.spec.core.tensor
-        return t.pe_rows * t.pe_cols * 2 * t.clock_ghz * self.cores_per_rank / 1000.0
+        return t.pe_rows * t.pe_cols * 2 * t.clock_ghz * self.cores_per_rank / 1000.0 * self.mfu_peak.speedup
 
     @property
     def mfu(self) -> float:
@@ -173,6 +183,7 @@ class GraphProfile:
             "flops_per_rank": self.flops,
             "hbm_bytes_per_rank": self.hbm_bytes,
             "mfu": self.mfu,
+            "mfu_peak": {"dtype": self.mfu_peak.dtype, "tflops": self.peak_tflops, "speedup": self.mfu_peak.speedup},
             "hbm_gbps": self.hbm_gbps,
             "bottleneck": self.bottleneck(),
             "weight_bytes": self.weight_bytes,
@@ -208,7 +219,8 @@ class GraphProfile:
             table.add_row(escape(name), f"{int(g['count'])}", fmt_time_us(g["device_us"]), f"{share:.1f}%")
         table.add_section()
         table.add_row("device time", "", fmt_time_us(t), "")
-        table.add_row("MFU", "", f"{100 * self.mfu:.1f}%", "")
+        peak = f"of {self.mfu_peak.dtype} peak, {self.peak_tflops:,.0f} TFLOPS"
+        table.add_row("MFU", "", f"{100 * self.mfu:.1f}%", escape(peak))
         table.add_row("HBM traffic / rank", "", fmt_bytes(self.hbm_bytes), "")
         fits = "fits" if self.fits_hbm else f"> {fmt_gib(self.hbm_capacity_bytes)}"
         table.add_row("HBM peak / rank", "", fmt_bytes(self.peak_hbm_bytes), fits)

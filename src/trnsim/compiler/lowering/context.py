@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from trnsim import dtypes
-from trnsim.compiler.dtype_estimate import retype_operands
+from trnsim.compiler.dtype_estimate import format_kernel, retype_operands
 from trnsim.compiler.kernel_cache import KernelCache, KernelCost
 from trnsim.compiler.kernel_runner import run_kernel
 from trnsim.compiler.move_cost import move_cost
@@ -223,8 +223,9 @@ class LowerContext:
                 return self._from_kernel(shapes)
         if not free_relayout:
             self.materialize(*args, *kwargs.values())
-        kargs = retype_operands(kernel, tuple(self._kernel_arg(a) for a in args))
+        kargs = tuple(self._kernel_arg(a) for a in args)
         kkw = {k: self._kernel_arg(v) for k, v in kwargs.items()}
+        kernel, kargs, kkw = format_kernel(kernel, kargs, kkw)  # weight matmuls in an estimate's format
         with _one_blas_thread():
             out, cost = run_kernel(kernel, kargs, kkw, self.spec, functional=self.functional, cache=self.cache)
         self._record_kernel(kernel, cost, args)
@@ -235,6 +236,7 @@ class LowerContext:
         recorded): for lowerings that choose between kernels by the cost model."""
 
         kargs, kkw = self._specs(kernel, args, kwargs)
+        kernel, kargs, kkw = format_kernel(kernel, kargs, kkw)
         _, cost = run_kernel(kernel, kargs, kkw, self.spec, functional=False, cache=self.cache)
         return cost
 
