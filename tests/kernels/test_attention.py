@@ -271,7 +271,8 @@ def test_flash_plan_bound_is_the_documented_costs() -> None:
     cycles) balance VectorE and ScalarE. A share s of the units has its P^T transposed by the DMA engines
     instead (no TensorE transposes, no copies): one SBUF -> SBUF transpose per two units, 2 x 128 x 512 bf16
     over 16 queues at 50% of 23 B/ns (or the 1300 ns per-transfer floor), plus Q in and O out once per 8
-    blocks. The planner's bound is the closed form's minimum over its grid of shares."""
+    blocks (256-byte rows: 256 / (256 + 256) of the queue rate). The planner's bound is the closed form's
+    least over its grid of shares; among shares within 1% of it, the one with the least max(TensorE, DMA)."""
     from trnsim.kernels._flash_tiles import Plan
 
     def split() -> Any:
@@ -282,18 +283,21 @@ def test_flash_plan_bound_is_the_documented_costs() -> None:
     vector = (256 + (64 + 128) / 8) / 0.96
     scalar = (512 + 129) / 1.2
     pair_ns = max(1300.0, 2 * 128 * 512 * 2 / 16 / (23.0 * 0.5))
-    tile_dma = max(1300.0, 2 * 128 * 128 * 2 / 16 / 23.0) / 8
+    tile_dma = 2 * 128 * 128 * 2 / 16 / (23.0 * 0.5) / 8
 
-    def bound(s: float) -> tuple[float, float]:
+    def costs(s: float) -> tuple[float, float, float]:
         copy_v, copy_s = (1 - s) * 256 / 0.96, (1 - s) * 512 / 1.2
         share = min(1.0, max(0.0, (vector + copy_v - scalar) / (copy_v + copy_s))) if s < 1 else 0.0
         pair = max(vector + (1 - share) * copy_v, scalar + share * copy_s)
         tensor = (512 + 4 * 128 + 4 * 129 + 128 / 8 - s * 4 * 128) / 2.4
-        return max(tensor, pair * 1.05, tile_dma + s * pair_ns / 2), share
+        dma = tile_dma + s * pair_ns / 2
+        return max(tensor, pair * 1.05, dma), max(tensor, dma), share
 
     steps = attention_plan.DMA_SHARE_STEPS
-    best = min((bound(i / steps)[0], i / steps) for i in range(steps + 1))
+    shares = [i / steps for i in range(steps + 1)]
+    least = min(costs(s)[0] for s in shares)
+    pick = min((s for s in shares if costs(s)[0] <= least * 1.01), key=lambda s: costs(s)[1])
     assert got.mask_on_vector is False and got.transposed is False
-    assert got.dma_share == pytest.approx(best[1])
-    assert got.bound_ns == pytest.approx(best[0])
-    assert got.evac_on_scalar == pytest.approx(bound(best[1])[1])
+    assert got.dma_share == pytest.approx(pick)
+    assert got.bound_ns == pytest.approx(costs(pick)[0])
+    assert got.evac_on_scalar == pytest.approx(costs(pick)[2])

@@ -32,13 +32,18 @@ Units are software-pipelined (_pipeline.py, SCHEDULE below) so TensorE, VectorE,
 on neighbouring units at once; the P^T copies are split between VectorE and ScalarE in the proportion that
 balances them on the target (attention_plan.py). Per block of 128 queries x 512 keys on trn2, TensorE needs
 640 ns (S, P^T and P V; 427 ns of it useful FLOPs), VectorE 533 ns (the row max, 267 ns, and the P^T
-copies) and ScalarE 587 ns (exp 480 ns, the O rescale 107 ns): TensorE bounds the kernel, at 59% of its
-peak on useful FLOPs for causal bf16 prefill and 65% without the mask (bench/kernels_attention.py). The
-P^T transposes cap it at 427 / 640 = 67% (63% causal, with the diagonal's waste): P must be transposed for
-P V (the keys are its contraction dim) and TensorE writes only PSUM and reads only SBUF. The
+copies) and ScalarE 587 ns (exp 480 ns, the O rescale 107 ns). With TensorE transposes alone the P^T
+transposes cap the kernel at 427 / 640 = 67% (63% causal, with the diagonal's waste): P must be transposed
+for P V (the keys are its contraction dim) and TensorE writes only PSUM and reads only SBUF. On
+NeuronCore-v3+ the DMA engines transpose SBUF -> SBUF (attention_dma_transpose.py, as AWS's attention_cte
+does): a planner-chosen share of the units (about 3/4 on trn2) has its P^T transposed there, two units per
+transpose, which also takes their P^T copies off VectorE / ScalarE; P V then comes DMA_LAG steps later. On
+trn2 causal bf16 prefill this reaches 66% of TensorE's peak on useful FLOPs (75% without the mask;
+bench/kernels_attention.py), with TensorE, ScalarE and the DMA queues each 83-86% busy. The
 transposed-score variant (attention_transposed.py: S^T = K Q^T, exp straight to P^T) needs no transposes
 but a bias matmul for the per-query max that costs TensorE as much; the planner takes it where VectorE and
-ScalarE, not TensorE, are the limit (NeuronCore-v2, whose two share a PSUM port: trn1 at 43%).
+ScalarE, not TensorE, are the limit (NeuronCore-v2, whose two share a PSUM port and which has no DMA
+transpose: trn1 at 43%).
 """
 
 from __future__ import annotations
@@ -341,6 +346,7 @@ def _group_units(plan: Plan, consts: Consts, io: Any, b: int, g: int, kv_box: li
             index += 1
             if not spans:
                 active.remove(entry)
+    attention_dma_transpose.unpaired(last_dma)
 
 
 def _with_prefetch(plan: Plan, consts: Consts, io: Any, groups: list[Any], make_kv: Any, rings: Rings) -> Iterator[Any]:

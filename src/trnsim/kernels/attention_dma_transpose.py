@@ -33,6 +33,11 @@ from trnsim.kernels._common import cdiv, core
 DMA_LAG = 16
 
 
+# Kernel policy: at most this many units apart two units share a transpose (the first one's P V waits for
+# the second one's exp, well inside DMA_LAG)
+PAIR_DISTANCE = 4
+
+
 def delayed(schedule: dict[str, tuple[int, float]], ops: tuple[str, ...]) -> dict[str, tuple[int, float]]:
     """`schedule` with `ops` DMA_LAG stages later."""
     return {op: (st + DMA_LAG if op in ops else st, prio) for op, (st, prio) in schedule.items()}
@@ -44,37 +49,40 @@ def available() -> bool:
 
 
 def on_dma(share: float, index: int) -> bool:
-    """Whether unit `index` takes the DMA transpose: `share` of the pairs of units (2m, 2m + 1), spread
-    evenly (a pair's P goes in one DMA where the two units have the same shape: see `pair`)."""
-    m = index // 2
-    return int((m + 1) * share) != int(m * share)
+    """Whether unit `index` is picked for the DMA transpose: `share` of the units, spread evenly (it takes it
+    if it finds a partner: see `pair`)."""
+    return int((index + 1) * share) != int(index * share)
 
 
 def units_on_tensor_before(share: float, index: int) -> int:
-    """How many of units 0..index-1 transpose on TensorE (the P^T copies alternate engines over those)."""
-    on_dma_before = 2 * int(index // 2 * share) + (index % 2 if on_dma(share, index) else 0)
-    return index - on_dma_before
+    """About how many of units 0..index-1 transpose on TensorE (the P^T copies alternate engines over those)."""
+    return index - int(index * share)
 
 
 def pair(waiting: Any, unit: Any) -> Any:
-    """Link `unit` to the DMA unit `waiting` for a partner if both are the same full shape (one transpose
-    then takes both units' P: twice the bytes for the same per-transfer overhead); returns the unit left
-    waiting. A unit that finds no partner transposes on TensorE: alone, its transpose would hold the DMA
-    queues for the per-transfer overhead, twice its data time at trn2's rate."""
-    if unit.on_dma and waiting is not None and waiting.index + 1 == unit.index and _same_full_shape(waiting, unit):
+    """Pair a unit picked for the DMA transpose with the picked unit `waiting` for a partner, if both are full
+    units of one shape at most PAIR_DISTANCE units apart: one transpose then takes both units' P, twice the
+    bytes for the same per-transfer overhead. Returns the unit left waiting. A picked unit that finds no
+    partner transposes on TensorE: alone, its transpose would hold the DMA queues for the per-transfer
+    overhead, about twice its data time on trn2."""
+    if not unit.on_dma:
+        return waiting
+    full = unit.k_hi - unit.k_lo == unit.plan.g * unit.plan.kb and unit.qt.rows == unit.plan.p
+    if waiting is not None and full and unit.index - waiting.index <= PAIR_DISTANCE:
         waiting.partner, unit.leader = unit, waiting
         return None
     if waiting is not None:
         waiting.on_dma = False
-    if unit.on_dma and unit.index % 2 == 0:
+    if full:
         return unit
     unit.on_dma = False
     return None
 
 
-def _same_full_shape(a: Any, b: Any) -> bool:
-    p = a.plan.p
-    return a.qt.rows == b.qt.rows and a.k_hi - a.k_lo == b.k_hi - b.k_lo and (a.k_hi - a.k_lo) % p == 0
+def unpaired(waiting: Any) -> None:
+    """The last picked unit of a stream found no partner: it transposes on TensorE."""
+    if waiting is not None:
+        waiting.on_dma = False
 
 
 def exp_and_transpose(unit: Any) -> None:

@@ -7,7 +7,9 @@ Per block of `kb` keys of one 128-query tile the kernel issues (attention.py):
   ScalarE  exp, and the O rescale (D + 1 columns)
   either   the P^T copies out of PSUM (VectorE or ScalarE), and on the causal diagonal the mask (a TensorE
            matmul that accumulates it into the scores, or a VectorE add of it in PSUM)
-The shared steps go where the busiest of the three engines ends least busy.
+  DMA      on NeuronCore-v3+, for a share of the units instead of TensorE's P^T and the copies: the DMA
+           engines' SBUF -> SBUF transpose, two units per transpose (attention_dma_transpose.py)
+The shared steps go where the busiest of the engines (and the DMA queues) ends least busy.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from trnsim import dtypes
-from trnsim.isa.cost import dma_queue_occupancy_ns
+from trnsim.isa.cost import dma_transfer_ns
 from trnsim.isa.opcodes import Engine, Opcode
 from trnsim.kernels import attention_dma_transpose
 from trnsim.kernels._common import cdiv, core
@@ -37,6 +39,8 @@ QO_BLOCK_BYTES = 8 * 1024
 CHAIN_SLACK = 0.05
 # Planner policy: the DMA-transpose shares tried, in steps of 1 / this
 DMA_SHARE_STEPS = 20
+# Planner policy: splits whose bound is within this fraction of the least count as equal
+TIE = 0.01
 
 
 @dataclass(frozen=True)
@@ -71,8 +75,9 @@ def block_costs(plan: Any) -> dict[str, float]:
         "transposes": per_block * transpose,
         # P^T by the DMA engines: one transpose per pair of units (attention_dma_transpose.py), per block
         "dma_transpose": attention_dma_transpose.unit_ns(plan, 2 * plan.g * kb) / (2 * plan.g),
-        # once per query tile: its Q loaded and its result stored (on the same queues)
-        "tile_dma": dma_queue_occupancy_ns(dma, 2 * p * d * itemsize / dma.queues / dma.queue_bytes_per_ns),
+        # once per query tile: its Q loaded and its result stored on the same queues (a block of tiles per
+        # DMA, QO_BLOCK_BYTES: the per-transfer floor is shared by the block's tiles)
+        "tile_dma": dma_transfer_ns(dma, 2 * p * d * itemsize / dma.queues, d * itemsize, dma.queue_bytes_per_ns),
         "tensor": mm(kb, fp32) + per_block * (transpose + mm(d + 1, fp32)),
         "vector": instruction_ns(Opcode.TENSOR_REDUCE, Engine.VECTOR, kb, alu_op="maximum", all_bf16=True, **psum),
         "scalar": sum(instruction_ns(Opcode.ACTIVATION, Engine.SCALAR, n, sbuf_only=False) for n in (kb, d + 1)),
@@ -99,6 +104,20 @@ def dma_shares() -> tuple[float, ...]:
     return tuple(i / DMA_SHARE_STEPS for i in range(DMA_SHARE_STEPS + 1))
 
 
+def paired_share(plan: Any) -> float:
+    """Of the units picked for DMA transposes, the share that finds a partner (the others go to TensorE): the
+    full units (causal tiles end in a narrower unit at the diagonal unless it falls on a unit boundary)."""
+    span = plan.g * plan.kb
+    units = full = 0
+    for q0 in range(0, plan.s_q, plan.p):
+        rows = min(plan.p, plan.s_q - q0)
+        end = plan.key_end(q0, rows)
+        n = cdiv(end, span)
+        units += n
+        full += n - (1 if end % span else 0) if rows == plan.p else 0
+    return full / max(1, units)
+
+
 def tile_share(plan: Any) -> float:
     """Query tiles per score block: the weight of once-per-tile work (and, causal, of the diagonal's mask:
     causal tiles cross the diagonal once each) in a block's costs."""
@@ -122,13 +141,15 @@ def engine_split(plan: Any) -> EngineSplit:
     c["tensor_t"] += per_tile * c["tile_tensor"]
     c["vector"] += per_tile * c["tile_vector"]
     c["dma"] = per_tile * c["tile_dma"]
-    best: EngineSplit | None = None
+    splits: list[tuple[EngineSplit, float]] = []  # (split, the larger of TensorE's and the DMA's time)
+    paired = paired_share(plan)
     for on_vector, dma_share in itertools.product((False, True), dma_shares()):
-        # the DMA share's units take no TensorE transposes and leave no P^T to copy out of PSUM
-        tensor = c["tensor"] + (0.0 if on_vector else diag * c["mask_tensor"]) - dma_share * c["transposes"]
+        # the DMA share's paired units take no TensorE transposes and leave no P^T to copy out of PSUM
+        moved = dma_share * paired
+        tensor = c["tensor"] + (0.0 if on_vector else diag * c["mask_tensor"]) - moved * c["transposes"]
         vector = c["vector"] + (diag * c["mask_vector"] if on_vector else 0.0)
         scalar = c["scalar"]
-        copy_v, copy_s = (1 - dma_share) * c["copy_vector"], (1 - dma_share) * c["copy_scalar"]
+        copy_v, copy_s = (1 - moved) * c["copy_vector"], (1 - moved) * c["copy_scalar"]
         if shared:
             share = 1.0 if copy_s < copy_v else 0.0
             pair = vector + scalar + min(copy_s, copy_v)
@@ -136,12 +157,14 @@ def engine_split(plan: Any) -> EngineSplit:
             share = (vector + copy_v - scalar) / (copy_v + copy_s) if copy_v + copy_s > 0 else 0.0
             share = min(1.0, max(0.0, share))
             pair = max(vector + (1 - share) * copy_v, scalar + share * copy_s)
-        dma = c["dma"] + dma_share * c["dma_transpose"]
+        dma = c["dma"] + moved * c["dma_transpose"]
         bound = max(tensor, pair * (1 + CHAIN_SLACK), dma)
         split = EngineSplit(share, on_vector, bound, dma_share=dma_share)
-        if best is None or split.bound_ns < best.bound_ns:
-            best = split
-    assert best is not None
+        splits.append((split, max(tensor, dma)))
+    # among the splits within TIE of the least bound, the one that balances TensorE and the DMA queues best
+    # (not the fastest TensorE: a DMA transpose waits behind the loads and stores queued on the same queues)
+    least = min(split.bound_ns for split, _ in splits)
+    best = min((x for x in splits if x[0].bound_ns <= least * (1 + TIE)), key=lambda x: x[1])[0]
     # transposed scores: the masks both by TensorE (S for the max, S^T for exp), no copies
     tensor = c["tensor_t"] + 2 * diag * c["mask_tensor"]
     vector = c["vector"] + (c["diag"] if shared else 0.0)
