@@ -46,7 +46,9 @@ PREFILL_GRID_CAP = 16384
 # buckets, sequence parallelism and kernel weights). cli / cli-exact: each row through `trnsim serve` itself, as a
 # user runs it, with `--serving-stack auto` (the stack's documented defaults, the sequence length from the
 # workload) or `--serving-stack exact`.
-MODES = ("exact", "stack", "cli", "cli-exact")
+# cli-deployment: through `trnsim serve --serving-stack NAME[:options]` with the row's stack and NxD Inference
+# deployment options (sequence parallelism, QKV/MLP kernels), the stack's default buckets.
+MODES = ("exact", "stack", "cli", "cli-exact", "cli-deployment")
 MODE_SETS = {"both": ("exact", "stack"), "all": MODES}
 
 
@@ -248,6 +250,13 @@ def cli_args(row: PublishedRow, serving_stack: str) -> list[str]:
     ]
 
 
+def deployment_stack(row: PublishedRow) -> str:
+    """The row's stack as `--serving-stack NAME[:options]` (its sequence parallelism and kernel weights)."""
+    name = _stack(row).name
+    options = (["sequence-parallel"] if row.sequence_parallel else []) + list(row.kernel_weights)
+    return name + (":" + ",".join(options) if options else "")
+
+
 def run_cli(row: PublishedRow, serving_stack: str) -> RowResult:
     """The row through `trnsim serve` (the typer app, in process): TTFT and TPOT p50 from its JSON."""
     from typer.testing import CliRunner
@@ -275,8 +284,9 @@ def run_group(rows: list[PublishedRow], modes: tuple[str, ...] = MODES) -> dict[
     first = rows[0]
     results: dict[str, list[RowResult]] = {}
     for mode in modes:
-        if mode in ("cli", "cli-exact"):
-            results[mode] = [run_cli(row, "auto" if mode == "cli" else "exact") for row in rows]
+        if mode.startswith("cli"):
+            choice = {"cli": "auto", "cli-exact": "exact"}
+            results[mode] = [run_cli(row, choice.get(mode) or deployment_stack(row)) for row in rows]
             continue
         start = time.perf_counter()
         try:
@@ -351,6 +361,7 @@ def main(argv: list[str] | None = None) -> int:
         "stack": "with the Neuron serving stack as each row's deployment configured it",
         "cli": "through `trnsim serve --serving-stack auto` (the CLI's default)",
         "cli-exact": "through `trnsim serve --serving-stack exact`",
+        "cli-deployment": "through `trnsim serve --serving-stack NAME[:options]` with the row's stack and options",
     }
     for mode in modes:
         title = titles[mode]

@@ -95,3 +95,8 @@ def test_cli_mode_serves_the_row_as_trnsim_serve_and_reports_a_refusal(bench: Mo
     assert refused.ttft_ms is None and refused.refused and "\n" not in refused.refused
     with pytest.raises(SystemExit):
         bench.main(["--mode", "exact,nope"])
+    tuned = bench.PublishedRow(**{**vars(row), "instance": "trn2.48xlarge", "sequence_parallel": True})
+    assert bench.deployment_stack(row) == "transformers-neuronx"
+    assert bench.deployment_stack(bench.PublishedRow(**{**vars(tuned), "kernel_weights": ("qkv", "mlp")})) == (
+        "nxd-inference:sequence-parallel,qkv,mlp"
+    )

@@ -156,6 +156,23 @@ def test_bad_values_and_uncovered_paths_are_refused_in_one_line() -> None:
             assert "\n" not in str(exc)
 
 
+def test_nxd_inference_deployment_options_follow_the_name() -> None:
+    work = _work(10, Fixed(1000), Fixed(100))
+    tuned = choose_serving_stack("nxd-inference:sequence-parallel,qkv,mlp", "trn2", work).stack
+    assert tuned is not None and tuned.sequence_parallel and tuned.kernel_weights == ("qkv", "mlp")
+    only_mlp = choose_serving_stack("nxd-inference:mlp", "trn1", work).stack
+    assert only_mlp is not None and not only_mlp.sequence_parallel and only_mlp.kernel_weights == ("mlp",)
+    plain = choose_serving_stack("auto", "trn2", work).stack
+    assert plain is not None and not plain.sequence_parallel and plain.kernel_weights == ()
+    for bad, expected in (
+        ("nxd-inference:flash", "unknown deployment option flash"),
+        ("transformers-neuronx:qkv", "NxD Inference deployment options"),
+        ("auto:qkv", "go with a stack's name"),
+    ):
+        with pytest.raises(ServeError, match=expected):
+            choose_serving_stack(bad, "trn1", work)
+
+
 def test_simulate_refuses_steps_a_stack_cannot_shape() -> None:
     replica = Replica(64 * 1024**3, stack_for("trn2", 4096).wrap(_Linear()))
     work = _work(4, Fixed(100), Fixed(10))

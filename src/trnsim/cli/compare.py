@@ -61,7 +61,7 @@ def compare_command(
         "auto",
         "--serving-stack",
         help="auto (each Neuron side with the stack AWS documents for it, GPUs at exact shapes), exact,"
-        " transformers-neuronx or nxd-inference (docs/serving_and_cost.md)",
+        " transformers-neuronx or nxd-inference[:sequence-parallel,qkv,mlp] (docs/serving_and_cost.md)",
     ),
     as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
     report: str | None = typer.Option(None, "--report", help="also write a self-contained HTML report here"),

@@ -83,7 +83,7 @@ def plan_command(
         "auto",
         "--serving-stack",
         help="auto (the Neuron stack AWS documents for the chip; exact on GPUs), exact, transformers-neuronx or"
-        " nxd-inference: how the serving simulator prices steps (docs/serving_and_cost.md)",
+        " nxd-inference[:sequence-parallel,qkv,mlp]: how the serving simulator prices steps (docs/serving_and_cost.md)",
     ),
     as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
     deployment: Path | None = typer.Option(

@@ -116,7 +116,7 @@ def serve_command(
         "--serving-stack",
         help="auto (the Neuron stack AWS documents for the chip: transformers-neuronx on trn1/inf2, NxD Inference on"
         " trn2/trn3; exact on GPUs), exact (exact step shapes), transformers-neuronx or nxd-inference"
-        " (docs/serving_and_cost.md)",
+        " (NAME:sequence-parallel,qkv,mlp adds NxD Inference's deployment options; docs/serving_and_cost.md)",
     ),
     ep: int | None = typer.Option(
         None,

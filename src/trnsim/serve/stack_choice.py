@@ -7,7 +7,9 @@
 Values: "auto" (the default) is the stack AWS documents for the accelerator's generation (serving_stack.toml
 `families`: transformers-neuronx on trn1/inf2, NxD Inference on trn2/trn3); "exact" prices the exact step shapes on
 PyTorch's weight layout; a stack's name ("transformers-neuronx", "nxd-inference") forces that stack on any Neuron
-chip. A GPU, or a path the stack model does not cover (chunked prefill, which mixes prefill and decode in one step
+chip, and may carry NxD Inference's deployment options after a colon ("nxd-inference:sequence-parallel,qkv,mlp",
+as AWS's trn2 Llama tutorials compile; auto takes the stack's defaults, which leave them off). A GPU, or a path the
+stack model does not cover (chunked prefill, which mixes prefill and decode in one step
 while the stacks compile them as separate graphs; disaggregated pools, pipeline stages, expert parallelism,
 tenants), gets exact shapes under "auto" with a note saying why, and is refused when a stack is named.
 
@@ -21,12 +23,13 @@ at the model's context.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from trnsim.serve.errors import ServeError
 from trnsim.serve.serving_stack import ServingStack, bucket_of, default_stack, known_stacks, stack_family
 from trnsim.serve.setup import BOUNDS_SAMPLE, GridBounds
+from trnsim.serve.stack_kernel_layout import PROJECTIONS
 from trnsim.serve.workload import Workload
 
 DEFAULT_SERVING_STACK = "auto"  # closer to real hardware: what AWS's Neuron deployments run
@@ -34,6 +37,10 @@ EXACT = "exact"
 # Schedulers whose steps the stack model prices: static batching pads a batch as the stacks' static graphs do;
 # continuous batching (vLLM v0) runs prefill-only and decode-only steps, each prompt padded to its own bucket.
 STACK_SCHEDULERS = ("static", "continuous")
+# What an NxD Inference deployment may opt into, after the stack's name: AWS's trn2 Llama tutorials compile with
+# all three (serve/stack_sequence_parallel.py, serve/stack_kernel_layout.py).
+DEPLOYMENT_OPTIONS = ("sequence-parallel", *PROJECTIONS)
+NXDI_EXAMPLE = "nxd-inference:sequence-parallel,qkv,mlp"
 
 
 def serving_stack_choices() -> tuple[str, ...]:
@@ -62,6 +69,8 @@ class StackChoice:
                 "context_buckets": list(self.stack.context_buckets),
                 "token_buckets": list(self.stack.token_buckets),
                 "context_attention": self.stack.context_attention,
+                "sequence_parallel": self.stack.sequence_parallel,
+                "kernel_weights": list(self.stack.kernel_weights),
             }
         return out
 
@@ -80,7 +89,7 @@ def choose_serving_stack(
     context (None: uncapped)."""
     from trnsim.serve.schedulers import canonical_scheduler
 
-    key = _checked(requested)
+    key, options = _split(requested)
     if key == EXACT:
         return StackChoice(key, None)
     family = stack_family(accelerator)
@@ -102,7 +111,13 @@ def choose_serving_stack(
     assert family is not None
     name = family if key == DEFAULT_SERVING_STACK else key
     seq_len = deployment_seq_len(name, workload, model)
-    return StackChoice(key, default_stack(name, seq_len), seq_len)
+    stack = default_stack(name, seq_len)
+    if options:
+        if stack.name != "nxd-inference":
+            raise ServeError(f"--serving-stack {requested}: {', '.join(options)} are NxD Inference deployment options")
+        sp = "sequence-parallel" in options
+        stack = replace(stack, sequence_parallel=sp, kernel_weights=tuple(o for o in options if o in PROJECTIONS))
+    return StackChoice(str(requested).strip().lower(), stack, seq_len)
 
 
 def _checked(requested: str) -> str:
@@ -112,10 +127,29 @@ def _checked(requested: str) -> str:
     return key
 
 
+def _split(requested: str) -> tuple[str, tuple[str, ...]]:
+    """ "nxd-inference:sequence-parallel,qkv,mlp" -> ("nxd-inference", its deployment options)."""
+    name, _, rest = str(requested).partition(":")
+    key = _checked(name)
+    options = tuple(o.strip().lower() for o in rest.split(",") if o.strip())
+    unknown = [o for o in options if o not in DEPLOYMENT_OPTIONS]
+    if unknown:
+        raise ServeError(
+            f"--serving-stack {requested!r}: unknown deployment option {', '.join(unknown)}; "
+            f"known: {', '.join(DEPLOYMENT_OPTIONS)} (NxD Inference's sequence_parallel_enabled, qkv_kernel_enabled, "
+            "mlp_kernel_enabled)"
+        )
+    if options and key in (DEFAULT_SERVING_STACK, EXACT):
+        raise ServeError(
+            f"--serving-stack {requested!r}: deployment options go with a stack's name, e.g. {NXDI_EXAMPLE}"
+        )
+    return key, options
+
+
 def exact_only(requested: str, path: str) -> StackChoice:
     """The choice for a path the stack model does not cover (`path`, e.g. "--deployment"): exact shapes under
     auto or exact, a ServeError for a named stack."""
-    key = _checked(requested)
+    key, _ = _split(requested)
     if key not in (DEFAULT_SERVING_STACK, EXACT):
         raise ServeError(f"--serving-stack {key}: the serving-stack model does not cover {path}; use exact (or auto)")
     return StackChoice(
