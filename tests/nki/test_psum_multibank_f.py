@@ -167,3 +167,28 @@ def test_a_psum_tile_over_the_whole_partition_is_refused() -> None:
     assert err.location == _marked_line(psum_tile_over_the_partition), str(err)
     for says in ("16388 bytes per partition", "over 16384", "8 banks of 2048 B"):
         assert says in str(err), str(err)
+
+
+@nki.jit
+def transpose_into_column(a, col):
+    """A TensorE transpose of a [p, f] tile into PSUM columns col..col+p of a 2-bank fp32 tile."""
+    p, f = a.shape
+    t = nl.ndarray((p, f), dtype=a.dtype, buffer=nl.sbuf)
+    nisa.dma_copy(dst=t, src=a)
+    acc = nl.ndarray((f, 2 * BANK_FP32), dtype=nl.float32, buffer=nl.psum)
+    nisa.nc_transpose(dst=acc[:, col : col + p], data=t, engine=nisa.tensor_engine)
+    res = nl.ndarray((f, p), dtype=nl.float32, buffer=nl.sbuf)
+    nisa.tensor_copy(dst=res, src=acc[:, col : col + p])
+    out = nl.ndarray((f, p), dtype=nl.float32, buffer=nl.shared_hbm)
+    nisa.dma_copy(dst=out, src=res)
+    return out
+
+
+def test_a_tensore_transpose_is_a_matmul_for_the_bank_rule(rng: np.random.Generator) -> None:
+    """nc_transpose on TensorE is nc_matmul(is_transpose=True) (NKI docs): its output stays inside one bank."""
+    p, f = int(rng.integers(2, 129)), int(rng.integers(1, 129))
+    a = rng.standard_normal((p, f)).astype(np.float32)
+    col = BANK_FP32 + int(rng.integers(0, BANK_FP32 - p + 1))  # inside the second bank
+    np.testing.assert_array_equal(nki.simulate(transpose_into_column, target="trn2")(a, col), a.T)
+    with pytest.raises(TileShapeError, match=r"across PSUM banks 0\.\.1"):
+        nki.simulate(transpose_into_column, target="trn2")(a, BANK_FP32 - 1)  # columns 511..511+p-1

@@ -64,7 +64,7 @@ def nc_transpose(
     dst = require_tensor(dst, "nc_transpose dst", loc)
     data = require_tensor(data, "nc_transpose data", loc)
     m = broadcast_mask(mask, dst.shape, loc)
-    return issue(
+    ins = issue(
         Opcode.NC_TRANSPOSE,
         dst,
         {"data": data},
@@ -74,3 +74,6 @@ def nc_transpose(
         mask=m,
         label="nc_transpose({engine})",
     )
+    if ins.engine is Engine.TENSOR:  # a TensorE transpose is a matmul (is_transpose): its output fits one bank
+        check_matmul_banks(dst, loc)
+    return ins

@@ -158,8 +158,9 @@ def _retarget(ctx: TraceContext, dst: NkiTensor, value: NkiTensor, accumulate: b
         # the fresh tile is never written now: its bytes are free for the block (the compiler writes there)
         ctx.machine.space(value.buffer, ctx.core).release_now(value.alloc)
     region = dst.region()  # the whole box in both modes: lanes written are known only with values
-    if ins.opcode is Opcode.NC_MATMUL:
+    if ins.opcode is Opcode.NC_MATMUL or (ins.opcode is Opcode.NC_TRANSPOSE and ins.engine is Engine.TENSOR):
         check_matmul_banks(dst, ins.location)
+    if ins.opcode is Opcode.NC_MATMUL:
         # `psum[i] += nl.matmul(...)` into a location no matmul group is open on (never written, or its
         # last sum read out) starts a group, which overwrites: NKI's rule (psum_group_open), so an
         # uninitialised nl.ndarray PSUM accumulator works as on the hardware.
