@@ -197,6 +197,7 @@ def _evaluate(
         return None  # too few k-steps to group
     if v_resident:
         v_bytes = _cdiv(p.cols, v_block) * _cdiv(ksteps, v_group) * v_group * g * v_block * ib
+        v_bytes *= 2 if p.jobs > 1 else 1  # the next job's V loads while this job's is still held
     elif v_group > 1:
         v_bytes = v_group_slots(dma_ahead, v_group, ksteps) * v_group * v_block * ib
     else:
