@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Mapping
+from math import prod
 from typing import Any
 
 import numpy as np
@@ -18,7 +19,9 @@ from trnsim.isa.instruction import Instruction, Region
 from trnsim.isa.opcodes import Engine, Opcode
 from trnsim.isa.operand import Call
 from trnsim.isa.registry import RECORDS
+from trnsim.nki import fast_paths
 from trnsim.nki.block_banks import track
+from trnsim.nki.call_facts import ask, signature
 from trnsim.nki.context import current
 from trnsim.nki.operands import describe, masked_extent, read_f32, write
 from trnsim.nki.tensor import NkiTensor
@@ -62,7 +65,13 @@ def issue(
     in_ops = {k: describe(t, k, dma) for k, t in inputs.items()}
     eng = record.choose_engine(engine, [d_op, *in_ops.values()], par, location)
     count = dst.size if mask is None else int(mask.sum())
-    p, n = extent if extent is not None else masked_extent(mask, dst.shape)
+    if extent is not None:
+        p, n = extent
+    elif mask is None:  # masked_extent's answer without a mask, without its numpy product
+        shape = dst.shape
+        p, n = (shape[0] if shape else 1), (prod(shape[1:]) if len(shape) > 1 else 1)
+    else:
+        p, n = masked_extent(mask, dst.shape)
     call = Call(
         core=machine.spec.core,
         engine=eng,
@@ -74,7 +83,11 @@ def issue(
         elements=n,
         location=location,
     )
-    record.check(call)
+    # legality and cost once per call signature of this trace (call_facts.py)
+    sig = (op, signature(call)) if fast_paths.enabled() else None
+    facts = machine.call_facts.get(sig) if sig is not None and sig[1] is not None else None
+    if facts is None:
+        record.check(call)
 
     smask = mask if src_mask is None else src_mask
 
@@ -90,22 +103,26 @@ def issue(
     reads: tuple[Region, ...] = tuple(t.region(for_src(t)) for t in srcs)
     if accumulate:
         reads = (*reads, dst.region(mask))
+    if facts is None:
+        facts = ask(record, call)
+        if sig is not None and sig[1] is not None:
+            machine.call_facts[sig] = facts
+    cycles, flops, moved = facts
     ins = Instruction(
         opcode=op,
         engine=eng,
         core=ctx.core,
         reads=reads,
         writes=(dst.region(mask), *(t.region() for t in outs.values())),
-        cycles=record.cost(call),
-        flops=record.flops(call) if record.flops is not None else 0,
+        cycles=cycles,
+        flops=flops,
         touches_psum=MemoryKind.PSUM in buffers,
         touches_sbuf=MemoryKind.SBUF in buffers,
         accumulate=accumulate,
         location=location,
         label=sys.intern(label.replace("{engine}", eng.key)) if label else op.key,
     )
-    if record.transfer is not None:
-        moved = record.transfer(call)
+    if moved is not None:
         ins.dma_bytes, ins.dma_rows, ins.dma_row_bytes, ins.hbm_bytes = (
             moved.nbytes,
             moved.rows,

@@ -53,6 +53,22 @@ def _slice_len(s: Slice) -> int:
     return max(0, -(-(stop - start) // step))
 
 
+def _slice_bounds(key: tuple[Entry, ...]) -> tuple[list[int], list[int]]:
+    """Per-allocation-dim inclusive bounds of a key without index arrays (region()'s, in one pass)."""
+    lo: list[int] = []
+    hi: list[int] = []
+    for k in key:
+        if type(k) is tuple:
+            start, stop, step = k
+            n = -(-(stop - start) // step)
+            lo.append(start)
+            hi.append(start + (n - 1) * step if n > 0 else start - 1)
+        else:
+            lo.append(k)  # type: ignore[arg-type]
+            hi.append(k)  # type: ignore[arg-type]
+    return lo, hi
+
+
 class NkiTensor(TileOperators, TensorViews, TensorReshapes, TensorSelect, TensorLayoutViews, TensorFastIndex):
     """A tensor view. Shapes are numpy-like; for SBUF/PSUM tiles dim 0 is the partition dim."""
 
@@ -296,6 +312,9 @@ class NkiTensor(TileOperators, TensorViews, TensorReshapes, TensorSelect, Tensor
         """Bounding box in the allocation's 3-D view [dim 0, dim 1, flattened rest] (elements)."""
         if self._region is not None and (mask is None or (not self._arrays and fast_paths.enabled())):
             return self._region  # a mask narrows only index arrays' boxes: slices and ints span theirs anyway
+        if not self._arrays and fast_paths.enabled():
+            self._region = self._box(*_slice_bounds(self.key))
+            return self._region
         shape = self.alloc.shape
         lo = [0] * len(shape)
         hi = [0] * len(shape)
@@ -320,8 +339,9 @@ class NkiTensor(TileOperators, TensorViews, TensorReshapes, TensorSelect, Tensor
 
     def _box(self, lo: list[int], hi: list[int]) -> Region:
         """The region of per-allocation-dim inclusive bounds `lo`..`hi` (empty where some hi < lo)."""
-        if any(h < lo_ for lo_, h in zip(lo, hi)):
-            return (self.alloc.id, 0, 0, 0, 0, 0, 0)
+        for a, b in zip(lo, hi):
+            if b < a:
+                return (self.alloc.id, 0, 0, 0, 0, 0, 0)
         shape = self.alloc.shape
         reg: Region = (self.alloc.id, *_box3(shape, lo, hi))
         root = self.alloc.root

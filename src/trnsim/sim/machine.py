@@ -36,6 +36,8 @@ class Machine:
         self.allocations: dict[int, AllocationRecord] = {}
         self.warnings: list[str] = []
         self._warned: set[str] = set()
+        # an instruction call's cost facts by its signature, for this chip's core (nki/call_facts.py)
+        self.call_facts: dict[Any, Any] = {}
 
     def space(self, kind: MemoryKind, core: int) -> MemorySpace:
         if kind is MemoryKind.HBM:

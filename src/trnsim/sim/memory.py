@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import weakref
+from bisect import bisect_left, insort
 from collections import deque
 from enum import StrEnum
 from math import prod
@@ -155,6 +156,7 @@ class MemorySpace:
         self.granule = granule  # PSUM allocates whole banks
         self._live: dict[int, tuple[int, str, tuple[int, ...], np.dtype[Any]]] = {}  # offset -> (size, name, ...)
         self._live_ids: dict[int, int] = {}  # offset -> allocation id
+        self._offsets: list[int] = []  # the live offsets, sorted
         # Freed byte ranges (start, end, allocation id): a new allocation over them must wait for the old
         # tensor's last access, as reused addresses do on the hardware.
         self._freed: list[tuple[int, int, int]] = []
@@ -171,24 +173,29 @@ class MemorySpace:
         the rotation a compiler's multi-buffering allocator gives, so a new tile rarely has to wait for
         the readers of the tile it replaces.
         """
-        gaps: list[tuple[int, int]] = []
-        cursor = 0
-        for off in sorted(self._live):
-            if off > cursor:
-                gaps.append((cursor, off))
-            cursor = max(cursor, off + self._live[off][0])
-        if cursor < self.capacity:
-            gaps.append((cursor, self.capacity))
-        fitting = [(lo, hi) for lo, hi in gaps if hi - lo >= size]
-        if not fitting:
-            return None
+        # Gaps in address order (live offsets are kept sorted), each tried as it is found: the first that
+        # takes `size` clear of the recent frees wins, else the first that takes it at all.
+        live = self._live
         recent = list(self._recent)
-        for lo, hi in fitting:
-            for start in sorted({lo, *(e for _, e in recent if lo < e < hi)}):
-                end = start + size
-                if end <= hi and all(end <= r0 or r1 <= start for r0, r1 in recent):
+        first_fit: int | None = None
+        cursor = 0
+        for off in self._offsets:
+            if off - cursor >= size:
+                start = _clear_of(recent, cursor, off, size)
+                if start is not None:
                     return start
-        return fitting[0][0]
+                if first_fit is None:
+                    first_fit = cursor
+            end = off + live[off][0]
+            if end > cursor:
+                cursor = end
+        if self.capacity - cursor >= size:
+            start = _clear_of(recent, cursor, self.capacity, size)
+            if start is not None:
+                return start
+            if first_fit is None:
+                first_fit = cursor
+        return first_fit
 
     def allocate(
         self,
@@ -212,6 +219,7 @@ class MemorySpace:
         if alloc.reuses:  # ranges wholly under the new tensor are now reached through it
             self._freed = [f for f in self._freed if not (offset <= f[0] and f[1] <= end)]
         self._live[offset] = (size, name, shape, dtype)
+        insort(self._offsets, offset)
         self._live_ids[offset] = alloc.id
         self.used += size
         self.peak = max(self.peak, self.used)
@@ -231,6 +239,7 @@ class MemorySpace:
         """Bytes for one block of block tensor `owner` (its blocks get banks one at a time); its offset."""
         offset = self._fit(size, name, shape, dtype, location)
         self._live[offset] = (size, name, shape, dtype)
+        insort(self._offsets, offset)
         self._live_ids[offset] = owner
         self.used += size
         self.peak = max(self.peak, self.used)
@@ -277,6 +286,17 @@ class MemorySpace:
             return  # released already, and the bytes may belong to someone else now
         entry = self._live.pop(offset, None)
         if entry is not None:
+            del self._offsets[bisect_left(self._offsets, offset)]
             self.used -= entry[0]
             self._freed.append((offset, offset + entry[0], self._live_ids.pop(offset)))
             self._recent.append((offset, offset + entry[0]))
+
+
+def _clear_of(recent: list[tuple[int, int]], lo: int, hi: int, size: int) -> int | None:
+    """The lowest start in the gap [lo, hi) for `size` bytes that overlaps none of the `recent` ranges: the gap's
+    start or the end of a recent range inside it; None if there is none."""
+    for start in sorted({lo, *(e for _, e in recent if lo < e < hi)}):
+        end = start + size
+        if end <= hi and all(end <= r0 or r1 <= start for r0, r1 in recent):
+            return start
+    return None
