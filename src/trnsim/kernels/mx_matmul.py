@@ -28,7 +28,7 @@ from trnsim.kernels._host_values import host_ints
 from trnsim.kernels.grouped_matmul import group_bounds
 from trnsim.kernels.matmul import _activation, _result_dtype
 from trnsim.kernels.mx_pipeline import MxBlock, MxJob, row_tiles, run_mx_gemm
-from trnsim.kernels.mx_plan import TRANSIENT_BANKS, MxPlan, plan_mx
+from trnsim.kernels.mx_plan import STAGED_BLOCKS, TRANSIENT_BANKS, MxPlan, plan_mx
 from trnsim.kernels.mx_weights import K_ALIGN, SCALE_GROUP, packed_dtype, raw_dtype
 from trnsim.nki.context import outside_location
 
@@ -78,10 +78,8 @@ def grouped_matmul_mx(x, wq, w_scale, offsets, out_dtype=None, w_dtype="float8_e
     if bounds:
         plan = _plan(bounds[0][2] - bounds[0][1], n, k, w_dtype, out.dtype, False)
         evac = Evacuator(TRANSIENT_BANKS)
-        jobs = []
-        for g, s, e in bounds:
-            epilogue = MxEpilogue(out[s:e], plan, evac, None, nl.copy, False, None)
-            jobs.append(MxJob(x[s:e], wq[g], w_scale[g], e - s, epilogue.finish))
+        epilogue = MxEpilogue(out, plan, evac, None, nl.copy, False, None)  # one set of buffers for all groups
+        jobs = [MxJob(x[s:e], wq[g], w_scale[g], e - s, partial(epilogue.finish, row0=s)) for g, s, e in bounds]
         run_mx_gemm(jobs, plan, n, k, packed_dtype(w_dtype), evac)
     routed = max((e for _, _, e in bounds), default=0)
     if routed < rows:  # rows routed to no group come out zero
@@ -134,7 +132,7 @@ class MxEpilogue:
     def __init__(self, out, plan: MxPlan, evac: Evacuator, bias, act, has_act: bool, residual) -> None:
         p = pmax()
         self.out, self.evac, self.bias, self.act, self.has_act, self.residual = out, evac, bias, act, has_act, residual
-        self.staged = Ring(2, (p, plan.strip_tiles, plan.block), out.dtype)
+        self.staged = Ring(STAGED_BLOCKS, (p, plan.strip_tiles, plan.block), out.dtype)
         fused = bias is not None or has_act or residual is not None
         self.temp = Ring(2, (p, plan.block), nl.float32) if fused else None
         self.bias_rows = None if bias is None else Ring(2, (p, plan.block), bias.dtype)
@@ -159,7 +157,8 @@ class MxEpilogue:
                 nisa.dma_copy(dst=dst, src=src)
         return bias, rows
 
-    def finish(self, blk: MxBlock, accs: list[Any], prefetched: Any) -> list[Any]:
+    def finish(self, blk: MxBlock, accs: list[Any], prefetched: Any, row0: int = 0) -> list[Any]:
+        """Empties the block's accumulators now; returns its stores (to output rows row0 + the block's)."""
         bias, res_rows = prefetched if prefetched is not None else (None, None)
         staged = self._next(self.staged, "staged")
         csz = blk.csz
@@ -185,5 +184,5 @@ class MxEpilogue:
                 self.evac.charge("vector", csz, inputs=2)
         return [
             partial(nisa.dma_copy, dst=dst, src=src)
-            for src, dst in row_tiles(self.out, staged, blk.r0, blk.rsz, blk.c0, blk.csz)
+            for src, dst in row_tiles(self.out, staged, row0 + blk.r0, blk.rsz, blk.c0, blk.csz)
         ]

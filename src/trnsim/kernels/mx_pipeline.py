@@ -29,12 +29,11 @@ from trnsim.kernels._buffers import Ring
 from trnsim.kernels._common import pmax
 from trnsim.kernels._evacuate import Evacuator
 from trnsim.kernels._gemm_operands import tiles
-from trnsim.kernels.mx_plan import SCALE_BLOCKS, X_CHUNKS, MxPlan
+from trnsim.kernels.mx_plan import SCALE_BLOCKS, STORE_DELAY, X_CHUNKS, MxPlan
 from trnsim.kernels.mx_weights import K_GROUP
 
 PACKED_X = nl.float8_e4m3fn_x4  # activations are quantised to MXFP8 (quantize_mx's element types are fp8)
 VALUES = 4  # values per packed element
-STORE_DELAY = 2  # steps between a block's epilogue and its stores
 STRIP0_LEAD = 2  # the first strip's K groups are quantised this many steps ahead of their matmuls
 
 Deferred = Callable[[], None]

@@ -26,6 +26,10 @@ from trnsim.kernels.mx_weights import K_GROUP
 TRANSIENT_BANKS = 2  # PSUM banks for the x transposes (each token tile's four land in one [128, 4 x 128] tile)
 SCALE_BLOCKS = 3  # blocks whose weight scales are in SBUF at once (the one computing, the next, one loading)
 X_CHUNKS = 3  # x row chunks in SBUF at once (mx_pipeline)
+STORE_DELAY = 2  # steps between a block's epilogue and its stores (mx_pipeline)
+# staged output blocks: a block's slot is refilled STORE_DELAY + 2 blocks later, at least that many steps on, after
+# its store (a block is one step when K is one group)
+STAGED_BLOCKS = STORE_DELAY + 2
 SBUF_SHARE = 0.9  # of a partition's bytes the kernel plans to use (the rest: bias / scratch tiles)
 BF16_BYTES = 2
 FP32_BYTES = 4
@@ -68,7 +72,7 @@ def plan_mx(core: CoreSpec, rows: int, n: int, k: int, w_bytes: int, out_bytes: 
             x_groups = min(k_groups, _groups_per_transfer(core, tiles * K_GROUP * BF16_BYTES, p))
             for xg in sorted({x_groups, max(1, x_groups // 2)}, reverse=True):
                 used = _sbuf_bytes(p, tiles, block, k_groups, w_groups, xg, x_sets, w_ahead, w_bytes, out_bytes)
-                used += residual * 2 * tiles * block * out_bytes
+                used += residual * 2 * tiles * block * out_bytes  # residual rows
                 if used <= budget:
                     return MxPlan(tiles, block, k_groups, w_groups, xg, x_sets, w_ahead, int(used))
     return MxPlan(1, block, k_groups, 1, 1, 1, 1, int(budget))  # the kernel checks the allocation itself
@@ -91,6 +95,6 @@ def _sbuf_bytes(
     weights = (w_ahead + 2) * w_groups * block * w_bytes + SCALE_BLOCKS * k_groups * block  # chunks + scales
     staged_x = X_CHUNKS * tiles * x_groups * K_GROUP * BF16_BYTES  # x row chunks
     to_quantise = 2 * tiles * 4 * p * BF16_BYTES  # transposed x, [128, 4 x tokens] per token tile
-    out = 2 * tiles * block * out_bytes + 2 * block * FP32_BYTES  # staged outputs, fp32 epilogue temporaries
+    out = STAGED_BLOCKS * tiles * block * out_bytes + 2 * block * FP32_BYTES  # staged outputs, fp32 temporaries
     bias = 2 * block * FP32_BYTES
     return quantised + weights + staged_x + to_quantise + out + bias
