@@ -161,10 +161,13 @@ def engine_split(plan: Any) -> EngineSplit:
         bound = max(tensor, pair * (1 + CHAIN_SLACK), dma)
         split = EngineSplit(share, on_vector, bound, dma_share=dma_share)
         splits.append((split, max(tensor, dma)))
-    # among the splits within TIE of the least bound, the one that balances TensorE and the DMA queues best
-    # (not the fastest TensorE: a DMA transpose waits behind the loads and stores queued on the same queues)
+    # among the splits within TIE of the least bound: one without DMA transposes if there is one (they add
+    # DMA_LAG steps of pipeline, so they must pay for themselves), then one with the mask on TensorE
+    # (VectorE also copies each KV group's K^T, which the per-block costs leave out), then the one that
+    # balances TensorE and the DMA queues best (a transpose waits behind the loads and stores on its queues)
     least = min(split.bound_ns for split, _ in splits)
-    best = min((x for x in splits if x[0].bound_ns <= least * (1 + TIE)), key=lambda x: x[1])[0]
+    ties = [x for x in splits if x[0].bound_ns <= least * (1 + TIE)]
+    best = min(ties, key=lambda x: (x[0].dma_share > 0, x[0].mask_on_vector, x[1]))[0]
     # transposed scores: the masks both by TensorE (S for the max, S^T for exp), no copies
     tensor = c["tensor_t"] + 2 * diag * c["mask_tensor"]
     vector = c["vector"] + (c["diag"] if shared else 0.0)
