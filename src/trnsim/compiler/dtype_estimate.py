@@ -48,6 +48,9 @@ class MatmulFormat:
 
 
 BF16 = ("bf16", "bfloat16")  # the model's own dtype: nothing to change
+# fp8 double-row (NeuronCore-v3+): each PE pass contracts two K rows instead of one, twice the bf16 FLOPs per cycle
+# (nc_matmul's [K, 2, .] operands, isa/instructions/nc_matmul.py); the peak fp8 MFU is measured against
+FP8_DOUBLE_ROW_RATE = 2.0
 FORMATS = {
     "fp8": MatmulFormat("fp8", dtypes.float8_e4m3, "float8", 1.0),
     "fp4": MatmulFormat("fp4", None, "float4", 0.5),  # Blackwell's FP4 tensor cores (NVFP4)
@@ -161,6 +164,8 @@ def estimate_in_dtype(
         price_weight_matmuls_mx(profile, WEIGHT_MATMUL_KERNELS, fmt.mx_bits)  # what the MX kernel could not take
         # MFU against the peak of the format the weight matmuls ran in
         profile.mfu_peak = MfuPeak(fmt.name.upper(), profile.spec.core.tensor.mx_speedup)
+    elif fmt.trainium is not None and not gpu and profile.spec.core.tensor.fp8_double_row:
+        profile.mfu_peak = MfuPeak("FP8", FP8_DOUBLE_ROW_RATE)
     saved = 0
     for module in model.modules():
         if isinstance(module, torch.nn.Linear):
