@@ -43,6 +43,10 @@ EXTENDED = [
     # settles late (probes of 2-4 strips extended these 9% and 4% too fast)
     ("trn2", kernels.linear, (_t(16, 2048), _t(32768, 2048)), {}),
     ("trn2", kernels.linear, (_t(1, 1024), _t(65536, 1024)), {}),
+    # a single strip of tokens against a wide K-major weight (an LM head at decode) walked over its moving-side
+    # blocks, with a ragged last block
+    ("trn2", kernels.matmul, (_t(3, 2304), _t(2304, 112000)), {}),
+    ("trn1", kernels.matmul, (_t(1, 4096), _t(4096, 115000)), {}),
 ]
 
 

@@ -40,6 +40,10 @@ SLOPE_TOLERANCE = 0.02  # the two probe slopes may differ by this much of their 
 # A GEMM walk whose iterations are shorter than the DMA look-ahead starts its probes this many look-aheads of
 # k-steps in: measured on trn2, decode-shaped linears settle after 128-512 k-steps at 64 ahead (_short_iterations)
 SETTLE_LOOKAHEADS = 8
+# A single-strip matmul's blocks are probed this many apart (3, 6, 9 blocks): its PSUM evacuations alternate
+# between VectorE and ScalarE by expected finish time, and that split settles over a few blocks (probes of 2, 3, 4
+# blocks put 5% of VectorE's busy time on ScalarE; measured on the Llama-3 LM head, trn2)
+BLOCK_SPACING = 3
 
 
 @dataclass(frozen=True)
@@ -244,11 +248,26 @@ def _matmul(bound: dict[str, Any], spec: HardwareSpec) -> Loop | None:
     plan = gemm_plan(spec, m, n, k, a, b, out, False)
     p = int(spec.core.sbuf.partitions)
     rest = {x: y for x, y in bound.items() if x not in ("a", "b")}
-    # a's rows are the stationary side, walked in strips. Not b's columns (the moving side's blocks): a block
-    # costs more once a strip has more than a few (see grid_extrapolation), so few-block probes under-estimate.
+    # a's rows are the stationary side, walked in strips. Not b's columns (the moving side's blocks) where there
+    # are several strips: a block costs more once a strip has more than a few (see grid_extrapolation), so
+    # few-block probes under-estimate. A single strip (a decode step's tokens against a wide weight, e.g. an LM
+    # head) has only the blocks to walk, BLOCK_SPACING apart: measured within 0.2% of full simulation on trn1/trn2
+    # LM-head shapes (/work/briefs/bench_E.md; tests/compiler/test_fast_estimate.py).
     strip_steps = math.ceil(n / plan.v_block) * math.ceil(k / p)
     by_rows = _strip_walk(m, plan.strip_tiles * p, lambda rows: ((spec_like((rows, k), a), b), rest), plan, strip_steps)
-    return cheaper(by_rows, None, (m, n), planned_as(rows=m, cols=n))
+    by_blocks = None
+    if m <= plan.strip_tiles * p:
+        block_steps = math.ceil(k / p)
+
+        def blocks(cols: int) -> tuple[tuple[Any, ...], dict[str, Any]]:
+            return (a, spec_like((k, cols), b)), rest
+
+        by_blocks = (
+            _strip_walk(n, plan.v_block, blocks, plan, block_steps)
+            if _short_iterations(plan, block_steps)
+            else walk(n, plan.v_block, blocks, step=BLOCK_SPACING, first=BLOCK_SPACING)
+        )
+    return cheaper(by_rows, by_blocks, (m, n), planned_as(rows=m, cols=n))
 
 
 def _batched_matmul(bound: dict[str, Any], spec: HardwareSpec) -> Loop | None:
