@@ -8,6 +8,7 @@ memory shows; `written` tracks which elements were written, to warn about such r
 
 from __future__ import annotations
 
+import gc
 import itertools
 import weakref
 from bisect import bisect_left, insort
@@ -249,6 +250,10 @@ class MemorySpace:
         """Where `size` bytes go: a free range, else one freed by ending finished blocks; else CapacityError."""
         offset = self._place(size)
         while offset is None and self._end_oldest_finished_block(f"{name or 'a tensor'} {list(shape)}"):
+            offset = self._place(size)
+        if offset is None:
+            # tiles kept only by a reference cycle are dead but free their bytes when the cyclic GC runs
+            gc.collect()
             offset = self._place(size)
         if offset is None:
             unit = "bytes" if self.kind is MemoryKind.HBM else "bytes per partition"
