@@ -102,6 +102,9 @@ def exp_and_transpose(unit: Any) -> None:
         pt, widths = _transpose_two(plan, unit.qt.rows, lead.probs, unit.k_hi - unit.k_lo)
         lead.pt, unit.pt = pt[:, : len(widths) * plan.p], pt[:, len(widths) * plan.p :]
         lead.widths = unit.widths = widths
+        # The pair is done with each other: drop the links, a reference cycle whose tiles only the cyclic GC
+        # would free (at a time that depends on the process, so SBUF offsets and timelines would too).
+        lead.partner = unit.leader = None
         return
     unit.probs, _ = softmax.exp(unit.tiles, unit.r_new, stride=plan.kb)
     if unit.on_dma:
