@@ -114,8 +114,10 @@ def test_llama4_tp1_flops_are_tp_times_a_ranks() -> None:
 
     def matmul_flops(prof: GraphProfile, *, router: bool) -> int:
         keep = [r for r in prof.records if r.kind == "kernel" and r.op in _WEIGHT_MATMULS]
-        # the router's [experts, hidden] weight is the one every rank keeps whole
-        return sum(r.flops * r.count for r in keep if router or f"[4, {HIDDEN}]" not in r.shapes)
+        # the router's [experts, hidden] weight is the one every rank keeps whole (as its linear's [4, hidden], or
+        # laid out K-major, [hidden, 4], for the matmul kernel)
+        routers = (f"[4, {HIDDEN}]", f"[{HIDDEN}, 4]")
+        return sum(r.flops * r.count for r in keep if router or not any(w in r.shapes for w in routers))
 
     whole, rank = _estimate(net, 32, 1), _estimate(net, 32, 2)
     router = matmul_flops(rank, router=True) - matmul_flops(rank, router=False)

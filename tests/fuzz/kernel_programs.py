@@ -247,7 +247,8 @@ def break_program(prog: Program, rng: random.Random) -> Broken:
     p, f = prog.p, prog.f
     mistakes: list[tuple[list[str], type[errors.TrnsimError], str]] = [
         ([f"bad = nl.ndarray(({p + 129}, {f}), nl.float32, buffer=nl.sbuf)"], errors.TileShapeError, "partition"),
-        ([f"bad = nl.ndarray((128, {2 * 512 * 2 + 4}), nl.float32, buffer=nl.psum)"], errors.TileShapeError, "psum"),
+        # wider than a partition's whole PSUM (8 banks of 2 KiB: a PSUM tile may span banks)
+        ([f"bad = nl.ndarray((128, {8 * 512 + 4}), nl.float32, buffer=nl.psum)"], errors.TileShapeError, "psum"),
         (
             [
                 f"bad = nl.ndarray(({p}, {f + 1}), nl.float32, buffer=nl.sbuf)",
