@@ -17,7 +17,7 @@ import math
 from trnsim.errors import ShapeMismatchError, UsageError
 from trnsim.hw.spec import CoreSpec, DmaSpec
 from trnsim.isa import semantics as sem
-from trnsim.isa.cost_rules import CostArgs
+from trnsim.isa.instructions.dma_copy import cycles, no_engine_facts  # a DMA: no engine time of its own
 from trnsim.isa.opcodes import Engine, Opcode
 from trnsim.isa.operand import HBM, SBUF, Call
 from trnsim.isa.record import InstructionRecord, Transfer
@@ -81,14 +81,6 @@ def transfer(call: Call) -> Transfer:
     nbytes = dst.size * dst.dtype.itemsize
     run = equivalent_run_bytes(call.core.dma, throughput_fraction(call.core.dma, src.buffer))
     return Transfer(nbytes, call.core.sbuf.partitions, run, nbytes if src.buffer == HBM else 0)
-
-
-def no_engine_facts(call: Call) -> CostArgs:
-    return CostArgs()
-
-
-def cycles(core: CoreSpec, engine: Engine, a: CostArgs) -> float:
-    return 0.0  # a DMA queue's time is bytes over its granted rate, decided when it is scheduled
 
 
 RECORD = InstructionRecord(
