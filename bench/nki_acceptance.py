@@ -20,10 +20,12 @@ first error line) and the counts.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import subprocess
 import sys
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -86,21 +88,50 @@ def sample_cases(root: Path) -> list[Case]:
 LIBRARY_NKI_VERSION = "0.3"
 
 
-def library_cases(root: Path, first_case: bool = False, nki_version: str = LIBRARY_NKI_VERSION) -> list[Case]:
+@dataclass(frozen=True)
+class Sampling:
+    """nki-library's sampled mode: per file the first runnable case and `per_file - 1` drawn with `seed`, each
+    with its own time limit, every case's outcome in a JSON-lines report (see trnsim_nki_plugin)."""
+
+    per_file: int
+    seed: int = 0
+    case_timeout_s: float = 0.0
+    report_dir: Path | None = None
+    one_process: bool = False  # every file in one pytest process (pays pytest/torch/nkilib start-up once)
+
+
+def library_cases(
+    root: Path,
+    first_case: bool = False,
+    nki_version: str = LIBRARY_NKI_VERSION,
+    sampling: Sampling | None = None,
+    only: str = "",
+) -> list[Case]:
     cases: list[Case] = []
-    for test_file in sorted((root / "test" / "integration").rglob("test_*.py")):
-        if "def test_" not in test_file.read_text(errors="replace"):
-            continue  # shared helpers and model configs named test_*.py
+    files = [
+        f
+        for f in sorted((root / "test" / "integration").rglob("test_*.py"))
+        if "def test_" in f.read_text(errors="replace")  # not the shared helpers / model configs named test_*.py
+        and only in f"library/{f.relative_to(root)}"
+    ]
+    if sampling is not None and sampling.one_process:  # trn3-only files skip themselves on the default target
+        groups = [[f for f in files if not _trn3_only(f)], [f for f in files if _trn3_only(f)]]
+    else:
+        groups = [[f] for f in files]
+    for group in groups:
+        if not group:
+            continue
+        test_file = group[0]
         rel = test_file.relative_to(root)
+        name = str(rel) if len(group) == 1 else f"{len(group)} files" + (" (trn3)" if _trn3_only(test_file) else "")
         argv = [
             sys.executable,
             "-m",
             "pytest",
-            str(rel),
+            *(str(f.relative_to(root)) for f in group),
             "--test-mode",
             "simulation",
             "-q",
-            "-x",
             "-p",
             "no:cacheprovider",
             "-p",
@@ -108,14 +139,26 @@ def library_cases(root: Path, first_case: bool = False, nki_version: str = LIBRA
             "-W",
             "ignore",
         ]
-        if first_case:
-            argv.append("--trnsim-first-case")
+        if sampling is not None:
+            argv += ["--trnsim-cases-per-file", str(sampling.per_file), "--trnsim-seed", str(sampling.seed)]
+            if sampling.case_timeout_s:
+                argv += ["--trnsim-case-timeout", str(sampling.case_timeout_s)]
+            if sampling.report_dir is not None:
+                argv += ["--trnsim-report", str(sampling.report_dir / (name.replace("/", "__") + ".jsonl"))]
+        else:
+            argv.append("-x")  # a file fails at its first failing case
+            if first_case:
+                argv.append("--trnsim-first-case")
         if nki_version:
             argv += ["--trnsim-nki-version", nki_version]
-        if re.search(r"platforms\(exclude=\[[^\]]*TRN2", test_file.read_text(errors="replace")):
+        if _trn3_only(test_file):
             argv += ["--platform-target", "trn3"]  # NeuronCore-v4-only kernels (MX): run them for trn3
-        cases.append(Case(f"library/{rel}", argv, root, [root / "src", root]))
+        cases.append(Case(f"library/{name}", argv, root, [root / "src", root]))
     return cases
+
+
+def _trn3_only(test_file: Path) -> bool:
+    return re.search(r"platforms\(exclude=\[[^\]]*TRN2", test_file.read_text(errors="replace")) is not None
 
 
 SELF_CHECK_FAILED = "allclose pass? False"  # mxfp-matmul/mx_toplevel.py reports a mismatch this way
@@ -185,8 +228,34 @@ def main(argv: list[str] | None = None) -> int:
         help=f"nki-library: the NKI release its tests target (default {LIBRARY_NKI_VERSION}, the snapshot's); "
         "'' for trnsim's current one",
     )
+    parser.add_argument(
+        "--cases-per-file",
+        type=int,
+        default=0,
+        help="nki-library: run the first runnable case of each file and K-1 more drawn with --seed (sampled mode; "
+        "every case's outcome is reported; --timeout is then per file)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of --cases-per-file's draw (default 0)")
+    parser.add_argument(
+        "--one-process",
+        action="store_true",
+        help="sampled mode: every file in one pytest process (two: the trn3-only MX files run for trn3)",
+    )
+    parser.add_argument(
+        "--case-timeout",
+        type=float,
+        default=0.0,
+        help="sampled mode: CPU seconds per case (a longer one fails as `timeout`: speed)",
+    )
+    parser.add_argument(
+        "--summary", type=Path, help="sampled mode: write every case's outcome to SUMMARY.json and SUMMARY.md"
+    )
     parser.add_argument("--jobs", type=int, default=1, help="cases run at once (default 1)")
     args = parser.parse_args(argv)
+    sampling = None
+    if args.cases_per_file > 0:
+        report_dir = Path(tempfile.mkdtemp(prefix="nki_acceptance_"))
+        sampling = Sampling(args.cases_per_file, args.seed, args.case_timeout, report_dir, args.one_process)
     if args.samples is None and args.library is None and args.docs is None:
         parser.error("give --samples, --library and/or --docs")
     groups: dict[str, list[Case]] = {}
@@ -195,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
         (
             "nki-library",
             args.library,
-            lambda root: library_cases(root, args.library_first_case, args.library_nki_version),
+            lambda root: library_cases(root, args.library_first_case, args.library_nki_version, sampling, args.only),
         ),
         ("nki-docs", args.docs, lambda root: [Case(*c) for c in docs_cases(root)]),
     ):
@@ -203,7 +272,8 @@ def main(argv: list[str] | None = None) -> int:
             continue
         if not root.is_dir():
             parser.error(f"{label}: {root} is not a directory")
-        groups[label] = [c for c in collect(root.resolve()) if args.only in c.name]
+        groups[label] = [c for c in collect(root.resolve()) if args.only in c.name or label == "nki-library"]
+    files: list[dict] = []
     for label, cases in groups.items():
         passed = 0
         with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:  # each case is its own process
@@ -212,8 +282,90 @@ def main(argv: list[str] | None = None) -> int:
                 status = "PASS" if outcome.passed else "FAIL"
                 detail = f"  {outcome.error[:200]}" if outcome.error else ""  # a pass: pytest's counts
                 print(f"{status} {outcome.seconds:6.1f}s {outcome.case.name}{detail}", flush=True)
+                if sampling is not None and label == "nki-library":
+                    files += sampled_files(outcome, sampling)
+                    if args.summary is not None:  # after each process, so an interrupted sweep keeps its results
+                        write_summary(args.summary, files, vars(args))
         print(f"{label}: {passed}/{len(cases)} pass\n", flush=True)
+    if sampling is not None and files:
+        for f in files:
+            counts = ", ".join(f"{f[k]} {k}" for k in ("passed", "failed", "skipped", "timeout", "not_run") if f[k])
+            print(f"  {f['file']}: {f['sampled']} of {f['collected']} sampled: {counts or f['file_error'][:160]}")
+            for row in f["cases"]:
+                if row["outcome"] not in ("passed", "skipped"):
+                    print(f"    {row['outcome']:7} {row['seconds']:6.1f}s {row['id']}  {row['error'][:160]}")
+        totals = _totals(files)
+        print("nki-library sampled cases: " + ", ".join(f"{v} {k}" for k, v in totals.items()), flush=True)
     return 0
+
+
+def _totals(files: list[dict]) -> dict:
+    return {k: sum(f[k] for f in files) for k in ("passed", "failed", "skipped", "timeout", "not_run")}
+
+
+def sampled_files(outcome: Outcome, sampling: Sampling) -> list[dict]:
+    """Each file's sampled cases from the plugin's JSON-lines report: every case's outcome, seconds, first error
+    line and where it stopped; a case that ran past --case-timeout counts as `timeout` (speed), and the cases a
+    process's time limit cut are `not_run`."""
+    assert sampling.report_dir is not None
+    name = outcome.case.name.removeprefix("library/")
+    path = sampling.report_dir / (name.replace("/", "__") + ".jsonl")
+    records = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    if not any("file" in r for r in records):  # nothing collected: the process's own error is the file's
+        return [_file_row(name, {}, [], outcome.error if not outcome.passed else "", outcome.seconds)]
+    files = []
+    for head in (r for r in records if "file" in r):
+        rows = [r for r in records if r.get("id", "").split("::")[0] == head["file"]]
+        for row in rows:
+            if row["outcome"] == "failed" and "--trnsim-case-timeout" in row["error"]:  # TrnsimCaseTimeout's message
+                row["outcome"] = "timeout"
+        files.append(_file_row(head["file"], head, rows, "", sum(r["seconds"] for r in rows)))
+    return files
+
+
+def _file_row(name: str, head: dict, rows: list[dict], error: str, seconds: float) -> dict:
+    counts = {k: sum(r["outcome"] == k for r in rows) for k in ("passed", "failed", "skipped", "timeout")}
+    ran = head.get("ran", 0)
+    counts["not_run"] = max(0, ran - len({r["id"] for r in rows}))
+    return {
+        "file": name,
+        "collected": head.get("collected", 0),
+        "marked_skip": head.get("marked_skip", 0),
+        "sampled": ran,
+        **counts,
+        "seconds": round(seconds, 1),
+        "file_error": error,
+        "cases": rows,
+    }
+
+
+def write_summary(stem: Path, files: list[dict], options: dict) -> None:
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    totals = _totals(files)
+    opts = {k: str(v) for k, v in options.items() if v not in (None, "", False, 0)}
+    stem.with_suffix(".json").write_text(json.dumps({"options": opts, "totals": totals, "files": files}, indent=1))
+    lines = [
+        "| file | collected | sampled | pass | fail | skip | timeout | not run | seconds |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for f in files:
+        lines.append(
+            f"| {f['file']} | {f['collected']} | {f['sampled']} | {f['passed']} | {f['failed']} | {f['skipped']} "
+            f"| {f['timeout']} | {f['not_run']} | {f['seconds']} |"
+        )
+    lines += ["", "| case | outcome | seconds | first error line | where |", "|---|---|---:|---|---|"]
+    for f in files:
+        if f["file_error"]:
+            lines.append(f"| {f['file']} (file) | error | {f['seconds']} | {_md(f['file_error'])} | |")
+        for r in f["cases"]:
+            if r["outcome"] != "passed":
+                where = _md(r.get("where", ""))
+                lines.append(f"| {_md(r['id'])} | {r['outcome']} | {r['seconds']} | {_md(r['error'])} | {where} |")
+    stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
+
+
+def _md(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")[:240]
 
 
 if __name__ == "__main__":

@@ -19,6 +19,9 @@
 
 import enum
 import json
+import os
+import random
+import signal
 import sys
 import types
 from dataclasses import dataclass
@@ -205,6 +208,22 @@ def pytest_addoption(parser):
         help="run only the first collected, not skipped test case of each file (a quick acceptance pass)",
     )
     parser.addoption(
+        "--trnsim-cases-per-file",
+        type=int,
+        default=0,
+        help="run the first runnable case and K-1 more drawn with --trnsim-seed from the other runnable ones",
+    )
+    parser.addoption("--trnsim-seed", type=int, default=0, help="seed of --trnsim-cases-per-file's draw")
+    parser.addoption(
+        "--trnsim-case-timeout",
+        type=float,
+        default=0.0,
+        help="CPU seconds per case (SIGPROF): a case that runs longer fails with TrnsimCaseTimeout (speed, not a bug)",
+    )
+    parser.addoption(
+        "--trnsim-report", default="", help="append one JSON line per case (id, outcome, seconds, first error line)"
+    )
+    parser.addoption(
         "--trnsim-nki-version",
         default=None,
         help="the NKI release the tests target, for trnsim.nki.versions.set_api_version (e.g. 0.3)",
@@ -214,6 +233,7 @@ def pytest_addoption(parser):
 def pytest_configure(config):
     """The NKI release the library's kernels and goldens were written for: where a call's meaning changed since
     (quantize_mx's block scale in NKI 0.5.0), trnsim gives that release's meaning (trnsim.nki.versions)."""
+    _CONFIG[:] = [config]
     version = config.getoption("--trnsim-nki-version", default=None)
     if version:
         trnsim.nki.versions.set_api_version(version)
@@ -226,8 +246,113 @@ def _skipped(item) -> bool:
 import pytest  # noqa: E402
 
 
+def sample_items(items: list, k: int, seed: int) -> list:
+    """Per test file: the first runnable case and k-1 others drawn with `seed` from the rest (kept in collection
+    order), so that a quick pass hits other shapes, dtypes and flags than the first case's."""
+    by_file: dict[str, list] = {}
+    for item in items:
+        by_file.setdefault(item.nodeid.split("::")[0], []).append(item)
+    chosen = []
+    for file_items in by_file.values():
+        runnable = [i for i in file_items if not _skipped(i)]
+        if len(runnable) <= k:
+            chosen += runnable
+            continue
+        rest = sorted(random.Random(seed).sample(range(1, len(runnable)), k - 1))
+        chosen += [runnable[0], *(runnable[j] for j in rest)]
+    return chosen
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(session, config, items):
+    everything = list(items)
     if config.getoption("--trnsim-first-case"):
-        runnable = [i for i in items if not _skipped(i)]
-        items[:] = runnable[:1]
+        items[:] = sample_items(items, 1, 0)
+    elif config.getoption("--trnsim-cases-per-file", default=0):
+        k = config.getoption("--trnsim-cases-per-file")
+        items[:] = sample_items(items, k, config.getoption("--trnsim-seed"))
+    files: dict[str, dict] = {}
+    for item in everything:
+        row = files.setdefault(item.nodeid.split("::")[0], {"collected": 0, "marked_skip": 0, "ran": 0})
+        row["collected"] += 1
+        row["marked_skip"] += _skipped(item)
+    for item in items:
+        files[item.nodeid.split("::")[0]]["ran"] += 1
+    for name, row in files.items():
+        _write_report(config, {"file": name, **row})
+
+
+class TrnsimCaseTimeout(Exception):
+    """A case ran past --trnsim-case-timeout: simulator speed, not a wrong answer."""
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item):
+    limit = item.config.getoption("--trnsim-case-timeout", default=0.0)
+    if not limit or not hasattr(signal, "SIGPROF"):
+        yield
+        return
+
+    def expire(signum, frame):
+        raise TrnsimCaseTimeout(f"case ran past {limit:.0f} CPU s (--trnsim-case-timeout)")
+
+    previous = signal.signal(signal.SIGPROF, expire)
+    signal.setitimer(signal.ITIMER_PROF, limit)  # CPU seconds of this process: the same limit at any machine load
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_PROF, 0)
+        signal.signal(signal.SIGPROF, previous)
+
+
+def _write_report(config, record: dict) -> None:
+    path = config.getoption("--trnsim-report", default="")
+    if path:
+        with open(path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+
+def _first_line(report) -> str:
+    longrepr = report.longrepr
+    if longrepr is None:
+        return ""
+    if isinstance(longrepr, tuple):  # a skip: (file, line, reason)
+        return str(longrepr[2]).removeprefix("Skipped: ").splitlines()[0] if longrepr[2] else ""
+    crash = getattr(longrepr, "reprcrash", None)
+    text = crash.message if crash is not None else str(longrepr)
+    return next((line.strip() for line in text.splitlines() if line.strip()), "")
+
+
+def _where(report) -> str:
+    """Where it stopped: the crash's file:line, and the innermost frame in the user's code (outside trnsim, the
+    shims and installed packages) when that is another one."""
+    crash = getattr(report.longrepr, "reprcrash", None)
+    if crash is None:
+        return ""
+    where = f"{os.path.abspath(crash.path)}:{crash.lineno}"
+    entries = getattr(getattr(report.longrepr, "reprtraceback", None), "reprentries", [])
+    for entry in reversed(entries):
+        loc = getattr(entry, "reprfileloc", None)
+        if loc is None or any(part in loc.path for part in ("trnsim", "site-packages", "nki_acceptance_shims")):
+            continue
+        user = f"{os.path.abspath(loc.path)}:{loc.lineno}"
+        return where if user == where else f"{user} -> {where}"
+    return where
+
+
+def pytest_runtest_logreport(report):
+    """One JSON line per case: its call phase, or a setup/teardown phase that failed or skipped."""
+    if not _CONFIG or (report.when != "call" and report.outcome == "passed"):
+        return
+    record = {
+        "id": report.nodeid,
+        "when": report.when,
+        "outcome": report.outcome,
+        "seconds": round(report.duration, 1),
+        "error": _first_line(report)[:300],
+        "where": _where(report) if report.outcome == "failed" else "",
+    }
+    _write_report(_CONFIG[0], record)
+
+
+_CONFIG: list = []
