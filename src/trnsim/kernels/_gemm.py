@@ -37,6 +37,7 @@ from trnsim.kernels._evacuate import Evacuator
 from trnsim.kernels._gemm_operands import KMajor, RowMajor, k_steps, tiles
 from trnsim.kernels._gemm_plan import GemmPlan, defer_steps, staging_cols, strip_sets
 from trnsim.kernels._gemm_steps import _chunk_map, _ramp, _strips
+from trnsim.nki.loop_template import Templates
 
 
 @dataclass
@@ -130,6 +131,7 @@ class _Pipeline:
         self.v_cache: dict[tuple[int, int, int], Any] = {}  # (job, vblk, kk) -> resident V tile
         self.prefetched: dict[int, Any] = {}  # block -> what its finish() will need
         self.pending: list[tuple[int, Deferred]] = []  # (due step, work issued late)
+        self.templates = Templates()  # loop bodies (matmul steps, V loads, transposes) stamped in timing runs
 
     def _allocate(self) -> None:
         """The streaming buffers, allocated once and used in turn (see _buffers)."""
@@ -274,7 +276,9 @@ class _Pipeline:
                 self.flush(None)
                 src = KMajor(job.scratch)
             if u not in self.v_group_of:
-                src.load(self._v_tile(u)[: step.rows, : step.g, : blk.csz], blk.c0, blk.csz, step)
+                dst = self._v_tile(u)[: step.rows, : step.g, : blk.csz]
+                k_tile = src.k_tile(blk.c0, blk.csz, step)
+                self.templates.run(("v", st.job, step.rows, step.g), (dst, k_tile), _dma, dst, k_tile)
             elif self.v_group_of[u][1] == 0:
                 self._load_v_group(u, src, blk)
         elif mode == "transpose" and self._chunk_start(st):
@@ -293,7 +297,8 @@ class _Pipeline:
             for i in range(n):
                 self.v_cache[(st.job, st.vblk, st.kk + i)] = tile[:, i : i + 1, :]
         step = self.ksteps[st.job][st.kk]
-        src.load_group(tile[: step.rows, :n, : blk.csz], blk.c0, blk.csz, step.k0, step.rows, n)
+        dst, group = tile[: step.rows, :n, : blk.csz], src.k_group(blk.c0, blk.csz, step.k0, step.rows, n)
+        self.templates.run(("v group", st.job, step.rows, n), (dst, group), _dma, dst, group)
 
     def transpose(self, u: int) -> None:
         st = self.steps[u]
@@ -305,14 +310,14 @@ class _Pipeline:
         if st.vblk == 0:
             key = (st.job, st.strip, c)
             dst = self._s_tile(u)[: step.rows, : step.g, : blk.rsz]
-            job.s.transpose(self.s_ring, self.s_chunks[key] + koff, blk.rsz, step, dst, self.evac)
+            job.s.transpose(self.s_ring, self.s_chunks[key] + koff, blk.rsz, step, dst, self.evac, self.templates)
             if self._chunk_end(st):
                 self.s_ring.release(key)
         if self._v_mode(st) == "transpose":
             assert isinstance(job.v, RowMajor) and self.v_ring is not None
             key = (st.job, st.vblk, c)
             tile = self._v_tile(u)[: step.rows, : step.g, : blk.csz]
-            job.v.transpose(self.v_ring, self.v_chunks[key] + koff, blk.csz, step, tile, self.evac)
+            job.v.transpose(self.v_ring, self.v_chunks[key] + koff, blk.csz, step, tile, self.evac, self.templates)
             if self._chunk_end(st):
                 self.v_ring.release(key)
             if job.scratch is not None and st.strip == 0:
@@ -320,7 +325,7 @@ class _Pipeline:
                 dst = job.scratch[step.k0 : step.k0 + step.size, blk.c0 : blk.c0 + blk.csz]
                 self.pending.append((u, partial(nisa.dma_copy, dst=dst, src=tile)))
 
-    def matmul(self, t: int, acc: list[list[Any]]) -> None:
+    def matmul(self, t: int, acc: list[list[Any]], acc_views: tuple[Any, ...]) -> None:
         st = self.steps[t]
         blk = self.blocks[st.block]
         step = self.ksteps[st.job][st.kk]
@@ -331,12 +336,20 @@ class _Pipeline:
                 del self.v_cache[(st.job, st.vblk, st.kk)]
         else:
             v_tile = self._v_tile(t)
+        # One step's matmuls: the same instructions every step but for the tiles (a loop body traced once,
+        # nki/loop_template.py); the key is what decides their shapes and their offsets within those tiles.
+        first = st.kk == 0
+        key = (blk.rsz, blk.csz, step.size, step.rows, step.g, first)
+        self.templates.run(key, (s_tile, v_tile, *acc_views), self._matmuls, blk, step, s_tile, v_tile, acc, first)
+
+    @staticmethod
+    def _matmuls(blk: Block, step: Any, s_tile: Any, v_tile: Any, acc: list[list[Any]], first: bool) -> None:
+        """acc[i][j] (+)= the step's S k-tile columns of row tile i times its V k-tile columns of column tile j."""
         for i, (m0, msz) in enumerate(blk.row_tiles):
             ms = slice(m0 - blk.r0, m0 - blk.r0 + msz)
             for j, (n0, nsz) in enumerate(blk.col_tiles):
                 ns = slice(n0 - blk.c0, n0 - blk.c0 + nsz)
                 # Accumulator buffers are reused: the block's first k-step overwrites, the rest add.
-                first = st.kk == 0
                 if step.g == 2:
                     nisa.nc_matmul(
                         acc[i][j],
@@ -369,6 +382,7 @@ class _Pipeline:
         n = len(self.steps)
         ahead_d, ahead_t = self.ahead_d, self.ahead_t
         acc: list[list[Any]] = []
+        acc_views: tuple[Any, ...] = ()
         for t in range(-ahead_d, n):  # t < 0: the prologue, loads and transposes only
             if t + ahead_d < n:
                 self.dma(t + ahead_d)
@@ -385,12 +399,17 @@ class _Pipeline:
                     [bank.slot(i * width + j)[:msz, :nsz] for j, (_, nsz) in enumerate(blk.col_tiles)]
                     for i, (_, msz) in enumerate(blk.row_tiles)
                 ]
-            self.matmul(t, acc)
+                acc_views = tuple(a for row in acc for a in row)
+            self.matmul(t, acc, acc_views)
             if st.kk + 1 == len(self.ksteps[st.job]):
                 for work in self.jobs[st.job].finish(blk, acc, self.prefetched.pop(st.block, None)):
                     self._defer(t, work)
             self.flush(t)
         self.flush(None)
+
+
+def _dma(dst: Any, src: Any) -> None:
+    nisa.dma_copy(dst=dst, src=src)
 
 
 def run_gemm(jobs: list[GemmJob], plan: GemmPlan, double_row: bool, evac: Evacuator) -> None:

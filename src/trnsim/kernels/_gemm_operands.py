@@ -19,6 +19,7 @@ import trnsim.nki.isa as nisa
 from trnsim.kernels._buffers import ChunkRing
 from trnsim.kernels._common import core, pmax
 from trnsim.kernels._evacuate import Evacuator
+from trnsim.nki.loop_template import Templates
 
 
 @dataclass(frozen=True)
@@ -52,21 +53,22 @@ def tiles(start: int, size: int, width: int) -> list[tuple[int, int]]:
 
 
 class KMajor:
-    """An HBM matrix stored [K, cols]: each k-tile [k, cols] is one DMA."""
+    """An HBM matrix stored [K, cols]: each k-tile [k, cols] (or a group of them) is one DMA."""
 
     def __init__(self, hbm: Any) -> None:
         self.hbm = hbm
         self.dtype = hbm.dtype
 
-    def load(self, dst: Any, c0: int, csz: int, step: KStep) -> None:
-        """dst [rows, g, csz] <- the k-step's rows; for g = 2 row k0 + 2p + j lands at partition p, slot j."""
-        nisa.dma_copy(dst=dst, src=self.hbm[step.k0 : step.k0 + step.size, c0 : c0 + csz])
+    def k_tile(self, c0: int, csz: int, step: KStep) -> Any:
+        """The k-step's rows [size, csz] of columns [c0, c0 + csz): a DMA of them into [rows, g, csz] puts row
+        k0 + g p + j at partition p, slot j."""
+        return self.hbm[step.k0 : step.k0 + step.size, c0 : c0 + csz]
 
-    def load_group(self, dst: Any, c0: int, csz: int, k0: int, rows: int, n: int) -> None:
-        """dst [rows, n, csz] <- n k-tiles of `rows` rows from row k0 (all full but a lone ragged one), in one
-        DMA: row k0 + 128 i + p lands at [p, i]."""
+    def k_group(self, c0: int, csz: int, k0: int, rows: int, n: int) -> Any:
+        """n k-tiles of `rows` rows from row k0 (all full but a lone ragged one) as one access pattern, which a
+        DMA into [rows, n, csz] lands row k0 + 128 i + p at [p, i]."""
         p, row = pmax(), self.hbm.strides[0]  # elements between consecutive K rows (columns are unit stride)
-        nisa.dma_copy(dst=dst, src=self.hbm.ap([[row, rows], [p * row, n], [1, csz]], offset=k0 * row + c0))
+        return self.hbm.ap([[row, rows], [p * row, n], [1, csz]], offset=k0 * row + c0)
 
 
 class RowMajor:
@@ -84,7 +86,9 @@ class RowMajor:
             nisa.dma_copy(dst=t[:rs, start : start + ksz], src=self.hbm[ro : ro + rs, k0 : k0 + ksz])
         return start
 
-    def transpose(self, ring: ChunkRing, col: int, rsz: int, step: KStep, dst: Any, evac: Evacuator) -> None:
+    def transpose(
+        self, ring: ChunkRing, col: int, rsz: int, step: KStep, dst: Any, evac: Evacuator, templates: Templates
+    ) -> None:
         """dst [k, g, rsz] <- the k-step's columns (from ring column `col`) of the staged rows, transposed."""
         p = pmax()
         rows = [rs for _, rs in tiles(0, rsz, p)]
@@ -94,13 +98,20 @@ class RowMajor:
                 group = range(b0, min(len(rows), b0 + per_bank))
                 width = sum(rows[i] for i in group)
                 ps = evac.transient((step.rows, width), self.dtype)
-                c = 0
-                for i in group:
-                    staged = ring.tiles[i]
-                    if step.g == 2:  # K columns col + j, col + j + 2, ...: slot j of the double-row tile
-                        src = staged[: rows[i], col + j : col + step.size : 2]
-                    else:
-                        src = staged[: rows[i], col : col + step.size]
-                    nisa.nc_transpose(dst=ps[:, c : c + rows[i]], data=src)
-                    c += rows[i]
+                if step.g == 2:  # K columns col + j, col + j + 2, ...: slot j of the double-row tile
+                    srcs = tuple(ring.tiles[i][: rows[i], col + j : col + step.size : 2] for i in group)
+                else:
+                    srcs = tuple(ring.tiles[i][: rows[i], col : col + step.size] for i in group)
+                # the group's transposes are one loop body (nki/loop_template.py): the same but for ps and srcs
+                key = ("transpose", step.g, tuple(rows[i] for i in group))
+                templates.run(key, (ps, *srcs), _transposes, ps, srcs)
                 evac(dst[:, j, b0 * p : b0 * p + width], ps)
+
+
+def _transposes(ps: Any, srcs: tuple[Any, ...]) -> None:
+    """ps [k, sum of rows] <- each src [rows, k] transposed, side by side."""
+    c = 0
+    for src in srcs:
+        r = src.shape[0]
+        nisa.nc_transpose(dst=ps[:, c : c + r], data=src)
+        c += r
