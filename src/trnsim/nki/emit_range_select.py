@@ -71,7 +71,7 @@ def range_select(
             "comp_op1": c1,
             "reduce_op": rop,
             "reduce_cmd": reduce_cmd,
-            "on_false_value": float(on_false_value),
+            "on_false_value": on_false_value if isinstance(on_false_value, str) else float(on_false_value),
         },
         outputs=outputs,
         extent=(p, on_true.free_size()),

@@ -27,6 +27,15 @@ RESET, KEEP, IDLE = "reset_reduce", "reduce", "idle"
 REDUCE_CMDS = (RESET, KEEP, IDLE)
 
 
+def _is_fp32_min(value: object) -> bool:
+    """on_false_value is a float32 immediate ("must be float32", nki.isa docs): a Python float that rounds to
+    FP32_MIN in float32 (e.g. nkilib's literal -3.4028235e38) is FP32_MIN."""
+    if isinstance(value, bool) or not isinstance(value, int | float | np.floating | np.integer):
+        return False
+    with np.errstate(over="ignore"):
+        return bool(np.float32(value) == np.float32(FP32_MIN))
+
+
 def semantics(
     on_true: np.ndarray, bound0: np.ndarray, bound1: np.ndarray, comp_op0: str, comp_op1: str, range_start: int
 ) -> np.ndarray:
@@ -60,7 +69,7 @@ def check(call: Call) -> None:
             loc,
             rule="reduce",
         )
-    if call.param("on_false_value") != FP32_MIN:
+    if not _is_fp32_min(call.param("on_false_value")):
         raise UsageError(
             f"range_select on_false_value must be FP32_MIN ({FP32_MIN:.8g}), got {call.param('on_false_value')}",
             loc,
