@@ -129,6 +129,7 @@ class _Pipeline:
         self.s_chunks: dict[tuple[int, int, int], int] = {}  # chunk -> its first column in s_ring
         self.v_chunks: dict[tuple[int, int, int], int] = {}
         self.v_cache: dict[tuple[int, int, int], Any] = {}  # (job, vblk, kk) -> resident V tile
+        self.v_views: dict[tuple[int, ...], Any] = {}  # views of the V stream's slots, by slot and extents
         self.prefetched: dict[int, Any] = {}  # block -> what its finish() will need
         self.pending: list[tuple[int, Deferred]] = []  # (due step, work issued late)
         self.templates = Templates()  # loop bodies (matmul steps, V loads, transposes) stamped in timing runs
@@ -246,8 +247,12 @@ class _Pipeline:
         st = self.steps[u]
         if u in self.v_group_of:
             gid, i, _ = self.v_group_of[u]
-            if self.v_stream is not None:
-                return self.v_stream.slot(gid)[:, i : i + 1, :]
+            if self.v_stream is not None:  # views kept: the same few every group (and their regions known)
+                key = (gid % len(self.v_stream.tiles), i)
+                view = self.v_views.get(key)
+                if view is None:
+                    view = self.v_views[key] = self.v_stream.slot(gid)[:, i : i + 1, :]
+                return view
             return self.v_cache[(st.job, st.vblk, st.kk)]
         if self.v_stream is None:
             g = 2 if self.double_row else 1
@@ -290,14 +295,18 @@ class _Pipeline:
         """One DMA for the V k-tiles of the group starting at step u (into a stream slot or resident tiles)."""
         gid, _, n = self.v_group_of[u]
         st = self.steps[u]
+        step = self.ksteps[st.job][st.kk]
         if self.v_stream is not None:
-            tile = self.v_stream.slot(gid)
+            key = (gid % len(self.v_stream.tiles), step.rows, n, blk.csz)
+            dst = self.v_views.get(key)
+            if dst is None:
+                dst = self.v_views[key] = self.v_stream.slot(gid)[: step.rows, :n, : blk.csz]
         else:
             tile = nl.ndarray((pmax(), n, self.plan.v_block), self.jobs[st.job].v.dtype, buffer=nl.sbuf)
             for i in range(n):
                 self.v_cache[(st.job, st.vblk, st.kk + i)] = tile[:, i : i + 1, :]
-        step = self.ksteps[st.job][st.kk]
-        dst, group = tile[: step.rows, :n, : blk.csz], src.k_group(blk.c0, blk.csz, step.k0, step.rows, n)
+            dst = tile[: step.rows, :n, : blk.csz]
+        group = src.k_group(blk.c0, blk.csz, step.k0, step.rows, n)
         self.templates.run(("v group", st.job, step.rows, n), (dst, group), _dma, dst, group)
 
     def transpose(self, u: int) -> None:

@@ -77,6 +77,7 @@ class RowMajor:
     def __init__(self, hbm: Any) -> None:
         self.hbm = hbm
         self.dtype = hbm.dtype
+        self._views: dict[tuple[int, ...], tuple[ChunkRing, Any]] = {}  # staged row views (_staged)
 
     def load_chunk(self, ring: ChunkRing, key: Any, r0: int, rsz: int, k0: int, ksz: int) -> int:
         """Rows [r0, r0 + rsz) x K [k0, k0 + ksz) into the staging ring, one DMA per 128 rows; returns
@@ -98,14 +99,21 @@ class RowMajor:
                 group = range(b0, min(len(rows), b0 + per_bank))
                 width = sum(rows[i] for i in group)
                 ps = evac.transient((step.rows, width), self.dtype)
-                if step.g == 2:  # K columns col + j, col + j + 2, ...: slot j of the double-row tile
-                    srcs = tuple(ring.tiles[i][: rows[i], col + j : col + step.size : 2] for i in group)
-                else:
-                    srcs = tuple(ring.tiles[i][: rows[i], col : col + step.size] for i in group)
+                # K columns col + j, col + j + 2, ...: slot j of the double-row tile
+                lo, hi, stride = (col + j, col + step.size, 2) if step.g == 2 else (col, col + step.size, 1)
+                srcs = tuple(self._staged(ring, i, rows[i], lo, hi, stride) for i in group)
                 # the group's transposes are one loop body (nki/loop_template.py): the same but for ps and srcs
                 key = ("transpose", step.g, tuple(rows[i] for i in group))
                 templates.run(key, (ps, *srcs), _transposes, ps, srcs)
                 evac(dst[:, j, b0 * p : b0 * p + width], ps)
+
+    def _staged(self, ring: ChunkRing, i: int, rows: int, lo: int, hi: int, stride: int) -> Any:
+        """ring.tiles[i][:rows, lo:hi:stride], made once (the ring's chunks sit at a few columns in turn)."""
+        key = (id(ring), i, rows, lo, hi, stride)
+        got = self._views.get(key)
+        if got is None:
+            got = self._views[key] = (ring, ring.tiles[i][:rows, lo:hi:stride])  # the ring kept: its id stays its own
+        return got[1]
 
 
 def _transposes(ps: Any, srcs: tuple[Any, ...]) -> None:

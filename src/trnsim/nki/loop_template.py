@@ -32,7 +32,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import fields
-from typing import Any
+from operator import itemgetter
+from typing import Any, cast
 
 from trnsim.isa.instruction import Instruction, Region
 from trnsim.isa.opcodes import Opcode
@@ -42,7 +43,10 @@ from trnsim.nki.context import current
 # builders that open a PSUM accumulation group at their destination (emit_matmul, emit_mx)
 _OPENS_GROUP = frozenset({Opcode.NC_MATMUL, Opcode.NC_MATMUL_MX})
 _FIELDS = [f.name for f in fields(Instruction)]
-_READS, _WRITES, _OPCODE, _LOCATION = (_FIELDS.index(f) for f in ("reads", "writes", "opcode", "location"))
+_READS, _WRITES, _OPCODE = (_FIELDS.index(f) for f in ("reads", "writes", "opcode"))
+assert _WRITES == _READS + 1  # stamping builds Instruction(*head, reads, writes, *tail)
+_LOCATION = _FIELDS.index("location") - _WRITES - 1  # in tail
+_new = cast(Callable[..., Instruction], Instruction)
 # (binding index, d0 start, d0 stop, d1 start, d1 stop, rest start, rest stop), offsets from the binding's box starts
 Spec = tuple[int, int, int, int, int, int, int]
 
@@ -62,23 +66,33 @@ class _Template:
         # its block-bank events (binding, is a read) in track()'s order, and whether it opens a PSUM group
         index: dict[Spec, int] = {}
         self.specs: list[Spec] = []
-        self.program = []
-        for values, rs, ws, nsrc in ins:
+        for _, rs, ws, _ in ins:
             for sp in (*rs, *ws):
                 if sp not in index:
                     index[sp] = len(self.specs)
                     self.specs.append(sp)
-            events = tuple((sp[0], True) for sp in rs) + tuple((sp[0], False) for sp in ws)
-            self.program.append(
-                (
-                    values,
-                    tuple(index[sp] for sp in rs),
-                    tuple(index[sp] for sp in ws),
-                    nsrc,
-                    events,
-                    values[_OPCODE] in _OPENS_GROUP,
-                )
+        self.program = [
+            (
+                tuple(values[:_READS]),
+                _getter([index[sp] for sp in rs]),
+                _getter([index[sp] for sp in ws]),
+                tuple(values[_WRITES + 1 :]),
+                nsrc,
+                tuple((sp[0], True) for sp in rs) + tuple((sp[0], False) for sp in ws),
+                values[_OPCODE] in _OPENS_GROUP,
             )
+            for values, rs, ws, nsrc in ins
+        ]
+
+
+def _getter(indices: list[int]) -> Callable[[list[Region]], tuple[Region, ...]]:
+    """The regions at `indices` of a list, as a tuple."""
+    if not indices:
+        return lambda placed: ()
+    if len(indices) == 1:
+        k = indices[0]
+        return lambda placed: (placed[k],)
+    return itemgetter(*indices)
 
 
 def _spec(r: Region, where: dict[int, int], anchors: tuple[Region, ...]) -> Spec | None:
@@ -92,6 +106,9 @@ def _spec(r: Region, where: dict[int, int], anchors: tuple[Region, ...]) -> Spec
 def _place(s: Spec, anchors: tuple[Region, ...]) -> Region:
     a = anchors[s[0]]
     return (a[0], a[1] + s[1], a[1] + s[2], a[3] + s[3], a[3] + s[4], a[5] + s[5], a[5] + s[6])
+
+
+_NEW = _Template([], ())  # no template recorded yet
 
 
 class Templates:
@@ -111,26 +128,28 @@ class Templates:
         if not self.on:
             body(*args)
             return
-        anchors = tuple(b.region() for b in bindings)
-        full = (
-            key,
-            tuple(
-                (a[2] - a[1], a[4] - a[3], a[6] - a[5], b.alloc.dtype, b.alloc.kind) for a, b in zip(anchors, bindings)
-            ),
-        )
-        tpl = self._by_key.get(full, self)
-        if tpl is None or any(b.alloc.blocks is not None and b.alloc.blocks.par_axis for b in bindings):
-            self.real += 1
-            body(*args)
-        elif tpl is self:
+        anchors = tuple([b.region() for b in bindings])
+        allocs = [b.alloc for b in bindings]
+        sig = tuple([(a[2] - a[1], a[4] - a[3], a[6] - a[5], al.dtype, al.kind) for a, al in zip(anchors, allocs)])
+        full = (key, sig)
+        tpl = self._by_key.get(full, _NEW)
+        if tpl is _NEW:
             self.real += 1
             self._by_key[full] = self._record(anchors, body, args)
-        elif tpl.verified >= self.verify:  # type: ignore[union-attr]
-            self.stamped += 1
-            self._stamp(tpl, bindings, anchors)  # type: ignore[arg-type]
+        elif tpl is None:
+            self.real += 1
+            body(*args)
+        elif tpl.verified >= self.verify:
+            banks = [al.blocks for al in allocs]
+            if any(bk is not None and bk.par_axis for bk in banks):  # block dims: track() needs the real views
+                self.real += 1
+                body(*args)
+            else:
+                self.stamped += 1
+                self._stamp(tpl, bindings, banks, anchors)
         else:
             self.real += 1
-            if not self._check(tpl, anchors, body, args):  # type: ignore[arg-type]
+            if not self._check(tpl, anchors, body, args):
                 self._by_key[full] = None
 
     # -- recording and checking real calls ------------------------------------------------------------
@@ -185,10 +204,9 @@ class Templates:
         return True
 
     # -- stamping ---------------------------------------------------------------------------------------
-    def _stamp(self, tpl: _Template, bindings: Sequence[Any], anchors: tuple[Region, ...]) -> None:
+    def _stamp(self, tpl: _Template, bindings: Sequence[Any], banks: list[Any], anchors: tuple[Region, ...]) -> None:
         ctx = self.ctx
         emit, fresh, touched = self.machine.emit, ctx.fresh, ctx.psum_touched
-        banks = [b.alloc.blocks for b in bindings]
         tracked = any(bk is not None for bk in banks)
         ticks = block_banks._ticks
         placed = [
@@ -196,9 +214,9 @@ class Templates:
             for i, s1, s2, s3, s4, s5, s6 in tpl.specs
             for a in (anchors[i],)
         ]
-        for values, ri, wi, nsrc, events, opens in tpl.program:
-            reads = tuple([placed[k] for k in ri])
-            writes = tuple([placed[k] for k in wi])
+        for head, get_reads, get_writes, tail, nsrc, events, opens in tpl.program:
+            reads = get_reads(placed)
+            writes = get_writes(placed)
             if fresh:  # a read ends a fresh tile's retargeting (issue)
                 for r in reads[:nsrc]:
                     fresh.pop(r[0], None)
@@ -209,11 +227,9 @@ class Templates:
                         continue
                     entry = bk.live.get(())
                     if bk.lost or entry is None:  # the general path (an error, or bytes to reserve)
-                        (bk.read if is_read else bk.write)(bindings[i], values[_LOCATION])
+                        (bk.read if is_read else bk.write)(bindings[i], tail[_LOCATION])
                     else:
                         entry[1], entry[2] = is_read, next(ticks)
-            v = values.copy()
-            v[_READS], v[_WRITES] = reads, writes
-            emit(Instruction(*v))
+            emit(_new(*head, reads, writes, *tail))
             if opens:
                 touched.add(writes[0])
