@@ -11,26 +11,26 @@ among the transfers in flight when it starts (fair share, fixed at start). A pie
 at least the per-transfer overhead (isa/cost.py dma_queue_occupancy_ns): many small transfers are
 bound by the transfer rate. The fixed DMA latency delays the result (data time + latency after the
 start), not the queue, so it overlaps across queues and back-to-back transfers.
+
+Implementation: this module turns the stream into arrays (one per instruction field; each distinct
+(allocation, box) region interned to an id) and asks the cost rules once per distinct value; the event loop
+itself is compiled (sim/schedule_core.py, numba, compiled once per machine and cached on disk).
+tests/sim/test_scheduler_exact.py holds it to the interpreted loop it replaced, bit for bit.
 """
 
 from __future__ import annotations
 
-from bisect import bisect_right
+from itertools import chain
+from operator import add, attrgetter
+from typing import Any
 
 import numpy as np
 
 from trnsim.hw.spec import HardwareSpec
-from trnsim.isa.cost import (
-    dma_queue_occupancy_ns,
-    dma_queue_pieces,
-    dma_transfer_ns,
-    engine_clock_ghz,
-    pipeline_latency_ns,
-)
-from trnsim.isa.instruction import Instruction, Region
+from trnsim.isa.cost import dma_efficiency, dma_queue_pieces, engine_clock_ghz, pipeline_latency_ns
+from trnsim.isa.instruction import Instruction
 from trnsim.isa.opcodes import COMPUTE_ENGINES, Engine
 from trnsim.sim.memory import AllocationRecord
-from trnsim.sim.regions import RegionIndex
 from trnsim.sim.timeline import N_ENGINES, Timeline
 
 # HBM transfers that ended this long before the newest transfer start are forgotten: a transfer that
@@ -38,15 +38,9 @@ from trnsim.sim.timeline import N_ENGINES, Timeline
 _HBM_HORIZON_NS = 20_000.0
 DMA = int(Engine.DMA)
 TENSOR = int(Engine.TENSOR)
-
-
-def _accumulation_chain(chain: dict[int, tuple[Region, float, float]], r: Region, t: float) -> float:
-    """Matmuls accumulating into the same PSUM region run back to back: the PSUM adds in arrival order,
-    so the next one waits only for TensorE (in order), not for the previous result's pipeline latency."""
-    last = chain.get(r[0])
-    if last is not None and last[0] == r and t == last[1]:
-        return last[2]
-    return t
+ROW_BLOCK = 128  # grid cells of the region lists (schedule_core.py): rows ...
+COL_BLOCK = 2048  # ... elements of dim 1 ...
+REST_BLOCK = 16384  # ... elements of the flattened inner dims
 
 
 def interleave_cores(instrs: list[Instruction], n_cores: int) -> list[int]:
@@ -64,6 +58,29 @@ def interleave_cores(instrs: list[Instruction], n_cores: int) -> list[int]:
     return order
 
 
+def _order(core: np.ndarray, n_cores: int) -> np.ndarray:
+    """interleave_cores on arrays: by rank within the core, then by core."""
+    n = len(core)
+    if n_cores == 1:
+        return np.arange(n, dtype=np.int64)
+    if n and (core.min() < 0 or core.max() >= n_cores):
+        bad = int(core[(core < 0) | (core >= n_cores)][0])
+        raise IndexError(f"instruction on core {bad} in a stream scheduled over {n_cores} cores")
+    rank = np.empty(n, dtype=np.int64)
+    for c in range(n_cores):
+        m = core == c
+        rank[m] = np.arange(int(m.sum()))
+    return np.lexsort((core, rank)).astype(np.int64)
+
+
+def _per_value(values: np.ndarray, fn: Any, dtype: Any) -> np.ndarray:
+    """fn applied to each distinct value (cost rules are asked once per distinct argument)."""
+    if len(values) == 0:
+        return np.zeros(0, dtype=dtype)
+    uniq, inv = np.unique(values, return_inverse=True)
+    return np.asarray([fn(int(v)) for v in uniq], dtype=dtype)[inv]
+
+
 def schedule(
     instrs: list[Instruction],
     spec: HardwareSpec,
@@ -73,272 +90,169 @@ def schedule(
 ) -> Timeline:
     """Time the instruction stream. `reuse` maps an allocation to the freed ones whose bytes it took over;
     `allocations` (Machine.allocations) is only carried into the Timeline, for occupancy counters."""
-    core = spec.core
-    dma = core.dma
+    from trnsim.sim import schedule_core  # compiled on first use (numba, cached on disk)
+
+    core_spec = spec.core
+    dma = core_spec.dma
     nq = dma.queues
-    ns_per_cycle = [1.0 / engine_clock_ghz(core, e) for e in COMPUTE_ENGINES]
-    latency = [pipeline_latency_ns(core, Engine(e)) for e in range(N_ENGINES + 1)]
-    hbm_rate = spec.chip.hbm_bytes_per_ns
-    queue_rate = dma.queue_bytes_per_ns
-    dma_units = [N_ENGINES + q for q in range(nq)]
+    n = len(instrs)
+    reuse = reuse or {}
 
     # NC-v2 port limits: engines in one group cannot use the same memory at once (a shared port).
-    groups = [(g, True) for g in core.sbuf_exclusive_engines] + [(g, False) for g in core.psum_exclusive_engines]
-    engine_ports: list[list[tuple[int, bool]]] = [[] for _ in range(N_ENGINES)]
+    groups = [(g, True) for g in core_spec.sbuf_exclusive_engines] + [
+        (g, False) for g in core_spec.psum_exclusive_engines
+    ]
+    ports = np.zeros((N_ENGINES, len(groups)), dtype=np.int64)
     for port, (group, is_sbuf) in enumerate(groups):
         for name in group:
-            engine_ports[Engine[name.upper()]].append((port, is_sbuf))
-    port_free = [[0.0] * len(groups) for _ in range(n_cores)]
-    engine_free = [[0.0] * N_ENGINES for _ in range(n_cores)]
-    queue_free = [[0.0] * nq for _ in range(n_cores)]
-    writes: dict[int, RegionIndex] = {}
-    reads: dict[int, RegionIndex] = {}
-    # level[c]: the time all of core c's DMA queues are free when they are all equal, else None
-    level: list[float | None] = [0.0] * n_cores
-    hbm_ends: list[float] = []  # sorted ends of HBM transfers that may still be in flight ...
-    hbm_pieces: list[int] = []  # ... and how many queue pieces each had
-    newest_start = 0.0
+            kind = schedule_core.PORT_SBUF if is_sbuf else schedule_core.PORT_PSUM
+            ports[Engine[name.upper()], port] = kind
 
-    n = len(instrs)
-    instr_start = [0.0] * n
-    instr_end = [0.0] * n
-    s_instr: list[int] = []
-    s_core: list[int] = []
-    s_unit: list[int] = []
-    s_start: list[float] = []
-    s_end: list[float] = []
-    # groups of identical pieces on all of a core's DMA queues (expanded into slices at the end)
-    g_instr: list[int] = []
-    g_core: list[int] = []
-    g_start: list[float] = []
-    g_end: list[float] = []
+    # Struct of arrays: one C-level pass over the instructions per field, only where a field can matter.
+    def field(name: str, dtype: Any, of: Any = instrs, count: int = n) -> np.ndarray:
+        return np.fromiter(map(attrgetter(name), of), dtype=dtype, count=count)
 
-    # last TensorE write per allocation: (region, result time, issue end) - see _accumulation_chain
-    accum_chain: dict[int, tuple[Region, float, float]] = {}
-    dur_cache: dict[tuple[int, int, int, float], float] = {}  # tiles repeat: same transfer, same time
-    occ_cache: dict[float, float] = {}  # data time -> queue occupancy
-    order = interleave_cores(instrs, n_cores)
-    reuse = reuse or {}
-    predecessors = {p for preds in reuse.values() for p in preds}
-    # Pre-pass over the stream. Where each allocation is last written / last touched: an access needs
-    # remembering only if a later instruction could conflict with it (most reads are of data never written
-    # again). And, for memory reuse, which positions first touch reused bytes (they wait for the old
-    # tensor; every later access depends on that first one) and which touch a tensor whose bytes are
-    # reused later (its last access time matters).
-    last_write: dict[int, int] = {}
-    last_access: dict[int, int] = {}
-    ever_read: set[int] = set()
-    first_reuse: dict[int, list[int]] = {}
-    touches_predecessor: dict[int, list[int]] = {}
-    unseen = set(reuse)
-    for pos, i in enumerate(order):
-        ins = instrs[i]
-        for r in ins.reads:
-            last_access[r[0]] = pos
-            ever_read.add(r[0])
-        for r in ins.writes:
-            last_write[r[0]] = pos
-            last_access[r[0]] = pos
-        if reuse:
-            for r in (*ins.reads, *ins.writes):
-                if r[0] in unseen:
-                    unseen.discard(r[0])
-                    first_reuse.setdefault(pos, []).append(r[0])
-                if r[0] in predecessors:
-                    touches_predecessor.setdefault(pos, []).append(r[0])
+    core = field("core", np.int64)
+    engine = field("engine", np.int64)
+    cycles = field("cycles", np.float64)
+    accumulate = field("accumulate", np.bool_)
+    sbuf = field("touches_sbuf", np.bool_) if len(groups) else np.zeros(n, dtype=np.bool_)
+    psum = field("touches_psum", np.bool_) if len(groups) else np.zeros(n, dtype=np.bool_)
+    is_dma = engine == DMA
+    dma_at = np.flatnonzero(is_dma)
+    n_dma = len(dma_at)
+    dmas = list(map(instrs.__getitem__, dma_at.tolist()))
+    dma_bytes = np.zeros(n, dtype=np.int64)
+    dma_bytes[dma_at] = field("dma_bytes", np.int64, dmas, n_dma)
+    dma_rows = field("dma_rows", np.int64, dmas, n_dma)
+    row_bytes = field("dma_row_bytes", np.int64, dmas, n_dma)
+    uses_hbm = np.zeros(n, dtype=np.bool_)
+    uses_hbm[dma_at] = field("hbm_bytes", np.int64, dmas, n_dma) != 0
+    reads = list(map(attrgetter("reads"), instrs))
+    writes = list(map(attrgetter("writes"), instrs))
+    n_reads = np.fromiter(map(len, reads), dtype=np.int64, count=n)
+    n_regs = n_reads + np.fromiter(map(len, writes), dtype=np.int64, count=n)
+    reg_ptr = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(n_regs, out=reg_ptr[1:])
+    n_flat = int(reg_ptr[-1])
 
-    last_done: dict[int, float] = {}  # latest completion of any access, for allocations others reuse
-    floors: dict[int, float] = {}
+    # Regions: each distinct (allocation, box) gets an id; reads then writes per instruction.
+    flat = np.fromiter(chain.from_iterable(chain.from_iterable(map(add, reads, writes))), np.int64, 7 * n_flat)
+    reg_box, first = schedule_core.intern_rows(flat.reshape(n_flat, 7))
+    table = flat.reshape(n_flat, 7)[first]
+    owner = np.repeat(np.arange(n, dtype=np.int64), n_regs)
+    reg_write = (np.arange(n_flat, dtype=np.int64) - reg_ptr[:-1][owner]) >= n_reads[owner]
+    box = np.ascontiguousarray(table[:, 1:])
+    cell = np.empty_like(box)
+    for d, block in enumerate((ROW_BLOCK, COL_BLOCK, REST_BLOCK)):
+        cell[:, 2 * d] = box[:, 2 * d] // block
+        cell[:, 2 * d + 1] = (box[:, 2 * d + 1] - 1) // block
 
-    def floor(aid: int) -> float:
-        """Earliest time an access to `aid` may happen: after every access to the bytes' previous owners."""
-        f = floors.get(aid)
-        if f is None:
-            f = 0.0
-            for p in reuse[aid]:
-                t = last_done[p] if p in last_done else (floor(p) if p in reuse else 0.0)
-                if t > f:
-                    f = t
-            floors[aid] = f
-        return f
+    # Allocations, numbered densely; memory reuse as CSR lists (dense allocation -> its predecessors).
+    n_keys = len(reuse)
+    keys = np.fromiter(reuse, dtype=np.int64, count=n_keys)
+    lens = np.fromiter(map(len, reuse.values()), dtype=np.int64, count=n_keys)
+    vals = np.fromiter(chain.from_iterable(reuse.values()), dtype=np.int64, count=int(lens.sum()))
+    n_box = len(table)
+    dense, first_aid = schedule_core.intern_rows(np.concatenate([table[:, 0], keys, vals]).reshape(-1, 1))
+    box_aid = dense[:n_box]
+    n_aid = len(first_aid)
+    has_reuse = np.zeros(n_aid, dtype=np.bool_)
+    is_pred = np.zeros(n_aid, dtype=np.bool_)
+    reuse_ptr = np.zeros(n_aid + 1, dtype=np.int64)
+    key_d = dense[n_box : n_box + n_keys]
+    has_reuse[key_d] = True
+    counts = np.zeros(n_aid, dtype=np.int64)
+    counts[key_d] = lens
+    np.cumsum(counts, out=reuse_ptr[1:])
+    perm = np.argsort(key_d)  # the CSR lists in dense order: each key's values, in their own order
+    seg_start = np.cumsum(lens) - lens
+    out_start = np.cumsum(lens[perm]) - lens[perm]
+    src = np.repeat(seg_start[perm] - out_start, lens[perm]) + np.arange(len(vals), dtype=np.int64)
+    reuse_pred = dense[n_box + n_keys :][src]
+    is_pred[reuse_pred] = True
 
-    for pos, i in enumerate(order):
-        ins = instrs[i]
-        c = ins.core
-        e = ins.engine
-        ready = 0.0
-        reused = first_reuse.get(pos)
-        if reused is not None:
-            for aid in reused:
-                t = floor(aid)
-                if t > ready:
-                    ready = t
-        chained = ins.accumulate and e == TENSOR
-        for r in ins.reads:  # read after write
-            w = writes.get(r[0])
-            if w is not None:
-                t = w.latest_overlap(r[1:])
-                if chained:
-                    t = _accumulation_chain(accum_chain, r, t)
-                if t > ready:
-                    ready = t
-        for r in ins.writes:  # write after write, write after read
-            box = r[1:]
-            w = writes.get(r[0])
-            if w is not None:
-                t = w.latest_overlap(box)
-                if chained:
-                    t = _accumulation_chain(accum_chain, r, t)
-                if t > ready:
-                    ready = t
-            rd = reads.get(r[0])
-            if rd is not None:
-                t = rd.latest_overlap(box)
-                if t > ready:
-                    ready = t
+    # Per-instruction DMA constants from the cost rules (asked once per distinct value).
+    pieces = np.ones(n, dtype=np.int64)
+    pieces[dma_at] = _per_value(dma_rows, lambda r: dma_queue_pieces(core_spec, r), np.int64)
+    efficiency = np.ones(n, dtype=np.float64)
+    efficiency[dma_at] = _per_value(row_bytes, lambda b: dma_efficiency(dma, b), np.float64)
+    piece_bytes = dma_bytes / pieces
 
-        if e != DMA:
-            t0 = engine_free[c][e]
-            if ready > t0:
-                t0 = ready
-            ports = engine_ports[e]
-            if ports:
-                used = [p for p, is_sbuf in ports if (ins.touches_sbuf if is_sbuf else ins.touches_psum)]
-                for p in used:
-                    if port_free[c][p] > t0:
-                        t0 = port_free[c][p]
-            t1 = t0 + ins.cycles * ns_per_cycle[e]
-            engine_free[c][e] = t1
-            if e == TENSOR:
-                for r in ins.writes:
-                    accum_chain[r[0]] = (r, t1 + latency[e], t1)
-            if ports:
-                for p in used:
-                    port_free[c][p] = t1
-            done = t1 + latency[e]
-            s_instr.append(i)
-            s_core.append(c)
-            s_unit.append(e)
-            s_start.append(t0)
-            s_end.append(t1)
-            instr_start[i] = t0
-        else:
-            # All pieces of one transfer are the same size, so they take the same time on any queue.
-            rows = ins.dma_rows
-            pieces = dma_queue_pieces(core, rows)  # 8 partitions per queue
-            rate = queue_rate
-            if ins.hbm_bytes:
-                lv0 = level[c]
-                first = lv0 if lv0 is not None else min(queue_free[c])
-                if ready > first:
-                    first = ready
-                k = bisect_right(hbm_ends, first)
-                share = hbm_rate / (sum(hbm_pieces[k:]) + pieces)
-                if share < rate:
-                    rate = share
-            key = (ins.dma_bytes, pieces, ins.dma_row_bytes, rate)
-            dur = dur_cache.get(key)
-            if dur is None:
-                dur = dur_cache[key] = dma_transfer_ns(dma, ins.dma_bytes / pieces, ins.dma_row_bytes, rate)
-            occ = occ_cache.get(dur)
-            if occ is None:
-                occ = occ_cache[dur] = dma_queue_occupancy_ns(dma, dur)
-            lv = level[c]
-            if pieces == nq and lv is not None:
-                # Fast path: every queue of the core frees at the same time (the common case), so the
-                # transfer is one group of identical pieces on all queues.
-                first = lv if lv > ready else ready
-                last = first + occ
-                level[c] = last
-                data_end = first + dur
-                g_instr.append(i)
-                g_core.append(c)
-                g_start.append(first)
-                g_end.append(last)
-            else:
-                qf = queue_free[c] if lv is None else [lv] * nq
-                if pieces == nq:
-                    starts = [f if f > ready else ready for f in qf]
-                    ends = [t + occ for t in starts]
-                    units = dma_units
-                    qf = ends[:]
-                else:  # fewer descriptors than queues: the earliest-free queues take them
-                    chosen = sorted(range(nq), key=qf.__getitem__)[:pieces]
-                    starts = [qf[q] if qf[q] > ready else ready for q in chosen]
-                    ends = [t + occ for t in starts]
-                    for q, t in zip(chosen, ends):
-                        qf[q] = t
-                    units = [N_ENGINES + q for q in chosen]
-                queue_free[c] = qf
-                level[c] = qf[0] if min(qf) == max(qf) else None
-                s_instr.extend([i] * pieces)
-                s_core.extend([c] * pieces)
-                s_unit.extend(units)
-                s_start.extend(starts)
-                s_end.extend(ends)
-                first = min(starts)
-                last = max(ends)
-                data_end = max(starts) + dur
-            if ins.hbm_bytes:  # HBM is in use while the data moves, not for the rest of the overhead
-                k = bisect_right(hbm_ends, data_end)
-                hbm_ends.insert(k, data_end)
-                hbm_pieces.insert(k, pieces)
-            done = data_end + latency[DMA]
-            instr_start[i] = first
-            if first > newest_start:
-                newest_start = first
-                if len(hbm_ends) > 64:
-                    k = bisect_right(hbm_ends, newest_start - _HBM_HORIZON_NS)
-                    del hbm_ends[:k]
-                    del hbm_pieces[:k]
-        instr_end[i] = done
-        touched = touches_predecessor.get(pos)
-        if touched is not None:
-            for aid in touched:
-                if last_done.get(aid, 0.0) < done:
-                    last_done[aid] = done
+    ns_per_cycle = np.array([1.0 / engine_clock_ghz(core_spec, e) for e in COMPUTE_ENGINES], dtype=np.float64)
+    latency = np.array([pipeline_latency_ns(core_spec, Engine(e)) for e in range(N_ENGINES + 1)], dtype=np.float64)
 
-        for r in ins.reads:
-            if last_write.get(r[0], -1) <= pos:
-                continue
-            idx = reads.get(r[0])
-            if idx is None:
-                idx = reads[r[0]] = RegionIndex()
-            idx.record(r[1:], done)
-        for r in ins.writes:
-            # Nothing later can conflict with this write if nothing accesses the allocation again, or if
-            # the allocation is write-only (a kernel output written tile by tile: the order of its
-            # writes is not timed).
-            if last_access[r[0]] <= pos or r[0] not in ever_read:
-                continue
-            box = r[1:]
-            idx = writes.get(r[0])
-            if idx is None:
-                idx = writes[r[0]] = RegionIndex()
-            elif idx.boxes:
-                idx.drop_covered(box)
-            rd = reads.get(r[0])
-            if rd is not None and rd.boxes:
-                rd.drop_covered(box)
-            idx.record(box, done)
+    n_slices = n - n_dma + n_dma * nq
+    instr_start = np.zeros(n, dtype=np.float64)
+    instr_end = np.zeros(n, dtype=np.float64)
+    s_instr = np.empty(n_slices, dtype=np.int64)
+    s_core = np.empty(n_slices, dtype=np.int64)
+    s_unit = np.empty(n_slices, dtype=np.int64)
+    s_start = np.empty(n_slices, dtype=np.float64)
+    s_end = np.empty(n_slices, dtype=np.float64)
+    g_instr = np.empty(n_dma, dtype=np.int64)
+    g_core = np.empty(n_dma, dtype=np.int64)
+    g_start = np.empty(n_dma, dtype=np.float64)
+    g_end = np.empty(n_dma, dtype=np.float64)
+    ns, ng = schedule_core.run(
+        _order(core, n_cores),
+        core,
+        engine,
+        cycles,
+        accumulate & (engine == TENSOR),
+        sbuf,
+        psum,
+        pieces,
+        piece_bytes,
+        efficiency,
+        uses_hbm,
+        reg_ptr,
+        reg_box,
+        reg_write,
+        box,
+        cell,
+        box_aid,
+        n_aid,
+        reuse_ptr,
+        reuse_pred,
+        has_reuse,
+        is_pred,
+        n_cores,
+        nq,
+        ns_per_cycle,
+        latency,
+        ports,
+        float(spec.chip.hbm_bytes_per_ns),
+        float(dma.queue_bytes_per_ns),
+        float(dma.transfer_overhead_ns),
+        _HBM_HORIZON_NS,
+        N_ENGINES,
+        DMA,
+        TENSOR,
+        instr_start,
+        instr_end,
+        s_instr,
+        s_core,
+        s_unit,
+        s_start,
+        s_end,
+        g_instr,
+        g_core,
+        g_start,
+        g_end,
+    )
 
     # Expand each all-queue group into one slice per queue.
-    g = len(g_instr)
+    dma_units = np.arange(N_ENGINES, N_ENGINES + nq, dtype=np.int64)
     return Timeline(
         n_cores=n_cores,
         dma_queues=nq,
-        instr_start=np.asarray(instr_start),
-        instr_end=np.asarray(instr_end),
-        slice_instr=np.concatenate(
-            [np.asarray(s_instr, dtype=np.int64), np.repeat(np.asarray(g_instr, dtype=np.int64), nq)]
-        ),
-        slice_core=np.concatenate(
-            [np.asarray(s_core, dtype=np.int64), np.repeat(np.asarray(g_core, dtype=np.int64), nq)]
-        ),
-        slice_unit=np.concatenate(
-            [np.asarray(s_unit, dtype=np.int64), np.tile(np.asarray(dma_units, dtype=np.int64), g)]
-        ),
-        slice_start=np.concatenate([np.asarray(s_start, dtype=np.float64), np.repeat(np.asarray(g_start), nq)]),
-        slice_end=np.concatenate([np.asarray(s_end, dtype=np.float64), np.repeat(np.asarray(g_end), nq)]),
+        instr_start=instr_start,
+        instr_end=instr_end,
+        slice_instr=np.concatenate([s_instr[:ns], np.repeat(g_instr[:ng], nq)]),
+        slice_core=np.concatenate([s_core[:ns], np.repeat(g_core[:ng], nq)]),
+        slice_unit=np.concatenate([s_unit[:ns], np.tile(dma_units, ng)]),
+        slice_start=np.concatenate([s_start[:ns], np.repeat(g_start[:ng], nq)]),
+        slice_end=np.concatenate([s_end[:ns], np.repeat(g_end[:ng], nq)]),
         allocations=allocations if allocations is not None else {},
     )
