@@ -10,7 +10,10 @@ Cases:
   kernel versions, and contributed/pipelined_attention.py (which checks itself at import).
 - nki-library: each integration test file under test/integration, run by pytest in nki-library's own
   `--test-mode simulation` (its torch/numpy goldens); a file passes when pytest collects and passes it
-  (with --library-first-case: its first runnable case).
+  (with --library-first-case: its first runnable case). Sampled mode (--cases-per-file K --seed S
+  [--case-timeout CPU_S] [--one-process] [--summary PATH]): per file the first runnable case and K-1 drawn with
+  the seed from the rest, every case's outcome (pass/fail/skip/timeout + first error line and where it stopped)
+  printed and written to PATH.json / PATH.md; a case past --case-timeout CPU seconds counts as `timeout` (speed).
 Each case runs in its own process with `trnsim.nki.install_aliases()` and the shims in
 bench/nki_acceptance_shims (torch_xla's device is the CPU, nki-library's CPU-simulator hook points at trnsim;
 see its README). The kernels' own files are never changed. Prints one line per case (PASS/FAIL, seconds,
@@ -141,6 +144,7 @@ def library_cases(
         ]
         if sampling is not None:
             argv += ["--trnsim-cases-per-file", str(sampling.per_file), "--trnsim-seed", str(sampling.seed)]
+            argv.append("--continue-on-collection-errors")  # one file's import error is that file's row
             if sampling.case_timeout_s:
                 argv += ["--trnsim-case-timeout", str(sampling.case_timeout_s)]
             if sampling.report_dir is not None:

@@ -11,6 +11,8 @@
   launches one kernel call, so the plugin wraps run_simulator_inference for them, and writes each rank's
   outputs to `output_worker_<rank>/` as a hardware run returns them, where nki-library's validator reads them
   (every rank against its own golden for a PerRankLazyGoldenGenerator, rank 0 for a single golden).
+- Spilling is on (TRNSIM_SPILL=compiler unless the environment says otherwise): what neuronx-cc does when a
+  kernel's live tiles overflow SBUF or PSUM, with costed spill/refill transfers and a warning per kernel line.
 - nki-library's test utilities import two modules the public repository does not ship:
   `test.utils.scripts.remote_lock_scripts` (locks NeuronCores on remote Trainium hosts) and
   `test.utils.perf_analysis_private` (analyses hardware profiler traces). Stand-ins are registered under
@@ -30,6 +32,9 @@ import trnsim.nki
 import trnsim.nki.versions
 
 trnsim.nki.install_aliases()
+# The plugin stands in for neuronx-cc, which spills live tiles that overflow SBUF/PSUM to the next memory tier:
+# turn trnsim's compiler-spill model on (nki/spill.py; TRNSIM_SPILL=off in the environment keeps it off).
+os.environ.setdefault("TRNSIM_SPILL", "compiler")
 
 
 class LockStatus(enum.Enum):
@@ -338,6 +343,18 @@ def _where(report) -> str:
         user = f"{os.path.abspath(loc.path)}:{loc.lineno}"
         return where if user == where else f"{user} -> {where}"
     return where
+
+
+def pytest_collectreport(report):
+    """A test file that fails to import (e.g. a syntax error in the kernel it imports) is one failed row."""
+    if _CONFIG and report.outcome == "failed":
+        name = report.nodeid.split("::")[0]
+        _write_report(_CONFIG[0], {"file": name, "collected": 0, "marked_skip": 0, "ran": 0})
+        lines = [line.strip() for line in str(report.longrepr).splitlines() if line.strip()]
+        errors = [line[1:].strip() for line in lines if line.startswith("E ")]
+        error = " / ".join(errors[-2:]) if errors else (lines[-1] if lines else "collection failed")
+        record = {"id": name, "when": "collect", "outcome": "failed", "seconds": 0.0, "error": error[:300]}
+        _write_report(_CONFIG[0], {**record, "where": ""})
 
 
 def pytest_runtest_logreport(report):
