@@ -20,8 +20,9 @@ tests/sim/test_scheduler_exact.py holds it to the interpreted loop it replaced, 
 
 from __future__ import annotations
 
-from itertools import chain
-from operator import add, attrgetter
+import struct
+from itertools import chain, starmap
+from operator import attrgetter
 from typing import Any
 
 import numpy as np
@@ -71,6 +72,17 @@ def _order(core: np.ndarray, n_cores: int) -> np.ndarray:
         m = core == c
         rank[m] = np.arange(int(m.sum()))
     return np.lexsort((core, rank)).astype(np.int64)
+
+
+_PACK_REGION = struct.Struct("<7q").pack
+
+
+def _regions(lists: list[tuple[tuple[int, ...], ...]], count: int) -> np.ndarray:
+    """The regions of all instructions, in order, as rows of 7 integers (packed in C, no per-int objects)."""
+    if count == 0:
+        return np.zeros((0, 7), dtype=np.int64)
+    packed = b"".join(starmap(_PACK_REGION, chain.from_iterable(lists)))
+    return np.frombuffer(packed, dtype="<i8").reshape(count, 7)
 
 
 def _per_value(values: np.ndarray, fn: Any, dtype: Any) -> np.ndarray:
@@ -131,17 +143,23 @@ def schedule(
     reads = list(map(attrgetter("reads"), instrs))
     writes = list(map(attrgetter("writes"), instrs))
     n_reads = np.fromiter(map(len, reads), dtype=np.int64, count=n)
-    n_regs = n_reads + np.fromiter(map(len, writes), dtype=np.int64, count=n)
+    n_writes = np.fromiter(map(len, writes), dtype=np.int64, count=n)
     reg_ptr = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(n_regs, out=reg_ptr[1:])
+    np.cumsum(n_reads + n_writes, out=reg_ptr[1:])
     n_flat = int(reg_ptr[-1])
 
     # Regions: each distinct (allocation, box) gets an id; reads then writes per instruction.
-    flat = np.fromiter(chain.from_iterable(chain.from_iterable(map(add, reads, writes))), np.int64, 7 * n_flat)
-    reg_box, first = schedule_core.intern_rows(flat.reshape(n_flat, 7))
-    table = flat.reshape(n_flat, 7)[first]
-    owner = np.repeat(np.arange(n, dtype=np.int64), n_regs)
-    reg_write = (np.arange(n_flat, dtype=np.int64) - reg_ptr[:-1][owner]) >= n_reads[owner]
+    flat = np.empty((n_flat, 7), dtype=np.int64)
+    reg_write = np.zeros(n_flat, dtype=np.bool_)
+    for lists, counts, skip, is_write in ((reads, n_reads, 0, False), (writes, n_writes, n_reads, True)):
+        rows = _regions(lists, int(counts.sum()))
+        owner = np.repeat(np.arange(n, dtype=np.int64), counts)
+        at = np.arange(len(rows), dtype=np.int64) - (np.cumsum(counts) - counts)[owner]
+        at += (reg_ptr[:-1] + skip)[owner]
+        flat[at] = rows
+        reg_write[at] = is_write
+    reg_box, first = schedule_core.intern_rows(flat)
+    table = flat[first]
     box = np.ascontiguousarray(table[:, 1:])
     cell = np.empty_like(box)
     for d, block in enumerate((ROW_BLOCK, COL_BLOCK, REST_BLOCK)):
