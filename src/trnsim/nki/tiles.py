@@ -17,6 +17,7 @@ from trnsim import dtypes
 from trnsim.errors import CapacityError, DtypeError, TileShapeError, UsageError
 from trnsim.isa.instruction import Region
 from trnsim.isa.opcodes import Engine, Opcode
+from trnsim.nki import spill
 from trnsim.nki.block_banks import allocate_blocks, track, track_whole
 from trnsim.nki.context import TraceContext, current, user_location
 from trnsim.nki.indexing import ParDim
@@ -41,6 +42,7 @@ def new_tensor(
     if any(s < 0 for s in shp):
         raise UsageError(f"a tensor shape cannot have negative dims, got {list(shp)}", loc)
     dt = _dtype(dtype, loc)
+    spill.attach(ctx.machine)
     core = ctx.machine.spec.core
     if buffer is not MemoryKind.HBM:
         if not shp:
@@ -153,6 +155,9 @@ def _retarget(ctx: TraceContext, dst: NkiTensor, value: NkiTensor, accumulate: b
     }.get(ins.opcode, (MemoryKind.SBUF,) if ins.engine is Engine.GPSIMD else (MemoryKind.SBUF, MemoryKind.PSUM))
     if dst.buffer not in allowed or (accumulate and ins.opcode is not Opcode.NC_MATMUL):
         return False
+    spiller = spill.get(ctx.machine)
+    if spiller is not None and spiller.holds(dst):
+        return False  # dst (or a block of it) is spilled: the copy path refills it first
     del ctx.fresh[value.alloc.id]
     if dst.alloc.blocks is not None and dst.alloc.blocks.par_axis > 0 and value.buffer is not MemoryKind.HBM:
         # the fresh tile is never written now: its bytes are free for the block (the compiler writes there)
@@ -166,7 +171,12 @@ def _retarget(ctx: TraceContext, dst: NkiTensor, value: NkiTensor, accumulate: b
         # uninitialised nl.ndarray PSUM accumulator works as on the hardware.
         accumulate = accumulate and psum_group_open(ctx, region)
         ctx.psum_touched.add(region)
+    n_before = len(instrs)
     track([dst] if accumulate else [], [dst], ins.location)
+    if len(instrs) > n_before:  # spills that made room for dst go before the instruction that now writes it
+        instrs.append(instrs.pop(idx))
+        if spiller is not None:
+            spiller.after_track(ins)
     # A masked producer (`nl.load(..., mask=...)`) wrote only some lanes of the fresh tile: only those lanes
     # reach `dst`, the others keep what `dst` held (they are not the fresh tile's poison).
     mask = _written_lanes(value, dst.shape)
@@ -212,6 +222,7 @@ def _same_view(a: NkiTensor, b: NkiTensor) -> bool:
 
 
 _MATMULS = (Opcode.NC_MATMUL, Opcode.NC_MATMUL_MX)  # TensorE writes that open an accumulation group
+_SPILL_LABELS = ("spill", "refill")  # nki/spill.py
 
 
 def psum_group_open(ctx: TraceContext, region: Region) -> bool:
@@ -226,7 +237,7 @@ def psum_group_open(ctx: TraceContext, region: Region) -> bool:
     if region not in ctx.psum_touched:
         return False
     for ins in reversed(ctx.machine.instructions):  # back to the last instruction that touched it
-        if ins.core != ctx.core:
+        if ins.core != ctx.core or ins.label in _SPILL_LABELS:  # a compiler spill/refill keeps the group as it was
             continue
         if any(_boxes_overlap(region, w) for w in ins.writes):
             return ins.opcode in _MATMULS

@@ -13,6 +13,7 @@ import itertools
 import weakref
 from bisect import bisect_left, insort
 from collections import deque
+from collections.abc import Callable
 from enum import StrEnum
 from math import prod
 from typing import Any, NamedTuple
@@ -25,12 +26,26 @@ from trnsim.errors import CapacityError
 _ids = itertools.count(1)
 # How many of the most recently freed byte ranges a new allocation steps over when it can (buffer rotation).
 RECENT_FREES = 8
+# The switch for the compiler-spill model (nki/spill.py): TRNSIM_SPILL=compiler; unset or "off": overflow is an error.
+SPILL_ENV = "TRNSIM_SPILL"
+# While spilling: allocations between two full cyclic-GC runs on overflow (a simulator-speed setting, not hardware).
+FULL_GC_EVERY = 256
+
+
+def new_id() -> int:
+    """A fresh allocation id (also for marker regions that tie an instruction to Machine.reuse)."""
+    return next(_ids)
 
 
 class MemoryKind(StrEnum):
     HBM = "hbm"
     SBUF = "sbuf"
     PSUM = "psum"
+
+
+# Where the Neuron compiler spills each on-chip memory: "the next-tier memory in the hierarchy" (NKI docs,
+# memory-hierarchy overview), PSUM -> SBUF -> HBM.
+NEXT_TIER = {MemoryKind.SBUF: "HBM", MemoryKind.PSUM: "SBUF"}
 
 
 class AllocationRecord(NamedTuple):
@@ -166,6 +181,11 @@ class MemorySpace:
         self.peak = 0
         # Block tensors whose finished blocks give their bytes up when a new tensor or block needs them.
         self.block_owners: weakref.WeakSet[Any] = weakref.WeakSet()
+        # The compiler-spill model (nki/spill.py), when on: frees bytes by spilling one live tile (only a finished
+        # block, with True) to the next memory tier; False when nothing can be spilled. None: overflow is a
+        # CapacityError (the default).
+        self.spiller: Callable[[MemorySpace, str, str | None, bool], bool] | None = None
+        self._full_gc_at = -FULL_GC_EVERY  # allocation id at the last full GC (while spilling)
 
     def _place(self, size: int) -> int | None:
         """Lowest free address that avoids the bytes of the last few freed tensors; else the lowest at all.
@@ -215,11 +235,17 @@ class MemorySpace:
         size = -(-max(need, 1) // self.granule) * self.granule
         offset = self._fit(size, name, shape, dtype, location)
         alloc = Allocation(self.kind, shape, dtype, name, self.core, offset, size, functional)
+        alloc.reuses = self._take(alloc, offset)
+        return alloc
+
+    def _take(self, alloc: Allocation, offset: int) -> tuple[int, ...]:
+        """Give `alloc` (a root) the bytes at `offset`; the freed allocations whose bytes it takes over."""
+        size = alloc.nbytes
         end = offset + size
-        alloc.reuses = tuple(aid for lo, hi, aid in self._freed if lo < end and offset < hi)
-        if alloc.reuses:  # ranges wholly under the new tensor are now reached through it
+        reuses = tuple(aid for lo, hi, aid in self._freed if lo < end and offset < hi)
+        if reuses:  # ranges wholly under the new tensor are now reached through it
             self._freed = [f for f in self._freed if not (offset <= f[0] and f[1] <= end)]
-        self._live[offset] = (size, name, shape, dtype)
+        self._live[offset] = (size, alloc.name, alloc.shape, alloc.dtype)
         insort(self._offsets, offset)
         self._live_ids[offset] = alloc.id
         self.used += size
@@ -227,7 +253,19 @@ class MemorySpace:
         # Free the bytes when the last reference to the tensor goes: Python liveness stands in for the
         # compiler's buffer liveness analysis.
         weakref.finalize(alloc, self._release, offset, alloc.id)
-        return alloc
+        return reuses
+
+    def resident(self, alloc: Allocation) -> bool:
+        """Whether a (root) allocation holds bytes here now (not spilled by the compiler-spill model)."""
+        return self._live_ids.get(alloc.offset) == alloc.id
+
+    def place_again(self, alloc: Allocation, location: str | None) -> tuple[int, ...]:
+        """Bytes again for a spilled allocation (a refill), possibly elsewhere; the allocations whose freed
+        bytes it takes over (its refill must wait for their last access)."""
+        root = alloc.root
+        offset = self._fit(root.nbytes, root.name, root.shape, root.dtype, location)
+        root.offset = offset
+        return self._take(root, offset)
 
     def block_bytes(self, shape: tuple[int, ...], dtype: np.dtype[Any]) -> int:
         """Bytes per partition one block (a partition-dim tile of `shape`) takes, in whole granules."""
@@ -249,11 +287,19 @@ class MemorySpace:
     def _fit(self, size: int, name: str, shape: tuple[int, ...], dtype: np.dtype[Any], location: str | None) -> int:
         """Where `size` bytes go: a free range, else one freed by ending finished blocks; else CapacityError."""
         offset = self._place(size)
-        while offset is None and self._end_oldest_finished_block(f"{name or 'a tensor'} {list(shape)}"):
+        taker = f"{name or 'a tensor'} {list(shape)}"
+        spiller = self.spiller
+        # Finished blocks first (read since their last write: likely dead). With the compiler-spill model on they
+        # are spilled rather than forgotten, since they may be read again (a dead one's spill is dropped later).
+        while offset is None and (
+            spiller(self, taker, location, True) if spiller is not None else self._end_oldest_finished_block(taker)
+        ):
             offset = self._place(size)
         if offset is None:
             # tiles kept only by a reference cycle are dead but free their bytes when the cyclic GC runs
-            gc.collect()
+            self._collect()
+            offset = self._place(size)
+        while offset is None and spiller is not None and spiller(self, taker, location, False):
             offset = self._place(size)
         if offset is None:
             unit = "bytes" if self.kind is MemoryKind.HBM else "bytes per partition"
@@ -264,11 +310,35 @@ class MemorySpace:
             raise CapacityError(
                 f"{self.kind.upper()} capacity exceeded allocating {name or 'a tensor'} {list(shape)} "
                 f"{dtypes.name(dtype)}: needs {size} {unit}, {self.used} of {self.capacity} in use by "
-                f"{len(self._live)} live tensors (largest: {biggest or 'none'})",
+                f"{len(self._live)} live tensors (largest: {biggest or 'none'}){self._spill_hint()}",
                 location,
                 rule=f"{self.kind}-capacity",
             )
         return offset
+
+    def _collect(self) -> None:
+        """Run the cyclic GC. Without spilling overflows are rare (most end the trace): a full collection each
+        time. With spilling they are routine and a full collection (0.1-1 s on a large heap) runs at most once
+        per FULL_GC_EVERY allocations; in between only the young generations (where new garbage is) are."""
+        if self.spiller is None:
+            gc.collect()
+            return
+        now = new_id()
+        if now - self._full_gc_at >= FULL_GC_EVERY:
+            self._full_gc_at = now
+            gc.collect()
+        else:
+            gc.collect(1)
+
+    def _spill_hint(self) -> str:
+        if self.kind is MemoryKind.HBM:
+            return ""
+        if self.spiller is not None:
+            return "; nothing left to spill (the other live tiles are operands of the instruction being issued)"
+        return (
+            f"; the Neuron compiler would spill live tiles to {NEXT_TIER[self.kind]}: set {SPILL_ENV}=compiler "
+            "to model that (costed spill and refill transfers)"
+        )
 
     def _end_oldest_finished_block(self, taker: str) -> bool:
         """Free the least recently used block that was read since its last write (its lifetime is over)."""
