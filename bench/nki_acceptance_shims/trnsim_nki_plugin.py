@@ -13,8 +13,6 @@
   (every rank against its own golden for a PerRankLazyGoldenGenerator, rank 0 for a single golden).
 - Spilling is on (TRNSIM_SPILL=compiler unless the environment says otherwise): what neuronx-cc does when a
   kernel's live tiles overflow SBUF or PSUM, with costed spill/refill transfers and a warning per kernel line.
-- Spilling is on (TRNSIM_SPILL=compiler unless the environment says otherwise): what neuronx-cc does when a
-  kernel's live tiles overflow SBUF or PSUM, with costed spill/refill transfers and a warning per kernel line.
 - nki-library's test utilities import two modules the public repository does not ship:
   `test.utils.scripts.remote_lock_scripts` (locks NeuronCores on remote Trainium hosts) and
   `test.utils.perf_analysis_private` (analyses hardware profiler traces). Stand-ins are registered under
@@ -34,9 +32,6 @@ import trnsim.nki
 import trnsim.nki.versions
 
 trnsim.nki.install_aliases()
-# The plugin stands in for neuronx-cc, which spills live tiles that overflow SBUF/PSUM to the next memory tier:
-# turn trnsim's compiler-spill model on (nki/spill.py; TRNSIM_SPILL=off in the environment keeps it off).
-os.environ.setdefault("TRNSIM_SPILL", "compiler")
 # The plugin stands in for neuronx-cc, which spills live tiles that overflow SBUF/PSUM to the next memory tier:
 # turn trnsim's compiler-spill model on (nki/spill.py; TRNSIM_SPILL=off in the environment keeps it off).
 os.environ.setdefault("TRNSIM_SPILL", "compiler")
