@@ -7,6 +7,8 @@ in their stored dtype, converted exactly to fp32, and accumulates in fp32 like t
 
 from __future__ import annotations
 
+import contextlib
+from functools import cache
 from typing import Any
 
 import numpy as np
@@ -27,13 +29,33 @@ def dma_copy(src: Array) -> Array:
     return src
 
 
+@cache
+def _blas() -> Any:
+    """threadpoolctl's controller of the BLAS libraries loaded with numpy (None without threadpoolctl)."""
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:  # optional: without it BLAS keeps its default thread count
+        return None
+    return ThreadpoolController()
+
+
+def one_blas_thread() -> contextlib.AbstractContextManager[Any]:
+    """BLAS on one thread for a tile's matmul. Tiles are at most 128 x 512 x 512: a second BLAS thread only adds
+    hand-over cost (a 128 x 512 x 256 float64 GEMM took 24 ms of CPU with OpenBLAS's two threads on a busy 2-core
+    host, 1.6 ms with one), and one thread gives the same bits on every host, whatever its core count (OpenBLAS's
+    float32 GEMM rounds differently with two threads), as compiled models' kernels already run."""
+    ctl = _blas()
+    return ctl.limit(limits=1, user_api="blas") if ctl is not None else contextlib.nullcontext()
+
+
 def nc_matmul(stationary: Array, moving: Array, double_row: bool = False) -> Array:
     """dst[M, N] = stationary[K, M].T @ moving[K, N]; double-row: inputs [K, 2, M] and [K, 2, N]."""
     if double_row:
         k = stationary.shape[0] * 2
         stationary = stationary.reshape(k, -1)
         moving = moving.reshape(k, -1)
-    return np.matmul(as_2d(stationary).T.astype(F32, copy=False), as_2d(moving).astype(F32, copy=False), dtype=F32)
+    with one_blas_thread():
+        return np.matmul(as_2d(stationary).T.astype(F32, copy=False), as_2d(moving).astype(F32, copy=False), dtype=F32)
 
 
 def nc_transpose(data: Array) -> Array:

@@ -11,6 +11,7 @@ import numpy as np
 from trnsim import dtypes
 from trnsim.errors import DtypeError, ShapeMismatchError, TileShapeError, UsageError
 from trnsim.hw.spec import CoreSpec
+from trnsim.isa import semantics as sem
 from trnsim.isa.cost_rules import CostArgs
 from trnsim.isa.instructions import mx_format as mx
 from trnsim.isa.opcodes import Engine, Opcode
@@ -29,7 +30,12 @@ def semantics(
     k = stationary.shape[0]
     st = stationary * mx.expand_scales(stationary_scale, k)
     mv = moving * mx.expand_scales(moving_scale, k)
-    return np.einsum("kiq,kjq->ij", st, mv, dtype=np.float64).astype(np.float32)
+    # sum over (k, q) of st[k, i, q] * mv[k, j, q] as one float64 GEMM (BLAS; einsum took 11x the CPU at 128x512x256):
+    # each product of two scaled MX values is exact in float64, so only the float64 summation order can differ
+    lhs = st.transpose(1, 0, 2).reshape(st.shape[1], -1).astype(np.float64)
+    rhs = mv.transpose(0, 2, 1).reshape(-1, mv.shape[1]).astype(np.float64)
+    with sem.one_blas_thread():
+        return np.matmul(lhs, rhs).astype(np.float32)
 
 
 def check(call: Call) -> None:
