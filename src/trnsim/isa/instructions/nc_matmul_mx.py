@@ -23,13 +23,21 @@ MX_DATA_DTYPES = tuple(dtypes.PACKED_X4)
 MOVING_FMAX = {dtypes.float32: 4096, dtypes.bfloat16: 8192}
 
 
+def _scaled(values: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """values [K, C, 4] times each group's factor (scale [K // 8, C]), by broadcasting over whole groups."""
+    k, c = values.shape[:2]
+    if k % mx.GROUP_PARTITIONS:
+        return values * mx.expand_scales(scale, k)
+    grouped = values.reshape(k // mx.GROUP_PARTITIONS, mx.GROUP_PARTITIONS, c, values.shape[2])
+    return (grouped * scale[: k // mx.GROUP_PARTITIONS, None, :, None]).reshape(values.shape)
+
+
 def semantics(
     stationary: np.ndarray, moving: np.ndarray, stationary_scale: np.ndarray, moving_scale: np.ndarray
 ) -> np.ndarray:
     """stationary [K, M, 4] and moving [K, N, 4] values (fp32); scales [K // 8, M] / [K // 8, N] factors."""
-    k = stationary.shape[0]
-    st = stationary * mx.expand_scales(stationary_scale, k)
-    mv = moving * mx.expand_scales(moving_scale, k)
+    st = _scaled(stationary, stationary_scale)
+    mv = _scaled(moving, moving_scale)
     # sum over (k, q) of st[k, i, q] * mv[k, j, q] as one float64 GEMM (BLAS; einsum took 11x the CPU at 128x512x256):
     # each product of two scaled MX values is exact in float64, so only the float64 summation order can differ
     lhs = st.transpose(1, 0, 2).reshape(st.shape[1], -1).astype(np.float64)
