@@ -138,15 +138,53 @@ def test_flash_with_dma_transposes_matches_sdpa(rng: np.random.Generator, monkey
 
 def test_flash_pairs_units_into_one_transpose(monkeypatch: pytest.MonkeyPatch) -> None:
     """With every unit on the DMA, two units of the same full shape share one transpose (2 x 128 x 512 bf16),
-    the diagonal's partial units go alone or to TensorE; trn3 too."""
+    the diagonal's partial units go alone or to TensorE; trn3 too. Q^T (one per block of query tiles: here a
+    head) and K^T (one per KV head) come from HBM by DMA transposes, so TensorE transposes nothing."""
     with_share(monkeypatch, 1.0)
     q, kv = TensorSpec((1, 2, 1024, 128), "bfloat16"), TensorSpec((1, 1, 1024, 128), "bfloat16")
     prof = nki.profile(trnsim.kernels.flash_attention, target="trn3", mode="timing")(q, kv, kv, causal=False)
-    sizes = [i.dma_bytes for i in prof.instructions if i.opcode is Opcode.DMA_TRANSPOSE]
+    dma_t = [i for i in prof.instructions if i.opcode is Opcode.DMA_TRANSPOSE]
+    sizes = [i.dma_bytes for i in dma_t if not i.hbm_bytes]
     units = 2 * (1024 // 128) * (1024 // 512)  # heads x query tiles x 512-key units
     assert sizes == [2 * 128 * 512 * 2] * (units // 2)
-    transposes = [i for i in prof.instructions if i.opcode is Opcode.NC_TRANSPOSE]
-    assert len(transposes) == 2 * 8 + 8  # only Q^T (heads x tiles) and K^T (its 128-key blocks) on TensorE
+    assert sorted(i.hbm_bytes for i in dma_t if i.hbm_bytes) == [1024 * 128 * 2] * 3  # K^T, Q^T of 2 heads
+    assert not [i for i in prof.instructions if i.opcode is Opcode.NC_TRANSPOSE]
+
+
+def test_flash_q_and_k_transposed_by_tensor_engine_on_trn1() -> None:
+    """NeuronCore-v2 has no DMA transpose: Q^T and K^T are TensorE transposes of naturally loaded rows (one per
+    query tile, one per 128 keys), and no dma_transpose is issued."""
+    q, kv = TensorSpec((1, 2, 1024, 128), "bfloat16"), TensorSpec((1, 1, 1024, 128), "bfloat16")
+    prof = nki.profile(trnsim.kernels.flash_attention, target="trn1", mode="timing")(q, kv, kv, causal=False)
+    assert not [i for i in prof.instructions if i.opcode is Opcode.DMA_TRANSPOSE]
+    loads = [i for i in prof.instructions if i.opcode is Opcode.DMA_COPY and i.hbm_bytes and i.label.endswith("sbuf")]
+    assert sum(i.hbm_bytes for i in loads) == 4 * 1024 * 128 * 2  # Q of 2 heads, K, V
+
+
+@pytest.mark.parametrize("target", ["trn2", "trn1"])
+def test_flash_stores_results_in_runs_of_tiles(rng: np.random.Generator, monkeypatch, target) -> None:
+    """A block of query tiles stores its results in runs of plan.store_tiles finished tiles (the last run
+    ragged, with the ragged last tile): values as torch's; 9 tiles in runs of 3 are 3 stores per head."""
+    monkeypatch.setattr(attention_plan, "store_tiles", lambda plan: 3)
+    q, k, v = qkv(rng, 1, 2, 1, 1100, 1100, 64, BF16)
+    prof = nki.profile(trnsim.kernels.flash_attention, target=target)(q, k, v, causal=True)
+    assert_close(prof.outputs, sdpa(q, k, v, True), BF16)
+    stores = [i for i in prof.instructions if i.opcode is Opcode.DMA_COPY and i.label.startswith("dma sbuf->hbm")]
+    assert sum(i.hbm_bytes for i in stores) == q.nbytes
+    assert len(stores) == 2 * 3 + 2  # per head: 3 runs, the last one's ragged tile in a DMA of its own
+
+
+def test_store_tiles_is_the_per_transfer_floor() -> None:
+    """trn2, D 128 bf16: a tile's result is 128 rows of 256 B over 16 queues, 2 KiB each at 23 B/ns x
+    256 / (256 + 256); the fewest tiles whose bytes hold a queue for the 1300 ns per-transfer overhead: 8."""
+    from trnsim.kernels._flash_tiles import Plan
+
+    plan = Plan(1, 8, 2, 4096, 4096, 128, True, 0.1, BF16, 128, 512)
+    plan.q_block_tiles = 32
+    got = nki.simulate(nki.jit(lambda x: attention_plan.store_tiles(plan)), target="trn2")(np.zeros((1, 1), np.float32))
+    dma = get_target_spec("trn2").core.dma
+    tile_ns = 128 * 256 / 16 / (dma.queue_bytes_per_ns * 256 / (256 + dma.descriptor_overhead_bytes))
+    assert got == int(np.ceil(dma.transfer_overhead_ns / tile_ns)) == 8
 
 
 def test_dma_transpose_cost_is_the_isa_rule() -> None:

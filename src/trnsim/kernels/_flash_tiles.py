@@ -39,11 +39,14 @@ class Plan:
     kb: int  # keys per score block (one PSUM bank of fp32)
     g: int = 1  # score blocks per unit
     mode: str = "stream"  # "prefetch", "resident" or "stream": where K^T and V live
-    q_block_tiles: int = 1  # query tiles per QBlock (Q loaded and results stored in one DMA each)
+    q_block_tiles: int = 1  # query tiles per QBlock (Q loaded in one DMA)
+    store_tiles: int = 1  # finished query tiles of a QBlock stored per DMA (attention_plan.store_tiles)
     evac_on_scalar: float = 0.0  # share of the P^T copies given to ScalarE, the rest to VectorE
     mask_on_vector: bool = False  # causal mask added by VectorE (mask_scores), else by a TensorE matmul
     transposed: bool = False  # the transposed-scores variant (attention_transposed.py)
     dma_share: float = 0.0  # share of units whose P^T the DMA engines transpose (attention_dma_transpose.py)
+    rescale_on_vector: float = 0.0  # share of the O rescales given to VectorE, the rest to ScalarE
+    dma_load_t: bool = False  # Q^T and K^T loaded by the DMA engines' HBM -> SBUF transpose (NeuronCore-v3+)
 
     @property
     def group(self) -> int:
@@ -91,14 +94,19 @@ class KV:
         p, d = plan.p, plan.d
         nblk = cdiv(hi - lo, p)
         self.blocks = [(lo + j * p, min(p, hi - lo - j * p)) for j in range(nblk)]  # (first key, keys)
-        self.k_rows: Any = nl.ndarray((p, nblk, d), plan.dtype, buffer=nl.sbuf)
         self.v = nl.ndarray((p, nblk, d + 1), plan.dtype, buffer=nl.sbuf)
         nisa.memset(dst=self.v[:, :, d : d + 1], value=1.0, engine=nisa.gpsimd_engine)
-        copy_blocks(self.k_rows, k, b, g, lo, hi - lo, "load")
+        self.kt: Any = None
+        self.k_rows: Any = None
+        if plan.dma_load_t:  # K^T straight from HBM: one DMA transpose, no TensorE transposes or copies
+            self.kt = nl.ndarray((p, hi - lo), plan.dtype, buffer=nl.sbuf)
+            nisa.dma_transpose(dst=self.kt[:d, :], src=k[b, g, lo:hi, :])
+        else:
+            self.k_rows = nl.ndarray((p, nblk, d), plan.dtype, buffer=nl.sbuf)
+            copy_blocks(self.k_rows, k, b, g, lo, hi - lo, "load")
         self.v_source: Any = (v, b, g)
         if not defer_v:
             self.load_v()
-        self.kt: Any = None
 
     def load_v(self) -> None:
         if self.v_source is not None:
@@ -107,9 +115,12 @@ class KV:
             self.v_source = None
 
     def transpose_k(self) -> None:
-        """K^T on TensorE, 128 keys at a time into a PSUM bank, copied out by VectorE a bank at a time."""
+        """K^T on TensorE, 128 keys at a time into a PSUM bank, copied out by VectorE a bank at a time (V's
+        load, where deferred, is issued here; with dma_load_t K^T is already loading)."""
         self.load_v()
         plan = self.plan
+        if plan.dma_load_t:
+            return
         p, d, kb = plan.p, plan.d, plan.kb
         self.kt = nl.ndarray((p, self.hi - self.lo), plan.dtype, buffer=nl.sbuf)
         per_bank = kb // p
@@ -187,8 +198,9 @@ class QBlock:
     def __init__(self, plan: Plan, b: int, h: int, q0: int, rows: int) -> None:
         self.plan, self.b, self.h, self.q0, self.rows = plan, b, h, q0, rows
         self.tiles = cdiv(rows, plan.p)
-        self.pending = self.tiles
-        self.q: Any = None
+        self.done = [False] * self.tiles
+        self.stored = 0  # tiles [0, stored) have been stored
+        self.q: Any = None  # [P, tiles, D] (row q0 + i * P + p at [p, i]), or Q^T [D, rows] with dma_load_t
         self.res: Any = None
         self.next: QBlock | None = None  # the block whose Q this one's start prefetches
         self.loaded = False
@@ -197,17 +209,34 @@ class QBlock:
         """Load this block's Q (if not yet), and with `prefetch` the next block's."""
         for block in (self, self.next if prefetch else None):
             if block is not None and not block.loaded:
-                shape = (self.plan.p, block.tiles, self.plan.d)
-                block.q = nl.ndarray(shape, self.plan.dtype, buffer=nl.sbuf)
-                block.res = nl.ndarray(shape, self.plan.dtype, buffer=nl.sbuf)
-                copy_blocks(block.q, q, block.b, block.h, block.q0, block.rows, "load")
+                plan = self.plan
+                shape = (plan.p, block.tiles, plan.d)
+                block.res = nl.ndarray(shape, plan.dtype, buffer=nl.sbuf)
+                if plan.dma_load_t:  # Q^T of the block's rows in one HBM -> SBUF DMA transpose
+                    block.q = nl.ndarray((plan.p, block.tiles * plan.p), plan.dtype, buffer=nl.sbuf)
+                    rows = q[block.b, block.h, block.q0 : block.q0 + block.rows, :]
+                    nisa.dma_transpose(dst=block.q[: plan.d, : block.rows], src=rows)
+                else:
+                    block.q = nl.ndarray(shape, plan.dtype, buffer=nl.sbuf)
+                    copy_blocks(block.q, q, block.b, block.h, block.q0, block.rows, "load")
                 block.loaded = True
 
-    def finished(self, out: Any) -> None:
-        """One of its tiles has its result in `res`; the last one stores them all."""
-        self.pending -= 1
-        if self.pending == 0:
-            copy_blocks(self.res, out, self.b, self.h, self.q0, self.rows, "store")
+    def finished(self, out: Any, index: int) -> None:
+        """Tile `index` has its result in `res`. Finished tiles are stored in runs of plan.store_tiles (the
+        rest with the last tile): one DMA for the whole block would hold every queue for its whole transfer
+        at once, and the DMA transposes queued behind it (FIFO) would stall TensorE."""
+        self.done[index] = True
+        end = self.stored
+        while end < self.tiles and self.done[end]:
+            end += 1
+        step = self.plan.store_tiles
+        while end - self.stored >= step or (end == self.tiles and self.stored < end):
+            t1 = min(end, self.stored + step) if end < self.tiles else end
+            p = self.plan.p
+            rows = min(self.rows, t1 * p) - self.stored * p
+            copy_blocks(self.res[:, self.stored : t1, :], out, self.b, self.h, self.q0 + self.stored * p, rows, "store")
+            self.stored = t1
+        if self.stored == self.tiles:
             self.q = self.res = None
 
 
@@ -223,7 +252,7 @@ class QTile:
         self.rows = min(plan.p, block.q0 + block.rows - self.q0)
         self.o = rings.o.take()  # [128, D + 1] fp32 in PSUM: O and, in column D, the row sums
         self.stages = rings.q_stage
-        self.softmax = softmax(self.rows, plan.scale, plan.dtype, sum_column=plan.d)
+        self.softmax = softmax(self.rows, plan.scale, plan.dtype, sum_column=plan.d, packed=True)
         self.qt: Any = None
         self.o_written = False
         self.units = 0  # units issued so far
@@ -234,9 +263,12 @@ class QTile:
         self.block.load(q, prefetch=self.index == self.block.tiles // 2)
 
     def transpose_q(self) -> None:
-        """Q^T on TensorE through PSUM, copied out by VectorE."""
+        """Q^T on TensorE through PSUM, copied out by VectorE (with dma_load_t: the block's Q^T columns)."""
         plan = self.plan
         p, d, rows = plan.p, plan.d, self.rows
+        if plan.dma_load_t:
+            self.qt = self.block.q[:, self.index * p : self.index * p + p]
+            return
         stage = self.stages.take(p)
         nisa.nc_transpose(dst=stage[:d, :rows], data=self.block.q[:rows, self.index, :])
         self.qt = nl.ndarray((p, p), plan.dtype, buffer=nl.sbuf)

@@ -24,6 +24,9 @@ import trnsim.nki.language as nl
 from trnsim.kernels._common import pmax
 from trnsim.kernels._ports import share_port
 
+# fp32 columns of a packed block tile before its bf16 maxima: r_new, alpha, the max over the block's tiles
+PACKED_COLS = 3
+
 
 def small_ops_engine() -> Any:
     return nisa.vector_engine if share_port("vector", "gpsimd", "sbuf") else nisa.gpsimd_engine
@@ -32,15 +35,25 @@ def small_ops_engine() -> Any:
 class OnlineSoftmax:
     """Running max and sum of `rows` rows (partitions 0..rows-1) of scores scaled by `scale`."""
 
-    def __init__(self, rows: int, scale: float, probs_dtype: Any, sum_column: int | None = None) -> None:
+    def __init__(
+        self, rows: int, scale: float, probs_dtype: Any, sum_column: int | None = None, packed: bool = False
+    ) -> None:
         self.rows, self.scale, self.probs_dtype = rows, scale, probs_dtype
         self.sum_column = sum_column  # the column of the caller's accumulator that holds l, if any
         self.engine = small_ops_engine()
         self.r: Any = None  # -scale * running max, [rows, 1]
         self.l: Any = None  # running sum, [rows, 1]
         self.inv_l: Any = None
+        # With `packed`, a block's [P, 1] vectors (r_new, alpha, the max over its tiles) and its bf16 maxima are
+        # columns of one tile allocated by block_max: one allocation per block instead of three or four
+        # (tracing time goes into allocations; the columns are separate regions, so no false dependencies).
+        self.packed = packed
+        self._cols: Any = None
 
-    def _vec(self) -> Any:
+    def _vec(self, col: int | None = None) -> Any:
+        """A [P, 1] fp32 vector: column `col` of the block's packed tile, or a tile of its own."""
+        if self.packed and col is not None and self._cols is not None:
+            return self._cols[:, col : col + 1]
         return nl.ndarray((pmax(), 1), nl.float32, buffer=nl.sbuf)
 
     def block_max(self, tiles: list[tuple[Any, int]]) -> Any:
@@ -52,13 +65,18 @@ class OnlineSoftmax:
         shift near the max, used consistently in P, its sum and alpha; one bf16 ulp off changes nothing.
         """
         rows = self.rows
-        neg_max = nl.ndarray((pmax(), len(tiles)), nl.bfloat16, buffer=nl.sbuf)
+        if self.packed:  # fp32 columns 0-2: r_new, alpha, total; then the bf16 maxima (two per fp32 column)
+            self._cols = nl.ndarray((pmax(), PACKED_COLS + -(-len(tiles) // 2)), nl.float32, buffer=nl.sbuf)
+            first = 2 * PACKED_COLS
+            neg_max = self._cols.view(nl.bfloat16)[:, first : first + len(tiles)]
+        else:
+            neg_max = nl.ndarray((pmax(), len(tiles)), nl.bfloat16, buffer=nl.sbuf)
         for c, (s, w) in enumerate(tiles):
             upper = s.view(nl.bfloat16)[:rows, 1 : 2 * w : 2]
             nisa.tensor_reduce(dst=neg_max[:rows, c : c + 1], op=nl.maximum, data=upper, axis=1, negate=True)
         if len(tiles) == 1:
             return neg_max[:rows, 0:1]
-        total = self._vec()
+        total = self._vec(2)
         nisa.tensor_reduce(dst=total[:rows], op=nl.minimum, data=neg_max[:rows, : len(tiles)], axis=1)
         return total[:rows]
 
@@ -68,7 +86,7 @@ class OnlineSoftmax:
         Returns (alpha or None for the first block, r_new). alpha is e ** (r_new - r_old), one tensor_scalar
         on the small-ops engine, which keeps it off ScalarE (busy with exp over every score)."""
         rows = self.rows
-        r_old, r_new = self.r, self._vec()
+        r_old, r_new = self.r, self._vec(0)
         if r_old is None:
             nisa.tensor_scalar(dst=r_new[:rows], data=neg_max, op0=nl.multiply, operand0=self.scale, engine=self.engine)
         else:
@@ -84,7 +102,7 @@ class OnlineSoftmax:
         self.r = r_new
         alpha = None
         if r_old is not None:
-            alpha = self._vec()
+            alpha = self._vec(1)
             nisa.tensor_scalar(
                 dst=alpha[:rows],
                 data=r_old[:rows],
@@ -141,9 +159,15 @@ class OnlineSoftmax:
         self.l = l_new
 
     @staticmethod
-    def rescale(o: Any, alpha: Any, rows: int) -> None:
-        """ScalarE: O *= alpha in place (PSUM), moving what earlier blocks accumulated to the new max."""
-        nisa.activation(dst=o[:rows], op=nl.copy, data=o[:rows], scale=alpha[:rows])
+    def rescale(o: Any, alpha: Any, rows: int, on_vector: bool = False) -> None:
+        """ScalarE (or VectorE): O *= alpha in place (PSUM), moving what earlier blocks accumulated to the new
+        max. Both compute o * alpha in fp32 (ScalarE's copy with scale adds a zero bias), the same values."""
+        if on_vector:
+            nisa.tensor_scalar(
+                dst=o[:rows], data=o[:rows], op0=nl.multiply, operand0=alpha[:rows], engine=nisa.vector_engine
+            )
+        else:
+            nisa.activation(dst=o[:rows], op=nl.copy, data=o[:rows], scale=alpha[:rows])
 
     def reciprocal(self) -> None:
         """VectorE: 1 / l, once the last block is in."""

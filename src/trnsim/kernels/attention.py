@@ -25,21 +25,26 @@ is only as wide as needed (a matmul costs its moving width), so half of one 128x
 is wasted. K^T and V of a KV head stay in SBUF for all query heads of its group when they fit, the next
 group's prefetched while the current one finishes if two fit; otherwise each unit loads its own keys.
 Every DMA holds each queue it spans for a fixed per-transfer time, so data moves in few large DMAs: K and V
-of a KV head in one each, Q and the results of a block of query tiles (QBlock, QO_BLOCK_BYTES) in one each,
-the next block's Q loaded halfway through the current block.
+of a KV head in one each, Q of a block of query tiles (QBlock, QO_BLOCK_BYTES) in one, the next block's Q
+(the next KV group's first one too) loaded halfway through the current block; results are stored in runs
+of the fewest tiles that pay for that per-transfer time (attention_plan.store_tiles), not one DMA per
+block: a block's store would hold every queue at once, with the DMA transposes queued behind it. On
+NeuronCore-v3+ Q^T and K^T come straight from HBM by the DMA engines' transpose (90% of the DMA rate from
+HBM, against 50% for Q/K rows of 256 bytes), as AWS's attention_cte loads Q: no TensorE transposes or
+VectorE copies for them.
 
 Units are software-pipelined (_pipeline.py, SCHEDULE below) so TensorE, VectorE, ScalarE and GpSimd work
-on neighbouring units at once; the P^T copies are split between VectorE and ScalarE in the proportion that
-balances them on the target (attention_plan.py). Per block of 128 queries x 512 keys on trn2, TensorE needs
-640 ns (S, P^T and P V; 427 ns of it useful FLOPs), VectorE 533 ns (the row max, 267 ns, and the P^T
-copies) and ScalarE 587 ns (exp 480 ns, the O rescale 107 ns). With TensorE transposes alone the P^T
-transposes cap the kernel at 427 / 640 = 67% (63% causal, with the diagonal's waste): P must be transposed
+on neighbouring units at once; the P^T copies and the O rescales are split between VectorE and ScalarE in
+the proportion that balances them on the target (attention_plan.py). Per block of 128 queries x 512 keys
+on trn2, TensorE needs 640 ns (S, P^T and P V; 427 ns of it useful FLOPs), VectorE 533 ns (the row max,
+267 ns, and the P^T copies) and ScalarE 587 ns (exp 480 ns, the O rescale 107 ns). With TensorE transposes
+alone the P^T transposes cap the kernel at 427 / 640 = 67% (63% causal, with the diagonal's waste): P must be transposed
 for P V (the keys are its contraction dim) and TensorE writes only PSUM and reads only SBUF. On
 NeuronCore-v3+ the DMA engines transpose SBUF -> SBUF (attention_dma_transpose.py, as AWS's attention_cte
 does): a planner-chosen share of the units (about 3/4 on trn2) has its P^T transposed there, two units per
 transpose, which also takes their P^T copies off VectorE / ScalarE; P V then comes DMA_LAG steps later. On
-trn2 causal bf16 prefill this reaches 66% of TensorE's peak on useful FLOPs (75% without the mask;
-bench/kernels_attention.py), with TensorE, ScalarE and the DMA queues each 83-86% busy. The
+trn2 causal bf16 prefill [1, 8, 4096, 128] this reaches 73% of TensorE's peak on useful FLOPs (82% without
+the mask; bench/kernels_attention.py), with TensorE ~93% and the DMA queues ~91% busy. The
 transposed-score variant (attention_transposed.py: S^T = K Q^T, exp straight to P^T) needs no transposes
 but a bias matmul for the per-query max that costs TensorE as much; the planner takes it where VectorE and
 ScalarE, not TensorE, are the limit (NeuronCore-v2, whose two share a PSUM port and which has no DMA
@@ -123,7 +128,8 @@ SCHEDULE_T = {
 }
 INTERLEAVE = 3  # query tiles in turn, so a tile's consecutive units (chained by its softmax state) are 3 steps apart
 O_SLOTS = 3  # O accumulators in PSUM: one per tile in flight, one more so a new tile need not wait for a result
-PREFETCH = 8  # units before a KV group ends that the next group's K/V loads start (when two groups fit)
+PREFETCH = 8  # units before a KV group ends that the next group's K/V loads start (when two groups fit); with
+# DMA transposes DMA_LAG more: the loads queue behind up to DMA_LAG steps of transposes (FIFO queues)
 PSUM_BANKS_FOR_UNITS = 6  # of 8 banks: scores and P^T of the units in flight; the rest: O ring, transposes
 
 
@@ -146,6 +152,7 @@ class _Unit:
     SCHEDULE: ClassVar[dict[str, tuple[int, float]]] = SCHEDULE
     # buffer attribute -> the op that reads it last; it is released at the start of the next stage
     LAST_USE: ClassVar[dict[str, str]] = {"tiles": "exp", "probs": "transpose", "pt": "pv", "kv": "pv", "res": "store"}
+    _STAGES: ClassVar[Any] = None  # _stage_table's, per class
 
     def __init__(
         self, plan: Plan, consts: Consts, io: Any, qt: QTile, kv_box: list[KV], span: tuple[int, int], flags: Any
@@ -162,14 +169,27 @@ class _Unit:
         self.pt: Any = None
         self.widths: list[int] = []
         self.res: Any = None
-        self.stages = max(stage for stage, _ in self.SCHEDULE.values()) + 1
+        self.stages = len(self._stage_table())
+
+    @classmethod
+    def _stage_table(cls) -> list[tuple[list[str], list[tuple[float, str]]]]:
+        """Per stage: the buffers released at its start and its (priority, op name)s; worked out once per class
+        (the pipeline asks every unit in flight for its ops at every step)."""
+        table = cls.__dict__.get("_STAGES")
+        if table is None:
+            table = [([], []) for _ in range(max(stage for stage, _ in cls.SCHEDULE.values()) + 1)]
+            for attr, op in cls.LAST_USE.items():
+                if cls.SCHEDULE[op][0] + 1 < len(table):
+                    table[cls.SCHEDULE[op][0] + 1][0].append(attr)
+            for op, (st, prio) in cls.SCHEDULE.items():
+                table[st][1].append((prio, op))
+            cls._STAGES = table
+        return table
 
     def ops(self, stage: int) -> list[tuple[float, Any]]:
-        out: list[tuple[float, Any]] = []
-        releases = [attr for attr, op in self.LAST_USE.items() if self.SCHEDULE[op][0] + 1 == stage]
-        if releases:
-            out.append((-1.0, lambda: self._release(self, releases)))
-        out.extend((prio, getattr(self, op)) for op, (st, prio) in self.SCHEDULE.items() if st == stage)
+        releases, ops = self._stage_table()[stage]
+        out: list[tuple[float, Any]] = [(-1.0, lambda: self._release(self, releases))] if releases else []
+        out.extend((prio, getattr(self, op)) for prio, op in ops)
         return out
 
     @staticmethod
@@ -221,7 +241,9 @@ class _Unit:
 
     def rescale(self) -> None:
         if self.alpha is not None:
-            self.softmax.rescale(self.qt.o, self.alpha, self.qt.rows)
+            share = self.plan.rescale_on_vector  # spread evenly over the units
+            on_vector = int((self.index + 1) * share) != int(self.index * share)
+            self.softmax.rescale(self.qt.o, self.alpha, self.qt.rows, on_vector)
 
     def pv(self) -> None:
         assert self.kv is not None
@@ -234,7 +256,7 @@ class _Unit:
 
     def store(self) -> None:
         if self.last:
-            self.qt.block.finished(self.io[3])
+            self.qt.block.finished(self.io[3], self.qt.index)
 
 
 class _TransposedUnit(_Unit):
@@ -314,16 +336,27 @@ class _PrepKV:
         return out
 
 
-def _group_units(plan: Plan, consts: Consts, io: Any, b: int, g: int, kv_box: list[KV], rings: Rings) -> Iterator[Any]:
-    """The units of KV group (b, g): its query tiles INTERLEAVE at a time, round-robin."""
+def _query_blocks(plan: Plan, groups: list[tuple[int, int]]) -> list[list[QBlock]]:
+    """The QBlocks of each KV group (b, g), each linked to the next one, across groups too: a block's Q is
+    loaded halfway through the block before it, so the next group's first Q is not waited for either."""
     per_block = plan.q_block_tiles * plan.p
-    blocks = [
-        QBlock(plan, b, h, b0, min(per_block, plan.s_q - b0))
-        for h in range(g * plan.group, (g + 1) * plan.group)
-        for b0 in range(0, plan.s_q, per_block)
+    out = [
+        [
+            QBlock(plan, b, h, b0, min(per_block, plan.s_q - b0))
+            for h in range(g * plan.group, (g + 1) * plan.group)
+            for b0 in range(0, plan.s_q, per_block)
+        ]
+        for b, g in groups
     ]
-    for block, nxt in itertools.pairwise(blocks):
-        block.next = nxt  # its Q is loaded when this block's first tile starts
+    for block, nxt in itertools.pairwise(itertools.chain.from_iterable(out)):
+        block.next = nxt
+    return out
+
+
+def _group_units(
+    plan: Plan, consts: Consts, io: Any, blocks: list[QBlock], kv_box: list[KV], rings: Rings
+) -> Iterator[Any]:
+    """The units of one KV group (its query blocks): its query tiles INTERLEAVE at a time, round-robin."""
     pending = [(block, i) for block in blocks for i in range(block.tiles)][::-1]
     span = plan.g * plan.kb
     active: list[tuple[QTile, list[tuple[int, int]]]] = []
@@ -349,7 +382,9 @@ def _group_units(plan: Plan, consts: Consts, io: Any, b: int, g: int, kv_box: li
     attention_dma_transpose.unpaired(last_dma)
 
 
-def _with_prefetch(plan: Plan, consts: Consts, io: Any, groups: list[Any], make_kv: Any, rings: Rings) -> Iterator[Any]:
+def _with_prefetch(
+    plan: Plan, consts: Consts, io: Any, groups: list[Any], blocks: list[list[QBlock]], make_kv: Any, rings: Rings
+) -> Iterator[Any]:
     """All KV groups in one pipeline; group n+1's K/V loads start PREFETCH units before group n's last."""
     boxes: list[list[KV]] = [[] for _ in groups]
     prep = SCHEDULE["prep"][0]
@@ -358,11 +393,11 @@ def _with_prefetch(plan: Plan, consts: Consts, io: Any, groups: list[Any], make_
         cdiv(plan.key_end(q0, min(plan.p, plan.s_q - q0)), plan.g * plan.kb) for q0 in range(0, plan.s_q, plan.p)
     )
     count *= plan.group  # units per group
-    start = max(0, count - PREFETCH)
-    for n, (b, g) in enumerate(groups):
+    start = max(0, count - PREFETCH - (attention_dma_transpose.DMA_LAG if plan.dma_share else 0))
+    for n in range(len(groups)):
         if n >= 2:  # group n-2 has drained from the pipeline: free its K/V (SBUF is freed by liveness)
             boxes[n - 2].clear()
-        for i, unit in enumerate(_group_units(plan, consts, io, b, g, boxes[n], rings)):
+        for i, unit in enumerate(_group_units(plan, consts, io, blocks[n], boxes[n], rings)):
             if i == start and n + 1 < len(groups):
                 yield _PrepKV(boxes[n + 1], make_kv(*groups[n + 1]), count - i + 1 + prep)
             yield unit
@@ -404,15 +439,18 @@ def flash_attention(q, k, v, causal=True, scale=None):
 
     kb = min(moving_fmax(), psum_fmax())
     plan = Plan(batch, heads, kv_heads, s_q, s_kv, d, bool(causal), scale, dtype, p, kb)
+    plan.dma_load_t = attention_dma_transpose.available()
     plan.g = _banks_per_unit(kb, dtypes.resolve(dtype).itemsize)
     split = engine_split(plan)
     plan.evac_on_scalar, plan.mask_on_vector = split.evac_on_scalar, split.mask_on_vector
     plan.transposed = split.transposed
+    plan.rescale_on_vector = split.rescale_on_vector
     plan.dma_share = split.dma_share
     if plan.transposed:
         plan.g = 1  # a unit's S^T blocks fill one PSUM bank
     plan.mode = attention_plan.kv_mode(plan)
     plan.q_block_tiles = attention_plan.q_block_tiles(plan)
+    plan.store_tiles = attention_plan.store_tiles(plan)
 
     out = nl.ndarray(q.shape, q.dtype, buffer=nl.shared_hbm)
     io = (q, k, v, out)
@@ -425,14 +463,15 @@ def flash_attention(q, k, v, causal=True, scale=None):
     def make_kv(b: int, g: int, defer_v: bool = False) -> Any:
         return lambda: KV(plan, k, v, b, g, 0, s_kv, defer_v)
 
+    blocks = _query_blocks(plan, groups)
     if plan.mode == "prefetch":
-        run_pipelined(_with_prefetch(plan, consts, io, groups, make_kv, rings))
+        run_pipelined(_with_prefetch(plan, consts, io, groups, blocks, make_kv, rings))
     elif plan.mode == "resident":  # one group's K/V at a time: the pipeline drains between groups
-        for b, g in groups:
+        for (b, g), group_blocks in zip(groups, blocks, strict=True):
             box: list[KV] = []
             prep = _PrepKV(box, make_kv(b, g), 1 + SCHEDULE["prep"][0])
-            run_pipelined(itertools.chain([prep], _group_units(plan, consts, io, b, g, box, rings)))
+            run_pipelined(itertools.chain([prep], _group_units(plan, consts, io, group_blocks, box, rings)))
     else:
-        for b, g in groups:
-            run_pipelined(_group_units(plan, consts, io, b, g, [], rings))
+        for group_blocks in blocks:
+            run_pipelined(_group_units(plan, consts, io, group_blocks, [], rings))
     return out

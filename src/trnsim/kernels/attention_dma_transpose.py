@@ -21,7 +21,7 @@ import trnsim.nki.language as nl
 from trnsim import dtypes
 from trnsim.isa.cost import dma_queue_occupancy_ns, dma_queue_pieces, dma_transfer_ns
 from trnsim.isa.instructions import dma_transpose as dma_transpose_record
-from trnsim.isa.operand import SBUF
+from trnsim.isa.operand import HBM, SBUF
 from trnsim.kernels._common import cdiv, core
 
 # Kernel policy: pipeline steps by which P V (and what follows it) comes later in a plan with DMA transposes.
@@ -112,14 +112,13 @@ def exp_and_transpose(unit: Any) -> None:
 
 
 def _transpose_two(plan: Any, rows: int, probs: Any, keys: int) -> tuple[Any, list[int]]:
-    """One DMA transpose of two units' P [rows, 2, blocks, 128] -> P^T [128, 2, blocks, rows]."""
+    """One DMA transpose of two units' P [rows, 2, blocks, 128] -> P^T [128, 2, blocks, rows] (the default axes
+    of a 4-D dma_transpose). Both sides are reshaped whole tiles sliced, plain strided views: an `.ap()` pattern
+    on SBUF is an index array per element, which made these transposes most of the kernel's tracing time."""
     p, nblk = plan.p, keys // plan.p
     pt = nl.ndarray((p, 2 * nblk * p), plan.dtype, buffer=nl.sbuf)
-    row = probs.shape[1]
-    nisa.dma_transpose(
-        dst=pt.ap([[2 * nblk * p, p], [nblk * p, 2], [p, nblk], [1, rows]]),
-        src=probs.ap([[row, rows], [row // 2, 2], [p, nblk], [1, p]]),
-    )
+    assert probs.shape[1] == 2 * keys
+    nisa.dma_transpose(dst=pt.reshape((p, 2, nblk, p))[:, :, :, :rows], src=probs.reshape((p, 2, nblk, p))[:rows])
     return pt, [p] * nblk
 
 
@@ -131,6 +130,15 @@ def unit_ns(plan: Any, keys: int) -> float:
     pieces = dma_queue_pieces(c, c.sbuf.partitions)  # all queues take part in a DMA transpose
     run = dma_transpose_record.equivalent_run_bytes(dma, dma_transpose_record.throughput_fraction(dma, SBUF))
     return dma_queue_occupancy_ns(dma, dma_transfer_ns(dma, nbytes / pieces, run, dma.queue_bytes_per_ns))
+
+
+def load_ns(plan: Any, nbytes: int) -> float:
+    """How long an HBM -> SBUF DMA transpose of `nbytes` (Q^T or K^T, dma_load_t) holds each DMA queue."""
+    c = core()
+    dma = c.dma
+    pieces = dma_queue_pieces(c, c.sbuf.partitions)
+    run = dma_transpose_record.equivalent_run_bytes(dma, dma_transpose_record.throughput_fraction(dma, HBM))
+    return dma_transfer_ns(dma, nbytes / pieces, run, dma.queue_bytes_per_ns)
 
 
 def transpose_probs(plan: Any, rows: int, probs: Any, k_lo: int, k_hi: int) -> tuple[Any, list[int]]:

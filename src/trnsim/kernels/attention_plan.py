@@ -15,11 +15,12 @@ The shared steps go where the busiest of the engines (and the DMA queues) ends l
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass
 from typing import Any
 
 from trnsim import dtypes
-from trnsim.isa.cost import dma_transfer_ns
+from trnsim.isa.cost import dma_queue_occupancy_ns, dma_queue_pieces, dma_transfer_ns
 from trnsim.isa.opcodes import Engine, Opcode
 from trnsim.kernels import attention_dma_transpose
 from trnsim.kernels._common import cdiv, core
@@ -36,9 +37,11 @@ QO_BLOCK_BYTES = 8 * 1024
 # P^T), so they need some slack to keep TensorE fed; their per-block time counts this much more against
 # TensorE's (D = 64 on trn2: the mask on VectorE left VectorE at 100% of TensorE's time and ran 5% slower
 # than with it on TensorE, which the plain per-block bound preferred).
-CHAIN_SLACK = 0.05
+CHAIN_SLACK = 0.10
 # Planner policy: the DMA-transpose shares tried, in steps of 1 / this
 DMA_SHARE_STEPS = 20
+# Planner policy: the O-rescale shares on VectorE tried, in steps of 1 / this
+RESCALE_SHARE_STEPS = 10
 # Planner policy: splits whose bound is within this fraction of the least count as equal
 TIE = 0.01
 
@@ -52,6 +55,7 @@ class EngineSplit:
     bound_ns: float  # the busiest engine's time per block of kb keys under this split
     transposed: bool = False  # transposed scores (attention_transposed.py): no P^T transposes or copies
     dma_share: float = 0.0  # share of units whose P^T the DMA engines transpose (attention_dma_transpose.py)
+    rescale_on_vector: float = 0.0  # share of the O rescales for VectorE, the rest ScalarE
 
 
 def block_costs(plan: Any) -> dict[str, float]:
@@ -76,11 +80,22 @@ def block_costs(plan: Any) -> dict[str, float]:
         # P^T by the DMA engines: one transpose per pair of units (attention_dma_transpose.py), per block
         "dma_transpose": attention_dma_transpose.unit_ns(plan, 2 * plan.g * kb) / (2 * plan.g),
         # once per query tile: its Q loaded and its result stored on the same queues (a block of tiles per
-        # DMA, QO_BLOCK_BYTES: the per-transfer floor is shared by the block's tiles)
-        "tile_dma": dma_transfer_ns(dma, 2 * p * d * itemsize / dma.queues, d * itemsize, dma.queue_bytes_per_ns),
+        # DMA, QO_BLOCK_BYTES: the per-transfer floor is shared by the block's tiles); with dma_load_t Q comes
+        # as Q^T by an HBM -> SBUF DMA transpose
+        "tile_dma": dma_transfer_ns(dma, p * d * itemsize / dma.queues, d * itemsize, dma.queue_bytes_per_ns)
+        + (
+            attention_dma_transpose.load_ns(plan, p * d * itemsize)
+            if plan.dma_load_t
+            else dma_transfer_ns(dma, p * d * itemsize / dma.queues, d * itemsize, dma.queue_bytes_per_ns)
+        ),
         "tensor": mm(kb, fp32) + per_block * (transpose + mm(d + 1, fp32)),
         "vector": instruction_ns(Opcode.TENSOR_REDUCE, Engine.VECTOR, kb, alu_op="maximum", all_bf16=True, **psum),
         "scalar": sum(instruction_ns(Opcode.ACTIVATION, Engine.SCALAR, n, sbuf_only=False) for n in (kb, d + 1)),
+        # the O rescale (D + 1 fp32 columns in PSUM) on either engine: ScalarE's copy with scale, VectorE's multiply
+        "rescale_scalar": instruction_ns(Opcode.ACTIVATION, Engine.SCALAR, d + 1, sbuf_only=False),
+        "rescale_vector": instruction_ns(
+            Opcode.TENSOR_SCALAR, Engine.VECTOR, d + 1, alu_op="multiply", sbuf_only=False, psum_input=True
+        ),
         "copy_vector": instruction_ns(Opcode.TENSOR_COPY, Engine.VECTOR, kb, all_bf16=low, **psum),
         "copy_scalar": instruction_ns(Opcode.ACTIVATION, Engine.SCALAR, kb, sbuf_only=False),
         # the mask matmul's operands are bf16 constants; the VectorE add reads PSUM and the SBUF mask
@@ -90,11 +105,19 @@ def block_costs(plan: Any) -> dict[str, float]:
         # P^T transpose; exp straight to P^T; diag(-m) built once per unit by the small-ops engine
         "tensor_t": mm(kb, fp32) + per_block * (mm(p, fp32) + mm(p, False) + mm(d + 1, fp32)),
         "diag": instruction_ns(Opcode.TENSOR_SCALAR, small, p, all_bf16=True),
-        # once per query tile: Q^T (a TensorE transpose, a VectorE copy out of PSUM) and O / l on VectorE
-        "tile_tensor": transpose,
-        "tile_vector": instruction_ns(Opcode.TENSOR_COPY, Engine.VECTOR, p, all_bf16=low, **psum)
+        # once per query tile: Q^T (a TensorE transpose, a VectorE copy out of PSUM; none with dma_load_t) and
+        # O / l on VectorE
+        "tile_tensor": 0.0 if plan.dma_load_t else transpose,
+        "tile_vector": (
+            0.0 if plan.dma_load_t else instruction_ns(Opcode.TENSOR_COPY, Engine.VECTOR, p, all_bf16=low, **psum)
+        )
         + instruction_ns(Opcode.TENSOR_SCALAR, Engine.VECTOR, d, alu_op="divide", **psum),
     }
+
+
+def rescale_shares() -> tuple[float, ...]:
+    """The shares of the O rescales the planner tries on VectorE (the rest on ScalarE)."""
+    return tuple(i / RESCALE_SHARE_STEPS for i in range(RESCALE_SHARE_STEPS + 1))
 
 
 def dma_shares() -> tuple[float, ...]:
@@ -141,14 +164,15 @@ def engine_split(plan: Any) -> EngineSplit:
     c["tensor_t"] += per_tile * c["tile_tensor"]
     c["vector"] += per_tile * c["tile_vector"]
     c["dma"] = per_tile * c["tile_dma"]
-    splits: list[tuple[EngineSplit, float]] = []  # (split, the larger of TensorE's and the DMA's time)
+    # (split, the larger of TensorE's and the DMA's time, the larger of VectorE's and ScalarE's)
+    splits: list[tuple[EngineSplit, float, float]] = []
     paired = paired_share(plan)
-    for on_vector, dma_share in itertools.product((False, True), dma_shares()):
+    for on_vector, dma_share, rescale in itertools.product((False, True), dma_shares(), rescale_shares()):
         # the DMA share's paired units take no TensorE transposes and leave no P^T to copy out of PSUM
         moved = dma_share * paired
         tensor = c["tensor"] + (0.0 if on_vector else diag * c["mask_tensor"]) - moved * c["transposes"]
-        vector = c["vector"] + (diag * c["mask_vector"] if on_vector else 0.0)
-        scalar = c["scalar"]
+        vector = c["vector"] + (diag * c["mask_vector"] if on_vector else 0.0) + rescale * c["rescale_vector"]
+        scalar = c["scalar"] - rescale * c["rescale_scalar"]
         copy_v, copy_s = (1 - moved) * c["copy_vector"], (1 - moved) * c["copy_scalar"]
         if shared:
             share = 1.0 if copy_s < copy_v else 0.0
@@ -159,15 +183,16 @@ def engine_split(plan: Any) -> EngineSplit:
             pair = max(vector + (1 - share) * copy_v, scalar + share * copy_s)
         dma = c["dma"] + moved * c["dma_transpose"]
         bound = max(tensor, pair * (1 + CHAIN_SLACK), dma)
-        split = EngineSplit(share, on_vector, bound, dma_share=dma_share)
-        splits.append((split, max(tensor, dma)))
+        split = EngineSplit(share, on_vector, bound, dma_share=dma_share, rescale_on_vector=rescale)
+        splits.append((split, max(tensor, dma), pair))
     # among the splits within TIE of the least bound: one without DMA transposes if there is one (they add
     # DMA_LAG steps of pipeline, so they must pay for themselves), then one with the mask on TensorE
     # (VectorE also copies each KV group's K^T, which the per-block costs leave out), then the one that
-    # balances TensorE and the DMA queues best (a transpose waits behind the loads and stores on its queues)
-    least = min(split.bound_ns for split, _ in splits)
+    # balances TensorE and the DMA queues best (a transpose waits behind the loads and stores on its queues),
+    # then the rescale share that leaves VectorE and ScalarE least busy (both sit on every unit's chain)
+    least = min(x[0].bound_ns for x in splits)
     ties = [x for x in splits if x[0].bound_ns <= least * (1 + TIE)]
-    best = min(ties, key=lambda x: (x[0].dma_share > 0, x[0].mask_on_vector, x[1]))[0]
+    best = min(ties, key=lambda x: (x[0].dma_share > 0, x[0].mask_on_vector, x[1], x[2]))[0]
     # transposed scores: the masks both by TensorE (S for the max, S^T for exp), no copies
     tensor = c["tensor_t"] + 2 * diag * c["mask_tensor"]
     vector = c["vector"] + (c["diag"] if shared else 0.0)
@@ -208,3 +233,15 @@ def q_block_tiles(plan: Any) -> int:
     row = plan.d * dtypes.resolve(plan.dtype).itemsize
     left = sbuf_bytes() - SBUF_RESERVE - kv_bytes(plan)[plan.mode]
     return max(1, min(QO_BLOCK_BYTES, left // 6) // row)
+
+
+def store_tiles(plan: Any) -> int:
+    """Query tiles per result store: the fewest whose bytes keep each DMA queue busy at least the per-transfer
+    overhead (ISA: a queue's piece of a smaller DMA costs that overhead whatever its bytes), so splitting a
+    QBlock's store costs no queue time; at most the block."""
+    c = core()
+    dma = c.dma
+    itemsize = dtypes.resolve(plan.dtype).itemsize
+    pieces = dma_queue_pieces(c, plan.p)
+    tile_ns = dma_transfer_ns(dma, plan.p * plan.d * itemsize / pieces, plan.d * itemsize, dma.queue_bytes_per_ns)
+    return max(1, min(plan.q_block_tiles, math.ceil(dma_queue_occupancy_ns(dma, 0.0) / tile_ns)))
