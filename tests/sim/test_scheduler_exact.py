@@ -176,3 +176,12 @@ def test_interleave_cores_matches_program_order_per_core(rng: np.random.Generato
     assert sorted(order) == list(range(200))
     for c in range(3):
         assert [i for i in order if instrs[i].core == c] == [i for i in range(200) if instrs[i].core == c]
+
+
+def test_core_out_of_range_is_an_error(rng: np.random.Generator) -> None:
+    instrs, _ = random_stream(rng, 50, 2)
+    instrs[int(rng.integers(50))].core = 2
+    with pytest.raises(IndexError, match="core 2"):
+        schedule(instrs, load_preset("trn2"), 2)
+    with pytest.raises(IndexError):
+        reference.schedule(instrs, load_preset("trn2"), 2)

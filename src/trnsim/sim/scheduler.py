@@ -62,11 +62,11 @@ def interleave_cores(instrs: list[Instruction], n_cores: int) -> list[int]:
 def _order(core: np.ndarray, n_cores: int) -> np.ndarray:
     """interleave_cores on arrays: by rank within the core, then by core."""
     n = len(core)
-    if n_cores == 1:
-        return np.arange(n, dtype=np.int64)
-    if n and (core.min() < 0 or core.max() >= n_cores):
+    if n and (core.min() < 0 or core.max() >= n_cores):  # the compiled loop does not check its indices
         bad = int(core[(core < 0) | (core >= n_cores)][0])
         raise IndexError(f"instruction on core {bad} in a stream scheduled over {n_cores} cores")
+    if n_cores == 1:
+        return np.arange(n, dtype=np.int64)
     rank = np.empty(n, dtype=np.int64)
     for c in range(n_cores):
         m = core == c
