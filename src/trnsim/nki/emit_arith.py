@@ -17,6 +17,7 @@ from trnsim.isa.alu import ACTIVATIONS, BINARY_OPS, REDUCE_OPS, SCALAR_SLOT_OPS,
 from trnsim.isa.instruction import Instruction
 from trnsim.isa.opcodes import Engine, Opcode
 from trnsim.isa.rules import ARITH_OPS
+from trnsim.nki import functional_replay
 from trnsim.nki.context import current, user_location
 from trnsim.nki.issue import issue
 from trnsim.nki.operands import (
@@ -89,7 +90,8 @@ def activation(
         s = resolve_operand(scale_t[0], ctx, loc, m) if scale_t else scale_v
         b = resolve_operand(bias_t[0], ctx, loc, m) if bias_t else bias_v
         out = sem.activation(fn, x, s, b)
-        fp32_out.append(out)
+        if outputs:  # the reduction below reads it
+            fp32_out[:] = [out]
         return out
 
     ins = issue(
@@ -106,11 +108,15 @@ def activation(
     )
     if outputs and ctx.machine.functional:
         red = outputs["reduce_res"]
-        out = fp32_out[0] if m is None else np.where(m, fp32_out[0], 0.0)
-        values = sem.reduce_free(rop, out)
-        if accumulate_reduce:
-            values = sem.tensor_tensor(rop, read_f32(ctx, red, None, loc).reshape(values.shape), values)
-        write(red, values, None)
+
+        def reduce() -> None:
+            out = fp32_out[0] if m is None else np.where(m, fp32_out[0], 0.0)
+            values = sem.reduce_free(rop, out)
+            if accumulate_reduce:
+                values = sem.tensor_tensor(rop, read_f32(ctx, red, None, loc).reshape(values.shape), values)
+            write(red, values, None)
+
+        functional_replay.builder_step(reduce, loc)  # part of the instruction's values (replayed with them)
     return ins
 
 

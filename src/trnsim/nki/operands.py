@@ -16,6 +16,7 @@ from trnsim.errors import ShapeMismatchError, UsageError
 from trnsim.isa.alu import INT_OPS
 from trnsim.isa.operand import Operand
 from trnsim.isa.rules import check_partitions, require_buffer
+from trnsim.nki import functional_replay
 from trnsim.nki.context import TraceContext
 from trnsim.nki.tensor import NkiTensor
 
@@ -90,6 +91,8 @@ def write(t: NkiTensor, values: np.ndarray, mask: np.ndarray | None) -> None:
     """Cast `values` to the tensor's dtype and store them where the mask allows (functional mode)."""
     alloc = t.alloc
     assert alloc.storage is not None
+    if (rec := functional_replay.RECORDING) is not None and not rec.inside:
+        rec.host_write(alloc.describe())  # values written outside an instruction: no replay
     vals = np.asarray(values)
     if vals.shape != t.shape:
         vals = vals.reshape(t.shape) if vals.size == t.size else np.broadcast_to(vals, t.shape)

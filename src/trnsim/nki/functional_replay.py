@@ -1,0 +1,331 @@
+"""Replay of a functional kernel run: the numpy work of its instructions, in program order, on new values.
+
+A functional run of a kernel computes each instruction's values in `issue` (nki/issue.py) with the
+instruction record's numpy semantics, fed by a closure over the instruction's tiles. Everything else in that
+run (the kernel's Python, tile allocation, rule checks, costs, instruction records, dependency tracking)
+depends only on the kernel's arguments' shapes, dtypes and constants, unless the kernel's Python looks at
+values. `record(kernel, args, kwargs, ...)` runs the kernel once with a Recorder active; the recorder keeps
+each instruction's value step (semantics, closure, destination, mask, accumulate) and the tiles they refer
+to. `Replay.run(args, kwargs)` writes new argument values into the recorded argument tensors and re-runs
+only the steps, which gives bit for bit the values a full run would: the same numpy calls on the same
+operand values, in the same order.
+
+A recording is refused (`Recording.why` says why, and the kernel is traced in full on every call) when
+replaying it might not be exact, each case detected while the kernel runs, never assumed:
+- the kernel's Python read a tile's values on the host (`NkiTensor.read` outside an instruction's values:
+  token ids shaping an embedding's DMA runs, register loads, dynamic loop bounds, indirect-DMA index tiles);
+- something wrote tile values outside an instruction's values (`operands.write` outside `issue`, e.g. an
+  extra output written by a builder after its instruction);
+- an instruction's values come from a closure nobody has checked for hidden state (REPLAYABLE lists the
+  checked builders' closures; random numbers, engine accumulators and collectives are not among them), or a
+  closure's captured variables were rebound after the instruction was issued (a loop variable);
+- the run raised warnings (uninitialised reads, unwritten outputs): which elements are written is fixed by
+  the instruction stream, so a recording without them replays without them, and one with them is traced
+  afresh so that its warnings are raised on every call;
+- a tile read before any instruction wrote it, other than an argument or a tile read while partly unwritten
+  (refilled with the poison before each replay), is overwritten later (a constant the replay would lose).
+A replay that warns (it should not) is discarded by its caller and the kernel traced in full.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+
+from trnsim import dtypes
+from trnsim.nki.argument_dtypes import exact_kernel_array
+from trnsim.nki.context import TraceContext, user_location
+from trnsim.torch_arrays import numpy_to_torch, torch_to_numpy
+
+# The recorder of the functional run in progress (None: no recording; read by issue, NkiTensor.read, write).
+RECORDING: Recorder | None = None
+
+# Closures (module, qualified name) whose values depend only on their instruction's operand tiles and on
+# variables fixed when the instruction is issued: checked by reading each one (see tests/compiler/
+# test_kernel_replay.py for the kernels that exercise them). A closure not listed makes its kernel trace in
+# full on every call.
+REPLAYABLE: frozenset[tuple[str, str]] = frozenset(
+    {
+        ("trnsim.nki.emit_matmul", "nc_matmul.<locals>.<lambda>"),
+        ("trnsim.nki.emit_matmul", "nc_transpose.<locals>.<lambda>"),
+        ("trnsim.nki.emit_movement", "dma_copy.<locals>.<lambda>"),
+        ("trnsim.nki.emit_movement", "dma_transpose.<locals>.<lambda>"),
+        ("trnsim.nki.emit_movement", "tensor_copy.<locals>.values"),
+        ("trnsim.nki.emit_movement", "broadcast_copy.<locals>.<lambda>"),
+        ("trnsim.nki.emit_movement", "memset.<locals>.<lambda>"),
+        ("trnsim.nki.emit_arith", "activation.<locals>.compute"),
+        ("trnsim.nki.emit_arith", "activation.<locals>.reduce"),
+        ("trnsim.nki.emit_arith", "tensor_tensor.<locals>.<lambda>"),
+        ("trnsim.nki.emit_arith", "tensor_scalar.<locals>.values"),
+        ("trnsim.nki.emit_arith", "tensor_tensor_scan.<locals>.values"),
+        ("trnsim.nki.emit_arith", "scalar_tensor_tensor.<locals>.values"),
+        ("trnsim.nki.emit_arith", "reciprocal.<locals>.<lambda>"),
+        ("trnsim.nki.emit_reduce", "tensor_reduce.<locals>.values"),
+        ("trnsim.nki.emit_reduce", "_statistics.<locals>.<lambda>"),
+        ("trnsim.nki.emit_select", "iota.<locals>.<lambda>"),
+        ("trnsim.nki.emit_select", "affine_select.<locals>.<lambda>"),
+        ("trnsim.nki.emit_select", "select.<locals>.values"),
+        ("trnsim.nki.emit_gather", "nc_n_gather.<locals>.<lambda>"),
+        ("trnsim.nki.emit_gather", "sequence_bounds.<locals>.<lambda>"),
+        ("trnsim.nki.emit_dma_compute", "dma_compute.<locals>.<lambda>"),
+    }
+)
+
+
+class Recorder:
+    """Collects the value steps of one functional run and whether they can be replayed."""
+
+    __slots__ = ("cells", "inside", "steps", "why")
+
+    def __init__(self) -> None:
+        self.inside = 0  # > 0 while issue computes an instruction's values
+        self.steps: list[tuple[Any, ...]] = []
+        self.cells: list[tuple[Any, tuple[Any, ...]]] = []  # (closure, its captured values when issued)
+        self.why: str | None = None
+
+    def refuse(self, why: str) -> None:
+        if self.why is None:
+            self.why = why
+
+    def host_read(self, what: str) -> None:
+        """A tile's values were read outside an instruction's values: the kernel's Python may depend on them."""
+        self.refuse(f"the kernel reads values of {what} on the host ({user_location()})")
+
+    def host_write(self, what: str) -> None:
+        self.refuse(f"values of {what} are written outside an instruction ({user_location()})")
+
+    def step(
+        self,
+        ctx: TraceContext | None,
+        semantics: Callable[..., Any] | None,
+        values: Any,
+        compute: Any,
+        call: Any,
+        dst: Any,
+        mask: np.ndarray | None,
+        accumulate: bool,
+        location: str,
+    ) -> None:
+        """One instruction's values, just computed by issue (which counted itself inside)."""
+        self.inside -= 1
+        if self.why is not None:
+            return
+        fn = compute if compute is not None else values
+        code = getattr(fn, "__code__", None)
+        name = (getattr(fn, "__module__", ""), getattr(code, "co_qualname", repr(fn)))
+        if name not in REPLAYABLE:
+            self.refuse(f"its instruction at {location} computes values with {name[0]}.{name[1]}, not checked")
+            return
+        closure = fn.__closure__
+        if closure:
+            self.cells.append((fn, tuple(_cell(c) for c in closure)))
+        self.steps.append((ctx, semantics, values, compute, call, dst, mask, accumulate, location))
+
+
+def builder_step(fn: Callable[[], None], location: str) -> None:
+    """Run `fn`, the value work a builder does right after its instruction (e.g. an extra output it writes from
+    the instruction's fp32 results), as part of that instruction's values: a recording replays it too."""
+    rec = RECORDING
+    if rec is not None:
+        rec.inside += 1
+    fn()
+    if rec is not None:
+        rec.step(None, None, None, fn, None, None, None, False, location)
+
+
+def _cell(c: Any) -> Any:
+    try:
+        return c.cell_contents
+    except ValueError:  # an empty cell (a variable assigned later in its function)
+        return _EMPTY
+
+
+_EMPTY = object()
+
+
+@contextlib.contextmanager
+def recording() -> Iterator[Recorder]:
+    """Record the functional run inside the block (one at a time; a nested run is not recorded)."""
+    global RECORDING
+    outer = RECORDING
+    rec = Recorder()
+    if outer is not None:  # not expected (kernels call kernels inline): neither recording is kept
+        rec.refuse("another recording is in progress")
+        outer.refuse("a kernel ran inside its run")
+        yield rec
+        return
+    RECORDING = rec
+    try:
+        yield rec
+    finally:
+        RECORDING = None
+
+
+def capturing(fn: Callable[..., Any], sink: list[Any]) -> Callable[..., Any]:
+    """`fn` that first appends the arguments it is called with (the arguments' HBM tensors) to `sink`."""
+
+    @functools.wraps(fn)
+    def kernel(*args: Any, **kwargs: Any) -> Any:
+        if not sink:
+            sink.append((args, kwargs))
+        return fn(*args, **kwargs)
+
+    return kernel
+
+
+def _leaves(given: Any, traced: Any, path: str, out: list[tuple[str, Any]]) -> None:
+    """(path, HBM tensor) of every array argument, in the order the kernel's launch converts them."""
+    from trnsim.nki.tensor import NkiTensor
+
+    if isinstance(given, list | tuple) and isinstance(traced, list | tuple) and len(given) == len(traced):
+        for j, (g, t) in enumerate(zip(given, traced)):
+            _leaves(g, t, f"{path}.{j}", out)
+    elif isinstance(traced, NkiTensor) and traced is not given:
+        out.append((path, traced))
+
+
+def _get(args: tuple[Any, ...], kwargs: dict[str, Any], path: str) -> Any:
+    head, *rest = path.split(".")
+    x = kwargs[head] if head in kwargs and not head.isdigit() else args[int(head)]
+    for j in rest:
+        x = x[int(j)]
+    return x
+
+
+def _as_array(x: Any) -> np.ndarray:
+    return torch_to_numpy(x) if type(x).__module__.startswith("torch") else np.asarray(x)
+
+
+class Replay:
+    """A recorded functional run, replayable on new argument values of the same signature."""
+
+    def __init__(
+        self,
+        steps: list[tuple[Any, ...]],
+        inputs: list[tuple[str, Any]],
+        poisoned: list[Any],
+        result: Any,
+        as_torch: bool,
+        warnings: list[str],
+        nbytes: int,
+    ) -> None:
+        self.steps = steps
+        self.inputs = inputs  # (argument path, root allocation of its HBM tensor)
+        self.poisoned = poisoned  # root allocations refilled with the poison before each replay
+        self.result = result
+        self.as_torch = as_torch
+        self.warnings = warnings  # the recording machine's list: a replay must leave it empty
+        self.nbytes = nbytes
+        self.pinned: Any = None  # what the replay's key names by identity (kept alive with it)
+
+    def run(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """The kernel's outputs on these arguments (numpy, or torch if any argument was torch)."""
+        from trnsim.nki.operands import read_f32, write
+
+        for path, alloc in self.inputs:
+            alloc.storage[...] = exact_kernel_array(_as_array(_get(args, kwargs, path)), path)
+        for alloc in self.poisoned:
+            alloc.storage[...] = dtypes.poison_value(alloc.dtype)
+        for ctx, semantics, values, compute, call, dst, mask, accumulate, location, target in self.steps:
+            if dst is None:  # a builder's step (builder_step): it writes its own outputs
+                compute()
+                continue
+            result = compute() if compute is not None else semantics(**values(call))
+            if accumulate:
+                result = read_f32(ctx, dst, mask, location) + np.asarray(result).reshape(dst.shape)
+            if target is None:
+                write(dst, result, mask)
+                continue
+            # operands.write without a mask, into the view of the destination's storage found when recorded
+            view, dtype, shape, size = target
+            vals = np.asarray(result)
+            if vals.shape != shape:
+                vals = vals.reshape(shape) if vals.size == size else np.broadcast_to(vals, shape)
+            view[...] = vals.astype(dtype) if vals.dtype != dtype else vals
+        return self._output(self.result)
+
+    def _output(self, value: Any) -> Any:
+        from trnsim.nki.tensor import NkiTensor
+
+        if isinstance(value, NkiTensor):
+            arr = np.array(value.read())
+            return numpy_to_torch(arr) if self.as_torch else arr
+        if isinstance(value, tuple | list):
+            return type(value)(self._output(v) for v in value)
+        return value
+
+
+def _target(dst: Any, mask: np.ndarray | None) -> tuple[np.ndarray, Any, tuple[int, ...], int] | None:
+    """(storage view, dtype, shape, size) of an unmasked destination indexed by slices and ints (a view of its
+    allocation's storage, which never moves), else None (operands.write does the write)."""
+    if dst is None or mask is not None or dst.alloc.storage is None:
+        return None
+    index = dst.np_index()
+    if not all(isinstance(k, slice | int | np.integer) for k in index):
+        return None
+    view = dst.alloc.storage[index]
+    if not isinstance(view, np.ndarray) or not np.may_share_memory(view, dst.alloc.storage):
+        return None
+    return view, dst.alloc.dtype, tuple(dst.shape), int(dst.size)
+
+
+def finish(
+    rec: Recorder, traced: Any, captured: list[Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Replay | None:
+    """The Replay of a finished recording (after its outputs were taken), or None with rec.why set."""
+    machine = traced.machine
+    if rec.why is None and machine.warnings:
+        rec.refuse(f"its run warned ({machine.warnings[0]})")
+    if rec.why is None and not captured:
+        rec.refuse("the kernel never ran")
+    if rec.why is None:
+        for fn, cells in rec.cells:
+            if any(_cell(c) is not v for c, v in zip(fn.__closure__, cells)):
+                rec.refuse(f"a variable of {fn.__code__.co_qualname} changed after its instruction was issued")
+                break
+    if rec.why is not None:
+        return None
+    hbm_args, hbm_kwargs = captured[0]
+    leaves: list[tuple[str, Any]] = []
+    for i, (g, t) in enumerate(zip(args, hbm_args)):
+        _leaves(g, t, str(i), leaves)
+    for k, g in kwargs.items():
+        _leaves(g, hbm_kwargs.get(k), k, leaves)
+    inputs = [(path, t.alloc.root) for path, t in leaves]
+    arg_ids = {id(a) for _, a in inputs}
+    written: set[int] = set()
+    external: dict[int, Any] = {}  # roots read before any step wrote them
+    poisoned: dict[int, Any] = {}
+    roots: dict[int, Any] = {a.id: a for _, a in inputs}
+    for step in rec.steps:
+        call, accumulate = step[4], step[7]
+        if call is None:  # a builder's step: its tiles are its instruction's outputs (in the step before it)
+            continue
+        read_ops = list(call.inputs.values()) + ([call.dst] if accumulate else [])
+        for op in read_ops:
+            root = op.source.alloc.root
+            roots[root.id] = root
+            if root.id not in written and root.id not in external:
+                external[root.id] = root
+        for op in (call.dst, *call.outputs.values()):
+            root = op.source.alloc.root
+            roots[root.id] = root
+            if root.id in external and id(root) not in arg_ids and not root.poisoned:
+                rec.refuse(f"{root.describe()} holds values from before the kernel's instructions and is overwritten")
+                return None
+            written.add(root.id)
+    for root in roots.values():
+        if root.poisoned and id(root) not in arg_ids:
+            poisoned[root.id] = root
+    steps = [(*step, _target(step[5], step[6])) for step in rec.steps]
+    for root in roots.values():  # which elements are written is the recording's to check; a replay only computes
+        root.fully_written, root.written = True, None
+    nbytes = sum(a.storage.nbytes for a in roots.values() if a.storage is not None)
+    machine.instructions = []  # the profile was taken: the replay needs values, not the instruction stream
+    machine.allocations = {}
+    machine.call_facts = {}
+    return Replay(steps, inputs, list(poisoned.values()), traced.result, traced.as_torch, machine.warnings, nbytes)
