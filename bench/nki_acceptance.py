@@ -109,6 +109,7 @@ def library_cases(
     nki_version: str = LIBRARY_NKI_VERSION,
     sampling: Sampling | None = None,
     only: str = "",
+    exclude: tuple[str, ...] = (),
 ) -> list[Case]:
     cases: list[Case] = []
     files = [
@@ -116,6 +117,7 @@ def library_cases(
         for f in sorted((root / "test" / "integration").rglob("test_*.py"))
         if "def test_" in f.read_text(errors="replace")  # not the shared helpers / model configs named test_*.py
         and only in f"library/{f.relative_to(root)}"
+        and not any(x and x in str(f.relative_to(root)) for x in exclude)
     ]
     if sampling is not None and sampling.one_process:  # trn3-only files skip themselves on the default target
         groups = [[f for f in files if not _trn3_only(f)], [f for f in files if _trn3_only(f)]]
@@ -220,6 +222,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--library", type=Path, help="a checkout of aws-neuron/nki-library")
     parser.add_argument("--docs", type=Path, help="the NKI docs' nki/ folder (see bench/nki_acceptance_docs.py)")
     parser.add_argument("--only", default="", help="run only cases whose name contains this text")
+    parser.add_argument(
+        "--exclude",
+        type=lambda text: tuple(text.split(",")),
+        default=(),
+        help="nki-library: skip test files whose path contains any of these comma-separated texts",
+    )
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds per case (default 300)")
     parser.add_argument(
         "--library-first-case",
@@ -268,7 +276,9 @@ def main(argv: list[str] | None = None) -> int:
         (
             "nki-library",
             args.library,
-            lambda root: library_cases(root, args.library_first_case, args.library_nki_version, sampling, args.only),
+            lambda root: library_cases(
+                root, args.library_first_case, args.library_nki_version, sampling, args.only, args.exclude
+            ),
         ),
         ("nki-docs", args.docs, lambda root: [Case(*c) for c in docs_cases(root)]),
     ):

@@ -165,6 +165,13 @@ class NkiTensor(
                 key[d] = (start + rel[0] * step, start + rel[1] * step, step * rel[2])
             else:
                 key[d] = start + rel * step  # an int, or an index array (bounds checked at use, under masks)
+        if keeps_partition and len(visible) >= 2 and sum(isinstance(k, tuple) for k in key) < 2:
+            # NKI language guide: on-chip tensors stay at least 2-D; an int on a free dim drops it "unless
+            # dropping would make the result < 2-D, in which case the last free dim is kept at 1".
+            d = visible[-1]
+            if d > 0 and isinstance(key[d], int):
+                step = self.key[d][2]  # type: ignore[index]
+                key[d] = (key[d], key[d] + step, step)  # type: ignore[operator]
         return tuple(key)
 
     def _keeps_partition(self) -> bool:

@@ -84,6 +84,8 @@ class TensorFastIndex:
                     key[d] = start + i * step
             else:
                 return None
+        if len(out_shape) < 2 <= len(shape) and self._keeps_partition():
+            return None  # an on-chip view kept 2-D (the last free dim at size 1): the general path
         cls = type(self)
         view: Any = cls.__new__(cls)  # NkiTensor's slots, filled as its __init__ would for this key
         view.alloc = self.alloc
