@@ -168,10 +168,10 @@ class NkiTensor(
         if keeps_partition and len(visible) >= 2 and sum(isinstance(k, tuple) for k in key) < 2:
             # NKI language guide: on-chip tensors stay at least 2-D; an int on a free dim drops it "unless
             # dropping would make the result < 2-D, in which case the last free dim is kept at 1".
-            d = visible[-1]
-            if d > 0 and isinstance(key[d], int):
+            d, last = visible[-1], key[visible[-1]]
+            if d > 0 and isinstance(last, int):
                 step = self.key[d][2]  # type: ignore[index]
-                key[d] = (key[d], key[d] + step, step)  # type: ignore[operator]
+                key[d] = (last, last + step, step)
         return tuple(key)
 
     def _keeps_partition(self) -> bool:
