@@ -34,7 +34,7 @@ import trnsim.nki.language as nl
 from trnsim.kernels._buffers import ChunkRing, Ring
 from trnsim.kernels._common import cdiv, pmax, psum_fmax
 from trnsim.kernels._evacuate import Evacuator
-from trnsim.kernels._gemm_operands import KMajor, RowMajor, k_steps, tiles
+from trnsim.kernels._gemm_operands import KMajor, RowMajor, dma, k_steps, tiles
 from trnsim.kernels._gemm_plan import GemmPlan, defer_steps, staging_cols, strip_sets
 from trnsim.kernels._gemm_steps import _chunk_map, _ramp, _strips
 from trnsim.nki.loop_template import Templates
@@ -272,7 +272,7 @@ class _Pipeline:
         c, k0, ksz = self._chunk(st)
         if st.vblk == 0 and self._chunk_start(st):
             key = (st.job, st.strip, c)
-            self.s_chunks[key] = job.s.load_chunk(self.s_ring, key, blk.r0, blk.rsz, k0, ksz)
+            self.s_chunks[key] = job.s.load_chunk(self.s_ring, key, blk.r0, blk.rsz, k0, ksz, self.templates)
         mode = self._v_mode(st)
         if mode == "load":
             if isinstance(job.v, KMajor):
@@ -283,13 +283,13 @@ class _Pipeline:
             if u not in self.v_group_of:
                 dst = self._v_tile(u)[: step.rows, : step.g, : blk.csz]
                 k_tile = src.k_tile(blk.c0, blk.csz, step)
-                self.templates.run(("v", st.job, step.rows, step.g), (dst, k_tile), _dma, dst, k_tile)
+                self.templates.run(("v", st.job, step.rows, step.g), (dst, k_tile), dma, dst, k_tile)
             elif self.v_group_of[u][1] == 0:
                 self._load_v_group(u, src, blk)
         elif mode == "transpose" and self._chunk_start(st):
             assert isinstance(job.v, RowMajor) and self.v_ring is not None
             key = (st.job, st.vblk, c)
-            self.v_chunks[key] = job.v.load_chunk(self.v_ring, key, blk.c0, blk.csz, k0, ksz)
+            self.v_chunks[key] = job.v.load_chunk(self.v_ring, key, blk.c0, blk.csz, k0, ksz, self.templates)
 
     def _load_v_group(self, u: int, src: KMajor, blk: Block) -> None:
         """One DMA for the V k-tiles of the group starting at step u (into a stream slot or resident tiles)."""
@@ -307,7 +307,7 @@ class _Pipeline:
                 self.v_cache[(st.job, st.vblk, st.kk + i)] = tile[:, i : i + 1, :]
             dst = tile[: step.rows, :n, : blk.csz]
         group = src.k_group(blk.c0, blk.csz, step.k0, step.rows, n)
-        self.templates.run(("v group", st.job, step.rows, n), (dst, group), _dma, dst, group)
+        self.templates.run(("v group", st.job, step.rows, n), (dst, group), dma, dst, group)
 
     def transpose(self, u: int) -> None:
         st = self.steps[u]
@@ -415,10 +415,6 @@ class _Pipeline:
                     self._defer(t, work)
             self.flush(t)
         self.flush(None)
-
-
-def _dma(dst: Any, src: Any) -> None:
-    nisa.dma_copy(dst=dst, src=src)
 
 
 def run_gemm(jobs: list[GemmJob], plan: GemmPlan, double_row: bool, evac: Evacuator) -> None:

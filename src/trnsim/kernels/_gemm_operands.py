@@ -79,12 +79,13 @@ class RowMajor:
         self.dtype = hbm.dtype
         self._views: dict[tuple[int, ...], tuple[ChunkRing, Any]] = {}  # staged row views (_staged)
 
-    def load_chunk(self, ring: ChunkRing, key: Any, r0: int, rsz: int, k0: int, ksz: int) -> int:
+    def load_chunk(self, ring: ChunkRing, key: Any, r0: int, rsz: int, k0: int, ksz: int, templates: Templates) -> int:
         """Rows [r0, r0 + rsz) x K [k0, k0 + ksz) into the staging ring, one DMA per 128 rows; returns
         the chunk's first column in the ring."""
         start = ring.place(key, ksz)
         for t, (ro, rs) in zip(ring.tiles, tiles(r0, rsz, pmax())):
-            nisa.dma_copy(dst=t[:rs, start : start + ksz], src=self.hbm[ro : ro + rs, k0 : k0 + ksz])
+            dst, src = t[:rs, start : start + ksz], self.hbm[ro : ro + rs, k0 : k0 + ksz]
+            templates.run("dma", (dst, src), dma, dst, src)  # one DMA: a loop body of its own (loop_template)
         return start
 
     def transpose(
@@ -114,6 +115,10 @@ class RowMajor:
         if got is None:
             got = self._views[key] = (ring, ring.tiles[i][:rows, lo:hi:stride])  # the ring kept: its id stays its own
         return got[1]
+
+
+def dma(dst: Any, src: Any) -> None:
+    nisa.dma_copy(dst=dst, src=src)
 
 
 def _transposes(ps: Any, srcs: tuple[Any, ...]) -> None:

@@ -40,9 +40,10 @@ from trnsim.kernels._common import (
 )
 from trnsim.kernels._evacuate import Evacuator
 from trnsim.kernels._gemm import Block, GemmJob, run_gemm
-from trnsim.kernels._gemm_operands import KMajor, RowMajor, k_steps, tiles
+from trnsim.kernels._gemm_operands import KMajor, RowMajor, dma, k_steps, tiles
 from trnsim.kernels._gemm_plan import GemmProblem, blocks_in_flight, plan_gemm
 from trnsim.nki.context import outside_location
+from trnsim.nki.loop_template import Templates
 
 # linear's activation names (torch spelling where it has one) -> the ScalarE function
 ACTIVATIONS = {
@@ -136,6 +137,7 @@ class _StoreBlocks:
         self.rows = Ring(depth * plan.strip_tiles, (pmax(), plan.v_block), out_dtype)
         self.turn = 0
         self.evac = evac
+        self.templates = Templates()  # a store is one DMA: a loop body of its own (nki/loop_template.py)
 
     def finish(self, out, blk: Block, acc: list[list[Any]], _prefetched: Any) -> list[Any]:
         stores = []
@@ -144,7 +146,8 @@ class _StoreBlocks:
             self.turn += 1
             for j, (n0, nsz) in enumerate(blk.col_tiles):
                 self.evac(o[:, n0 - blk.c0 : n0 - blk.c0 + nsz], acc[i][j])
-            stores.append(partial(nisa.dma_copy, dst=out[m0 : m0 + msz, blk.c0 : blk.c0 + blk.csz], src=o))
+            dst = out[m0 : m0 + msz, blk.c0 : blk.c0 + blk.csz]
+            stores.append(partial(self.templates.run, "store", (dst, o), dma, dst, o))
         return stores
 
 
