@@ -238,3 +238,38 @@ def test_operands_that_cannot_fit_together_are_still_an_error() -> None:
     with pytest.raises(CapacityError, match="nothing left to spill") as err:
         run(two_big_operands, "timing", x)
     assert "test_spill_d.py" in str(err.value)
+
+
+@nki.jit
+def interleaved_accumulators(a, b):
+    """BANKS + 1 PSUM accumulators, each summing two matmuls, the groups interleaved: one is always spilled
+    while its accumulation group is open, and refilled to go on accumulating."""
+    n_acc = BANKS + 1
+    out = nl.ndarray((P, n_acc * BN), dtype=nl.float32, buffer=nl.shared_hbm)
+    a_sb = nl.ndarray((P, 2 * P), dtype=nl.float32, buffer=nl.sbuf)
+    nisa.dma_copy(dst=a_sb, src=a)
+    b_sb = nl.ndarray((P, 2 * n_acc * BN), dtype=nl.float32, buffer=nl.sbuf)
+    nisa.dma_copy(dst=b_sb, src=b)
+    accs = [nl.ndarray((P, BN), dtype=nl.float32, buffer=nl.psum) for _ in range(n_acc)]
+    for k in range(2):
+        for j in range(n_acc):
+            col = (k * n_acc + j) * BN
+            nisa.nc_matmul(dst=accs[j], stationary=a_sb[:, k * P : (k + 1) * P], moving=b_sb[:, col : col + BN])
+    for j in range(n_acc):
+        res = nl.ndarray((P, BN), dtype=nl.float32, buffer=nl.sbuf)
+        nisa.tensor_copy(dst=res, src=accs[j])
+        nisa.dma_copy(dst=out[:, j * BN : (j + 1) * BN], src=res)
+    return out
+
+
+@pytest.mark.usefixtures("spilling")
+def test_a_spilled_psum_accumulation_group_goes_on_accumulating() -> None:
+    rng = np.random.default_rng()
+    n_acc = BANKS + 1
+    a = rng.standard_normal((P, 2 * P)).astype(np.float32)
+    b = rng.standard_normal((P, 2 * n_acc * BN)).astype(np.float32)
+    prof = run(interleaved_accumulators, "functional", a, b)
+    bs = b.reshape(P, 2, n_acc, BN)
+    want = np.concatenate([a[:, :P].T @ bs[:, 0, j] + a[:, P:].T @ bs[:, 1, j] for j in range(n_acc)], axis=1)
+    np.testing.assert_allclose(prof.outputs, want, rtol=1e-4, atol=1e-3)
+    assert labels(prof)["refill"] >= 1
