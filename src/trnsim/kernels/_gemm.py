@@ -20,6 +20,11 @@ queue is in order too: a store waiting on compute would hold up the loads queued
 Buffers: every streaming buffer (row chunks, transposed k-tiles, V tiles, PSUM accumulators and
 transposes) is allocated once and used in turn (_buffers), so a load into a buffer waits for the
 reads of its previous contents, as on the hardware, and the prefetch depth is the real one.
+
+Tracing: a step's matmuls, the V loads, a PSUM bank's transposes, row-chunk loads and stores issue the same
+instructions every time but for the tiles and offsets, so in timing runs each is a loop body traced once and
+stamped out (nki/loop_template.py): each passes the tiles it touches as bindings, and what decides its shapes as
+its key, and keeps no state of its own (rings, chunk maps, the evacuation's engine choice stay out here).
 """
 
 from __future__ import annotations
