@@ -114,8 +114,9 @@ def test_default_is_an_error_that_says_how_to_spill(monkeypatch: pytest.MonkeyPa
 def test_unknown_mode_is_a_usage_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(SPILL_ENV, "sometimes")
     x = np.random.default_rng().standard_normal((2, P, F)).astype(np.float32)
-    with pytest.raises(trnsim.errors.UsageError, match="not a spill mode"):
+    with pytest.raises(trnsim.errors.UsageError, match="not a spill mode") as err:
         run(hoard_sbuf, "timing", x)
+    assert "test_spill_d.py" in str(err.value)
 
 
 @pytest.mark.usefixtures("spilling")

@@ -50,20 +50,22 @@ MODES = ("off", "compiler")
 _seen: weakref.WeakSet[Any] = weakref.WeakSet()  # machines whose switch was read
 
 
-def mode() -> str:
+def mode(location: str | None = None) -> str:
     """The switch: TRNSIM_SPILL=compiler models the compiler's spills; unset, empty or "off" does not."""
     value = os.environ.get(SPILL_ENV, "").strip().lower() or "off"
     if value not in MODES:
-        raise UsageError(f"{SPILL_ENV}={value!r} is not a spill mode; use one of: {', '.join(MODES)}")
+        raise UsageError(
+            f"{SPILL_ENV}={value!r} (environment) is not a spill mode; use one of: {', '.join(MODES)}", location
+        )
     return value
 
 
-def attach(machine: Machine) -> None:
+def attach(machine: Machine, location: str | None = None) -> None:
     """Read the switch once per machine; when on, every SBUF and PSUM space of it spills instead of failing."""
     if machine in _seen:
         return
     _seen.add(machine)
-    if mode() == "compiler":
+    if mode(location) == "compiler":
         spiller = Spiller(machine)
         for space in (*machine.sbuf, *machine.psum):
             space.spiller = spiller
@@ -77,13 +79,18 @@ def get(machine: Machine) -> Spiller | None:
 def summary(machine: Machine) -> dict[str, int]:
     """Totals over the trace: spills and refills (count, bytes), and spills dropped as dead stores."""
     s = get(machine)
-    out = {"spills": 0, "spill_bytes": 0, "refills": 0, "refill_bytes": 0, "dropped": 0, "dropped_bytes": 0}
+    names = {
+        "spill": ("spills", "spill_bytes"),
+        "refill": ("refills", "refill_bytes"),
+        "dropped": ("dropped", "dropped_bytes"),
+    }
+    out = {k: 0 for pair in names.values() for k in pair}
     if s is not None:
         for per_line in s.stats.values():
             for (what, _), (n, b) in per_line.items():
-                key = {"spill": "spills", "refill": "refills", "dropped": "dropped"}[what]
-                out[key] += n
-                out[key.rstrip("s") + "_bytes" if key != "dropped" else "dropped_bytes"] += b
+                count, nbytes = names[what]
+                out[count] += n
+                out[nbytes] += b
     return out
 
 

@@ -42,7 +42,7 @@ def new_tensor(
     if any(s < 0 for s in shp):
         raise UsageError(f"a tensor shape cannot have negative dims, got {list(shp)}", loc)
     dt = _dtype(dtype, loc)
-    spill.attach(ctx.machine)
+    spill.attach(ctx.machine, loc)
     core = ctx.machine.spec.core
     if buffer is not MemoryKind.HBM:
         if not shp:
