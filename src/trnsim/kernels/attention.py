@@ -43,7 +43,7 @@ for P V (the keys are its contraction dim) and TensorE writes only PSUM and read
 NeuronCore-v3+ the DMA engines transpose SBUF -> SBUF (attention_dma_transpose.py, as AWS's attention_cte
 does): a planner-chosen share of the units (about 3/4 on trn2) has its P^T transposed there, two units per
 transpose, which also takes their P^T copies off VectorE / ScalarE; P V then comes DMA_LAG steps later. On
-trn2 causal bf16 prefill [1, 8, 4096, 128] this reaches 73% of TensorE's peak on useful FLOPs (82% without
+trn2 causal bf16 prefill [1, 8, 4096, 128] this reaches 73% of TensorE's peak on useful FLOPs (83% without
 the mask; bench/kernels_attention.py), with TensorE ~93% and the DMA queues ~91% busy. The
 transposed-score variant (attention_transposed.py: S^T = K Q^T, exp straight to P^T) needs no transposes
 but a bias matmul for the per-query max that costs TensorE as much; the planner takes it where VectorE and
