@@ -61,7 +61,7 @@ def masked_extent(mask: np.ndarray | None, shape: tuple[int, ...]) -> tuple[int,
 def read_f32(ctx: TraceContext, t: NkiTensor, mask: np.ndarray | None, location: str) -> np.ndarray:
     """Values of `t` as float32 (functional mode only), warning on uninitialised reads."""
     vals = read_stored(ctx, t, mask, location)
-    return vals.astype(np.float32) if vals.dtype != np.float32 else vals
+    return dtypes.to_float32(vals) if vals.dtype != np.float32 else vals
 
 
 def read_for_op(ctx: TraceContext, t: NkiTensor, mask: np.ndarray | None, location: str, op: str) -> np.ndarray:
