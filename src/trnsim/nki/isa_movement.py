@@ -51,7 +51,8 @@ def memset(dst: NkiTensor, value: Any, engine: Any = engine.unknown, name: Any =
 # dma_transpose's default permutation by rank (NKI docs, nki.isa.dma_transpose)
 _DMA_TRANSPOSE_AXES = {2: (1, 0), 3: (2, 1, 0), 4: (3, 1, 2, 0)}
 _DMA_TRANSPOSE_MAX_LAST = 128  # src.shape[-1] <= 128 for the DGE transposes (NKI docs)
-_DGE_UNKNOWN = dge_mode.unknown  # the parameter of the same name hides the enum inside dma_transpose
+dge_mode_enum = dge_mode  # the parameter of the same name hides the enum inside dma_transpose
+_DGE_MODES = {m.value: m.name for m in dge_mode}  # unknown, swdge, hwdge (the DGE transposes' limits), none
 
 
 def dma_transpose(
@@ -77,7 +78,15 @@ def dma_transpose(
         raise UsageError(
             f"nisa.dma_transpose: src {src!r} needs axes that permute its {src.ndim} dims (2-4 dims by default)", loc
         )
-    dge = dge_mode not in (None, _DGE_UNKNOWN)  # the hwdge/swdge transposes have their own limits (NKI docs)
+    mode = getattr(dge_mode, "value", dge_mode)  # the enum, or its int as nki-library passes it (0 .. 3)
+    if mode is not None and (isinstance(mode, bool) or mode not in _DGE_MODES):
+        raise UsageError(
+            f"nisa.dma_transpose dge_mode must be one of nisa.dge_mode's {', '.join(_DGE_MODES.values())}, "
+            f"got {dge_mode!r}",
+            loc,
+            rule="dge-mode",
+        )
+    dge = mode in (dge_mode_enum.swdge.value, dge_mode_enum.hwdge.value)  # none = "not using DGE" (NKI docs)
     if dge and src.dtype.itemsize != 2:
         raise UsageError(f"nisa.dma_transpose with a DGE mode moves 2-byte dtypes only, got {src!r}", loc, rule="dtype")
     if dge and src.shape[-1] > _DMA_TRANSPOSE_MAX_LAST:
