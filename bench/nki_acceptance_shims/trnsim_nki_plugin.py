@@ -73,6 +73,25 @@ sys.modules.setdefault("test.utils.scripts", _scripts)
 sys.modules.setdefault("test.utils.scripts.remote_lock_scripts", _lock)
 
 
+def _register_starfish_dtype() -> None:
+    """qkv_cte's MX tests import `static_cast` from the Neuron compiler's internal `neuronxcc.starfish.support.dtype`
+    (not public); the neuron_dtypes stand-in has the same round-to-nearest-even cast."""
+    import neuron_dtypes
+
+    names = ("neuronxcc.starfish", "neuronxcc.starfish.support", "neuronxcc.starfish.support.dtype")
+    modules = [types.ModuleType(n) for n in names]
+    for parent, child, name in ((sys.modules["neuronxcc"], modules[0], "starfish"), (*modules[:2], "support")):
+        child.__path__ = []
+        setattr(parent, name, child)
+    modules[1].dtype = modules[2]
+    modules[2].static_cast = neuron_dtypes.static_cast
+    for name, module in zip(names, modules):
+        sys.modules.setdefault(name, module)
+
+
+_register_starfish_dtype()
+
+
 def analyze_trace(**kwargs):
     raise RuntimeError("hardware profiler trace analysis is not available in the trnsim acceptance run")
 
