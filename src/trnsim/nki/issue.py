@@ -19,7 +19,7 @@ from trnsim.isa.instruction import Instruction, Region
 from trnsim.isa.opcodes import Engine, Opcode
 from trnsim.isa.operand import Call
 from trnsim.isa.registry import RECORDS
-from trnsim.nki import fast_paths, functional_replay
+from trnsim.nki import fast_paths, functional_replay, spill
 from trnsim.nki.block_banks import track
 from trnsim.nki.call_facts import ask, signature
 from trnsim.nki.context import current
@@ -57,6 +57,9 @@ def issue(
     """
     ctx = current()
     machine = ctx.machine
+    spiller = spill.get(machine)  # the compiler-spill model, when on: refill spilled operands first
+    if spiller is not None:
+        spiller.before_issue([dst, *inputs.values(), *(outputs or {}).values()], location)
     record = RECORDS[op]
     par = params or {}
     outs = outputs or {}
@@ -130,6 +133,8 @@ def issue(
             moved.hbm_bytes,
         )
     track([*srcs, dst] if accumulate else srcs, [dst, *outs.values()], location)
+    if spiller is not None:
+        spiller.after_track(ins)
     machine.emit(ins)
     if machine.functional and (compute is not None or values is not None):
         if (rec := functional_replay.RECORDING) is not None:  # compiler/kernel_replay.py records this run
