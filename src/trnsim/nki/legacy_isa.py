@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -403,3 +405,27 @@ __all__ += [
     "tensor_partition_reduce",
     "tensor_scalar_cumulative",
 ]
+
+
+def _refuse_dst(fn: Callable[..., NkiTensor]) -> Callable[..., NkiTensor]:
+    """A legacy instruction returns a new tile and takes extra keywords (`**_`) for the ones later releases added;
+    `dst=` among them would be dropped, leaving the caller's tensor unwritten: a silent wrong answer, so refuse it."""
+
+    @functools.wraps(fn)
+    def checked(*args: Any, **kwargs: Any) -> NkiTensor:
+        if "dst" in kwargs:
+            raise UsageError(
+                f"neuronxcc.nki.isa.{fn.__name__}(dst=...): the legacy instruction returns its result as a new tile "
+                f"and has no dst parameter; dst= is the current form: call nki.isa.{fn.__name__}(dst=..., ...) "
+                "(import nki.isa), or use the returned tile",
+                user_location(),
+            )
+        return fn(*args, **kwargs)
+
+    return checked
+
+
+for _name in [n for n in __all__ if n != "dma_copy"]:
+    _fn = globals()[_name]
+    if callable(_fn) and getattr(_fn, "__module__", None) == __name__ and not isinstance(_fn, type):
+        globals()[_name] = _refuse_dst(_fn)
