@@ -188,6 +188,9 @@ def run_case(case: Case, timeout_s: float) -> Outcome:
     paths = [str(SHIMS), *(str(p) for p in case.pythonpath)]
     env["PYTHONPATH"] = os.pathsep.join(paths + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
     env.setdefault("OMP_NUM_THREADS", "1")
+    # The harness stands in for neuronx-cc, which spills what does not fit: trnsim's compiler-spill model
+    # (nki/spill.py) is on for every case, samples and docs too, unless the environment says TRNSIM_SPILL=off.
+    env.setdefault("TRNSIM_SPILL", "compiler")
     t0 = time.perf_counter()
     try:
         res = subprocess.run(case.argv, cwd=case.cwd, env=env, capture_output=True, text=True, timeout=timeout_s)
