@@ -1,11 +1,8 @@
 """The scheduler's event loop, compiled (numba): scheduler.py turns the stream into arrays and calls `run`.
 
-State is struct-of-arrays. Memory regions are interned boxes (one id per distinct (allocation, box)); each
-allocation keeps two doubly linked lists of live boxes (last writes, reads since), each box with the latest
-completion time of the accesses recorded on it. A new access waits for the latest live box it overlaps; a
-new write forgets the boxes it covers. Lists of more than GRID_MIN boxes only count boxes that share a grid
-cell (ROW_BLOCK x COL_BLOCK x REST_BLOCK elements) with the query, as a bucketed index would: for boxes that
-are not empty the two agree, and keeping the rule exactly keeps the results identical for the odd empty box.
+State is struct-of-arrays. Memory regions are interned boxes, kept in per-allocation lists of live boxes
+(schedule_regions.py). A new access waits for the latest live box it overlaps; a new write forgets the boxes it
+covers.
 
 Every time is computed with the same float operations in the same order as the model in scheduler.py's
 docstring describes (isa/cost.py's formulas; scheduler.py passes the per-instruction constants), so the
@@ -17,135 +14,14 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-GRID_MIN = 8  # above this many live boxes, only boxes sharing a grid cell with the query are candidates
-ROW_BLOCK = 128  # one partition-tile of rows
-COL_BLOCK = 2048  # elements of dim 1
-REST_BLOCK = 16384  # elements of the flattened inner dims
+from trnsim.sim.schedule_regions import _drop_covered, _latest, _record
+
 HBM_PRUNE_MIN = 64  # the in-flight HBM list is pruned only when longer than this
 
 # port kinds in `ports[engine, port]`
 PORT_NONE = 0
 PORT_SBUF = 1
 PORT_PSUM = 2
-
-
-@njit(cache=True, nogil=True)
-def _latest(
-    head: np.ndarray,
-    count: np.ndarray,
-    nxt: np.ndarray,
-    tim: np.ndarray,
-    a: int,
-    q: int,
-    box: np.ndarray,
-    cell: np.ndarray,
-) -> float:
-    """Latest completion time among the live boxes of allocation `a`'s list that overlap box q."""
-    n = count[a]
-    if n == 1 and head[a] == q:
-        return tim[q]
-    r0, r1, c0, c1, e0, e1 = box[q, 0], box[q, 1], box[q, 2], box[q, 3], box[q, 4], box[q, 5]
-    latest = 0.0
-    grid = n > GRID_MIN
-    k = head[a]
-    while k >= 0:
-        t = tim[k]
-        if (
-            t > latest
-            and box[k, 0] < r1
-            and r0 < box[k, 1]
-            and box[k, 2] < c1
-            and c0 < box[k, 3]
-            and box[k, 4] < e1
-            and e0 < box[k, 5]
-            and (not grid or _share_cell(cell, k, q))
-        ):
-            latest = t
-        k = nxt[k]
-    return latest
-
-
-@njit(cache=True, nogil=True)
-def _share_cell(cell: np.ndarray, k: int, q: int) -> bool:
-    """Whether boxes k and q have a grid cell in common (cell[b] = lo, hi per dimension, inclusive)."""
-    for d in range(3):
-        lo_k, hi_k, lo_q, hi_q = cell[k, 2 * d], cell[k, 2 * d + 1], cell[q, 2 * d], cell[q, 2 * d + 1]
-        if lo_k > hi_k or lo_q > hi_q or lo_k > hi_q or lo_q > hi_k:
-            return False
-    return True
-
-
-@njit(cache=True, nogil=True)
-def _unlink(
-    head: np.ndarray, count: np.ndarray, nxt: np.ndarray, prv: np.ndarray, live: np.ndarray, a: int, k: int
-) -> None:
-    p, x = prv[k], nxt[k]
-    if p >= 0:
-        nxt[p] = x
-    else:
-        head[a] = x
-    if x >= 0:
-        prv[x] = p
-    live[k] = False
-    count[a] -= 1
-
-
-@njit(cache=True, nogil=True)
-def _record(
-    head: np.ndarray,
-    count: np.ndarray,
-    nxt: np.ndarray,
-    prv: np.ndarray,
-    live: np.ndarray,
-    tim: np.ndarray,
-    a: int,
-    q: int,
-    t: float,
-) -> None:
-    if not live[q]:
-        live[q] = True
-        tim[q] = t
-        # new boxes go to the front; the order of a list does not change a maximum
-        h = head[a]
-        nxt[q] = h
-        prv[q] = -1
-        if h >= 0:
-            prv[h] = q
-        head[a] = q
-        count[a] += 1
-    elif tim[q] < t:
-        tim[q] = t
-
-
-@njit(cache=True, nogil=True)
-def _drop_covered(
-    head: np.ndarray,
-    count: np.ndarray,
-    nxt: np.ndarray,
-    prv: np.ndarray,
-    live: np.ndarray,
-    a: int,
-    q: int,
-    box: np.ndarray,
-    cell: np.ndarray,
-) -> None:
-    """Forget the live boxes of allocation a's list inside box q (a new write to q waited for them)."""
-    grid = count[a] > GRID_MIN
-    r0, r1, c0, c1, e0, e1 = box[q, 0], box[q, 1], box[q, 2], box[q, 3], box[q, 4], box[q, 5]
-    k = head[a]
-    while k >= 0:
-        x = nxt[k]
-        if (
-            r0 <= box[k, 0]
-            and box[k, 1] <= r1
-            and c0 <= box[k, 2]
-            and box[k, 3] <= c1
-            and e0 <= box[k, 4]
-            and box[k, 5] <= e1
-            and (not grid or _share_cell(cell, k, q))
-        ):
-            _unlink(head, count, nxt, prv, live, a, k)
-        k = x
 
 
 @njit(cache=True, nogil=True)
@@ -421,23 +297,10 @@ def run(
                     qf[q2] = level[c] if level_ok[c] else queue_free[c, q2]
                 first = np.inf
                 latest_start = -np.inf
-                if npc == nq:
-                    for q2 in range(nq):
-                        st = qf[q2] if qf[q2] > ready else ready
-                        s_instr[ns] = i
-                        s_core[ns] = c
-                        s_unit[ns] = n_engines + q2
-                        s_start[ns] = st
-                        s_end[ns] = st + occ
-                        ns += 1
-                        qf[q2] = st + occ
-                        if st < first:
-                            first = st
-                        if st > latest_start:
-                            latest_start = st
-                else:  # fewer descriptors than queues: the earliest-free queues take them (stable order)
-                    for q2 in range(nq):
-                        idx[q2] = q2
+                # all queues in order, or, with fewer descriptors than queues, the earliest-free ones (stable order)
+                for q2 in range(nq):
+                    idx[q2] = q2
+                if npc != nq:
                     for q2 in range(1, nq):
                         v = idx[q2]
                         m = q2
@@ -445,20 +308,20 @@ def run(
                             idx[m] = idx[m - 1]
                             m -= 1
                         idx[m] = v
-                    for m in range(npc):
-                        q2 = idx[m]
-                        st = qf[q2] if qf[q2] > ready else ready
-                        s_instr[ns] = i
-                        s_core[ns] = c
-                        s_unit[ns] = n_engines + q2
-                        s_start[ns] = st
-                        s_end[ns] = st + occ
-                        ns += 1
-                        qf[q2] = st + occ
-                        if st < first:
-                            first = st
-                        if st > latest_start:
-                            latest_start = st
+                for m in range(npc):
+                    q2 = idx[m]
+                    st = qf[q2] if qf[q2] > ready else ready
+                    s_instr[ns] = i
+                    s_core[ns] = c
+                    s_unit[ns] = n_engines + q2
+                    s_start[ns] = st
+                    s_end[ns] = st + occ
+                    ns += 1
+                    qf[q2] = st + occ
+                    if st < first:
+                        first = st
+                    if st > latest_start:
+                        latest_start = st
                 lo_q = qf[0]
                 hi_q = qf[0]
                 for q2 in range(nq):
@@ -529,44 +392,3 @@ def run(
                     _drop_covered(r_head, r_count, r_next, r_prev, r_live, a, q, box, cell)
                 _record(w_head, w_count, w_next, w_prev, w_live, w_time, a, q, done)
     return ns, ng
-
-
-@njit(cache=True, nogil=True)
-def intern_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """An id per distinct row of `rows` (ids in order of first appearance) and each id's first row."""
-    n, w = rows.shape
-    size = 16
-    while size < 2 * n:
-        size *= 2
-    mask = size - 1
-    slot = np.full(size, -1, np.int64)  # hash slot -> id
-    ids = np.empty(n, np.int64)
-    first = np.empty(n, np.int64)
-    n_ids = 0
-    for i in range(n):
-        h = np.uint64(1469598103934665603)
-        for k in range(w):
-            h = (h ^ np.uint64(rows[i, k])) * np.uint64(1099511628211)
-        h ^= h >> np.uint64(33)  # murmur3's finaliser: every input bit reaches the low bits
-        h *= np.uint64(0xFF51AFD7ED558CCD)
-        h ^= h >> np.uint64(33)
-        s = np.int64(h & np.uint64(mask))
-        while True:
-            d = slot[s]
-            if d < 0:
-                slot[s] = n_ids
-                first[n_ids] = i
-                ids[i] = n_ids
-                n_ids += 1
-                break
-            r = first[d]
-            same = True
-            for k in range(w):
-                if rows[r, k] != rows[i, k]:
-                    same = False
-                    break
-            if same:
-                ids[i] = d
-                break
-            s = (s + 1) & mask
-    return ids, first[:n_ids]

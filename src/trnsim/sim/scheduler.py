@@ -14,7 +14,8 @@ start), not the queue, so it overlaps across queues and back-to-back transfers.
 
 Implementation: this module turns the stream into arrays (one per instruction field; each distinct
 (allocation, box) region interned to an id) and asks the cost rules once per distinct value; the event loop
-itself is compiled (sim/schedule_core.py, numba, compiled once per machine and cached on disk).
+itself is compiled (sim/schedule_core.py, sim/schedule_regions.py: numba, compiled once per machine, cached on
+disk).
 tests/sim/test_scheduler_exact.py holds it to the interpreted loop it replaced, bit for bit.
 """
 
@@ -39,7 +40,7 @@ from trnsim.sim.timeline import N_ENGINES, Timeline
 _HBM_HORIZON_NS = 20_000.0
 DMA = int(Engine.DMA)
 TENSOR = int(Engine.TENSOR)
-ROW_BLOCK = 128  # grid cells of the region lists (schedule_core.py): rows ...
+ROW_BLOCK = 128  # grid cells of the region lists (schedule_regions.py): rows ...
 COL_BLOCK = 2048  # ... elements of dim 1 ...
 REST_BLOCK = 16384  # ... elements of the flattened inner dims
 
@@ -102,7 +103,7 @@ def schedule(
 ) -> Timeline:
     """Time the instruction stream. `reuse` maps an allocation to the freed ones whose bytes it took over;
     `allocations` (Machine.allocations) is only carried into the Timeline, for occupancy counters."""
-    from trnsim.sim import schedule_core  # compiled on first use (numba, cached on disk)
+    from trnsim.sim import schedule_core, schedule_regions  # compiled on first use (numba, cached on disk)
 
     core_spec = spec.core
     dma = core_spec.dma
@@ -158,7 +159,7 @@ def schedule(
         at += (reg_ptr[:-1] + skip)[owner]
         flat[at] = rows
         reg_write[at] = is_write
-    reg_box, first = schedule_core.intern_rows(flat)
+    reg_box, first = schedule_regions.intern_rows(flat)
     table = flat[first]
     box = np.ascontiguousarray(table[:, 1:])
     cell = np.empty_like(box)
@@ -172,7 +173,7 @@ def schedule(
     lens = np.fromiter(map(len, reuse.values()), dtype=np.int64, count=n_keys)
     vals = np.fromiter(chain.from_iterable(reuse.values()), dtype=np.int64, count=int(lens.sum()))
     n_box = len(table)
-    dense, first_aid = schedule_core.intern_rows(np.concatenate([table[:, 0], keys, vals]).reshape(-1, 1))
+    dense, first_aid = schedule_regions.intern_rows(np.concatenate([table[:, 0], keys, vals]).reshape(-1, 1))
     box_aid = dense[:n_box]
     n_aid = len(first_aid)
     has_reuse = np.zeros(n_aid, dtype=np.bool_)
