@@ -56,7 +56,7 @@ OUT_WAVE_BYTES = 16 * 1024
 STORE_LAG = 8  # steps after a wave's last result that its stores are issued, so they do not wait in the
 # (in-order) DMA queues ahead of later loads
 
-# (stage, priority) of a chunk's ops, as in attention.SCHEDULE
+# (stage, priority) of a chunk's ops, as in _flash_units.SCHEDULE
 SCHEDULE = {
     "k_transpose": (0, 0),  # TensorE K^T per KV head into PSUM; VectorE / ScalarE copy it out
     "scores": (1, 0),  # TensorE S = Q K^T, one matmul per KV group
