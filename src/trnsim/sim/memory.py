@@ -30,6 +30,10 @@ RECENT_FREES = 8
 SPILL_ENV = "TRNSIM_SPILL"
 # While spilling: allocations between two full cyclic-GC runs on overflow (a simulator-speed setting, not hardware).
 FULL_GC_EVERY = 256
+# Loop templates (nki/loop_template.py) watch a recorded body's allocations and frees: when set, called with
+# ("alloc", allocation, (kind, shape, dtype, name, core, location, par_axis)), ("free", allocation id, None) and
+# ("other", None, None) for byte reservations it cannot replay (blocks, refills).
+WATCH: Callable[[str, Any, Any], None] | None = None
 
 
 def new_id() -> int:
@@ -236,6 +240,8 @@ class MemorySpace:
         offset = self._fit(size, name, shape, dtype, location)
         alloc = Allocation(self.kind, shape, dtype, name, self.core, offset, size, functional)
         alloc.reuses = self._take(alloc, offset)
+        if WATCH is not None:
+            WATCH("alloc", alloc, (self.kind, shape, dtype, name, self.core, location, par_axis))
         return alloc
 
     def _take(self, alloc: Allocation, offset: int) -> tuple[int, ...]:
@@ -265,6 +271,8 @@ class MemorySpace:
         root = alloc.root
         offset = self._fit(root.nbytes, root.name, root.shape, root.dtype, location)
         root.offset = offset
+        if WATCH is not None:
+            WATCH("other", None, None)
         return self._take(root, offset)
 
     def block_bytes(self, shape: tuple[int, ...], dtype: np.dtype[Any]) -> int:
@@ -277,6 +285,8 @@ class MemorySpace:
     ) -> int:
         """Bytes for one block of block tensor `owner` (its blocks get banks one at a time); its offset."""
         offset = self._fit(size, name, shape, dtype, location)
+        if WATCH is not None:
+            WATCH("other", None, None)
         self._live[offset] = (size, name, shape, dtype)
         insort(self._offsets, offset)
         self._live_ids[offset] = owner
@@ -363,8 +373,11 @@ class MemorySpace:
         if entry is not None:
             del self._offsets[bisect_left(self._offsets, offset)]
             self.used -= entry[0]
-            self._freed.append((offset, offset + entry[0], self._live_ids.pop(offset)))
+            freed = self._live_ids.pop(offset)
+            self._freed.append((offset, offset + entry[0], freed))
             self._recent.append((offset, offset + entry[0]))
+            if WATCH is not None:
+                WATCH("free", freed, None)
 
 
 def _clear_of(recent: list[tuple[int, int]], lo: int, hi: int, size: int) -> int | None:
