@@ -103,10 +103,11 @@ class RowMajor:
                 # K columns col + j, col + j + 2, ...: slot j of the double-row tile
                 lo, hi, stride = (col + j, col + step.size, 2) if step.g == 2 else (col, col + step.size, 1)
                 srcs = tuple(self._staged(ring, i, rows[i], lo, hi, stride) for i in group)
-                # the group's transposes are one loop body (nki/loop_template.py): the same but for ps and srcs
-                key = ("transpose", step.g, tuple(rows[i] for i in group))
-                templates.run(key, (ps, *srcs), _transposes, ps, srcs)
-                evac(dst[:, j, b0 * p : b0 * p + width], ps)
+                # the group's transposes and their copy out of PSUM are one loop body (nki/loop_template.py): the
+                # same but for ps, srcs and dst, once the copy's engine is chosen (a key: the choice stays out here)
+                engine = evac.pick(width, dst.dtype, ps.dtype, True)
+                key = ("transpose", step.g, tuple(rows[i] for i in group), j, b0, engine)
+                templates.run(key, (ps, *srcs, dst), _transposes_out, ps, srcs, dst, j, b0 * p, evac, engine)
 
     def _staged(self, ring: ChunkRing, i: int, rows: int, lo: int, hi: int, stride: int) -> Any:
         """ring.tiles[i][:rows, lo:hi:stride], made once (the ring's chunks sit at a few columns in turn)."""
@@ -121,10 +122,12 @@ def dma(dst: Any, src: Any) -> None:
     nisa.dma_copy(dst=dst, src=src)
 
 
-def _transposes(ps: Any, srcs: tuple[Any, ...]) -> None:
-    """ps [k, sum of rows] <- each src [rows, k] transposed, side by side."""
+def _transposes_out(ps: Any, srcs: tuple[Any, ...], dst: Any, j: int, c0: int, evac: Evacuator, engine: str) -> None:
+    """ps [k, sum of rows] <- each src [rows, k] transposed, side by side; then dst[:, j, c0 : c0 + that sum] <- ps
+    on `engine` (evac.copy: no state changes)."""
     c = 0
     for src in srcs:
         r = src.shape[0]
         nisa.nc_transpose(dst=ps[:, c : c + r], data=src)
         c += r
+    evac.copy(engine, dst[:, j, c0 : c0 + c], ps)

@@ -141,14 +141,25 @@ class _StoreBlocks:
 
     def finish(self, out, blk: Block, acc: list[list[Any]], _prefetched: Any) -> list[Any]:
         stores = []
+        col_tiles = blk.col_tiles
+        widths = tuple(nsz for _, nsz in col_tiles)
         for i, (m0, msz) in enumerate(blk.row_tiles):
             o = self.rows.slot(self.turn)[:msz, : blk.csz]
             self.turn += 1
-            for j, (n0, nsz) in enumerate(blk.col_tiles):
-                self.evac(o[:, n0 - blk.c0 : n0 - blk.c0 + nsz], acc[i][j])
+            # the row's copies out of PSUM are one loop body (nki/loop_template.py) once their engines are chosen
+            row = acc[i]
+            engines = tuple(self.evac.pick(nsz, o.dtype, a.dtype, True) for nsz, a in zip(widths, row))
+            self.templates.run(("cast", widths, engines), (o, *row), self._cast, o, row, widths, engines)
             dst = out[m0 : m0 + msz, blk.c0 : blk.c0 + blk.csz]
             stores.append(partial(self.templates.run, "store", (dst, o), dma, dst, o))
         return stores
+
+    def _cast(self, o: Any, row: list[Any], widths: tuple[int, ...], engines: tuple[str, ...]) -> None:
+        """o [rows, sum of widths] <- the row's accumulators side by side, each copied on its chosen engine."""
+        c = 0
+        for a, nsz, engine in zip(row, widths, engines):
+            self.evac.copy(engine, o[:, c : c + nsz], a)
+            c += nsz
 
 
 class _LinearEpilogue:
