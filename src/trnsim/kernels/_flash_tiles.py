@@ -47,6 +47,7 @@ class Plan:
     dma_share: float = 0.0  # share of units whose P^T the DMA engines transpose (attention_dma_transpose.py)
     rescale_on_vector: float = 0.0  # share of the O rescales given to VectorE, the rest to ScalarE
     dma_load_t: bool = False  # Q^T and K^T loaded by the DMA engines' HBM -> SBUF transpose (NeuronCore-v3+)
+    templates: Any = None  # nki/loop_template.Templates: the steps below as loop bodies stamped in timing runs
 
     @property
     def group(self) -> int:
@@ -78,6 +79,12 @@ def copy_blocks(tile: Any, t: Any, b: int, h: int, r0: int, rows: int, way: str)
             nisa.dma_copy(dst=sbuf, src=hbm)
         else:
             nisa.dma_copy(dst=hbm, src=sbuf)
+
+
+def run(templates: Any, key: Any, bindings: tuple[Any, ...], body: Any, *args: Any) -> Any:
+    """body(*args) as a loop template (nki/loop_template.py) where the trace has them: `key` and the bindings (every
+    tile the body reads or writes, as views placed so that its instructions shift with them) decide what it does."""
+    return body(*args) if templates is None else templates.run(key, bindings, body, *args)
 
 
 class KV:
@@ -253,6 +260,7 @@ class QTile:
         self.o = rings.o.take()  # [128, D + 1] fp32 in PSUM: O and, in column D, the row sums
         self.stages = rings.q_stage
         self.softmax = softmax(self.rows, plan.scale, plan.dtype, sum_column=plan.d, packed=True)
+        self.softmax.templates = plan.templates
         self.qt: Any = None
         self.o_written = False
         self.units = 0  # units issued so far
@@ -310,14 +318,25 @@ def constants(p: int) -> Consts:
 
 def scores(plan: Plan, qt: QTile, kv: KV, consts: Consts, k_lo: int, k_hi: int) -> list[tuple[Any, int]]:
     """TensorE: S = Q K^T for keys [k_lo, k_hi), one PSUM bank per `kb` keys; returns (tile, width) pairs."""
-    rows, d = qt.rows, plan.d
+    width = k_hi - k_lo
+    kt = kv.kt[:, k_lo - kv.lo : k_hi - kv.lo]
+    # the causal diagonal's first key, relative to k_lo (width: none in this range)
+    diag = min(max(qt.q0 - k_lo, 0), width) if plan.causal and not plan.mask_on_vector else width
+    key = ("scores", qt.rows, width, diag)
+    bindings = (qt.qt, kt, consts.identity, consts.mask)
+    return run(plan.templates, key, bindings, _scores, plan, qt.qt, kt, consts, qt.rows, width, diag)
+
+
+def _scores(plan: Plan, q_t: Any, kt: Any, consts: Consts, rows: int, width: int, diag: int) -> list[tuple[Any, int]]:
+    """scores' body: Q^T [D, rows] stationary, kt [D, width] the unit's keys; the mask from key `diag` on."""
+    d = plan.d
     tiles = []
-    for c0 in range(k_lo, k_hi, plan.kb):
-        w = min(plan.kb, k_hi - c0)
+    for c0 in range(0, width, plan.kb):
+        w = min(plan.kb, width - c0)
         s = nl.ndarray((plan.p, plan.kb), nl.float32, buffer=nl.psum)
-        nisa.nc_matmul(dst=s[:rows, :w], stationary=qt.qt[:d, :rows], moving=kv.kt[:d, c0 - kv.lo : c0 - kv.lo + w])
-        diag_lo = max(c0, qt.q0)
-        if plan.causal and not plan.mask_on_vector and diag_lo < c0 + w:
+        nisa.nc_matmul(dst=s[:rows, :w], stationary=q_t[:d, :rows], moving=kt[:d, c0 : c0 + w])
+        diag_lo = max(c0, diag)
+        if diag_lo < c0 + w:
             # Keys from q0 on are the diagonal block: add the mask (identity stationary, mask moving).
             nisa.nc_matmul(
                 dst=s[:rows, diag_lo - c0 : w],
@@ -347,8 +366,13 @@ def mask_scores(plan: Plan, qt: QTile, consts: Consts, tiles: list[tuple[Any, in
 
 def transpose_probs(plan: Plan, qt: QTile, probs: Any, k_lo: int, k_hi: int) -> tuple[Any, list[int]]:
     """TensorE: P^T [keys, queries] per 128-key block into one PSUM bank; returns (tile, block widths)."""
-    p, rows = plan.p, qt.rows
-    widths = [min(p, k_hi - k_lo - j * p) for j in range(cdiv(k_hi - k_lo, p))]
+    key = ("transpose", qt.rows, k_hi - k_lo)
+    return run(plan.templates, key, (probs,), _transpose_probs, plan, qt.rows, probs, k_hi - k_lo)
+
+
+def _transpose_probs(plan: Plan, rows: int, probs: Any, keys: int) -> tuple[Any, list[int]]:
+    p = plan.p
+    widths = [min(p, keys - j * p) for j in range(cdiv(keys, p))]
     stage = nl.ndarray((p, len(widths) * p), plan.dtype, buffer=nl.psum)
     for j, wk in enumerate(widths):
         # Score banks are full except the last, so 128-key block j starts at column j * 128 of probs.
@@ -358,18 +382,26 @@ def transpose_probs(plan: Plan, qt: QTile, probs: Any, k_lo: int, k_hi: int) -> 
 
 def copy_out(plan: Plan, qt: QTile, stage: Any, widths: list[int], index: int) -> Any:
     """P^T from PSUM to SBUF (matmuls read SBUF), on VectorE or ScalarE in the plan's proportion."""
-    p, rows = plan.p, qt.rows
+    rows, p = qt.rows, plan.p
+    full = rows == p and all(wk == p for wk in widths)
+    pieces = 1 if full else len(widths)  # ragged: copy only what was written, block by block
+    share = plan.evac_on_scalar
+    on_vector = tuple(int((n + 1) * share) == int(n * share) for n in range(index * pieces, index * pieces + pieces))
+    key = ("copy_out", rows, tuple(widths), on_vector)
+    return run(plan.templates, key, (stage,), _copy_out, plan, rows, stage, widths, full, on_vector)
+
+
+def _copy_out(plan: Plan, rows: int, stage: Any, widths: list[int], full: bool, on_vector: tuple[bool, ...]) -> Any:
+    p = plan.p
     nblk = len(widths)
     pt = nl.ndarray((p, nblk * p), plan.dtype, buffer=nl.sbuf)
-    full = rows == p and all(wk == p for wk in widths)
-    pieces = [(0, nblk)] if full else [(j, j + 1) for j in range(nblk)]  # ragged: copy only what was written
-    for i, (j0, j1) in enumerate(pieces):
+    pieces = [(0, nblk)] if full else [(j, j + 1) for j in range(nblk)]
+    for (j0, j1), vector in zip(pieces, on_vector, strict=True):
         wk = min(widths[j0:j1])
         width = (j1 - j0) * p if full else rows
         src = stage[:wk, j0 * p : j0 * p + width]
         dst = pt[:wk, j0 * p : j0 * p + width]
-        n = index * len(pieces) + i
-        if int((n + 1) * plan.evac_on_scalar) == int(n * plan.evac_on_scalar):
+        if vector:
             nisa.tensor_copy(dst=dst, src=src, engine=nisa.vector_engine)
         else:
             nisa.activation(dst=dst, op=nl.copy, data=src)
@@ -378,12 +410,20 @@ def copy_out(plan: Plan, qt: QTile, stage: Any, widths: list[int], index: int) -
 
 def pv(plan: Plan, qt: QTile, kv: KV, pt: Any, widths: list[int], k_lo: int) -> None:
     """TensorE: O += P V (P^T block stationary, V block moving), accumulating in the tile's PSUM slot."""
-    rows = qt.rows
+    if not widths:
+        return
+    b0 = kv.block_index(k_lo)
+    v = kv.v[:, b0 : b0 + len(widths), :]
+    key = ("pv", qt.rows, tuple(widths), qt.o_written)
+    run(plan.templates, key, (qt.o, pt, v), _pv, plan, qt.o, pt, v, widths, qt.rows, qt.o_written)
+    qt.o_written = True
+
+
+def _pv(plan: Plan, o: Any, pt: Any, v: Any, widths: list[int], rows: int, written: bool) -> None:
     for j, wk in enumerate(widths):
         nisa.nc_matmul(
-            dst=qt.o[:rows, :],
+            dst=o[:rows, :],
             stationary=pt[:wk, j * plan.p : j * plan.p + rows],
-            moving=kv.v[:wk, kv.block_index(k_lo + j * plan.p), :],
-            accumulate=qt.o_written,
+            moving=v[:wk, j, :],
+            accumulate=written or j > 0,
         )
-        qt.o_written = True

@@ -49,6 +49,7 @@ class OnlineSoftmax:
         # (tracing time goes into allocations; the columns are separate regions, so no false dependencies).
         self.packed = packed
         self._cols: Any = None
+        self.templates: Any = None  # nki/loop_template.Templates, where the caller stamps exp from a template
 
     def _vec(self, col: int | None = None) -> Any:
         """A [P, 1] fp32 vector: column `col` of the block's packed tile, or a tile of its own."""
@@ -120,9 +121,20 @@ class OnlineSoftmax:
         """ScalarE: P = exp(scale * S + r_new) (tile c at column c * stride) with its row sums in the same
         instructions unless the caller keeps them (sum_column). Returns (P [128, len(tiles) * stride] in
         SBUF, or in `out` where given, rowsum(P) or None)."""
+        if self.templates is None:
+            probs, row_sum = self._exp(tiles, r_new, stride, out)
+        else:
+            rows, widths = self.rows, tuple(w for _, w in tiles)
+            key = ("exp", rows, self.scale, self.probs_dtype, widths, stride, out is None, self.sum_column is None)
+            bindings = (*(s for s, _ in tiles), r_new, *(() if out is None else (out,)))
+            probs, row_sum = self.templates.run(key, bindings, self._exp, tiles, r_new, stride, out)
+        return (probs if out is None else out), row_sum
+
+    def _exp(self, tiles: list[tuple[Any, int]], r_new: Any, stride: int, out: Any) -> tuple[Any, Any]:
+        """exp's body; returns (P where allocated here, else None; rowsum(P) or None)."""
         rows = self.rows
         probs = nl.ndarray((pmax(), len(tiles) * stride), self.probs_dtype, buffer=nl.sbuf) if out is None else out
-        row_sum = None if self.sum_column is not None else self._vec()
+        row_sum = None if self.sum_column is not None else nl.ndarray((pmax(), 1), nl.float32, buffer=nl.sbuf)
         for c, (s, w) in enumerate(tiles):
             reduce: dict[str, Any] = {}
             if row_sum is not None:
@@ -136,7 +148,7 @@ class OnlineSoftmax:
                 scale=self.scale,
                 **reduce,
             )
-        return probs, row_sum
+        return (probs if out is None else None), row_sum
 
     def update_sum(self, alpha: Any, row_sum: Any) -> None:
         """l = alpha * l + rowsum(P) (nothing to do where the caller's accumulator keeps l)."""

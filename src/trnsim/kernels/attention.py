@@ -83,6 +83,7 @@ from trnsim.kernels.attention_transposed import (
     TransposedSoftmax,
     transposed_constants,
 )
+from trnsim.nki.loop_template import Templates
 
 __all__ = ["decode_attention", "flash_attention"]
 
@@ -223,6 +224,7 @@ def flash_attention(q, k, v, causal=True, scale=None):
     plan.mode = attention_plan.kv_mode(plan)
     plan.q_block_tiles = attention_plan.q_block_tiles(plan)
     plan.store_tiles = attention_plan.store_tiles(plan)
+    plan.templates = Templates()  # the units' steps as loop bodies, stamped in timing runs (_flash_tiles.run)
 
     out = nl.ndarray(q.shape, q.dtype, buffer=nl.shared_hbm)
     io = (q, k, v, out)
