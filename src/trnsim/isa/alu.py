@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-import torch
 
 Array = np.ndarray
 Binary = Callable[[Array, Array], Array]
@@ -18,6 +17,8 @@ Unary = Callable[[Array], Array]
 
 
 def _erf(x: Array) -> Array:
+    import torch  # only where erf is computed: the isa layer stays free of torch (DESIGN.md's layers)
+
     return torch.special.erf(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))).numpy()
 
 
