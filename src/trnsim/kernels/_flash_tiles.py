@@ -353,10 +353,17 @@ def mask_scores(plan: Plan, qt: QTile, consts: Consts, tiles: list[tuple[Any, in
     mask matmul in `scores`, where TensorE is the busier engine)."""
     if not plan.causal:
         return
-    rows = qt.rows
+    widths = tuple(w for _, w in tiles)
+    end = (len(tiles) - 1) * plan.kb + widths[-1] if tiles else 0
+    diag = min(max(qt.q0 - k_lo, 0), end)  # the diagonal's first key relative to k_lo (end: none here)
+    bindings = (*(s for s, _ in tiles), consts.mask)
+    run(plan.templates, ("mask", qt.rows, widths, diag), bindings, _mask_scores, plan, consts, tiles, qt.rows, diag)
+
+
+def _mask_scores(plan: Plan, consts: Consts, tiles: list[tuple[Any, int]], rows: int, diag: int) -> None:
     for c, (s, w) in enumerate(tiles):
-        c0 = k_lo + c * plan.kb
-        diag_lo = max(c0, qt.q0)
+        c0 = c * plan.kb
+        diag_lo = max(c0, diag)
         if diag_lo < c0 + w:
             view = s[:rows, diag_lo - c0 : w]
             nisa.tensor_tensor(
