@@ -255,6 +255,13 @@ def pytest_addoption(parser):
         "--trnsim-report", default="", help="append one JSON line per case (id, outcome, seconds, first error line)"
     )
     parser.addoption(
+        "--trnsim-collect-seed",
+        type=int,
+        default=None,
+        help="seed Python's `random` before collection: nki-library's coverage_parametrize draws its sweep cases "
+        "with an unseeded `random`, so without it every run collects other case ids",
+    )
+    parser.addoption(
         "--trnsim-nki-version",
         default=None,
         help="the NKI release the tests target, for trnsim.nki.versions.set_api_version (e.g. 0.3)",
@@ -265,6 +272,9 @@ def pytest_configure(config):
     """The NKI release the library's kernels and goldens were written for: where a call's meaning changed since
     (quantize_mx's block scale in NKI 0.5.0), trnsim gives that release's meaning (trnsim.nki.versions)."""
     _CONFIG[:] = [config]
+    collect_seed = config.getoption("--trnsim-collect-seed", default=None)
+    if collect_seed is not None:
+        random.seed(collect_seed)  # nki-library's sweep cases (test/utils/coverage_parametrized_tests.py)
     version = config.getoption("--trnsim-nki-version", default=None)
     if version:
         trnsim.nki.versions.set_api_version(version)
