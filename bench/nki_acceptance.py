@@ -148,6 +148,7 @@ def library_cases(
         ]
         if sampling is not None:
             argv += ["--trnsim-cases-per-file", str(sampling.per_file), "--trnsim-seed", str(sampling.seed)]
+            argv += ["--trnsim-collect-seed", str(sampling.seed)]  # the same sweep case ids in every run
             argv.append("--continue-on-collection-errors")  # one file's import error is that file's row
             if sampling.case_timeout_s:
                 argv += ["--trnsim-case-timeout", str(sampling.case_timeout_s)]
