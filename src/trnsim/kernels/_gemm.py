@@ -337,7 +337,7 @@ class _Pipeline:
             if job.scratch is not None and st.strip == 0:
                 # issued at step u, before the stream buffer is reused two steps later
                 dst = job.scratch[step.k0 : step.k0 + step.size, blk.c0 : blk.c0 + blk.csz]
-                self.pending.append((u, partial(nisa.dma_copy, dst=dst, src=tile)))
+                self.pending.append((u, partial(self.templates.run, "scratch", (dst, tile), deferred_dma, dst, tile)))
 
     def matmul(self, t: int, acc: list[list[Any]], acc_views: tuple[Any, ...]) -> None:
         st = self.steps[t]
@@ -420,6 +420,11 @@ class _Pipeline:
                     self._defer(t, work)
             self.flush(t)
         self.flush(None)
+
+
+def deferred_dma(dst: Any, src: Any) -> None:
+    """A DMA issued late (flush): a loop body of its own (nki/loop_template.py), its instructions located here."""
+    nisa.dma_copy(dst=dst, src=src)
 
 
 def run_gemm(jobs: list[GemmJob], plan: GemmPlan, double_row: bool, evac: Evacuator) -> None:
