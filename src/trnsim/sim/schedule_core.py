@@ -111,7 +111,7 @@ def run(
     reg_write: np.ndarray,
     box: np.ndarray,  # interned box q -> box[6q:6q+6] = d0 start, d0 stop, d1 start, d1 stop, rest start, rest stop
     cell: np.ndarray,  # interned box q -> cell[6q:6q+6]: its grid cell ranges (lo, hi per dimension)
-    box_aid: np.ndarray,  # interned box -> dense allocation id
+    reg_aid: np.ndarray,  # region j's dense allocation id (of box reg_box[j])
     n_aid: int,
     reuse_ptr: np.ndarray,  # dense allocation -> the freed ones whose bytes it took over (CSR)
     reuse_pred: np.ndarray,
@@ -156,7 +156,7 @@ def run(
     for pos in range(n):
         i = order[pos]
         for j in range(reg_ptr[i], reg_ptr[i + 1]):
-            a = box_aid[reg_box[j]]
+            a = reg_aid[j]
             last_access[a] = pos
             if reg_write[j]:
                 last_write[a] = pos
@@ -220,7 +220,7 @@ def run(
         hi_r = reg_ptr[i + 1]
         ready = 0.0
         for j in range(lo_r, hi_r):
-            a = box_aid[reg_box[j]]
+            a = reg_aid[j]
             if first_pos[a] == pos:
                 t = _floor(a, floors, has_floor, reuse_ptr, reuse_pred, has_reuse, last_done, has_done, stack)
                 if t > ready:
@@ -228,7 +228,7 @@ def run(
         ch = chained[i]
         for j in range(lo_r, hi_r):
             q = reg_box[j]
-            a = box_aid[q]
+            a = reg_aid[j]
             if w_exists[a]:  # read after write; write after write
                 t = _latest(w_head, w_count, w_next, w_time, a, q, box, cell)
                 if ch and chain_box[a] == q and t == chain_result[a]:
@@ -254,7 +254,7 @@ def run(
             if e == tensor:
                 for j in range(lo_r, hi_r):
                     if reg_write[j]:
-                        a = box_aid[reg_box[j]]
+                        a = reg_aid[j]
                         chain_box[a] = reg_box[j]
                         chain_result[a] = t1 + latency[e]
                         chain_issue[a] = t1
@@ -387,13 +387,13 @@ def run(
         instr_end[i] = done
 
         for j in range(lo_r, hi_r):
-            a = box_aid[reg_box[j]]
+            a = reg_aid[j]
             if is_pred[a] and (last_done[a] if has_done[a] else 0.0) < done:
                 last_done[a] = done
                 has_done[a] = True
         for j in range(lo_r, hi_r):
             q = reg_box[j]
-            a = box_aid[q]
+            a = reg_aid[j]
             if not reg_write[j]:
                 if last_write[a] <= pos:
                     continue

@@ -252,7 +252,7 @@ def schedule(
         reg_write,
         box.ravel(),
         cell.ravel(),
-        box_aid,
+        box_aid[reg_box],
         n_aid,
         reuse_ptr,
         reuse_pred,
