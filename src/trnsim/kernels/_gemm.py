@@ -135,6 +135,7 @@ class _Pipeline:
         self.v_chunks: dict[tuple[int, int, int], int] = {}
         self.v_cache: dict[tuple[int, int, int], Any] = {}  # (job, vblk, kk) -> resident V tile
         self.v_views: dict[tuple[int, ...], Any] = {}  # views of the V stream's slots, by slot and extents
+        self.sub_views: dict[tuple[int, int, int, int], Any] = {}  # _sub's views (the tiles outlive the dict)
         self.prefetched: dict[int, Any] = {}  # block -> what its finish() will need
         self.pending: list[tuple[int, Deferred]] = []  # (due step, work issued late)
         self.templates = Templates()  # loop bodies (matmul steps, V loads, transposes) stamped in timing runs
@@ -266,6 +267,14 @@ class _Pipeline:
             return tile
         return self.v_stream.slot(u)
 
+    def _sub(self, tile: Any, rows: int, g: int, cols: int) -> Any:
+        """tile[:rows, :g, :cols] for a tile that lives as long as the pipeline (a ring's or a set's), made once."""
+        key = (id(tile), rows, g, cols)
+        view = self.sub_views.get(key)
+        if view is None:
+            view = self.sub_views[key] = tile[:rows, :g, :cols]
+        return view
+
     # -- the three stages of a step ---------------------------------------------------------------------
     def dma(self, u: int) -> None:
         st = self.steps[u]
@@ -286,7 +295,11 @@ class _Pipeline:
                 self.flush(None)
                 src = KMajor(job.scratch)
             if u not in self.v_group_of:
-                dst = self._v_tile(u)[: step.rows, : step.g, : blk.csz]
+                dst = self._v_tile(u)
+                if self.v_stream is None:  # a resident tile of its own
+                    dst = dst[: step.rows, : step.g, : blk.csz]
+                else:
+                    dst = self._sub(dst, step.rows, step.g, blk.csz)
                 k_tile = src.k_tile(blk.c0, blk.csz, step)
                 self.templates.run(("v", st.job, step.rows, step.g), (dst, k_tile), dma, dst, k_tile)
             elif self.v_group_of[u][1] == 0:
@@ -323,14 +336,19 @@ class _Pipeline:
         koff = step.k0 - ck0
         if st.vblk == 0:
             key = (st.job, st.strip, c)
-            dst = self._s_tile(u)[: step.rows, : step.g, : blk.rsz]
+            dst = self._sub(self._s_tile(u), step.rows, step.g, blk.rsz)
             job.s.transpose(self.s_ring, self.s_chunks[key] + koff, blk.rsz, step, dst, self.evac, self.templates)
             if self._chunk_end(st):
                 self.s_ring.release(key)
         if self._v_mode(st) == "transpose":
             assert isinstance(job.v, RowMajor) and self.v_ring is not None
             key = (st.job, st.vblk, c)
-            tile = self._v_tile(u)[: step.rows, : step.g, : blk.csz]
+            tile = self._v_tile(u)
+            tile = (
+                tile[: step.rows, : step.g, : blk.csz]
+                if self.v_stream is None
+                else self._sub(tile, step.rows, step.g, blk.csz)
+            )
             job.v.transpose(self.v_ring, self.v_chunks[key] + koff, blk.csz, step, tile, self.evac, self.templates)
             if self._chunk_end(st):
                 self.v_ring.release(key)

@@ -83,8 +83,8 @@ class RowMajor:
         """Rows [r0, r0 + rsz) x K [k0, k0 + ksz) into the staging ring, one DMA per 128 rows; returns
         the chunk's first column in the ring."""
         start = ring.place(key, ksz)
-        for t, (ro, rs) in zip(ring.tiles, tiles(r0, rsz, pmax())):
-            dst, src = t[:rs, start : start + ksz], self.hbm[ro : ro + rs, k0 : k0 + ksz]
+        for i, (ro, rs) in enumerate(tiles(r0, rsz, pmax())):
+            dst, src = self._staged(ring, i, rs, start, start + ksz, 1), self.hbm[ro : ro + rs, k0 : k0 + ksz]
             templates.run("dma", (dst, src), dma, dst, src)  # one DMA: a loop body of its own (loop_template)
         return start
 
@@ -114,7 +114,9 @@ class RowMajor:
         key = (id(ring), i, rows, lo, hi, stride)
         got = self._views.get(key)
         if got is None:
-            got = self._views[key] = (ring, ring.tiles[i][:rows, lo:hi:stride])  # the ring kept: its id stays its own
+            tile = ring.tiles[i]
+            view = tile[:rows, lo:hi] if stride == 1 else tile[:rows, lo:hi:stride]
+            got = self._views[key] = (ring, view)  # the ring kept: its id stays its own
         return got[1]
 
 
