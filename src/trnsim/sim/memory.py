@@ -179,7 +179,10 @@ class MemorySpace:
         self._offsets: list[int] = []  # the live offsets, sorted
         # Freed byte ranges (start, end, allocation id): a new allocation over them must wait for the old
         # tensor's last access, as reused addresses do on the hardware.
-        self._freed: list[tuple[int, int, int]] = []
+        self._freed: dict[int, tuple[int, int, int]] = {}  # by sequence number, in the order freed
+        self._freed_at: list[tuple[int, int]] = []  # (start, sequence number) of each, sorted: the search index
+        self._freed_span = 0  # the largest freed range's size: a range over [a, b) starts after a - this
+        self._freed_seq = 0
         self._recent: deque[tuple[int, int]] = deque(maxlen=RECENT_FREES)  # last freed byte ranges
         self.used = 0
         self.peak = 0
@@ -248,9 +251,17 @@ class MemorySpace:
         """Give `alloc` (a root) the bytes at `offset`; the freed allocations whose bytes it takes over."""
         size = alloc.nbytes
         end = offset + size
-        reuses = tuple(aid for lo, hi, aid in self._freed if lo < end and offset < hi)
-        if reuses:  # ranges wholly under the new tensor are now reached through it
-            self._freed = [f for f in self._freed if not (offset <= f[0] and f[1] <= end)]
+        reuses: tuple[int, ...] = ()
+        freed, at = self._freed, self._freed_at
+        if freed:  # the freed ranges over [offset, end), in the order freed
+            i = bisect_left(at, (offset - self._freed_span + 1, -1))
+            hits = sorted(seq for lo, seq in at[i : bisect_left(at, (end, -1), i)] if offset < freed[seq][1])
+            reuses = tuple(freed[seq][2] for seq in hits)
+            for seq in hits:  # ranges wholly under the new tensor are now reached through it
+                lo, hi, _ = freed[seq]
+                if offset <= lo and hi <= end:
+                    del freed[seq]
+                    del at[bisect_left(at, (lo, seq))]
         self._live[offset] = (size, alloc.name, alloc.shape, alloc.dtype)
         insort(self._offsets, offset)
         self._live_ids[offset] = alloc.id
@@ -374,7 +385,10 @@ class MemorySpace:
             del self._offsets[bisect_left(self._offsets, offset)]
             self.used -= entry[0]
             freed = self._live_ids.pop(offset)
-            self._freed.append((offset, offset + entry[0], freed))
+            self._freed_seq += 1
+            self._freed[self._freed_seq] = (offset, offset + entry[0], freed)
+            insort(self._freed_at, (offset, self._freed_seq))
+            self._freed_span = max(self._freed_span, entry[0])
             self._recent.append((offset, offset + entry[0]))
             if WATCH is not None:
                 WATCH("free", freed, None)
