@@ -324,8 +324,12 @@ class _Pipeline:
             for i in range(n):
                 self.v_cache[(st.job, st.vblk, st.kk + i)] = tile[:, i : i + 1, :]
             dst = tile[: step.rows, :n, : blk.csz]
-        group = src.k_group(blk.c0, blk.csz, step.k0, step.rows, n)
-        self.templates.run(("v group", st.job, step.rows, n), (dst, group), dma, dst, group)
+        # The group's access pattern is made only when the body runs: the template's anchor for it is the plain
+        # slice of the K rows it spans (cheaper to make), which moves with it (loop_template checks that it does).
+        p = pmax()
+        span = src.hbm[step.k0 : step.k0 + (n - 1) * p + step.rows, blk.c0 : blk.c0 + blk.csz]
+        args = (dst, src, blk.c0, blk.csz, step.k0, step.rows, n)
+        self.templates.run(("v group", st.job, step.rows, n), (dst, span), _group_dma, *args)
 
     def transpose(self, u: int) -> None:
         st = self.steps[u]
@@ -438,6 +442,11 @@ class _Pipeline:
                     self._defer(t, work)
             self.flush(t)
         self.flush(None)
+
+
+def _group_dma(dst: Any, src: KMajor, c0: int, csz: int, k0: int, rows: int, n: int) -> None:
+    """One DMA of n k-tiles of V (KMajor.k_group) into dst."""
+    dma(dst, src.k_group(c0, csz, k0, rows, n))
 
 
 def deferred_dma(dst: Any, src: Any) -> None:
