@@ -219,24 +219,28 @@ def run(
         lo_r = reg_ptr[i]
         hi_r = reg_ptr[i + 1]
         ready = 0.0
-        for j in range(lo_r, hi_r):
+        ch = chained[i]
+        for j in range(lo_r, hi_r):  # (nothing here changes the state the others read: one pass, any order)
+            q = reg_box[j]
             a = reg_aid[j]
-            if first_pos[a] == pos:
+            if first_pos[a] == pos:  # the first access to bytes taken over from freed allocations
                 t = _floor(a, floors, has_floor, reuse_ptr, reuse_pred, has_reuse, last_done, has_done, stack)
                 if t > ready:
                     ready = t
-        ch = chained[i]
-        for j in range(lo_r, hi_r):
-            q = reg_box[j]
-            a = reg_aid[j]
             if w_exists[a]:  # read after write; write after write
-                t = _latest(w_head, w_count, w_next, w_time, a, q, box, cell)
+                if w_count[a] == 1 and w_head[a] == q:  # _latest's first case, without the call
+                    t = w_time[q]
+                else:
+                    t = _latest(w_head, w_count, w_next, w_time, a, q, box, cell)
                 if ch and chain_box[a] == q and t == chain_result[a]:
                     t = chain_issue[a]
                 if t > ready:
                     ready = t
             if reg_write[j] and r_exists[a]:  # write after read
-                t = _latest(r_head, r_count, r_next, r_time, a, q, box, cell)
+                if r_count[a] == 1 and r_head[a] == q:
+                    t = r_time[q]
+                else:
+                    t = _latest(r_head, r_count, r_next, r_time, a, q, box, cell)
                 if t > ready:
                     ready = t
 
@@ -387,13 +391,11 @@ def run(
         instr_end[i] = done
 
         for j in range(lo_r, hi_r):
+            q = reg_box[j]
             a = reg_aid[j]
             if is_pred[a] and (last_done[a] if has_done[a] else 0.0) < done:
                 last_done[a] = done
                 has_done[a] = True
-        for j in range(lo_r, hi_r):
-            q = reg_box[j]
-            a = reg_aid[j]
             if not reg_write[j]:
                 if last_write[a] <= pos:
                     continue
