@@ -78,6 +78,7 @@ class RowMajor:
         self.hbm = hbm
         self.dtype = hbm.dtype
         self._views: dict[tuple[int, ...], tuple[ChunkRing, Any]] = {}  # staged row views (_staged)
+        self._groups: dict[tuple[int, int], list[tuple[int, int, range, tuple[int, ...], int, int]]] = {}
 
     def load_chunk(self, ring: ChunkRing, key: Any, r0: int, rsz: int, k0: int, ksz: int, templates: Templates) -> int:
         """Rows [r0, r0 + rsz) x K [k0, k0 + ksz) into the staging ring, one DMA per 128 rows; returns
@@ -92,22 +93,41 @@ class RowMajor:
         self, ring: ChunkRing, col: int, rsz: int, step: KStep, dst: Any, evac: Evacuator, templates: Templates
     ) -> None:
         """dst [k, g, rsz] <- the k-step's columns (from ring column `col`) of the staged rows, transposed."""
+        groups = self._groups.get((rsz, step.g))
+        if groups is None:
+            groups = self._groups[(rsz, step.g)] = self._transpose_groups(rsz, step.g)
+        for j, b0, group, rows, width, stride in groups:
+            ps = evac.transient((step.rows, width), self.dtype)
+            # K columns col + j, col + j + 2, ...: slot j of the double-row tile
+            lo, hi = col + j, col + step.size
+            srcs = tuple([self._staged(ring, i, r, lo, hi, stride) for i, r in zip(group, rows)])
+            # the group's transposes and their copy out of PSUM are one loop body (nki/loop_template.py): the
+            # same but for ps, srcs and dst, once the copy's engine is chosen (a key: the choice stays out here)
+            engine = evac.pick(width, dst.dtype, ps.dtype, True)
+            key = ("transpose", step.g, rows, j, b0, engine)
+            templates.run(key, (ps, *srcs, dst), _transposes_out, ps, srcs, dst, j, b0 * pmax(), evac, engine)
+
+    def _transpose_groups(self, rsz: int, g: int) -> list[tuple[int, int, range, tuple[int, ...], int, int]]:
+        """transpose()'s batches for rsz rows in [k, g, .] tiles: per (slot j, first row tile b0) the row tiles
+        whose transposes share a PSUM bank, their rows, their total width, and the column stride of slot j."""
         p = pmax()
         rows = [rs for _, rs in tiles(0, rsz, p)]
         per_bank = max(1, core().psum.bank_bytes // self.dtype.itemsize // p)  # transposed blocks per PSUM bank
-        for j in range(step.g):
+        out = []
+        for j in range(g):
             for b0 in range(0, len(rows), per_bank):
                 group = range(b0, min(len(rows), b0 + per_bank))
-                width = sum(rows[i] for i in group)
-                ps = evac.transient((step.rows, width), self.dtype)
-                # K columns col + j, col + j + 2, ...: slot j of the double-row tile
-                lo, hi, stride = (col + j, col + step.size, 2) if step.g == 2 else (col, col + step.size, 1)
-                srcs = tuple(self._staged(ring, i, rows[i], lo, hi, stride) for i in group)
-                # the group's transposes and their copy out of PSUM are one loop body (nki/loop_template.py): the
-                # same but for ps, srcs and dst, once the copy's engine is chosen (a key: the choice stays out here)
-                engine = evac.pick(width, dst.dtype, ps.dtype, True)
-                key = ("transpose", step.g, tuple(rows[i] for i in group), j, b0, engine)
-                templates.run(key, (ps, *srcs, dst), _transposes_out, ps, srcs, dst, j, b0 * p, evac, engine)
+                out.append(
+                    (
+                        j if g == 2 else 0,
+                        b0,
+                        group,
+                        tuple(rows[i] for i in group),
+                        sum(rows[i] for i in group),
+                        2 if g == 2 else 1,
+                    )
+                )
+        return out
 
     def _staged(self, ring: ChunkRing, i: int, rows: int, lo: int, hi: int, stride: int) -> Any:
         """ring.tiles[i][:rows, lo:hi:stride], made once (the ring's chunks sit at a few columns in turn)."""
