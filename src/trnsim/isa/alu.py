@@ -23,7 +23,7 @@ def _erf(x: Array) -> Array:
 
 
 def _sigmoid(x: Array) -> Array:
-    return (0.5 * (np.tanh(0.5 * x) + 1.0)).astype(np.float32)
+    return (0.5 * (np.tanh(0.5 * x) + 1.0)).astype(np.float32, copy=False)
 
 
 def _softplus(x: Array) -> Array:

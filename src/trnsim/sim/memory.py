@@ -83,6 +83,7 @@ class Allocation:
         "shape",
         "storage",
         "written",
+        "written_count",
     )
 
     def __init__(
@@ -107,6 +108,7 @@ class Allocation:
         self.row_elems = prod(shape[1:]) if len(shape) > 1 else 1
         self.storage: np.ndarray | None = None
         self.written: np.ndarray | None = None
+        self.written_count: int | None = 0  # True elements of `written` (None: not known, see note_written)
         self.fully_written = False
         self.poisoned = False  # unwritten elements hold the poison value (writes only ever shrink that set)
         self.reuses: tuple[int, ...] = ()  # freed allocations whose bytes this one took over
@@ -139,13 +141,42 @@ class Allocation:
         root.written = None
 
     def written_mask(self, create: bool = False) -> np.ndarray | None:
-        """Which elements were written (shaped like this view of the bytes); None: nothing partial yet."""
+        """Which elements were written (shaped like this view of the bytes); None: nothing partial yet.
+        With create=True the caller may change the mask, so its count of written elements is no longer known."""
         root = self.root
         if root.written is None:
             if not create:
                 return None
             root.written = np.zeros(root.shape, dtype=bool)
+        if create:
+            root.written_count = None
         return root.written if root is self else root.written.reshape(self.shape)
+
+    def note_written(self, index: Any, size: int, distinct: bool) -> None:
+        """Mark the `size` elements at numpy `index` (into this view of the bytes) written. When it selects each
+        element at most once (`distinct`: slices, ints, or index arrays of an injective view), the number of
+        written elements is kept, and the mask is dropped the moment it covers the whole allocation: later
+        writes and reads skip it, and a tensor written tile by tile stops holding a byte per element."""
+        root = self.root
+        if root.fully_written:
+            return
+        if root.written is None:
+            root.written = np.zeros(root.shape, dtype=bool)
+            root.written_count = 0
+        written = root.written if root is self else root.written.reshape(self.shape)
+        count = root.written_count
+        if distinct and count is not None:
+            part = written[index]
+            count += part.size - int(np.count_nonzero(part))
+            written[index] = True
+            root.written_count = count
+            if count >= written.size:
+                root.mark_all_written()
+            return
+        root.written_count = None  # repeated elements (index arrays) would be counted twice
+        written[index] = True
+        if size >= written.size and written.all():
+            root.mark_all_written()
 
     def poison_unwritten(self) -> None:
         """Give every element nobody wrote the poison value (NaN for floats, 4 for integers)."""
