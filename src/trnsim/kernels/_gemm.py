@@ -131,6 +131,11 @@ class _Pipeline:
                 self.ahead_d = max(self.ahead_t, min(self.ahead_d, self.ahead_t + strip0_steps - 1))
         self.v_group_of = self._v_groups()
         self._allocate()
+        # per step: its chunk, whether it starts / ends that chunk, how it gets its V tile (looked up every step)
+        self.chunk_at = [self._chunk(st) for st in self.steps]
+        self.starts_chunk = [self._chunk_start(st) for st in self.steps]
+        self.ends_chunk = [self._chunk_end(st) for st in self.steps]
+        self.v_mode_at = [self._v_mode(st) for st in self.steps]
         self.s_chunks: dict[tuple[int, int, int], int] = {}  # chunk -> its first column in s_ring
         self.v_chunks: dict[tuple[int, int, int], int] = {}
         self.v_cache: dict[tuple[int, int, int], Any] = {}  # (job, vblk, kk) -> resident V tile
@@ -283,11 +288,11 @@ class _Pipeline:
         step = self.ksteps[st.job][st.kk]
         if st.kk == 0 and job.prefetch is not None:
             self.prefetched[st.block] = job.prefetch(blk)
-        c, k0, ksz = self._chunk(st)
-        if st.vblk == 0 and self._chunk_start(st):
+        c, k0, ksz = self.chunk_at[u]
+        if st.vblk == 0 and self.starts_chunk[u]:
             key = (st.job, st.strip, c)
             self.s_chunks[key] = job.s.load_chunk(self.s_ring, key, blk.r0, blk.rsz, k0, ksz, self.templates)
-        mode = self._v_mode(st)
+        mode = self.v_mode_at[u]
         if mode == "load":
             if isinstance(job.v, KMajor):
                 src = job.v
@@ -304,7 +309,7 @@ class _Pipeline:
                 self.templates.run(("v", st.job, step.rows, step.g), (dst, k_tile), dma, dst, k_tile)
             elif self.v_group_of[u][1] == 0:
                 self._load_v_group(u, src, blk)
-        elif mode == "transpose" and self._chunk_start(st):
+        elif mode == "transpose" and self.starts_chunk[u]:
             assert isinstance(job.v, RowMajor) and self.v_ring is not None
             key = (st.job, st.vblk, c)
             self.v_chunks[key] = job.v.load_chunk(self.v_ring, key, blk.c0, blk.csz, k0, ksz, self.templates)
@@ -336,15 +341,15 @@ class _Pipeline:
         job = self.jobs[st.job]
         blk = self.blocks[st.block]
         step = self.ksteps[st.job][st.kk]
-        c, ck0, _ = self._chunk(st)
+        c, ck0, _ = self.chunk_at[u]
         koff = step.k0 - ck0
         if st.vblk == 0:
             key = (st.job, st.strip, c)
             dst = self._sub(self._s_tile(u), step.rows, step.g, blk.rsz)
             job.s.transpose(self.s_ring, self.s_chunks[key] + koff, blk.rsz, step, dst, self.evac, self.templates)
-            if self._chunk_end(st):
+            if self.ends_chunk[u]:
                 self.s_ring.release(key)
-        if self._v_mode(st) == "transpose":
+        if self.v_mode_at[u] == "transpose":
             assert isinstance(job.v, RowMajor) and self.v_ring is not None
             key = (st.job, st.vblk, c)
             tile = self._v_tile(u)
@@ -354,7 +359,7 @@ class _Pipeline:
                 else self._sub(tile, step.rows, step.g, blk.csz)
             )
             job.v.transpose(self.v_ring, self.v_chunks[key] + koff, blk.csz, step, tile, self.evac, self.templates)
-            if self._chunk_end(st):
+            if self.ends_chunk[u]:
                 self.v_ring.release(key)
             if job.scratch is not None and st.strip == 0:
                 # issued at step u, before the stream buffer is reused two steps later
