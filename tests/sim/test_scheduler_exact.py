@@ -204,6 +204,10 @@ def test_interning_numbers_distinct_regions_in_order_of_first_appearance(rng: np
     assert sorted(first.tolist()) == [items.index(d) for d in distinct]  # numbered in order of first appearance
     assert len(set(ids.tolist())) == len(first)
     assert (np.asarray(distinct)[ids] == rows).all() and len(np.unique(inverse)) == len(distinct)
+    from trnsim.sim.schedule_jit import intern_rows  # the compiled path's hash table: the same numbering
+
+    jit_ids, jit_first = intern_rows(np.ascontiguousarray(rows, dtype=np.int64))
+    assert jit_ids.tolist() == ids.tolist() and [items[i] for i in jit_first] == distinct
 
 
 def test_auto_choice_of_core(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -11,9 +11,11 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numba
+import numpy as np
 
-from trnsim.sim import schedule_core
+from trnsim.sim import schedule_core, schedule_regions
 
 _jit = numba.njit(cache=True, nogil=True)
 
 run: Callable[..., tuple[int, int]] = schedule_core.build(_jit, {})["run"]
+intern_rows: Callable[..., tuple[np.ndarray, np.ndarray]] = _jit(schedule_regions.intern_rows)

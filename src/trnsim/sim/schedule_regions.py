@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 GRID_MIN = 8  # above this many live boxes, only boxes sharing a grid cell with the query are candidates
 
 
@@ -107,3 +109,44 @@ def _drop_covered(head: Any, count: Any, nxt: Any, prv: Any, live: Any, a: int, 
         ):
             _unlink(head, count, nxt, prv, live, a, k)
         k = x
+
+
+def intern_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """An id per distinct row of `rows` (ids in order of first appearance) and each id's first row: a hash table,
+    for the compiled path only (schedule_jit.py; numpy scalars would make it slow interpreted)."""
+    n, w = rows.shape
+    size = 16
+    while size < 2 * n:
+        size *= 2
+    mask = size - 1
+    slot = np.full(size, -1, np.int64)  # hash slot -> id
+    ids = np.empty(n, np.int64)
+    first = np.empty(n, np.int64)
+    n_ids = 0
+    for i in range(n):
+        h = np.uint64(1469598103934665603)
+        for k in range(w):
+            h = (h ^ np.uint64(rows[i, k])) * np.uint64(1099511628211)
+        h ^= h >> np.uint64(33)  # murmur3's finaliser: every input bit reaches the low bits
+        h *= np.uint64(0xFF51AFD7ED558CCD)
+        h ^= h >> np.uint64(33)
+        s = np.int64(h & np.uint64(mask))
+        while True:
+            d = slot[s]
+            if d < 0:
+                slot[s] = n_ids
+                first[n_ids] = i
+                ids[i] = n_ids
+                n_ids += 1
+                break
+            r = first[d]
+            same = True
+            for k in range(w):
+                if rows[r, k] != rows[i, k]:
+                    same = False
+                    break
+            if same:
+                ids[i] = d
+                break
+            s = (s + 1) & mask
+    return ids, first[:n_ids]

@@ -139,7 +139,7 @@ def schedule(
     `core_run` picks how the event loop runs (the same timeline either way); "auto": `_use_compiled`."""
     compiled = _use_compiled(len(instrs)) if core_run == "auto" else core_run == "compiled"
     if compiled:
-        from trnsim.sim.schedule_jit import run  # numba: imported, and compiled or loaded from disk, on first use
+        from trnsim.sim.schedule_jit import intern_rows, run  # numba: imported, compiled or loaded, on first use
     else:
         run = schedule_core.interpreted()
 
@@ -188,12 +188,18 @@ def schedule(
     n_flat = int(reg_ptr[-1])
 
     # Regions: each distinct (allocation, box) gets an id, in order of first appearance; reads then writes per
-    # instruction. Interned by dicts (hashing the tracer's region tuples in C); only distinct ones become rows.
+    # instruction. Interpreted: interned by dicts (hashing the tracer's region tuples in C), only distinct ones
+    # become rows (numpy has no fast row interning).
     flat = chain.from_iterable(chain.from_iterable(zip(reads, writes)))
-    reg_box, distinct = _intern(flat, n_flat)
+    if compiled:  # every region packed, then a compiled hash table: cheaper where most regions are distinct
+        rows = _regions(list(flat))
+        reg_box, first = intern_rows(rows)
+        table = rows[first]
+    else:
+        reg_box, distinct = _intern(flat, n_flat)
+        table = _regions(distinct)
     per_kind = np.stack([n_reads, n_writes], axis=1).ravel()
     reg_write = np.repeat(np.tile(np.array([False, True]), n), per_kind)
-    table = _regions(distinct)
     box = np.ascontiguousarray(table[:, 1:])
     cell = np.empty_like(box)
     for d, block in enumerate((ROW_BLOCK, COL_BLOCK, REST_BLOCK)):
