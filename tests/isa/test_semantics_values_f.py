@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 
@@ -30,18 +32,18 @@ def _same_bits(a: np.ndarray, b: np.ndarray) -> None:
 def test_activation_bits(func: str, scale_kind: str) -> None:
     rng = np.random.default_rng()
     x = _data(rng, (16, 3, 20))
-    scale = {"unit": 1.0, "scalar": float(rng.uniform(-2, 2)), "vector": rng.uniform(-2, 2, (16, 1)).astype(F32)}[
+    scale: Any = {"unit": 1.0, "scalar": float(rng.uniform(-2, 2)), "vector": rng.uniform(-2, 2, (16, 1)).astype(F32)}[
         scale_kind
     ]
     bias = rng.uniform(-1, 1, (16, 1)).astype(F32) if rng.random() < 0.5 else None
     with np.errstate(all="ignore"):
         got = sem.activation(func, x, scale, bias)
-    ref = x.reshape(16, -1) * (F32(scale) if np.isscalar(scale) else scale)
+    ref = x.reshape(16, -1) * (F32(scale) if isinstance(scale, float) else scale)
     if bias is not None:
         ref = ref + bias
     ref = ref.astype(F32)
     with np.errstate(all="ignore"):
-        expect = {
+        funcs: dict[str, Any] = {
             "exp": np.exp,
             "tanh": np.tanh,
             "sigmoid": lambda v: (0.5 * (np.tanh(0.5 * v) + 1.0)).astype(F32),
@@ -50,7 +52,8 @@ def test_activation_bits(func: str, scale_kind: str) -> None:
             "identity": lambda v: v,
             "relu": lambda v: np.maximum(v, F32(0)),
             "square": np.square,
-        }[func](ref).astype(F32)
+        }
+        expect = funcs[func](ref).astype(F32)
     _same_bits(got, expect.reshape(x.shape))
     if func in ("copy", "identity"):
         assert not np.shares_memory(got, x)  # a caller may write the result where the input lives

@@ -120,13 +120,20 @@ class Allocation:
 
     def alias(self, shape: tuple[int, ...]) -> Allocation:
         """The same bytes seen with another shape (reshape of a whole tensor)."""
+        root = self.root
         a = Allocation.__new__(Allocation)
-        for slot in ("id", "kind", "dtype", "name", "core", "offset", "nbytes", "fully_written", "reuses", "blocks"):
-            setattr(a, slot, getattr(self.root, slot))
-        a._root = self.root
+        a.id, a.kind, a.dtype, a.name, a.core = root.id, root.kind, root.dtype, root.name, root.core
+        a.offset, a.nbytes, a.fully_written, a.reuses, a.blocks = (
+            root.offset,
+            root.nbytes,
+            root.fully_written,
+            root.reuses,
+            root.blocks,
+        )
+        a._root = root
         a.shape = shape
         a.row_elems = prod(shape[1:]) if len(shape) > 1 else 1
-        a.storage = None if self.root.storage is None else self.root.storage.reshape(shape)
+        a.storage = None if root.storage is None else root.storage.reshape(shape)
         a.written = None  # aliases use the root's mask (written_mask)
         return a
 
