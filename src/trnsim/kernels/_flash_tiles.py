@@ -9,6 +9,7 @@ softmax's running row sum.
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -87,6 +88,39 @@ def run(templates: Any, key: Any, bindings: tuple[Any, ...], body: Any, *args: A
     return body(*args) if templates is None else templates.run(key, bindings, body, *args)
 
 
+class KVSlots:
+    """Fixed SBUF places for the (V, K^T) tiles of KV groups that follow each other, taken in turn.
+
+    With prefetch, three groups' K/V can be alive at once (the draining one, the current one, the next one).
+    Fresh tiles per group fragmented SBUF on long sequences: after ~45k allocations ([2, 32, 8192, 128]) no
+    16 KiB gap was left for K^T with 70 KiB free. A place is reused only once its previous group is dead (no
+    unit holds it); otherwise the group gets fresh tiles, as before.
+    """
+
+    COUNT = 3
+
+    def __init__(self) -> None:
+        self.places: list[tuple[Any, Any]] = []
+        self.owners: list[weakref.ref[KV]] = []
+        self.turn = 0
+
+    def take(self, kv: KV, v_shape: tuple[int, ...], kt_shape: tuple[int, ...]) -> tuple[Any, Any]:
+        i = self.turn % self.COUNT
+        self.turn += 1
+        if i == len(self.places):  # first use of this place
+            self.places.append(_kv_tiles(kv.plan, v_shape, kt_shape))
+            self.owners.append(weakref.ref(kv))
+            return self.places[i]
+        if self.owners[i]() is not None:  # its group is still in flight: do not overwrite it
+            return _kv_tiles(kv.plan, v_shape, kt_shape)
+        self.owners[i] = weakref.ref(kv)
+        return self.places[i]
+
+
+def _kv_tiles(plan: Plan, v_shape: tuple[int, ...], kt_shape: tuple[int, ...]) -> tuple[Any, Any]:
+    return nl.ndarray(v_shape, plan.dtype, buffer=nl.sbuf), nl.ndarray(kt_shape, plan.dtype, buffer=nl.sbuf)
+
+
 class KV:
     """K^T [D, keys] and V [128 keys, blocks, D + 1] of keys [lo, hi) of one KV head, in SBUF.
 
@@ -94,19 +128,35 @@ class KV:
     takes the row sums off ScalarE's exp (no reduce_res) and the running sum off the small-ops engine.
     """
 
-    def __init__(self, plan: Plan, k: Any, v: Any, b: int, g: int, lo: int, hi: int, defer_v: bool = False) -> None:
+    def __init__(
+        self,
+        plan: Plan,
+        k: Any,
+        v: Any,
+        b: int,
+        g: int,
+        lo: int,
+        hi: int,
+        defer_v: bool = False,
+        slots: KVSlots | None = None,
+    ) -> None:
         """Issue the loads: natural layout, one key per partition (a DMA row is one key's D elements). With
-        `defer_v` V's load waits for transpose_k, so loads issued in between (the first Q) go first."""
+        `defer_v` V's load waits for transpose_k, so loads issued in between (the first Q) go first. With
+        `slots` the tiles are a reused place instead of fresh ones."""
         self.plan, self.lo, self.hi = plan, lo, hi
         p, d = plan.p, plan.d
         nblk = cdiv(hi - lo, p)
         self.blocks = [(lo + j * p, min(p, hi - lo - j * p)) for j in range(nblk)]  # (first key, keys)
-        self.v = nl.ndarray((p, nblk, d + 1), plan.dtype, buffer=nl.sbuf)
+        self.kt_place: Any = None
+        if slots is not None:
+            self.v, self.kt_place = slots.take(self, (p, nblk, d + 1), (p, hi - lo))
+        else:
+            self.v = nl.ndarray((p, nblk, d + 1), plan.dtype, buffer=nl.sbuf)
         nisa.memset(dst=self.v[:, :, d : d + 1], value=1.0, engine=nisa.gpsimd_engine)
         self.kt: Any = None
         self.k_rows: Any = None
         if plan.dma_load_t:  # K^T straight from HBM: one DMA transpose, no TensorE transposes or copies
-            self.kt = nl.ndarray((p, hi - lo), plan.dtype, buffer=nl.sbuf)
+            self.kt = self._kt_tile()
             nisa.dma_transpose(dst=self.kt[:d, :], src=k[b, g, lo:hi, :])
         else:
             self.k_rows = nl.ndarray((p, nblk, d), plan.dtype, buffer=nl.sbuf)
@@ -129,7 +179,7 @@ class KV:
         if plan.dma_load_t:
             return
         p, d, kb = plan.p, plan.d, plan.kb
-        self.kt = nl.ndarray((p, self.hi - self.lo), plan.dtype, buffer=nl.sbuf)
+        self.kt = self._kt_tile()
         per_bank = kb // p
         for c0 in range(0, len(self.blocks), per_bank):
             chunk = self.blocks[c0 : c0 + per_bank]
@@ -140,6 +190,11 @@ class KV:
             off = chunk[0][0] - self.lo
             nisa.tensor_copy(dst=self.kt[:d, off : off + width], src=stage[:d, :width])
         self.k_rows = None  # the natural-layout copy is no longer needed
+
+    def _kt_tile(self) -> Any:
+        if self.kt_place is not None:
+            return self.kt_place
+        return nl.ndarray((self.plan.p, self.hi - self.lo), self.plan.dtype, buffer=nl.sbuf)
 
     def block_index(self, key: int) -> int:
         return (key - self.lo) // self.plan.p

@@ -66,6 +66,7 @@ from trnsim.kernels._common import cdiv, moving_fmax, pmax, psum_fmax, require, 
 from trnsim.kernels._flash_tiles import (
     KV,
     Consts,
+    KVSlots,
     ORing,
     Plan,
     QBlock,
@@ -234,8 +235,10 @@ def flash_attention(q, k, v, causal=True, scale=None):
     rings = Rings(ORing(plan, O_SLOTS), StageRing(plan))
     groups = [(b, g) for b in range(batch) for g in range(kv_heads)]
 
+    slots = KVSlots() if plan.mode == "prefetch" else None
+
     def make_kv(b: int, g: int, defer_v: bool = False) -> Any:
-        return lambda: KV(plan, k, v, b, g, 0, s_kv, defer_v)
+        return lambda: KV(plan, k, v, b, g, 0, s_kv, defer_v, slots)
 
     blocks = _query_blocks(plan, groups)
     if plan.mode == "prefetch":
