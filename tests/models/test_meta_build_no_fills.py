@@ -125,3 +125,70 @@ def test_estimate_is_unchanged_by_the_skipped_fills(monkeypatch):
     monkeypatch.setattr(est, "no_init_fills", contextlib.nullcontext)
     full = records(_reference(config, causal=True))
     assert fast == full
+
+
+# Builds a small Llama on the CPU in a fresh interpreter, optionally after a meta build with the fills skipped
+# (the first model of the process, so transformers' initialization module is first imported inside the skip);
+# prints a digest of the weights, the norms' weights and the linear weights' std.
+_FRESH_BUILD = """
+import hashlib, json, sys
+import torch
+from transformers import LlamaConfig, AutoModelForCausalLM
+from trnsim.models import build_model
+config = LlamaConfig(**json.loads(sys.argv[1]))
+if sys.argv[2] == "meta-first":
+    build_model(config, device="meta")
+torch.manual_seed(int(sys.argv[3]))
+model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+digest = hashlib.sha256()
+for name, p in sorted(model.state_dict().items()):
+    digest.update(name.encode()); digest.update(p.detach().numpy().tobytes())
+norms = [p for n, p in model.named_parameters() if n.endswith("norm.weight")]
+linears = [m.weight for m in model.modules() if isinstance(m, torch.nn.Linear)]
+print(json.dumps({
+    "digest": digest.hexdigest(),
+    "norms_all_one": all(bool(torch.all(p == 1)) for p in norms),
+    "linear_std": [float(w.detach().std()) for w in linears],
+}))
+"""
+
+
+def test_a_meta_build_first_leaves_later_models_initialised():
+    """Regression (CI, 2026-12-07): the first model of a process built on the meta device imported transformers'
+    initialization module inside the skip, which recorded the no-op fills for good; every later model (on the CPU
+    too) kept uninitialised weights. A fresh interpreter that builds on meta first must build later CPU models with
+    the same weights as one that never did, and those weights must follow the config's init: norms are ones,
+    linear weights are N(0, initializer_range^2)."""
+    import json
+    import subprocess
+    import sys
+
+    rng = np.random.default_rng()
+    std = float(rng.uniform(0.01, 0.05))
+    cfg = {
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "num_hidden_layers": 2,
+        "vocab_size": 256,
+        "initializer_range": std,
+    }
+    seed = str(int(rng.integers(2**31)))
+
+    def run(mode: str) -> dict[str, object]:
+        done = subprocess.run(
+            [sys.executable, "-c", _FRESH_BUILD, json.dumps(cfg), mode, seed],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        return json.loads(done.stdout.strip().splitlines()[-1])
+
+    after_meta, alone = run("meta-first"), run("cpu-only")
+    assert after_meta["norms_all_one"] and alone["norms_all_one"]
+    # 64x64 .. 256x64 entries: the sample std of N(0, std^2) lies within 10% of std
+    for s in after_meta["linear_std"]:  # type: ignore[union-attr]
+        assert abs(s - std) < 0.1 * std, (s, std)
+    assert after_meta["digest"] == alone["digest"]

@@ -45,6 +45,12 @@ def no_init_fills() -> Iterator[None]:
     """
     import torch.nn.init as init
 
+    # Modules that copy the fills when first imported must be imported before the patch, or they keep the no-op
+    # for good: transformers.initialization records torch.nn.init's functions in TORCH_INIT_FUNCTIONS at import,
+    # and building the first model of a process imports it. Imported inside the patch, every later model in the
+    # process (on the CPU too) kept uninitialised weights: NaN outputs and garbage router indices.
+    import transformers.initialization  # noqa: F401
+
     def keep(tensor: Any, *args: Any, **kwargs: Any) -> Any:
         return tensor
 
