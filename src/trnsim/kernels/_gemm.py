@@ -140,7 +140,7 @@ class _Pipeline:
         self.v_chunks: dict[tuple[int, int, int], int] = {}
         self.v_cache: dict[tuple[int, int, int], Any] = {}  # (job, vblk, kk) -> resident V tile
         self.v_views: dict[tuple[int, ...], Any] = {}  # views of the V stream's slots, by slot and extents
-        self.sub_views: dict[tuple[int, int, int, int], Any] = {}  # _sub's views (the tiles outlive the dict)
+        self.sub_views: dict[tuple[int, int, int, int], tuple[Any, Any]] = {}  # _sub's (tile, view)
         self.prefetched: dict[int, Any] = {}  # block -> what its finish() will need
         self.pending: list[tuple[int, Deferred]] = []  # (due step, work issued late)
         self.templates = Templates()  # loop bodies (matmul steps, V loads, transposes) stamped in timing runs
@@ -275,10 +275,10 @@ class _Pipeline:
     def _sub(self, tile: Any, rows: int, g: int, cols: int) -> Any:
         """tile[:rows, :g, :cols] for a tile that lives as long as the pipeline (a ring's or a set's), made once."""
         key = (id(tile), rows, g, cols)
-        view = self.sub_views.get(key)
-        if view is None:
-            view = self.sub_views[key] = tile[:rows, :g, :cols]
-        return view
+        got = self.sub_views.get(key)
+        if got is None or got[0] is not tile:  # the tile kept beside its view, so its id cannot be reused
+            got = self.sub_views[key] = (tile, tile[:rows, :g, :cols])
+        return got[1]
 
     # -- the three stages of a step ---------------------------------------------------------------------
     def dma(self, u: int) -> None:
