@@ -20,7 +20,6 @@ The kernel cache goes to a fresh temporary folder (TRNSIM_CACHE_DIR) unless the 
 from __future__ import annotations
 
 import argparse
-import cProfile
 import os
 import tempfile
 import time
@@ -124,7 +123,7 @@ def decode(target: str, context: int = 2048) -> None:
     _breakdown(profile, top=6)
 
 
-def gpt2(target: str, calls: int = 3, profile: str | None = None) -> None:
+def gpt2(target: str, calls: int = 3) -> None:
     from transformers import GPT2Config, GPT2LMHeadModel
 
     import trnsim  # noqa: F401  (registers backend="trnsim")
@@ -135,15 +134,9 @@ def gpt2(target: str, calls: int = 3, profile: str | None = None) -> None:
     compiled = torch.compile(model, backend="trnsim", options={"target": target})
     times, cpu = [], []
     with torch.no_grad():
-        for call in range(calls + 1):
-            profiler = cProfile.Profile() if profile and call == calls else None
+        for _ in range(calls + 1):
             start, start_cpu = time.perf_counter(), time.process_time()
-            if profiler:
-                profiler.enable()
             out = compiled(ids)
-            if profiler:
-                profiler.disable()
-                profiler.dump_stats(str(profile))
             times.append(time.perf_counter() - start)
             cpu.append(time.process_time() - start_cpu)
         err = (out.logits - model(ids).logits).abs().max().item()
@@ -174,7 +167,6 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated, of {', '.join(PARTS)}")
     parser.add_argument("--target", default="trn2")
-    parser.add_argument("--profile", default=None, help="gpt2: write a cProfile of the last warm call to this file")
     args = parser.parse_args()
     parts = [p.strip() for p in args.parts.split(",") if p.strip()]
     unknown = set(parts) - set(PARTS)
@@ -187,10 +179,7 @@ def main() -> None:
     for part in parts:
         if part == "405b":
             _fresh_cache()  # its cold number needs an empty cache
-        if part == "gpt2":
-            gpt2(args.target, profile=args.profile)
-        else:
-            runs[part](args.target)
+        runs[part](args.target)
 
 
 if __name__ == "__main__":

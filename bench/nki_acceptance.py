@@ -11,10 +11,9 @@ Cases:
 - nki-library: each integration test file under test/integration, run by pytest in nki-library's own
   `--test-mode simulation` (its torch/numpy goldens); a file passes when pytest collects and passes it
   (with --library-first-case: its first runnable case). Sampled mode (--cases-per-file K --seed S
-  [--case-timeout CPU_S] [--case-memory GIB] [--one-process] [--summary PATH]): per file the first runnable case
-  and K-1 drawn with the seed from the rest, every case's outcome (pass/fail/skip/timeout/memory + first error
-  line and where it stopped) printed and written to PATH.json / PATH.md; a case past --case-timeout CPU seconds
-  counts as `timeout` (speed), one past --case-memory GiB resident (default 8) as `memory` (footprint).
+  [--case-timeout CPU_S] [--one-process] [--summary PATH]): per file the first runnable case and K-1 drawn with
+  the seed from the rest, every case's outcome (pass/fail/skip/timeout + first error line and where it stopped)
+  printed and written to PATH.json / PATH.md; a case past --case-timeout CPU seconds counts as `timeout` (speed).
 Each case runs in its own process with `trnsim.nki.install_aliases()` and the shims in
 bench/nki_acceptance_shims (torch_xla's device is the CPU, nki-library's CPU-simulator hook points at trnsim;
 see its README). The kernels' own files are never changed. Prints one line per case (PASS/FAIL, seconds,
@@ -100,7 +99,6 @@ class Sampling:
     per_file: int
     seed: int = 0
     case_timeout_s: float = 0.0
-    case_memory_gb: float = 0.0  # resident GiB per case; past it the case fails as `memory` (0: no limit)
     report_dir: Path | None = None
     one_process: bool = False  # every file in one pytest process (pays pytest/torch/nkilib start-up once)
 
@@ -148,12 +146,9 @@ def library_cases(
         ]
         if sampling is not None:
             argv += ["--trnsim-cases-per-file", str(sampling.per_file), "--trnsim-seed", str(sampling.seed)]
-            argv += ["--trnsim-collect-seed", str(sampling.seed)]  # the same sweep case ids in every run
             argv.append("--continue-on-collection-errors")  # one file's import error is that file's row
             if sampling.case_timeout_s:
                 argv += ["--trnsim-case-timeout", str(sampling.case_timeout_s)]
-            if sampling.case_memory_gb:
-                argv += ["--trnsim-case-memory", str(sampling.case_memory_gb)]
             if sampling.report_dir is not None:
                 argv += ["--trnsim-report", str(sampling.report_dir / (name.replace("/", "__") + ".jsonl"))]
         else:
@@ -268,13 +263,6 @@ def main(argv: list[str] | None = None) -> int:
         help="sampled mode: CPU seconds per case (a longer one fails as `timeout`: speed)",
     )
     parser.add_argument(
-        "--case-memory",
-        type=float,
-        default=8.0,
-        help="sampled mode: GiB of resident memory per case (default 8; a bigger one fails as `memory`, the "
-        "simulator's footprint, instead of the OOM killer ending the sweep); 0 for no limit",
-    )
-    parser.add_argument(
         "--summary", type=Path, help="sampled mode: write every case's outcome to SUMMARY.json and SUMMARY.md"
     )
     parser.add_argument("--jobs", type=int, default=1, help="cases run at once (default 1)")
@@ -282,9 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     sampling = None
     if args.cases_per_file > 0:
         report_dir = Path(tempfile.mkdtemp(prefix="nki_acceptance_"))
-        sampling = Sampling(
-            args.cases_per_file, args.seed, args.case_timeout, args.case_memory, report_dir, args.one_process
-        )
+        sampling = Sampling(args.cases_per_file, args.seed, args.case_timeout, report_dir, args.one_process)
     if args.samples is None and args.library is None and args.docs is None:
         parser.error("give --samples, --library and/or --docs")
     groups: dict[str, list[Case]] = {}
@@ -320,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{label}: {passed}/{len(cases)} pass\n", flush=True)
     if sampling is not None and files:
         for f in files:
-            counts = ", ".join(f"{f[k]} {k}" for k in OUTCOMES if f[k])
+            counts = ", ".join(f"{f[k]} {k}" for k in ("passed", "failed", "skipped", "timeout", "not_run") if f[k])
             print(f"  {f['file']}: {f['sampled']} of {f['collected']} sampled: {counts or f['file_error'][:160]}")
             for row in f["cases"]:
                 if row["outcome"] not in ("passed", "skipped"):
@@ -331,12 +317,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _totals(files: list[dict]) -> dict:
-    return {k: sum(f[k] for f in files) for k in OUTCOMES}
-
-
-# A sampled case's outcomes: `timeout` = past --case-timeout CPU s, `memory` = past --case-memory GiB (speed and
-# footprint, not wrong answers), `not_run` = cut by the process's time limit or end.
-OUTCOMES = ("passed", "failed", "skipped", "timeout", "memory", "not_run")
+    return {k: sum(f[k] for f in files) for k in ("passed", "failed", "skipped", "timeout", "not_run")}
 
 
 def sampled_files(outcome: Outcome, sampling: Sampling) -> list[dict]:
@@ -355,14 +336,12 @@ def sampled_files(outcome: Outcome, sampling: Sampling) -> list[dict]:
         for row in rows:
             if row["outcome"] == "failed" and "--trnsim-case-timeout" in row["error"]:  # TrnsimCaseTimeout's message
                 row["outcome"] = "timeout"
-            if row["outcome"] == "failed" and "--trnsim-case-memory" in row["error"]:  # TrnsimCaseMemoryLimit's
-                row["outcome"] = "memory"
         files.append(_file_row(head["file"], head, rows, "", sum(r["seconds"] for r in rows)))
     return files
 
 
 def _file_row(name: str, head: dict, rows: list[dict], error: str, seconds: float) -> dict:
-    counts = {k: sum(r["outcome"] == k for r in rows) for k in OUTCOMES[:-1]}
+    counts = {k: sum(r["outcome"] == k for r in rows) for k in ("passed", "failed", "skipped", "timeout")}
     ran = head.get("ran", 0)
     counts["not_run"] = max(0, ran - len({r["id"] for r in rows}))
     return {
@@ -383,13 +362,13 @@ def write_summary(stem: Path, files: list[dict], options: dict) -> None:
     opts = {k: str(v) for k, v in options.items() if v not in (None, "", False, 0)}
     stem.with_suffix(".json").write_text(json.dumps({"options": opts, "totals": totals, "files": files}, indent=1))
     lines = [
-        "| file | collected | sampled | pass | fail | skip | timeout | memory | not run | seconds |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| file | collected | sampled | pass | fail | skip | timeout | not run | seconds |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for f in files:
         lines.append(
             f"| {f['file']} | {f['collected']} | {f['sampled']} | {f['passed']} | {f['failed']} | {f['skipped']} "
-            f"| {f['timeout']} | {f['memory']} | {f['not_run']} | {f['seconds']} |"
+            f"| {f['timeout']} | {f['not_run']} | {f['seconds']} |"
         )
     lines += ["", "| case | outcome | seconds | first error line | where |", "|---|---|---:|---|---|"]
     for f in files:

@@ -245,21 +245,7 @@ def pytest_addoption(parser):
         help="CPU seconds per case (SIGPROF): a case that runs longer fails with TrnsimCaseTimeout (speed, not a bug)",
     )
     parser.addoption(
-        "--trnsim-case-memory",
-        type=float,
-        default=0.0,
-        help="GiB of resident memory per case: a case that grows past it fails with TrnsimCaseMemoryLimit "
-        "(the simulator's footprint, not a bug) instead of the OOM killer ending the run",
-    )
-    parser.addoption(
         "--trnsim-report", default="", help="append one JSON line per case (id, outcome, seconds, first error line)"
-    )
-    parser.addoption(
-        "--trnsim-collect-seed",
-        type=int,
-        default=None,
-        help="seed Python's `random` before collection: nki-library's coverage_parametrize draws its sweep cases "
-        "with an unseeded `random`, so without it every run collects other case ids",
     )
     parser.addoption(
         "--trnsim-nki-version",
@@ -272,9 +258,6 @@ def pytest_configure(config):
     """The NKI release the library's kernels and goldens were written for: where a call's meaning changed since
     (quantize_mx's block scale in NKI 0.5.0), trnsim gives that release's meaning (trnsim.nki.versions)."""
     _CONFIG[:] = [config]
-    collect_seed = config.getoption("--trnsim-collect-seed", default=None)
-    if collect_seed is not None:
-        random.seed(collect_seed)  # nki-library's sweep cases (test/utils/coverage_parametrized_tests.py)
     version = config.getoption("--trnsim-nki-version", default=None)
     if version:
         trnsim.nki.versions.set_api_version(version)
@@ -327,143 +310,23 @@ class TrnsimCaseTimeout(Exception):
     """A case ran past --trnsim-case-timeout: simulator speed, not a wrong answer."""
 
 
-class TrnsimCaseMemoryLimit(Exception):
-    """A case's process grew past --trnsim-case-memory: the simulator's footprint, not a wrong answer."""
-
-
-def _rss_bytes() -> int:
-    """This process's resident set (Linux /proc; 0 where there is none)."""
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return 0
-
-
-class _MemoryWatch:
-    """Polls the process's RSS from a thread while a case runs; past `limit_gb` it signals the main thread
-    (SIGUSR1), whose handler raises TrnsimCaseMemoryLimit in the case's own code, so the case fails as "past the
-    memory limit" instead of the machine's OOM killer ending the whole sweep. A backstop for allocations that
-    grow between two polls inside one C call: RLIMIT_AS set to the address space at the case's start + the limit (a
-    failed allocation is then a MemoryError, also reported as past the limit). A test that catches the exception and
-    raises another (nki-library's negative tests: "expected its kernel_assert message") still reports the limit."""
-
-    POLL_S = 0.1
-
-    def __init__(self, limit_gb: float):
-        import threading
-
-        self.limit = int(limit_gb * 2**30)
-        self.peak = 0
-        self.tripped = False
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._watch, daemon=True)
-        self._rlimit = None
-
-    def _watch(self) -> None:
-        while not self._stop.wait(self.POLL_S):
-            rss = _rss_bytes()
-            self.peak = max(self.peak, rss)
-            if rss > self.limit and not self.tripped:
-                self.tripped = True
-                os.kill(os.getpid(), signal.SIGUSR1)
-
-    def expire(self, signum, frame):
-        raise TrnsimCaseMemoryLimit(
-            f"case went past the memory limit: {self.peak / 2**30:.1f} GiB resident > "
-            f"{self.limit / 2**30:.1f} GiB (--trnsim-case-memory)"
-        )
-
-    def __enter__(self):
-        import resource
-
-        self._previous = signal.signal(signal.SIGUSR1, self.expire)
-        try:
-            with open("/proc/self/statm") as f:
-                size = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
-            self._rlimit = resource.getrlimit(resource.RLIMIT_AS)
-            hard = self._rlimit[1]
-            soft = size + self.limit
-            resource.setrlimit(resource.RLIMIT_AS, (soft if hard == resource.RLIM_INFINITY else min(soft, hard), hard))
-        except (OSError, ValueError):
-            self._rlimit = None
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        import resource
-
-        self._stop.set()
-        self._thread.join()
-        if self._rlimit is not None:
-            resource.setrlimit(resource.RLIMIT_AS, self._rlimit)
-        signal.signal(signal.SIGUSR1, self._previous)
-        return False
-
-
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_call(item):
     limit = item.config.getoption("--trnsim-case-timeout", default=0.0)
-    memory_gb = item.config.getoption("--trnsim-case-memory", default=0.0)
-    if (not limit or not hasattr(signal, "SIGPROF")) and not memory_gb:
+    if not limit or not hasattr(signal, "SIGPROF"):
         yield
         return
 
     def expire(signum, frame):
         raise TrnsimCaseTimeout(f"case ran past {limit:.0f} CPU s (--trnsim-case-timeout)")
 
-    watch = _MemoryWatch(memory_gb) if memory_gb and sys.platform == "linux" else None
-    if limit and hasattr(signal, "SIGPROF"):
-        previous = signal.signal(signal.SIGPROF, expire)
-        signal.setitimer(signal.ITIMER_PROF, limit)  # CPU seconds of this process: the same limit at any load
+    previous = signal.signal(signal.SIGPROF, expire)
+    signal.setitimer(signal.ITIMER_PROF, limit)  # CPU seconds of this process: the same limit at any machine load
     try:
-        if watch is None:
-            outcome = yield
-        else:
-            with watch:
-                outcome = yield
-        raised = outcome.excinfo[1] if outcome.excinfo else None
-        failed = _memory_failure(raised)
-        if watch is not None and raised is not None and failed is None and watch.tripped:
-            failed = raised  # the limit's exception was caught and another raised without it in the chain
-        if watch is not None and failed is not None and not isinstance(raised, TrnsimCaseMemoryLimit):
-            error = failed
-            if not isinstance(failed, TrnsimCaseMemoryLimit):
-                error = TrnsimCaseMemoryLimit(
-                    f"case went past the memory limit: an allocation failed ({failed}; resident peak "
-                    f"{watch.peak / 2**30:.1f} GiB, address space capped at start + {memory_gb:g} GiB, "
-                    "--trnsim-case-memory)"
-                )
-                error.__cause__ = failed
-            outcome.force_exception(error.with_traceback(failed.__traceback__))  # where the memory ran out
+        yield
     finally:
-        if limit and hasattr(signal, "SIGPROF"):
-            signal.setitimer(signal.ITIMER_PROF, 0)
-            signal.signal(signal.SIGPROF, previous)
-
-
-def _memory_failure(exc: BaseException | None) -> BaseException | None:
-    """The memory limit's exception or a failed allocation in the chain of `exc` (its causes and contexts)."""
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        if isinstance(exc, TrnsimCaseMemoryLimit | MemoryError):
-            return exc
-        exc = exc.__cause__ or exc.__context__
-    return None
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_teardown(item, nextitem):
-    """pytest keeps the last failure's traceback (sys.last_traceback, for post-mortem debugging), and with it every
-    array its frames held: after a big failed case that is gigabytes the next cases cannot use. Drop it."""
-    yield
-    for name in ("last_type", "last_value", "last_traceback", "last_exc"):
-        if hasattr(sys, name):
-            setattr(sys, name, None)
-    import gc
-
-    gc.collect()
+        signal.setitimer(signal.ITIMER_PROF, 0)
+        signal.signal(signal.SIGPROF, previous)
 
 
 def _write_report(config, record: dict) -> None:

@@ -1,5 +1,4 @@
-"""The scheduler (sim/scheduler.py + sim/schedule_core.py), compiled and interpreted, against the interpreted one it
-replaced.
+"""The compiled scheduler (sim/scheduler.py + sim/schedule_core.py) against the interpreted one it replaced.
 
 tests/sim/_reference_scheduler.py is a frozen copy of the interpreted scheduler; every Timeline array must be
 equal to the last bit (same dtype, same bytes) on real streams (library kernels traced at random ragged
@@ -11,8 +10,6 @@ grid rule, PSUM accumulation chains, nested memory reuse, many cores).
 from __future__ import annotations
 
 import importlib.util
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +25,6 @@ from trnsim.isa.instruction import Instruction
 from trnsim.isa.opcodes import Engine, Opcode
 from trnsim.nki import TensorSpec
 from trnsim.nki.kernel import trace
-from trnsim.sim import scheduler
 from trnsim.sim.scheduler import interleave_cores, schedule
 from trnsim.sim.timeline import Timeline
 
@@ -55,13 +51,9 @@ def assert_identical(new: Timeline, ref: Timeline) -> None:
 
 
 def check(instrs: list[Instruction], target: Any, n_cores: int, reuse: dict[int, tuple[int, ...]]) -> Timeline:
-    """The compiled core (numba) and the interpreted one (the same functions on Python lists) against the
-    reference."""
     spec = load_preset(target) if isinstance(target, str) else target
-    ref = reference.schedule(instrs, spec, n_cores, reuse)
-    new = schedule(instrs, spec, n_cores, reuse, core_run="compiled")
-    assert_identical(new, ref)
-    assert_identical(schedule(instrs, spec, n_cores, reuse, core_run="interpreted"), ref)
+    new = schedule(instrs, spec, n_cores, reuse)
+    assert_identical(new, reference.schedule(instrs, spec, n_cores, reuse))
     return new
 
 
@@ -193,50 +185,3 @@ def test_core_out_of_range_is_an_error(rng: np.random.Generator) -> None:
         schedule(instrs, load_preset("trn2"), 2)
     with pytest.raises(IndexError):
         reference.schedule(instrs, load_preset("trn2"), 2)
-
-
-def test_interning_numbers_distinct_regions_in_order_of_first_appearance(rng: np.random.Generator) -> None:
-    rows = rng.integers(0, 4, size=(int(rng.integers(1, 400)), 7))
-    items = [tuple(int(v) for v in r) for r in rows]
-    ids, distinct = scheduler._intern(iter(items), len(items))
-    _, first, inverse = np.unique(rows, axis=0, return_index=True, return_inverse=True)
-    assert [distinct[i] for i in ids] == items
-    assert sorted(first.tolist()) == [items.index(d) for d in distinct]  # numbered in order of first appearance
-    assert len(set(ids.tolist())) == len(first)
-    assert (np.asarray(distinct)[ids] == rows).all() and len(np.unique(inverse)) == len(distinct)
-    from trnsim.sim.schedule_jit import intern_rows  # the compiled path's hash table: the same numbering
-
-    jit_ids, jit_first = intern_rows(np.ascontiguousarray(rows, dtype=np.int64))
-    assert jit_ids.tolist() == ids.tolist() and [items[i] for i in jit_first] == distinct
-
-
-def test_auto_choice_of_core(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Short streams interpreted until their total passes the budget; long ones, and all once numba is loaded,
-    compiled."""
-    monkeypatch.delitem(sys.modules, "trnsim.sim.schedule_jit", raising=False)
-    monkeypatch.setattr(scheduler, "_interpreted_so_far", 0)
-    monkeypatch.setattr(scheduler, "COMPILE_AT", 100)
-    monkeypatch.setattr(scheduler, "INTERPRETED_BUDGET", 150)
-    assert [scheduler._use_compiled(n) for n in (60, 60, 40, 1)] == [False, False, True, True]
-    monkeypatch.setattr(scheduler, "_interpreted_so_far", 0)
-    assert [scheduler._use_compiled(n) for n in (100, 1)] == [True, True]
-    monkeypatch.setattr(scheduler, "_interpreted_so_far", 0)
-    monkeypatch.setitem(sys.modules, "trnsim.sim.schedule_jit", scheduler)
-    assert scheduler._use_compiled(1)
-
-
-def test_short_stream_does_not_import_numba() -> None:
-    """Timing a short kernel interprets the core: numba is not imported (it costs a process ~1 CPU s)."""
-    code = (
-        "import sys, trnsim.kernels as K\n"
-        "from trnsim.hw import load_preset\n"
-        "from trnsim.nki import TensorSpec\n"
-        "from trnsim.nki.kernel import trace\n"
-        "from trnsim.sim.scheduler import schedule\n"
-        "tr = trace(K.matmul, (TensorSpec((256, 512), 'bfloat16'), TensorSpec((512, 256), 'bfloat16')), {},"
-        " target='trn2', mode='timing', cores=1)\n"
-        "assert schedule(tr.machine.instructions, load_preset('trn2'), 1, tr.machine.reuse).makespan_ns > 0\n"
-        "assert 'numba' not in sys.modules, 'numba imported'\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
-    assert out.returncode == 0, out.stderr[-2000:]

@@ -12,6 +12,8 @@ from rich.console import Console
 from rich.table import Table
 
 from trnsim.cli.hw_show_table import legend_table, source_legend, spec_table
+from trnsim.hw import get_spec, list_presets, load_preset, preset_sources
+from trnsim.hw.presets import PRESET_DIR, TARGET_ALIASES
 from trnsim.runtime.units import fmt_bandwidth
 
 app = typer.Typer(help="Hardware presets.", no_args_is_help=True)
@@ -21,8 +23,6 @@ console = Console()
 @app.command("list")
 def list_cmd(as_json: bool = typer.Option(False, "--json", help="machine-readable output")) -> None:
     """List the built-in presets."""
-    from trnsim.hw import list_presets, load_preset  # pydantic specs: loaded by the hw commands, not by --help
-
     rows: list[dict[str, Any]] = []
     for name in list_presets():
         s = load_preset(name)
@@ -80,9 +80,6 @@ def show_cmd(
     as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
 ) -> None:
     """Show every number of a preset with its source."""
-    from trnsim.hw import get_spec, list_presets, preset_sources
-    from trnsim.hw.presets import PRESET_DIR, TARGET_ALIASES
-
     spec = get_spec(name)
     data = spec.model_dump(mode="json")
     sources = preset_sources(name) if name in list_presets() else {}

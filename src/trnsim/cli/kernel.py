@@ -6,15 +6,14 @@ import importlib.util
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import numpy as np
 import typer
 from rich.console import Console
 
+from trnsim import dtypes
 from trnsim.errors import TrnsimError, UsageError
-
-if TYPE_CHECKING:
-    import numpy as np
 
 console = Console()
 
@@ -37,8 +36,6 @@ def parse_arg(text: str) -> tuple[tuple[int, ...], Any] | float:
         raise CliError(f"--arg {text!r}: expected SHAPE[:DTYPE] like 256x512:bfloat16, or a number") from None
     if any(s <= 0 for s in shape):
         raise CliError(f"--arg {text!r}: dims must be positive")
-    from trnsim import dtypes  # ml_dtypes: loaded by the commands that use it, not by `trnsim --help`
-
     return shape, dtypes.resolve(dtype_text or "float32")
 
 
@@ -70,10 +67,6 @@ def load_kernel(ref: str) -> Any:
 
 
 def random_input(shape: tuple[int, ...], dtype: Any, rng: np.random.Generator) -> np.ndarray:
-    import numpy as np
-
-    from trnsim import dtypes
-
     if dtypes.is_float(dtype):
         return rng.standard_normal(shape).astype(np.float32).astype(dtype)
     return rng.integers(0, 16, size=shape).astype(dtype)
@@ -90,8 +83,6 @@ def kernel_command(
     as_json: bool = typer.Option(False, "--json", help="machine-readable profile"),
 ) -> None:
     """Run a kernel on random inputs and print its profile."""
-    import numpy as np
-
     import trnsim.nki as nki
 
     fn = load_kernel(ref)

@@ -29,7 +29,6 @@ from trnsim.errors import CompileError, TrnsimWarning
 from trnsim.gpu.spec import GpuSpec
 from trnsim.hw.presets import get_spec
 from trnsim.hw.spec import HardwareSpec
-from trnsim.models.build import no_init_fills
 from trnsim.runtime.graph_profile import GraphProfile, OpRecord
 from trnsim.sim.collectives import place
 
@@ -115,8 +114,7 @@ def estimate(
     spec = get_spec(opts.target)
     placement = place(spec, opts.tp, instance)
     start = time.perf_counter()
-    with no_init_fills():  # local_model builds ranks on the meta device only: nothing to fill
-        rank_model, config = local_model(model, opts.tp)
+    rank_model, config = local_model(model, opts.tp)
     hidden = getattr(config, "hidden_size", 0) if config is not None else 0
     vocab = getattr(getattr(rank_model, "config", None), "vocab_size", 0) or 0
     top_k = int(getattr(config, "num_experts_per_tok", None) or 1) if config is not None else 1

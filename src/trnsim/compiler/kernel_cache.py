@@ -98,7 +98,6 @@ class KernelCache:
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 self._db = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
-                wal(self._db)
                 self._db.execute("CREATE TABLE IF NOT EXISTS kernel_cost (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
                 self._db.commit()
             except (OSError, sqlite3.Error):
@@ -142,16 +141,6 @@ class KernelCache:
     def clear_memory(self) -> None:
         with self._lock:
             self._mem.clear()
-
-
-def wal(db: sqlite3.Connection) -> None:
-    """Write-ahead logging with commits that do not wait for the disk: each put() commits, and in the default
-    rollback-journal mode every commit syncs the file (5.4 ms of wall time each on the dev VM, 0.04 ms in WAL; a
-    cold step grid commits ~150 costs). A crash can lose the last commits, never corrupt the file, and a lost
-    cost is simulated again. Several processes (a sweep's workers) still share the file."""
-    with contextlib.suppress(sqlite3.Error):  # e.g. a file system without shared memory: keep the default journal
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=NORMAL")
 
 
 _default: KernelCache | None = None

@@ -22,7 +22,6 @@ from trnsim.compiler import grid_extrapolation, kernel_replay, loop_extrapolatio
 from trnsim.compiler.kernel_cache import KernelCache, KernelCost, default_cache, invocation_key
 from trnsim.errors import TrnsimError
 from trnsim.hw.spec import HardwareSpec
-from trnsim.isa.semantics import one_blas_thread
 from trnsim.nki.kernel import Kernel, TensorSpec, trace
 from trnsim.runtime.profile import ENGINE_KEYS, Profile
 
@@ -177,13 +176,11 @@ def run_kernel(
     cache.record(hit=cost is not None)
     if cost is not None and not functional:
         return _decode_outputs(cost.outputs), cost
-    # A functional run's tile matmuls all run on one BLAS thread (isa/semantics.py): set once for the whole run.
-    with one_blas_thread() if functional else contextlib.nullcontext():
-        if cost is not None:  # functional, its cost known: values from a replay of an earlier run (kernel_replay.py)
-            done, outputs = kernel_replay.replayed(key, kernel, args, kwargs, spec)
-            if done:
-                return outputs, cost
-        traced = trace(kernel, args, kwargs, target=spec, mode="functional" if functional else "timing", cores=1)
+    if cost is not None:  # functional, its cost known: values from a replay of an earlier run (kernel_replay.py)
+        done, outputs = kernel_replay.replayed(key, kernel, args, kwargs, spec)
+        if done:
+            return outputs, cost
+    traced = trace(kernel, args, kwargs, target=spec, mode="functional" if functional else "timing", cores=1)
     if cost is None:
         cost = cost_of(traced.profile())
         cache.put(key, cost)

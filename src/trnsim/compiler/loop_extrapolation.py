@@ -186,19 +186,7 @@ def gemm_plan(
         double_row=double_row,
         fp32=s.dtype == dtypes.float32,
     )
-    hit = _PLANS.get((problem, id(spec.core)))
-    if hit is None or hit[0] is not spec.core:  # specs are not hashable: keyed by the core's identity, checked
-        hit = (spec.core, plan_gemm(problem, spec.core))
-        if len(_PLANS) >= _PLANS_SIZE:
-            _PLANS.pop(next(iter(_PLANS)))
-        _PLANS[(problem, id(spec.core))] = hit
-    return hit[1]
-
-
-# gemm_plan's results: plan_gemm is a pure function of (problem, core) and costs ~0.1 s (it prices every blocking),
-# and a step grid asks for the same problems again (a linear's 1-D and 2-D walks, the probe windows).
-_PLANS: dict[tuple[Any, int], tuple[Any, Any]] = {}
-_PLANS_SIZE = 256
+    return plan_gemm(problem, spec.core)
 
 
 def planned_as(**full: Any) -> Callable[[], contextlib.AbstractContextManager[Any]]:

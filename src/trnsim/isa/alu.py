@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
+import torch
 
 Array = np.ndarray
 Binary = Callable[[Array, Array], Array]
@@ -17,13 +18,11 @@ Unary = Callable[[Array], Array]
 
 
 def _erf(x: Array) -> Array:
-    import torch  # only where erf is computed: the isa layer stays free of torch (DESIGN.md's layers)
-
     return torch.special.erf(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))).numpy()
 
 
 def _sigmoid(x: Array) -> Array:
-    return (0.5 * (np.tanh(0.5 * x) + 1.0)).astype(np.float32, copy=False)
+    return (0.5 * (np.tanh(0.5 * x) + 1.0)).astype(np.float32)
 
 
 def _softplus(x: Array) -> Array:

@@ -8,8 +8,7 @@ in their stored dtype, converted exactly to fp32, and accumulates in fp32 like t
 from __future__ import annotations
 
 import contextlib
-import sys
-import threading
+from functools import cache
 from typing import Any
 
 import numpy as np
@@ -30,55 +29,23 @@ def dma_copy(src: Array) -> Array:
     return src
 
 
-_controller: list[Any] = [None, -1]  # threadpoolctl's controller, len(sys.modules) when it was made
-
-
+@cache
 def _blas() -> Any:
-    """threadpoolctl's controller of the BLAS libraries loaded (None without threadpoolctl). Made again when
-    modules were imported since (~1 ms): an import can load another BLAS (scipy's own OpenBLAS), which a controller
-    made before it would leave on its default threads."""
-    if _controller[1] != len(sys.modules):
-        try:
-            from threadpoolctl import ThreadpoolController
-        except ImportError:  # optional: without it BLAS keeps its default thread count
-            _controller[:] = [None, len(sys.modules)]
-            return None
-        _controller[:] = [ThreadpoolController(), len(sys.modules)]
-    return _controller[0]
-
-
-class _OneThread:
-    """threadpoolctl's BLAS limit of 1, counted per thread so that blocks nested inside it cost nothing."""
-
-    def __init__(self, ctl: Any) -> None:
-        self.ctl = ctl
-        self.limit: Any = None
-
-    def __enter__(self) -> None:
-        self.limit = self.ctl.limit(limits=1, user_api="blas")
-        self.limit.__enter__()
-        _held.depth = 1
-
-    def __exit__(self, *exc: object) -> None:
-        _held.depth = 0
-        self.limit.__exit__(*exc)
-
-
-_held = threading.local()  # depth: 1 while this thread is inside a one_blas_thread() block
-_NULL = contextlib.nullcontext()
+    """threadpoolctl's controller of the BLAS libraries loaded with numpy (None without threadpoolctl)."""
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:  # optional: without it BLAS keeps its default thread count
+        return None
+    return ThreadpoolController()
 
 
 def one_blas_thread() -> contextlib.AbstractContextManager[Any]:
     """BLAS on one thread for a tile's matmul. Tiles are at most 128 x 512 x 512: a second BLAS thread only adds
     hand-over cost (a 128 x 512 x 256 float64 GEMM took 24 ms of CPU with OpenBLAS's two threads on a busy 2-core
     host, 1.6 ms with one), and one thread gives the same bits on every host, whatever its core count (OpenBLAS's
-    float32 GEMM rounds differently with two threads), as compiled models' kernels already run. Inside an
-    enclosing block (a whole functional kernel run, compiler/kernel_runner.py) it does nothing: setting the limit
-    costs ~0.1 ms, about as much as a small tile's matmul."""
-    if getattr(_held, "depth", 0):
-        return _NULL
+    float32 GEMM rounds differently with two threads), as compiled models' kernels already run."""
     ctl = _blas()
-    return _OneThread(ctl) if ctl is not None else _NULL
+    return ctl.limit(limits=1, user_api="blas") if ctl is not None else contextlib.nullcontext()
 
 
 def nc_matmul(stationary: Array, moving: Array, double_row: bool = False) -> Array:
@@ -97,10 +64,7 @@ def nc_transpose(data: Array) -> Array:
 
 def activation(func: str, data: Array, scale: Array | float = 1.0, bias: Array | None = None) -> Array:
     """out = func(data * scale + bias); scale and bias are scalars or [P, 1] vectors."""
-    # x * 1.0 == x for every float32 (NaNs stay NaN): a unit scale skips the multiply's pass over the tile (not
-    # for copy/identity, whose result would then be the input array itself)
-    unit = np.isscalar(scale) and scale == 1.0 and data.dtype == F32 and func not in ("copy", "identity")
-    x = as_2d(data) if unit else as_2d(data) * (scale if np.isscalar(scale) else as_2d(np.asarray(scale)))
+    x = as_2d(data) * (scale if np.isscalar(scale) else as_2d(np.asarray(scale)))
     if bias is not None:
         x = x + (F32(float(bias)) if np.isscalar(bias) else as_2d(np.asarray(bias)))  # type: ignore[arg-type]
     return ACTIVATIONS[func](x.astype(F32, copy=False)).astype(F32, copy=False).reshape(data.shape)
@@ -192,18 +156,17 @@ def scalar_tensor_tensor(
 
     reverse0 computes operand0 op0 data; reverse1 computes operand1 op1 (the first result).
     """
-    # copy=False: the operands arrive as fp32 already (the engines' read), and nothing here writes in place
-    x = as_2d(data).astype(F32, copy=False)
+    x = as_2d(data).astype(F32)
     s = _per_partition(operand0, x.shape[0])
-    t = (BINARY_OPS[op0](s, x) if reverse0 else BINARY_OPS[op0](x, s)).astype(F32, copy=False)
-    y = as_2d(operand1).astype(F32, copy=False)
+    t = (BINARY_OPS[op0](s, x) if reverse0 else BINARY_OPS[op0](x, s)).astype(F32)
+    y = as_2d(operand1).astype(F32)
     out = BINARY_OPS[op1](y, t) if reverse1 else BINARY_OPS[op1](t, y)
-    return out.astype(F32, copy=False).reshape(data.shape)
+    return out.astype(F32).reshape(data.shape)
 
 
 def reciprocal(data: Array) -> Array:
     """1 / x, computed exactly in fp32 (VectorE's reciprocal, not ScalarE's approximation)."""
-    return (F32(1.0) / data.astype(F32, copy=False)).astype(F32, copy=False)
+    return (F32(1.0) / data.astype(F32)).astype(F32)
 
 
 def tensor_reduce(op: str, data: Array, axes: tuple[int, ...], negate: bool = False, keepdims: bool = False) -> Array:

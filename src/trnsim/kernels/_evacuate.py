@@ -14,11 +14,6 @@ on trn2 VectorE copies 16-bit data at twice its base rate and both may read PSUM
 copy goes to the engine that would finish it first, by a running estimate of each engine's queued
 work (the documented per-instruction costs, from the target preset). Epilogues charge the work they
 issue directly (activations, adds) so the estimate stays honest.
-
-The choice is made apart from the copy (`pick`, then `copy`), so the copy itself can be part of a loop body
-stamped from a template (nki/loop_template.py): the engine is one of the body's keys, and the running estimate
-never moves inside a body. The costs are memoised per (engine, size, dtype class, source): each is a pure
-function of the target core, which one Evacuator (made inside one trace) never changes.
 """
 
 from __future__ import annotations
@@ -42,11 +37,9 @@ class Evacuator:
         bank = (c.psum.partitions, self.bank_bytes // 4)
         self._banks = [nl.ndarray(bank, nl.float32, buffer=nl.psum) for _ in range(transient_banks)]
         self._views: dict[tuple[int, Any], Any] = {}
-        self._tiles: dict[tuple[int, Any, int, int, int], Any] = {}  # transient tiles, by bank, dtype and box
         self._bank = 0
         self._pos = 0  # next free byte in the current bank
         self.busy_ns = {"vector": 0.0, "scalar": 0.0}
-        self._costs: dict[tuple[str, int, bool, bool, bool], float] = {}
         self.shared_psum_port = any({"vector", "scalar"} <= set(g) for g in c.psum_exclusive_engines)
         # NC-v2's ScalarE has no tensor_copy: it copies with activation(copy)
         self.scalar_tensor_copy = c.nc_version >= 3
@@ -64,24 +57,13 @@ class Evacuator:
             view = self._views[(self._bank, dtype)] = bank if bank.dtype == dtype else bank.view(dtype)
         col = self._pos // itemsize
         self._pos += nbytes
-        key = (self._bank, dtype, shape[0], col, shape[1])
-        tile = self._tiles.get(key)
-        if tile is None:  # made once: the banks' columns come round again
-            tile = self._tiles[key] = view[: shape[0], col : col + shape[1]]
-        return tile
+        return view[: shape[0], col : col + shape[1]]
 
     def cost_ns(self, engine: str, n: int, sixteen_bit: bool, from_psum: bool, copy: bool = True) -> float:
         """Expected busy time of a one-input instruction over n elements per partition (the ISA's cost)."""
-        key = (engine, n, sixteen_bit, from_psum, copy)
-        got = self._costs.get(key)
-        if got is None:
-            got = self._costs[key] = self._cost_ns(engine, n, sixteen_bit, from_psum, copy)
-        return got
-
-    def _cost_ns(self, engine: str, n: int, sixteen_bit: bool, from_psum: bool, copy: bool) -> float:
         c = core()
         eng = Engine.VECTOR if engine == "vector" else Engine.SCALAR
-        if copy:  # the instruction copy() issues on that engine
+        if copy:  # the instruction __call__ issues for a copy on that engine
             op = Opcode.TENSOR_COPY if eng is Engine.VECTOR or self.scalar_tensor_copy else Opcode.ACTIVATION
         else:
             op = Opcode.TENSOR_SCALAR if eng is Engine.VECTOR else Opcode.ACTIVATION
@@ -90,32 +72,23 @@ class Evacuator:
         )
         return compute_cycles(op, eng, c, args) / engine_clock_ghz(c, eng)
 
-    def pick(self, n: int, dst_dtype: Any, src_dtype: Any, from_psum: bool) -> str:
-        """The engine ("vector" or "scalar") a copy of n elements per partition goes to, charged to it: the one
-        expected to finish it first. Call it in the order the copies are issued."""
-        sixteen = dst_dtype in _SIXTEEN_BIT and src_dtype in _SIXTEEN_BIT
-        vector = self.cost_ns("vector", n, sixteen, from_psum)
-        scalar = self.cost_ns("scalar", n, sixteen, from_psum)
-        busy = self.busy_ns
+    def __call__(self, dst: Any, src: Any) -> None:
+        """dst = src (with a cast), on whichever of VectorE / ScalarE is expected to finish it first."""
+        n = dst.free_size()
+        sixteen = dst.dtype in _SIXTEEN_BIT and src.dtype in _SIXTEEN_BIT
+        from_psum = src.buffer == nl.psum
+        cost = {e: self.cost_ns(e, n, sixteen, from_psum) for e in self.busy_ns}
         if from_psum and self.shared_psum_port:  # they take turns at the port: the faster one always wins
-            engine = "vector" if vector <= scalar else "scalar"
+            engine = min(cost, key=lambda e: cost[e])
         else:
-            engine = "vector" if busy["vector"] + vector <= busy["scalar"] + scalar else "scalar"
-        busy[engine] += vector if engine == "vector" else scalar
-        return engine
-
-    def copy(self, engine: str, dst: Any, src: Any) -> None:
-        """dst = src (with a cast) on `engine`, as pick() chose: issues one instruction and changes no state."""
+            engine = min(cost, key=lambda e: self.busy_ns[e] + cost[e])
+        self.busy_ns[engine] += cost[engine]
         if engine == "vector":
             nisa.tensor_copy(dst=dst, src=src, engine=nisa.vector_engine)
         elif self.scalar_tensor_copy:
             nisa.tensor_copy(dst=dst, src=src, engine=nisa.scalar_engine)
         else:
             nisa.activation(dst=dst, op=nl.copy, data=src)
-
-    def __call__(self, dst: Any, src: Any) -> None:
-        """dst = src (with a cast), on whichever of VectorE / ScalarE is expected to finish it first."""
-        self.copy(self.pick(dst.free_size(), dst.dtype, src.dtype, src.buffer == nl.psum), dst, src)
 
     def charge(self, engine: str, n: int, inputs: int = 1) -> None:
         """Account for an instruction the caller issues itself (n elements per partition, fp32 path)."""

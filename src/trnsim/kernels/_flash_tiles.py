@@ -9,7 +9,6 @@ softmax's running row sum.
 
 from __future__ import annotations
 
-import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,7 +47,6 @@ class Plan:
     dma_share: float = 0.0  # share of units whose P^T the DMA engines transpose (attention_dma_transpose.py)
     rescale_on_vector: float = 0.0  # share of the O rescales given to VectorE, the rest to ScalarE
     dma_load_t: bool = False  # Q^T and K^T loaded by the DMA engines' HBM -> SBUF transpose (NeuronCore-v3+)
-    templates: Any = None  # nki/loop_template.Templates: the steps below as loop bodies stamped in timing runs
 
     @property
     def group(self) -> int:
@@ -82,45 +80,6 @@ def copy_blocks(tile: Any, t: Any, b: int, h: int, r0: int, rows: int, way: str)
             nisa.dma_copy(dst=hbm, src=sbuf)
 
 
-def run(templates: Any, key: Any, bindings: tuple[Any, ...], body: Any, *args: Any) -> Any:
-    """body(*args) as a loop template (nki/loop_template.py) where the trace has them: `key` and the bindings (every
-    tile the body reads or writes, as views placed so that its instructions shift with them) decide what it does."""
-    return body(*args) if templates is None else templates.run(key, bindings, body, *args)
-
-
-class KVSlots:
-    """Fixed SBUF places for the (V, K^T) tiles of KV groups that follow each other, taken in turn.
-
-    With prefetch, three groups' K/V can be alive at once (the draining one, the current one, the next one).
-    Fresh tiles per group fragmented SBUF on long sequences: after ~45k allocations ([2, 32, 8192, 128]) no
-    16 KiB gap was left for K^T with 70 KiB free. A place is reused only once its previous group is dead (no
-    unit holds it); otherwise the group gets fresh tiles, as before.
-    """
-
-    COUNT = 3
-
-    def __init__(self) -> None:
-        self.places: list[tuple[Any, Any]] = []
-        self.owners: list[weakref.ref[KV]] = []
-        self.turn = 0
-
-    def take(self, kv: KV, v_shape: tuple[int, ...], kt_shape: tuple[int, ...]) -> tuple[Any, Any]:
-        i = self.turn % self.COUNT
-        self.turn += 1
-        if i == len(self.places):  # first use of this place
-            self.places.append(_kv_tiles(kv.plan, v_shape, kt_shape))
-            self.owners.append(weakref.ref(kv))
-            return self.places[i]
-        if self.owners[i]() is not None:  # its group is still in flight: do not overwrite it
-            return _kv_tiles(kv.plan, v_shape, kt_shape)
-        self.owners[i] = weakref.ref(kv)
-        return self.places[i]
-
-
-def _kv_tiles(plan: Plan, v_shape: tuple[int, ...], kt_shape: tuple[int, ...]) -> tuple[Any, Any]:
-    return nl.ndarray(v_shape, plan.dtype, buffer=nl.sbuf), nl.ndarray(kt_shape, plan.dtype, buffer=nl.sbuf)
-
-
 class KV:
     """K^T [D, keys] and V [128 keys, blocks, D + 1] of keys [lo, hi) of one KV head, in SBUF.
 
@@ -128,35 +87,19 @@ class KV:
     takes the row sums off ScalarE's exp (no reduce_res) and the running sum off the small-ops engine.
     """
 
-    def __init__(
-        self,
-        plan: Plan,
-        k: Any,
-        v: Any,
-        b: int,
-        g: int,
-        lo: int,
-        hi: int,
-        defer_v: bool = False,
-        slots: KVSlots | None = None,
-    ) -> None:
+    def __init__(self, plan: Plan, k: Any, v: Any, b: int, g: int, lo: int, hi: int, defer_v: bool = False) -> None:
         """Issue the loads: natural layout, one key per partition (a DMA row is one key's D elements). With
-        `defer_v` V's load waits for transpose_k, so loads issued in between (the first Q) go first. With
-        `slots` the tiles are a reused place instead of fresh ones."""
+        `defer_v` V's load waits for transpose_k, so loads issued in between (the first Q) go first."""
         self.plan, self.lo, self.hi = plan, lo, hi
         p, d = plan.p, plan.d
         nblk = cdiv(hi - lo, p)
         self.blocks = [(lo + j * p, min(p, hi - lo - j * p)) for j in range(nblk)]  # (first key, keys)
-        self.kt_place: Any = None
-        if slots is not None:
-            self.v, self.kt_place = slots.take(self, (p, nblk, d + 1), (p, hi - lo))
-        else:
-            self.v = nl.ndarray((p, nblk, d + 1), plan.dtype, buffer=nl.sbuf)
+        self.v = nl.ndarray((p, nblk, d + 1), plan.dtype, buffer=nl.sbuf)
         nisa.memset(dst=self.v[:, :, d : d + 1], value=1.0, engine=nisa.gpsimd_engine)
         self.kt: Any = None
         self.k_rows: Any = None
         if plan.dma_load_t:  # K^T straight from HBM: one DMA transpose, no TensorE transposes or copies
-            self.kt = self._kt_tile()
+            self.kt = nl.ndarray((p, hi - lo), plan.dtype, buffer=nl.sbuf)
             nisa.dma_transpose(dst=self.kt[:d, :], src=k[b, g, lo:hi, :])
         else:
             self.k_rows = nl.ndarray((p, nblk, d), plan.dtype, buffer=nl.sbuf)
@@ -179,7 +122,7 @@ class KV:
         if plan.dma_load_t:
             return
         p, d, kb = plan.p, plan.d, plan.kb
-        self.kt = self._kt_tile()
+        self.kt = nl.ndarray((p, self.hi - self.lo), plan.dtype, buffer=nl.sbuf)
         per_bank = kb // p
         for c0 in range(0, len(self.blocks), per_bank):
             chunk = self.blocks[c0 : c0 + per_bank]
@@ -190,11 +133,6 @@ class KV:
             off = chunk[0][0] - self.lo
             nisa.tensor_copy(dst=self.kt[:d, off : off + width], src=stage[:d, :width])
         self.k_rows = None  # the natural-layout copy is no longer needed
-
-    def _kt_tile(self) -> Any:
-        if self.kt_place is not None:
-            return self.kt_place
-        return nl.ndarray((self.plan.p, self.hi - self.lo), self.plan.dtype, buffer=nl.sbuf)
 
     def block_index(self, key: int) -> int:
         return (key - self.lo) // self.plan.p
@@ -315,7 +253,6 @@ class QTile:
         self.o = rings.o.take()  # [128, D + 1] fp32 in PSUM: O and, in column D, the row sums
         self.stages = rings.q_stage
         self.softmax = softmax(self.rows, plan.scale, plan.dtype, sum_column=plan.d, packed=True)
-        self.softmax.templates = plan.templates
         self.qt: Any = None
         self.o_written = False
         self.units = 0  # units issued so far
@@ -373,25 +310,14 @@ def constants(p: int) -> Consts:
 
 def scores(plan: Plan, qt: QTile, kv: KV, consts: Consts, k_lo: int, k_hi: int) -> list[tuple[Any, int]]:
     """TensorE: S = Q K^T for keys [k_lo, k_hi), one PSUM bank per `kb` keys; returns (tile, width) pairs."""
-    width = k_hi - k_lo
-    kt = kv.kt[:, k_lo - kv.lo : k_hi - kv.lo]
-    # the causal diagonal's first key, relative to k_lo (width: none in this range)
-    diag = min(max(qt.q0 - k_lo, 0), width) if plan.causal and not plan.mask_on_vector else width
-    key = ("scores", qt.rows, width, diag)
-    bindings = (qt.qt, kt, consts.identity, consts.mask)
-    return run(plan.templates, key, bindings, _scores, plan, qt.qt, kt, consts, qt.rows, width, diag)
-
-
-def _scores(plan: Plan, q_t: Any, kt: Any, consts: Consts, rows: int, width: int, diag: int) -> list[tuple[Any, int]]:
-    """scores' body: Q^T [D, rows] stationary, kt [D, width] the unit's keys; the mask from key `diag` on."""
-    d = plan.d
+    rows, d = qt.rows, plan.d
     tiles = []
-    for c0 in range(0, width, plan.kb):
-        w = min(plan.kb, width - c0)
+    for c0 in range(k_lo, k_hi, plan.kb):
+        w = min(plan.kb, k_hi - c0)
         s = nl.ndarray((plan.p, plan.kb), nl.float32, buffer=nl.psum)
-        nisa.nc_matmul(dst=s[:rows, :w], stationary=q_t[:d, :rows], moving=kt[:d, c0 : c0 + w])
-        diag_lo = max(c0, diag)
-        if diag_lo < c0 + w:
+        nisa.nc_matmul(dst=s[:rows, :w], stationary=qt.qt[:d, :rows], moving=kv.kt[:d, c0 - kv.lo : c0 - kv.lo + w])
+        diag_lo = max(c0, qt.q0)
+        if plan.causal and not plan.mask_on_vector and diag_lo < c0 + w:
             # Keys from q0 on are the diagonal block: add the mask (identity stationary, mask moving).
             nisa.nc_matmul(
                 dst=s[:rows, diag_lo - c0 : w],
@@ -408,17 +334,10 @@ def mask_scores(plan: Plan, qt: QTile, consts: Consts, tiles: list[tuple[Any, in
     mask matmul in `scores`, where TensorE is the busier engine)."""
     if not plan.causal:
         return
-    widths = tuple(w for _, w in tiles)
-    end = (len(tiles) - 1) * plan.kb + widths[-1] if tiles else 0
-    diag = min(max(qt.q0 - k_lo, 0), end)  # the diagonal's first key relative to k_lo (end: none here)
-    bindings = (*(s for s, _ in tiles), consts.mask)
-    run(plan.templates, ("mask", qt.rows, widths, diag), bindings, _mask_scores, plan, consts, tiles, qt.rows, diag)
-
-
-def _mask_scores(plan: Plan, consts: Consts, tiles: list[tuple[Any, int]], rows: int, diag: int) -> None:
+    rows = qt.rows
     for c, (s, w) in enumerate(tiles):
-        c0 = c * plan.kb
-        diag_lo = max(c0, diag)
+        c0 = k_lo + c * plan.kb
+        diag_lo = max(c0, qt.q0)
         if diag_lo < c0 + w:
             view = s[:rows, diag_lo - c0 : w]
             nisa.tensor_tensor(
@@ -428,13 +347,8 @@ def _mask_scores(plan: Plan, consts: Consts, tiles: list[tuple[Any, int]], rows:
 
 def transpose_probs(plan: Plan, qt: QTile, probs: Any, k_lo: int, k_hi: int) -> tuple[Any, list[int]]:
     """TensorE: P^T [keys, queries] per 128-key block into one PSUM bank; returns (tile, block widths)."""
-    key = ("transpose", qt.rows, k_hi - k_lo)
-    return run(plan.templates, key, (probs,), _transpose_probs, plan, qt.rows, probs, k_hi - k_lo)
-
-
-def _transpose_probs(plan: Plan, rows: int, probs: Any, keys: int) -> tuple[Any, list[int]]:
-    p = plan.p
-    widths = [min(p, keys - j * p) for j in range(cdiv(keys, p))]
+    p, rows = plan.p, qt.rows
+    widths = [min(p, k_hi - k_lo - j * p) for j in range(cdiv(k_hi - k_lo, p))]
     stage = nl.ndarray((p, len(widths) * p), plan.dtype, buffer=nl.psum)
     for j, wk in enumerate(widths):
         # Score banks are full except the last, so 128-key block j starts at column j * 128 of probs.
@@ -444,26 +358,18 @@ def _transpose_probs(plan: Plan, rows: int, probs: Any, keys: int) -> tuple[Any,
 
 def copy_out(plan: Plan, qt: QTile, stage: Any, widths: list[int], index: int) -> Any:
     """P^T from PSUM to SBUF (matmuls read SBUF), on VectorE or ScalarE in the plan's proportion."""
-    rows, p = qt.rows, plan.p
-    full = rows == p and all(wk == p for wk in widths)
-    pieces = 1 if full else len(widths)  # ragged: copy only what was written, block by block
-    share = plan.evac_on_scalar
-    on_vector = tuple(int((n + 1) * share) == int(n * share) for n in range(index * pieces, index * pieces + pieces))
-    key = ("copy_out", rows, tuple(widths), on_vector)
-    return run(plan.templates, key, (stage,), _copy_out, plan, rows, stage, widths, full, on_vector)
-
-
-def _copy_out(plan: Plan, rows: int, stage: Any, widths: list[int], full: bool, on_vector: tuple[bool, ...]) -> Any:
-    p = plan.p
+    p, rows = plan.p, qt.rows
     nblk = len(widths)
     pt = nl.ndarray((p, nblk * p), plan.dtype, buffer=nl.sbuf)
-    pieces = [(0, nblk)] if full else [(j, j + 1) for j in range(nblk)]
-    for (j0, j1), vector in zip(pieces, on_vector, strict=True):
+    full = rows == p and all(wk == p for wk in widths)
+    pieces = [(0, nblk)] if full else [(j, j + 1) for j in range(nblk)]  # ragged: copy only what was written
+    for i, (j0, j1) in enumerate(pieces):
         wk = min(widths[j0:j1])
         width = (j1 - j0) * p if full else rows
         src = stage[:wk, j0 * p : j0 * p + width]
         dst = pt[:wk, j0 * p : j0 * p + width]
-        if vector:
+        n = index * len(pieces) + i
+        if int((n + 1) * plan.evac_on_scalar) == int(n * plan.evac_on_scalar):
             nisa.tensor_copy(dst=dst, src=src, engine=nisa.vector_engine)
         else:
             nisa.activation(dst=dst, op=nl.copy, data=src)
@@ -472,20 +378,12 @@ def _copy_out(plan: Plan, rows: int, stage: Any, widths: list[int], full: bool, 
 
 def pv(plan: Plan, qt: QTile, kv: KV, pt: Any, widths: list[int], k_lo: int) -> None:
     """TensorE: O += P V (P^T block stationary, V block moving), accumulating in the tile's PSUM slot."""
-    if not widths:
-        return
-    b0 = kv.block_index(k_lo)
-    v = kv.v[:, b0 : b0 + len(widths), :]
-    key = ("pv", qt.rows, tuple(widths), qt.o_written)
-    run(plan.templates, key, (qt.o, pt, v), _pv, plan, qt.o, pt, v, widths, qt.rows, qt.o_written)
-    qt.o_written = True
-
-
-def _pv(plan: Plan, o: Any, pt: Any, v: Any, widths: list[int], rows: int, written: bool) -> None:
+    rows = qt.rows
     for j, wk in enumerate(widths):
         nisa.nc_matmul(
-            dst=o[:rows, :],
+            dst=qt.o[:rows, :],
             stationary=pt[:wk, j * plan.p : j * plan.p + rows],
-            moving=v[:wk, j, :],
-            accumulate=written or j > 0,
+            moving=kv.v[:wk, kv.block_index(k_lo + j * plan.p), :],
+            accumulate=qt.o_written,
         )
+        qt.o_written = True

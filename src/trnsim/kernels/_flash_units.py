@@ -15,7 +15,6 @@ from trnsim.kernels._flash_tiles import (
     copy_out,
     mask_scores,
     pv,
-    run,
     scores,
     transpose_probs,
 )
@@ -157,9 +156,7 @@ class Unit:
         if self.alpha is not None:
             share = self.plan.rescale_on_vector  # spread evenly over the units
             on_vector = int((self.index + 1) * share) != int(self.index * share)
-            softmax, o, rows = self.softmax, self.qt.o, self.qt.rows
-            key = ("rescale", type(softmax), rows, on_vector)
-            run(self.plan.templates, key, (o, self.alpha), softmax.rescale, o, self.alpha, rows, on_vector)
+            self.softmax.rescale(self.qt.o, self.alpha, self.qt.rows, on_vector)
 
     def pv(self) -> None:
         assert self.kv is not None
@@ -168,9 +165,7 @@ class Unit:
     def finalize(self) -> None:
         if self.last:
             self.res = self.qt.result()
-            softmax, o = self.softmax, self.qt.o
-            key = ("divide", type(softmax), softmax.rows, softmax.sum_column)
-            run(self.plan.templates, key, (self.res, o), softmax.divide, self.res, o)
+            self.softmax.divide(self.res, self.qt.o)
 
     def store(self) -> None:
         if self.last:

@@ -131,16 +131,10 @@ class _Pipeline:
                 self.ahead_d = max(self.ahead_t, min(self.ahead_d, self.ahead_t + strip0_steps - 1))
         self.v_group_of = self._v_groups()
         self._allocate()
-        # per step: its chunk, whether it starts / ends that chunk, how it gets its V tile (looked up every step)
-        self.chunk_at = [self._chunk(st) for st in self.steps]
-        self.starts_chunk = [self._chunk_start(st) for st in self.steps]
-        self.ends_chunk = [self._chunk_end(st) for st in self.steps]
-        self.v_mode_at = [self._v_mode(st) for st in self.steps]
         self.s_chunks: dict[tuple[int, int, int], int] = {}  # chunk -> its first column in s_ring
         self.v_chunks: dict[tuple[int, int, int], int] = {}
         self.v_cache: dict[tuple[int, int, int], Any] = {}  # (job, vblk, kk) -> resident V tile
         self.v_views: dict[tuple[int, ...], Any] = {}  # views of the V stream's slots, by slot and extents
-        self.sub_views: dict[tuple[int, int, int, int], Any] = {}  # _sub's views (the tiles outlive the dict)
         self.prefetched: dict[int, Any] = {}  # block -> what its finish() will need
         self.pending: list[tuple[int, Deferred]] = []  # (due step, work issued late)
         self.templates = Templates()  # loop bodies (matmul steps, V loads, transposes) stamped in timing runs
@@ -272,14 +266,6 @@ class _Pipeline:
             return tile
         return self.v_stream.slot(u)
 
-    def _sub(self, tile: Any, rows: int, g: int, cols: int) -> Any:
-        """tile[:rows, :g, :cols] for a tile that lives as long as the pipeline (a ring's or a set's), made once."""
-        key = (id(tile), rows, g, cols)
-        view = self.sub_views.get(key)
-        if view is None:
-            view = self.sub_views[key] = tile[:rows, :g, :cols]
-        return view
-
     # -- the three stages of a step ---------------------------------------------------------------------
     def dma(self, u: int) -> None:
         st = self.steps[u]
@@ -288,11 +274,11 @@ class _Pipeline:
         step = self.ksteps[st.job][st.kk]
         if st.kk == 0 and job.prefetch is not None:
             self.prefetched[st.block] = job.prefetch(blk)
-        c, k0, ksz = self.chunk_at[u]
-        if st.vblk == 0 and self.starts_chunk[u]:
+        c, k0, ksz = self._chunk(st)
+        if st.vblk == 0 and self._chunk_start(st):
             key = (st.job, st.strip, c)
             self.s_chunks[key] = job.s.load_chunk(self.s_ring, key, blk.r0, blk.rsz, k0, ksz, self.templates)
-        mode = self.v_mode_at[u]
+        mode = self._v_mode(st)
         if mode == "load":
             if isinstance(job.v, KMajor):
                 src = job.v
@@ -300,16 +286,12 @@ class _Pipeline:
                 self.flush(None)
                 src = KMajor(job.scratch)
             if u not in self.v_group_of:
-                dst = self._v_tile(u)
-                if self.v_stream is None:  # a resident tile of its own
-                    dst = dst[: step.rows, : step.g, : blk.csz]
-                else:
-                    dst = self._sub(dst, step.rows, step.g, blk.csz)
+                dst = self._v_tile(u)[: step.rows, : step.g, : blk.csz]
                 k_tile = src.k_tile(blk.c0, blk.csz, step)
                 self.templates.run(("v", st.job, step.rows, step.g), (dst, k_tile), dma, dst, k_tile)
             elif self.v_group_of[u][1] == 0:
                 self._load_v_group(u, src, blk)
-        elif mode == "transpose" and self.starts_chunk[u]:
+        elif mode == "transpose" and self._chunk_start(st):
             assert isinstance(job.v, RowMajor) and self.v_ring is not None
             key = (st.job, st.vblk, c)
             self.v_chunks[key] = job.v.load_chunk(self.v_ring, key, blk.c0, blk.csz, k0, ksz, self.templates)
@@ -329,42 +311,33 @@ class _Pipeline:
             for i in range(n):
                 self.v_cache[(st.job, st.vblk, st.kk + i)] = tile[:, i : i + 1, :]
             dst = tile[: step.rows, :n, : blk.csz]
-        # The group's access pattern is made only when the body runs: the template's anchor for it is the plain
-        # slice of the K rows it spans (cheaper to make), which moves with it (loop_template checks that it does).
-        p = pmax()
-        span = src.hbm[step.k0 : step.k0 + (n - 1) * p + step.rows, blk.c0 : blk.c0 + blk.csz]
-        args = (dst, src, blk.c0, blk.csz, step.k0, step.rows, n)
-        self.templates.run(("v group", st.job, step.rows, n), (dst, span), _group_dma, *args)
+        group = src.k_group(blk.c0, blk.csz, step.k0, step.rows, n)
+        self.templates.run(("v group", st.job, step.rows, n), (dst, group), dma, dst, group)
 
     def transpose(self, u: int) -> None:
         st = self.steps[u]
         job = self.jobs[st.job]
         blk = self.blocks[st.block]
         step = self.ksteps[st.job][st.kk]
-        c, ck0, _ = self.chunk_at[u]
+        c, ck0, _ = self._chunk(st)
         koff = step.k0 - ck0
         if st.vblk == 0:
             key = (st.job, st.strip, c)
-            dst = self._sub(self._s_tile(u), step.rows, step.g, blk.rsz)
+            dst = self._s_tile(u)[: step.rows, : step.g, : blk.rsz]
             job.s.transpose(self.s_ring, self.s_chunks[key] + koff, blk.rsz, step, dst, self.evac, self.templates)
-            if self.ends_chunk[u]:
+            if self._chunk_end(st):
                 self.s_ring.release(key)
-        if self.v_mode_at[u] == "transpose":
+        if self._v_mode(st) == "transpose":
             assert isinstance(job.v, RowMajor) and self.v_ring is not None
             key = (st.job, st.vblk, c)
-            tile = self._v_tile(u)
-            tile = (
-                tile[: step.rows, : step.g, : blk.csz]
-                if self.v_stream is None
-                else self._sub(tile, step.rows, step.g, blk.csz)
-            )
+            tile = self._v_tile(u)[: step.rows, : step.g, : blk.csz]
             job.v.transpose(self.v_ring, self.v_chunks[key] + koff, blk.csz, step, tile, self.evac, self.templates)
-            if self.ends_chunk[u]:
+            if self._chunk_end(st):
                 self.v_ring.release(key)
             if job.scratch is not None and st.strip == 0:
                 # issued at step u, before the stream buffer is reused two steps later
                 dst = job.scratch[step.k0 : step.k0 + step.size, blk.c0 : blk.c0 + blk.csz]
-                self.pending.append((u, partial(self.templates.run, "scratch", (dst, tile), deferred_dma, dst, tile)))
+                self.pending.append((u, partial(nisa.dma_copy, dst=dst, src=tile)))
 
     def matmul(self, t: int, acc: list[list[Any]], acc_views: tuple[Any, ...]) -> None:
         st = self.steps[t]
@@ -447,16 +420,6 @@ class _Pipeline:
                     self._defer(t, work)
             self.flush(t)
         self.flush(None)
-
-
-def _group_dma(dst: Any, src: KMajor, c0: int, csz: int, k0: int, rows: int, n: int) -> None:
-    """One DMA of n k-tiles of V (KMajor.k_group) into dst."""
-    dma(dst, src.k_group(c0, csz, k0, rows, n))
-
-
-def deferred_dma(dst: Any, src: Any) -> None:
-    """A DMA issued late (flush): a loop body of its own (nki/loop_template.py), its instructions located here."""
-    nisa.dma_copy(dst=dst, src=src)
 
 
 def run_gemm(jobs: list[GemmJob], plan: GemmPlan, double_row: bool, evac: Evacuator) -> None:

@@ -78,14 +78,13 @@ class RowMajor:
         self.hbm = hbm
         self.dtype = hbm.dtype
         self._views: dict[tuple[int, ...], tuple[ChunkRing, Any]] = {}  # staged row views (_staged)
-        self._groups: dict[tuple[int, int], list[tuple[int, int, range, tuple[int, ...], int, int]]] = {}
 
     def load_chunk(self, ring: ChunkRing, key: Any, r0: int, rsz: int, k0: int, ksz: int, templates: Templates) -> int:
         """Rows [r0, r0 + rsz) x K [k0, k0 + ksz) into the staging ring, one DMA per 128 rows; returns
         the chunk's first column in the ring."""
         start = ring.place(key, ksz)
-        for i, (ro, rs) in enumerate(tiles(r0, rsz, pmax())):
-            dst, src = self._staged(ring, i, rs, start, start + ksz, 1), self.hbm[ro : ro + rs, k0 : k0 + ksz]
+        for t, (ro, rs) in zip(ring.tiles, tiles(r0, rsz, pmax())):
+            dst, src = t[:rs, start : start + ksz], self.hbm[ro : ro + rs, k0 : k0 + ksz]
             templates.run("dma", (dst, src), dma, dst, src)  # one DMA: a loop body of its own (loop_template)
         return start
 
@@ -93,50 +92,28 @@ class RowMajor:
         self, ring: ChunkRing, col: int, rsz: int, step: KStep, dst: Any, evac: Evacuator, templates: Templates
     ) -> None:
         """dst [k, g, rsz] <- the k-step's columns (from ring column `col`) of the staged rows, transposed."""
-        groups = self._groups.get((rsz, step.g))
-        if groups is None:
-            groups = self._groups[(rsz, step.g)] = self._transpose_groups(rsz, step.g)
-        for j, b0, group, rows, width, stride in groups:
-            ps = evac.transient((step.rows, width), self.dtype)
-            # K columns col + j, col + j + 2, ...: slot j of the double-row tile
-            lo, hi = col + j, col + step.size
-            srcs = tuple([self._staged(ring, i, r, lo, hi, stride) for i, r in zip(group, rows)])
-            # the group's transposes and their copy out of PSUM are one loop body (nki/loop_template.py): the
-            # same but for ps, srcs and dst, once the copy's engine is chosen (a key: the choice stays out here)
-            engine = evac.pick(width, dst.dtype, ps.dtype, True)
-            key = ("transpose", step.g, rows, j, b0, engine)
-            templates.run(key, (ps, *srcs, dst), _transposes_out, ps, srcs, dst, j, b0 * pmax(), evac, engine)
-
-    def _transpose_groups(self, rsz: int, g: int) -> list[tuple[int, int, range, tuple[int, ...], int, int]]:
-        """transpose()'s batches for rsz rows in [k, g, .] tiles: per (slot j, first row tile b0) the row tiles
-        whose transposes share a PSUM bank, their rows, their total width, and the column stride of slot j."""
         p = pmax()
         rows = [rs for _, rs in tiles(0, rsz, p)]
         per_bank = max(1, core().psum.bank_bytes // self.dtype.itemsize // p)  # transposed blocks per PSUM bank
-        out = []
-        for j in range(g):
+        for j in range(step.g):
             for b0 in range(0, len(rows), per_bank):
                 group = range(b0, min(len(rows), b0 + per_bank))
-                out.append(
-                    (
-                        j if g == 2 else 0,
-                        b0,
-                        group,
-                        tuple(rows[i] for i in group),
-                        sum(rows[i] for i in group),
-                        2 if g == 2 else 1,
-                    )
-                )
-        return out
+                width = sum(rows[i] for i in group)
+                ps = evac.transient((step.rows, width), self.dtype)
+                # K columns col + j, col + j + 2, ...: slot j of the double-row tile
+                lo, hi, stride = (col + j, col + step.size, 2) if step.g == 2 else (col, col + step.size, 1)
+                srcs = tuple(self._staged(ring, i, rows[i], lo, hi, stride) for i in group)
+                # the group's transposes are one loop body (nki/loop_template.py): the same but for ps and srcs
+                key = ("transpose", step.g, tuple(rows[i] for i in group))
+                templates.run(key, (ps, *srcs), _transposes, ps, srcs)
+                evac(dst[:, j, b0 * p : b0 * p + width], ps)
 
     def _staged(self, ring: ChunkRing, i: int, rows: int, lo: int, hi: int, stride: int) -> Any:
         """ring.tiles[i][:rows, lo:hi:stride], made once (the ring's chunks sit at a few columns in turn)."""
         key = (id(ring), i, rows, lo, hi, stride)
         got = self._views.get(key)
         if got is None:
-            tile = ring.tiles[i]
-            view = tile[:rows, lo:hi] if stride == 1 else tile[:rows, lo:hi:stride]
-            got = self._views[key] = (ring, view)  # the ring kept: its id stays its own
+            got = self._views[key] = (ring, ring.tiles[i][:rows, lo:hi:stride])  # the ring kept: its id stays its own
         return got[1]
 
 
@@ -144,12 +121,10 @@ def dma(dst: Any, src: Any) -> None:
     nisa.dma_copy(dst=dst, src=src)
 
 
-def _transposes_out(ps: Any, srcs: tuple[Any, ...], dst: Any, j: int, c0: int, evac: Evacuator, engine: str) -> None:
-    """ps [k, sum of rows] <- each src [rows, k] transposed, side by side; then dst[:, j, c0 : c0 + that sum] <- ps
-    on `engine` (evac.copy: no state changes)."""
+def _transposes(ps: Any, srcs: tuple[Any, ...]) -> None:
+    """ps [k, sum of rows] <- each src [rows, k] transposed, side by side."""
     c = 0
     for src in srcs:
         r = src.shape[0]
         nisa.nc_transpose(dst=ps[:, c : c + r], data=src)
         c += r
-    evac.copy(engine, dst[:, j, c0 : c0 + c], ps)

@@ -120,86 +120,11 @@ def blocks_in_flight(dma_ahead: int, transpose_ahead: int, ksteps: int) -> int:
 
 
 def plan_gemm(p: GemmProblem, core: CoreSpec) -> GemmPlan:
-    """The blocking with the smallest estimate (see the module docstring). A pure function of the problem and
-    the core's numbers, so it is memoised by them: a model's layers ask for the same few problems again."""
-    key = (_core_key(core), p)
-    plan = _PLANS.get(key)
-    if plan is None:
-        plan = _plan_gemm(p, core)
-        if len(_PLANS) >= _PLANS_SIZE:
-            _PLANS.pop(next(iter(_PLANS)))
-        _PLANS[key] = plan
-    return plan
-
-
-# plan_gemm's results by (the core's numbers, problem); a plan is immutable, so one object serves every caller
-_PLANS: dict[tuple[str, GemmProblem], GemmPlan] = {}
-_PLANS_SIZE = 4096
-# a core's key (its numbers as JSON, ~30 us to make) by its identity, the core kept so that its id stays its own
-_CORE_KEYS: dict[int, tuple[CoreSpec, str]] = {}
-
-
-def _core_key(core: CoreSpec) -> str:
-    hit = _CORE_KEYS.get(id(core))
-    if hit is None or hit[0] is not core:
-        if len(_CORE_KEYS) >= 64:
-            _CORE_KEYS.pop(next(iter(_CORE_KEYS)))
-        hit = _CORE_KEYS[id(core)] = (core, core.model_dump_json())
-    return hit[1]
-
-
-class _Costs:
-    """What every candidate of one problem prices alike, computed once per plan_gemm: the ISA's TensorE cycles,
-    PSUM copy rates and DMA times (each memoised by its arguments; the same formulas, so the same floats)."""
-
-    def __init__(self, p: GemmProblem, core: CoreSpec) -> None:
-        self.p, self.core = p, core
-        pmax = int(core.sbuf.partitions)
-        self.pmax = pmax
-        self.transpose_cycles = compute_cycles(Opcode.NC_TRANSPOSE, Engine.TENSOR, core, CostArgs(n=pmax, p=pmax))
-        self._matmul: dict[int, float] = {}
-        self._dma: dict[tuple[float, int, int, int | None], float] = {}
-        # VectorE / ScalarE copying the transposes and the accumulators out of PSUM at the ISA's rates of a
-        # tensor_copy (VectorE) and an activation copy (ScalarE), on both at once unless they share a PSUM port.
-        shared_port = any({"vector", "scalar"} <= set(grp) for grp in core.psum_exclusive_engines)
-        from_psum = CostArgs(p=pmax, sbuf_only=False, psum_input=True)
-        for_16bit = steady_rate(core, Opcode.TENSOR_COPY, Engine.VECTOR, replace(from_psum, all_bf16=p.in_bytes == 2))
-        vec_rate = steady_rate(core, Opcode.TENSOR_COPY, Engine.VECTOR, from_psum)
-        sca_rate = steady_rate(core, Opcode.ACTIVATION, Engine.SCALAR, from_psum)
-        self.copy_rate = max(for_16bit, sca_rate) if shared_port else for_16bit + sca_rate
-        self.acc_rate = max(vec_rate, sca_rate) if shared_port else vec_rate + sca_rate
-
-    def matmul_cycles(self, n_moving: int) -> float:
-        got = self._matmul.get(n_moving)
-        if got is None:
-            args = CostArgs(n_stationary=self.pmax, n_moving=n_moving, fp32_matmul=self.p.fp32)
-            got = self._matmul[n_moving] = compute_cycles(Opcode.NC_MATMUL, Engine.TENSOR, self.core, args)
-        return got
-
-    def dma_ns(self, nbytes: float, rows: int, part_bytes: int, run_bytes: int | None = None) -> float:
-        """Each transfer of `rows` partitions x `part_bytes` (in contiguous runs of `run_bytes`) splits into
-        pieces over the queues; each piece holds its queue for its data time, at least the per-transfer
-        overhead (the ISA's rules, isa/cost.py). Time = queue busy time of all transfers / queues."""
-        key = (nbytes, rows, part_bytes, run_bytes)
-        got = self._dma.get(key)
-        if got is None:
-            core, d = self.core, self.core.dma
-            rows = max(1, min(rows, self.pmax))
-            pieces = dma_queue_pieces(core, rows)
-            per_piece = rows * part_bytes / pieces
-            data = dma_transfer_ns(d, per_piece, run_bytes or part_bytes, d.queue_bytes_per_ns)
-            transfers = nbytes / (rows * part_bytes)
-            got = self._dma[key] = transfers * pieces * dma_queue_occupancy_ns(d, data) / d.queues
-        return got
-
-
-def _plan_gemm(p: GemmProblem, core: CoreSpec) -> GemmPlan:
     pmax = int(core.sbuf.partitions)
     fmax = int(core.psum.bank_bytes // 4)  # fp32 accumulator columns per bank
     acc_banks = max(1, int(core.psum.banks) - _TRANSPOSE_BANKS)
     kstep = 2 * pmax if p.double_row else pmax
     row_tiles = _cdiv(p.rows, pmax)
-    costs = _Costs(p, core)
     best: GemmPlan | None = None
     for mt in range(1, min(acc_banks, row_tiles) + 1):
         for nb in range(1, acc_banks // mt + 1):
@@ -211,7 +136,7 @@ def _plan_gemm(p: GemmProblem, core: CoreSpec) -> GemmPlan:
                 for v_resident in (False, True):
                     # grouped V loads: K-major V (not linear's x) in plain k-steps (not double-row)
                     for v_group in _V_GROUPS if not (p.v_row_major or p.double_row) else (1,):
-                        plan = _evaluate(p, core, mt, v_block, k_chunk, v_resident, kstep, v_group, costs)
+                        plan = _evaluate(p, core, mt, v_block, k_chunk, v_resident, kstep, v_group)
                         if plan is None:
                             continue
                         if best is None or (plan.estimate_ns, plan.sbuf_bytes) < (best.estimate_ns, best.sbuf_bytes):
@@ -231,10 +156,8 @@ def _evaluate(
     v_resident: bool,
     kstep: int,
     v_group: int = 1,
-    costs: _Costs | None = None,
 ) -> GemmPlan | None:
-    costs = _Costs(p, core) if costs is None else costs
-    pmax = costs.pmax
+    pmax = int(core.sbuf.partitions)
     row_tiles = _cdiv(p.rows, pmax)
     strips = _cdiv(row_tiles, mt)
     if v_resident and strips == 1:
@@ -246,8 +169,11 @@ def _evaluate(
     t = core.tensor
     mf = int(t.moving_fmax)
     # Cycle counts come from the ISA's cost model, never recomputed here.
-    transpose_cycles = costs.transpose_cycles
-    matmul_cycles = costs.matmul_cycles
+    transpose_cycles = compute_cycles(Opcode.NC_TRANSPOSE, Engine.TENSOR, core, CostArgs(n=pmax, p=pmax))
+
+    def matmul_cycles(n_moving: int) -> float:
+        args = CostArgs(n_stationary=pmax, n_moving=n_moving, fp32_matmul=p.fp32)
+        return compute_cycles(Opcode.NC_MATMUL, Engine.TENSOR, core, args)
 
     # Transposes run far enough ahead to cover a transpose -> PSUM copy -> matmul round trip (~0.6 us:
     # the copy and two pipeline latencies), counted in this plan's k-steps of TensorE work.
@@ -295,15 +221,31 @@ def _evaluate(
     if p.v_row_major:
         tr_cycles += _cdiv(p.cols, pmax) * k_tiles * transpose_cycles
     tensor_ns = (mm_cycles + tr_cycles) / t.clock_ghz
-    # VectorE / ScalarE: copying the transposes and the accumulators out of PSUM (_Costs: the ISA's rates).
-    copy_rate, acc_rate = costs.copy_rate, costs.acc_rate
+    # VectorE / ScalarE: copying the transposes and the accumulators out of PSUM at the ISA's rates of a
+    # tensor_copy (VectorE) and an activation copy (ScalarE), on both at once unless they share a PSUM port.
+    shared_port = any({"vector", "scalar"} <= set(grp) for grp in core.psum_exclusive_engines)
+    from_psum = CostArgs(p=pmax, sbuf_only=False, psum_input=True)
+    for_16bit = steady_rate(core, Opcode.TENSOR_COPY, Engine.VECTOR, replace(from_psum, all_bf16=ib == 2))
+    vec_rate = steady_rate(core, Opcode.TENSOR_COPY, Engine.VECTOR, from_psum)
+    sca_rate = steady_rate(core, Opcode.ACTIVATION, Engine.SCALAR, from_psum)
+    copy_rate = max(for_16bit, sca_rate) if shared_port else for_16bit + sca_rate
+    acc_rate = max(vec_rate, sca_rate) if shared_port else vec_rate + sca_rate
     transposed = (row_tiles + (_cdiv(p.cols, pmax) if p.v_row_major else 0)) * k_tiles * pmax
     evac_ns = transposed / copy_rate + row_tiles * p.cols / acc_rate
     compute_ns = max(tensor_ns, evac_ns)
 
-    # DMA: the queues' busy time of each kind of transfer (_Costs.dma_ns, the ISA's rules).
+    # DMA: each transfer of `rows` partitions x `part_bytes` (in contiguous runs of `run_bytes`) splits into
+    # pieces over the queues; each piece holds its queue for its data time, at least the per-transfer
+    # overhead (the ISA's rules, isa/cost.py). Time = queue busy time of all transfers / queues.
     d = core.dma
-    dma_ns = costs.dma_ns
+
+    def dma_ns(nbytes: float, rows: int, part_bytes: int, run_bytes: int | None = None) -> float:
+        rows = max(1, min(rows, pmax))
+        pieces = dma_queue_pieces(core, rows)
+        per_piece = rows * part_bytes / pieces
+        data = dma_transfer_ns(d, per_piece, run_bytes or part_bytes, d.queue_bytes_per_ns)
+        transfers = nbytes / (rows * part_bytes)
+        return transfers * pieces * dma_queue_occupancy_ns(d, data) / d.queues
 
     # Per strip: its share of TensorE work against its DMA: its S rows, its output, and V (every strip
     # when V streams; only the first when V stays resident, which makes strip 0 the heavy one).

@@ -32,10 +32,6 @@ def small_ops_engine() -> Any:
     return nisa.vector_engine if share_port("vector", "gpsimd", "sbuf") else nisa.gpsimd_engine
 
 
-def _plain(key: Any, bindings: Any, body: Any, *args: Any) -> Any:
-    return body(*args)
-
-
 class OnlineSoftmax:
     """Running max and sum of `rows` rows (partitions 0..rows-1) of scores scaled by `scale`."""
 
@@ -53,8 +49,6 @@ class OnlineSoftmax:
         # (tracing time goes into allocations; the columns are separate regions, so no false dependencies).
         self.packed = packed
         self._cols: Any = None
-        self._last_alpha: Any = None  # running_max's body's alpha tile, handed to its caller
-        self.templates: Any = None  # nki/loop_template.Templates, where the caller stamps exp from a template
 
     def _vec(self, col: int | None = None) -> Any:
         """A [P, 1] fp32 vector: column `col` of the block's packed tile, or a tile of its own."""
@@ -72,39 +66,19 @@ class OnlineSoftmax:
         """
         rows = self.rows
         if self.packed:  # fp32 columns 0-2: r_new, alpha, total; then the bf16 maxima (two per fp32 column)
-            key = ("block_max", rows, tuple(w for _, w in tiles))
-            bindings = tuple(s for s, _ in tiles)
-            run = self.templates.run if self.templates is not None else _plain
-            self._cols = run(key, bindings, self._block_max_packed, tiles)
-            if len(tiles) == 1:
-                return self._cols.view(nl.bfloat16)[:, 2 * PACKED_COLS : 2 * PACKED_COLS + 1][:rows, 0:1]
-            return self._vec(2)[:rows]
-        neg_max = nl.ndarray((pmax(), len(tiles)), nl.bfloat16, buffer=nl.sbuf)
-        self._reduce_max(tiles, neg_max)
+            self._cols = nl.ndarray((pmax(), PACKED_COLS + -(-len(tiles) // 2)), nl.float32, buffer=nl.sbuf)
+            first = 2 * PACKED_COLS
+            neg_max = self._cols.view(nl.bfloat16)[:, first : first + len(tiles)]
+        else:
+            neg_max = nl.ndarray((pmax(), len(tiles)), nl.bfloat16, buffer=nl.sbuf)
+        for c, (s, w) in enumerate(tiles):
+            upper = s.view(nl.bfloat16)[:rows, 1 : 2 * w : 2]
+            nisa.tensor_reduce(dst=neg_max[:rows, c : c + 1], op=nl.maximum, data=upper, axis=1, negate=True)
         if len(tiles) == 1:
             return neg_max[:rows, 0:1]
         total = self._vec(2)
         nisa.tensor_reduce(dst=total[:rows], op=nl.minimum, data=neg_max[:rows, : len(tiles)], axis=1)
         return total[:rows]
-
-    def _block_max_packed(self, tiles: list[tuple[Any, int]]) -> Any:
-        """block_max's body with `packed`: allocates the block's packed tile (returned), fills its maxima columns
-        and, over several tiles, their total."""
-        rows = self.rows
-        cols = nl.ndarray((pmax(), PACKED_COLS + -(-len(tiles) // 2)), nl.float32, buffer=nl.sbuf)
-        first = 2 * PACKED_COLS
-        neg_max = cols.view(nl.bfloat16)[:, first : first + len(tiles)]
-        self._reduce_max(tiles, neg_max)
-        if len(tiles) > 1:
-            total = cols[:, 2:3]
-            nisa.tensor_reduce(dst=total[:rows], op=nl.minimum, data=neg_max[:rows, : len(tiles)], axis=1)
-        return cols
-
-    def _reduce_max(self, tiles: list[tuple[Any, int]], neg_max: Any) -> None:
-        rows = self.rows
-        for c, (s, w) in enumerate(tiles):
-            upper = s.view(nl.bfloat16)[:rows, 1 : 2 * w : 2]
-            nisa.tensor_reduce(dst=neg_max[:rows, c : c + 1], op=nl.maximum, data=upper, axis=1, negate=True)
 
     def running_max(self, neg_max: Any) -> tuple[Any, Any]:
         """r_new = min(r_old, scale * -max): a larger max is a smaller r, and alpha = exp(r_new - r_old).
@@ -113,22 +87,6 @@ class OnlineSoftmax:
         on the small-ops engine, which keeps it off ScalarE (busy with exp over every score)."""
         rows = self.rows
         r_old, r_new = self.r, self._vec(0)
-        if not self.packed or self.templates is None:  # _vec allocates: alpha after r_new's instruction
-            self._running_max(neg_max, r_old, r_new, None)
-        else:  # _vec gives views of the block's packed tile
-            alpha = None if r_old is None else self._vec(1)
-            key = ("running_max", rows, self.scale, r_old is None)
-            bindings = (neg_max, r_new) if r_old is None else (neg_max, r_new, r_old, alpha)
-            self.templates.run(key, bindings, self._running_max, neg_max, r_old, r_new, alpha)
-            self.r = r_new
-            return alpha, r_new
-        self.r = r_new
-        alpha, self._last_alpha = self._last_alpha, None  # the caller's reference only, as before
-        return alpha, r_new
-
-    def _running_max(self, neg_max: Any, r_old: Any, r_new: Any, alpha: Any) -> None:
-        """running_max's body (alpha: None to take a _vec(1) after r_new's instruction, kept in _last_alpha)."""
-        rows = self.rows
         if r_old is None:
             nisa.tensor_scalar(dst=r_new[:rows], data=neg_max, op0=nl.multiply, operand0=self.scale, engine=self.engine)
         else:
@@ -141,10 +99,10 @@ class OnlineSoftmax:
                 operand1=r_old[:rows],
                 engine=self.engine,
             )
-        self._last_alpha = None
+        self.r = r_new
+        alpha = None
         if r_old is not None:
-            if alpha is None:
-                alpha = self._last_alpha = self._vec(1)
+            alpha = self._vec(1)
             nisa.tensor_scalar(
                 dst=alpha[:rows],
                 data=r_old[:rows],
@@ -156,25 +114,15 @@ class OnlineSoftmax:
                 reverse1=True,
                 engine=self.engine,
             )
+        return alpha, r_new
 
     def exp(self, tiles: list[tuple[Any, int]], r_new: Any, stride: int, out: Any = None) -> tuple[Any, Any]:
         """ScalarE: P = exp(scale * S + r_new) (tile c at column c * stride) with its row sums in the same
         instructions unless the caller keeps them (sum_column). Returns (P [128, len(tiles) * stride] in
         SBUF, or in `out` where given, rowsum(P) or None)."""
-        if self.templates is None:
-            probs, row_sum = self._exp(tiles, r_new, stride, out)
-        else:
-            rows, widths = self.rows, tuple(w for _, w in tiles)
-            key = ("exp", rows, self.scale, self.probs_dtype, widths, stride, out is None, self.sum_column is None)
-            bindings = (*(s for s, _ in tiles), r_new, *(() if out is None else (out,)))
-            probs, row_sum = self.templates.run(key, bindings, self._exp, tiles, r_new, stride, out)
-        return (probs if out is None else out), row_sum
-
-    def _exp(self, tiles: list[tuple[Any, int]], r_new: Any, stride: int, out: Any) -> tuple[Any, Any]:
-        """exp's body; returns (P where allocated here, else None; rowsum(P) or None)."""
         rows = self.rows
         probs = nl.ndarray((pmax(), len(tiles) * stride), self.probs_dtype, buffer=nl.sbuf) if out is None else out
-        row_sum = None if self.sum_column is not None else nl.ndarray((pmax(), 1), nl.float32, buffer=nl.sbuf)
+        row_sum = None if self.sum_column is not None else self._vec()
         for c, (s, w) in enumerate(tiles):
             reduce: dict[str, Any] = {}
             if row_sum is not None:
@@ -188,7 +136,7 @@ class OnlineSoftmax:
                 scale=self.scale,
                 **reduce,
             )
-        return (probs if out is None else None), row_sum
+        return probs, row_sum
 
     def update_sum(self, alpha: Any, row_sum: Any) -> None:
         """l = alpha * l + rowsum(P) (nothing to do where the caller's accumulator keeps l)."""

@@ -66,7 +66,6 @@ from trnsim.kernels._common import cdiv, moving_fmax, pmax, psum_fmax, require, 
 from trnsim.kernels._flash_tiles import (
     KV,
     Consts,
-    KVSlots,
     ORing,
     Plan,
     QBlock,
@@ -84,7 +83,6 @@ from trnsim.kernels.attention_transposed import (
     TransposedSoftmax,
     transposed_constants,
 )
-from trnsim.nki.loop_template import Templates
 
 __all__ = ["decode_attention", "flash_attention"]
 
@@ -225,7 +223,6 @@ def flash_attention(q, k, v, causal=True, scale=None):
     plan.mode = attention_plan.kv_mode(plan)
     plan.q_block_tiles = attention_plan.q_block_tiles(plan)
     plan.store_tiles = attention_plan.store_tiles(plan)
-    plan.templates = Templates()  # the units' steps as loop bodies, stamped in timing runs (_flash_tiles.run)
 
     out = nl.ndarray(q.shape, q.dtype, buffer=nl.shared_hbm)
     io = (q, k, v, out)
@@ -235,10 +232,8 @@ def flash_attention(q, k, v, causal=True, scale=None):
     rings = Rings(ORing(plan, O_SLOTS), StageRing(plan))
     groups = [(b, g) for b in range(batch) for g in range(kv_heads)]
 
-    slots = KVSlots() if plan.mode == "prefetch" else None
-
     def make_kv(b: int, g: int, defer_v: bool = False) -> Any:
-        return lambda: KV(plan, k, v, b, g, 0, s_kv, defer_v, slots)
+        return lambda: KV(plan, k, v, b, g, 0, s_kv, defer_v)
 
     blocks = _query_blocks(plan, groups)
     if plan.mode == "prefetch":

@@ -23,7 +23,6 @@ from trnsim.isa.cost import dma_queue_occupancy_ns, dma_queue_pieces, dma_transf
 from trnsim.isa.instructions import dma_transpose as dma_transpose_record
 from trnsim.isa.operand import HBM, SBUF
 from trnsim.kernels._common import cdiv, core
-from trnsim.kernels._flash_tiles import run
 
 # Kernel policy: pipeline steps by which P V (and what follows it) comes later in a plan with DMA transposes.
 # A transpose issued after exp waits its turn on the queues (FIFO, shared with Q loads and result stores),
@@ -100,9 +99,7 @@ def exp_and_transpose(unit: Any) -> None:
         lead = unit.leader
         unit.probs = lead.probs
         softmax.exp(unit.tiles, unit.r_new, stride=plan.kb, out=lead.probs[:, width:])
-        keys = unit.k_hi - unit.k_lo  # as a loop template (kernels/_flash_tiles.run): stamped in timing runs
-        key = ("transpose_two", unit.qt.rows, keys)
-        pt, widths = run(plan.templates, key, (lead.probs,), _transpose_two, plan, unit.qt.rows, lead.probs, keys)
+        pt, widths = _transpose_two(plan, unit.qt.rows, lead.probs, unit.k_hi - unit.k_lo)
         lead.pt, unit.pt = pt[:, : len(widths) * plan.p], pt[:, len(widths) * plan.p :]
         lead.widths = unit.widths = widths
         # The pair is done with each other: drop the links, a reference cycle whose tiles only the cyclic GC

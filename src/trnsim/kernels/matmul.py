@@ -39,7 +39,7 @@ from trnsim.kernels._common import (
     require_dtype,
 )
 from trnsim.kernels._evacuate import Evacuator
-from trnsim.kernels._gemm import Block, GemmJob, deferred_dma, run_gemm
+from trnsim.kernels._gemm import Block, GemmJob, run_gemm
 from trnsim.kernels._gemm_operands import KMajor, RowMajor, dma, k_steps, tiles
 from trnsim.kernels._gemm_plan import GemmProblem, blocks_in_flight, plan_gemm
 from trnsim.nki.context import outside_location
@@ -141,25 +141,14 @@ class _StoreBlocks:
 
     def finish(self, out, blk: Block, acc: list[list[Any]], _prefetched: Any) -> list[Any]:
         stores = []
-        col_tiles = blk.col_tiles
-        widths = tuple(nsz for _, nsz in col_tiles)
         for i, (m0, msz) in enumerate(blk.row_tiles):
             o = self.rows.slot(self.turn)[:msz, : blk.csz]
             self.turn += 1
-            # the row's copies out of PSUM are one loop body (nki/loop_template.py) once their engines are chosen
-            row = acc[i]
-            engines = tuple(self.evac.pick(nsz, o.dtype, a.dtype, True) for nsz, a in zip(widths, row))
-            self.templates.run(("cast", widths, engines), (o, *row), self._cast, o, row, widths, engines)
+            for j, (n0, nsz) in enumerate(blk.col_tiles):
+                self.evac(o[:, n0 - blk.c0 : n0 - blk.c0 + nsz], acc[i][j])
             dst = out[m0 : m0 + msz, blk.c0 : blk.c0 + blk.csz]
             stores.append(partial(self.templates.run, "store", (dst, o), dma, dst, o))
         return stores
-
-    def _cast(self, o: Any, row: list[Any], widths: tuple[int, ...], engines: tuple[str, ...]) -> None:
-        """o [rows, sum of widths] <- the row's accumulators side by side, each copied on its chosen engine."""
-        c = 0
-        for a, nsz, engine in zip(row, widths, engines):
-            self.evac.copy(engine, o[:, c : c + nsz], a)
-            c += nsz
 
 
 class _LinearEpilogue:
@@ -184,8 +173,6 @@ class _LinearEpilogue:
         self.staged = Ring(depth * tokens, (p, strip), out.dtype)
         self.res_rows = None if residual is None else Ring(depth * tokens, (p, strip), residual.dtype)
         self.turns = {"ys": 0, "staged": 0, "res": 0}
-        self._bias_views: dict[tuple[int, int], Any] = {}
-        self.templates = Templates()  # loop bodies: activations, transposes back, residual loads, stores
 
     def _next(self, ring: Ring, key: str) -> Any:
         self.turns[key] += 1
@@ -198,8 +185,7 @@ class _LinearEpilogue:
         rows = []
         for m0, msz in tiles(blk.c0, blk.csz, pmax()):
             r = self._next(self.res_rows, "res")[:msz, : blk.rsz]
-            src = self.residual[m0 : m0 + msz, blk.r0 : blk.r0 + blk.rsz]
-            self.templates.run("residual", (r, src), _load, r, src)  # one DMA: a loop body (nki/loop_template.py)
+            nisa.dma_copy(dst=r, src=self.residual[m0 : m0 + msz, blk.r0 : blk.r0 + blk.rsz])
             rows.append(r)
         return rows
 
@@ -208,72 +194,39 @@ class _LinearEpilogue:
         that the in-order TensorE does not stall on ScalarE while it has matmuls to do."""
         p = pmax()
         ys = []
-        widths = tuple(msz for _, msz in blk.col_tiles)
         for i, (f0, fsz) in enumerate(blk.row_tiles):
-            bias = None if self.bias_cols is None else self._bias(fsz, f0 // p)
-            row = [self._next(self.ys, "ys")[:fsz, :msz] for msz in widths]
-            for msz in widths:
+            bias = None if self.bias_cols is None else self.bias_cols[:fsz, f0 // p : f0 // p + 1]
+            row = []
+            for j, (_, msz) in enumerate(blk.col_tiles):
+                y = self._next(self.ys, "ys")[:fsz, :msz]
+                nisa.activation(dst=y, op=self.act, data=acc[i][j], bias=bias)
                 self.evac.charge("scalar", msz)
-            # a row's activations are one loop body (nki/loop_template.py): the same but for the tiles
-            bindings = (*row, *acc[i]) if bias is None else (*row, *acc[i], bias)
-            self.templates.run(("act", widths, bias is None), bindings, self._activations, row, acc[i], bias)
+                row.append(y)
             ys.append(row)
         return [partial(self._transpose_back, blk, ys, residual_rows)]
-
-    def _bias(self, fsz: int, col: int) -> Any:
-        """bias_cols[:fsz, col : col + 1], made once."""
-        view = self._bias_views.get((fsz, col))
-        if view is None:
-            view = self._bias_views[(fsz, col)] = self.bias_cols[:fsz, col : col + 1]
-        return view
-
-    def _activations(self, row: list[Any], acc: list[Any], bias: Any) -> None:
-        for y, a in zip(row, acc):
-            nisa.activation(dst=y, op=self.act, data=a, bias=bias)
 
     def _transpose_back(self, blk: Block, ys: list[list[Any]], residual_rows: list[Any] | None) -> list[Any]:
         """out[tokens, features] = y.T (+ residual), cast as VectorE or ScalarE empties PSUM; stores later."""
         p = pmax()
         token_tiles = tiles(blk.c0, blk.csz, p)
         staged = [self._next(self.staged, "staged")[:msz, : blk.rsz] for _, msz in token_tiles]
-        run = self.templates.run
         for i, (f0, fsz) in enumerate(blk.row_tiles):
-            fs0 = f0 - blk.r0
+            fs = slice(f0 - blk.r0, f0 - blk.r0 + fsz)
             for j, (m0, msz) in enumerate(blk.col_tiles):
-                y = ys[i][j]
                 for t0, tsz in tiles(m0, msz, p):
                     back = self.evac.transient((tsz, fsz), self.ydtype)
+                    nisa.nc_transpose(dst=back, data=ys[i][j][:, t0 - m0 : t0 - m0 + tsz])
                     c = (t0 - blk.c0) // p
-                    # the transpose and its way out of PSUM: a loop body (nki/loop_template.py) once the copy's
-                    # engine is chosen (the choice and the estimate's charges stay out here)
                     if residual_rows is None:
-                        engine = self.evac.pick(fsz, staged[c].dtype, back.dtype, True)
-                        bindings: tuple[Any, ...] = (back, y, staged[c])
-                        res = None
+                        self.evac(staged[c][:, fs], back)
                     else:
+                        nisa.tensor_tensor(dst=staged[c][:, fs], data1=back, data2=residual_rows[c][:, fs], op=nl.add)
                         self.evac.charge("vector", fsz)
-                        engine, res = "add", residual_rows[c]
-                        bindings = (back, y, staged[c], res)
-                    key = ("back", t0 - m0, tsz, fs0, fsz, engine)
-                    run(key, bindings, self._back, back, y, staged[c], res, t0 - m0, tsz, fs0, fsz, engine)
         stores = []
         for (m0, msz), o in zip(token_tiles, staged):
             dst = self.out[m0 : m0 + msz, blk.r0 : blk.r0 + blk.rsz]
-            stores.append(partial(run, "store", (dst, o), deferred_dma, dst, o))
+            stores.append(partial(nisa.dma_copy, dst=dst, src=o))
         return stores
-
-    def _back(self, back, y, staged, res, col, tsz, fs0, fsz, engine) -> None:
-        """staged[:, fs0 : fs0 + fsz] <- y[:, col : col + tsz].T (+ res's same columns), through PSUM tile back."""
-        nisa.nc_transpose(dst=back, data=y[:, col : col + tsz])
-        dst = staged[:, fs0 : fs0 + fsz]
-        if res is None:
-            self.evac.copy(engine, dst, back)
-        else:
-            nisa.tensor_tensor(dst=dst, data1=back, data2=res[:, fs0 : fs0 + fsz], op=nl.add)
-
-
-def _load(dst, src):
-    nisa.dma_copy(dst=dst, src=src)
 
 
 def _bias_columns(bias, evac):

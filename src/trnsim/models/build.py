@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -16,46 +14,6 @@ if TYPE_CHECKING:
     from transformers import PretrainedConfig
 
 TASKS = ("auto", "causal-lm", "base")
-
-# torch.nn.init's in-place fills, which module constructors (nn.Linear.reset_parameters, nn.Embedding, norms) call
-_INIT_FILLS = (
-    "uniform_",
-    "normal_",
-    "trunc_normal_",
-    "constant_",
-    "ones_",
-    "zeros_",
-    "eye_",
-    "dirac_",
-    "xavier_uniform_",
-    "xavier_normal_",
-    "kaiming_uniform_",
-    "kaiming_normal_",
-    "orthogonal_",
-    "sparse_",
-)
-
-
-@contextlib.contextmanager
-def no_init_fills() -> Iterator[None]:
-    """For a model built on the meta device: torch.nn.init's fills return their tensor untouched. A meta tensor
-    has no values to fill, so the model (parameter names, shapes, dtypes, tying, buffers) is the same; what is
-    saved is the fills' dispatch through the device mode, about half of building a 126-layer model. Patches the
-    torch.nn.init module for the duration (not thread-safe: build models on the meta device one thread at a time).
-    """
-    import torch.nn.init as init
-
-    def keep(tensor: Any, *args: Any, **kwargs: Any) -> Any:
-        return tensor
-
-    saved = {name: getattr(init, name) for name in _INIT_FILLS if hasattr(init, name)}
-    try:
-        for name in saved:
-            setattr(init, name, keep)
-        yield
-    finally:
-        for name, fill in saved.items():
-            setattr(init, name, fill)
 
 
 def is_causal_lm(config: PretrainedConfig) -> bool:
@@ -108,9 +66,8 @@ def build_model(
         raise ModelError(f"invalid device {device!r}: {exc}") from None
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
         raise ModelError(f"dtype must be a floating-point torch.dtype (e.g. torch.bfloat16), got {dtype!r}")
-    skip_fills = no_init_fills() if target.type == "meta" else contextlib.nullcontext()
     try:
-        with target, skip_fills:
+        with target:
             module = auto_class.from_config(config, dtype=dtype)
     except ValueError as exc:  # e.g. a family with no class for the task
         raise ModelError(f"cannot build {config.model_type} as {resolved}: {exc}") from None

@@ -103,13 +103,19 @@ def write(t: NkiTensor, values: np.ndarray, mask: np.ndarray | None) -> None:
         if t.is_whole:
             alloc.mark_all_written()
         elif not alloc.root.fully_written:
-            alloc.note_written(idx, t.size, not t.has_index_arrays)
+            written = alloc.written_mask(create=True)
+            assert written is not None
+            written[idx] = True
+            if t.size >= written.size and written.all():
+                alloc.mark_all_written()
         return
     full = _full_index(t)
     sel = tuple(a[mask] for a in full)
     alloc.storage[sel] = cast[mask]
     if not alloc.root.fully_written:
-        alloc.note_written(sel, int(sel[0].size) if sel else 1, not t.has_index_arrays)
+        written = alloc.written_mask(create=True)
+        assert written is not None
+        written[sel] = True
 
 
 def _full_index(t: NkiTensor) -> tuple[np.ndarray, ...]:

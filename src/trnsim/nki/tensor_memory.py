@@ -67,8 +67,7 @@ class TensorMemory:
             if isinstance(k, tuple):
                 out.append(slice(k[0], k[1], k[2]))
             elif isinstance(k, np.ndarray):
-                # in range (the usual case, checked when the instruction was issued): min/max cost half of a clip
-                out.append(np.clip(k, 0, d - 1) if clip and k.size and (k.min() < 0 or k.max() >= d) else k)
+                out.append(np.clip(k, 0, d - 1) if clip else k)
             else:
                 out.append(k)
         return tuple(out)

@@ -85,8 +85,6 @@ class TensorViews:
         def buffer(self) -> MemoryKind: ...
         @property
         def has_index_arrays(self) -> bool: ...
-        @property
-        def is_whole(self) -> bool: ...
         def _indirect_view(self, alloc: Allocation, key: tuple[Any, ...]) -> NkiTensor: ...
         def _lazy_pattern_view(
             self, alloc: Allocation, pairs: list[tuple[int, int]], start: int, bounds: tuple[int, int], run: int
@@ -116,19 +114,6 @@ class TensorViews:
         self._require_affine("offset")
         full = self._storage_strides()
         return sum((k[0] if isinstance(k, tuple) else int(k)) * s for k, s in zip(self.key, full))
-
-    @property
-    def base_tensor(self) -> NkiTensor:
-        """The whole tensor a view was taken from: its allocation, in the allocation's own dtype and shape (the
-        tensor itself when it is whole). Not in the NKI API reference; nki-library 2026-04-13 reads it on kernel
-        arguments (moe_tkg's MX weight loads: gate_up_projection_mx.py, down_projection_mx.py,
-        selective_expert_mx_impl.py; the same name as its TensorView's field)."""
-        root = self.alloc.root
-        if root is self.alloc and not self.has_index_arrays and self.is_whole:
-            return self  # type: ignore[return-value]
-        from trnsim.nki.tensor import NkiTensor
-
-        return NkiTensor(root)
 
     def get_pattern(self) -> list[list[int]]:
         """The view as `[[stride, count], ...]`, one pair per dim (a starting point for `.ap()`)."""

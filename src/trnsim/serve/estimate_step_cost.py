@@ -31,10 +31,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from trnsim.compiler.kernel_runner import extrapolation
+from trnsim.compiler.unpriced import unpriced_ops
 from trnsim.gpu.spec import GpuSpec
 from trnsim.hw.spec import HardwareSpec
 from trnsim.serve.errors import ServeError
 from trnsim.serve.step_components import DTYPES, SDPA, StepComponents, prefill_pairs
+from trnsim.serve.step_components_ep import EPStepComponents
 from trnsim.serve.step_grid import StepLatencyGrid
 from trnsim.serve.step_grid_store import StepLatencyStore, default_cache_path
 
@@ -127,8 +130,6 @@ def estimated_step_cost(
         missing = sum(1 for b in batches for n in tokens for c in contexts if (b, n, float(c)) not in known)
     if missing:
         _dense_parts(parts, tokens)
-    from trnsim.compiler.kernel_runner import extrapolation  # the compiler (and torch) only once a grid is built
-
     fn: Callable[[int, int, float], float] = parts.step_time_s
     if progress and missing:
         fn = _ProgressStep(parts, missing)
@@ -156,8 +157,6 @@ def _ep_parts(
 ) -> StepComponents:
     if isinstance(target, GpuSpec):
         raise ServeError("expert-parallel serving is priced on Trainium-class targets (trn1, trn2, trn3, inf2)")
-    from trnsim.serve.step_components_ep import EPStepComponents  # the compiler's MoE pieces: loaded when used
-
     return EPStepComponents(model, target, ep, instance, dtype, fmt, tp=tp)  # ep groups of tp ranks
 
 
@@ -170,9 +169,6 @@ def _dense_parts(parts: StepComponents, tokens: list[int]) -> None:
     since dense_s leaves its time out anyway (compiler/unpriced.py). Skipping points where dense(N) looks affine
     was tried and measured: not exact enough (BENCHMARKS.md, issue 12, helper E: Llama-3.1-8B on trn2, tp=1,
     the line through dense(1024) and dense(8192) passes 3.9% below dense(4096))."""
-    from trnsim.compiler.kernel_runner import extrapolation
-    from trnsim.compiler.unpriced import unpriced_ops
-
     with extrapolation(True), unpriced_ops({SDPA}):
         for n in tokens:
             parts.dense_s(n)

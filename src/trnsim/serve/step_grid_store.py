@@ -49,11 +49,7 @@ class StepLatencyStore:
             ) from None
 
     def _connect(self) -> sqlite3.Connection:
-        from trnsim.compiler.kernel_cache import wal
-
-        db = sqlite3.connect(self.path, timeout=30.0)
-        wal(db)  # commits without waiting for the disk, as the kernel cache's
-        return db
+        return sqlite3.connect(self.path, timeout=30.0)
 
     def load(self, key: str) -> dict[Point, float]:
         with self._connect() as db:

@@ -30,10 +30,6 @@ RECENT_FREES = 8
 SPILL_ENV = "TRNSIM_SPILL"
 # While spilling: allocations between two full cyclic-GC runs on overflow (a simulator-speed setting, not hardware).
 FULL_GC_EVERY = 256
-# Loop templates (nki/loop_template.py) watch a recorded body's allocations and frees: when set, called with
-# ("alloc", allocation, (kind, shape, dtype, name, core, location, par_axis)), ("free", allocation id, None) and
-# ("other", None, None) for byte reservations it cannot replay (blocks, refills).
-WATCH: Callable[[str, Any, Any], None] | None = None
 
 
 def new_id() -> int:
@@ -83,7 +79,6 @@ class Allocation:
         "shape",
         "storage",
         "written",
-        "written_count",
     )
 
     def __init__(
@@ -108,7 +103,6 @@ class Allocation:
         self.row_elems = prod(shape[1:]) if len(shape) > 1 else 1
         self.storage: np.ndarray | None = None
         self.written: np.ndarray | None = None
-        self.written_count: int | None = 0  # True elements of `written` (None: not known, see note_written)
         self.fully_written = False
         self.poisoned = False  # unwritten elements hold the poison value (writes only ever shrink that set)
         self.reuses: tuple[int, ...] = ()  # freed allocations whose bytes this one took over
@@ -120,20 +114,13 @@ class Allocation:
 
     def alias(self, shape: tuple[int, ...]) -> Allocation:
         """The same bytes seen with another shape (reshape of a whole tensor)."""
-        root = self.root
         a = Allocation.__new__(Allocation)
-        a.id, a.kind, a.dtype, a.name, a.core = root.id, root.kind, root.dtype, root.name, root.core
-        a.offset, a.nbytes, a.fully_written, a.reuses, a.blocks = (
-            root.offset,
-            root.nbytes,
-            root.fully_written,
-            root.reuses,
-            root.blocks,
-        )
-        a._root = root
+        for slot in ("id", "kind", "dtype", "name", "core", "offset", "nbytes", "fully_written", "reuses", "blocks"):
+            setattr(a, slot, getattr(self.root, slot))
+        a._root = self.root
         a.shape = shape
         a.row_elems = prod(shape[1:]) if len(shape) > 1 else 1
-        a.storage = None if root.storage is None else root.storage.reshape(shape)
+        a.storage = None if self.root.storage is None else self.root.storage.reshape(shape)
         a.written = None  # aliases use the root's mask (written_mask)
         return a
 
@@ -148,42 +135,13 @@ class Allocation:
         root.written = None
 
     def written_mask(self, create: bool = False) -> np.ndarray | None:
-        """Which elements were written (shaped like this view of the bytes); None: nothing partial yet.
-        With create=True the caller may change the mask, so its count of written elements is no longer known."""
+        """Which elements were written (shaped like this view of the bytes); None: nothing partial yet."""
         root = self.root
         if root.written is None:
             if not create:
                 return None
             root.written = np.zeros(root.shape, dtype=bool)
-        if create:
-            root.written_count = None
         return root.written if root is self else root.written.reshape(self.shape)
-
-    def note_written(self, index: Any, size: int, distinct: bool) -> None:
-        """Mark the `size` elements at numpy `index` (into this view of the bytes) written. When it selects each
-        element at most once (`distinct`: slices, ints, or index arrays of an injective view), the number of
-        written elements is kept, and the mask is dropped the moment it covers the whole allocation: later
-        writes and reads skip it, and a tensor written tile by tile stops holding a byte per element."""
-        root = self.root
-        if root.fully_written:
-            return
-        if root.written is None:
-            root.written = np.zeros(root.shape, dtype=bool)
-            root.written_count = 0
-        written = root.written if root is self else root.written.reshape(self.shape)
-        count = root.written_count
-        if distinct and count is not None:
-            part = written[index]
-            count += part.size - int(np.count_nonzero(part))
-            written[index] = True
-            root.written_count = count
-            if count >= written.size:
-                root.mark_all_written()
-            return
-        root.written_count = None  # repeated elements (index arrays) would be counted twice
-        written[index] = True
-        if size >= written.size and written.all():
-            root.mark_all_written()
 
     def poison_unwritten(self) -> None:
         """Give every element nobody wrote the poison value (NaN for floats, 4 for integers)."""
@@ -217,10 +175,7 @@ class MemorySpace:
         self._offsets: list[int] = []  # the live offsets, sorted
         # Freed byte ranges (start, end, allocation id): a new allocation over them must wait for the old
         # tensor's last access, as reused addresses do on the hardware.
-        self._freed: dict[int, tuple[int, int, int]] = {}  # by sequence number, in the order freed
-        self._freed_at: list[tuple[int, int]] = []  # (start, sequence number) of each, sorted: the search index
-        self._freed_span = 0  # the largest freed range's size: a range over [a, b) starts after a - this
-        self._freed_seq = 0
+        self._freed: list[tuple[int, int, int]] = []
         self._recent: deque[tuple[int, int]] = deque(maxlen=RECENT_FREES)  # last freed byte ranges
         self.used = 0
         self.peak = 0
@@ -281,25 +236,15 @@ class MemorySpace:
         offset = self._fit(size, name, shape, dtype, location)
         alloc = Allocation(self.kind, shape, dtype, name, self.core, offset, size, functional)
         alloc.reuses = self._take(alloc, offset)
-        if WATCH is not None:
-            WATCH("alloc", alloc, (self.kind, shape, dtype, name, self.core, location, par_axis))
         return alloc
 
     def _take(self, alloc: Allocation, offset: int) -> tuple[int, ...]:
         """Give `alloc` (a root) the bytes at `offset`; the freed allocations whose bytes it takes over."""
         size = alloc.nbytes
         end = offset + size
-        reuses: tuple[int, ...] = ()
-        freed, at = self._freed, self._freed_at
-        if freed:  # the freed ranges over [offset, end), in the order freed
-            i = bisect_left(at, (offset - self._freed_span + 1, -1))
-            hits = sorted(seq for lo, seq in at[i : bisect_left(at, (end, -1), i)] if offset < freed[seq][1])
-            reuses = tuple(freed[seq][2] for seq in hits)
-            for seq in hits:  # ranges wholly under the new tensor are now reached through it
-                lo, hi, _ = freed[seq]
-                if offset <= lo and hi <= end:
-                    del freed[seq]
-                    del at[bisect_left(at, (lo, seq))]
+        reuses = tuple(aid for lo, hi, aid in self._freed if lo < end and offset < hi)
+        if reuses:  # ranges wholly under the new tensor are now reached through it
+            self._freed = [f for f in self._freed if not (offset <= f[0] and f[1] <= end)]
         self._live[offset] = (size, alloc.name, alloc.shape, alloc.dtype)
         insort(self._offsets, offset)
         self._live_ids[offset] = alloc.id
@@ -320,8 +265,6 @@ class MemorySpace:
         root = alloc.root
         offset = self._fit(root.nbytes, root.name, root.shape, root.dtype, location)
         root.offset = offset
-        if WATCH is not None:
-            WATCH("other", None, None)
         return self._take(root, offset)
 
     def block_bytes(self, shape: tuple[int, ...], dtype: np.dtype[Any]) -> int:
@@ -334,8 +277,6 @@ class MemorySpace:
     ) -> int:
         """Bytes for one block of block tensor `owner` (its blocks get banks one at a time); its offset."""
         offset = self._fit(size, name, shape, dtype, location)
-        if WATCH is not None:
-            WATCH("other", None, None)
         self._live[offset] = (size, name, shape, dtype)
         insort(self._offsets, offset)
         self._live_ids[offset] = owner
@@ -422,14 +363,8 @@ class MemorySpace:
         if entry is not None:
             del self._offsets[bisect_left(self._offsets, offset)]
             self.used -= entry[0]
-            freed = self._live_ids.pop(offset)
-            self._freed_seq += 1
-            self._freed[self._freed_seq] = (offset, offset + entry[0], freed)
-            insort(self._freed_at, (offset, self._freed_seq))
-            self._freed_span = max(self._freed_span, entry[0])
+            self._freed.append((offset, offset + entry[0], self._live_ids.pop(offset)))
             self._recent.append((offset, offset + entry[0]))
-            if WATCH is not None:
-                WATCH("free", freed, None)
 
 
 def _clear_of(recent: list[tuple[int, int]], lo: int, hi: int, size: int) -> int | None:

@@ -1,4 +1,4 @@
-"""The scheduler's event loop: scheduler.py turns the stream into arrays and calls `run`.
+"""The scheduler's event loop, compiled (numba): scheduler.py turns the stream into arrays and calls `run`.
 
 State is struct-of-arrays. Memory regions are interned boxes, kept in per-allocation lists of live boxes
 (schedule_regions.py). A new access waits for the latest live box it overlaps; a new write forgets the boxes it
@@ -7,45 +7,24 @@ covers.
 Every time is computed with the same float operations in the same order as the model in scheduler.py's
 docstring describes (isa/cost.py's formulas; scheduler.py passes the per-instruction constants), so the
 timeline is the same to the last bit as the interpreted loop it replaced (tests/sim/test_scheduler_exact.py).
-
-Plain Python, numba-free, one source for two ways of running it: sim/schedule_jit.py compiles these functions
-(numba) for long streams; `interpreted()` runs them on Python lists (faster than numpy scalars) for short
-streams, where importing numba would cost more than it saves. Hence the style: flat 1-D arrays (2-D state
-indexed `[c * width + e]`), arrays made only through `_ints` / `_floats` / `_bools`, `len` not `.shape`.
 """
 
 from __future__ import annotations
 
-import types
-from collections.abc import Callable
-from typing import Any
-
 import numpy as np
+from numba import njit
 
-from trnsim.sim import schedule_regions
 from trnsim.sim.schedule_regions import _drop_covered, _latest, _record
 
 HBM_PRUNE_MIN = 64  # the in-flight HBM list is pruned only when longer than this
 
-# port kinds in `ports[engine * n_ports + port]`
+# port kinds in `ports[engine, port]`
 PORT_NONE = 0
 PORT_SBUF = 1
 PORT_PSUM = 2
-INF = float("inf")
 
 
-def _ints(n: int, v: int) -> np.ndarray:
-    return np.full(n, v, np.int64)
-
-
-def _floats(n: int, v: float) -> np.ndarray:
-    return np.full(n, v, np.float64)
-
-
-def _bools(n: int, v: bool) -> np.ndarray:
-    return np.full(n, v, np.bool_)
-
-
+@njit(cache=True, nogil=True)
 def _floor(
     aid: int,
     floors: np.ndarray,
@@ -94,6 +73,7 @@ def _floor(
     return floors[aid]
 
 
+@njit(cache=True, nogil=True)
 def run(
     order: np.ndarray,  # positions -> instruction index (cores interleaved)
     core: np.ndarray,
@@ -109,9 +89,9 @@ def run(
     reg_ptr: np.ndarray,  # instruction i's regions: reg_box[reg_ptr[i]:reg_ptr[i+1]], reads then writes
     reg_box: np.ndarray,
     reg_write: np.ndarray,
-    box: np.ndarray,  # interned box q -> box[6q:6q+6] = d0 start, d0 stop, d1 start, d1 stop, rest start, rest stop
-    cell: np.ndarray,  # interned box q -> cell[6q:6q+6]: its grid cell ranges (lo, hi per dimension)
-    reg_aid: np.ndarray,  # region j's dense allocation id (of box reg_box[j])
+    box: np.ndarray,  # interned box -> (d0 start, d0 stop, d1 start, d1 stop, rest start, rest stop)
+    cell: np.ndarray,  # interned box -> its grid cell ranges (lo, hi per dimension)
+    box_aid: np.ndarray,  # interned box -> dense allocation id
     n_aid: int,
     reuse_ptr: np.ndarray,  # dense allocation -> the freed ones whose bytes it took over (CSR)
     reuse_pred: np.ndarray,
@@ -121,8 +101,7 @@ def run(
     nq: int,
     ns_per_cycle: np.ndarray,
     latency: np.ndarray,
-    ports: np.ndarray,  # [engine * n_ports + port] -> PORT_NONE / PORT_SBUF / PORT_PSUM
-    n_ports: int,
+    ports: np.ndarray,  # [engine, port] -> PORT_NONE / PORT_SBUF / PORT_PSUM
     hbm_rate: float,
     queue_rate: float,
     transfer_overhead: float,
@@ -143,20 +122,20 @@ def run(
     g_end: np.ndarray,
 ) -> tuple[int, int]:
     """Time the stream; fills the output arrays and returns (slices, all-queue groups) written."""
-    n = len(order)
-    n_box = len(box) // 6
-    n_pf = max(n_ports, 1)
+    n = order.shape[0]
+    n_box = box.shape[0]
+    n_ports = ports.shape[1]
 
     # Pre-pass: where each allocation is last written / last touched, whether it is ever read, and where
     # allocations that reuse bytes are first touched.
-    last_write = _ints(n_aid, -1)
-    last_access = _ints(n_aid, -1)
-    ever_read = _bools(n_aid, False)
-    first_pos = _ints(n_aid, -1)
+    last_write = np.full(n_aid, -1, np.int64)
+    last_access = np.full(n_aid, -1, np.int64)
+    ever_read = np.zeros(n_aid, np.bool_)
+    first_pos = np.full(n_aid, -1, np.int64)
     for pos in range(n):
         i = order[pos]
         for j in range(reg_ptr[i], reg_ptr[i + 1]):
-            a = reg_aid[j]
+            a = box_aid[reg_box[j]]
             last_access[a] = pos
             if reg_write[j]:
                 last_write[a] = pos
@@ -166,49 +145,49 @@ def run(
                 first_pos[a] = pos
 
     # region lists: w* = last writes, r* = reads since; per allocation a head and a count, per box the links
-    w_head = _ints(n_aid, -1)
-    w_count = _ints(n_aid, 0)
-    w_exists = _bools(n_aid, False)
-    w_next = _ints(n_box, -1)
-    w_prev = _ints(n_box, -1)
-    w_live = _bools(n_box, False)
-    w_time = _floats(n_box, 0.0)
-    r_head = _ints(n_aid, -1)
-    r_count = _ints(n_aid, 0)
-    r_exists = _bools(n_aid, False)
-    r_next = _ints(n_box, -1)
-    r_prev = _ints(n_box, -1)
-    r_live = _bools(n_box, False)
-    r_time = _floats(n_box, 0.0)
+    w_head = np.full(n_aid, -1, np.int64)
+    w_count = np.zeros(n_aid, np.int64)
+    w_exists = np.zeros(n_aid, np.bool_)
+    w_next = np.full(n_box, -1, np.int64)
+    w_prev = np.full(n_box, -1, np.int64)
+    w_live = np.zeros(n_box, np.bool_)
+    w_time = np.zeros(n_box, np.float64)
+    r_head = np.full(n_aid, -1, np.int64)
+    r_count = np.zeros(n_aid, np.int64)
+    r_exists = np.zeros(n_aid, np.bool_)
+    r_next = np.full(n_box, -1, np.int64)
+    r_prev = np.full(n_box, -1, np.int64)
+    r_live = np.zeros(n_box, np.bool_)
+    r_time = np.zeros(n_box, np.float64)
     # last TensorE write per allocation: its box, result time and issue end (PSUM accumulation chains)
-    chain_box = _ints(n_aid, -1)
-    chain_result = _floats(n_aid, 0.0)
-    chain_issue = _floats(n_aid, 0.0)
+    chain_box = np.full(n_aid, -1, np.int64)
+    chain_result = np.zeros(n_aid, np.float64)
+    chain_issue = np.zeros(n_aid, np.float64)
     # memory reuse
-    last_done = _floats(n_aid, 0.0)
-    has_done = _bools(n_aid, False)
-    floors = _floats(n_aid, 0.0)
-    has_floor = _bools(n_aid, False)
-    stack = _ints(n_aid + 1, 0)
+    last_done = np.zeros(n_aid, np.float64)
+    has_done = np.zeros(n_aid, np.bool_)
+    floors = np.zeros(n_aid, np.float64)
+    has_floor = np.zeros(n_aid, np.bool_)
+    stack = np.zeros(n_aid + 1, np.int64)
 
-    engine_free = _floats(n_cores * n_engines, 0.0)
-    port_free = _floats(n_cores * n_pf, 0.0)
-    queue_free = _floats(n_cores * nq, 0.0)
-    level = _floats(n_cores, 0.0)  # all queues' common free time, where level_ok
-    level_ok = _bools(n_cores, True)
+    engine_free = np.zeros((n_cores, n_engines), np.float64)
+    port_free = np.zeros((n_cores, max(n_ports, 1)), np.float64)
+    queue_free = np.zeros((n_cores, nq), np.float64)
+    level = np.zeros(n_cores, np.float64)  # all queues' common free time, where level_ok
+    level_ok = np.ones(n_cores, np.bool_)
     # sorted ends of HBM transfers that may still be in flight, in hbm_end[h_lo:h_hi], with their pieces
     n_hbm = 0
     for i in range(n):
         if engine[i] == dma and uses_hbm[i]:
             n_hbm += 1
-    hbm_end = _floats(n_hbm + 1, 0.0)
-    hbm_pieces = _ints(n_hbm + 1, 0)
+    hbm_end = np.zeros(n_hbm + 1, np.float64)
+    hbm_pieces = np.zeros(n_hbm + 1, np.int64)
     h_lo = 0
     h_hi = 0
     newest_start = 0.0
-    used = _bools(n_pf, False)
-    qf = _floats(nq, 0.0)
-    idx = _ints(nq, 0)
+    used = np.zeros(max(n_ports, 1), np.bool_)
+    qf = np.zeros(nq, np.float64)
+    idx = np.zeros(nq, np.int64)
     ns = 0
     ng = 0
 
@@ -219,52 +198,48 @@ def run(
         lo_r = reg_ptr[i]
         hi_r = reg_ptr[i + 1]
         ready = 0.0
-        ch = chained[i]
-        for j in range(lo_r, hi_r):  # (nothing here changes the state the others read: one pass, any order)
-            q = reg_box[j]
-            a = reg_aid[j]
-            if first_pos[a] == pos:  # the first access to bytes taken over from freed allocations
+        for j in range(lo_r, hi_r):
+            a = box_aid[reg_box[j]]
+            if first_pos[a] == pos:
                 t = _floor(a, floors, has_floor, reuse_ptr, reuse_pred, has_reuse, last_done, has_done, stack)
                 if t > ready:
                     ready = t
+        ch = chained[i]
+        for j in range(lo_r, hi_r):
+            q = reg_box[j]
+            a = box_aid[q]
             if w_exists[a]:  # read after write; write after write
-                if w_count[a] == 1 and w_head[a] == q:  # _latest's first case, without the call
-                    t = w_time[q]
-                else:
-                    t = _latest(w_head, w_count, w_next, w_time, a, q, box, cell)
+                t = _latest(w_head, w_count, w_next, w_time, a, q, box, cell)
                 if ch and chain_box[a] == q and t == chain_result[a]:
                     t = chain_issue[a]
                 if t > ready:
                     ready = t
             if reg_write[j] and r_exists[a]:  # write after read
-                if r_count[a] == 1 and r_head[a] == q:
-                    t = r_time[q]
-                else:
-                    t = _latest(r_head, r_count, r_next, r_time, a, q, box, cell)
+                t = _latest(r_head, r_count, r_next, r_time, a, q, box, cell)
                 if t > ready:
                     ready = t
 
         if e != dma:
-            t0 = engine_free[c * n_engines + e]
+            t0 = engine_free[c, e]
             if ready > t0:
                 t0 = ready
             for p in range(n_ports):
-                k = ports[e * n_ports + p]
+                k = ports[e, p]
                 used[p] = (k == PORT_SBUF and sbuf[i]) or (k == PORT_PSUM and psum[i])
-                if used[p] and port_free[c * n_pf + p] > t0:
-                    t0 = port_free[c * n_pf + p]
+                if used[p] and port_free[c, p] > t0:
+                    t0 = port_free[c, p]
             t1 = t0 + cycles[i] * ns_per_cycle[e]
-            engine_free[c * n_engines + e] = t1
+            engine_free[c, e] = t1
             if e == tensor:
                 for j in range(lo_r, hi_r):
                     if reg_write[j]:
-                        a = reg_aid[j]
+                        a = box_aid[reg_box[j]]
                         chain_box[a] = reg_box[j]
                         chain_result[a] = t1 + latency[e]
                         chain_issue[a] = t1
             for p in range(n_ports):
                 if used[p]:
-                    port_free[c * n_pf + p] = t1
+                    port_free[c, p] = t1
             done = t1 + latency[e]
             s_instr[ns] = i
             s_core[ns] = c
@@ -281,10 +256,10 @@ def run(
                 if level_ok[c]:
                     first = level[c]
                 else:
-                    first = queue_free[c * nq]
+                    first = queue_free[c, 0]
                     for q2 in range(1, nq):
-                        if queue_free[c * nq + q2] < first:
-                            first = queue_free[c * nq + q2]
+                        if queue_free[c, q2] < first:
+                            first = queue_free[c, q2]
                 if ready > first:
                     first = ready
                 k = h_lo  # bisect_right: the first end after `first`
@@ -319,9 +294,9 @@ def run(
                 ng += 1
             else:
                 for q2 in range(nq):
-                    qf[q2] = level[c] if level_ok[c] else queue_free[c * nq + q2]
-                first = INF
-                latest_start = -INF
+                    qf[q2] = level[c] if level_ok[c] else queue_free[c, q2]
+                first = np.inf
+                latest_start = -np.inf
                 # all queues in order, or, with fewer descriptors than queues, the earliest-free ones (stable order)
                 for q2 in range(nq):
                     idx[q2] = q2
@@ -350,7 +325,7 @@ def run(
                 lo_q = qf[0]
                 hi_q = qf[0]
                 for q2 in range(nq):
-                    queue_free[c * nq + q2] = qf[q2]
+                    queue_free[c, q2] = qf[q2]
                     if qf[q2] < lo_q:
                         lo_q = qf[q2]
                     if qf[q2] > hi_q:
@@ -391,11 +366,13 @@ def run(
         instr_end[i] = done
 
         for j in range(lo_r, hi_r):
-            q = reg_box[j]
-            a = reg_aid[j]
+            a = box_aid[reg_box[j]]
             if is_pred[a] and (last_done[a] if has_done[a] else 0.0) < done:
                 last_done[a] = done
                 has_done[a] = True
+        for j in range(lo_r, hi_r):
+            q = reg_box[j]
+            a = box_aid[q]
             if not reg_write[j]:
                 if last_write[a] <= pos:
                     continue
@@ -415,36 +392,3 @@ def run(
                     _drop_covered(r_head, r_count, r_next, r_prev, r_live, a, q, box, cell)
                 _record(w_head, w_count, w_next, w_prev, w_live, w_time, a, q, done)
     return ns, ng
-
-
-_REGION_FUNCS = ("_share_cell", "_unlink", "_latest", "_record", "_drop_covered")
-_CORE_FUNCS = ("_ints", "_floats", "_bools", "_floor", "run")
-
-
-def build(wrap: Callable[[Callable[..., Any]], Any], replace: dict[str, Any]) -> dict[str, Any]:
-    """This module's and schedule_regions' functions rebuilt over one shared namespace (so the rebuilt `run`
-    calls the rebuilt `_latest`), each passed through `wrap` (numba.njit, or nothing), except those in `replace`,
-    taken as given. The code objects are the same: one source for every way of running it."""
-    ns: dict[str, Any] = {**vars(schedule_regions), **globals()}
-    for name in (*_REGION_FUNCS, *_CORE_FUNCS):
-        if name in replace:
-            ns[name] = replace[name]
-            continue
-        f = ns[name]
-        ns[name] = wrap(types.FunctionType(f.__code__, ns, f.__name__, f.__defaults__, f.__closure__))
-    return ns
-
-
-def _list(n: int, v: Any) -> list[Any]:
-    return [v] * n
-
-
-_INTERPRETED: Callable[..., tuple[int, int]] | None = None
-
-
-def interpreted() -> Callable[..., tuple[int, int]]:
-    """`run` for Python lists in place of arrays (state made by `_list`): no compile, no numba import."""
-    global _INTERPRETED
-    if _INTERPRETED is None:
-        _INTERPRETED = build(lambda f: f, {"_ints": _list, "_floats": _list, "_bools": _list})["run"]
-    return _INTERPRETED

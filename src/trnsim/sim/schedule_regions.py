@@ -1,48 +1,50 @@
-"""The scheduler's memory regions: interned boxes and the per-allocation lists of live ones.
+"""The compiled scheduler's memory regions (numba): interned boxes and the per-allocation lists of live ones.
 
-Each region is an interned box (one id per distinct (allocation, box), numbered by scheduler.py); each allocation
-keeps two doubly linked lists of live boxes (last writes, reads since), each box with the latest completion time
-of the accesses recorded on it. Lists of more than GRID_MIN boxes only count boxes that share a grid cell
-(scheduler.py's ROW_BLOCK x COL_BLOCK x REST_BLOCK elements, computed there into `cell`) with the query, as a
-bucketed index would: for boxes that are not empty the two agree, and keeping the rule exactly keeps the results
-identical for the odd empty box.
-
-Plain Python, numba-free: sim/schedule_jit.py compiles these same functions (numba) for long streams, and
-sim/schedule_core.py's `interpreted` runs them on Python lists for short ones. Hence the style: flat 1-D
-indexing (`box[q * 6 + d]`, six numbers a box: d0, d1, rest start/stop; `cell` likewise lo/hi per dimension;
-the interpreted run passes lists), no numpy calls, and `len`, not `.shape`.
+Each region is an interned box (one id per distinct (allocation, box): `intern_rows`); each allocation keeps two
+doubly linked lists of live boxes (last writes, reads since), each box with the latest completion time of the
+accesses recorded on it. Lists of more than GRID_MIN boxes only count boxes that share a grid cell (scheduler.py's
+ROW_BLOCK x COL_BLOCK x REST_BLOCK elements, computed there into `cell`) with the query, as a bucketed index would:
+for boxes that are not empty the two agree, and keeping the rule exactly keeps the results identical for the odd
+empty box.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
+from numba import njit
 
 GRID_MIN = 8  # above this many live boxes, only boxes sharing a grid cell with the query are candidates
 
 
-def _latest(head: Any, count: Any, nxt: Any, tim: Any, a: int, q: int, box: Any, cell: Any) -> float:
+@njit(cache=True, nogil=True)
+def _latest(
+    head: np.ndarray,
+    count: np.ndarray,
+    nxt: np.ndarray,
+    tim: np.ndarray,
+    a: int,
+    q: int,
+    box: np.ndarray,
+    cell: np.ndarray,
+) -> float:
     """Latest completion time among the live boxes of allocation `a`'s list that overlap box q."""
     n = count[a]
     if n == 1 and head[a] == q:
         return tim[q]
-    b = q * 6
-    r0, r1, c0, c1, e0, e1 = box[b], box[b + 1], box[b + 2], box[b + 3], box[b + 4], box[b + 5]
+    r0, r1, c0, c1, e0, e1 = box[q, 0], box[q, 1], box[q, 2], box[q, 3], box[q, 4], box[q, 5]
     latest = 0.0
     grid = n > GRID_MIN
     k = head[a]
     while k >= 0:
         t = tim[k]
-        o = k * 6
         if (
             t > latest
-            and box[o] < r1
-            and r0 < box[o + 1]
-            and box[o + 2] < c1
-            and c0 < box[o + 3]
-            and box[o + 4] < e1
-            and e0 < box[o + 5]
+            and box[k, 0] < r1
+            and r0 < box[k, 1]
+            and box[k, 2] < c1
+            and c0 < box[k, 3]
+            and box[k, 4] < e1
+            and e0 < box[k, 5]
             and (not grid or _share_cell(cell, k, q))
         ):
             latest = t
@@ -50,18 +52,20 @@ def _latest(head: Any, count: Any, nxt: Any, tim: Any, a: int, q: int, box: Any,
     return latest
 
 
-def _share_cell(cell: Any, k: int, q: int) -> bool:
+@njit(cache=True, nogil=True)
+def _share_cell(cell: np.ndarray, k: int, q: int) -> bool:
     """Whether boxes k and q have a grid cell in common (cell[b] = lo, hi per dimension, inclusive)."""
-    ok = k * 6
-    oq = q * 6
-    for d in range(0, 6, 2):
-        lo_k, hi_k, lo_q, hi_q = cell[ok + d], cell[ok + d + 1], cell[oq + d], cell[oq + d + 1]
+    for d in range(3):
+        lo_k, hi_k, lo_q, hi_q = cell[k, 2 * d], cell[k, 2 * d + 1], cell[q, 2 * d], cell[q, 2 * d + 1]
         if lo_k > hi_k or lo_q > hi_q or lo_k > hi_q or lo_q > hi_k:
             return False
     return True
 
 
-def _unlink(head: Any, count: Any, nxt: Any, prv: Any, live: Any, a: int, k: int) -> None:
+@njit(cache=True, nogil=True)
+def _unlink(
+    head: np.ndarray, count: np.ndarray, nxt: np.ndarray, prv: np.ndarray, live: np.ndarray, a: int, k: int
+) -> None:
     p, x = prv[k], nxt[k]
     if p >= 0:
         nxt[p] = x
@@ -73,7 +77,18 @@ def _unlink(head: Any, count: Any, nxt: Any, prv: Any, live: Any, a: int, k: int
     count[a] -= 1
 
 
-def _record(head: Any, count: Any, nxt: Any, prv: Any, live: Any, tim: Any, a: int, q: int, t: float) -> None:
+@njit(cache=True, nogil=True)
+def _record(
+    head: np.ndarray,
+    count: np.ndarray,
+    nxt: np.ndarray,
+    prv: np.ndarray,
+    live: np.ndarray,
+    tim: np.ndarray,
+    a: int,
+    q: int,
+    t: float,
+) -> None:
     if not live[q]:
         live[q] = True
         tim[q] = t
@@ -89,31 +104,40 @@ def _record(head: Any, count: Any, nxt: Any, prv: Any, live: Any, tim: Any, a: i
         tim[q] = t
 
 
-def _drop_covered(head: Any, count: Any, nxt: Any, prv: Any, live: Any, a: int, q: int, box: Any, cell: Any) -> None:
+@njit(cache=True, nogil=True)
+def _drop_covered(
+    head: np.ndarray,
+    count: np.ndarray,
+    nxt: np.ndarray,
+    prv: np.ndarray,
+    live: np.ndarray,
+    a: int,
+    q: int,
+    box: np.ndarray,
+    cell: np.ndarray,
+) -> None:
     """Forget the live boxes of allocation a's list inside box q (a new write to q waited for them)."""
     grid = count[a] > GRID_MIN
-    b = q * 6
-    r0, r1, c0, c1, e0, e1 = box[b], box[b + 1], box[b + 2], box[b + 3], box[b + 4], box[b + 5]
+    r0, r1, c0, c1, e0, e1 = box[q, 0], box[q, 1], box[q, 2], box[q, 3], box[q, 4], box[q, 5]
     k = head[a]
     while k >= 0:
         x = nxt[k]
-        o = k * 6
         if (
-            r0 <= box[o]
-            and box[o + 1] <= r1
-            and c0 <= box[o + 2]
-            and box[o + 3] <= c1
-            and e0 <= box[o + 4]
-            and box[o + 5] <= e1
+            r0 <= box[k, 0]
+            and box[k, 1] <= r1
+            and c0 <= box[k, 2]
+            and box[k, 3] <= c1
+            and e0 <= box[k, 4]
+            and box[k, 5] <= e1
             and (not grid or _share_cell(cell, k, q))
         ):
             _unlink(head, count, nxt, prv, live, a, k)
         k = x
 
 
+@njit(cache=True, nogil=True)
 def intern_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """An id per distinct row of `rows` (ids in order of first appearance) and each id's first row: a hash table,
-    for the compiled path only (schedule_jit.py; numpy scalars would make it slow interpreted)."""
+    """An id per distinct row of `rows` (ids in order of first appearance) and each id's first row."""
     n, w = rows.shape
     size = 16
     while size < 2 * n:

@@ -22,11 +22,9 @@ tests/sim/test_scheduler_exact.py holds it to the interpreted loop it replaced, 
 from __future__ import annotations
 
 import struct
-import sys
-from collections.abc import Hashable, Iterable
 from itertools import chain, starmap
 from operator import attrgetter
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
@@ -34,7 +32,6 @@ from trnsim.hw.spec import HardwareSpec
 from trnsim.isa.cost import dma_efficiency, dma_queue_pieces, engine_clock_ghz, pipeline_latency_ns
 from trnsim.isa.instruction import Instruction
 from trnsim.isa.opcodes import COMPUTE_ENGINES, Engine
-from trnsim.sim import schedule_core
 from trnsim.sim.memory import AllocationRecord
 from trnsim.sim.timeline import N_ENGINES, Timeline
 
@@ -46,28 +43,6 @@ TENSOR = int(Engine.TENSOR)
 ROW_BLOCK = 128  # grid cells of the region lists (schedule_regions.py): rows ...
 COL_BLOCK = 2048  # ... elements of dim 1 ...
 REST_BLOCK = 16384  # ... elements of the flattened inner dims
-
-
-# Which core runs the event loop (the same timeline either way). Measured 2026-12-07 on the 2-core dev VM
-# (/work/briefs/bench_D.md): importing numba and loading the cached compiled core costs a process ~1.0-1.2 CPU s
-# once (numba 0.35-0.45 s with numpy loaded, more in a bare process; the cached machine code 0.65-0.8 s); per
-# instruction, schedule() takes 13-21 us interpreted and 3-6 us compiled (library matmul, flash attention and
-# rmsnorm streams of 155-7,500 instructions), ~12 us more interpreted: the load pays for itself at ~90k
-# instructions. A stream of COMPILE_AT instructions or more goes compiled; shorter ones run interpreted until
-# those this process ran interpreted would pass INTERPRETED_BUDGET (about the load's cost: rent or buy, never
-# worse than twice the better choice), and compiled from then on, as everything once numba is loaded.
-COMPILE_AT = 80_000
-INTERPRETED_BUDGET = 80_000
-_interpreted_so_far = 0
-
-
-def _use_compiled(n: int) -> bool:
-    global _interpreted_so_far
-    if "trnsim.sim.schedule_jit" in sys.modules or n >= COMPILE_AT or _interpreted_so_far + n > INTERPRETED_BUDGET:
-        _interpreted_so_far = INTERPRETED_BUDGET  # numba is loaded now: compiled from here on
-        return True
-    _interpreted_so_far += n
-    return False
 
 
 def interleave_cores(instrs: list[Instruction], n_cores: int) -> list[int]:
@@ -103,19 +78,12 @@ def _order(core: np.ndarray, n_cores: int) -> np.ndarray:
 _PACK_REGION = struct.Struct("<7q").pack
 
 
-def _regions(regions: list[tuple[int, ...]]) -> np.ndarray:
-    """Regions as rows of 7 integers (packed in C, no per-int objects)."""
-    packed = b"".join(starmap(_PACK_REGION, regions))
-    return np.frombuffer(packed, dtype="<i8").reshape(len(regions), 7)
-
-
-def _intern(items: Iterable[Hashable], count: int) -> tuple[np.ndarray, list[Any]]:
-    """An id per item, distinct items numbered in order of first appearance, and the distinct items."""
-    items = list(items)
-    ids = dict.fromkeys(items)  # C-level passes: distinct items in order, then their numbers, then the lookups
-    distinct = list(ids)
-    ids.update(zip(distinct, range(len(distinct))))
-    return np.fromiter(map(ids.__getitem__, items), dtype=np.int64, count=count), distinct
+def _regions(lists: list[tuple[tuple[int, ...], ...]], count: int) -> np.ndarray:
+    """The regions of all instructions, in order, as rows of 7 integers (packed in C, no per-int objects)."""
+    if count == 0:
+        return np.zeros((0, 7), dtype=np.int64)
+    packed = b"".join(starmap(_PACK_REGION, chain.from_iterable(lists)))
+    return np.frombuffer(packed, dtype="<i8").reshape(count, 7)
 
 
 def _per_value(values: np.ndarray, fn: Any, dtype: Any) -> np.ndarray:
@@ -132,16 +100,10 @@ def schedule(
     n_cores: int,
     reuse: dict[int, tuple[int, ...]] | None = None,
     allocations: dict[int, AllocationRecord] | None = None,
-    core_run: Literal["auto", "compiled", "interpreted"] = "auto",
 ) -> Timeline:
     """Time the instruction stream. `reuse` maps an allocation to the freed ones whose bytes it took over;
-    `allocations` (Machine.allocations) is only carried into the Timeline, for occupancy counters.
-    `core_run` picks how the event loop runs (the same timeline either way); "auto": `_use_compiled`."""
-    compiled = _use_compiled(len(instrs)) if core_run == "auto" else core_run == "compiled"
-    if compiled:
-        from trnsim.sim.schedule_jit import intern_rows, run  # numba: imported, compiled or loaded, on first use
-    else:
-        run = schedule_core.interpreted()
+    `allocations` (Machine.allocations) is only carried into the Timeline, for occupancy counters."""
+    from trnsim.sim import schedule_core, schedule_regions  # compiled on first use (numba, cached on disk)
 
     core_spec = spec.core
     dma = core_spec.dma
@@ -187,19 +149,18 @@ def schedule(
     np.cumsum(n_reads + n_writes, out=reg_ptr[1:])
     n_flat = int(reg_ptr[-1])
 
-    # Regions: each distinct (allocation, box) gets an id, in order of first appearance; reads then writes per
-    # instruction. Interpreted: interned by dicts (hashing the tracer's region tuples in C), only distinct ones
-    # become rows (numpy has no fast row interning).
-    flat = chain.from_iterable(chain.from_iterable(zip(reads, writes)))
-    if compiled:  # every region packed, then a compiled hash table: cheaper where most regions are distinct
-        rows = _regions(list(flat))
-        reg_box, first = intern_rows(rows)
-        table = rows[first]
-    else:
-        reg_box, distinct = _intern(flat, n_flat)
-        table = _regions(distinct)
-    per_kind = np.stack([n_reads, n_writes], axis=1).ravel()
-    reg_write = np.repeat(np.tile(np.array([False, True]), n), per_kind)
+    # Regions: each distinct (allocation, box) gets an id; reads then writes per instruction.
+    flat = np.empty((n_flat, 7), dtype=np.int64)
+    reg_write = np.zeros(n_flat, dtype=np.bool_)
+    for lists, counts, skip, is_write in ((reads, n_reads, 0, False), (writes, n_writes, n_reads, True)):
+        rows = _regions(lists, int(counts.sum()))
+        owner = np.repeat(np.arange(n, dtype=np.int64), counts)
+        at = np.arange(len(rows), dtype=np.int64) - (np.cumsum(counts) - counts)[owner]
+        at += (reg_ptr[:-1] + skip)[owner]
+        flat[at] = rows
+        reg_write[at] = is_write
+    reg_box, first = schedule_regions.intern_rows(flat)
+    table = flat[first]
     box = np.ascontiguousarray(table[:, 1:])
     cell = np.empty_like(box)
     for d, block in enumerate((ROW_BLOCK, COL_BLOCK, REST_BLOCK)):
@@ -212,9 +173,9 @@ def schedule(
     lens = np.fromiter(map(len, reuse.values()), dtype=np.int64, count=n_keys)
     vals = np.fromiter(chain.from_iterable(reuse.values()), dtype=np.int64, count=int(lens.sum()))
     n_box = len(table)
-    dense, aids = _intern(np.concatenate([table[:, 0], keys, vals]).tolist(), n_box + n_keys + len(vals))
+    dense, first_aid = schedule_regions.intern_rows(np.concatenate([table[:, 0], keys, vals]).reshape(-1, 1))
     box_aid = dense[:n_box]
-    n_aid = len(aids)
+    n_aid = len(first_aid)
     has_reuse = np.zeros(n_aid, dtype=np.bool_)
     is_pred = np.zeros(n_aid, dtype=np.bool_)
     reuse_ptr = np.zeros(n_aid + 1, dtype=np.int64)
@@ -241,7 +202,18 @@ def schedule(
     latency = np.array([pipeline_latency_ns(core_spec, Engine(e)) for e in range(N_ENGINES + 1)], dtype=np.float64)
 
     n_slices = n - n_dma + n_dma * nq
-    inputs: list[Any] = [
+    instr_start = np.zeros(n, dtype=np.float64)
+    instr_end = np.zeros(n, dtype=np.float64)
+    s_instr = np.empty(n_slices, dtype=np.int64)
+    s_core = np.empty(n_slices, dtype=np.int64)
+    s_unit = np.empty(n_slices, dtype=np.int64)
+    s_start = np.empty(n_slices, dtype=np.float64)
+    s_end = np.empty(n_slices, dtype=np.float64)
+    g_instr = np.empty(n_dma, dtype=np.int64)
+    g_core = np.empty(n_dma, dtype=np.int64)
+    g_start = np.empty(n_dma, dtype=np.float64)
+    g_end = np.empty(n_dma, dtype=np.float64)
+    ns, ng = schedule_core.run(
         _order(core, n_cores),
         core,
         engine,
@@ -256,9 +228,9 @@ def schedule(
         reg_ptr,
         reg_box,
         reg_write,
-        box.ravel(),
-        cell.ravel(),
-        box_aid[reg_box],
+        box,
+        cell,
+        box_aid,
         n_aid,
         reuse_ptr,
         reuse_pred,
@@ -268,8 +240,7 @@ def schedule(
         nq,
         ns_per_cycle,
         latency,
-        ports.ravel(),
-        ports.shape[1],
+        ports,
         float(spec.chip.hbm_bytes_per_ns),
         float(dma.queue_bytes_per_ns),
         float(dma.transfer_overhead_ns),
@@ -277,19 +248,18 @@ def schedule(
         N_ENGINES,
         DMA,
         TENSOR,
-    ]
-    # outputs: instr_start, instr_end; slices (instr, core, unit, start, end); all-queue groups (same)
-    out_types = (np.float64,) * 2 + (np.int64,) * 3 + (np.float64,) * 2 + (np.int64,) * 2 + (np.float64,) * 2
-    out_sizes = (n, n) + (n_slices,) * 5 + (n_dma,) * 4
-    if compiled:
-        outputs = [np.zeros(k, dtype=t) for k, t in zip(out_sizes, out_types, strict=True)]
-        ns, ng = run(*inputs, *outputs)
-    else:  # Python lists: the interpreted loop reads and writes them faster than numpy scalars
-        lists = [x.tolist() if isinstance(x, np.ndarray) else x for x in inputs]
-        out_lists = [[t(0).item()] * k for k, t in zip(out_sizes, out_types, strict=True)]
-        ns, ng = run(*lists, *out_lists)
-        outputs = [np.array(x, dtype=t) for x, t in zip(out_lists, out_types, strict=True)]
-    instr_start, instr_end, s_instr, s_core, s_unit, s_start, s_end, g_instr, g_core, g_start, g_end = outputs
+        instr_start,
+        instr_end,
+        s_instr,
+        s_core,
+        s_unit,
+        s_start,
+        s_end,
+        g_instr,
+        g_core,
+        g_start,
+        g_end,
+    )
 
     # Expand each all-queue group into one slice per queue.
     dma_units = np.arange(N_ENGINES, N_ENGINES + nq, dtype=np.int64)
