@@ -8,9 +8,11 @@ Each name here is the trnsim module of the same role.
 import os
 import sys
 import types
+import warnings
 from typing import Any
 
 import trnsim.nki as _trn_nki
+from trnsim.errors import UninitialisedMemoryWarning
 from trnsim.nki import Kernel, jit, simulate
 from trnsim.runtime.instance_launch import run_ranks
 
@@ -37,6 +39,11 @@ class _CpuSimulate:
             # an LNC=2 kernel's two programs exchange data (sendrecv, core_barrier): they run together, as one
             # rank of trnsim's instance launcher, instead of one after the other
             prof = run_ranks(self._kernel[lnc], [args], target=_target(), lnc=lnc, kwargs=kwargs)
+            # as trnsim.nki.simulate does for one core: the run's warnings (reads of never-written memory, outputs
+            # left unwritten) become Python warnings, so `-W error` stops at them instead of at a NaN result
+            for rank in prof.ranks:
+                for message in rank.warnings:
+                    warnings.warn(message, UninitialisedMemoryWarning, stacklevel=2)
             return prof.outputs[0]
 
         return run_together
