@@ -1,7 +1,9 @@
 """Address spaces (HBM, SBUF, PSUM): explicit, bounded allocation and poisoned storage.
 
 An Allocation owns one tensor's bytes. SBUF/PSUM allocations reserve a byte range in every partition
-(the partition dim is the tensor's first dim); PSUM tiles occupy whole 2 KiB banks. Storage is kept
+(the partition dim is the tensor's first dim); PSUM tiles occupy whole 2 KiB banks. The one exception is the
+SBUF's last resort: a tile of at most 64 partitions that fits nowhere else may start at partition 64, over bytes
+that only tiles of at most 64 partitions (starting at partition 0) use (MemorySpace.allocate). Storage is kept
 only in functional mode and starts poisoned (NaN for floats, 4 for integers), so a read of unwritten
 memory shows; `written` tracks which elements were written, to warn about such reads.
 """
@@ -45,6 +47,13 @@ class MemoryKind(StrEnum):
     HBM = "hbm"
     SBUF = "sbuf"
     PSUM = "psum"
+
+
+# The NKI architecture guide (trainium_inferentia2_arch.rst, "Accessing SBUF/PSUM tensors using compute engines"):
+# the Neuron compiler's tensor allocator places a tensor of 32 < P <= 64 partitions at start partition 0 or 64 (and
+# the engines move data across the halves for such tiles). MemorySpace uses the upper half only when a tile of at most
+# UPPER_HALF partitions fits nowhere else, so every kernel that fits without it is placed exactly as before.
+UPPER_HALF = 64
 
 
 # Where the Neuron compiler spills each on-chip memory: "the next-tier memory in the hierarchy" (NKI docs,
@@ -231,6 +240,11 @@ class MemorySpace:
         # CapacityError (the default).
         self.spiller: Callable[[MemorySpace, str, str | None, bool], bool] | None = None
         self._full_gc_at = -FULL_GC_EVERY  # allocation id at the last full GC (while spilling)
+        # SBUF only: partitions of the live allocations of at most UPPER_HALF partitions, by offset (a live offset
+        # not here takes every partition), and the tiles placed at partition UPPER_HALF: id -> (start, end) bytes.
+        self._low_parts: dict[int, int] = {}
+        self._upper: dict[int, tuple[int, int]] = {}
+        self._upper_freed: list[tuple[int, int, int]] = []  # (start, end, id) of every upper tile freed
 
     def _place(self, size: int) -> int | None:
         """Lowest free address that avoids the bytes of the last few freed tensors; else the lowest at all.
@@ -242,6 +256,10 @@ class MemorySpace:
         # Gaps in address order (live offsets are kept sorted), each tried as it is found: the first that
         # takes `size` clear of the recent frees wins, else the first that takes it at all.
         live = self._live
+        if self._upper:
+            return self._place_among(
+                size, sorted([*((o, o + live[o][0]) for o in self._offsets), *self._upper.values()])
+            )
         recent = list(self._recent)
         first_fit: int | None = None
         cursor = 0
@@ -263,6 +281,39 @@ class MemorySpace:
                 first_fit = cursor
         return first_fit
 
+    def _place_among(self, size: int, spans: list[tuple[int, int]]) -> int | None:
+        """_place's choice when tiles sit in the upper partition half: the same search over every used span."""
+        recent = list(self._recent)
+        first_fit: int | None = None
+        cursor = 0
+        for off, end in spans:
+            if off - cursor >= size:
+                start = _clear_of(recent, cursor, off, size)
+                if start is not None:
+                    return start
+                if first_fit is None:
+                    first_fit = cursor
+            if end > cursor:
+                cursor = end
+        if self.capacity - cursor >= size:
+            start = _clear_of(recent, cursor, self.capacity, size)
+            if start is not None:
+                return start
+            if first_fit is None:
+                first_fit = cursor
+        return first_fit
+
+    def _place_upper(self, size: int) -> int | None:
+        """Lowest offset for `size` bytes in partitions UPPER_HALF.. : clear of every tile that reaches them (a
+        tile of more than UPPER_HALF partitions, a block, another upper tile); None if there is none."""
+        live, low = self._live, self._low_parts
+        blocking = sorted([*((o, o + live[o][0]) for o in self._offsets if o not in low), *self._upper.values()])
+        for start in (0, *(end for _, end in blocking)):
+            end = start + size
+            if end <= self.capacity and all(end <= lo or hi <= start for lo, hi in blocking):
+                return start
+        return None
+
     def allocate(
         self,
         shape: tuple[int, ...],
@@ -278,12 +329,50 @@ class MemorySpace:
         else:
             need = prod(shape) // max(1, shape[par_axis]) * itemsize
         size = -(-max(need, 1) // self.granule) * self.granule
-        offset = self._fit(size, name, shape, dtype, location)
+        low = self.kind is MemoryKind.SBUF and bool(shape) and shape[par_axis] <= UPPER_HALF
+        try:
+            offset = self._fit(size, name, shape, dtype, location)
+        except CapacityError:
+            upper = self._place_upper(size) if low else None
+            if upper is None:
+                raise
+            return self._allocate_upper(shape, dtype, name, functional, upper, size)
         alloc = Allocation(self.kind, shape, dtype, name, self.core, offset, size, functional)
         alloc.reuses = self._take(alloc, offset)
+        if low:
+            self._low_parts[offset] = shape[par_axis]
         if WATCH is not None:
             WATCH("alloc", alloc, (self.kind, shape, dtype, name, self.core, location, par_axis))
         return alloc
+
+    def _allocate_upper(
+        self, shape: tuple[int, ...], dtype: np.dtype[Any], name: str, functional: bool, offset: int, size: int
+    ) -> Allocation:
+        """A tile at partitions UPPER_HALF.. (see allocate); it waits for every freed tensor whose bytes it covers.
+        It is never spilled (MemorySpace.resident says no), and `used` counts partition 0's bytes only."""
+        alloc = Allocation(self.kind, shape, dtype, name, self.core, offset, size, functional)
+        end = offset + size
+        # every freed tensor over these bytes; freed upper tiles apart, since a lower tile that took their bytes
+        # over (and dropped them from _freed) does not reach these partitions
+        over = [aid for lo, hi, aid in (*self._freed.values(), *self._upper_freed) if lo < end and offset < hi]
+        alloc.reuses = tuple(dict.fromkeys(over))
+        self._upper[alloc.id] = (offset, end)
+        weakref.finalize(alloc, self._release_upper, alloc.id)
+        if WATCH is not None:
+            WATCH("other", None, None)  # a loop template cannot replay this placement
+        return alloc
+
+    def _release_upper(self, owner: int) -> None:
+        span = self._upper.pop(owner, None)
+        if span is not None:  # a freed upper tile inside this one's bytes is reached through this one (its reuses)
+            kept = [f for f in self._upper_freed if not (span[0] <= f[0] and f[1] <= span[1])]
+            self._upper_freed = [*kept, (span[0], span[1], owner)]
+            self._freed_seq += 1
+            self._freed[self._freed_seq] = (span[0], span[1], owner)
+            insort(self._freed_at, (span[0], self._freed_seq))
+            self._freed_span = max(self._freed_span, span[1] - span[0])
+            if WATCH is not None:
+                WATCH("other", None, None)
 
     def _take(self, alloc: Allocation, offset: int) -> tuple[int, ...]:
         """Give `alloc` (a root) the bytes at `offset`; the freed allocations whose bytes it takes over."""
@@ -416,10 +505,15 @@ class MemorySpace:
         self._release(alloc.root.offset, alloc.root.id)
 
     def _release(self, offset: int, owner: int | None = None) -> None:
+        if self._upper and owner in self._upper:
+            self._release_upper(owner)
+            return
         if owner is not None and self._live_ids.get(offset) != owner:
             return  # released already, and the bytes may belong to someone else now
         entry = self._live.pop(offset, None)
         if entry is not None:
+            if self._low_parts:
+                self._low_parts.pop(offset, None)
             del self._offsets[bisect_left(self._offsets, offset)]
             self.used -= entry[0]
             freed = self._live_ids.pop(offset)
