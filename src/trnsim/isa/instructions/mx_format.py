@@ -37,8 +37,12 @@ MAX_EXPONENT: dict[np.dtype[Any], int] = {
 
 
 def scale_factors(biased: np.ndarray) -> np.ndarray:
-    """2^(e - 127) of each biased e8m0 exponent (uint8 storage of float8_e8m0fnu or plain uint8)."""
-    return np.ldexp(np.float32(1.0), biased.astype(np.int32) - E8M0_BIAS).astype(np.float32)
+    """2^(e - 127) of each biased e8m0 exponent (uint8 storage of float8_e8m0fnu or plain uint8); 0xFF is NaN
+    (OCP MX spec: e8m0 has no infinity), so a scale never read as written turns its group's values to NaN."""
+    codes = biased.astype(np.int32)
+    factors = np.ldexp(np.float32(1.0), codes - E8M0_BIAS).astype(np.float32)
+    factors[codes > E8M0_MAX_BIASED] = np.nan
+    return factors
 
 
 def biased_exponents(raw: np.ndarray) -> np.ndarray:
