@@ -53,64 +53,73 @@ def estimate_command(
     report: Path | None = typer.Option(None, "--report", help="write a self-contained HTML report here"),
 ) -> None:
     """Estimate a model's step time on the simulated chip from shapes alone (no weights needed)."""
-    import torch
+    from trnsim.gc_control import FrontEnd
 
-    import trnsim
-    from trnsim.compiler.graph_progress import graph_progress  # trnsim.compiler imports torch: only when used
-    from trnsim.models import build_model
+    # torch, transformers, the compiler and the model live until the command ends: no collections walk them
+    with FrontEnd() as front:
+        import torch
 
-    net = build_model(model, device="meta")
-    ids = torch.zeros(batch, 1 if decode else prompt, dtype=torch.long, device="meta")
-    console = Console(stderr=True)
-    bar = Progress(
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-    )
-    if ep > 1 and training:
-        from trnsim.errors import CompileError
+        import trnsim
+        from trnsim.compiler.graph_progress import graph_progress  # trnsim.compiler imports torch: only when used
+        from trnsim.models import build_model
 
-        raise CompileError(f"--ep {ep} with --training: expert-parallel estimates price inference steps; use --ep 1")
-    layout = f"tp={tp} x ep={ep}" if ep > 1 and tp > 1 else f"ep={ep}" if ep > 1 else f"tp={tp}"
-    task = bar.add_task(f"simulating {escape(model)} on {target} ({layout}): graph ops", total=None)
-    ep_result = None
-    with bar, graph_progress(lambda done, total: bar.update(task, completed=done, total=total)):
-        if ep > 1:
-            from trnsim.compiler.expert_parallel import ep_estimate
+        net = build_model(model, device="meta")
+        estimate_fn = trnsim.estimate  # loads the compiler (torch.export's stack)
+        front.settle()
 
-            ep_result = ep_estimate(
-                net,
-                (ids,),
-                ep=ep,
-                tp=tp,
-                target=target,
-                instance=instance,
-                skew=routing_skew,
-                label=model,
-                decode=decode,
-                context=context if decode else None,
-                dtype=dtype,
-                extrapolate=extrapolate,
+        ids = torch.zeros(batch, 1 if decode else prompt, dtype=torch.long, device="meta")
+        console = Console(stderr=True)
+        bar = Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+        )
+        if ep > 1 and training:
+            from trnsim.errors import CompileError
+
+            raise CompileError(
+                f"--ep {ep} with --training: expert-parallel estimates price inference steps; use --ep 1"
             )
-            prof = ep_result.profile
-        else:
-            prof = trnsim.estimate(
-                net,
-                (ids,),
-                target=target,
-                tp=tp,
-                instance=instance,
-                training=training,
-                label=model,
-                decode=decode,
-                context=context if decode else None,
-                dtype=dtype,
-                extrapolate=extrapolate,
-            )
+        layout = f"tp={tp} x ep={ep}" if ep > 1 and tp > 1 else f"ep={ep}" if ep > 1 else f"tp={tp}"
+        task = bar.add_task(f"simulating {escape(model)} on {target} ({layout}): graph ops", total=None)
+        ep_result = None
+        with bar, graph_progress(lambda done, total: bar.update(task, completed=done, total=total)):
+            if ep > 1:
+                from trnsim.compiler.expert_parallel import ep_estimate
+
+                ep_result = ep_estimate(
+                    net,
+                    (ids,),
+                    ep=ep,
+                    tp=tp,
+                    target=target,
+                    instance=instance,
+                    skew=routing_skew,
+                    label=model,
+                    decode=decode,
+                    context=context if decode else None,
+                    dtype=dtype,
+                    extrapolate=extrapolate,
+                )
+                prof = ep_result.profile
+            else:
+                prof = estimate_fn(
+                    net,
+                    (ids,),
+                    target=target,
+                    tp=tp,
+                    instance=instance,
+                    training=training,
+                    label=model,
+                    decode=decode,
+                    context=context if decode else None,
+                    dtype=dtype,
+                    extrapolate=extrapolate,
+                )
     tokens = batch * ids.shape[1]
     if report is not None:
         from trnsim.report.html import Report

@@ -26,6 +26,7 @@ from trnsim.compiler.options import parse_options
 from trnsim.compiler.passes import run_passes
 from trnsim.compiler.tensor_parallel import TPPlan, local_model, tp_roles
 from trnsim.errors import CompileError, TrnsimWarning
+from trnsim.gc_control import older_objects_frozen
 from trnsim.gpu.spec import GpuSpec
 from trnsim.hw.presets import get_spec
 from trnsim.hw.spec import HardwareSpec
@@ -38,6 +39,7 @@ ADAMW_BYTES_PER_PARAM = 2 + 2 + 4 + 4 + 2 + 4 + 4
 ADAMW_MOMENT_BYTES_PER_PARAM = 4 + 4  # the fp32 m and v AdamW keeps resident next to each parameter
 
 
+@older_objects_frozen()  # full collections inside walk only the estimate's own objects (trnsim.gc_control)
 def estimate(
     model: torch.nn.Module,
     example_inputs: tuple[Any, ...] | list[Any],
