@@ -205,7 +205,7 @@ class Replay:
 
     def __init__(
         self,
-        steps: list[tuple[Any, ...]],
+        ops: list[Callable[[], Any]],
         inputs: list[tuple[str, Any]],
         poisoned: list[Any],
         result: Any,
@@ -213,7 +213,7 @@ class Replay:
         warnings: list[str],
         nbytes: int,
     ) -> None:
-        self.steps = steps
+        self.ops = ops  # each recorded step as one callable (functional_replay_steps.compile_step)
         self.inputs = inputs  # (argument path, root allocation of its HBM tensor)
         self.poisoned = poisoned  # root allocations refilled with the poison before each replay
         self.result = result
@@ -221,31 +221,16 @@ class Replay:
         self.warnings = warnings  # the recording machine's list: a replay must leave it empty
         self.nbytes = nbytes
         self.pinned: Any = None  # what the replay's key names by identity (kept alive with it)
+        self.fast_steps = 0  # steps whose operands are read through views taken when recorded
 
     def run(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """The kernel's outputs on these arguments (numpy, or torch if any argument was torch)."""
-        from trnsim.nki.operands import read_f32, write
-
         for path, alloc in self.inputs:
             alloc.storage[...] = exact_kernel_array(_as_array(_get(args, kwargs, path)), path)
         for alloc in self.poisoned:
             alloc.storage[...] = dtypes.poison_value(alloc.dtype)
-        for ctx, semantics, values, compute, call, dst, mask, accumulate, location, target in self.steps:
-            if dst is None:  # a builder's step (builder_step): it writes its own outputs
-                compute()
-                continue
-            result = compute() if compute is not None else semantics(**values(call))
-            if accumulate:
-                result = read_f32(ctx, dst, mask, location) + np.asarray(result).reshape(dst.shape)
-            if target is None:
-                write(dst, result, mask)
-                continue
-            # operands.write without a mask, into the view of the destination's storage found when recorded
-            view, dtype, shape, size = target
-            vals = np.asarray(result)
-            if vals.shape != shape:
-                vals = vals.reshape(shape) if vals.size == size else np.broadcast_to(vals, shape)
-            view[...] = vals.astype(dtype) if vals.dtype != dtype else vals
+        for op in self.ops:  # the steps, each compiled once (functional_replay_steps.py)
+            op()
         return self._output(self.result)
 
     def _output(self, value: Any) -> Any:
@@ -321,11 +306,17 @@ def finish(
     for root in roots.values():
         if root.poisoned and id(root) not in arg_ids:
             poisoned[root.id] = root
+    from trnsim.nki.functional_replay_steps import compile_step
+
     steps = [(*step, _target(step[5], step[6])) for step in rec.steps]
     for root in roots.values():  # which elements are written is the recording's to check; a replay only computes
         root.fully_written, root.written = True, None
+    compiled = [compile_step(step) for step in steps]  # after the roots count as written: their views are taken
+    ops = [op for op, _ in compiled]
     nbytes = sum(a.storage.nbytes for a in roots.values() if a.storage is not None)
     machine.instructions = []  # the profile was taken: the replay needs values, not the instruction stream
     machine.allocations = {}
     machine.call_facts = {}
-    return Replay(steps, inputs, list(poisoned.values()), traced.result, traced.as_torch, machine.warnings, nbytes)
+    replay = Replay(ops, inputs, list(poisoned.values()), traced.result, traced.as_torch, machine.warnings, nbytes)
+    replay.fast_steps = sum(fast for _, fast in compiled)
+    return replay

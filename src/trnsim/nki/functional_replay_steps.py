@@ -1,0 +1,231 @@
+"""A recorded functional run's steps made into one callable each, once, when the recording is finished.
+
+A replay (nki/functional_replay.py) re-runs every step of its recording on each call: GPT-2's forward pass runs
+~24,000 of them. Done the way the recording ran them, each step rebuilds its operands' values through the
+builder's closure: the closure calls the operand readers (operands.read_f32 / read_stored), which check the
+tile's written state and rebuild its numpy index every time, to get what is always the same numpy view of the
+same storage (a replay's tiles never move, and every tile it touches counts as written). Here each step is
+compiled once into a callable that does only the numpy work:
+
+- the operand values of the commonest closures (nc_matmul, nc_transpose, tensor_copy, dma_copy, dma_transpose)
+  come from views of the operand tiles' storage taken once, converted to fp32 on each call where the reader
+  would (`dtypes.to_float32`, as operands.read_f32 does); the instruction's own semantics still computes;
+- an accumulating step adds into its destination in place (`np.add(..., out=)`, the same fp32 add as the
+  recording's read + add + store) when destination and result are fp32;
+- a TensorE/VectorE transpose (semantics `isa.semantics.nc_transpose`) stores the transposed view directly,
+  without the contiguous copy in between (a copy of the same values).
+
+Everything else (other closures, masked writes, index-array operands, builder steps) runs as recorded. Each
+shortcut gives the same values bit for bit: the same numpy calls on the same operand values in the same order,
+minus Python calls and copies that do not change a value. tests/compiler/test_kernel_replay.py compares replays
+with full traces, bit for bit, for kernels that use each of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from trnsim import dtypes
+from trnsim.isa import semantics as isa_semantics
+from trnsim.isa.instructions.nc_matmul import transpose_mode
+from trnsim.isa.opcodes import Engine
+from trnsim.nki.operands import read_f32, read_stored, write
+
+F32 = np.dtype(np.float32)
+Thunk = Callable[[], Any]
+
+
+def storage_view(t: Any) -> np.ndarray | None:
+    """The numpy view of `t`'s allocation's storage that reading `t` returns (NkiTensor.read), when `t` is
+    indexed by slices and ints and its allocation counts as written; else None (the step reads as recorded)."""
+    alloc = t.alloc
+    storage = alloc.storage
+    if storage is None or not alloc.root.fully_written:
+        return None
+    index = t.np_index(clip=True)
+    if not all(isinstance(k, slice | int | np.integer) for k in index):
+        return None
+    view = storage[index]
+    if not isinstance(view, np.ndarray) or not np.may_share_memory(view, storage):
+        return None
+    return view
+
+
+def _operands(reads: dict[str, tuple[Any, bool]], fixed: dict[str, Any]) -> Thunk | None:
+    """A thunk giving the values dict: `reads` maps a name to (tile, read as fp32); `fixed` are the other keys."""
+    views: dict[str, np.ndarray] = {}
+    convert: list[tuple[str, np.ndarray]] = []
+    for name, (t, as_f32) in reads.items():
+        view = storage_view(t)
+        if view is None:
+            return None
+        if as_f32 and view.dtype != F32:  # operands.read_f32
+            convert.append((name, view))
+        else:
+            views[name] = view
+    constant = {**fixed, **views}
+    if not convert:
+        return lambda: constant
+
+    def values() -> dict[str, Any]:
+        out = dict(constant)
+        for name, view in convert:
+            out[name] = dtypes.to_float32(view)
+        return out
+
+    return values
+
+
+def _matmul(cells: dict[str, Any], call: Any) -> Thunk | None:
+    ctx = cells["ctx"]
+    mode = transpose_mode(ctx.machine.spec.core, {"is_transpose": cells["is_transpose"]})
+    fixed = {"double_row": cells["double_row"], "is_transpose": mode, "location": cells["loc"]}
+    return _operands({"stationary": (cells["st"], True), "moving": (cells["mv"], True)}, fixed)
+
+
+def _transpose(cells: dict[str, Any], call: Any) -> Thunk | None:
+    return _operands({"data": (cells["data"], True)}, {})
+
+
+def _tensor_copy(cells: dict[str, Any], call: Any) -> Thunk | None:
+    src, dst = cells["src"], cells["dst"]
+    exact = src.dtype == dst.dtype and call.engine is not Engine.SCALAR
+    return _operands({"src": (src, not exact)}, {})
+
+
+def _dma_copy(cells: dict[str, Any], call: Any) -> Thunk | None:
+    read = cells["read"]
+    if read is not read_stored and read is not read_f32:
+        return None
+    return _operands({"src": (cells["src"], read is read_f32)}, {})
+
+
+def _dma_transpose(cells: dict[str, Any], call: Any) -> Thunk | None:
+    return _operands({"src": (cells["permuted"], False)}, {})
+
+
+# closure (module, qualified name) -> (its free variables, the maker of its values thunk). The free variables
+# are checked so that a builder whose closure changed shape reads as recorded (the bit-identity tests also
+# cover each builder's values).
+_FAST: dict[tuple[str, str], tuple[frozenset[str], Callable[[dict[str, Any], Any], Thunk | None]]] = {
+    ("trnsim.nki.emit_matmul", "nc_matmul.<locals>.<lambda>"): (
+        frozenset({"ctx", "st", "mv", "loc", "double_row", "is_transpose"}),
+        _matmul,
+    ),
+    ("trnsim.nki.emit_matmul", "nc_transpose.<locals>.<lambda>"): (frozenset({"ctx", "data", "loc"}), _transpose),
+    ("trnsim.nki.emit_movement", "tensor_copy.<locals>.values"): (
+        frozenset({"ctx", "src", "dst", "src_mask", "loc"}),
+        _tensor_copy,
+    ),
+    ("trnsim.nki.emit_movement", "dma_copy.<locals>.<lambda>"): (
+        frozenset({"read", "ctx", "src", "src_m", "loc"}),
+        _dma_copy,
+    ),
+    ("trnsim.nki.emit_movement", "dma_transpose.<locals>.<lambda>"): (
+        frozenset({"ctx", "permuted", "location"}),
+        _dma_transpose,
+    ),
+}
+
+
+def fast_values(values: Any, call: Any) -> Thunk | None:
+    """A thunk equal to `values(call)` that reads its tiles through views taken now, or None."""
+    code = getattr(values, "__code__", None)
+    closure = getattr(values, "__closure__", None)
+    if code is None or not closure:
+        return None
+    entry = _FAST.get((getattr(values, "__module__", ""), code.co_qualname))
+    if entry is None or frozenset(code.co_freevars) != entry[0]:
+        return None
+    cells = {name: c.cell_contents for name, c in zip(code.co_freevars, closure)}
+    return entry[1](cells, call)
+
+
+def compile_step(step: tuple[Any, ...]) -> tuple[Thunk, bool]:
+    """One recorded step (Recorder.step's fields plus functional_replay._target's) as a callable, and whether
+    its operand values come from views taken now."""
+    values, compute, call, dst = step[2], step[3], step[4], step[5]
+    fast = None if compute is not None or dst is None else fast_values(values, call)
+    return _compiled(step, fast), fast is not None
+
+
+def _compiled(step: tuple[Any, ...], fast: Thunk | None) -> Thunk:
+    ctx, semantics, values, compute, call, dst, mask, accumulate, location, target = step
+    if dst is None:  # a builder's step (builder_step): it writes its own outputs
+        return compute
+    if compute is not None:
+        produce: Thunk = compute
+    elif fast is not None:
+        if target is not None and not accumulate and semantics is isa_semantics.nc_transpose:
+            return _transpose_store(fast, target)
+        produce = lambda: semantics(**fast())  # noqa: E731
+    else:
+        produce = lambda: semantics(**values(call))  # noqa: E731
+    if target is None:
+
+        def masked() -> None:
+            result = produce()
+            if accumulate:
+                result = read_f32(ctx, dst, mask, location) + np.asarray(result).reshape(dst.shape)
+            write(dst, result, mask)
+
+        return masked
+    view, dtype, shape, size = target
+    if accumulate:
+        acc = storage_view(dst)
+        if acc is not None and dtype == F32 and _same_view(acc, view):
+
+            def add() -> None:
+                result = np.asarray(produce())
+                if result.dtype == F32:  # the recording's read_f32(dst) + result, stored as fp32: the same add
+                    np.add(view, result.reshape(shape), out=view)
+                else:
+                    view[...] = _stored(view + result.reshape(shape), dtype, shape, size)
+
+            return add
+
+        def accumulated() -> None:
+            result = read_f32(ctx, dst, mask, location) + np.asarray(produce()).reshape(dst.shape)
+            view[...] = _stored(result, dtype, shape, size)
+
+        return accumulated
+
+    def store() -> None:
+        view[...] = _stored(produce(), dtype, shape, size)
+
+    return store
+
+
+def _stored(result: Any, dtype: Any, shape: tuple[int, ...], size: int) -> np.ndarray:
+    """What operands.write stores for `result` (no mask): reshaped or broadcast to the tile, cast to its dtype."""
+    vals = np.asarray(result)
+    if vals.shape != shape:
+        vals = vals.reshape(shape) if vals.size == size else np.broadcast_to(vals, shape)
+    return vals.astype(dtype) if vals.dtype != dtype else vals
+
+
+def _same_view(a: np.ndarray, b: np.ndarray) -> bool:
+    return (
+        a.shape == b.shape
+        and a.strides == b.strides
+        and a.dtype == b.dtype
+        and a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
+    )
+
+
+def _transpose_store(fast: Thunk, target: tuple[Any, ...]) -> Thunk:
+    """nc_transpose: `np.ascontiguousarray(as_2d(data).T)` stored in dst; the transposed view is stored directly
+    (the contiguous copy holds the same values)."""
+    view, dtype, shape, size = target
+
+    def transpose() -> None:
+        data = fast()["data"]
+        vals = isa_semantics.as_2d(data).T
+        if vals.shape != shape:  # a reshape of a non-contiguous view copies anyway: as recorded
+            vals = np.ascontiguousarray(vals)
+        view[...] = _stored(vals, dtype, shape, size)
+
+    return transpose
