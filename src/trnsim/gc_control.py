@@ -4,14 +4,15 @@ A cold model estimate imports torch, transformers and torch.export's stack, buil
 captures its graph: about a million objects, nearly all of which live as long as the process (modules, classes,
 functions, the model). CPython's generational collector (3.11-3.13) runs a full collection each time the objects
 that reached its oldest generation have grown by a quarter, and a full collection walks every object: in a cold
-Llama-3.1-405B estimate eight of them cost about 1.2 CPU s of 8 and freed some 500 objects. Here collections wait
+Llama-3.1-405B estimate nine of them cost 1.3 CPU s of 8 and freed some 4,000 objects. Here collections wait
 until a burst of such objects has been made (gc.disable), and then skip them (gc.freeze) while the work runs.
 
 A collection only frees objects that nothing reachable refers to, so when it runs changes no value. The one place
 the simulator sees when an object dies is a tile's bytes coming free (sim/memory.py frees them when its last
 reference goes, and collects by itself before it reports a capacity error); no tile exists while collections are
 paused here (imports, model builds), and only objects that existed before an estimate began are frozen, so the
-tiles an estimate makes are collected as before. tests/test_gc_control.py checks estimates are unchanged.
+tiles an estimate makes are collected as before (and library kernels leave no tile in a cycle:
+tests/kernels/test_no_tile_cycles.py). tests/test_gc_control.py checks estimates are unchanged.
 Both context managers leave the collector as they found it, and do nothing where collections are off or the
 caller has frozen objects itself (a caller's frozen objects are never unfrozen here).
 """
