@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from trnsim.gc_control import FrontEnd, older_objects_frozen
+from trnsim.gc_control import FrontEnd, older_objects_frozen, paused
 
 
 class _Node:
@@ -88,6 +88,46 @@ def test_a_callers_freeze_and_disable_are_left_alone(clean_gc):
         front.settle()
         assert not gc.isenabled() and gc.get_freeze_count() == 0
     assert not gc.isenabled()
+
+
+def test_paused_restores_and_leaves_a_disabled_collector_alone(clean_gc):
+    with paused():
+        assert not gc.isenabled()
+        made = _Node()
+        made_ref = weakref.ref(made)
+        del made
+    assert gc.isenabled()
+    gc.collect()
+    assert made_ref() is None  # paused, not frozen: collected once collections resume
+    with pytest.raises(ValueError), paused():
+        raise ValueError("build failed")
+    assert gc.isenabled()
+    gc.disable()
+    with paused():
+        pass
+    assert not gc.isenabled()
+
+
+def test_build_model_runs_paused_and_restores(clean_gc, monkeypatch):
+    """build_model builds with collections paused (transformers' modeling import and the modules stay) and
+    leaves the collector on, as it found it."""
+    from transformers import LlamaConfig
+
+    from trnsim.models import build
+    from trnsim.models.build import build_model
+
+    seen: list[bool] = []
+    real = build.resolve_config
+
+    def spy(model: Any) -> Any:
+        seen.append(gc.isenabled())
+        return real(model)
+
+    monkeypatch.setattr(build, "resolve_config", spy)
+    config = LlamaConfig(hidden_size=64, intermediate_size=128, num_attention_heads=4, num_hidden_layers=2)
+    model = build_model(config, device="meta")
+    assert seen == [False] and gc.isenabled()
+    assert sum(p.numel() for p in model.parameters()) > 0
 
 
 def _records(profile: Any) -> list[Any]:

@@ -78,6 +78,21 @@ class FrontEnd:
 
 
 @contextlib.contextmanager
+def paused() -> Iterator[None]:
+    """No automatic collections inside (a burst of objects that stay: importing a model family's code and building
+    the model); collections resume on leaving, where the next full one walks them once instead of every full
+    collection the burst would have set off on the way. Nothing happens if collections are off already."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
+@contextlib.contextmanager
 def older_objects_frozen() -> Iterator[None]:
     """Inside, automatic collections skip the objects that existed on entry (gc.freeze; gc.unfreeze on leaving),
     so a full collection walks only the objects made inside; those are collected as usual."""

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from trnsim.gc_control import paused
 from trnsim.models.config import resolve_config, with_num_layers
 from trnsim.models.errors import ModelError
 
@@ -87,6 +88,7 @@ def resolve_task(config: PretrainedConfig, task: str) -> str:
     return task
 
 
+@paused()  # transformers, the family's modeling code (the first build imports them) and the model all stay
 def build_model(
     model: str | Path | PretrainedConfig,
     device: str | torch.device = "meta",
