@@ -23,7 +23,7 @@ from trnsim.compiler.kernel_cache import KernelCache, KernelCost, default_cache,
 from trnsim.errors import TrnsimError
 from trnsim.hw.spec import HardwareSpec
 from trnsim.isa.semantics import one_blas_thread
-from trnsim.nki.kernel import Kernel, TensorSpec, trace
+from trnsim.nki.kernel import InputWrittenError, Kernel, TensorSpec, trace
 from trnsim.runtime.profile import ENGINE_KEYS, Profile
 
 
@@ -183,11 +183,31 @@ def run_kernel(
             done, outputs = kernel_replay.replayed(key, kernel, args, kwargs, spec)
             if done:
                 return outputs, cost
-        traced = trace(kernel, args, kwargs, target=spec, mode="functional" if functional else "timing", cores=1)
+        if functional:
+            traced = _functional_trace(key, kernel, args, kwargs, spec)
+        else:
+            traced = trace(kernel, args, kwargs, target=spec, mode="timing", cores=1)
     if cost is None:
         cost = cost_of(traced.profile())
         cache.put(key, cost)
     return traced.outputs(), cost
+
+
+# Invocation keys whose kernels wrote an input argument: traced with copies of their inputs from then on.
+_WRITES_INPUTS: set[str] = set()
+
+
+def _functional_trace(
+    key: str, kernel: Kernel, args: tuple[Any, ...], kwargs: dict[str, Any], spec: HardwareSpec
+) -> Any:
+    """A full functional trace whose HBM inputs are the argument arrays themselves, write-protected (no copy of,
+    e.g., an embedding's table on every call); a kernel that writes an input is traced again with copies."""
+    if key not in _WRITES_INPUTS:
+        try:
+            return trace(kernel, args, kwargs, target=spec, mode="functional", cores=1, read_only_inputs=True)
+        except InputWrittenError:
+            _WRITES_INPUTS.add(key)
+    return trace(kernel, args, kwargs, target=spec, mode="functional", cores=1)
 
 
 def extended_cost(

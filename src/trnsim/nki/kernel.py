@@ -110,10 +110,14 @@ def _to_numpy(x: Any) -> tuple[np.ndarray, bool]:
     return np.asarray(x), False
 
 
-def _input_tensor(machine: Machine, arg: Any, index: int | str) -> tuple[Any, bool]:
+class InputWrittenError(UsageError):
+    """A kernel wrote an input argument of a launch that passed its inputs read-only (trace(read_only_inputs=True))."""
+
+
+def _input_tensor(machine: Machine, arg: Any, index: int | str, read_only: bool = False) -> tuple[Any, bool]:
     if isinstance(arg, list | tuple):
         # Arrays nested in a list/tuple argument (e.g. the operands of a fused op chain) go to HBM too.
-        items = [_input_tensor(machine, a, f"{index}.{j}") for j, a in enumerate(arg)]
+        items = [_input_tensor(machine, a, f"{index}.{j}", read_only) for j, a in enumerate(arg)]
         return type(arg)(v for v, _ in items), any(t for _, t in items)
     if isinstance(arg, TensorSpec):
         if machine.functional:
@@ -131,7 +135,14 @@ def _input_tensor(machine: Machine, arg: Any, index: int | str) -> tuple[Any, bo
         data = exact_kernel_array(data, index)
         alloc = machine.allocate(MemoryKind.HBM, tuple(data.shape), data.dtype, f"arg{index}")
         if alloc.storage is not None:
-            alloc.storage[...] = data
+            if read_only and data.flags.c_contiguous:
+                # The argument's own memory, write-protected: reshapes and dtype views of it stay views (it is
+                # C-contiguous), and a write raises (InputWrittenError), so the caller's array is never changed.
+                view = data.view()
+                view.flags.writeable = False
+                alloc.storage = view
+            else:
+                alloc.storage[...] = data
         alloc.mark_all_written()
         return NkiTensor(alloc), from_torch
     return arg, False
@@ -215,8 +226,14 @@ def trace(
     target: Any = None,
     mode: Mode = "functional",
     cores: int | None = None,
+    read_only_inputs: bool = False,
 ) -> Traced:
-    """Run every SPMD program of `kernel` on a fresh simulated chip (values in functional mode), unscheduled."""
+    """Run every SPMD program of `kernel` on a fresh simulated chip (values in functional mode), unscheduled.
+
+    read_only_inputs: HBM inputs use the argument arrays' memory (C-contiguous ones), write-protected, instead of
+    a copy; a kernel that writes one raises InputWrittenError (trace it again without). For callers that run
+    library kernels on large arguments every call (compiler/kernel_runner.py).
+    """
     spec: HardwareSpec = get_target_spec(target or kernel.platform_target)
     if mode not in ("functional", "timing"):
         raise UsageError(f"mode must be 'functional' or 'timing', got {mode!r}", user_location())
@@ -235,8 +252,8 @@ def trace(
             user_location(),
         )
     machine = Machine(spec, mode, n_cores)
-    converted = [_input_tensor(machine, a, i) for i, a in enumerate(args)]
-    converted_kw = {k: _input_tensor(machine, v, k) for k, v in kwargs.items()}
+    converted = [_input_tensor(machine, a, i, read_only_inputs) for i, a in enumerate(args)]
+    converted_kw = {k: _input_tensor(machine, v, k, read_only_inputs) for k, v in kwargs.items()}
     hbm_args = [c[0] for c in converted]
     hbm_kwargs = {k: c[0] for k, c in converted_kw.items()}
     as_torch = any(c[1] for c in (*converted, *converted_kw.values()))
@@ -249,7 +266,7 @@ def trace(
         ctx = TraceContext(
             machine, core=core % n_cores, program_id=pid, grid=kernel.grid, kernel_name=kernel.name, shared_hbm=shared
         )
-        with activate(ctx), _internal_errors_reported():
+        with activate(ctx), _internal_errors_reported(read_only_inputs):
             ret = kernel.fn(*hbm_args, **hbm_kwargs)
         if k == 0:
             result = ret
@@ -269,10 +286,11 @@ def launch(
 
 
 @contextlib.contextmanager
-def _internal_errors_reported() -> Iterator[None]:
+def _internal_errors_reported(read_only_inputs: bool = False) -> Iterator[None]:
     """A bare exception raised inside the simulator becomes an InternalError naming the kernel line.
 
-    Exceptions from the kernel's own code (its own bugs) and trnsim's own errors pass through unchanged.
+    Exceptions from the kernel's own code (its own bugs) and trnsim's own errors pass through unchanged. With
+    read-only inputs, numpy's refusal to write a write-protected array is the kernel writing an input.
     """
     try:
         yield
@@ -282,6 +300,14 @@ def _internal_errors_reported() -> Iterator[None]:
         if isinstance(err.__cause__, TrnsimError):
             raise  # an exception NKI's simulator raises (e.g. IndexError), on purpose, from trnsim's own error
         frames = traceback.extract_tb(err.__traceback__)
+        if read_only_inputs and isinstance(err, ValueError) and "read-only" in str(err):
+            user = next((f for f in reversed(frames) if not is_machinery(f.filename)), None)
+            raise InputWrittenError(
+                "the kernel writes one of its input arguments, which this launch passed read-only (its HBM "
+                "tensors share the argument arrays' memory); launch it without read_only_inputs",
+                f"{user.filename}:{user.lineno}" if user else None,
+                rule="read-only-input",
+            ) from err
         if frames and not is_machinery(frames[-1].filename) and "truth value of an array" in str(err):
             raise _truth_value_error(frames[-1]) from err
         if not frames or not is_machinery(frames[-1].filename):
