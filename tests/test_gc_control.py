@@ -90,6 +90,28 @@ def test_a_callers_freeze_and_disable_are_left_alone(clean_gc):
     assert not gc.isenabled()
 
 
+def test_nothing_is_frozen_from_a_worker_thread(clean_gc):
+    """A freeze on one thread would take in the objects other threads' estimates are making: only the main thread
+    freezes."""
+    import threading
+
+    seen: list[int] = []
+
+    def work() -> None:
+        with older_objects_frozen():
+            seen.append(gc.get_freeze_count())
+        with FrontEnd() as front:
+            front.settle()
+            seen.append(gc.get_freeze_count())
+
+    worker = threading.Thread(target=work)
+    worker.start()
+    worker.join()
+    assert seen == [0, 0]
+    with older_objects_frozen():
+        assert gc.get_freeze_count() > 0
+
+
 def test_paused_restores_and_leaves_a_disabled_collector_alone(clean_gc):
     with paused():
         assert not gc.isenabled()

@@ -13,14 +13,15 @@ reference goes, and collects by itself before it reports a capacity error); no t
 paused here (imports, model builds), and only objects that existed before an estimate began are frozen, so the
 tiles an estimate makes are collected as before (and library kernels leave no tile in a cycle:
 tests/kernels/test_no_tile_cycles.py). tests/test_gc_control.py checks estimates are unchanged.
-Both context managers leave the collector as they found it, and do nothing where collections are off or the
-caller has frozen objects itself (a caller's frozen objects are never unfrozen here).
+FrontEnd and older_objects_frozen leave the collector as they found it, and do nothing where collections are off,
+the caller has frozen objects itself (a caller's frozen objects are never unfrozen here), or off the main thread.
 """
 
 from __future__ import annotations
 
 import contextlib
 import gc
+import threading
 from collections.abc import Iterator
 from types import TracebackType
 
@@ -30,8 +31,15 @@ _frozen_here = False
 
 
 def _ours() -> bool:
-    """Whether the collector is in its default state: on, nothing frozen."""
-    return gc.isenabled() and not _frozen_here and not gc.get_freeze_count()
+    """Whether the collector is in its default state (on, nothing frozen) and this is the main thread: a freeze
+    made on a worker thread (the serving step grid's thread pool) would also freeze what the other threads' estimates
+    are making at that moment."""
+    return (
+        threading.current_thread() is threading.main_thread()
+        and gc.isenabled()
+        and not _frozen_here
+        and not gc.get_freeze_count()
+    )
 
 
 def _freeze() -> None:
