@@ -1,7 +1,7 @@
 """A replay's steps compiled once (nki/functional_replay_steps.py): operand views taken at recording, in-place PSUM
-accumulation, transposes stored without a contiguous copy. On fresh random inputs, a replay with these shortcuts
-gives the same bits as a replay without them (each step run as recorded) and as a full functional trace, and is
-close to an independent numpy reference."""
+accumulation, transposes stored without a contiguous copy, input arguments read in place. On fresh random inputs, a
+replay with these shortcuts gives the same bits as a replay without them (each step run as recorded) and as a full
+functional trace, and is close to an independent numpy reference; the caller's arrays are never written."""
 
 from __future__ import annotations
 
@@ -170,3 +170,89 @@ def test_a_view_is_taken_only_of_tiles_indexed_by_slices() -> None:
     assert storage_view(_Tile(_Alloc(storage, True), (np.array([0, 2]), slice(None)))) is None
     assert storage_view(_Tile(_Alloc(storage, False), (slice(1, 5), slice(None)))) is None
     assert storage_view(_Tile(_Alloc(storage, True), (3, 4))) is None  # one element: a scalar, not a view
+
+
+@jit
+def _scaled_sum(x, y):
+    """2 * x + y, with x read through a reshape of itself (an alias allocation) and y as it is."""
+    flat = x.reshape((x.shape[0] * x.shape[1] // 64, 64))
+    a = nl.ndarray(flat.shape, dtype=nl.float32, buffer=nl.sbuf)
+    nisa.dma_copy(dst=a, src=flat)
+    b = nl.ndarray(y.shape, dtype=nl.float32, buffer=nl.sbuf)
+    nisa.dma_copy(dst=b, src=y)
+    s = nl.ndarray(y.shape, dtype=nl.float32, buffer=nl.sbuf)
+    nisa.tensor_tensor(dst=s, data1=a, data2=a, op=nl.add)
+    nisa.tensor_tensor(dst=s, data1=s, data2=b, op=nl.add)
+    out = nl.ndarray(y.shape, dtype=nl.float32, buffer=nl.shared_hbm)
+    nisa.dma_copy(dst=out, src=s)
+    return out
+
+
+@jit
+def _accumulate_into_input(x, y):
+    """x += y in x's own HBM tensor; returns x + y."""
+    a = nl.ndarray(x.shape, dtype=nl.float32, buffer=nl.sbuf)
+    nisa.dma_copy(dst=a, src=x)
+    b = nl.ndarray(y.shape, dtype=nl.float32, buffer=nl.sbuf)
+    nisa.dma_copy(dst=b, src=y)
+    nisa.tensor_tensor(dst=a, data1=a, data2=b, op=nl.add)
+    nisa.dma_copy(dst=x, src=a)
+    out = nl.ndarray(x.shape, dtype=nl.float32, buffer=nl.shared_hbm)
+    nisa.dma_copy(dst=out, src=a)
+    return out
+
+
+def _record(kernel: Any, make: Callable[[], tuple[Any, ...]], cache: KernelCache) -> Any:
+    for _ in range(2):  # traced in full (cost cached), then recorded
+        run_kernel(kernel, make(), {}, SPEC, True, cache)
+    (replay,) = kernel_replay.store().replays.values()
+    return replay
+
+
+def test_inputs_read_in_place_give_the_bits_of_copies_and_leave_the_arguments_alone() -> None:
+    """matmul's inputs are read where they are (no copy into the replay's HBM): contiguous, strided and torch
+    arguments give a full trace's bits, and the caller's arrays are unchanged and still writeable."""
+    import torch
+
+    rng = np.random.default_rng()
+    m, k, n = (int(v) for v in rng.integers(20, 300, size=3))
+    cache = KernelCache(use_disk=False)
+    replay = _record(kernels.matmul, lambda: (_f32(rng, m, k), _f32(rng, k, n)), cache)
+    assert len(replay.in_place) == 2
+    wide = _f32(rng, k, 2 * n)
+    for a, b in [
+        (_f32(rng, m, k), _f32(rng, k, n)),
+        (_f32(rng, k, m).T, wide[:, ::2]),  # strided views of bigger arrays
+        (torch.from_numpy(_f32(rng, m, k)), torch.from_numpy(_f32(rng, k, n))),
+    ]:
+        a0, b0 = np.array(a), np.array(b)
+        hits = kernel_replay.store().hits
+        got = run_kernel(kernels.matmul, (a, b), {}, SPEC, True, cache)[0]
+        assert kernel_replay.store().hits == hits + 1
+        full = trace(kernels.matmul, (a0, b0), {}, target=SPEC, mode="functional", cores=1).outputs()
+        assert _bits(np.asarray(got)) == _bits(full)
+        np.testing.assert_allclose(np.asarray(got, np.float64), a0.astype(np.float64) @ b0, rtol=1e-4, atol=1e-3)
+        for arg, before in ((a, a0), (b, b0)):
+            arr: Any = arg.numpy() if isinstance(arg, torch.Tensor) else arg
+            assert arr.tobytes() == before.tobytes() and arr.flags.writeable
+
+
+def test_inputs_read_through_an_alias_or_written_are_copied() -> None:
+    rng = np.random.default_rng()
+    cache = KernelCache(use_disk=False)
+    replay = _record(_scaled_sum, lambda: (_f32(rng, 4, 128), _f32(rng, 8, 64)), cache)
+    assert [(p, id(a) in replay.in_place) for p, a in replay.inputs] == [("0", False), ("1", True)]  # x: reshaped
+    for _ in range(2):
+        x, y = _f32(rng, 4, 128), _f32(rng, 8, 64)
+        got = run_kernel(_scaled_sum, (x, y), {}, SPEC, True, cache)[0]
+        np.testing.assert_array_equal(got, (x.reshape(8, 64) + x.reshape(8, 64)) + y)
+    kernel_replay.store().clear()
+    cache = KernelCache(use_disk=False)
+    replay = _record(_accumulate_into_input, lambda: (_f32(rng, 16, 40), _f32(rng, 16, 40)), cache)
+    assert [(p, id(a) in replay.in_place) for p, a in replay.inputs] == [("0", False), ("1", True)]  # x: written
+    for _ in range(2):
+        x, y = _f32(rng, 16, 40), _f32(rng, 16, 40)
+        x0 = x.copy()
+        got = run_kernel(_accumulate_into_input, (x, y), {}, SPEC, True, cache)[0]
+        np.testing.assert_array_equal(got, x0 + y)
+        assert x.tobytes() == x0.tobytes()

@@ -6,9 +6,10 @@ run (the kernel's Python, tile allocation, rule checks, costs, instruction recor
 depends only on the kernel's arguments' shapes, dtypes and constants, unless the kernel's Python looks at
 values. `record(kernel, args, kwargs, ...)` runs the kernel once with a Recorder active; the recorder keeps
 each instruction's value step (semantics, closure, destination, mask, accumulate) and the tiles they refer
-to. `Replay.run(args, kwargs)` writes new argument values into the recorded argument tensors and re-runs
-only the steps, which gives bit for bit the values a full run would: the same numpy calls on the same
-operand values, in the same order.
+to. `Replay.run(args, kwargs)` writes new argument values into the recorded argument tensors (or, for an
+argument no step writes and only compiled steps read, points those steps' views at the argument array itself,
+write-protected) and re-runs only the steps (compiled once, functional_replay_steps.py), which gives bit for bit
+the values a full run would: the same numpy calls on the same operand values, in the same order.
 
 A recording is refused (`Recording.why` says why, and the kernel is traced in full on every call) when
 replaying it might not be exact, each case detected while the kernel runs, never assumed:
@@ -222,11 +223,27 @@ class Replay:
         self.nbytes = nbytes
         self.pinned: Any = None  # what the replay's key names by identity (kept alive with it)
         self.fast_steps = 0  # steps whose operands are read through views taken when recorded
+        # input allocations read in place (id -> (own storage, views to point at each call's argument))
+        self.in_place: dict[int, tuple[np.ndarray, list[tuple[Any, Any, Any]]]] = {}
 
     def run(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """The kernel's outputs on these arguments (numpy, or torch if any argument was torch)."""
         for path, alloc in self.inputs:
-            alloc.storage[...] = exact_kernel_array(_as_array(_get(args, kwargs, path)), path)
+            arr = exact_kernel_array(_as_array(_get(args, kwargs, path)), path)
+            place = self.in_place.get(id(alloc))
+            if place is None:
+                alloc.storage[...] = arr
+                continue
+            own, bindings = place
+            if arr.shape == own.shape and arr.dtype == own.dtype:
+                src = arr.view()  # read in place, write-protected: no step writes it (finish checked)
+                src.flags.writeable = False
+            else:  # not expected (one signature, one shape and dtype): copied, as recorded
+                own[...] = arr
+                src = own
+            alloc.storage = src
+            for index, container, key in bindings:
+                container[key] = src[index]
         for alloc in self.poisoned:
             alloc.storage[...] = dtypes.poison_value(alloc.dtype)
         for op in self.ops:  # the steps, each compiled once (functional_replay_steps.py)
@@ -313,10 +330,44 @@ def finish(
         root.fully_written, root.written = True, None
     compiled = [compile_step(step) for step in steps]  # after the roots count as written: their views are taken
     ops = [op for op, _ in compiled]
+    in_place = _in_place_inputs(rec.steps, [b for _, b in compiled], [a for _, a in inputs], written)
     nbytes = sum(a.storage.nbytes for a in roots.values() if a.storage is not None)
     machine.instructions = []  # the profile was taken: the replay needs values, not the instruction stream
     machine.allocations = {}
     machine.call_facts = {}
     replay = Replay(ops, inputs, list(poisoned.values()), traced.result, traced.as_torch, machine.warnings, nbytes)
-    replay.fast_steps = sum(fast for _, fast in compiled)
+    replay.fast_steps = sum(b is not None for _, b in compiled)
+    replay.in_place = in_place
     return replay
+
+
+def _in_place_inputs(
+    steps: list[tuple[Any, ...]], bindings: list[Any], inputs: list[Any], written: set[int]
+) -> dict[int, tuple[np.ndarray, list[tuple[Any, Any, Any]]]]:
+    """Input allocations a replay can read in place instead of copying each call's argument into them: never
+    written by a step, and read only by compiled steps through views of the allocation itself (not of a reshape
+    or dtype alias of it, whose storage is its own view of the recorded copy). A builder's step (its tiles
+    unknown) keeps every input copied."""
+    if any(step[4] is None for step in steps):
+        return {}
+    candidates = {id(a): a for a in inputs if a.id not in written and a.storage is not None and a is a.root}
+    bound: dict[int, list[tuple[Any, Any, Any]]] = {k: [] for k in candidates}
+    for step, step_bindings in zip(steps, bindings):
+        call, accumulate = step[4], step[7]
+        read = {id(op.source.alloc.root) for op in call.inputs.values()}
+        if accumulate:
+            read.add(id(call.dst.source.alloc.root))
+        hit = read & candidates.keys()
+        if not hit:
+            continue
+        seen: set[int] = set()
+        for alloc, index, container, key in step_bindings or ():
+            if id(alloc.root) in hit:
+                if alloc is not alloc.root:
+                    candidates.pop(id(alloc.root), None)
+                    continue
+                bound[id(alloc)].append((index, container, key))
+                seen.add(id(alloc))
+        for k in hit - seen:  # read, but not through one of the step's views: keep it copied
+            candidates.pop(k, None)
+    return {k: (a.storage, bound[k]) for k, a in candidates.items()}

@@ -14,6 +14,9 @@ compiled once into a callable that does only the numpy work:
   recording's read + add + store) when destination and result are fp32;
 - a TensorE/VectorE transpose (semantics `isa.semantics.nc_transpose`) stores the transposed view directly,
   without the contiguous copy in between (a copy of the same values).
+- each view records where it is kept (a Binding), so that a replay can read an input argument in place: it
+  points the views of that input's allocation at the new argument array instead of copying the argument in
+  (GPT-2's weights, ~0.5 GB per forward pass); functional_replay.finish decides which inputs qualify.
 
 Everything else (other closures, masked writes, index-array operands, builder steps) runs as recorded. Each
 shortcut gives the same values bit for bit: the same numpy calls on the same operand values in the same order,
@@ -38,37 +41,56 @@ F32 = np.dtype(np.float32)
 Thunk = Callable[[], Any]
 
 
+def _index(t: Any) -> tuple[Any, ...] | None:
+    """`t`'s numpy index into its allocation's storage when it is slices and ints and the allocation counts as
+    written (NkiTensor.read gives a view then), else None."""
+    alloc = t.alloc
+    if alloc.storage is None or not alloc.root.fully_written:
+        return None
+    index = t.np_index(clip=True)
+    return index if all(isinstance(k, slice | int | np.integer) for k in index) else None
+
+
 def storage_view(t: Any) -> np.ndarray | None:
     """The numpy view of `t`'s allocation's storage that reading `t` returns (NkiTensor.read), when `t` is
     indexed by slices and ints and its allocation counts as written; else None (the step reads as recorded)."""
-    alloc = t.alloc
-    storage = alloc.storage
-    if storage is None or not alloc.root.fully_written:
+    index = _index(t)
+    if index is None:
         return None
-    index = t.np_index(clip=True)
-    if not all(isinstance(k, slice | int | np.integer) for k in index):
-        return None
+    storage = t.alloc.storage
     view = storage[index]
     if not isinstance(view, np.ndarray) or not np.may_share_memory(view, storage):
         return None
     return view
 
 
-def _operands(reads: dict[str, tuple[Any, bool]], fixed: dict[str, Any]) -> Thunk | None:
-    """A thunk giving the values dict: `reads` maps a name to (tile, read as fp32); `fixed` are the other keys."""
-    views: dict[str, np.ndarray] = {}
-    convert: list[tuple[str, np.ndarray]] = []
+# Where a compiled step keeps an operand's view: (allocation, index into its storage, container, key), so that a
+# replay can point it at another array of the allocation's shape (functional_replay.Replay.run: an input argument
+# read in place).
+Binding = tuple[Any, tuple[Any, ...], Any, Any]
+Fast = tuple[Thunk, list[Binding]]
+
+
+def _operands(reads: dict[str, tuple[Any, bool]], fixed: dict[str, Any]) -> Fast | None:
+    """A thunk giving the values dict, and its bindings: `reads` maps a name to (tile, read as fp32); `fixed` are
+    the other keys."""
+    constant = dict(fixed)
+    convert: list[list[Any]] = []  # [name, view] read through fp32 on each call
+    bindings: list[Binding] = []
     for name, (t, as_f32) in reads.items():
         view = storage_view(t)
-        if view is None:
+        index = _index(t)
+        if view is None or index is None:
             return None
         if as_f32 and view.dtype != F32:  # operands.read_f32
-            convert.append((name, view))
+            entry = [name, view]
+            convert.append(entry)
+            bindings.append((t.alloc, index, entry, 1))
         else:
-            views[name] = view
-    constant = {**fixed, **views}
+            constant[name] = view
+            bindings.append((t.alloc, index, constant, name))
     if not convert:
-        return lambda: constant
+        return (lambda: constant), bindings
 
     def values() -> dict[str, Any]:
         out = dict(constant)
@@ -76,41 +98,41 @@ def _operands(reads: dict[str, tuple[Any, bool]], fixed: dict[str, Any]) -> Thun
             out[name] = dtypes.to_float32(view)
         return out
 
-    return values
+    return values, bindings
 
 
-def _matmul(cells: dict[str, Any], call: Any) -> Thunk | None:
+def _matmul(cells: dict[str, Any], call: Any) -> Fast | None:
     ctx = cells["ctx"]
     mode = transpose_mode(ctx.machine.spec.core, {"is_transpose": cells["is_transpose"]})
     fixed = {"double_row": cells["double_row"], "is_transpose": mode, "location": cells["loc"]}
     return _operands({"stationary": (cells["st"], True), "moving": (cells["mv"], True)}, fixed)
 
 
-def _transpose(cells: dict[str, Any], call: Any) -> Thunk | None:
+def _transpose(cells: dict[str, Any], call: Any) -> Fast | None:
     return _operands({"data": (cells["data"], True)}, {})
 
 
-def _tensor_copy(cells: dict[str, Any], call: Any) -> Thunk | None:
+def _tensor_copy(cells: dict[str, Any], call: Any) -> Fast | None:
     src, dst = cells["src"], cells["dst"]
     exact = src.dtype == dst.dtype and call.engine is not Engine.SCALAR
     return _operands({"src": (src, not exact)}, {})
 
 
-def _dma_copy(cells: dict[str, Any], call: Any) -> Thunk | None:
+def _dma_copy(cells: dict[str, Any], call: Any) -> Fast | None:
     read = cells["read"]
     if read is not read_stored and read is not read_f32:
         return None
     return _operands({"src": (cells["src"], read is read_f32)}, {})
 
 
-def _dma_transpose(cells: dict[str, Any], call: Any) -> Thunk | None:
+def _dma_transpose(cells: dict[str, Any], call: Any) -> Fast | None:
     return _operands({"src": (cells["permuted"], False)}, {})
 
 
 # closure (module, qualified name) -> (its free variables, the maker of its values thunk). The free variables
 # are checked so that a builder whose closure changed shape reads as recorded (the bit-identity tests also
 # cover each builder's values).
-_FAST: dict[tuple[str, str], tuple[frozenset[str], Callable[[dict[str, Any], Any], Thunk | None]]] = {
+_FAST: dict[tuple[str, str], tuple[frozenset[str], Callable[[dict[str, Any], Any], Fast | None]]] = {
     ("trnsim.nki.emit_matmul", "nc_matmul.<locals>.<lambda>"): (
         frozenset({"ctx", "st", "mv", "loc", "double_row", "is_transpose"}),
         _matmul,
@@ -131,8 +153,8 @@ _FAST: dict[tuple[str, str], tuple[frozenset[str], Callable[[dict[str, Any], Any
 }
 
 
-def fast_values(values: Any, call: Any) -> Thunk | None:
-    """A thunk equal to `values(call)` that reads its tiles through views taken now, or None."""
+def fast_values(values: Any, call: Any) -> Fast | None:
+    """A thunk equal to `values(call)` that reads its tiles through views taken now (and their bindings), or None."""
     code = getattr(values, "__code__", None)
     closure = getattr(values, "__closure__", None)
     if code is None or not closure:
@@ -144,12 +166,14 @@ def fast_values(values: Any, call: Any) -> Thunk | None:
     return entry[1](cells, call)
 
 
-def compile_step(step: tuple[Any, ...]) -> tuple[Thunk, bool]:
-    """One recorded step (Recorder.step's fields plus functional_replay._target's) as a callable, and whether
-    its operand values come from views taken now."""
+def compile_step(step: tuple[Any, ...]) -> tuple[Thunk, list[Binding] | None]:
+    """One recorded step (Recorder.step's fields plus functional_replay._target's) as a callable, and the
+    bindings of its operand views when its operand values come from views taken now (else None)."""
     values, compute, call, dst = step[2], step[3], step[4], step[5]
     fast = None if compute is not None or dst is None else fast_values(values, call)
-    return _compiled(step, fast), fast is not None
+    if fast is None:
+        return _compiled(step, None), None
+    return _compiled(step, fast[0]), fast[1]
 
 
 def _compiled(step: tuple[Any, ...], fast: Thunk | None) -> Thunk:
