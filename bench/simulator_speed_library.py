@@ -9,11 +9,19 @@ For each kernel (the 4096x8192x8192 bf16 library matmul and a causal flash atten
     seconds, the latency's difference from the full simulation, and the full instruction count divided by
     the time taken ("covered" instructions per second: most of them were never simulated).
 CPU seconds are the process's own (time.process_time): on a shared machine they move less than wall time.
+
+Both runs are timed as trnsim.estimate runs its kernels: with the objects older than the run frozen for the
+cyclic collector (trnsim/gc_control.py older_objects_frozen). Otherwise a full collection walks the ~340k objects
+the imports made (0.17-0.3 CPU s each) whenever the objects a trace keeps have grown by a quarter, which lands
+in some runs and not others (a full matmul run took 0.28 or 0.58 CPU s). --gc-as-python times them with the
+collector as Python leaves it. --repeat N times each N times (the first in a process also pays one-off costs:
+numba's compiled scheduler loading, templates traced once).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import platform
 import time
 from typing import Any
@@ -21,6 +29,7 @@ from typing import Any
 from trnsim import kernels
 from trnsim.compiler.kernel_cache import KernelCache
 from trnsim.compiler.kernel_runner import cost_of, run_kernel
+from trnsim.gc_control import older_objects_frozen
 from trnsim.hw import load_preset
 from trnsim.nki.kernel import TensorSpec, trace
 
@@ -43,9 +52,19 @@ class Clock:
         return out
 
 
-def bench(name: str, target: str) -> None:
+def bench(name: str, target: str, frozen: bool) -> None:
     kernel, args = CASES[name]
     spec = load_preset(target)
+    with older_objects_frozen() if frozen else contextlib.nullcontext():
+        full_run(name, kernel, args, spec, target)
+    with older_objects_frozen() if frozen else contextlib.nullcontext():
+        extended_run(kernel, args, spec)
+
+
+_FULL: dict[str, Any] = {}
+
+
+def full_run(name: str, kernel: Any, args: tuple[Any, ...], spec: Any, target: str) -> None:
     clock = Clock()
     traced = trace(kernel, args, {}, target=spec, mode="timing", cores=1)
     trace_s = clock.lap()
@@ -65,7 +84,14 @@ def bench(name: str, target: str) -> None:
     print(
         f"  end to end   {wall:7.2f} s wall {cpu:7.2f} s cpu = {n / cpu:>10,.0f} instr/cpu-s ({n / wall:,.0f}/wall-s)"
     )
-    clock.lap()
+    del traced
+    _FULL["cost"] = full
+
+
+def extended_run(kernel: Any, args: tuple[Any, ...], spec: Any) -> None:
+    full = _FULL["cost"]
+    n = full.instructions
+    clock = Clock()
     _, fast = run_kernel(kernel, args, {}, spec, False, KernelCache(use_disk=False), extrapolate=True)
     ext = clock.lap()
     print(
@@ -78,11 +104,15 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--only", choices=sorted(CASES), default=None)
     ap.add_argument("--target", default="trn2")
+    ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--gc-as-python", action="store_true", help="no freeze of older objects (see the docstring)")
     args = ap.parse_args()
     print(f"machine: {platform.processor() or platform.machine()}, Python {platform.python_version()}")
-    for name in CASES:
-        if args.only in (None, name):
-            bench(name, args.target)
+    print("collector: " + ("as Python leaves it" if args.gc_as_python else "older objects frozen, as in estimate"))
+    for _ in range(args.repeat):
+        for name in CASES:
+            if args.only in (None, name):
+                bench(name, args.target, not args.gc_as_python)
 
 
 if __name__ == "__main__":
