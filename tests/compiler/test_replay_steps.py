@@ -66,6 +66,40 @@ def _mixed(x, w):
     return tuple(outs)
 
 
+@jit
+def _elementwise(w, k1, k2):
+    """tensor_tensor with an fp32 op on fp32 and bf16 tiles and with an integer op, tensor_scalar with a [P, 1]
+    tile operand and a scalar one, on tiles that are column slices of wider ones (reshaped to dst's shape)."""
+    wide = nl.ndarray((w.shape[0], 2 * w.shape[1]), dtype=nl.float32, buffer=nl.sbuf)
+    n = w.shape[1]
+    nisa.dma_copy(dst=wide[:, n : 2 * n], src=w)
+    wb = nl.ndarray(w.shape, dtype=nl.bfloat16, buffer=nl.sbuf)
+    nisa.tensor_copy(dst=wb, src=wide[:, n : 2 * n])
+    prod = nl.ndarray(w.shape, dtype=nl.float32, buffer=nl.sbuf)
+    nisa.tensor_tensor(dst=prod, data1=wide[:, n : 2 * n], data2=wb, op=nl.multiply)
+    col = nl.ndarray((w.shape[0], 1), dtype=nl.float32, buffer=nl.sbuf)
+    nisa.tensor_copy(dst=col, src=wide[:, n : n + 1])
+    sc = nl.ndarray(w.shape, dtype=nl.float32, buffer=nl.sbuf)
+    nisa.tensor_scalar(dst=sc, data=prod, op0=nl.subtract, operand0=col, op1=nl.multiply, operand1=0.5)
+    a = nl.ndarray(k1.shape, dtype=nl.int32, buffer=nl.sbuf)
+    nisa.dma_copy(dst=a, src=k1)
+    b = nl.ndarray(k2.shape, dtype=nl.int32, buffer=nl.sbuf)
+    nisa.dma_copy(dst=b, src=k2)
+    c = nl.ndarray(k1.shape, dtype=nl.int32, buffer=nl.sbuf)
+    nisa.tensor_tensor(dst=c, data1=a, data2=b, op=nl.bitwise_and)
+    outs = []
+    for tile in (prod, sc, c):
+        out = nl.ndarray(tile.shape, dtype=tile.dtype, buffer=nl.shared_hbm)
+        nisa.dma_copy(dst=out, src=tile)
+        outs.append(out)
+    return tuple(outs)
+
+
+def _elementwise_ref(w: np.ndarray, k1: np.ndarray, k2: np.ndarray) -> tuple[np.ndarray, ...]:
+    prod = w.astype(np.float64) * w.astype(BF16).astype(np.float64)
+    return prod, (prod - w[:, :1]) * 0.5, k1 & k2
+
+
 def _mixed_ref(x: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, ...]:
     xf, wf = x.astype(np.float64), w.astype(np.float64)
     wb = w.astype(BF16).astype(np.float64)
@@ -79,6 +113,16 @@ def _f32(r: np.random.Generator, *shape: int) -> np.ndarray:
 # name -> (kernel, fresh arguments, numpy reference of each output, relative tolerance)
 CASES: dict[str, tuple[Any, Callable[[np.random.Generator], tuple[Any, ...]], Callable[..., Any], float]] = {
     "mixed": (_mixed, lambda r: (_f32(r, 128, 64).astype(BF16), _f32(r, 128, 96)), _mixed_ref, 2e-2),
+    "elementwise": (
+        _elementwise,
+        lambda r: (
+            _f32(r, 96, 40),
+            r.integers(0, 2**20, size=(96, 40)).astype(np.int32),
+            r.integers(0, 2**20, size=(96, 40)).astype(np.int32),
+        ),
+        _elementwise_ref,
+        1e-6,
+    ),
     "matmul_k_tiles": (kernels.matmul, lambda r: (_f32(r, 70, 300), _f32(r, 300, 530)), lambda a, b: a @ b, 1e-4),
     "linear_bf16": (
         kernels.linear,

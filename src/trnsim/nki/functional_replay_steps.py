@@ -7,13 +7,15 @@ tile's written state and rebuild its numpy index every time, to get what is alwa
 same storage (a replay's tiles never move, and every tile it touches counts as written). Here each step is
 compiled once into a callable that does only the numpy work:
 
-- the operand values of the commonest closures (nc_matmul, nc_transpose, tensor_copy, dma_copy, dma_transpose)
-  come from views of the operand tiles' storage taken once, converted to fp32 on each call where the reader
-  would (`dtypes.to_float32`, as operands.read_f32 does); the instruction's own semantics still computes;
+- the operand values of the commonest closures (nc_matmul, nc_transpose, tensor_copy, dma_copy, dma_transpose,
+  tensor_tensor, tensor_scalar) come from views of the operand tiles' storage taken once, converted on each
+  call where the reader would (`dtypes.to_float32` as operands.read_f32, int64 as read_for_op for integer ops)
+  and reshaped as the closure does; the instruction's own semantics still computes;
 - an accumulating step adds into its destination in place (`np.add(..., out=)`, the same fp32 add as the
   recording's read + add + store) when destination and result are fp32;
-- a TensorE/VectorE transpose (semantics `isa.semantics.nc_transpose`) stores the transposed view directly,
-  without the contiguous copy in between (a copy of the same values).
+- a TensorE/VectorE transpose (semantics `isa.semantics.nc_transpose`) copies its source rows into a staging
+  tile and stores that tile's transposed view, without the contiguous copy in between (copies of the same
+  values; the staging avoids reading columns straight from storage rows that are a power of two apart).
 - each view records where it is kept (a Binding), so that a replay can read an input argument in place: it
   points the views of that input's allocation at the new argument array instead of copying the argument in
   (GPT-2's weights, ~0.5 GB per forward pass); functional_replay.finish decides which inputs qualify.
@@ -26,6 +28,7 @@ with full traces, bit for bit, for kernels that use each of them.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -33,6 +36,7 @@ import numpy as np
 
 from trnsim import dtypes
 from trnsim.isa import semantics as isa_semantics
+from trnsim.isa.alu import INT_OPS
 from trnsim.isa.instructions.nc_matmul import transpose_mode
 from trnsim.isa.opcodes import Engine
 from trnsim.nki.operands import read_f32, read_stored, write
@@ -71,31 +75,43 @@ Binding = tuple[Any, tuple[Any, ...], Any, Any]
 Fast = tuple[Thunk, list[Binding]]
 
 
-def _operands(reads: dict[str, tuple[Any, bool]], fixed: dict[str, Any]) -> Fast | None:
-    """A thunk giving the values dict, and its bindings: `reads` maps a name to (tile, read as fp32); `fixed` are
-    the other keys."""
+# How a closure reads a tile: "stored" (operands.read_stored: as stored), "f32" (operands.read_f32 / read_masked:
+# through fp32), "int64" (operands.read_for_op with an integer op: as stored, then as int64); and the shape it
+# reshapes the values to (None: none).
+Read = tuple[Any, str, tuple[int, ...] | None]
+
+
+def _operands(reads: dict[str, Read], fixed: dict[str, Any]) -> Fast | None:
+    """A thunk giving the values dict, and its bindings: `reads` maps a name to how it is read; `fixed` are the
+    other keys."""
     constant = dict(fixed)
-    convert: list[list[Any]] = []  # [name, view] read through fp32 on each call
+    per_call: list[list[Any]] = []  # [name, view, mode, shape]: converted or reshaped on each call
     bindings: list[Binding] = []
-    for name, (t, as_f32) in reads.items():
+    for name, (t, mode, shape) in reads.items():
         view = storage_view(t)
         index = _index(t)
         if view is None or index is None:
             return None
-        if as_f32 and view.dtype != F32:  # operands.read_f32
-            entry = [name, view]
-            convert.append(entry)
-            bindings.append((t.alloc, index, entry, 1))
-        else:
+        if (mode == "stored" or (mode == "f32" and view.dtype == F32)) and (shape is None or view.shape == shape):
             constant[name] = view
             bindings.append((t.alloc, index, constant, name))
-    if not convert:
+        else:
+            entry = [name, view, mode, shape]
+            per_call.append(entry)
+            bindings.append((t.alloc, index, entry, 1))
+    if not per_call:
         return (lambda: constant), bindings
 
     def values() -> dict[str, Any]:
         out = dict(constant)
-        for name, view in convert:
-            out[name] = dtypes.to_float32(view)
+        for name, view, mode, shape in per_call:
+            if mode == "f32":
+                v = dtypes.to_float32(view) if view.dtype != F32 else view  # operands.read_f32
+            elif mode == "int64":
+                v = view.astype(np.int64)  # operands.read_for_op, integer ops
+            else:
+                v = view
+            out[name] = v if shape is None else v.reshape(shape)
         return out
 
     return values, bindings
@@ -105,28 +121,54 @@ def _matmul(cells: dict[str, Any], call: Any) -> Fast | None:
     ctx = cells["ctx"]
     mode = transpose_mode(ctx.machine.spec.core, {"is_transpose": cells["is_transpose"]})
     fixed = {"double_row": cells["double_row"], "is_transpose": mode, "location": cells["loc"]}
-    return _operands({"stationary": (cells["st"], True), "moving": (cells["mv"], True)}, fixed)
+    return _operands({"stationary": (cells["st"], "f32", None), "moving": (cells["mv"], "f32", None)}, fixed)
 
 
 def _transpose(cells: dict[str, Any], call: Any) -> Fast | None:
-    return _operands({"data": (cells["data"], True)}, {})
+    return _operands({"data": (cells["data"], "f32", None)}, {})
 
 
 def _tensor_copy(cells: dict[str, Any], call: Any) -> Fast | None:
     src, dst = cells["src"], cells["dst"]
     exact = src.dtype == dst.dtype and call.engine is not Engine.SCALAR
-    return _operands({"src": (src, not exact)}, {})
+    return _operands({"src": (src, "stored" if exact else "f32", None)}, {})
 
 
 def _dma_copy(cells: dict[str, Any], call: Any) -> Fast | None:
     read = cells["read"]
     if read is not read_stored and read is not read_f32:
         return None
-    return _operands({"src": (cells["src"], read is read_f32)}, {})
+    return _operands({"src": (cells["src"], "f32" if read is read_f32 else "stored", None)}, {})
 
 
 def _dma_transpose(cells: dict[str, Any], call: Any) -> Fast | None:
-    return _operands({"src": (cells["permuted"], False)}, {})
+    return _operands({"src": (cells["permuted"], "stored", None)}, {})
+
+
+def _for_op(t: Any, op: str, shape: tuple[int, ...] | None) -> Read:
+    """operands.read_for_op(ctx, t, mask, loc, op), reshaped to `shape`: the mask only decides warnings."""
+    return (t, "int64" if op in INT_OPS else "f32", shape)
+
+
+def _tensor_tensor(cells: dict[str, Any], call: Any) -> Fast | None:
+    name, shape = cells["name"], tuple(cells["dst"].shape)
+    return _operands({"a": _for_op(cells["a"], name, shape), "b": _for_op(cells["b"], name, shape)}, {"op": name})
+
+
+def _tensor_scalar(cells: dict[str, Any], call: Any) -> Fast | None:
+    """A [P, 1] operand tile is read through fp32 (operands.resolve_operand: its mask only decides warnings)."""
+    n0, n1, t0, t1 = cells["n0"], cells["n1"], cells["t0"], cells["t1"]
+    reads: dict[str, Read] = {"data": _for_op(cells["data"], n0, tuple(cells["dst"].shape))}
+    fixed: dict[str, Any] = {"op0": n0, "reverse0": cells["reverse0"], "op1": n1, "reverse1": cells["reverse1"]}
+    if t0:
+        reads["operand0"] = (t0[0], "f32", None)
+    else:
+        fixed["operand0"] = cells["v0"]
+    if n1 and t1:
+        reads["operand1"] = (t1[0], "f32", None)
+    else:
+        fixed["operand1"] = cells["v1"] if n1 else None
+    return _operands(reads, fixed)
 
 
 # closure (module, qualified name) -> (its free variables, the maker of its values thunk). The free variables
@@ -145,6 +187,14 @@ _FAST: dict[tuple[str, str], tuple[frozenset[str], Callable[[dict[str, Any], Any
     ("trnsim.nki.emit_movement", "dma_copy.<locals>.<lambda>"): (
         frozenset({"read", "ctx", "src", "src_m", "loc"}),
         _dma_copy,
+    ),
+    ("trnsim.nki.emit_arith", "tensor_tensor.<locals>.<lambda>"): (
+        frozenset({"a", "b", "ctx", "dst", "loc", "m", "name"}),
+        _tensor_tensor,
+    ),
+    ("trnsim.nki.emit_arith", "tensor_scalar.<locals>.values"): (
+        frozenset({"ctx", "data", "dst", "loc", "m", "n0", "n1", "reverse0", "reverse1", "t0", "t1", "v0", "v1"}),
+        _tensor_scalar,
     ),
     ("trnsim.nki.emit_movement", "dma_transpose.<locals>.<lambda>"): (
         frozenset({"ctx", "permuted", "location"}),
@@ -241,15 +291,35 @@ def _same_view(a: np.ndarray, b: np.ndarray) -> bool:
 
 
 def _transpose_store(fast: Thunk, target: tuple[Any, ...]) -> Thunk:
-    """nc_transpose: `np.ascontiguousarray(as_2d(data).T)` stored in dst; the transposed view is stored directly
-    (the contiguous copy holds the same values)."""
+    """nc_transpose: `np.ascontiguousarray(as_2d(data).T)` stored in dst. The source rows are first copied into a
+    staging tile whose row stride is not a power of two, and its transposed view stored: reading a tile's columns
+    straight from SBUF storage (rows 2-12 KB apart) thrashes a few cache sets, ~5x slower. Copies only: the same
+    values."""
     view, dtype, shape, size = target
 
     def transpose() -> None:
-        data = fast()["data"]
-        vals = isa_semantics.as_2d(data).T
+        data = isa_semantics.as_2d(fast()["data"])
+        stage = _staging(data.shape, data.dtype)
+        np.copyto(stage, data)
+        vals = stage.T
         if vals.shape != shape:  # a reshape of a non-contiguous view copies anyway: as recorded
             vals = np.ascontiguousarray(vals)
         view[...] = _stored(vals, dtype, shape, size)
 
     return transpose
+
+
+_local = threading.local()
+
+
+def _staging(shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+    """A [rows, cols] scratch tile with one spare element per row, per thread (replays may run in threads)."""
+    buffers = getattr(_local, "buffers", None)
+    if buffers is None:
+        buffers = _local.buffers = {}
+    key = (shape, dtype)
+    buf = buffers.get(key)
+    if buf is None:
+        rows, cols = shape
+        buf = buffers[key] = np.empty((rows, cols + 1), dtype=dtype)[:, :cols]
+    return buf
