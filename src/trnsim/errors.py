@@ -79,6 +79,33 @@ class UninitialisedMemoryWarning(TrnsimWarning):
     """
 
 
+class CompilerSpillWarning(TrnsimWarning):
+    """The compiler-spill model (TRNSIM_SPILL=compiler) moved live tiles to the next memory tier at a kernel line.
+
+    Values are unchanged; the message gives the spills, refills and bytes. Not an uninitialised read: a filter
+    that turns UninitialisedMemoryWarning into errors lets these through.
+    """
+
+
+class WarningText(str):
+    """A profile warning's text that is raised as another class than UninitialisedMemoryWarning.
+
+    Profiles keep their warnings as strings; a plain string is an uninitialised read or an output left unwritten.
+    """
+
+    category: type[TrnsimWarning]
+
+    def __new__(cls, text: str, category: type[TrnsimWarning]) -> WarningText:
+        made = super().__new__(cls, text)
+        made.category = category
+        return made
+
+
+def warning_category(message: str) -> type[TrnsimWarning]:
+    """The Python warning class a profile warning is raised as (see WarningText)."""
+    return getattr(message, "category", UninitialisedMemoryWarning)
+
+
 class IsolationError(KernelError):
     """A tenant's kernel or DMA addressed memory or a NeuronCore of another tenant on the same instance.
 

@@ -12,7 +12,7 @@ import warnings
 from typing import Any
 
 import trnsim.nki as _trn_nki
-from trnsim.errors import UninitialisedMemoryWarning
+from trnsim.errors import warning_category
 from trnsim.nki import Kernel, jit, simulate
 from trnsim.runtime.instance_launch import run_ranks
 
@@ -43,7 +43,7 @@ class _CpuSimulate:
             # left unwritten) become Python warnings, so `-W error` stops at them instead of at a NaN result
             for rank in prof.ranks:
                 for message in rank.warnings:
-                    warnings.warn(message, UninitialisedMemoryWarning, stacklevel=2)
+                    warnings.warn(message, warning_category(message), stacklevel=2)
             return prof.outputs[0]
 
         return run_together

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from trnsim.errors import UsageError
+from trnsim.errors import TrnsimWarning, UsageError, WarningText
 from trnsim.isa.opcodes import Engine, Opcode
 from trnsim.nki.issue import issue
 from trnsim.nki.operands import read_stored, require_tensor
@@ -112,8 +112,11 @@ def core_barrier(data: Any, cores: Any, engine: Engine | None, loc: str) -> None
     ins = issue(Opcode.CORE_BARRIER, data, {}, None, loc, engine=engine, label="core_barrier")
     if data.buffer is not MemoryKind.HBM:
         who.ctx.machine.warn(
-            f"{loc}: core_barrier on {data.alloc.describe()} in {data.buffer.upper()}: the NKI docs ask for the "
-            "shared HBM tensor the cores synchronise on; trnsim orders the barrier after this core's writes to it"
+            WarningText(
+                f"{loc}: core_barrier on {data.alloc.describe()} in {data.buffer.upper()}: the NKI docs ask for the "
+                "shared HBM tensor the cores synchronise on; trnsim orders the barrier after this core's writes to it",
+                TrnsimWarning,
+            )
         )
     # It reads `data` (it waits for this core's writes into it, and later writes wait for it) and writes
     # none of it: a write here would chain the partners' barriers one after the other.

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from trnsim import dtypes
-from trnsim.errors import InternalError, TrnsimError, UninitialisedMemoryWarning, UsageError
+from trnsim.errors import InternalError, TrnsimError, UsageError, warning_category
 from trnsim.hw.spec import HardwareSpec
 from trnsim.nki.argument_dtypes import exact_kernel_array, kernel_dtype
 from trnsim.nki.context import TraceContext, activate, is_machinery, maybe_current, user_location
@@ -180,7 +180,7 @@ def _warn_unwritten_outputs(machine: Machine, kernel: str, value: Any, what: str
 def _report(warned: list[str]) -> None:
     """Raise the profile's warnings as Python warnings, for callers that get outputs and no Profile."""
     for message in warned:
-        warnings.warn(message, UninitialisedMemoryWarning, stacklevel=3)
+        warnings.warn(message, warning_category(message), stacklevel=3)
 
 
 @dataclass

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from math import prod
 from typing import TYPE_CHECKING, Any
 
-from trnsim.errors import UsageError
+from trnsim.errors import CompilerSpillWarning, UsageError, WarningText
 from trnsim.isa.instruction import Instruction, Region
 from trnsim.isa.opcodes import Engine, Opcode
 from trnsim.nki.tensor import NkiTensor
@@ -328,9 +328,10 @@ class Spiller:
                 parts.append(f"{cnt} refill(s) {NEXT_TIER[k]} -> {k.upper()}, {b} B")
             else:
                 parts.append(f"{cnt} dead spill(s) of {k.upper()} tiles dropped, {b} B")
-        message = (
+        message = WarningText(
             f"{location}: live tiles overflow on-chip memory; the compiler-spill model ({SPILL_ENV}=compiler) "
-            f"issued {'; '.join(parts) or 'nothing'}"
+            f"issued {'; '.join(parts) or 'nothing'}",
+            CompilerSpillWarning,
         )
         at = self._warning_at.get(location)
         if at is None:
