@@ -357,17 +357,16 @@ def _in_place_inputs(
         read = {id(op.source.alloc.root) for op in call.inputs.values()}
         if accumulate:
             read.add(id(call.dst.source.alloc.root))
-        hit = read & candidates.keys()
-        if not hit:
-            continue
         seen: set[int] = set()
         for alloc, index, container, key in step_bindings or ():
-            if id(alloc.root) in hit:
-                if alloc is not alloc.root:
-                    candidates.pop(id(alloc.root), None)
-                    continue
-                bound[id(alloc)].append((index, container, key))
-                seen.add(id(alloc))
-        for k in hit - seen:  # read, but not through one of the step's views: keep it copied
-            candidates.pop(k, None)
+            root = id(alloc.root)
+            if root not in candidates:
+                continue
+            if alloc is not alloc.root or index is None:  # an alias's view, or a gather: keep it copied
+                candidates.pop(root)
+                continue
+            bound[root].append((index, container, key))
+            seen.add(root)
+        for k in (read & candidates.keys()) - seen:  # read, but not through one of the step's views: copied
+            candidates.pop(k)
     return {k: (a.storage, bound[k]) for k, a in candidates.items()}

@@ -70,8 +70,8 @@ def storage_view(t: Any) -> np.ndarray | None:
 
 # Where a compiled step keeps an operand's view: (allocation, index into its storage, container, key), so that a
 # replay can point it at another array of the allocation's shape (functional_replay.Replay.run: an input argument
-# read in place).
-Binding = tuple[Any, tuple[Any, ...], Any, Any]
+# read in place); index None: the allocation is read otherwise (a gather), it cannot be pointed elsewhere.
+Binding = tuple[Any, tuple[Any, ...] | None, Any, Any]
 Fast = tuple[Thunk, list[Binding]]
 
 
@@ -83,20 +83,25 @@ Read = tuple[Any, str, tuple[int, ...] | None]
 
 def _operands(reads: dict[str, Read], fixed: dict[str, Any]) -> Fast | None:
     """A thunk giving the values dict, and its bindings: `reads` maps a name to how it is read; `fixed` are the
-    other keys."""
+    other keys. A tile indexed by index arrays (an access pattern) is gathered on each call with its clipped index
+    taken now (NkiTensor.read rebuilds and range-checks it every time); it has no binding."""
     constant = dict(fixed)
-    per_call: list[list[Any]] = []  # [name, view, mode, shape]: converted or reshaped on each call
+    per_call: list[list[Any]] = []  # [name, view or None, mode, shape, allocation, gather index or None]
     bindings: list[Binding] = []
     for name, (t, mode, shape) in reads.items():
         view = storage_view(t)
         index = _index(t)
         if view is None or index is None:
-            return None
-        if (mode == "stored" or (mode == "f32" and view.dtype == F32)) and (shape is None or view.shape == shape):
+            gather = _gather_index(t)
+            if gather is None:
+                return None
+            per_call.append([name, None, mode, shape, t.alloc, gather])
+            bindings.append((t.alloc, None, None, None))  # read here, but not through a view it could move
+        elif (mode == "stored" or (mode == "f32" and view.dtype == F32)) and (shape is None or view.shape == shape):
             constant[name] = view
             bindings.append((t.alloc, index, constant, name))
         else:
-            entry = [name, view, mode, shape]
+            entry = [name, view, mode, shape, None, None]
             per_call.append(entry)
             bindings.append((t.alloc, index, entry, 1))
     if not per_call:
@@ -104,7 +109,9 @@ def _operands(reads: dict[str, Read], fixed: dict[str, Any]) -> Fast | None:
 
     def values() -> dict[str, Any]:
         out = dict(constant)
-        for name, view, mode, shape in per_call:
+        for name, view, mode, shape, alloc, gather in per_call:
+            if gather is not None:
+                view = alloc.storage[gather]  # NkiTensor.read's gather, its index taken once
             if mode == "f32":
                 v = dtypes.to_float32(view) if view.dtype != F32 else view  # operands.read_f32
             elif mode == "int64":
@@ -115,6 +122,14 @@ def _operands(reads: dict[str, Read], fixed: dict[str, Any]) -> Fast | None:
         return out
 
     return values, bindings
+
+
+def _gather_index(t: Any) -> tuple[Any, ...] | None:
+    """NkiTensor.read's index (index arrays clipped in range) when the allocation counts as written, else None."""
+    alloc = t.alloc
+    if alloc.storage is None or not alloc.root.fully_written:
+        return None
+    return t.np_index(clip=True)
 
 
 def _matmul(cells: dict[str, Any], call: Any) -> Fast | None:
