@@ -54,6 +54,13 @@ class UsageError(KernelError):
     """The kernel language was used in a way it does not support."""
 
 
+class InputWrittenError(UsageError):
+    """A kernel wrote an input argument of a launch that passed its inputs read-only (trace(read_only_inputs=True)).
+
+    The compiler's kernel runner passes them so and traces the kernel again with copies when this is raised.
+    """
+
+
 class InternalError(KernelError):
     """The simulator itself failed on a kernel line: a trnsim bug, reported with the line that triggered it."""
 

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from trnsim import dtypes
-from trnsim.errors import InternalError, TrnsimError, UsageError, warning_category
+from trnsim.errors import InputWrittenError, InternalError, TrnsimError, UsageError, warning_category
 from trnsim.hw.spec import HardwareSpec
 from trnsim.nki.argument_dtypes import exact_kernel_array, kernel_dtype
 from trnsim.nki.context import TraceContext, activate, is_machinery, maybe_current, user_location
@@ -108,10 +108,6 @@ def _to_numpy(x: Any) -> tuple[np.ndarray, bool]:
     if type(x).__module__.startswith("torch"):
         return torch_to_numpy(x), True
     return np.asarray(x), False
-
-
-class InputWrittenError(UsageError):
-    """A kernel wrote an input argument of a launch that passed its inputs read-only (trace(read_only_inputs=True))."""
 
 
 def _input_tensor(machine: Machine, arg: Any, index: int | str, read_only: bool = False) -> tuple[Any, bool]:
