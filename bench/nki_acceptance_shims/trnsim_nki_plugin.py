@@ -258,8 +258,9 @@ def pytest_addoption(parser):
         "--trnsim-collect-seed",
         type=int,
         default=None,
-        help="seed Python's `random` before collection: nki-library's coverage_parametrize draws its sweep cases "
-        "with an unseeded `random`, so without it every run collects other case ids",
+        help="seed Python's `random` and numpy's global generator before each test file is collected: "
+        "nki-library's coverage_parametrize and some test classes draw their sweep cases from them unseeded, so "
+        "without it every run collects other case ids",
     )
     parser.addoption(
         "--trnsim-nki-version",
@@ -278,6 +279,26 @@ def pytest_configure(config):
     version = config.getoption("--trnsim-nki-version", default=None)
     if version:
         trnsim.nki.versions.set_api_version(version)
+
+
+def pytest_collectstart(collector):
+    """With --trnsim-collect-seed: reseed `random` and numpy's global generator before each test file is imported
+    and parametrized, from the seed and the file's node id. nki-library draws sweep cases at import time and in
+    pytest_generate_tests (coverage_parametrize and class bodies use `random`; test_attention_cte.py's sweep uses
+    `np.random.choice`, which nothing seeds before collection), so with one seed for the whole session a file's
+    case ids depended on every file collected before it and on numpy's random start: a sweep's failing case could
+    not be collected again, neither alone nor in the same group. Now a file collects the same ids alone or in any
+    group."""
+    seed = collector.config.getoption("--trnsim-collect-seed", default=None)
+    if seed is None or not isinstance(collector, pytest.Module):
+        return
+    import zlib
+
+    import numpy as np
+
+    file_seed = zlib.crc32(f"{seed}:{collector.nodeid}".encode())
+    random.seed(file_seed)
+    np.random.seed(file_seed)
 
 
 def _skipped(item) -> bool:
