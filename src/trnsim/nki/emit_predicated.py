@@ -95,10 +95,16 @@ def nc_stream_shuffle(dst: Any, src: Any, shuffle_mask: Any, location: str | Non
     except (TypeError, ValueError):
         raise UsageError(f"nc_stream_shuffle shuffle_mask must be a list of ints, got {shuffle_mask!r}", loc) from None
 
+    # only the output partitions whose mask entry is 255 keep (read) their prior values; the others are overwritten,
+    # so a dst that was never written is not an uninitialised read there (nki-library's stream_shuffle_broadcast)
+    rows = [bool(mask) and mask[i % len(mask)] == 255 for i in range(dst.partition_size())]
+    kept = np.zeros(dst.shape, dtype=bool)
+    kept[np.array(rows, dtype=bool)] = True
+
     def values(_: Any) -> dict[str, Any]:
         return {
             "src": read_masked(ctx, src, None, loc).reshape(src.partition_size(), -1),
-            "prior": read_masked(ctx, dst, None, loc).reshape(dst.partition_size(), -1),
+            "prior": read_masked(ctx, dst, kept, loc).reshape(dst.partition_size(), -1),
             "shuffle_mask": mask,
         }
 
