@@ -19,7 +19,7 @@ from collections import OrderedDict
 from typing import Any
 
 from trnsim.errors import TrnsimError
-from trnsim.nki import functional_replay
+from trnsim.nki import functional_replay, replay_recorder
 from trnsim.nki.kernel import Kernel, trace
 
 ENV = "TRNSIM_REPLAY"
@@ -116,7 +116,7 @@ def replayed(key: str, kernel: Kernel, args: tuple[Any, ...], kwargs: dict[str, 
     captured: list[Any] = []
     wrapped = Kernel(functional_replay.capturing(kernel.fn, captured), kernel.grid, kernel.platform_target)
     try:
-        with functional_replay.recording() as rec:
+        with replay_recorder.recording() as rec:
             traced = trace(wrapped, args, kwargs, target=spec, mode="functional", cores=1)
         outputs = traced.outputs()
     except TrnsimError as err:

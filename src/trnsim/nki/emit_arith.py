@@ -17,7 +17,7 @@ from trnsim.isa.alu import ACTIVATIONS, BINARY_OPS, REDUCE_OPS, SCALAR_SLOT_OPS,
 from trnsim.isa.instruction import Instruction
 from trnsim.isa.opcodes import Engine, Opcode
 from trnsim.isa.rules import ARITH_OPS
-from trnsim.nki import functional_replay
+from trnsim.nki import replay_recorder
 from trnsim.nki.context import current, user_location
 from trnsim.nki.issue import issue
 from trnsim.nki.operands import (
@@ -116,7 +116,7 @@ def activation(
                 values = sem.tensor_tensor(rop, read_f32(ctx, red, None, loc).reshape(values.shape), values)
             write(red, values, None)
 
-        functional_replay.builder_step(reduce, loc)  # part of the instruction's values (replayed with them)
+        replay_recorder.builder_step(reduce, loc)  # part of the instruction's values (replayed with them)
     return ins
 
 

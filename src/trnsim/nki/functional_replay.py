@@ -30,140 +30,18 @@ A replay that warns (it should not) is discarded by its caller and the kernel tr
 
 from __future__ import annotations
 
-import contextlib
 import functools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from trnsim import dtypes
 from trnsim.nki.argument_dtypes import exact_kernel_array
-from trnsim.nki.context import TraceContext, user_location
+from trnsim.nki.functional_replay_steps import compile_step
+from trnsim.nki.replay_recorder import Recorder, cell_contents
+from trnsim.nki.tensor import NkiTensor
 from trnsim.torch_arrays import numpy_to_torch, torch_to_numpy
-
-# The recorder of the functional run in progress (None: no recording; read by issue, NkiTensor.read, write).
-RECORDING: Recorder | None = None
-
-# Closures (module, qualified name) whose values depend only on their instruction's operand tiles and on
-# variables fixed when the instruction is issued: checked by reading each one (see tests/compiler/
-# test_kernel_replay.py for the kernels that exercise them). A closure not listed makes its kernel trace in
-# full on every call.
-REPLAYABLE: frozenset[tuple[str, str]] = frozenset(
-    {
-        ("trnsim.nki.emit_matmul", "nc_matmul.<locals>.<lambda>"),
-        ("trnsim.nki.emit_matmul", "nc_transpose.<locals>.<lambda>"),
-        ("trnsim.nki.emit_movement", "dma_copy.<locals>.<lambda>"),
-        ("trnsim.nki.emit_movement", "dma_transpose.<locals>.<lambda>"),
-        ("trnsim.nki.emit_movement", "tensor_copy.<locals>.values"),
-        ("trnsim.nki.emit_movement", "broadcast_copy.<locals>.<lambda>"),
-        ("trnsim.nki.emit_movement", "memset.<locals>.<lambda>"),
-        ("trnsim.nki.emit_arith", "activation.<locals>.compute"),
-        ("trnsim.nki.emit_arith", "activation.<locals>.reduce"),
-        ("trnsim.nki.emit_arith", "tensor_tensor.<locals>.<lambda>"),
-        ("trnsim.nki.emit_arith", "tensor_scalar.<locals>.values"),
-        ("trnsim.nki.emit_arith", "tensor_tensor_scan.<locals>.values"),
-        ("trnsim.nki.emit_arith", "scalar_tensor_tensor.<locals>.values"),
-        ("trnsim.nki.emit_arith", "reciprocal.<locals>.<lambda>"),
-        ("trnsim.nki.emit_reduce", "tensor_reduce.<locals>.values"),
-        ("trnsim.nki.emit_reduce", "_statistics.<locals>.<lambda>"),
-        ("trnsim.nki.emit_select", "iota.<locals>.<lambda>"),
-        ("trnsim.nki.emit_select", "affine_select.<locals>.<lambda>"),
-        ("trnsim.nki.emit_select", "select.<locals>.values"),
-        ("trnsim.nki.emit_gather", "nc_n_gather.<locals>.<lambda>"),
-        ("trnsim.nki.emit_gather", "sequence_bounds.<locals>.<lambda>"),
-        ("trnsim.nki.emit_dma_compute", "dma_compute.<locals>.<lambda>"),
-    }
-)
-
-
-class Recorder:
-    """Collects the value steps of one functional run and whether they can be replayed."""
-
-    __slots__ = ("cells", "inside", "steps", "why")
-
-    def __init__(self) -> None:
-        self.inside = 0  # > 0 while issue computes an instruction's values
-        self.steps: list[tuple[Any, ...]] = []
-        self.cells: list[tuple[Any, tuple[Any, ...]]] = []  # (closure, its captured values when issued)
-        self.why: str | None = None
-
-    def refuse(self, why: str) -> None:
-        if self.why is None:
-            self.why = why
-
-    def host_read(self, what: str) -> None:
-        """A tile's values were read outside an instruction's values: the kernel's Python may depend on them."""
-        self.refuse(f"the kernel reads values of {what} on the host ({user_location()})")
-
-    def host_write(self, what: str) -> None:
-        self.refuse(f"values of {what} are written outside an instruction ({user_location()})")
-
-    def step(
-        self,
-        ctx: TraceContext | None,
-        semantics: Callable[..., Any] | None,
-        values: Any,
-        compute: Any,
-        call: Any,
-        dst: Any,
-        mask: np.ndarray | None,
-        accumulate: bool,
-        location: str,
-    ) -> None:
-        """One instruction's values, just computed by issue (which counted itself inside)."""
-        self.inside -= 1
-        if self.why is not None:
-            return
-        fn = compute if compute is not None else values
-        code = getattr(fn, "__code__", None)
-        name = (getattr(fn, "__module__", ""), getattr(code, "co_qualname", repr(fn)))
-        if name not in REPLAYABLE:
-            self.refuse(f"its instruction at {location} computes values with {name[0]}.{name[1]}, not checked")
-            return
-        closure = fn.__closure__
-        if closure:
-            self.cells.append((fn, tuple(_cell(c) for c in closure)))
-        self.steps.append((ctx, semantics, values, compute, call, dst, mask, accumulate, location))
-
-
-def builder_step(fn: Callable[[], None], location: str) -> None:
-    """Run `fn`, the value work a builder does right after its instruction (e.g. an extra output it writes from
-    the instruction's fp32 results), as part of that instruction's values: a recording replays it too."""
-    rec = RECORDING
-    if rec is not None:
-        rec.inside += 1
-    fn()
-    if rec is not None:
-        rec.step(None, None, None, fn, None, None, None, False, location)
-
-
-def _cell(c: Any) -> Any:
-    try:
-        return c.cell_contents
-    except ValueError:  # an empty cell (a variable assigned later in its function)
-        return _EMPTY
-
-
-_EMPTY = object()
-
-
-@contextlib.contextmanager
-def recording() -> Iterator[Recorder]:
-    """Record the functional run inside the block (one at a time; a nested run is not recorded)."""
-    global RECORDING
-    outer = RECORDING
-    rec = Recorder()
-    if outer is not None:  # not expected (kernels call kernels inline): neither recording is kept
-        rec.refuse("another recording is in progress")
-        outer.refuse("a kernel ran inside its run")
-        yield rec
-        return
-    RECORDING = rec
-    try:
-        yield rec
-    finally:
-        RECORDING = None
 
 
 def capturing(fn: Callable[..., Any], sink: list[Any]) -> Callable[..., Any]:
@@ -180,7 +58,6 @@ def capturing(fn: Callable[..., Any], sink: list[Any]) -> Callable[..., Any]:
 
 def _leaves(given: Any, traced: Any, path: str, out: list[tuple[str, Any]]) -> None:
     """(path, HBM tensor) of every array argument, in the order the kernel's launch converts them."""
-    from trnsim.nki.tensor import NkiTensor
 
     if isinstance(given, list | tuple) and isinstance(traced, list | tuple) and len(given) == len(traced):
         for j, (g, t) in enumerate(zip(given, traced)):
@@ -251,8 +128,6 @@ class Replay:
         return self._output(self.result)
 
     def _output(self, value: Any) -> Any:
-        from trnsim.nki.tensor import NkiTensor
-
         if isinstance(value, NkiTensor):
             arr = np.array(value.read())
             return numpy_to_torch(arr) if self.as_torch else arr
@@ -286,7 +161,7 @@ def finish(
         rec.refuse("the kernel never ran")
     if rec.why is None:
         for fn, cells in rec.cells:
-            if any(_cell(c) is not v for c, v in zip(fn.__closure__, cells)):
+            if any(cell_contents(c) is not v for c, v in zip(fn.__closure__, cells)):
                 rec.refuse(f"a variable of {fn.__code__.co_qualname} changed after its instruction was issued")
                 break
     if rec.why is not None:
@@ -323,7 +198,6 @@ def finish(
     for root in roots.values():
         if root.poisoned and id(root) not in arg_ids:
             poisoned[root.id] = root
-    from trnsim.nki.functional_replay_steps import compile_step
 
     steps = [(*step, _target(step[5], step[6])) for step in rec.steps]
     for root in roots.values():  # which elements are written is the recording's to check; a replay only computes

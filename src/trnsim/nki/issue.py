@@ -19,7 +19,7 @@ from trnsim.isa.instruction import Instruction, Region
 from trnsim.isa.opcodes import Engine, Opcode
 from trnsim.isa.operand import Call
 from trnsim.isa.registry import RECORDS
-from trnsim.nki import fast_paths, functional_replay, spill
+from trnsim.nki import fast_paths, replay_recorder, spill
 from trnsim.nki.block_banks import track
 from trnsim.nki.call_facts import ask, signature
 from trnsim.nki.context import current
@@ -137,7 +137,7 @@ def issue(
         spiller.after_track(ins)
     machine.emit(ins)
     if machine.functional and (compute is not None or values is not None):
-        if (rec := functional_replay.RECORDING) is not None:  # compiler/kernel_replay.py records this run
+        if (rec := replay_recorder.RECORDING) is not None:  # compiler/kernel_replay.py records this run
             rec.inside += 1
         result = compute() if compute is not None else record.semantics(**values(call))  # type: ignore[misc]
         if accumulate:

@@ -16,7 +16,7 @@ from trnsim.errors import ShapeMismatchError, UsageError
 from trnsim.isa.alu import INT_OPS
 from trnsim.isa.operand import Operand
 from trnsim.isa.rules import check_partitions, require_buffer
-from trnsim.nki import functional_replay
+from trnsim.nki import replay_recorder
 from trnsim.nki.context import TraceContext
 from trnsim.nki.tensor import NkiTensor
 
@@ -91,7 +91,7 @@ def write(t: NkiTensor, values: np.ndarray, mask: np.ndarray | None) -> None:
     """Cast `values` to the tensor's dtype and store them where the mask allows (functional mode)."""
     alloc = t.alloc
     assert alloc.storage is not None
-    if (rec := functional_replay.RECORDING) is not None and not rec.inside:
+    if (rec := replay_recorder.RECORDING) is not None and not rec.inside:
         rec.host_write(alloc.describe())  # values written outside an instruction: no replay
     vals = np.asarray(values)
     if vals.shape != t.shape:

@@ -11,7 +11,7 @@ import numpy as np
 
 from trnsim.errors import BoundsError
 from trnsim.isa.instruction import Region
-from trnsim.nki import fast_paths, functional_replay
+from trnsim.nki import fast_paths, replay_recorder
 from trnsim.nki.boxes import _box3, _to_root_box
 from trnsim.sim.memory import Allocation, MemoryKind
 
@@ -134,7 +134,7 @@ class TensorMemory:
     def read(self) -> np.ndarray:
         """Values (functional mode), with index arrays clipped (masked-out lanes are never used)."""
         assert self.alloc.storage is not None
-        if (rec := functional_replay.RECORDING) is not None and not rec.inside:
+        if (rec := replay_recorder.RECORDING) is not None and not rec.inside:
             rec.host_read(self.alloc.describe())  # the kernel's Python sees values: no replay (functional_replay.py)
         if not self.alloc.root.fully_written:
             self.alloc.poison_unwritten()
