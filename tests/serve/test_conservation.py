@@ -23,6 +23,7 @@ from trnsim.serve import (
     simulate,
 )
 from trnsim.serve.engine import check_conservation
+from trnsim.serve.model import DEFAULT_BLOCK_TOKENS
 from trnsim.serve.request import LiveRequest
 
 SCHEDULERS = {
@@ -54,8 +55,11 @@ def random_workload(rng: np.random.Generator) -> Workload:
 def test_every_request_leaves_with_all_its_tokens(name, model, cost, make_replica, rng) -> None:
     for _ in range(8):
         work = random_workload(rng)
-        # Tight KV caches (just above the longest request) force preemptions in the dynamic schedulers.
-        kv_tokens = int(work.max_request_tokens * rng.uniform(1.05, 3))
+        # Tight KV caches (just above the longest request) force preemptions in the dynamic schedulers. The cache
+        # is paged in whole blocks, so it holds at least the longest request's blocks (+1 token: the pool's size
+        # goes through float arithmetic); a short workload once drew a 25-32 token cache, i.e. one 16-token block.
+        longest_in_blocks = -(-work.max_request_tokens // DEFAULT_BLOCK_TOKENS) * DEFAULT_BLOCK_TOKENS
+        kv_tokens = max(longest_in_blocks, int(work.max_request_tokens * rng.uniform(1.05, 3))) + 1
         replicas = [make_replica(cost, kv_tokens) for _ in range(int(rng.integers(1, 4)))]
         spec = (
             SpeculativeDecoding(cost, int(rng.integers(1, 6)), float(rng.uniform(0, 1))) if rng.random() < 0.3 else None
