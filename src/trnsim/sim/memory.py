@@ -15,7 +15,7 @@ import itertools
 import weakref
 from bisect import bisect_left, insort
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from enum import StrEnum
 from math import prod
 from typing import Any, NamedTuple
@@ -256,33 +256,11 @@ class MemorySpace:
         # Gaps in address order (live offsets are kept sorted), each tried as it is found: the first that
         # takes `size` clear of the recent frees wins, else the first that takes it at all.
         live = self._live
-        if self._upper:
-            return self._place_among(
-                size, sorted([*((o, o + live[o][0]) for o in self._offsets), *self._upper.values()])
-            )
-        recent = list(self._recent)
-        first_fit: int | None = None
-        cursor = 0
-        for off in self._offsets:
-            if off - cursor >= size:
-                start = _clear_of(recent, cursor, off, size)
-                if start is not None:
-                    return start
-                if first_fit is None:
-                    first_fit = cursor
-            end = off + live[off][0]
-            if end > cursor:
-                cursor = end
-        if self.capacity - cursor >= size:
-            start = _clear_of(recent, cursor, self.capacity, size)
-            if start is not None:
-                return start
-            if first_fit is None:
-                first_fit = cursor
-        return first_fit
-
-    def _place_among(self, size: int, spans: list[tuple[int, int]]) -> int | None:
-        """_place's choice when tiles sit in the upper partition half: the same search over every used span."""
+        spans: Iterable[tuple[int, int]] = (
+            sorted([*((o, o + live[o][0]) for o in self._offsets), *self._upper.values()])  # upper tiles too
+            if self._upper
+            else ((o, o + live[o][0]) for o in self._offsets)
+        )
         recent = list(self._recent)
         first_fit: int | None = None
         cursor = 0
