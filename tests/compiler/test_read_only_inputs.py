@@ -16,11 +16,12 @@ from trnsim import dtypes, kernels
 from trnsim.compiler import kernel_replay, kernel_runner
 from trnsim.compiler.kernel_cache import KernelCache
 from trnsim.compiler.kernel_runner import run_kernel
+from trnsim.errors import InputWrittenError
 from trnsim.hw.presets import get_spec
 from trnsim.nki import functional_replay
 from trnsim.nki import isa as nisa
 from trnsim.nki import language as nl
-from trnsim.nki.kernel import InputWrittenError, Kernel, jit, trace
+from trnsim.nki.kernel import Kernel, jit, trace
 
 SPEC = get_spec("trn2")
 

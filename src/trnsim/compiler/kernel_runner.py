@@ -20,10 +20,10 @@ import numpy as np
 from trnsim import dtypes
 from trnsim.compiler import grid_extrapolation, kernel_replay, loop_extrapolation, loop_walks_moe
 from trnsim.compiler.kernel_cache import KernelCache, KernelCost, default_cache, invocation_key
-from trnsim.errors import TrnsimError
+from trnsim.errors import InputWrittenError, TrnsimError
 from trnsim.hw.spec import HardwareSpec
 from trnsim.isa.semantics import one_blas_thread
-from trnsim.nki.kernel import InputWrittenError, Kernel, TensorSpec, trace
+from trnsim.nki.kernel import Kernel, TensorSpec, trace
 from trnsim.runtime.profile import ENGINE_KEYS, Profile
 
 

@@ -7,13 +7,11 @@ the chip's physical cores), then schedules the instruction stream to get its tim
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import inspect
 import itertools
-import traceback
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,11 +19,12 @@ from typing import Any
 import numpy as np
 
 from trnsim import dtypes
-from trnsim.errors import InputWrittenError, InternalError, TrnsimError, UsageError, warning_category
+from trnsim.errors import UsageError, warning_category
 from trnsim.hw.spec import HardwareSpec
 from trnsim.nki.argument_dtypes import exact_kernel_array, kernel_dtype
-from trnsim.nki.context import TraceContext, activate, is_machinery, maybe_current, user_location
+from trnsim.nki.context import TraceContext, activate, maybe_current, user_location
 from trnsim.nki.indexing import NcDim
+from trnsim.nki.kernel_errors import internal_errors_reported
 from trnsim.nki.target import get_target_spec
 from trnsim.nki.tensor import NkiTensor
 from trnsim.nki.versions import older_call
@@ -262,7 +261,7 @@ def trace(
         ctx = TraceContext(
             machine, core=core % n_cores, program_id=pid, grid=kernel.grid, kernel_name=kernel.name, shared_hbm=shared
         )
-        with activate(ctx), _internal_errors_reported(read_only_inputs):
+        with activate(ctx), internal_errors_reported(read_only_inputs):
             ret = kernel.fn(*hbm_args, **hbm_kwargs)
         if k == 0:
             result = ret
@@ -279,58 +278,6 @@ def launch(
 ) -> Profile:
     """Run every SPMD program of `kernel` on a fresh simulated chip and time the result."""
     return trace(kernel, args, kwargs, target, mode, cores).profile()
-
-
-@contextlib.contextmanager
-def _internal_errors_reported(read_only_inputs: bool = False) -> Iterator[None]:
-    """A bare exception raised inside the simulator becomes an InternalError naming the kernel line.
-
-    Exceptions from the kernel's own code (its own bugs) and trnsim's own errors pass through unchanged. With
-    read-only inputs, numpy's refusal to write a write-protected array is the kernel writing an input.
-    """
-    try:
-        yield
-    except TrnsimError:
-        raise
-    except Exception as err:
-        if isinstance(err.__cause__, TrnsimError):
-            raise  # an exception NKI's simulator raises (e.g. IndexError), on purpose, from trnsim's own error
-        frames = traceback.extract_tb(err.__traceback__)
-        if read_only_inputs and isinstance(err, ValueError) and "read-only" in str(err):
-            user = next((f for f in reversed(frames) if not is_machinery(f.filename)), None)
-            raise InputWrittenError(
-                "the kernel writes one of its input arguments, which this launch passed read-only (its HBM "
-                "tensors share the argument arrays' memory); launch it without read_only_inputs",
-                f"{user.filename}:{user.lineno}" if user else None,
-                rule="read-only-input",
-            ) from err
-        if frames and not is_machinery(frames[-1].filename) and "truth value of an array" in str(err):
-            raise _truth_value_error(frames[-1]) from err
-        if not frames or not is_machinery(frames[-1].filename):
-            raise
-        user = next((f for f in reversed(frames) if not is_machinery(f.filename)), None)
-        where = f"{user.filename}:{user.lineno}" if user else None
-        inner = frames[-1]
-        raise InternalError(
-            f"internal simulator error ({type(err).__name__}: {err}) in {inner.name} "
-            f"({inner.filename.rsplit('/', 1)[-1]}:{inner.lineno}) while running this kernel line; "
-            "please report it with the kernel",
-            where,
-            rule="internal",
-        ) from err
-
-
-def _truth_value_error(frame: traceback.FrameSummary) -> UsageError:
-    """numpy's "truth value of an array is ambiguous", raised on a kernel line: almost always `and`/`or`/`not` on
-    mask predicates. NKI 0.1 evaluated kernels in Python too (NKI docs, migration guide), so `a and b` there is
-    Python's: `b` alone when `a`'s predicate object is truthy. trnsim refuses rather than drop a condition."""
-    return UsageError(
-        "a comparison of index expressions (nl.arange/nl.mgrid) is an array of conditions with no single truth "
-        "value, so Python's `and`, `or`, `not` and `if` cannot combine or test it: combine mask predicates with "
-        "`&`, `|` and `~`, e.g. mask=(ix < n) & (iy < m), as NKI's masking docs write them",
-        f"{frame.filename}:{frame.lineno}",
-        rule="mask",
-    )
 
 
 def _bind(kernel: Kernel, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:

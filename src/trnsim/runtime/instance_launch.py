@@ -204,10 +204,10 @@ def _task(
     as_torch: bool,
 ) -> Any:
     from trnsim.nki.context import activate
-    from trnsim.nki.kernel import _internal_errors_reported
+    from trnsim.nki.kernel_errors import internal_errors_reported
 
     def run() -> None:
-        with activate(ctx), _internal_errors_reported():
+        with activate(ctx), internal_errors_reported():
             ret = kernel.fn(*args, **kw)
         if program == 0:
             results[rank] = (ret, as_torch)
